@@ -1,0 +1,194 @@
+-- riskflow key pool: every operation is one atomic script against one Redis.
+-- All keys share the hash tag of ARGV[1] (the prefix) so they live in one Cluster slot.
+-- Time is Redis' own clock (TIME), the one clock every worker shares.
+--
+-- Layout under prefix P:
+--   P:keys            set of key ids            P:cfg:<id>   hash qps rpm conc enabled group
+--   P:gcfg:<group>    hash qps rpm              P:st:<id>    hash cooldown_until strikes disabled last_used
+--   P:w:<id>          zset member -> call ms    P:gw:<grp>   zset member -> call ms (quota group)
+--   P:inf:<id>        zset lease -> expiry ms   P:lease:<l>  hash key group exp calls
+--   P:stats:<id>      hash of counters
+-- A lease reserves a slot in the rate windows when it is granted (member = lease id, scored at
+-- the grant); `stamp` moves that slot to the moment the request is really sent, and only if
+-- every window still has room then, so the provider never sees more than the limits.
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- Entries of `zkey` in (now - width, +inf], excluding `self_member`, and when the window
+-- has room for one more under `limit`: `now`, or the moment the blocking entry leaves.
+local function window_free_at(zkey, now, width, limit, self_member)
+  local low = '(' .. (now - width)
+  local count = redis.call('ZCOUNT', zkey, low, '+inf')
+  local self_in = false
+  if self_member then
+    local s = redis.call('ZSCORE', zkey, self_member)
+    if s and tonumber(s) > now - width then
+      count = count - 1
+      self_in = true
+    end
+  end
+  if count < limit then
+    return now, count
+  end
+  local idx = count - limit
+  local rows = redis.call('ZRANGEBYSCORE', zkey, low, '+inf', 'WITHSCORES', 'LIMIT', idx, 3)
+  local i = 1
+  while rows[i] do
+    if not (self_in and rows[i] == self_member) then
+      return tonumber(rows[i + 1]) + width, count
+    end
+    i = i + 2
+  end
+  return now + width, count
+end
+
+-- When key `id` (and its group) could take one more call; also its spare-capacity fraction.
+local function key_free_at(P, id, now, guard, self_member, check_conc)
+  local cfg = redis.call('HMGET', P .. ':cfg:' .. id, 'qps', 'rpm', 'conc', 'enabled', 'group')
+  if not cfg[1] then return nil, 'unknown', 0 end
+  if cfg[4] ~= '1' then return nil, 'disabled', 0 end
+  local st = redis.call('HMGET', P .. ':st:' .. id, 'cooldown_until', 'disabled')
+  if st[2] and st[2] ~= '' then return nil, 'disabled', 0 end
+  local qps, rpm, conc = tonumber(cfg[1]), tonumber(cfg[2]), tonumber(cfg[3])
+  local w = P .. ':w:' .. id
+  redis.call('ZREMRANGEBYSCORE', w, '-inf', now - 60000 - guard)
+  local free, why = now, 'ok'
+  local cd = tonumber(st[1] or '0') or 0
+  if cd > free then free, why = cd, 'cooling' end
+  local f1, c1 = window_free_at(w, now, 1000 + guard, qps, self_member)
+  local f60, c60 = window_free_at(w, now, 60000 + guard, rpm, self_member)
+  if f1 > free then free, why = f1, 'qps' end
+  if f60 > free then free, why = f60, 'rpm' end
+  local spare = math.min(1 - c1 / qps, 1 - c60 / rpm)
+  if check_conc then
+    local inf = P .. ':inf:' .. id
+    redis.call('ZREMRANGEBYSCORE', inf, '-inf', now)
+    local used = redis.call('ZCARD', inf)
+    if used >= conc then
+      -- A release can free it sooner than the oldest lease's expiry: look again soon.
+      local first = redis.call('ZRANGE', inf, 0, 0, 'WITHSCORES')
+      local at = math.min(tonumber(first[2]), now + 200)
+      if at > free then free, why = at, 'concurrency' end
+    end
+    spare = math.min(spare, 1 - used / conc)
+  end
+  local group = cfg[5]
+  if group and group ~= '' then
+    local g = redis.call('HMGET', P .. ':gcfg:' .. group, 'qps', 'rpm')
+    if g[1] then
+      local gw = P .. ':gw:' .. group
+      redis.call('ZREMRANGEBYSCORE', gw, '-inf', now - 60000 - guard)
+      local g1, gc1 = window_free_at(gw, now, 1000 + guard, tonumber(g[1]), self_member)
+      local g60, gc60 = window_free_at(gw, now, 60000 + guard, tonumber(g[2]), self_member)
+      if g1 > free then free, why = g1, 'group_qps' end
+      if g60 > free then free, why = g60, 'group_rpm' end
+      spare = math.min(spare, 1 - gc1 / tonumber(g[1]), 1 - gc60 / tonumber(g[2]))
+    end
+  end
+  return free, why, spare, group
+end
+
+local P, op = ARGV[1], ARGV[2]
+local now = now_ms()
+
+if op == 'acquire' then
+  local lease_id, ttl, guard = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
+  local best, best_spare, best_used, best_group = nil, -1, 0, ''
+  local earliest, earliest_why = nil, 'no keys configured'
+  for _, id in ipairs(redis.call('SMEMBERS', P .. ':keys')) do
+    local free, why, spare, group = key_free_at(P, id, now, guard, nil, true)
+    if free and free <= now then
+      local used = tonumber(redis.call('HGET', P .. ':st:' .. id, 'last_used') or '0')
+      if spare > best_spare or (spare == best_spare and used < best_used) then
+        best, best_spare, best_used, best_group = id, spare, used, group or ''
+      end
+    elseif free then
+      if not earliest or free < earliest then earliest, earliest_why = free, why end
+    elseif not earliest and earliest_why == 'no keys configured' then
+      earliest_why = 'all keys disabled'
+    end
+  end
+  if not best then
+    redis.call('INCR', P .. ':waits')
+    if not earliest then return {0, -1, earliest_why} end
+    return {0, earliest - now, earliest_why}
+  end
+  local exp = now + ttl
+  redis.call('ZADD', P .. ':w:' .. best, now, lease_id)
+  if best_group ~= '' then redis.call('ZADD', P .. ':gw:' .. best_group, now, lease_id) end
+  redis.call('ZADD', P .. ':inf:' .. best, exp, lease_id)
+  local lk = P .. ':lease:' .. lease_id
+  redis.call('HSET', lk, 'key', best, 'group', best_group, 'exp', exp, 'calls', 0)
+  redis.call('PEXPIRE', lk, ttl)
+  redis.call('HSET', P .. ':st:' .. best, 'last_used', now)
+  redis.call('HINCRBY', P .. ':stats:' .. best, 'granted', 1)
+  return {1, best, best_group, exp}
+end
+
+if op == 'stamp' then
+  local lease_id, guard = ARGV[3], tonumber(ARGV[4])
+  local lk = P .. ':lease:' .. lease_id
+  local lease = redis.call('HMGET', lk, 'key', 'group', 'calls')
+  if not lease[1] then return {-1, 0, 'lease expired or released'} end
+  local id, group, calls = lease[1], lease[2], tonumber(lease[3])
+  -- The first call moves the grant's reserved slot; a repeated call needs a slot of its own.
+  local member = lease_id
+  if calls > 0 then member = lease_id .. '#' .. calls end
+  local self_member = nil
+  if calls == 0 then self_member = lease_id end
+  local free, why = key_free_at(P, id, now, guard, self_member, false)
+  if not free then return {-1, 0, 'key ' .. why} end
+  if free > now then return {0, free - now, why} end
+  redis.call('ZADD', P .. ':w:' .. id, now, member)
+  if group ~= '' then redis.call('ZADD', P .. ':gw:' .. group, now, member) end
+  redis.call('HSET', lk, 'calls', calls + 1)
+  redis.call('HINCRBY', P .. ':stats:' .. id, 'calls', 1)
+  return {1, now, id}
+end
+
+if op == 'release' then
+  local lease_id, outcome = ARGV[3], ARGV[4]
+  local cooldown, base, max_cd, err_cd = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
+  local tokens_in, tokens_out, detail = tonumber(ARGV[9]), tonumber(ARGV[10]), ARGV[11]
+  local lk = P .. ':lease:' .. lease_id
+  local lease = redis.call('HMGET', lk, 'key', 'group', 'calls')
+  if not lease[1] then return 0 end
+  local id, group, calls = lease[1], lease[2], tonumber(lease[3])
+  redis.call('DEL', lk)
+  redis.call('ZREM', P .. ':inf:' .. id, lease_id)
+  local st, stats = P .. ':st:' .. id, P .. ':stats:' .. id
+  if calls == 0 then
+    -- Never sent: hand the reserved slot back.
+    redis.call('ZREM', P .. ':w:' .. id, lease_id)
+    if group ~= '' then redis.call('ZREM', P .. ':gw:' .. group, lease_id) end
+  end
+  if outcome == 'ok' then
+    redis.call('HSET', st, 'strikes', 0)
+    redis.call('HINCRBY', stats, 'success', 1)
+    redis.call('HINCRBY', stats, 'tokens_in', tokens_in)
+    redis.call('HINCRBY', stats, 'tokens_out', tokens_out)
+  elseif outcome == 'rate_limited' then
+    local strikes = redis.call('HINCRBY', st, 'strikes', 1)
+    local cd = cooldown
+    if cd <= 0 then cd = math.min(base * 2 ^ (strikes - 1), max_cd) end
+    local until_ms = now + cd
+    local old = tonumber(redis.call('HGET', st, 'cooldown_until') or '0') or 0
+    if until_ms > old then redis.call('HSET', st, 'cooldown_until', until_ms) end
+    redis.call('HINCRBY', stats, 'rate_limited', 1)
+    redis.call('HINCRBY', stats, 'cooldown_ms', cd)
+  elseif outcome == 'invalid_key' then
+    redis.call('HSET', st, 'disabled', detail)
+    redis.call('HINCRBY', stats, 'invalid', 1)
+  elseif outcome == 'error' then
+    local until_ms = now + err_cd
+    local old = tonumber(redis.call('HGET', st, 'cooldown_until') or '0') or 0
+    if until_ms > old then redis.call('HSET', st, 'cooldown_until', until_ms) end
+    redis.call('HINCRBY', stats, 'errors', 1)
+  end
+  return 1
+end
+
+return redis.error_reply('unknown key pool operation ' .. tostring(op))

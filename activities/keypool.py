@@ -1,0 +1,202 @@
+"""The cluster-wide API key pool: one Redis, atomic Lua, no per-process state.
+
+Selection: among keys that can take a call now, the one with the most spare capacity (the
+smallest fraction used of its QPS, RPM, concurrency and quota-group limits), ties to the least
+recently used. Spare capacity rather than plain round-robin spreads load in proportion to
+each key's limits, so a small key is not driven into 429s while a large one idles.
+
+No temporalio import here: the pool is plain async code, wrapped by `activities.lease`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, Literal
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from riskflow.errors import KeyPoolUnavailable
+from riskflow.keyconfig import KeysConfig, SchedulerConfig
+from riskflow.models import KeyLease, LeaseResult
+from riskflow.names import KEYPOOL_PREFIX
+
+Outcome = Literal["ok", "rate_limited", "invalid_key", "error", "unused"]
+
+_SCRIPT = resources.files("activities").joinpath("keypool.lua").read_text(encoding="utf-8")
+
+
+@dataclass(frozen=True)
+class Stamp:
+    """The answer to "may I send now?": yes (at `sent_at_ms`), wait `wait_ms`, or never."""
+
+    granted: bool
+    wait_ms: int = 0
+    sent_at_ms: int = 0
+    reason: str = ""
+    gone: bool = False  # the lease expired, was released, or its key was disabled
+
+
+@dataclass(frozen=True)
+class KeyState:
+    key_id: str
+    quota_group: str
+    qps_limit: int
+    rpm_limit: int
+    max_concurrency: int
+    enabled: bool
+    disabled_reason: str
+    used_last_second: int
+    used_last_minute: int
+    in_flight: int
+    cooldown_remaining_ms: int
+    strikes: int
+    counters: dict[str, int]
+
+
+class KeyPool:
+    def __init__(self, redis: Redis, scheduler: SchedulerConfig, prefix: str = KEYPOOL_PREFIX):
+        self._redis = redis
+        self._cfg = scheduler
+        self._prefix = prefix
+        self._script = redis.register_script(_SCRIPT)
+
+    async def _run(self, *args: Any) -> Any:
+        try:
+            return await self._script(keys=[], args=[self._prefix, *args])
+        except (RedisError, OSError) as exc:
+            raise KeyPoolUnavailable(f"key pool store unreachable: {exc}") from exc
+
+    async def acquire(self, ttl_seconds: float | None = None) -> LeaseResult:
+        ttl_ms = int((ttl_seconds or self._cfg.lease_ttl_seconds) * 1000)
+        lease_id = uuid.uuid4().hex
+        reply = await self._run("acquire", lease_id, ttl_ms, self._cfg.window_guard_ms)
+        if int(reply[0]) == 1:
+            lease = KeyLease(
+                lease_id=lease_id,
+                key_id=_s(reply[1]),
+                quota_group=_s(reply[2]),
+                expires_at_ms=int(reply[3]),
+            )
+            return LeaseResult(lease=lease)
+        wait_ms, reason = int(reply[1]), _s(reply[2])
+        if wait_ms < 0:
+            return LeaseResult(retry_after_seconds=-1.0, reason=reason)
+        return LeaseResult(retry_after_seconds=max(wait_ms, 1) / 1000.0, reason=reason)
+
+    async def stamp(self, lease_id: str) -> Stamp:
+        """Claim the send slot of a lease right before the request goes out."""
+        reply = await self._run("stamp", lease_id, self._cfg.window_guard_ms)
+        code = int(reply[0])
+        if code == 1:
+            return Stamp(granted=True, sent_at_ms=int(reply[1]))
+        if code == 0:
+            return Stamp(granted=False, wait_ms=max(int(reply[1]), 1), reason=_s(reply[2]))
+        return Stamp(granted=False, gone=True, reason=_s(reply[2]))
+
+    async def release(
+        self,
+        lease_id: str,
+        outcome: Outcome,
+        *,
+        retry_after_seconds: float | None = None,
+        tokens_in: int = 0,
+        tokens_out: int = 0,
+        detail: str = "",
+    ) -> bool:
+        cfg = self._cfg
+        reply = await self._run(
+            "release",
+            lease_id,
+            outcome,
+            int((retry_after_seconds or 0) * 1000),
+            int(cfg.key_cooldown_seconds * 1000),
+            int(cfg.max_cooldown_seconds * 1000),
+            int(cfg.error_cooldown_seconds * 1000),
+            tokens_in,
+            tokens_out,
+            detail or outcome,
+        )
+        return bool(int(reply))
+
+    # -- configuration and operations -------------------------------------------------------
+
+    def _k(self, *parts: str) -> str:
+        return ":".join((self._prefix, *parts))
+
+    async def sync(self, config: KeysConfig) -> None:
+        """Make the pool's keys, limits and groups those of `config` (at run time, no restart)."""
+        wanted = {k.key_id for k in config.api_keys}
+        try:
+            current = {_s(m) for m in await self._redis.smembers(self._k("keys"))}  # type: ignore[misc]
+            async with self._redis.pipeline(transaction=True) as pipe:
+                for name, group in config.quota_groups.items():
+                    pipe.hset(self._k("gcfg", name), mapping={"qps": group.qps_limit, "rpm": group.rpm_limit})
+                for key in config.api_keys:
+                    pipe.hset(self._k("cfg", key.key_id), mapping={
+                        "qps": key.qps_limit, "rpm": key.rpm_limit, "conc": key.max_concurrency,
+                        "enabled": int(key.enabled), "group": key.quota_group,
+                    })
+                    pipe.sadd(self._k("keys"), key.key_id)
+                for gone in current - wanted:
+                    pipe.srem(self._k("keys"), gone)
+                    pipe.delete(self._k("cfg", gone))
+                await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise KeyPoolUnavailable(f"key pool store unreachable: {exc}") from exc
+
+    async def set_disabled(self, key_id: str, reason: str | None) -> None:
+        """Disable a key with a reason (an operator, or an invalid-key answer); None re-enables."""
+        state = self._k("st", key_id)
+        if reason is None:
+            await self._redis.hset(state, mapping={"disabled": "", "strikes": 0, "cooldown_until": 0})  # type: ignore[misc]
+        else:
+            await self._redis.hset(state, "disabled", reason)  # type: ignore[misc]
+
+    async def snapshot(self) -> list[KeyState]:
+        """Every key's limits, use in the last second and minute, leases, cooldown, counters."""
+        seconds, micros = await self._redis.time()
+        now = int(seconds) * 1000 + int(micros) // 1000
+        ids = sorted(_s(m) for m in await self._redis.smembers(self._k("keys")))  # type: ignore[misc]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key_id in ids:
+                pipe.hgetall(self._k("cfg", key_id))
+                pipe.hgetall(self._k("st", key_id))
+                pipe.zcount(self._k("w", key_id), f"({now - 1000}", "+inf")
+                pipe.zcount(self._k("w", key_id), f"({now - 60000}", "+inf")
+                pipe.zcount(self._k("inf", key_id), f"({now}", "+inf")
+                pipe.hgetall(self._k("stats", key_id))
+            rows = await pipe.execute()
+        return [_state(key_id, now, *rows[i * 6 : i * 6 + 6]) for i, key_id in enumerate(ids)]
+
+    async def waits(self) -> int:
+        return int(await self._redis.get(self._k("waits")) or 0)
+
+
+def _s(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _decode(mapping: dict[Any, Any]) -> dict[str, str]:
+    return {_s(k): _s(v) for k, v in mapping.items()}
+
+
+def _state(key_id: str, now: int, cfg: Any, st: Any, c1: Any, c60: Any, inf: Any, stats: Any) -> KeyState:
+    cfg, st = _decode(cfg), _decode(st)
+    return KeyState(
+        key_id=key_id,
+        quota_group=cfg.get("group", ""),
+        qps_limit=int(cfg.get("qps", 0)),
+        rpm_limit=int(cfg.get("rpm", 0)),
+        max_concurrency=int(cfg.get("conc", 0)),
+        enabled=cfg.get("enabled") == "1" and not st.get("disabled"),
+        disabled_reason=st.get("disabled", "") or ("disabled in config" if cfg.get("enabled") != "1" else ""),
+        used_last_second=int(c1),
+        used_last_minute=int(c60),
+        in_flight=int(inf),
+        cooldown_remaining_ms=max(0, int(float(st.get("cooldown_until", 0) or 0)) - now),
+        strikes=int(st.get("strikes", 0) or 0),
+        counters={k: int(v) for k, v in _decode(stats).items()},
+    )

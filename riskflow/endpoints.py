@@ -1,0 +1,37 @@
+"""Where each service is: the configured address, or the embedded local stack's."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from riskflow.settings import Settings
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    temporal: str
+    kafka: str
+    redis: str
+    dashscope: str
+    temporal_ui: str | None
+
+    @classmethod
+    def of(cls, settings: Settings) -> Endpoints:
+        local = settings.local
+        host = local.host
+        return cls(
+            temporal=settings.temporal_address or f"{host}:{local.temporal_port}",
+            kafka=settings.kafka_bootstrap or f"{host}:{local.kafka_port}",
+            redis=settings.redis_url or f"redis://{host}:{local.redis_port}/0",
+            dashscope=settings.dashscope_base_url or f"http://{host}:{local.dashscope_port}/api/v1",
+            temporal_ui=None if settings.temporal_address else f"http://{host}:{local.temporal_ui_port}",
+        )
+
+    def configured(self, settings: Settings) -> dict[str, bool]:
+        """Which services are given by configuration (and so never started locally)."""
+        return {
+            "temporal": settings.temporal_address is not None,
+            "kafka": settings.kafka_bootstrap is not None,
+            "redis": settings.redis_url is not None,
+            "dashscope": settings.dashscope_base_url is not None,
+        }

@@ -1,0 +1,39 @@
+"""Small named errors that carry what the caller needs."""
+
+from __future__ import annotations
+
+
+class RiskflowError(Exception):
+    """Base class of riskflow's own errors."""
+
+
+class ConfigError(RiskflowError):
+    """Configuration that cannot be used; the message names the file and the field."""
+
+
+class ServiceError(RiskflowError):
+    """A service of the local stack could not be started, reached or stopped."""
+
+
+class PortInUseError(ServiceError):
+    """A port the local stack needs is taken by another process."""
+
+    def __init__(self, service: str, host: str, port: int) -> None:
+        super().__init__(
+            f"{service}: port {host}:{port} is already in use by another process; "
+            f"free it or choose another port in config/riskflow.yaml (local.{service}_port)"
+        )
+        self.service = service
+        self.port = port
+
+
+class KeyPoolUnavailable(RiskflowError):
+    """The key pool's store cannot be reached: no LLM call may be made without a lease."""
+
+
+class UnknownKeyError(RiskflowError):
+    """A key id that the key ring has no secret for."""
+
+    def __init__(self, key_id: str) -> None:
+        super().__init__(f"no secret configured for key id {key_id!r}")
+        self.key_id = key_id

@@ -1,0 +1,1 @@
+"""A local DashScope-compatible server for tests and the demo (deterministic, fault-injectable)."""

@@ -1,0 +1,147 @@
+"""The HTTP server: DashScope's generation endpoints, plus /admin for faults and statistics."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from typing import Any
+
+from aiohttp import web
+
+from riskflow.fake_dashscope.answer import answer_for
+from riskflow.fake_dashscope.faults import FaultConfig, FaultPlan, Outcome
+from riskflow.fake_dashscope.limits import LimitBook, Window
+from riskflow.keyconfig import KeyRing, KeysConfig
+
+logger = logging.getLogger(__name__)
+
+TEXT_PATH = "/api/v1/services/aigc/text-generation/generation"
+VISION_PATH = "/api/v1/services/aigc/multimodal-generation/generation"
+
+STATE = web.AppKey("state", "ServerState")
+
+
+class ServerState:
+    def __init__(self, keys: KeysConfig, ring: KeyRing) -> None:
+        self.by_secret = {ring.secret(k): k for k in ring.key_ids()}
+        self.keys = keys
+        self.faults = FaultPlan.of(FaultConfig())
+        self.reset()
+
+    def reset(self) -> None:
+        groups = {name: Window(g.qps_limit, g.rpm_limit) for name, g in self.keys.quota_groups.items()}
+        self.book = LimitBook(
+            keys={k.key_id: Window(k.qps_limit, k.rpm_limit) for k in self.keys.api_keys},
+            groups=groups,
+            key_group={k.key_id: k.quota_group for k in self.keys.api_keys if k.quota_group},
+        )
+        self.outcomes: dict[str, int] = {}
+
+
+def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    body = {"code": code, "message": message, "request_id": uuid.uuid4().hex}
+    return web.json_response(body, status=status, headers=headers)
+
+
+def _ok(content: str, prompt_chars: int) -> web.Response:
+    body = {
+        "output": {
+            "choices": [
+                {"finish_reason": "stop", "message": {"role": "assistant", "content": content}}
+            ]
+        },
+        "usage": {
+            "input_tokens": prompt_chars // 4,
+            "output_tokens": len(content) // 4,
+            "total_tokens": prompt_chars // 4 + len(content) // 4,
+        },
+        "request_id": uuid.uuid4().hex,
+    }
+    return web.json_response(body)
+
+
+async def generation(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    auth = request.headers.get("Authorization", "")
+    key_id = state.by_secret.get(auth.removeprefix("Bearer ").strip())
+    if key_id is None:
+        return _error(401, "InvalidApiKey", "Invalid API-key provided.")
+    try:
+        payload: dict[str, Any] = await request.json()
+        messages = payload["input"]["messages"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        return _error(400, "InvalidParameter", "input.messages is required")
+    broken = state.book.record(key_id)
+    if broken and state.faults.config.enforce_limits:
+        return _error(429, "Throttling.RateQuota", "Requests rate limit exceeded, please try again later.")
+    outcome = state.faults.next()
+    state.outcomes[outcome] = state.outcomes.get(outcome, 0) + 1
+    return await _respond(state, outcome, messages, payload)
+
+
+async def _respond(
+    state: ServerState, outcome: Outcome, messages: list[dict[str, object]], payload: dict[str, Any]
+) -> web.Response:
+    cfg = state.faults.config
+    if cfg.latency_ms:
+        await asyncio.sleep(cfg.latency_ms / 1000)
+    if outcome == "429":
+        retry = {"Retry-After": f"{cfg.retry_after_seconds:g}"}
+        return _error(429, "Throttling.RateQuota", "Requests rate limit exceeded.", retry)
+    if outcome in ("500", "503"):
+        return _error(int(outcome), "InternalError", "An internal error has occured, please retry.")
+    if outcome == "invalid_key":
+        return _error(401, "InvalidApiKey", "Invalid API-key provided.")
+    if outcome == "content":
+        return _error(400, "DataInspectionFailed", "Input data may contain inappropriate content.")
+    if outcome == "hang":
+        await asyncio.sleep(cfg.hang_seconds)
+    if outcome == "malformed":
+        return _ok('{"risk_level": "high", "risk_score": ', len(json.dumps(messages)))
+    wants_json = payload.get("parameters", {}).get("response_format", {}).get("type") == "json_object"
+    text = json.dumps(messages)
+    if wants_json and "json" not in text.lower():
+        return _error(400, "InvalidParameter", "'messages' must contain the word 'json' in json mode")
+    return _ok(answer_for(messages), len(text))
+
+
+async def health(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def get_stats(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    stats = state.book.stats()
+    stats["outcomes"] = state.outcomes
+    return web.json_response(stats)
+
+
+async def set_faults(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    try:
+        config = FaultConfig.model_validate(await request.json())
+    except (json.JSONDecodeError, ValueError) as exc:
+        return web.json_response({"error": str(exc)}, status=400)
+    state.faults = FaultPlan.of(config)
+    return web.json_response(config.model_dump())
+
+
+async def reset(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    state.reset()
+    state.faults = FaultPlan.of(FaultConfig())
+    return web.json_response({"status": "reset"})
+
+
+def build_app(keys: KeysConfig, ring: KeyRing) -> web.Application:
+    app = web.Application(client_max_size=32 * 1024 * 1024)
+    app[STATE] = ServerState(keys, ring)
+    app.router.add_post(TEXT_PATH, generation)
+    app.router.add_post(VISION_PATH, generation)
+    app.router.add_get("/health", health)
+    app.router.add_get("/admin/stats", get_stats)
+    app.router.add_post("/admin/faults", set_faults)
+    app.router.add_post("/admin/reset", reset)
+    return app

@@ -1,0 +1,125 @@
+"""`config/api_keys.yaml`: keys, quota groups and the pool's scheduling knobs.
+
+The shape follows the original guide (`api_keys: [{key, key_id, qps_limit, rpm_limit,
+enabled}]`, `scheduler: {key_cooldown_seconds}`), plus `key_env` (read the secret from an
+environment variable), `max_concurrency` and `quota_group` (keys of one account share one
+budget, DashScope limits apply per account).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+
+from riskflow.errors import ConfigError, UnknownKeyError
+
+KEY_ID_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
+
+
+class KeyConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    key_id: str = Field(pattern=KEY_ID_PATTERN)
+    key: SecretStr | None = None
+    key_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    qps_limit: int = Field(gt=0)
+    rpm_limit: int = Field(gt=0)
+    max_concurrency: int = Field(default=8, gt=0)
+    enabled: bool = True
+    quota_group: str = Field(default="", pattern=r"^[A-Za-z0-9_.-]{0,64}$")
+
+    @model_validator(mode="after")
+    def _one_secret_source(self) -> KeyConfig:
+        if (self.key is None) == (self.key_env is None):
+            raise ValueError("give exactly one of 'key' (the secret) or 'key_env' (its variable)")
+        return self
+
+    @property
+    def group(self) -> str:
+        """Keys without a quota group form a group of their own."""
+        return self.quota_group or f"key:{self.key_id}"
+
+
+class QuotaGroupConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    qps_limit: int = Field(gt=0)
+    rpm_limit: int = Field(gt=0)
+
+
+class SchedulerConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    key_cooldown_seconds: float = Field(default=60.0, gt=0)
+    max_cooldown_seconds: float = Field(default=600.0, gt=0)
+    error_cooldown_seconds: float = Field(default=5.0, ge=0, description="after 5xx/timeouts")
+    lease_ttl_seconds: float = Field(default=120.0, gt=0)
+    window_guard_ms: int = Field(
+        default=10, ge=0, description="safety margin added to the 1 s and 60 s windows"
+    )
+    max_slot_wait_seconds: float = Field(default=5.0, gt=0)
+
+
+class KeysConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    api_keys: list[KeyConfig] = Field(default_factory=list)
+    quota_groups: dict[str, QuotaGroupConfig] = Field(default_factory=dict)
+    scheduler: SchedulerConfig = SchedulerConfig()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> KeysConfig:
+        seen: set[str] = set()
+        for key in self.api_keys:
+            if key.key_id in seen:
+                raise ValueError(f"key_id {key.key_id!r} appears twice")
+            seen.add(key.key_id)
+            if key.quota_group and key.quota_group not in self.quota_groups:
+                raise ValueError(
+                    f"key {key.key_id!r} names quota_group {key.quota_group!r}, "
+                    "which is not defined under quota_groups"
+                )
+        return self
+
+
+class KeyRing:
+    """Key id -> secret, resolved inside the process that calls the LLM and nowhere else."""
+
+    def __init__(self, secrets: Mapping[str, SecretStr]) -> None:
+        self._secrets = dict(secrets)
+
+    @classmethod
+    def from_config(cls, config: KeysConfig, environ: Mapping[str, str]) -> KeyRing:
+        secrets: dict[str, SecretStr] = {}
+        missing = []
+        for key in config.api_keys:
+            if key.key is not None:
+                secrets[key.key_id] = key.key
+            elif key.key_env and environ.get(key.key_env):
+                secrets[key.key_id] = SecretStr(environ[key.key_env])
+            elif key.enabled:
+                missing.append(f"{key.key_id} (${key.key_env})")
+        if missing:
+            raise ConfigError(
+                "api_keys.yaml: these enabled keys name an environment variable that is not "
+                "set: " + ", ".join(missing)
+            )
+        return cls(secrets)
+
+    @classmethod
+    def from_environment(cls, config: KeysConfig) -> KeyRing:
+        return cls.from_config(config, os.environ)
+
+    def secret(self, key_id: str) -> str:
+        try:
+            return self._secrets[key_id].get_secret_value()
+        except KeyError:
+            raise UnknownKeyError(key_id) from None
+
+    def key_ids(self) -> list[str]:
+        return sorted(self._secrets)
+
+    def __repr__(self) -> str:
+        return f"KeyRing(keys={self.key_ids()!r})"

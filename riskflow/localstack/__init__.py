@@ -1,0 +1,1 @@
+"""The embedded local stack: real servers from pip-installed binaries, on loopback."""

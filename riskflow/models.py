@@ -1,0 +1,148 @@
+"""Typed inputs and outputs of the workflow and its activities."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from riskflow.events import DetectionEvent
+
+
+class RiskLevel(StrEnum):
+    NONE = "none"
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+    @property
+    def rank(self) -> int:
+        return _RANKS[self]
+
+
+_RANKS = {level: i for i, level in enumerate(RiskLevel)}
+
+
+class RiskAnswer(BaseModel):
+    """The structured answer the LLM must give (validated, never trusted)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    risk_level: RiskLevel
+    risk_score: int = Field(ge=0, le=100)
+    summary: str = Field(min_length=1, max_length=2000)
+    hazards: list[str] = Field(default_factory=list, max_length=20)
+    recommended_actions: list[str] = Field(default_factory=list, max_length=20)
+
+
+class AssessmentInput(BaseModel):
+    """What the bridge starts a workflow with."""
+
+    assessment_id: str
+    situation: str
+    severity: int = 0
+    event: DetectionEvent
+    trace_context: dict[str, str] = Field(default_factory=dict)
+
+
+class AssessmentTask(BaseModel):
+    """The prompt and everything the LLM call needs, built once per workflow."""
+
+    assessment_id: str
+    camera_id: str
+    model: str
+    system_prompt: str
+    user_prompt: str
+    image_ref: str | None = None
+
+
+class LeaseRequest(BaseModel):
+    assessment_id: str
+    ttl_seconds: float = 120.0
+
+
+class KeyLease(BaseModel):
+    """A granted lease: the key's id, never its secret."""
+
+    lease_id: str
+    key_id: str
+    quota_group: str
+    expires_at_ms: int
+
+
+class LeaseResult(BaseModel):
+    """Either a lease, or when the earliest one may be granted."""
+
+    lease: KeyLease | None = None
+    retry_after_seconds: float = 0.0
+    reason: str = ""
+
+
+class LLMCallInput(BaseModel):
+    task: AssessmentTask
+    lease: KeyLease
+    repair_of: str | None = Field(
+        default=None, description="A previous unparseable answer to ask the model to repair"
+    )
+
+
+class TokenUsage(BaseModel):
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
+class LLMCallOutput(BaseModel):
+    answer: RiskAnswer
+    request_id: str = ""
+    usage: TokenUsage = Field(default_factory=TokenUsage)
+    latency_ms: float = 0.0
+
+
+class Assessment(BaseModel):
+    """The outcome of one workflow: what lands in Redis and on the results topic."""
+
+    assessment_id: str
+    camera_id: str
+    situation: str
+    status: Literal["assessed", "failed"]
+    captured_at: datetime
+    assessed_at: datetime
+    frame_id: int
+    risk_level: RiskLevel | None = None
+    risk_score: int | None = None
+    summary: str = ""
+    hazards: list[str] = Field(default_factory=list)
+    recommended_actions: list[str] = Field(default_factory=list)
+    failure_reason: str = ""
+    key_id: str = ""
+    llm_attempts: int = 0
+    detections: dict[str, int] = Field(default_factory=dict, description="class -> count")
+
+
+class AggregateResult(BaseModel):
+    latest_updated: bool
+    alerted: bool
+    published: bool
+
+
+class StageTiming(BaseModel):
+    stage: str
+    started_at: datetime
+    seconds: float | None = None
+
+
+class AssessmentStatus(BaseModel):
+    """Answer of the `status` query."""
+
+    assessment_id: str
+    stage: str = "queued"
+    llm_attempts: int = 0
+    repairs: int = 0
+    key_waits: int = 0
+    key_id: str = ""
+    last_error: str = ""
+    waiting_until: datetime | None = None
+    timings: list[StageTiming] = Field(default_factory=list)

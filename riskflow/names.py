@@ -1,0 +1,40 @@
+"""Every topic, task queue and Redis key name in one place."""
+
+from __future__ import annotations
+
+DETECTION_TOPIC = "detection-results"
+RESULTS_TOPIC = "risk-assessment-results"
+DEAD_LETTER_TOPIC = "detection-results-dlq"
+ALL_TOPICS = (DETECTION_TOPIC, RESULTS_TOPIC, DEAD_LETTER_TOPIC)
+
+TASK_QUEUE = "risk-assessment"
+BRIDGE_GROUP = "riskflow-bridge"
+
+# Dead-letter headers: why a message was rejected and where it came from.
+DLQ_ERROR_HEADER = "riskflow-error"
+DLQ_REASON_HEADER = "riskflow-reason"
+DLQ_SOURCE_HEADER = "riskflow-source"
+
+
+def camera_latest_key(camera_id: str) -> str:
+    """The newest assessment of a camera (JSON string)."""
+    return f"camera:{camera_id}:latest"
+
+
+def camera_alerts_key(camera_id: str) -> str:
+    """A capped list of assessments at or above the alert level, newest first."""
+    return f"alerts:{camera_id}"
+
+
+def camera_history_key(camera_id: str) -> str:
+    """A capped list of recent assessment summaries, newest first, used as LLM context."""
+    return f"camera:{camera_id}:history"
+
+
+def assessment_key(assessment_id: str) -> str:
+    """One assessment by id: the idempotency marker of aggregation."""
+    return f"assessment:{assessment_id}"
+
+
+# Key pool: all keys share one hash tag so the Lua scripts stay valid on Redis Cluster.
+KEYPOOL_PREFIX = "rf:kp:{pool}"

@@ -1,0 +1,213 @@
+"""One settings model: `config/*.yaml` overridden by `RISKFLOW_*` environment variables.
+
+Parsed once, by the entry point (`load_settings`), then passed down. Nothing here reads the
+environment at import time.
+"""
+
+from __future__ import annotations
+
+import os
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import AliasChoices, BaseModel, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from riskflow.errors import ConfigError
+from riskflow.keyconfig import KeysConfig
+from riskflow.models import RiskLevel
+from riskflow.significance_config import SignificanceConfig
+
+CONFIG_FILES = ("riskflow.yaml", "api_keys.yaml", "cameras.yaml")
+ENV_PREFIX = "RISKFLOW_"
+
+
+class TemporalSettings(BaseModel):
+    namespace: str = "default"
+    task_queue: str = "risk-assessment"
+
+
+class KafkaSettings(BaseModel):
+    partitions: int = Field(default=3, gt=0)
+    replication_factor: int = Field(default=1, gt=0)
+    # Apache Kafka supports idempotent producers; tansu's memory store does not (InitProducerId).
+    idempotent_producer: bool = False
+    compression: str | None = "gzip"
+    session_timeout_ms: int = Field(default=10_000, gt=0)
+    heartbeat_interval_ms: int = Field(default=3_000, gt=0)
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: str | None = None
+
+
+class LocalStackSettings(BaseModel):
+    """Ports of the embedded local stack (`riskflow dev up`), all on loopback."""
+
+    state_dir: Path = Path(".riskflow")
+    host: str = "127.0.0.1"
+    temporal_port: int = Field(default=7233, gt=0, lt=65536)
+    temporal_ui_port: int = Field(default=8233, gt=0, lt=65536)
+    kafka_port: int = Field(default=9092, gt=0, lt=65536)
+    redis_port: int = Field(default=6379, gt=0, lt=65536)
+    dashscope_port: int = Field(default=8089, gt=0, lt=65536)
+    kafka_storage: str = Field(
+        default="memory://tansu/",
+        description="tansu storage engine: memory://tansu/ (lost on restart) or s3://bucket/",
+    )
+    start_timeout_seconds: float = Field(default=60.0, gt=0)
+
+
+class BridgeSettings(BaseModel):
+    group_id: str = "riskflow-bridge"
+    max_in_flight: int = Field(default=64, gt=0)
+    max_message_bytes: int = Field(default=1_048_576, gt=0)
+    fetch_max_records: int = Field(default=200, gt=0)
+
+
+class LLMSettings(BaseModel):
+    text_model: str = "qwen-plus"
+    vision_model: str = "qwen-vl-plus"
+    request_timeout_seconds: int = Field(default=30, gt=0)
+    max_attempts: int = Field(default=6, gt=0, description="LLM calls per assessment")
+    max_repairs: int = Field(default=2, ge=0, description="repair prompts after bad JSON")
+    max_key_wait_seconds: float = Field(default=3600.0, gt=0)
+    history_context: int = Field(default=5, ge=0, description="recent assessments in prompt")
+
+
+class AggregateSettings(BaseModel):
+    alert_min_level: RiskLevel = RiskLevel.HIGH
+    alerts_max_len: int = Field(default=100, gt=0)
+    history_max_len: int = Field(default=20, gt=0)
+    assessment_ttl_seconds: int = Field(default=7 * 24 * 3600, gt=0)
+
+
+class MetricsSettings(BaseModel):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    worker_port: int = 9464
+    bridge_port: int = 9465
+    edge_port: int = 9466
+
+
+_yaml_data: ContextVar[dict[str, Any]] = ContextVar("riskflow_yaml_data", default={})
+
+
+class _YamlSource(PydanticBaseSettingsSource):
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return _yaml_data.get().get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(_yaml_data.get())
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    # A configured address is used as it is; an empty one means "the local stack's".
+    temporal_address: str | None = None
+    kafka_bootstrap: str | None = None
+    redis_url: str | None = None
+    dashscope_base_url: str | None = None
+
+    temporal: TemporalSettings = TemporalSettings()
+    kafka: KafkaSettings = KafkaSettings()
+    local: LocalStackSettings = LocalStackSettings()
+    bridge: BridgeSettings = BridgeSettings()
+    llm: LLMSettings = LLMSettings()
+    aggregate: AggregateSettings = AggregateSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    significance: SignificanceConfig = SignificanceConfig()
+    keys: KeysConfig = Field(
+        default_factory=KeysConfig, validation_alias=AliasChoices("keys", "key_pool")
+    )
+    cameras: list[dict[str, Any]] = Field(default_factory=list)
+    config_dir: Path = Path("config")
+
+    @field_validator("temporal_address", "kafka_bootstrap", "redis_url", "dashscope_base_url")
+    @classmethod
+    def _blank_is_unset(cls, value: str | None) -> str | None:
+        return value or None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _YamlSource(settings_cls))
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read: {exc}") from exc
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping, not {type(loaded).__name__}")
+    return loaded
+
+
+def _load_files(config_dir: Path) -> tuple[dict[str, Any], dict[str, Path]]:
+    """Merge the config files; remember which file each top-level field came from."""
+    data: dict[str, Any] = {}
+    origins: dict[str, Path] = {}
+    for name in CONFIG_FILES:
+        path = config_dir / name
+        if not path.exists():
+            continue
+        content = _read_yaml(path)
+        if name == "api_keys.yaml":
+            content = {"keys": content} if content else {}
+        for field, value in content.items():
+            if field in data:
+                raise ConfigError(f"{path}: {field!r} is also set in {origins[field]}")
+            data[field] = value
+            origins[field] = path
+    return data, origins
+
+
+def _describe(exc: ValidationError, origins: dict[str, Path]) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = [str(part) for part in err["loc"]]
+        top = loc[0] if loc else ""
+        env_name = ENV_PREFIX + "__".join(loc).upper()
+        if env_name in os.environ:
+            where = f"environment variable {env_name}"
+        elif top in origins:
+            where = str(origins[top])
+        else:
+            where = "settings"
+        field = ".".join(loc[1:] if top == "keys" and len(loc) > 1 else loc)
+        if top == "keys" and origins.get("keys"):
+            field = field or "api_keys.yaml"
+        lines.append(f"  {where}: {field}: {err['msg']}")
+    return "invalid configuration:\n" + "\n".join(lines)
+
+
+def load_settings(config_dir: Path | str | None = None, **overrides: Any) -> Settings:
+    """Read `config_dir` (default `$RISKFLOW_CONFIG_DIR` or ./config) and the environment."""
+    directory = Path(config_dir or os.environ.get(ENV_PREFIX + "CONFIG_DIR") or "config")
+    if config_dir is not None and not directory.is_dir():
+        raise ConfigError(f"config directory {directory} does not exist")
+    data, origins = _load_files(directory) if directory.is_dir() else ({}, {})
+    data["config_dir"] = directory
+    token = _yaml_data.set(data)
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, origins)) from None
+    finally:
+        _yaml_data.reset(token)
