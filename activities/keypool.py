@@ -130,15 +130,24 @@ class KeyPool:
         """Make the pool's keys, limits and groups those of `config` (at run time, no restart)."""
         wanted = {k.key_id for k in config.api_keys}
         try:
-            current = {_s(m) for m in await self._redis.smembers(self._k("keys"))}  # type: ignore[misc]
+            current = {_s(m) for m in await self._redis.smembers(self._k("keys"))}
             async with self._redis.pipeline(transaction=True) as pipe:
                 for name, group in config.quota_groups.items():
-                    pipe.hset(self._k("gcfg", name), mapping={"qps": group.qps_limit, "rpm": group.rpm_limit})
+                    pipe.hset(
+                        self._k("gcfg", name),
+                        mapping={"qps": group.qps_limit, "rpm": group.rpm_limit},
+                    )
                 for key in config.api_keys:
-                    pipe.hset(self._k("cfg", key.key_id), mapping={
-                        "qps": key.qps_limit, "rpm": key.rpm_limit, "conc": key.max_concurrency,
-                        "enabled": int(key.enabled), "group": key.quota_group,
-                    })
+                    pipe.hset(
+                        self._k("cfg", key.key_id),
+                        mapping={
+                            "qps": key.qps_limit,
+                            "rpm": key.rpm_limit,
+                            "conc": key.max_concurrency,
+                            "enabled": int(key.enabled),
+                            "group": key.quota_group,
+                        },
+                    )
                     pipe.sadd(self._k("keys"), key.key_id)
                 for gone in current - wanted:
                     pipe.srem(self._k("keys"), gone)
@@ -151,15 +160,17 @@ class KeyPool:
         """Disable a key with a reason (an operator, or an invalid-key answer); None re-enables."""
         state = self._k("st", key_id)
         if reason is None:
-            await self._redis.hset(state, mapping={"disabled": "", "strikes": 0, "cooldown_until": 0})  # type: ignore[misc]
+            await self._redis.hset(
+                state, mapping={"disabled": "", "strikes": 0, "cooldown_until": 0}
+            )
         else:
-            await self._redis.hset(state, "disabled", reason)  # type: ignore[misc]
+            await self._redis.hset(state, "disabled", reason)
 
     async def snapshot(self) -> list[KeyState]:
         """Every key's limits, use in the last second and minute, leases, cooldown, counters."""
         seconds, micros = await self._redis.time()
         now = int(seconds) * 1000 + int(micros) // 1000
-        ids = sorted(_s(m) for m in await self._redis.smembers(self._k("keys")))  # type: ignore[misc]
+        ids = sorted(_s(m) for m in await self._redis.smembers(self._k("keys")))
         async with self._redis.pipeline(transaction=False) as pipe:
             for key_id in ids:
                 pipe.hgetall(self._k("cfg", key_id))
@@ -183,7 +194,9 @@ def _decode(mapping: dict[Any, Any]) -> dict[str, str]:
     return {_s(k): _s(v) for k, v in mapping.items()}
 
 
-def _state(key_id: str, now: int, cfg: Any, st: Any, c1: Any, c60: Any, inf: Any, stats: Any) -> KeyState:
+def _state(
+    key_id: str, now: int, cfg: Any, st: Any, c1: Any, c60: Any, inf: Any, stats: Any
+) -> KeyState:
     cfg, st = _decode(cfg), _decode(st)
     return KeyState(
         key_id=key_id,
@@ -192,7 +205,8 @@ def _state(key_id: str, now: int, cfg: Any, st: Any, c1: Any, c60: Any, inf: Any
         rpm_limit=int(cfg.get("rpm", 0)),
         max_concurrency=int(cfg.get("conc", 0)),
         enabled=cfg.get("enabled") == "1" and not st.get("disabled"),
-        disabled_reason=st.get("disabled", "") or ("disabled in config" if cfg.get("enabled") != "1" else ""),
+        disabled_reason=st.get("disabled", "")
+        or ("disabled in config" if cfg.get("enabled") != "1" else ""),
         used_last_second=int(c1),
         used_last_minute=int(c60),
         in_flight=int(inf),

@@ -24,7 +24,9 @@ class Endpoints:
             kafka=settings.kafka_bootstrap or f"{host}:{local.kafka_port}",
             redis=settings.redis_url or f"redis://{host}:{local.redis_port}/0",
             dashscope=settings.dashscope_base_url or f"http://{host}:{local.dashscope_port}/api/v1",
-            temporal_ui=None if settings.temporal_address else f"http://{host}:{local.temporal_ui_port}",
+            temporal_ui=None
+            if settings.temporal_address
+            else f"http://{host}:{local.temporal_ui_port}",
         )
 
     def configured(self, settings: Settings) -> dict[str, bool]:

@@ -67,7 +67,7 @@ class DetectionEvent(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[1] = 1
     camera_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
     frame_id: int = Field(ge=0, description="Sequence number of the frame within its source")
     captured_at: datetime = Field(description="Capture time, timezone-aware")

@@ -38,6 +38,16 @@ class RiskAnswer(BaseModel):
     recommended_actions: list[str] = Field(default_factory=list, max_length=20)
 
 
+class AssessmentPolicy(BaseModel):
+    """Bounds the workflow works within (from settings, fixed in history at start)."""
+
+    max_llm_attempts: int = 6
+    max_repairs: int = 2
+    max_key_wait_seconds: float = 3600.0
+    lease_ttl_seconds: float = 120.0
+    llm_timeout_seconds: float = 60.0
+
+
 class AssessmentInput(BaseModel):
     """What the bridge starts a workflow with."""
 
@@ -45,6 +55,7 @@ class AssessmentInput(BaseModel):
     situation: str
     severity: int = 0
     event: DetectionEvent
+    policy: AssessmentPolicy = Field(default_factory=AssessmentPolicy)
     trace_context: dict[str, str] = Field(default_factory=dict)
 
 
@@ -109,6 +120,7 @@ class Assessment(BaseModel):
     situation: str
     status: Literal["assessed", "failed"]
     captured_at: datetime
+    captured_ms: int = Field(description="captured_at in ms: orders results per camera")
     assessed_at: datetime
     frame_id: int
     risk_level: RiskLevel | None = None

@@ -92,15 +92,15 @@ class MetricsSettings(BaseModel):
     edge_port: int = 9466
 
 
-_yaml_data: ContextVar[dict[str, Any]] = ContextVar("riskflow_yaml_data", default={})
+_yaml_data: ContextVar[dict[str, Any] | None] = ContextVar("riskflow_yaml_data", default=None)
 
 
 class _YamlSource(PydanticBaseSettingsSource):
     def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
-        return _yaml_data.get().get(field_name), field_name, False
+        return (_yaml_data.get() or {}).get(field_name), field_name, False
 
     def __call__(self) -> dict[str, Any]:
-        return dict(_yaml_data.get())
+        return dict(_yaml_data.get() or {})
 
 
 class Settings(BaseSettings):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import re
 
-DETECTIONS_MARKER = "Detections (JSON):"
+from riskflow.prompt import DETECTIONS_MARKER
+
 _MARKER_RE = re.compile(re.escape(DETECTIONS_MARKER) + r"\s*(\{.*?\})\s*$", re.MULTILINE)
 
 
@@ -17,7 +18,9 @@ def prompt_text(messages: list[dict[str, object]]) -> str:
         if isinstance(content, str):
             parts.append(content)
         elif isinstance(content, list):
-            parts += [str(item["text"]) for item in content if isinstance(item, dict) and "text" in item]
+            parts += [
+                str(item["text"]) for item in content if isinstance(item, dict) and "text" in item
+            ]
     return "\n".join(parts)
 
 

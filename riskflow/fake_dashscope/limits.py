@@ -29,7 +29,9 @@ class Window:
         self.first = now if self.first is None else self.first
         self.last = now
         in_minute = len(self.arrivals)
-        in_second = sum(1 for _ in itertools.takewhile(lambda t: t > now - 1.0, reversed(self.arrivals)))
+        in_second = sum(
+            1 for _ in itertools.takewhile(lambda t: t > now - 1.0, reversed(self.arrivals))
+        )
         broken = in_second > self.qps or in_minute > self.rpm
         if broken:
             self.violations += 1

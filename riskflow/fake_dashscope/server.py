@@ -20,7 +20,7 @@ logger = logging.getLogger(__name__)
 TEXT_PATH = "/api/v1/services/aigc/text-generation/generation"
 VISION_PATH = "/api/v1/services/aigc/multimodal-generation/generation"
 
-STATE = web.AppKey("state", "ServerState")
+STATE: web.AppKey[ServerState] = web.AppKey("state")
 
 
 class ServerState:
@@ -31,7 +31,9 @@ class ServerState:
         self.reset()
 
     def reset(self) -> None:
-        groups = {name: Window(g.qps_limit, g.rpm_limit) for name, g in self.keys.quota_groups.items()}
+        groups = {
+            name: Window(g.qps_limit, g.rpm_limit) for name, g in self.keys.quota_groups.items()
+        }
         self.book = LimitBook(
             keys={k.key_id: Window(k.qps_limit, k.rpm_limit) for k in self.keys.api_keys},
             groups=groups,
@@ -40,7 +42,9 @@ class ServerState:
         self.outcomes: dict[str, int] = {}
 
 
-def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
+def _error(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> web.Response:
     body = {"code": code, "message": message, "request_id": uuid.uuid4().hex}
     return web.json_response(body, status=status, headers=headers)
 
@@ -75,7 +79,9 @@ async def generation(request: web.Request) -> web.Response:
         return _error(400, "InvalidParameter", "input.messages is required")
     broken = state.book.record(key_id)
     if broken and state.faults.config.enforce_limits:
-        return _error(429, "Throttling.RateQuota", "Requests rate limit exceeded, please try again later.")
+        return _error(
+            429, "Throttling.RateQuota", "Requests rate limit exceeded, please try again later."
+        )
     outcome = state.faults.next()
     state.outcomes[outcome] = state.outcomes.get(outcome, 0) + 1
     return await _respond(state, outcome, messages, payload)
@@ -100,10 +106,14 @@ async def _respond(
         await asyncio.sleep(cfg.hang_seconds)
     if outcome == "malformed":
         return _ok('{"risk_level": "high", "risk_score": ', len(json.dumps(messages)))
-    wants_json = payload.get("parameters", {}).get("response_format", {}).get("type") == "json_object"
+    wants_json = (
+        payload.get("parameters", {}).get("response_format", {}).get("type") == "json_object"
+    )
     text = json.dumps(messages)
     if wants_json and "json" not in text.lower():
-        return _error(400, "InvalidParameter", "'messages' must contain the word 'json' in json mode")
+        return _error(
+            400, "InvalidParameter", "'messages' must contain the word 'json' in json mode"
+        )
     return _ok(answer_for(messages), len(text))
 
 

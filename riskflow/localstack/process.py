@@ -94,7 +94,8 @@ class ManagedProcess:
                     start_new_session=True,
                 )
             except OSError as exc:
-                raise ServiceError(f"{self.spec.name}: cannot run {self.spec.argv[0]}: {exc}")
+                msg = f"{self.spec.name}: cannot run {self.spec.argv[0]}: {exc}"
+                raise ServiceError(msg) from exc
         self.pid_file.write_text(str(proc.pid))
         return proc.pid
 

@@ -67,10 +67,12 @@ async def check_temporal(address: str) -> None:
 
 async def check_http(url: str) -> None:
     timeout = aiohttp.ClientTimeout(total=3)
-    async with aiohttp.ClientSession(timeout=timeout, trust_env=False) as session:
-        async with session.get(url) as response:
-            if response.status >= 500:
-                raise ServiceError(f"{url} answered {response.status}")
+    async with (
+        aiohttp.ClientSession(timeout=timeout, trust_env=False) as session,
+        session.get(url) as response,
+    ):
+        if response.status >= 500:
+            raise ServiceError(f"{url} answered {response.status}")
 
 
 async def check_kafka(bootstrap: str) -> None:
@@ -101,13 +103,25 @@ def _temporal(settings: Settings) -> Service:
         return ProcessSpec(
             name="temporal",
             argv=[
-                venv_binary("temporal"), "server", "start-dev",
-                "--ip", local.host, "--port", str(local.temporal_port),
-                "--ui-port", str(local.temporal_ui_port),
-                "--db-filename", str(state / "temporal.db"),
-                "--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=off",
-                "--namespace", settings.temporal.namespace,
-                "--log-level", "warn",
+                venv_binary("temporal"),
+                "server",
+                "start-dev",
+                "--ip",
+                local.host,
+                "--port",
+                str(local.temporal_port),
+                "--ui-port",
+                str(local.temporal_ui_port),
+                "--db-filename",
+                str(state / "temporal.db"),
+                "--sqlite-pragma",
+                "journal_mode=wal",
+                "--sqlite-pragma",
+                "synchronous=off",
+                "--namespace",
+                settings.temporal.namespace,
+                "--log-level",
+                "warn",
             ],
             host=local.host,
             ports=(local.temporal_port, local.temporal_ui_port),
@@ -129,8 +143,14 @@ def _kafka(settings: Settings) -> Service:
         return ProcessSpec(
             name="kafka",
             argv=[
-                tansu_binary(), "broker", "--listener-url", url,
-                "--advertised-listener-url", url, "--storage-engine", local.kafka_storage,
+                tansu_binary(),
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+                "--storage-engine",
+                local.kafka_storage,
             ],
             host=local.host,
             ports=(local.kafka_port,),
@@ -149,9 +169,19 @@ def _redis(settings: Settings) -> Service:
         return ProcessSpec(
             name="redis",
             argv=[
-                valkey_binary(), "--bind", local.host, "--port", str(local.redis_port),
-                "--dir", str(data), "--appendonly", "yes", "--save", "",
-                "--protected-mode", "no",
+                valkey_binary(),
+                "--bind",
+                local.host,
+                "--port",
+                str(local.redis_port),
+                "--dir",
+                str(data),
+                "--appendonly",
+                "yes",
+                "--save",
+                "",
+                "--protected-mode",
+                "no",
             ],
             host=local.host,
             ports=(local.redis_port,),
@@ -168,9 +198,15 @@ def _dashscope(settings: Settings) -> Service:
         return ProcessSpec(
             name="dashscope",
             argv=[
-                sys.executable, "-m", "riskflow.fake_dashscope",
-                "--host", local.host, "--port", str(local.dashscope_port),
-                "--config-dir", str(settings.config_dir.resolve()),
+                sys.executable,
+                "-m",
+                "riskflow.fake_dashscope",
+                "--host",
+                local.host,
+                "--port",
+                str(local.dashscope_port),
+                "--config-dir",
+                str(settings.config_dir.resolve()),
             ],
             host=local.host,
             ports=(local.dashscope_port,),
@@ -184,15 +220,15 @@ def local_services(settings: Settings) -> list[Service]:
     return [_redis(settings), _kafka(settings), _dashscope(settings), _temporal(settings)]
 
 
-async def wait_healthy(check: HealthCheck, timeout: float, interval: float = 0.25) -> None:
-    """Poll `check` until it passes or `timeout` runs out (then raise its last error)."""
+async def wait_healthy(check: HealthCheck, within: float, interval: float = 0.25) -> None:
+    """Poll `check` until it passes or `within` seconds run out (then raise its last error)."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + within
     while True:
         try:
             await asyncio.wait_for(check(), timeout=max(interval, 5.0))
             return
         except Exception as exc:
             if loop.time() >= deadline:
-                raise ServiceError(f"not healthy after {timeout:.0f}s: {exc}") from exc
+                raise ServiceError(f"not healthy after {within:.0f}s: {exc}") from exc
         await asyncio.sleep(interval)

@@ -49,7 +49,9 @@ class LocalStack:
         for service in self.services:
             process = self._process(service)
             pid = process.start()
-            logger.info("%s: pid %s, waiting until healthy at %s", service.name, pid, service.address)
+            logger.info(
+                "%s: pid %s, waiting until healthy at %s", service.name, pid, service.address
+            )
             try:
                 await self._wait(service, process)
             except ServiceError:

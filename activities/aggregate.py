@@ -1,0 +1,80 @@
+"""Aggregate an assessment: Redis (`camera:{id}:latest`, `alerts:{id}`) and the results topic."""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Protocol
+
+from redis.asyncio import Redis
+from temporalio import activity
+
+from riskflow.models import AggregateResult, Assessment, RiskLevel
+from riskflow.names import (
+    RESULTS_TOPIC,
+    assessment_key,
+    camera_alerts_key,
+    camera_history_key,
+    camera_latest_key,
+)
+from riskflow.settings import AggregateSettings
+
+_SCRIPT = resources.files("activities").joinpath("aggregate.lua").read_text(encoding="utf-8")
+
+
+class ResultPublisher(Protocol):
+    async def send_and_wait(
+        self, topic: str, value: bytes | None = None, key: bytes | None = None
+    ) -> object: ...
+
+
+def history_line(assessment: Assessment) -> str:
+    return (
+        f"{assessment.captured_at.isoformat()} {assessment.situation}: "
+        f"{assessment.risk_level} ({assessment.risk_score}) {assessment.summary}"
+    )
+
+
+class AggregateActivities:
+    def __init__(
+        self, redis: Redis, producer: ResultPublisher, settings: AggregateSettings
+    ) -> None:
+        self._redis = redis
+        self._producer = producer
+        self._settings = settings
+        self._script = redis.register_script(_SCRIPT)
+
+    def _alerts(self, assessment: Assessment) -> bool:
+        level = assessment.risk_level
+        return level is not None and level.rank >= RiskLevel(self._settings.alert_min_level).rank
+
+    @activity.defn(name="aggregate")
+    async def aggregate(self, assessment: Assessment) -> AggregateResult:
+        payload = assessment.model_dump_json()
+        camera = assessment.camera_id
+        assessed = assessment.status == "assessed"
+        first, updated, alerted = await self._script(
+            keys=[
+                assessment_key(assessment.assessment_id),
+                camera_latest_key(camera),
+                camera_alerts_key(camera),
+                camera_history_key(camera),
+            ],
+            args=[
+                payload,
+                assessment.captured_ms,
+                int(assessed),
+                int(assessed and self._alerts(assessment)),
+                self._settings.alerts_max_len,
+                history_line(assessment),
+                self._settings.history_max_len,
+                self._settings.assessment_ttl_seconds,
+            ],
+        )
+        # At-least-once on the topic: a retried activity may publish again; consumers dedupe
+        # on assessment_id (also the message key's suffix).
+        await self._producer.send_and_wait(
+            RESULTS_TOPIC, value=payload.encode(), key=camera.encode()
+        )
+        if not first:
+            activity.logger.info("assessment %s was already aggregated", assessment.assessment_id)
+        return AggregateResult(latest_updated=bool(updated), alerted=bool(alerted), published=True)

@@ -1,0 +1,27 @@
+"""The key pool as a Temporal activity: lease a key id (never its secret)."""
+
+from __future__ import annotations
+
+from temporalio import activity
+
+from activities.keypool import KeyPool
+from riskflow.models import LeaseRequest, LeaseResult
+
+
+class LeaseActivities:
+    def __init__(self, pool: KeyPool) -> None:
+        self._pool = pool
+
+    @activity.defn(name="acquire_lease")
+    async def acquire_lease(self, request: LeaseRequest) -> LeaseResult:
+        """A lease now, or when one may be granted. Redis down raises: Temporal retries it,
+        and no LLM call is made without a lease (fail closed)."""
+        result = await self._pool.acquire(request.ttl_seconds)
+        if result.lease is None:
+            activity.logger.info(
+                "no key for %s: %s, retry in %.3fs",
+                request.assessment_id,
+                result.reason,
+                result.retry_after_seconds,
+            )
+        return result

@@ -1,0 +1,147 @@
+"""`riskflow keys ...`: the pool's state, verification against the provider, run-time changes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import aiohttp
+import typer
+from redis.asyncio import Redis
+from rich.console import Console
+from rich.table import Table
+
+from activities.dashscope_client import DashScopeClient
+from activities.keypool import KeyPool, KeyState
+from riskflow import llm_errors as E
+from riskflow.endpoints import Endpoints
+from riskflow.keyconfig import KeyRing
+from riskflow.settings import Settings
+
+app = typer.Typer(
+    help="The API key pool: status, verify, sync, enable, disable.", no_args_is_help=True
+)
+console = Console()
+
+
+def _settings(ctx: typer.Context) -> Settings:
+    settings: Settings = ctx.obj
+    return settings
+
+
+@contextlib.asynccontextmanager
+async def open_pool(settings: Settings) -> AsyncIterator[KeyPool]:
+    redis = Redis.from_url(Endpoints.of(settings).redis, socket_timeout=5, socket_connect_timeout=5)
+    try:
+        yield KeyPool(redis, settings.keys.scheduler)
+    finally:
+        await redis.aclose()
+
+
+def _run(settings: Settings, action: Callable[[KeyPool], Awaitable[object]]) -> object:
+    async def main() -> object:
+        async with open_pool(settings) as pool:
+            return await action(pool)
+
+    return asyncio.run(main())
+
+
+def _print_status(states: list[KeyState]) -> None:
+    table = Table(title="API key pool")
+    for column in (
+        "key",
+        "group",
+        "qps",
+        "rpm",
+        "conc",
+        "1s",
+        "60s",
+        "in flight",
+        "cooldown",
+        "state",
+        "counters",
+    ):
+        table.add_column(column)
+    for s in states:
+        table.add_row(
+            s.key_id,
+            s.quota_group or "-",
+            str(s.qps_limit),
+            str(s.rpm_limit),
+            str(s.max_concurrency),
+            str(s.used_last_second),
+            str(s.used_last_minute),
+            str(s.in_flight),
+            f"{s.cooldown_remaining_ms / 1000:.1f}s" if s.cooldown_remaining_ms else "-",
+            "enabled" if s.enabled else f"[red]{s.disabled_reason}[/red]",
+            " ".join(f"{k}={v}" for k, v in sorted(s.counters.items())),
+        )
+    console.print(table)
+
+
+@app.command("status")
+def status(ctx: typer.Context) -> None:
+    """Each key: limits, use in the last second and minute, leases, cooldown, disabled reason."""
+    states = _run(_settings(ctx), lambda pool: pool.snapshot())
+    _print_status(states)  # type: ignore[arg-type]
+
+
+@app.command("sync")
+def sync(ctx: typer.Context) -> None:
+    """Push config/api_keys.yaml to the pool (add, re-limit, remove keys; no restart needed)."""
+    settings = _settings(ctx)
+    _run(settings, lambda pool: pool.sync(settings.keys))
+    console.print("[green]key pool synced from configuration[/green]")
+
+
+@app.command("enable")
+def enable(ctx: typer.Context, key_id: str) -> None:
+    """Re-enable a key (after an invalid-key answer or an operator's disable)."""
+    _run(_settings(ctx), lambda pool: pool.set_disabled(key_id, None))
+    console.print(f"{key_id}: enabled")
+
+
+@app.command("disable")
+def disable(ctx: typer.Context, key_id: str) -> None:
+    """Take a key out of rotation at run time."""
+    _run(_settings(ctx), lambda pool: pool.set_disabled(key_id, "disabled by operator"))
+    console.print(f"{key_id}: disabled")
+
+
+async def _verify(settings: Settings) -> list[tuple[str, str, str]]:
+    ring = KeyRing.from_environment(settings.keys)
+    endpoints = Endpoints.of(settings)
+    rows = []
+    async with aiohttp.ClientSession() as session:
+        client = DashScopeClient(endpoints.dashscope, session, settings.llm.request_timeout_seconds)
+        for key in settings.keys.api_keys:
+            response = await client.generate(
+                model=settings.llm.text_model,
+                messages=[{"role": "user", "content": 'Reply with the JSON {"ok": true}.'}],
+                api_key=ring.secret(key.key_id),
+                vision=False,
+            )
+            kind = E.classify(response)
+            verdict = {E.OK: "valid", E.RATE_LIMITED: "valid (rate limited now)"}.get(
+                kind, "FAILED"
+            )
+            rows.append(
+                (key.key_id, verdict, f"HTTP {response.status_code} {response.code}".strip())
+            )
+    return rows
+
+
+@app.command("verify")
+def verify(ctx: typer.Context) -> None:
+    """Send one tiny request with each key to the configured DashScope; secrets are never shown."""
+    settings = _settings(ctx)
+    rows = asyncio.run(_verify(settings))
+    table = Table(title=f"keys against {Endpoints.of(settings).dashscope}")
+    for column in ("key", "verdict", "answer"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+    if any(verdict == "FAILED" for _, verdict, _ in rows):
+        raise typer.Exit(1)

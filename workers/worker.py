@@ -1,0 +1,98 @@
+"""The worker: activities built with their clients, registered as bound methods."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import aiohttp
+from redis.asyncio import Redis
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.aggregate import AggregateActivities, ResultPublisher
+from activities.dashscope_client import DashScopeClient, LLMClient
+from activities.keypool import KeyPool
+from activities.lease import LeaseActivities
+from activities.llm import LLMActivities
+from activities.task import TaskActivities
+from riskflow.endpoints import Endpoints
+from riskflow.kafka import make_producer
+from riskflow.keyconfig import KeyRing
+from riskflow.settings import Settings
+from workers.client import connect
+from workflows.assessment import RiskAssessmentWorkflow
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class WorkerDeps:
+    redis: Redis
+    producer: ResultPublisher
+    llm: LLMClient
+    ring: KeyRing
+
+
+def build_worker(client: Client, settings: Settings, deps: WorkerDeps, task_queue: str) -> Worker:
+    pool = KeyPool(deps.redis, settings.keys.scheduler)
+    task = TaskActivities(deps.redis, settings.llm)
+    lease = LeaseActivities(pool)
+    llm = LLMActivities(pool, deps.ring, deps.llm, deps.redis, settings.keys.scheduler)
+    aggregate = AggregateActivities(deps.redis, deps.producer, settings.aggregate)
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[RiskAssessmentWorkflow],
+        activities=[task.build_task, lease.acquire_lease, llm.call_llm, aggregate.aggregate],
+        max_concurrent_activities=200,
+    )
+
+
+@contextlib.asynccontextmanager
+async def worker_deps(settings: Settings, endpoints: Endpoints) -> AsyncIterator[WorkerDeps]:
+    """Open every client the activities need; close them all on the way out."""
+    ring = KeyRing.from_environment(settings.keys)
+    redis = Redis.from_url(endpoints.redis, socket_timeout=5, socket_connect_timeout=5)
+    producer = make_producer(endpoints.kafka, settings.kafka)
+    loopback = "127.0.0.1" in endpoints.dashscope or "localhost" in endpoints.dashscope
+    session = aiohttp.ClientSession(trust_env=not loopback)
+    await producer.start()
+    try:
+        await KeyPool(redis, settings.keys.scheduler).sync(settings.keys)
+        llm = DashScopeClient(endpoints.dashscope, session, settings.llm.request_timeout_seconds)
+        yield WorkerDeps(redis=redis, producer=producer, llm=llm, ring=ring)
+    finally:
+        await producer.stop()
+        await session.close()
+        await redis.aclose()
+
+
+async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    """Run until SIGINT/SIGTERM (or `stop`), then shut down cleanly (sdk-python#300)."""
+    endpoints = Endpoints.of(settings)
+    stop = stop or stop_on_signals()
+    client = await connect(endpoints.temporal, settings.temporal.namespace)
+    async with worker_deps(settings, endpoints) as deps:
+        worker = build_worker(client, settings, deps, settings.temporal.task_queue)
+        logger.info(
+            "worker on %s, task queue %s, keys %s",
+            endpoints.temporal,
+            settings.temporal.task_queue,
+            deps.ring.key_ids(),
+        )
+        async with worker:
+            await stop.wait()
+        logger.info("worker stopped")
+
+
+def stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
