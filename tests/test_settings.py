@@ -1,0 +1,107 @@
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from riskflow.errors import ConfigError
+from riskflow.keyconfig import KeyRing
+from riskflow.settings import load_settings
+from tests.conftest import CONFIG
+
+
+@pytest.fixture
+def config_dir(tmp_path: Path) -> Path:
+    target = tmp_path / "config"
+    shutil.copytree(CONFIG, target)
+    return target
+
+
+def test_shipped_config_loads_in_the_seed_shape() -> None:
+    settings = load_settings(CONFIG)
+    keys = settings.keys.api_keys
+    assert [k.key_id for k in keys] == ["key_1", "key_2"]
+    assert keys[0].qps_limit == 10 and keys[0].rpm_limit == 300 and keys[0].enabled
+    assert settings.keys.scheduler.key_cooldown_seconds == 60
+    assert settings.temporal_address is None  # empty means "the local stack's"
+    assert "sk-local-demo-1" not in repr(settings)  # secrets never print
+
+
+def test_environment_overrides_yaml(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RISKFLOW_LOCAL__KAFKA_PORT", "19999")
+    monkeypatch.setenv("RISKFLOW_REDIS_URL", "redis://redis.example:6379/1")
+    settings = load_settings(CONFIG)
+    assert settings.local.kafka_port == 19999
+    assert settings.redis_url == "redis://redis.example:6379/1"
+
+
+def test_bad_value_names_the_file_and_field(config_dir: Path) -> None:
+    path = config_dir / "api_keys.yaml"
+    text = path.read_text()
+    assert '"key_1"\n    qps_limit: 10' in text
+    path.write_text(text.replace('"key_1"\n    qps_limit: 10', '"key_1"\n    qps_limit: 0'))
+    with pytest.raises(ConfigError) as info:
+        load_settings(config_dir)
+    message = str(info.value)
+    assert "api_keys.yaml" in message
+    assert "api_keys.0.qps_limit" in message and "greater than 0" in message
+
+
+def test_bad_environment_value_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RISKFLOW_LOCAL__KAFKA_PORT", "not-a-port")
+    with pytest.raises(ConfigError, match="RISKFLOW_LOCAL__KAFKA_PORT"):
+        load_settings(CONFIG)
+
+
+def test_unknown_field_and_broken_yaml_are_errors(config_dir: Path) -> None:
+    main = config_dir / "riskflow.yaml"
+    main.write_text(main.read_text() + "\nnot_a_setting: 1\n")
+    with pytest.raises(ConfigError, match=r"riskflow\.yaml: not_a_setting"):
+        load_settings(config_dir)
+    main.write_text("bridge: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_settings(config_dir)
+
+
+def test_missing_config_dir_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(tmp_path / "nope")
+
+
+def test_key_env_reference_and_its_errors(config_dir: Path) -> None:
+    (config_dir / "api_keys.yaml").write_text(
+        "api_keys:\n"
+        "  - {key_id: prod_1, key_env: DS_KEY_1, qps_limit: 5, rpm_limit: 100, quota_group: acct}\n"
+        "quota_groups:\n  acct: {qps_limit: 8, rpm_limit: 150}\n"
+    )
+    settings = load_settings(config_dir)
+    ring = KeyRing.from_config(settings.keys, {"DS_KEY_1": "sk-real"})
+    assert ring.secret("prod_1") == "sk-real"
+    assert "sk-real" not in repr(ring)
+    with pytest.raises(ConfigError, match=r"prod_1 \(\$DS_KEY_1\)"):
+        KeyRing.from_config(settings.keys, {})
+
+
+@pytest.mark.parametrize(
+    ("entry", "error"),
+    [
+        ("{key_id: a, qps_limit: 1, rpm_limit: 1}", "exactly one of 'key'"),
+        ("{key_id: a, key: x, key_env: Y, qps_limit: 1, rpm_limit: 1}", "exactly one of 'key'"),
+        ("{key_id: a, key: x, qps_limit: 1, rpm_limit: 1, quota_group: nope}", "not defined"),
+        ("{key_id: 'bad id', key: x, qps_limit: 1, rpm_limit: 1}", "api_keys.0.key_id"),
+    ],
+)
+def test_invalid_key_entries(config_dir: Path, entry: str, error: str) -> None:
+    (config_dir / "api_keys.yaml").write_text(f"api_keys:\n  - {entry}\n")
+    with pytest.raises(ConfigError, match=error):
+        load_settings(config_dir)
+
+
+def test_duplicate_key_ids_rejected(config_dir: Path) -> None:
+    (config_dir / "api_keys.yaml").write_text(
+        "api_keys:\n  - {key_id: a, key: x, qps_limit: 1, rpm_limit: 1}\n"
+        "  - {key_id: a, key: y, qps_limit: 1, rpm_limit: 1}\n"
+    )
+    with pytest.raises(ConfigError, match="appears twice"):
+        load_settings(config_dir)
