@@ -5,12 +5,16 @@ time-skipping test server."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
+from aiokafka import AIOKafkaConsumer
 from redis.asyncio import Redis
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -22,6 +26,7 @@ from riskflow.localstack.process import free_port
 from riskflow.localstack.services import venv_binary
 from riskflow.localstack.stack import LocalStack
 from riskflow.settings import KafkaSettings, LocalStackSettings, Settings, load_settings
+from workers.worker import WorkerDeps, build_worker, worker_deps
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIG = REPO / "config"
@@ -38,7 +43,12 @@ def local_settings(state_dir: Path, **overrides: object) -> Settings:
         dashscope_port=free_port(),
     )
     kafka = KafkaSettings(session_timeout_ms=2000, heartbeat_interval_ms=500)
-    return load_settings(CONFIG, local=local, kafka=kafka, **overrides)
+    settings = load_settings(CONFIG, local=local, kafka=kafka, **overrides)
+    # Key cooldowns run on Redis' clock, not the workflow's: keep them short where tests
+    # skip workflow time, so a skipped timer does not spin against a cooling key.
+    scheduler = settings.keys.scheduler.model_copy(update={"error_cooldown_seconds": 0.05})
+    keys = settings.keys.model_copy(update={"scheduler": scheduler})
+    return settings.model_copy(update={"keys": keys})
 
 
 @pytest.fixture(scope="session")
@@ -133,14 +143,57 @@ def unique() -> Iterator[str]:
     yield uuid.uuid4().hex[:10]
 
 
-async def eventually(check: object, timeout: float = 20.0, interval: float = 0.1) -> None:
+async def eventually(check: object, within: float = 20.0, interval: float = 0.1) -> None:
     """Poll an async predicate until it holds."""
     assert callable(check)
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + within
     while True:
         if await check():
             return
         if loop.time() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
+            raise AssertionError(f"condition not met within {within}s")
         await asyncio.sleep(interval)
+
+
+@contextlib.asynccontextmanager
+async def running_worker(
+    client: Client, settings: Settings, endpoints: Endpoints, task_queue: str
+) -> AsyncIterator[WorkerDeps]:
+    """A real worker (real Redis, Kafka producer and DashScope client) on its own queue."""
+    async with (
+        worker_deps(settings, endpoints) as deps,
+        build_worker(client, settings, deps, task_queue),
+    ):
+        yield deps
+
+
+async def read_topic(
+    bootstrap: str,
+    topic: str,
+    match: Callable[[dict[str, Any]], bool],
+    count: int,
+    within: float = 20.0,
+) -> list[dict[str, Any]]:
+    """Read `topic` from the start until `count` JSON messages match (headers under '_headers')."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    found: list[dict[str, Any]] = []
+    await consumer.start()
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        while len(found) < count and loop.time() < deadline:
+            batch = await consumer.getmany(timeout_ms=300)
+            for record in (r for records in batch.values() for r in records):
+                try:
+                    data = json.loads(record.value)
+                except (json.JSONDecodeError, UnicodeDecodeError, TypeError):
+                    data = {"_raw": record.value}
+                if not isinstance(data, dict):
+                    data = {"_raw": record.value}
+                data["_headers"] = {k: v.decode() for k, v in record.headers}
+                if match(data):
+                    found.append(data)
+    finally:
+        await consumer.stop()
+    return found

@@ -42,6 +42,7 @@ INFRA_RETRY = RetryPolicy(
 SINGLE_ATTEMPT = RetryPolicy(maximum_attempts=1)
 NO_KEY_POLL = timedelta(seconds=30)  # when every key is disabled, look again this often
 MAX_BACKOFF = 60.0
+MAX_UNSENT_ROUNDS = 50  # leases whose key had no send slot in time
 
 
 class _Failed(Exception):
@@ -127,10 +128,12 @@ class RiskAssessmentWorkflow:
         return None
 
     async def _assess(self, inp: AssessmentInput, task: AssessmentTask) -> LLMCallOutput:
+        """Lease, call, react; bounded by LLM attempts, key-wait time and lease rounds."""
         policy = inp.policy
         repair_of: str | None = None
         backoff = 1.0
-        for _ in range(policy.max_llm_attempts * 20):
+        unsent_rounds = 0
+        while True:
             lease = await self._lease(inp)
             if lease is None:
                 continue
@@ -149,20 +152,21 @@ class RiskAssessmentWorkflow:
             self._status.last_error = f"{kind}: {detail}"[:500]
             if kind in (E.KEY_BUSY, E.LEASE_LOST):
                 self._status.llm_attempts -= 1  # nothing was sent
+                unsent_rounds += 1
+                if unsent_rounds > MAX_UNSENT_ROUNDS:
+                    raise _Failed(f"no send slot after {unsent_rounds} leases: {detail}")
                 continue
             if kind == E.MALFORMED_ANSWER and self._status.repairs < policy.max_repairs:
                 self._status.repairs += 1
                 repair_of = detail
                 continue
-            if kind in E.NON_RETRYABLE or self._status.llm_attempts >= policy.max_llm_attempts:
-                raise _Failed(
-                    f"after {self._status.llm_attempts} LLM attempt(s): {kind}: {detail}"[:1000]
-                )
+            attempts = self._status.llm_attempts
+            if kind in E.NON_RETRYABLE or attempts >= policy.max_llm_attempts:
+                raise _Failed(f"after {attempts} LLM attempt(s): {kind}: {detail}"[:1000])
             if kind != E.RATE_LIMITED:  # a 429 cools its key down in the pool instead
                 self._stage("backing_off")
                 await workflow.sleep(timedelta(seconds=backoff))
                 backoff = min(backoff * 2, MAX_BACKOFF)
-        raise _Failed("gave up: too many lease rounds without an answer")
 
     def _assessment(
         self, inp: AssessmentInput, output: LLMCallOutput | None, reason: str

@@ -1,0 +1,280 @@
+"""The whole path on the local stack: Kafka -> bridge -> Temporal dev server -> worker ->
+local DashScope -> Redis and the results topic."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import pytest
+from aiokafka import AIOKafkaProducer
+from aiokafka.structs import TopicPartition
+from redis.asyncio import Redis
+from temporalio.client import Client
+
+from riskflow.endpoints import Endpoints
+from riskflow.models import Assessment
+from riskflow.kafka import make_consumer, make_producer
+from riskflow.names import (
+    DEAD_LETTER_TOPIC,
+    DETECTION_TOPIC,
+    RESULTS_TOPIC,
+    camera_alerts_key,
+    camera_latest_key,
+)
+from riskflow.settings import BridgeSettings, Settings
+from riskflow.simulate import scene_event
+from tests.conftest import eventually, read_topic, running_worker
+from workers.bridge import Bridge, run_bridge
+from workers.significance import assess_significance
+
+
+@dataclass
+class Pipeline:
+    settings: Settings
+    producer: AIOKafkaProducer
+    counts: dict[str, int]
+
+    async def send(self, value: bytes, key: bytes = b"cam") -> None:
+        await self.producer.send_and_wait(DETECTION_TOPIC, value, key=key)
+
+
+@pytest.fixture(scope="session")
+async def pipeline(settings: Settings, stack: Endpoints, client: Client) -> AsyncIterator[Pipeline]:
+    """One worker and one bridge for the session, as the deployment runs them."""
+    bridged = settings.model_copy(
+        update={"bridge": BridgeSettings(group_id="e2e-bridge", max_message_bytes=64 * 1024)}
+    )
+    stop = asyncio.Event()
+    producer = make_producer(stack.kafka, settings.kafka)
+    await producer.start()
+    async with running_worker(client, bridged, stack, bridged.temporal.task_queue):
+        task = asyncio.create_task(run_bridge(bridged, stop))
+        try:
+            yield Pipeline(bridged, producer, counts={})
+        finally:
+            stop.set()
+            counts = await asyncio.wait_for(task, 30)
+            await producer.stop()
+            assert counts["dead_lettered"] >= 3
+
+
+async def test_event_ends_as_one_result_in_redis_and_on_the_topic(
+    pipeline: Pipeline, stack: Endpoints, unique: str
+) -> None:
+    event = scene_event(f"e2e-{unique}", 1, datetime.now(UTC), people=2, falls=1)
+    situation = assess_significance(event, pipeline.settings.significance)
+    assert situation is not None
+    redis = Redis.from_url(stack.redis)
+    try:
+        await pipeline.send(event.model_dump_json().encode(), event.camera_id.encode())
+
+        async def assessed() -> bool:
+            return await redis.get(camera_latest_key(event.camera_id)) is not None
+
+        await eventually(assessed)
+        latest = json.loads(await redis.get(camera_latest_key(event.camera_id)))
+    finally:
+        await redis.aclose()
+    assert latest["assessment_id"] == situation.workflow_id and latest["risk_level"] == "high"
+    published = await read_topic(
+        stack.kafka, RESULTS_TOPIC, lambda d: d.get("camera_id") == event.camera_id, 1
+    )
+    assert [p["assessment_id"] for p in published] == [situation.workflow_id]
+
+
+async def test_redelivered_message_starts_one_workflow_and_one_alert(
+    pipeline: Pipeline, stack: Endpoints, client: Client, unique: str
+) -> None:
+    event = scene_event(f"dup-{unique}", 3, datetime.now(UTC), people=1, falls=1)
+    raw = event.model_dump_json().encode()
+    for _ in range(3):
+        await pipeline.send(raw, event.camera_id.encode())
+    situation = assess_significance(event, pipeline.settings.significance)
+    assert situation is not None
+    query = f'WorkflowId = "{situation.workflow_id}"'
+
+    async def started() -> bool:
+        return [w async for w in client.list_workflows(query)] != []
+
+    await eventually(started)
+    handle = client.get_workflow_handle(situation.workflow_id, result_type=Assessment)
+    result = await asyncio.wait_for(handle.result(), 30)
+    assert result.status == "assessed"
+    await asyncio.sleep(1.0)  # let the bridge see all three copies
+    runs = [w async for w in client.list_workflows(query)]
+    assert len(runs) == 1
+    redis = Redis.from_url(stack.redis)
+    try:
+        assert await redis.llen(camera_alerts_key(event.camera_id)) == 1
+    finally:
+        await redis.aclose()
+
+
+async def test_malformed_messages_are_dead_lettered_and_the_bridge_lives_on(
+    pipeline: Pipeline, stack: Endpoints, unique: str
+) -> None:
+    bad = {
+        "invalid_json": f'{{"camera_id": "{unique}", nope'.encode(),
+        "schema": json.dumps({"camera_id": unique, "frame_id": -1}).encode(),
+        "oversize": b'{"pad": "' + unique.encode() + b"x" * (70 * 1024) + b'"}',
+    }
+    for value in bad.values():
+        await pipeline.send(value, key=unique.encode())
+    dead = await read_topic(
+        stack.kafka,
+        DEAD_LETTER_TOPIC,
+        lambda d: unique.encode() in d.get("_raw", b"") or unique in json.dumps(d, default=str),
+        3,
+    )
+    reasons = sorted(d["_headers"]["riskflow-reason"] for d in dead)
+    assert reasons == sorted(bad)
+    for d in dead:
+        assert d["_headers"]["riskflow-error"]
+        assert d["_headers"]["riskflow-source"].startswith(f"{DETECTION_TOPIC}/")
+    schema = next(d for d in dead if d["_headers"]["riskflow-reason"] == "schema")
+    assert "frame_id" in schema["_headers"]["riskflow-error"]
+    # Nothing is lost: the original bytes are kept.
+    assert any(d.get("_raw") == bad["invalid_json"] for d in dead)
+    # Still alive: a good event after the bad ones is assessed.
+    await test_event_ends_as_one_result_in_redis_and_on_the_topic(pipeline, stack, unique + "b")
+
+
+async def test_offsets_are_committed_only_after_the_start_is_acknowledged(
+    settings: Settings, stack: Endpoints, client: Client, unique: str
+) -> None:
+    group = f"commit-{unique}"
+    camera = f"commit-{unique}"
+    producer = make_producer(stack.kafka, settings.kafka)
+    await producer.start()
+    event = scene_event(camera, 1, datetime.now(UTC), people=1, falls=1)
+    meta = await producer.send_and_wait(
+        DETECTION_TOPIC, event.model_dump_json().encode(), key=camera.encode()
+    )
+    await producer.stop()
+    tp = TopicPartition(DETECTION_TOPIC, meta.partition)
+    # Temporal refuses every start (unknown namespace): the bridge keeps retrying the start
+    # and commits nothing.
+    dead = await Client.connect(stack.temporal, namespace=f"missing-{unique}")
+    tuned = settings.model_copy(update={"bridge": BridgeSettings(group_id=group)})
+
+    async def committed() -> int | None:
+        consumer = make_consumer(stack.kafka, settings.kafka, group_id=group)
+        await consumer.start()
+        try:
+            return await consumer.committed(tp)
+        finally:
+            await consumer.stop()
+
+    consumer = make_consumer(stack.kafka, settings.kafka, DETECTION_TOPIC, group_id=group)
+    dlq = AIOKafkaProducer(bootstrap_servers=stack.kafka)
+    outage = Bridge(consumer, dlq, dead, tuned)
+    await consumer.start()
+    await dlq.start()
+    runner = asyncio.create_task(outage.run())
+    await asyncio.sleep(4)
+    outage.stop()
+    await asyncio.wait_for(runner, 40)
+    await consumer.stop()
+    await dlq.stop()
+    assert outage.counts["started"] == 0
+    assert (await committed() or 0) <= meta.offset
+    # Temporal is back: the same group picks the message up again and starts its workflow.
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_bridge(tuned, stop))
+    situation = assess_significance(event, settings.significance)
+    assert situation is not None
+
+    async def started() -> bool:
+        return [
+            w async for w in client.list_workflows(f'WorkflowId = "{situation.workflow_id}"')
+        ] != []
+
+    try:
+        await eventually(started, within=30)
+        await eventually(lambda: _committed_past(committed, meta.offset), within=30)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+
+async def _committed_past(committed: object, offset: int) -> bool:
+    assert callable(committed)
+    value = await committed()
+    return value is not None and value > offset
+
+
+def cli_env(settings: Settings) -> dict[str, str]:
+    local = settings.local
+    return {
+        **os.environ,
+        "RISKFLOW_LOCAL__STATE_DIR": str(local.state_dir),
+        "RISKFLOW_LOCAL__TEMPORAL_PORT": str(local.temporal_port),
+        "RISKFLOW_LOCAL__TEMPORAL_UI_PORT": str(local.temporal_ui_port),
+        "RISKFLOW_LOCAL__KAFKA_PORT": str(local.kafka_port),
+        "RISKFLOW_LOCAL__REDIS_PORT": str(local.redis_port),
+        "RISKFLOW_LOCAL__DASHSCOPE_PORT": str(local.dashscope_port),
+    }
+
+
+async def test_cli_pipeline_test_and_temporal_queries(
+    pipeline: Pipeline, stack: Endpoints, client: Client
+) -> None:
+    env = cli_env(pipeline.settings)
+    run = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "riskflow.cli",
+        "pipeline",
+        "test",
+        "--mode",
+        "e2e",
+        "--num-messages",
+        "6",
+        "--cameras",
+        "2",
+        "--duration",
+        "60",
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(run.communicate(), 90)
+    text = out.decode()
+    assert run.returncode == 0, text
+    assert "assessments arrived" in text and "missing" not in text
+    listing = client.list_workflows('WorkflowType = "RiskAssessmentWorkflow"')
+    workflow = [w async for w in listing][0]
+    temporal = sys.executable.rsplit("/", 1)[0] + "/temporal"
+    # The worker runs on this event loop: the CLI must not block it while it answers queries.
+    query = await _run(
+        temporal,
+        "workflow",
+        "query",
+        "--address",
+        stack.temporal,
+        "--workflow-id",
+        workflow.id,
+        "--type",
+        "status",
+        "--output",
+        "json",
+    )
+    assert '"stage"' in query and workflow.id in query
+    listed = await _run(temporal, "workflow", "list", "--address", stack.temporal, "--limit", "5")
+    assert "RiskAssessmentWorkflow" in listed
+
+
+async def _run(*argv: str) -> str:
+    proc = await asyncio.create_subprocess_exec(
+        *argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, out.decode()
+    return out.decode()
