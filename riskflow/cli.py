@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -12,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from riskflow import cli_keys, cli_pipeline
+from riskflow import cli_demo, cli_keys, cli_pipeline
 from riskflow.endpoints import Endpoints
 from riskflow.errors import RiskflowError
 from riskflow.events import DetectionEvent
@@ -35,6 +36,7 @@ app.add_typer(cli_keys.app, name="keys")
 app.add_typer(worker, name="worker", no_args_is_help=True)
 app.add_typer(bridge, name="bridge", no_args_is_help=True)
 app.add_typer(cli_pipeline.app, name="pipeline", no_args_is_help=True)
+app.command("demo")(cli_demo.demo)
 console = Console()
 
 
@@ -137,7 +139,7 @@ def main() -> None:
     try:
         app()
     except RiskflowError as exc:
-        Console(stderr=True).print(f"[red]error:[/red] {exc}")
+        print(f"error: {exc}", file=sys.stderr)  # plain: never wrapped or styled
         raise SystemExit(2) from None
 
 

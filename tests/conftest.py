@@ -197,3 +197,13 @@ async def read_topic(
     finally:
         await consumer.stop()
     return found
+
+
+async def run_command(*argv: str | Path) -> str:
+    """Run a command without blocking the event loop (a worker may be running on it)."""
+    proc = await asyncio.create_subprocess_exec(
+        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, out.decode()
+    return out.decode()

@@ -19,8 +19,8 @@ from redis.asyncio import Redis
 from temporalio.client import Client
 
 from riskflow.endpoints import Endpoints
-from riskflow.models import Assessment
 from riskflow.kafka import make_consumer, make_producer
+from riskflow.models import Assessment
 from riskflow.names import (
     DEAD_LETTER_TOPIC,
     DETECTION_TOPIC,
@@ -30,7 +30,7 @@ from riskflow.names import (
 )
 from riskflow.settings import BridgeSettings, Settings
 from riskflow.simulate import scene_event
-from tests.conftest import eventually, read_topic, running_worker
+from tests.conftest import eventually, read_topic, run_command, running_worker
 from workers.bridge import Bridge, run_bridge
 from workers.significance import assess_significance
 
@@ -250,10 +250,11 @@ async def test_cli_pipeline_test_and_temporal_queries(
     assert run.returncode == 0, text
     assert "assessments arrived" in text and "missing" not in text
     listing = client.list_workflows('WorkflowType = "RiskAssessmentWorkflow"')
-    workflow = [w async for w in listing][0]
+    workflows = [w async for w in listing]
+    workflow = workflows[0]
     temporal = sys.executable.rsplit("/", 1)[0] + "/temporal"
     # The worker runs on this event loop: the CLI must not block it while it answers queries.
-    query = await _run(
+    query = await run_command(
         temporal,
         "workflow",
         "query",
@@ -267,14 +268,7 @@ async def test_cli_pipeline_test_and_temporal_queries(
         "json",
     )
     assert '"stage"' in query and workflow.id in query
-    listed = await _run(temporal, "workflow", "list", "--address", stack.temporal, "--limit", "5")
-    assert "RiskAssessmentWorkflow" in listed
-
-
-async def _run(*argv: str) -> str:
-    proc = await asyncio.create_subprocess_exec(
-        *argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    listed = await run_command(
+        temporal, "workflow", "list", "--address", stack.temporal, "--limit", "5"
     )
-    out, _ = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode == 0, out.decode()
-    return out.decode()
+    assert "RiskAssessmentWorkflow" in listed

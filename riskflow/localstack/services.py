@@ -75,8 +75,17 @@ async def check_http(url: str) -> None:
             raise ServiceError(f"{url} answered {response.status}")
 
 
+async def check_tcp(address: str) -> None:
+    host, _, port = address.rpartition(":")
+    _, writer = await asyncio.open_connection(host, int(port))
+    writer.close()
+    await writer.wait_closed()
+
+
 async def check_kafka(bootstrap: str) -> None:
     from aiokafka.admin import AIOKafkaAdminClient
+
+    await check_tcp(bootstrap.split(",")[0])  # quietly, before aiokafka logs refusals
 
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
     await admin.start()

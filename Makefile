@@ -1,0 +1,33 @@
+# The two commands a fresh machine needs (Python 3.11+ and pip, nothing else):
+#   make demo   - the local stack, a worker, a bridge and simulated cameras, watched live
+#   make test   - lint, type checks and the whole test suite on real local servers
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DEMO_ARGS ?=
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.installed-local: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[local]'
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@ $(VENV)/.installed-local
+
+.PHONY: demo test lint install
+install: $(VENV)/.installed-local
+
+demo: $(VENV)/.installed-local
+	$(BIN)/riskflow demo $(DEMO_ARGS)
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/python -m pytest

@@ -1,0 +1,107 @@
+"""`dev up / status / down` on a stack of its own: idempotent start, a killed service shows
+as unhealthy, a taken port is a clear error, down stops exactly what up started."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from riskflow.errors import PortInUseError
+from riskflow.kafka import ensure_topics
+from riskflow.localstack.process import pid_alive
+from riskflow.localstack.stack import LocalStack
+from riskflow.names import ALL_TOPICS
+from tests.conftest import local_settings, run_command
+
+
+async def test_lifecycle(tmp_path: Path) -> None:
+    settings = local_settings(tmp_path / "state")
+    stack = LocalStack(settings)
+    try:
+        first = await stack.up()
+        assert [s.name for s in first] == ["temporal", "kafka", "redis", "dashscope"]
+        assert all(s.healthy and s.managed and s.pid for s in first)
+        pids = {s.name: s.pid for s in first}
+        # Starting twice is harmless: the same processes stay.
+        again = await stack.up()
+        assert {s.name: s.pid for s in again} == pids
+        assert (tmp_path / "state" / "temporal.db").exists()
+        assert (tmp_path / "state" / "logs" / "kafka.log").exists()
+
+        # The Web UI answers, and the temporal CLI lists workflows on the started server.
+        async with aiohttp.ClientSession(trust_env=False) as session:
+            ui = f"http://127.0.0.1:{settings.local.temporal_ui_port}/"
+            async with session.get(ui) as response:
+                assert response.status == 200
+        temporal = Path(sys.executable).parent / "temporal"
+        await run_command(temporal, "workflow", "list", "--address", stack.endpoints.temporal)
+
+        # Topics: created once, then found.
+        assert set((await ensure_topics(stack.endpoints.kafka, settings.kafka)).values()) == {
+            "created"
+        }
+        assert set((await ensure_topics(stack.endpoints.kafka, settings.kafka)).values()) == {
+            "exists"
+        }
+        assert list(await ensure_topics(stack.endpoints.kafka, settings.kafka)) == list(ALL_TOPICS)
+
+        # A killed service is reported, by name, as not healthy.
+        os.kill(pids["kafka"], signal.SIGKILL)  # type: ignore[arg-type]
+        await asyncio.sleep(0.3)
+        status = {s.name: s for s in await stack.status()}
+        assert not status["kafka"].healthy and status["kafka"].detail == "not running"
+        assert status["redis"].healthy and status["temporal"].healthy
+    finally:
+        stopped = stack.down()
+    assert set(stopped) == {"temporal", "redis", "dashscope"}  # kafka was already dead
+    assert not any(pid_alive(pid) for pid in pids.values() if pid)
+
+
+async def test_taken_port_is_a_clear_error(tmp_path: Path) -> None:
+    settings = local_settings(tmp_path / "state")
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", settings.local.redis_port))
+        squatter.listen()
+        with pytest.raises(
+            PortInUseError, match=rf"redis: port 127.0.0.1:{settings.local.redis_port}"
+        ):
+            await LocalStack(settings).up()
+    assert LocalStack(settings).down() == []
+
+
+async def test_configured_services_are_not_started(tmp_path: Path) -> None:
+    settings = local_settings(
+        tmp_path / "state",
+        redis_url="redis://127.0.0.1:1/0",
+        kafka_bootstrap="127.0.0.1:1",
+        temporal_address="127.0.0.1:1",
+        dashscope_base_url="http://127.0.0.1:1/api/v1",
+    )
+    stack = LocalStack(settings)
+    assert stack.services == []
+    status = {s.name: s for s in await stack.status()}
+    assert not status["redis"].managed and not status["redis"].healthy
+    assert status["kafka"].address == "127.0.0.1:1"
+
+
+def test_cli_reports_bad_config_without_a_traceback(tmp_path: Path) -> None:
+    (tmp_path / "api_keys.yaml").write_text(
+        "api_keys:\n  - {key_id: a, key: x, qps_limit: -1, rpm_limit: 1}\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "riskflow.cli", "--config-dir", str(tmp_path), "dev", "status"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert "api_keys.yaml: api_keys.0.qps_limit" in result.stderr
+    assert "Traceback" not in result.stderr
