@@ -32,6 +32,7 @@ from riskflow.settings import BridgeSettings, Settings
 from riskflow.simulate import scene_event
 from tests.conftest import eventually, read_topic, run_command, running_worker
 from workers.bridge import Bridge, run_bridge
+from workers.client import connect
 from workers.significance import assess_significance
 
 
@@ -161,7 +162,7 @@ async def test_offsets_are_committed_only_after_the_start_is_acknowledged(
     tp = TopicPartition(DETECTION_TOPIC, meta.partition)
     # Temporal refuses every start (unknown namespace): the bridge keeps retrying the start
     # and commits nothing.
-    dead = await Client.connect(stack.temporal, namespace=f"missing-{unique}")
+    dead = await connect(stack.temporal, f"missing-{unique}")
     tuned = settings.model_copy(update={"bridge": BridgeSettings(group_id=group)})
 
     async def committed() -> int | None:

@@ -1,0 +1,60 @@
+"""Benchmarks' own servers: a subset of the local stack on free ports, in a temp state dir."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import platform
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from riskflow.endpoints import Endpoints
+from riskflow.localstack.process import ManagedProcess, free_port
+from riskflow.localstack.services import local_services, wait_healthy
+from riskflow.settings import LocalStackSettings, Settings, load_settings
+
+
+def bench_settings(state_dir: Path, config_dir: Path) -> Settings:
+    local = LocalStackSettings(
+        state_dir=state_dir,
+        temporal_port=free_port(),
+        temporal_ui_port=free_port(),
+        kafka_port=free_port(),
+        redis_port=free_port(),
+        dashscope_port=free_port(),
+    )
+    return load_settings(config_dir, local=local)
+
+
+@contextlib.asynccontextmanager
+async def services(settings: Settings, names: set[str]) -> AsyncIterator[Endpoints]:
+    started: list[ManagedProcess] = []
+    try:
+        for service in local_services(settings):
+            if service.name not in names:
+                continue
+            process = ManagedProcess(service.spec_factory(), settings.local.state_dir)
+            process.start()
+            started.append(process)
+            await wait_healthy(service.health, 60)
+        yield Endpoints.of(settings)
+    finally:
+        for process in reversed(started):
+            process.stop()
+
+
+def report(name: str, results: dict[str, Any]) -> None:
+    """One JSON line for machines, then a short table for people."""
+    record = {
+        "benchmark": name,
+        "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {"python": sys.version.split()[0], "platform": platform.platform()},
+        **results,
+    }
+    print(json.dumps(record, sort_keys=True))
+    out = Path(__file__).resolve().parent / "results"
+    out.mkdir(exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")

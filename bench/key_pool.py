@@ -1,0 +1,249 @@
+"""Key pool throughput and correctness as the provider sees it.
+
+Several worker processes, each with many concurrent callers, run the real LLM path against
+the local DashScope server: lease a key (Redis key pool), claim the send slot, call through
+the dashscope SDK, release. The server counts every request per key and per quota group in
+sliding 1 s and 60 s windows and answers 429 to any request over a limit (a violation).
+
+Baseline, same run: the same callers with a per-process limiter (each process keeps its own
+sliding windows, as routers that count per instance do), which is what riskflow replaces.
+
+    python bench/key_pool.py [--processes 3] [--callers 8] [--seconds 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import tempfile
+import time
+from collections import defaultdict, deque
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import aiohttp
+import yaml
+from redis.asyncio import Redis
+
+from activities.dashscope_client import DashScopeClient
+from activities.keypool import KeyPool
+from bench._stack import bench_settings, report, services
+from riskflow.keyconfig import KeyRing, KeysConfig
+
+KEYS = {
+    "api_keys": [
+        {"key_id": "a", "key": "sk-bench-a", "qps_limit": 10, "rpm_limit": 1200},
+        {"key_id": "b", "key": "sk-bench-b", "qps_limit": 5, "rpm_limit": 600},
+        {
+            "key_id": "c",
+            "key": "sk-bench-c",
+            "qps_limit": 8,
+            "rpm_limit": 1200,
+            "quota_group": "acct",
+        },
+        {
+            "key_id": "d",
+            "key": "sk-bench-d",
+            "qps_limit": 8,
+            "rpm_limit": 1200,
+            "quota_group": "acct",
+        },
+    ],
+    "quota_groups": {"acct": {"qps_limit": 9, "rpm_limit": 1200}},
+    "scheduler": {"window_guard_ms": 10, "lease_ttl_seconds": 30},
+}
+MESSAGES = [{"role": "user", "content": 'Detections (JSON): {"Normal": 1}\nRespond in JSON.'}]
+
+
+def theoretical_max(config: KeysConfig) -> float:
+    """Calls/s the limits allow when sustained: per key min(qps, rpm/60), groups capped."""
+    free = sum(min(k.qps_limit, k.rpm_limit / 60) for k in config.api_keys if not k.quota_group)
+    for name, group in config.quota_groups.items():
+        members = sum(
+            min(k.qps_limit, k.rpm_limit / 60) for k in config.api_keys if k.quota_group == name
+        )
+        free += min(members, group.qps_limit, group.rpm_limit / 60)
+    return free
+
+
+async def _pooled_caller(
+    pool: KeyPool, client: DashScopeClient, ring: KeyRing, until: float, sent: list[float]
+) -> None:
+    while time.monotonic() < until:
+        result = await pool.acquire()
+        if result.lease is None:
+            await asyncio.sleep(
+                max(0.001, min(result.retry_after_seconds, until - time.monotonic()))
+            )
+            continue
+        lease = result.lease
+        stamp = await pool.stamp(lease.lease_id)
+        for _ in range(1000):  # wait out the few ms until the send slot opens
+            if stamp.granted or stamp.gone:
+                break
+            await asyncio.sleep(stamp.wait_ms / 1000)
+            stamp = await pool.stamp(lease.lease_id)
+        if not stamp.granted:
+            await pool.release(lease.lease_id, "unused")
+            continue
+        sent.append(time.time())
+        response = await client.generate(
+            model="qwen-plus", messages=MESSAGES, api_key=ring.secret(lease.key_id), vision=False
+        )
+        outcome = (
+            "ok"
+            if response.status_code == 200
+            else "rate_limited"
+            if response.status_code == 429
+            else "error"
+        )
+        await pool.release(lease.lease_id, outcome)
+
+
+class LocalWindows:
+    """The baseline: one process's own view of each key's sliding windows."""
+
+    def __init__(self, config: KeysConfig) -> None:
+        self.config = config
+        self.calls: dict[str, deque[float]] = defaultdict(deque)
+        self.turn = 0
+
+    def take(self) -> str | None:
+        now = time.monotonic()
+        keys = self.config.api_keys
+        for i in range(len(keys)):
+            key = keys[(self.turn + i) % len(keys)]
+            window = self.calls[key.key_id]
+            while window and window[0] <= now - 60:
+                window.popleft()
+            in_second = sum(1 for t in window if t > now - 1)
+            if in_second < key.qps_limit and len(window) < key.rpm_limit:
+                window.append(now)
+                self.turn += i + 1
+                return key.key_id
+        return None
+
+
+async def _local_caller(
+    windows: LocalWindows, client: DashScopeClient, ring: KeyRing, until: float, sent: list[float]
+) -> None:
+    while time.monotonic() < until:
+        key_id = windows.take()
+        if key_id is None:
+            await asyncio.sleep(0.005)
+            continue
+        sent.append(time.time())
+        await client.generate(
+            model="qwen-plus", messages=MESSAGES, api_key=ring.secret(key_id), vision=False
+        )
+
+
+async def _process(
+    mode: str, redis_url: str, base_url: str, callers: int, seconds: float
+) -> list[float]:
+    config = KeysConfig.model_validate(KEYS)
+    ring = KeyRing.from_config(config, {})
+    redis = Redis.from_url(redis_url)
+    sent: list[float] = []
+    until = time.monotonic() + seconds
+    async with aiohttp.ClientSession(trust_env=False) as session:
+        client = DashScopeClient(base_url, session, 30)
+        if mode == "pool":
+            pool = KeyPool(redis, config.scheduler)
+            jobs = [_pooled_caller(pool, client, ring, until, sent) for _ in range(callers)]
+        else:
+            windows = LocalWindows(config)
+            jobs = [_local_caller(windows, client, ring, until, sent) for _ in range(callers)]
+        await asyncio.gather(*jobs)
+    await redis.aclose()
+    return sent
+
+
+def run_process(
+    mode: str, redis_url: str, base_url: str, callers: int, seconds: float
+) -> list[float]:
+    return asyncio.run(_process(mode, redis_url, base_url, callers, seconds))
+
+
+async def _reset(base: str) -> dict[str, object]:
+    async with aiohttp.ClientSession(trust_env=False) as session:
+        async with session.get(f"{base}/admin/stats") as response:
+            stats: dict[str, object] = await response.json()
+        async with session.post(f"{base}/admin/reset"):
+            pass
+    return stats
+
+
+async def scenario(
+    mode: str, args: argparse.Namespace, redis_url: str, base_url: str, config: KeysConfig
+) -> dict[str, object]:
+    redis = Redis.from_url(redis_url)
+    await redis.flushdb()
+    await KeyPool(redis, config.scheduler).sync(config)
+    await redis.aclose()
+    admin = base_url.removesuffix("/api/v1")
+    await _reset(admin)
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(args.processes, mp_context=ctx) as executor:
+        futures = [
+            asyncio.wrap_future(
+                executor.submit(run_process, mode, redis_url, base_url, args.callers, args.seconds)
+            )
+            for _ in range(args.processes)
+        ]
+        sent = sorted(t for result in await asyncio.gather(*futures) for t in result)
+    stats = await _reset(admin)
+    # Steady state: skip the first 2 s (start-up), count whole seconds after it.
+    start, span = sent[0] + 2.0, int(args.seconds - 3)
+    achieved = sum(1 for t in sent if start <= t < start + span) / span
+    maximum = theoretical_max(config)
+    return {
+        "calls": len(sent),
+        "calls_per_s": round(achieved, 3),
+        "fraction_of_max": round(achieved / maximum, 4),
+        "violations": stats["violations"],
+        "server_requests": {k: v["requests"] for k, v in stats["keys"].items()},  # type: ignore[attr-defined]
+    }
+
+
+async def main(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        config_dir = Path(tmp) / "config"
+        config_dir.mkdir()
+        (config_dir / "api_keys.yaml").write_text(yaml.safe_dump(KEYS))
+        settings = bench_settings(Path(tmp) / "state", config_dir)
+        config = settings.keys
+        async with services(settings, {"redis", "dashscope"}) as endpoints:
+            pooled = await scenario("pool", args, endpoints.redis, endpoints.dashscope, config)
+            naive = await scenario("local", args, endpoints.redis, endpoints.dashscope, config)
+    maximum = theoretical_max(config)
+    report(
+        "key_pool",
+        {
+            "processes": args.processes,
+            "callers_per_process": args.callers,
+            "seconds": args.seconds,
+            "theoretical_max_calls_per_s": maximum,
+            "riskflow_pool": pooled,
+            "baseline_per_process_limiter": naive,
+            "ratio_vs_max": pooled["fraction_of_max"],
+            "target": {"fraction_of_max": 0.97, "violations": 0},
+            "met": pooled["fraction_of_max"] >= 0.97 and pooled["violations"] == 0,
+        },
+    )
+    print(f"{'':28} {'calls/s':>8} {'of max':>7} {'violations':>10}")
+    for label, row in (("riskflow key pool", pooled), ("per-process limiter", naive)):
+        rate, share, bad = row["calls_per_s"], row["fraction_of_max"], row["violations"]
+        print(f"{label:28} {rate:>8} {share:>7} {bad:>10}")
+    print(f"{'theoretical maximum':28} {maximum:>8}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--processes", type=int, default=3)
+    parser.add_argument("--callers", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    asyncio.run(main(parser.parse_args()))
