@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from importlib import resources
 from typing import Protocol
 
 from redis.asyncio import Redis
 from temporalio import activity
 
+from riskflow.metrics import ASSESSMENTS, END_TO_END
 from riskflow.models import AggregateResult, Assessment, RiskLevel
 from riskflow.names import (
     RESULTS_TOPIC,
@@ -17,6 +19,7 @@ from riskflow.names import (
     camera_latest_key,
 )
 from riskflow.settings import AggregateSettings
+from riskflow.telemetry import tracer
 
 _SCRIPT = resources.files("activities").joinpath("aggregate.lua").read_text(encoding="utf-8")
 
@@ -52,7 +55,25 @@ class AggregateActivities:
         payload = assessment.model_dump_json()
         camera = assessment.camera_id
         assessed = assessment.status == "assessed"
-        first, updated, alerted = await self._script(
+        with tracer().start_as_current_span("redis.aggregate", attributes={"camera": camera}):
+            first, updated, alerted = await self._write(assessment, payload, assessed)
+        # At-least-once on the topic: a retried activity may publish again; consumers dedupe
+        # on assessment_id.
+        with tracer().start_as_current_span("kafka.publish_result"):
+            await self._producer.send_and_wait(
+                RESULTS_TOPIC, value=payload.encode(), key=camera.encode()
+            )
+        if first:
+            level = assessment.risk_level.value if assessment.risk_level else "none"
+            ASSESSMENTS.labels(camera, assessment.status, level).inc()
+            END_TO_END.labels(camera).observe(time.time() - assessment.captured_ms / 1000)
+        else:
+            activity.logger.info("assessment %s was already aggregated", assessment.assessment_id)
+        return AggregateResult(latest_updated=bool(updated), alerted=bool(alerted), published=True)
+
+    async def _write(self, assessment: Assessment, payload: str, assessed: bool) -> list[int]:
+        camera = assessment.camera_id
+        reply: list[int] = await self._script(
             keys=[
                 assessment_key(assessment.assessment_id),
                 camera_latest_key(camera),
@@ -70,11 +91,4 @@ class AggregateActivities:
                 self._settings.assessment_ttl_seconds,
             ],
         )
-        # At-least-once on the topic: a retried activity may publish again; consumers dedupe
-        # on assessment_id (also the message key's suffix).
-        await self._producer.send_and_wait(
-            RESULTS_TOPIC, value=payload.encode(), key=camera.encode()
-        )
-        if not first:
-            activity.logger.info("assessment %s was already aggregated", assessment.assessment_id)
-        return AggregateResult(latest_updated=bool(updated), alerted=bool(alerted), published=True)
+        return reply

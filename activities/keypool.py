@@ -185,6 +185,17 @@ class KeyPool:
     async def waits(self) -> int:
         return int(await self._redis.get(self._k("waits")) or 0)
 
+    async def group_usage(self, groups: list[str]) -> dict[str, tuple[int, int]]:
+        """Calls of each quota group in the last second and the last minute."""
+        seconds, micros = await self._redis.time()
+        now = int(seconds) * 1000 + int(micros) // 1000
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for group in groups:
+                pipe.zcount(self._k("gw", group), f"({now - 1000}", "+inf")
+                pipe.zcount(self._k("gw", group), f"({now - 60000}", "+inf")
+            rows = await pipe.execute()
+        return {g: (int(rows[2 * i]), int(rows[2 * i + 1])) for i, g in enumerate(groups)}
+
 
 def _s(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)

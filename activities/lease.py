@@ -5,6 +5,7 @@ from __future__ import annotations
 from temporalio import activity
 
 from activities.keypool import KeyPool
+from riskflow.metrics import KEY_WAIT_SECONDS, KEY_WAITS
 from riskflow.models import LeaseRequest, LeaseResult
 
 
@@ -18,6 +19,9 @@ class LeaseActivities:
         and no LLM call is made without a lease (fail closed)."""
         result = await self._pool.acquire(request.ttl_seconds)
         if result.lease is None:
+            KEY_WAITS.labels(result.reason).inc()
+            if result.retry_after_seconds > 0:
+                KEY_WAIT_SECONDS.observe(result.retry_after_seconds)
             activity.logger.info(
                 "no key for %s: %s, retry in %.3fs",
                 request.assessment_id,

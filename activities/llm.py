@@ -20,6 +20,7 @@ from activities.keypool import KeyPool
 from riskflow import llm_errors as E
 from riskflow.errors import UnknownKeyError
 from riskflow.keyconfig import KeyRing, SchedulerConfig
+from riskflow.metrics import LLM_LATENCY, LLM_REQUESTS
 from riskflow.models import AssessmentTask, LLMCallInput, LLMCallOutput, TokenUsage
 from riskflow.prompt import REPAIR_PROMPT, parse_answer
 
@@ -113,6 +114,8 @@ class LLMActivities:
     ) -> LLMCallOutput:
         lease_id = inp.lease.lease_id
         kind = E.classify(response)
+        LLM_REQUESTS.labels(inp.lease.key_id, kind).inc()
+        LLM_LATENCY.labels(inp.lease.key_id).observe(latency_ms / 1000)
         if kind == E.RATE_LIMITED:
             retry_after = E.retry_after_seconds(response.headers)
             await self._pool.release(lease_id, "rate_limited", retry_after_seconds=retry_after)

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from aiokafka.errors import KafkaError
+from redis.exceptions import RedisError
 from rich.console import Console
 from rich.table import Table
 
@@ -20,6 +24,7 @@ from riskflow.events import DetectionEvent
 from riskflow.kafka import ensure_topics
 from riskflow.localstack.stack import LocalStack, ServiceStatus
 from riskflow.settings import Settings, load_settings
+from riskflow.telemetry import setup_logging, setup_tracing
 
 app = typer.Typer(
     help="riskflow: camera detections -> durable, rate-limited LLM risk assessments.",
@@ -48,10 +53,21 @@ def _load(
     ] = None,
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING")] = "INFO",
 ) -> None:
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    ctx.obj = load_settings(config_dir)
+    logging.basicConfig(level=log_level.upper())  # until the settings say the format
+    settings = load_settings(config_dir)
+    setup_logging(log_level, settings.log_format)
+    ctx.obj = settings
+
+
+@contextlib.contextmanager
+def traced(settings: Settings, service: str) -> Iterator[None]:
+    """Tracing for one process's life; spans are flushed on the way out."""
+    provider = setup_tracing(settings.tracing, service)
+    try:
+        yield
+    finally:
+        if provider is not None:
+            provider.shutdown()
 
 
 def _settings(ctx: typer.Context) -> Settings:
@@ -112,7 +128,9 @@ def worker_run(ctx: typer.Context) -> None:
     """Run the Temporal worker (workflows and activities) until SIGINT/SIGTERM."""
     from workers.worker import run_worker
 
-    asyncio.run(run_worker(_settings(ctx)))
+    settings = _settings(ctx)
+    with traced(settings, "worker"):
+        asyncio.run(run_worker(settings))
 
 
 @bridge.command("run")
@@ -120,7 +138,9 @@ def bridge_run(ctx: typer.Context) -> None:
     """Consume detection-results and start one workflow per significant event."""
     from workers.bridge import run_bridge
 
-    asyncio.run(run_bridge(_settings(ctx)))
+    settings = _settings(ctx)
+    with traced(settings, "bridge"):
+        asyncio.run(run_bridge(settings))
 
 
 @app.command("schema")
@@ -141,6 +161,15 @@ def main() -> None:
     except RiskflowError as exc:
         print(f"error: {exc}", file=sys.stderr)  # plain: never wrapped or styled
         raise SystemExit(2) from None
+    except (KafkaError, RedisError, OSError) as exc:
+        print(f"error: a service is unreachable: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print("(is the local stack up? `riskflow dev status`)", file=sys.stderr)
+        raise SystemExit(3) from None
+    except RuntimeError as exc:
+        if "connect" not in str(exc).lower():
+            raise
+        print(f"error: Temporal is unreachable: {exc}", file=sys.stderr)
+        raise SystemExit(3) from None
 
 
 if __name__ == "__main__":

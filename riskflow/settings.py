@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import AliasChoices, BaseModel, Field, ValidationError, field_validator
@@ -19,6 +19,7 @@ from riskflow.errors import ConfigError
 from riskflow.keyconfig import KeysConfig
 from riskflow.models import RiskLevel
 from riskflow.significance_config import SignificanceConfig
+from riskflow.telemetry import TracingSettings
 
 CONFIG_FILES = ("riskflow.yaml", "api_keys.yaml", "cameras.yaml")
 ENV_PREFIX = "RISKFLOW_"
@@ -85,11 +86,16 @@ class AggregateSettings(BaseModel):
 
 
 class MetricsSettings(BaseModel):
+    """Each process serves /metrics on its port; the Temporal SDK's own on `*_sdk_port`."""
+
     enabled: bool = True
     host: str = "127.0.0.1"
     worker_port: int = 9464
     bridge_port: int = 9465
     edge_port: int = 9466
+    worker_sdk_port: int = 9474
+    bridge_sdk_port: int = 9475
+    keypool_refresh_seconds: float = Field(default=5.0, gt=0)
 
 
 _yaml_data: ContextVar[dict[str, Any] | None] = ContextVar("riskflow_yaml_data", default=None)
@@ -121,6 +127,8 @@ class Settings(BaseSettings):
     llm: LLMSettings = LLMSettings()
     aggregate: AggregateSettings = AggregateSettings()
     metrics: MetricsSettings = MetricsSettings()
+    tracing: TracingSettings = TracingSettings()
+    log_format: Literal["text", "json"] = "text"
     significance: SignificanceConfig = SignificanceConfig()
     keys: KeysConfig = Field(
         default_factory=KeysConfig, validation_alias=AliasChoices("keys", "key_pool")

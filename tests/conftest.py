@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -15,6 +16,10 @@ from typing import Any
 import aiohttp
 import pytest
 from aiokafka import AIOKafkaConsumer
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from redis.asyncio import Redis
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -25,7 +30,14 @@ from riskflow.kafka import ensure_topics
 from riskflow.localstack.process import free_port
 from riskflow.localstack.services import venv_binary
 from riskflow.localstack.stack import LocalStack
-from riskflow.settings import KafkaSettings, LocalStackSettings, Settings, load_settings
+from riskflow.settings import (
+    KafkaSettings,
+    LocalStackSettings,
+    MetricsSettings,
+    Settings,
+    load_settings,
+)
+from workers.client import connect
 from workers.worker import WorkerDeps, build_worker, worker_deps
 
 REPO = Path(__file__).resolve().parent.parent
@@ -43,12 +55,25 @@ def local_settings(state_dir: Path, **overrides: object) -> Settings:
         dashscope_port=free_port(),
     )
     kafka = KafkaSettings(session_timeout_ms=2000, heartbeat_interval_ms=500)
+    overrides.setdefault("metrics", MetricsSettings(enabled=False))  # in-process: no servers
     settings = load_settings(CONFIG, local=local, kafka=kafka, **overrides)
     # Key cooldowns run on Redis' clock, not the workflow's: keep them short where tests
     # skip workflow time, so a skipped timer does not spin against a cooling key.
     scheduler = settings.keys.scheduler.model_copy(update={"error_cooldown_seconds": 0.05})
     keys = settings.keys.model_copy(update={"scheduler": scheduler})
     return settings.model_copy(update={"keys": keys})
+
+
+SPANS = InMemorySpanExporter()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def tracing() -> InMemorySpanExporter:
+    """Every span made in this process during the session, for the tracing tests."""
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(SPANS))
+    trace.set_tracer_provider(provider)
+    return SPANS
 
 
 @pytest.fixture(scope="session")
@@ -69,11 +94,7 @@ async def stack(settings: Settings) -> AsyncIterator[Endpoints]:
 
 @pytest.fixture(scope="session")
 async def client(stack: Endpoints, settings: Settings) -> Client:
-    return await Client.connect(
-        stack.temporal,
-        namespace=settings.temporal.namespace,
-        data_converter=pydantic_data_converter,
-    )
+    return await connect(stack.temporal, settings.temporal.namespace)
 
 
 @pytest.fixture(scope="session")
@@ -207,3 +228,16 @@ async def run_command(*argv: str | Path) -> str:
     out, _ = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 0, out.decode()
     return out.decode()
+
+
+def cli_env(settings: Settings) -> dict[str, str]:
+    local = settings.local
+    return {
+        **os.environ,
+        "RISKFLOW_LOCAL__STATE_DIR": str(local.state_dir),
+        "RISKFLOW_LOCAL__TEMPORAL_PORT": str(local.temporal_port),
+        "RISKFLOW_LOCAL__TEMPORAL_UI_PORT": str(local.temporal_ui_port),
+        "RISKFLOW_LOCAL__KAFKA_PORT": str(local.kafka_port),
+        "RISKFLOW_LOCAL__REDIS_PORT": str(local.redis_port),
+        "RISKFLOW_LOCAL__DASHSCOPE_PORT": str(local.dashscope_port),
+    }

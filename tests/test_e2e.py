@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -15,9 +14,11 @@ from datetime import UTC, datetime
 import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.structs import TopicPartition
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from redis.asyncio import Redis
 from temporalio.client import Client
 
+from detection_edge.publisher import DetectionPublisher
 from riskflow.endpoints import Endpoints
 from riskflow.kafka import make_consumer, make_producer
 from riskflow.models import Assessment
@@ -30,7 +31,7 @@ from riskflow.names import (
 )
 from riskflow.settings import BridgeSettings, Settings
 from riskflow.simulate import scene_event
-from tests.conftest import eventually, read_topic, run_command, running_worker
+from tests.conftest import cli_env, eventually, read_topic, run_command, running_worker
 from workers.bridge import Bridge, run_bridge
 from workers.client import connect
 from workers.significance import assess_significance
@@ -46,7 +47,7 @@ class Pipeline:
         await self.producer.send_and_wait(DETECTION_TOPIC, value, key=key)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 async def pipeline(settings: Settings, stack: Endpoints, client: Client) -> AsyncIterator[Pipeline]:
     """One worker and one bridge for the session, as the deployment runs them."""
     bridged = settings.model_copy(
@@ -211,19 +212,6 @@ async def _committed_past(committed: object, offset: int) -> bool:
     return value is not None and value > offset
 
 
-def cli_env(settings: Settings) -> dict[str, str]:
-    local = settings.local
-    return {
-        **os.environ,
-        "RISKFLOW_LOCAL__STATE_DIR": str(local.state_dir),
-        "RISKFLOW_LOCAL__TEMPORAL_PORT": str(local.temporal_port),
-        "RISKFLOW_LOCAL__TEMPORAL_UI_PORT": str(local.temporal_ui_port),
-        "RISKFLOW_LOCAL__KAFKA_PORT": str(local.kafka_port),
-        "RISKFLOW_LOCAL__REDIS_PORT": str(local.redis_port),
-        "RISKFLOW_LOCAL__DASHSCOPE_PORT": str(local.dashscope_port),
-    }
-
-
 async def test_cli_pipeline_test_and_temporal_queries(
     pipeline: Pipeline, stack: Endpoints, client: Client
 ) -> None:
@@ -273,3 +261,32 @@ async def test_cli_pipeline_test_and_temporal_queries(
         temporal, "workflow", "list", "--address", stack.temporal, "--limit", "5"
     )
     assert "RiskAssessmentWorkflow" in listed
+
+
+async def test_one_trace_from_edge_publish_to_the_activities(
+    pipeline: Pipeline, stack: Endpoints, tracing: InMemorySpanExporter, unique: str
+) -> None:
+    publisher = DetectionPublisher(pipeline.producer, max_queue=10)
+    sender = asyncio.create_task(publisher.run())
+    event = scene_event(f"trace-{unique}", 1, datetime.now(UTC), people=1, falls=1)
+    publisher.offer(event)
+    redis = Redis.from_url(stack.redis)
+
+    async def assessed() -> bool:
+        return await redis.get(camera_latest_key(event.camera_id)) is not None
+
+    try:
+        await eventually(assessed)
+    finally:
+        sender.cancel()
+        await redis.aclose()
+    spans = tracing.get_finished_spans()
+    (edge,) = [
+        s for s in spans if s.name == "edge.publish" and s.attributes["camera"] == event.camera_id
+    ]
+    trace_id = edge.context.trace_id
+    names = {s.name for s in spans if s.context.trace_id == trace_id}
+    assert {"edge.publish", "bridge.handle", "StartWorkflow:RiskAssessmentWorkflow"} <= names
+    assert {"RunWorkflow:RiskAssessmentWorkflow", "RunActivity:build_task"} <= names
+    assert {"RunActivity:acquire_lease", "RunActivity:call_llm", "RunActivity:aggregate"} <= names
+    assert {"redis.aggregate", "kafka.publish_result"} <= names

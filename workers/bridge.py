@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,14 @@ from temporalio.service import RPCError
 from riskflow.endpoints import Endpoints
 from riskflow.events import DetectionEvent
 from riskflow.kafka import make_consumer, make_producer
+from riskflow.metrics import (
+    BRIDGE_DETECTIONS,
+    BRIDGE_MESSAGES,
+    BRIDGE_START,
+    CONSUMER_LAG,
+    DEAD_LETTERS,
+    serve,
+)
 from riskflow.models import AssessmentInput, AssessmentPolicy
 from riskflow.names import (
     DEAD_LETTER_TOPIC,
@@ -34,7 +43,8 @@ from riskflow.names import (
     DLQ_SOURCE_HEADER,
 )
 from riskflow.settings import Settings
-from workers.client import connect
+from riskflow.telemetry import extract_headers, tracer
+from workers.client import connect, sdk_runtime
 from workers.significance import assess_significance
 from workers.worker import stop_on_signals
 from workflows.assessment import RiskAssessmentWorkflow
@@ -118,6 +128,15 @@ class Bridge:
             await self._consumer.commit(
                 {tp: records[-1].offset + 1 for tp, records in batch.items()}
             )
+            await self._record_lag(batch)
+
+    async def _record_lag(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+        """Lag from the broker's high watermark (fetch responses), per partition."""
+        for tp, records in batch.items():
+            highwater = self._consumer.highwater(tp)
+            if highwater is not None:
+                lag = max(0, highwater - (records[-1].offset + 1))
+                CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(lag)
 
     async def _process(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
         records = [r for rs in batch.values() for r in rs]
@@ -129,21 +148,37 @@ class Bridge:
             return await self.handle(record)
 
     async def handle(self, record: ConsumerRecord) -> Outcome:
-        parsed = parse_message(record.value, self._settings.bridge.max_message_bytes)
-        if isinstance(parsed, Rejection):
-            await self._dead_letter(record, parsed)
-            return "dead_lettered"
-        situation = assess_significance(parsed, self._settings.significance)
+        """Decide one message; its trace (from the edge's headers) continues here."""
+        parent = extract_headers(record.headers)
+        with tracer().start_as_current_span("bridge.handle", context=parent) as span:
+            parsed = parse_message(record.value, self._settings.bridge.max_message_bytes)
+            if isinstance(parsed, Rejection):
+                await self._dead_letter(record, parsed)
+                DEAD_LETTERS.labels(parsed.reason).inc()
+                BRIDGE_MESSAGES.labels("unknown", "dead_lettered").inc()
+                return "dead_lettered"
+            camera = parsed.camera_id
+            span.set_attribute("camera", camera)
+            BRIDGE_DETECTIONS.labels(camera).inc(len(parsed.detections))
+            outcome = await self._decide(parsed)
+            BRIDGE_MESSAGES.labels(camera, outcome).inc()
+            return outcome
+
+    async def _decide(self, event: DetectionEvent) -> Outcome:
+        situation = assess_significance(event, self._settings.significance)
         if situation is None:
             return "insignificant"
         inp = AssessmentInput(
             assessment_id=situation.workflow_id,
             situation=situation.rule,
             severity=situation.severity,
-            event=parsed,
+            event=event,
             policy=self._policy,
         )
-        return await self._start(inp)
+        started = time.perf_counter()
+        outcome = await self._start(inp)
+        BRIDGE_START.observe(time.perf_counter() - started)
+        return outcome
 
     async def _start(self, inp: AssessmentInput) -> Outcome:
         delay = 0.5
@@ -193,7 +228,12 @@ async def run_bridge(settings: Settings, stop: asyncio.Event | None = None) -> C
     """Run until SIGINT/SIGTERM (or `stop`): finish the batch in hand, commit, close."""
     endpoints = Endpoints.of(settings)
     stop = stop or stop_on_signals()
-    client = await connect(endpoints.temporal, settings.temporal.namespace)
+    metrics = settings.metrics
+    runtime = None
+    if metrics.enabled:
+        serve(metrics.host, metrics.bridge_port)
+        runtime = sdk_runtime(f"{metrics.host}:{metrics.bridge_sdk_port}")
+    client = await connect(endpoints.temporal, settings.temporal.namespace, runtime)
     consumer = make_consumer(
         endpoints.kafka, settings.kafka, DETECTION_TOPIC, group_id=settings.bridge.group_id
     )

@@ -13,6 +13,7 @@ import aiohttp
 from redis.asyncio import Redis
 from temporalio.client import Client
 from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.aggregate import AggregateActivities, ResultPublisher
 from activities.dashscope_client import DashScopeClient, LLMClient
@@ -23,8 +24,11 @@ from activities.task import TaskActivities
 from riskflow.endpoints import Endpoints
 from riskflow.kafka import make_producer
 from riskflow.keyconfig import KeyRing
+from riskflow.metrics import serve
 from riskflow.settings import Settings
-from workers.client import connect
+from workers import keypool_metrics
+from workers.client import connect, sdk_runtime
+from workers.interceptors import MetricsInterceptor
 from workflows.assessment import RiskAssessmentWorkflow
 
 logger = logging.getLogger(__name__)
@@ -49,6 +53,10 @@ def build_worker(client: Client, settings: Settings, deps: WorkerDeps, task_queu
         task_queue=task_queue,
         workflows=[RiskAssessmentWorkflow],
         activities=[task.build_task, lease.acquire_lease, llm.call_llm, aggregate.aggregate],
+        interceptors=[MetricsInterceptor()],
+        workflow_runner=SandboxedWorkflowRunner(
+            restrictions=SandboxRestrictions.default.with_passthrough_modules("opentelemetry")
+        ),
         max_concurrent_activities=200,
     )
 
@@ -76,17 +84,33 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     """Run until SIGINT/SIGTERM (or `stop`), then shut down cleanly (sdk-python#300)."""
     endpoints = Endpoints.of(settings)
     stop = stop or stop_on_signals()
-    client = await connect(endpoints.temporal, settings.temporal.namespace)
+    metrics = settings.metrics
+    runtime = None
+    if metrics.enabled:
+        serve(metrics.host, metrics.worker_port)
+        runtime = sdk_runtime(f"{metrics.host}:{metrics.worker_sdk_port}")
+    client = await connect(endpoints.temporal, settings.temporal.namespace, runtime)
     async with worker_deps(settings, endpoints) as deps:
         worker = build_worker(client, settings, deps, settings.temporal.task_queue)
+        refresher = None
+        if metrics.enabled:
+            collector = keypool_metrics.register(settings.keys)
+            pool = KeyPool(deps.redis, settings.keys.scheduler)
+            refresher = asyncio.create_task(
+                keypool_metrics.refresh_forever(pool, collector, metrics.keypool_refresh_seconds)
+            )
         logger.info(
             "worker on %s, task queue %s, keys %s",
             endpoints.temporal,
             settings.temporal.task_queue,
             deps.ring.key_ids(),
         )
-        async with worker:
-            await stop.wait()
+        try:
+            async with worker:
+                await stop.wait()
+        finally:
+            if refresher is not None:
+                refresher.cancel()
         logger.info("worker stopped")
 
 

@@ -1,0 +1,89 @@
+"""riskflow's own Prometheus metrics. Labels stay bounded: camera ids, key ids, quota groups,
+stages and outcomes; never frame, lease, event or workflow ids."""
+
+from __future__ import annotations
+
+import logging
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+logger = logging.getLogger(__name__)
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+# -- edge ---------------------------------------------------------------------------------
+EDGE_FRAMES = Counter(
+    "riskflow_edge_frames_total",
+    "Frames by stage: read, inferred, published, dropped",
+    ["camera", "stage"],
+)
+EDGE_INFERENCE = Histogram(
+    "riskflow_edge_inference_seconds",
+    "Detector time per frame",
+    ["camera"],
+    buckets=LATENCY_BUCKETS,
+)
+EDGE_PUBLISH = Histogram(
+    "riskflow_edge_publish_seconds",
+    "Enqueue to broker acknowledgement",
+    ["camera"],
+    buckets=LATENCY_BUCKETS,
+)
+EDGE_RECONNECTS = Counter("riskflow_edge_reconnects_total", "Source reconnects", ["camera"])
+
+# -- bridge -------------------------------------------------------------------------------
+BRIDGE_MESSAGES = Counter(
+    "riskflow_bridge_messages_total",
+    "Detection messages by outcome: started, duplicate (debounced/redelivered), insignificant, "
+    "dead_lettered",
+    ["camera", "outcome"],
+)
+BRIDGE_DETECTIONS = Counter("riskflow_detections_total", "Detections received", ["camera"])
+DEAD_LETTERS = Counter("riskflow_dead_letters_total", "Dead-lettered messages", ["reason"])
+BRIDGE_START = Histogram(
+    "riskflow_bridge_start_seconds", "Workflow start round trip", buckets=LATENCY_BUCKETS
+)
+CONSUMER_LAG = Gauge(
+    "riskflow_bridge_consumer_lag", "High watermark minus position", ["topic", "partition"]
+)
+
+# -- worker -------------------------------------------------------------------------------
+ACTIVITY_SECONDS = Histogram(
+    "riskflow_activity_seconds",
+    "Activity execution time",
+    ["activity", "outcome"],
+    buckets=LATENCY_BUCKETS,
+)
+END_TO_END = Histogram(
+    "riskflow_end_to_end_seconds",
+    "Capture timestamp to results written",
+    ["camera"],
+    buckets=LATENCY_BUCKETS,
+)
+ASSESSMENTS = Counter(
+    "riskflow_assessments_total",
+    "Assessments by status and risk level",
+    ["camera", "status", "risk_level"],
+)
+LLM_REQUESTS = Counter(
+    "riskflow_llm_requests_total",
+    "LLM requests by key and classified outcome",
+    ["key_id", "outcome"],
+)
+LLM_LATENCY = Histogram(
+    "riskflow_llm_latency_seconds", "LLM request latency", ["key_id"], buckets=LATENCY_BUCKETS
+)
+
+# -- key pool (wait side observed in the lease activity; the rest read from Redis) ----------
+KEY_WAITS = Counter("riskflow_keypool_waits_total", "Lease requests answered 'not yet'", ["reason"])
+KEY_WAIT_SECONDS = Histogram(
+    "riskflow_keypool_wait_seconds",
+    "Wait named to a workflow when no key had capacity",
+    buckets=LATENCY_BUCKETS,
+)
+
+
+def serve(host: str, port: int) -> None:
+    """Serve /metrics (and /) on host:port from a background thread."""
+    start_http_server(port, addr=host)
+    logger.info("metrics on http://%s:%d/metrics", host, port)
