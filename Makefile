@@ -14,7 +14,12 @@ $(VENV)/.installed-local: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[local]'
 	touch $@
 
+# torch and torchvision first, at the versions whose wheels this machine has on disk (a bare
+# `torch` would pull a multi-GB CUDA build).
+TORCH ?= torch==2.14.1 torchvision==0.29.1
+
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet $(TORCH)
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@ $(VENV)/.installed-local
 

@@ -7,6 +7,7 @@ message is dropped (a camera's newest state matters most), counted and logged.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from typing import Protocol
@@ -43,7 +44,7 @@ class DetectionPublisher:
 
     def offer(self, event: DetectionEvent) -> None:
         """Queue one frame's detections; starts the event's trace (carried in the headers)."""
-        attributes = {"camera": event.camera_id, "frame": event.frame_id}
+        attributes: dict[str, str | int] = {"camera": event.camera_id, "frame": event.frame_id}
         with tracer().start_as_current_span("edge.publish", attributes=attributes):
             headers = inject_headers()
         item = (event.camera_id, event.model_dump_json().encode(), headers, time.perf_counter())
@@ -64,9 +65,9 @@ class DetectionPublisher:
             ack = await self._producer.send(
                 self._topic, value=value, key=camera.encode(), headers=headers
             )
-            ack.add_done_callback(lambda f, c=camera, q=queued: self._acked(f, c, q))
+            ack.add_done_callback(functools.partial(self._acked, camera=camera, queued=queued))
 
-    def _acked(self, future: asyncio.Future[object], camera: str, queued: float) -> None:
+    def _acked(self, future: asyncio.Future[object], *, camera: str, queued: float) -> None:
         if future.cancelled() or future.exception() is not None:
             EDGE_FRAMES.labels(camera, "dropped").inc()
             self.dropped += 1

@@ -35,11 +35,13 @@ dev = typer.Typer(help="The embedded local stack (Temporal, Kafka protocol, Valk
 topics = typer.Typer(help="Kafka topics.")
 worker = typer.Typer(help="The Temporal worker.")
 bridge = typer.Typer(help="The Kafka -> Temporal bridge.")
+edge = typer.Typer(help="The detection edge (needs the detect extra).")
 app.add_typer(dev, name="dev", no_args_is_help=True)
 app.add_typer(topics, name="topics", no_args_is_help=True)
 app.add_typer(cli_keys.app, name="keys")
 app.add_typer(worker, name="worker", no_args_is_help=True)
 app.add_typer(bridge, name="bridge", no_args_is_help=True)
+app.add_typer(edge, name="edge", no_args_is_help=True)
 app.add_typer(cli_pipeline.app, name="pipeline", no_args_is_help=True)
 app.command("demo")(cli_demo.demo)
 console = Console()
@@ -141,6 +143,28 @@ def bridge_run(ctx: typer.Context) -> None:
     settings = _settings(ctx)
     with traced(settings, "bridge"):
         asyncio.run(run_bridge(settings))
+
+
+@edge.command("run")
+def edge_run(
+    ctx: typer.Context,
+    camera: Annotated[list[str] | None, typer.Option(help="only these camera ids")] = None,
+    source: Annotated[str | None, typer.Option(help="a source instead of cameras.yaml")] = None,
+    camera_id: Annotated[str, typer.Option(help="camera id for --source")] = "1",
+) -> None:
+    """Read cameras, detect with YOLO, publish detections to Kafka (until files end or Ctrl-C)."""
+    from detection_edge.run import run_edge
+    from riskflow.edge_config import CameraConfig
+
+    settings = _settings(ctx)
+    cameras = list(settings.cameras)
+    if source is not None:
+        cameras = [CameraConfig(id=camera_id, source=source)]
+    elif camera:
+        cameras = [c for c in cameras if c.id in camera]
+    with traced(settings, "edge"):
+        totals = asyncio.run(run_edge(settings, cameras))
+    console.print(f"edge: {dict(totals)}")
 
 
 @app.command("schema")

@@ -12,13 +12,21 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import AliasChoices, BaseModel, Field, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from riskflow.edge_config import CameraConfig, EdgeSettings
 from riskflow.errors import ConfigError
 from riskflow.keyconfig import KeysConfig
 from riskflow.models import RiskLevel
-from riskflow.significance_config import SignificanceConfig
+from riskflow.significance_config import CameraRules, SignificanceConfig
 from riskflow.telemetry import TracingSettings
 
 CONFIG_FILES = ("riskflow.yaml", "api_keys.yaml", "cameras.yaml")
@@ -133,8 +141,27 @@ class Settings(BaseSettings):
     keys: KeysConfig = Field(
         default_factory=KeysConfig, validation_alias=AliasChoices("keys", "key_pool")
     )
-    cameras: list[dict[str, Any]] = Field(default_factory=list)
+    edge: EdgeSettings = EdgeSettings()
+    cameras: list[CameraConfig] = Field(default_factory=list)
     config_dir: Path = Path("config")
+
+    @model_validator(mode="after")
+    def _camera_zones(self) -> Settings:
+        """Zones given in cameras.yaml apply to the bridge's rules for that camera."""
+        ids = [c.id for c in self.cameras]
+        if len(ids) != len(set(ids)):
+            raise ValueError(f"camera ids must be unique: {ids}")
+        overrides = dict(self.significance.cameras)
+        for camera in self.cameras:
+            if camera.zones is None:
+                continue
+            current = overrides.get(camera.id, CameraRules())
+            if current.zones is None:
+                overrides[camera.id] = current.model_copy(update={"zones": camera.zones})
+        if overrides != self.significance.cameras:
+            significance = self.significance.model_copy(update={"cameras": overrides})
+            object.__setattr__(self, "significance", significance)
+        return self
 
     @field_validator("temporal_address", "kafka_bootstrap", "redis_url", "dashscope_base_url")
     @classmethod

@@ -43,10 +43,10 @@ from riskflow.names import (
     DLQ_SOURCE_HEADER,
 )
 from riskflow.settings import Settings
+from riskflow.shutdown import stop_on_signals
 from riskflow.telemetry import extract_headers, tracer
 from workers.client import connect, sdk_runtime
 from workers.significance import assess_significance
-from workers.worker import stop_on_signals
 from workflows.assessment import RiskAssessmentWorkflow
 
 logger = logging.getLogger(__name__)

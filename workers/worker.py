@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -26,6 +25,7 @@ from riskflow.kafka import make_producer
 from riskflow.keyconfig import KeyRing
 from riskflow.metrics import serve
 from riskflow.settings import Settings
+from riskflow.shutdown import stop_on_signals
 from workers import keypool_metrics
 from workers.client import connect, sdk_runtime
 from workers.interceptors import MetricsInterceptor
@@ -112,11 +112,3 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
             if refresher is not None:
                 refresher.cancel()
         logger.info("worker stopped")
-
-
-def stop_on_signals() -> asyncio.Event:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    return stop
