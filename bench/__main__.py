@@ -5,7 +5,7 @@ from __future__ import annotations
 import runpy
 import sys
 
-BENCHMARKS = ["bench.key_pool", "bench.edge"]
+BENCHMARKS = ["bench.key_pool", "bench.edge", "bench.e2e"]
 
 if __name__ == "__main__":
     for name in BENCHMARKS:
