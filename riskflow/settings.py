@@ -36,6 +36,11 @@ ENV_PREFIX = "RISKFLOW_"
 class TemporalSettings(BaseModel):
     namespace: str = "default"
     task_queue: str = "risk-assessment"
+    # Temporal Cloud / a TLS cluster: an API key (read from this variable), or mTLS files.
+    tls: bool = False
+    api_key_env: str | None = None
+    client_cert_path: Path | None = None
+    client_key_path: Path | None = None
 
 
 class KafkaSettings(BaseModel):

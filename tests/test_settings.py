@@ -105,3 +105,20 @@ def test_duplicate_key_ids_rejected(config_dir: Path) -> None:
     )
     with pytest.raises(ConfigError, match="appears twice"):
         load_settings(config_dir)
+
+
+def test_temporal_security_options(tmp_path: Path) -> None:
+    from riskflow.settings import TemporalSettings
+    from workers.client import security
+
+    assert security(TemporalSettings(), {}) == {}
+    assert security(TemporalSettings(tls=True), {}) == {"tls": True}
+    cloud = TemporalSettings(api_key_env="TEMPORAL_API_KEY")
+    assert security(cloud, {"TEMPORAL_API_KEY": "k"}) == {"api_key": "k", "tls": True}
+    with pytest.raises(ConfigError, match="TEMPORAL_API_KEY"):
+        security(cloud, {})
+    (tmp_path / "c.pem").write_bytes(b"cert")
+    (tmp_path / "k.pem").write_bytes(b"key")
+    mtls = TemporalSettings(client_cert_path=tmp_path / "c.pem", client_key_path=tmp_path / "k.pem")
+    tls = security(mtls, {})["tls"]
+    assert tls.client_cert == b"cert" and tls.client_private_key == b"key"

@@ -233,7 +233,9 @@ async def run_bridge(settings: Settings, stop: asyncio.Event | None = None) -> C
     if metrics.enabled:
         serve(metrics.host, metrics.bridge_port)
         runtime = sdk_runtime(f"{metrics.host}:{metrics.bridge_sdk_port}")
-    client = await connect(endpoints.temporal, settings.temporal.namespace, runtime)
+    client = await connect(
+        endpoints.temporal, settings.temporal.namespace, runtime, settings.temporal
+    )
     consumer = make_consumer(
         endpoints.kafka, settings.kafka, DETECTION_TOPIC, group_id=settings.bridge.group_id
     )

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
+from typing import Any
+
 from temporalio.client import Client
 from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+from temporalio.service import TLSConfig
+
+from riskflow.errors import ConfigError
+from riskflow.settings import TemporalSettings
 
 
 def sdk_runtime(metrics_address: str | None) -> Runtime | None:
@@ -21,11 +29,39 @@ def sdk_runtime(metrics_address: str | None) -> Runtime | None:
     return Runtime(telemetry=TelemetryConfig(metrics=prometheus))
 
 
-async def connect(address: str, namespace: str, runtime: Runtime | None = None) -> Client:
+def security(temporal: TemporalSettings, environ: Mapping[str, str]) -> dict[str, Any]:
+    """TLS and API key options for Client.connect (Temporal Cloud, TLS clusters)."""
+    options: dict[str, Any] = {}
+    if temporal.client_cert_path and temporal.client_key_path:
+        options["tls"] = TLSConfig(
+            client_cert=temporal.client_cert_path.read_bytes(),
+            client_private_key=temporal.client_key_path.read_bytes(),
+        )
+    elif temporal.tls:
+        options["tls"] = True
+    if temporal.api_key_env:
+        key = environ.get(temporal.api_key_env)
+        if not key:
+            raise ConfigError(
+                f"temporal.api_key_env names {temporal.api_key_env}, which is not set"
+            )
+        options["api_key"] = key
+        options.setdefault("tls", True)
+    return options
+
+
+async def connect(
+    address: str,
+    namespace: str,
+    runtime: Runtime | None = None,
+    temporal: TemporalSettings | None = None,
+) -> Client:
+    options = security(temporal, os.environ) if temporal is not None else {}
     return await Client.connect(
         address,
         namespace=namespace,
         data_converter=pydantic_data_converter,
         interceptors=[TracingInterceptor()],
         runtime=runtime,
+        **options,
     )

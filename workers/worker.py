@@ -89,7 +89,9 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     if metrics.enabled:
         serve(metrics.host, metrics.worker_port)
         runtime = sdk_runtime(f"{metrics.host}:{metrics.worker_sdk_port}")
-    client = await connect(endpoints.temporal, settings.temporal.namespace, runtime)
+    client = await connect(
+        endpoints.temporal, settings.temporal.namespace, runtime, settings.temporal
+    )
     async with worker_deps(settings, endpoints) as deps:
         worker = build_worker(client, settings, deps, settings.temporal.task_queue)
         refresher = None
