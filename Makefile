@@ -1,5 +1,5 @@
 # The two commands a fresh machine needs (Python 3.11+ and pip, nothing else):
-#   make demo   - the local stack, a worker, a bridge and simulated cameras, watched live
+#   make demo   - the local stack, a worker, a bridge and the YOLO edge on a sample scene
 #   make test   - lint, type checks and the whole test suite on real local servers
 PYTHON ?= python3
 VENV ?= .venv
@@ -10,13 +10,14 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-$(VENV)/.installed-local: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[local]'
-	touch $@
-
 # torch and torchvision first, at the versions whose wheels this machine has on disk (a bare
 # `torch` would pull a multi-GB CUDA build).
 TORCH ?= torch==2.14.1 torchvision==0.29.1
+
+$(VENV)/.installed-local: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet $(TORCH)
+	$(BIN)/pip install --quiet -e '.[local,detect]'
+	touch $@
 
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet $(TORCH)

@@ -1,22 +1,31 @@
-"""`riskflow demo`: the local stack, a worker, a bridge and simulated cameras, watched live."""
+"""`riskflow demo`: the local stack, a worker, a bridge and cameras, watched live.
+
+Cameras: the real edge (YOLO) on a sample video it writes from ultralytics' bundled image, or
+`--source` (an RTSP URL or a file). Without the detect extra installed, simulated cameras
+publish scripted detections instead, and the demo says so.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import json
 import time
 from collections import Counter
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from riskflow.edge_config import CameraConfig
 from riskflow.endpoints import Endpoints
 from riskflow.kafka import ensure_topics, make_consumer, make_producer
 from riskflow.localstack.process import ManagedProcess
@@ -25,38 +34,56 @@ from riskflow.names import DETECTION_TOPIC, RESULTS_TOPIC, camera_alerts_key, ca
 from riskflow.settings import Settings
 from riskflow.simulate import scene_event
 from workers.bridge import run_bridge
-from workers.significance import assess_significance
 from workers.worker import run_worker
 
 console = Console(soft_wrap=True)
 
 
+def _metric(name: str, **labels: str) -> int:
+    return int(REGISTRY.get_sample_value(name, labels) or 0)
+
+
 @dataclass
 class Progress:
     cameras: list[str]
-    published: Counter[str] = field(default_factory=Counter)
-    expected: dict[str, set[str]] = field(default_factory=dict)
+    simulated: Counter[str] = field(default_factory=Counter)
     results: dict[str, set[str]] = field(default_factory=dict)
-    latest: dict[str, dict[str, object]] = field(default_factory=dict)
+    latest: dict[str, dict[str, Any]] = field(default_factory=dict)
     alerts: Counter[str] = field(default_factory=Counter)
     producing: bool = True
 
+    def frames(self, camera: str) -> int:
+        published = _metric("riskflow_edge_frames_total", camera=camera, stage="published")
+        return published + self.simulated[camera]
+
+    def bridged(self, camera: str) -> dict[str, int]:
+        outcomes = ("started", "duplicate", "insignificant")
+        return {
+            o: _metric("riskflow_bridge_messages_total", camera=camera, outcome=o) for o in outcomes
+        }
+
     def done(self) -> bool:
-        return not self.producing and all(
-            self.expected.get(c, set()) <= self.results.get(c, set()) for c in self.cameras
-        )
+        if self.producing:
+            return False
+        for camera in self.cameras:
+            seen = self.bridged(camera)
+            if sum(seen.values()) < self.frames(camera) or not seen["started"]:
+                return False
+            if len(self.results.get(camera, ())) < seen["started"]:
+                return False
+        return True
 
     def table(self) -> Table:
         table = Table(title="riskflow demo")
-        for column in ("camera", "frames", "situations", "assessed", "alerts", "latest risk"):
+        for column in ("camera", "frames", "workflows", "assessed", "alerts", "latest risk"):
             table.add_column(column)
         for camera in self.cameras:
-            latest = self.latest.get(camera, {})
-            risk = f"{latest.get('risk_level')} ({latest.get('risk_score')})" if latest else "-"
+            latest = self.latest.get(camera)
+            risk = f"{latest['risk_level']} ({latest['risk_score']})" if latest else "-"
             table.add_row(
                 camera,
-                str(self.published[camera]),
-                str(len(self.expected.get(camera, ()))),
+                str(self.frames(camera)),
+                str(self.bridged(camera)["started"]),
                 str(len(self.results.get(camera, ()))),
                 str(self.alerts[camera]),
                 risk,
@@ -65,7 +92,7 @@ class Progress:
 
 
 async def _simulate(settings: Settings, progress: Progress, frames: int, fps: float) -> None:
-    """The cameras: a scripted scene (people walk, one falls) published like the edge does."""
+    """Simulated cameras: the scripted scene (people walk, one falls) as detections."""
     producer = make_producer(Endpoints.of(settings).kafka, settings.kafka)
     await producer.start()
     try:
@@ -75,13 +102,9 @@ async def _simulate(settings: Settings, progress: Progress, frames: int, fps: fl
                 falls = 1 if frame >= frames * 2 // 3 else 0
                 at = start + timedelta(seconds=frame / fps)
                 event = scene_event(camera, frame, at, people=1 + (frame + n) % 2, falls=falls)
-                situation = assess_significance(event, settings.significance)
-                if situation is not None:
-                    progress.expected.setdefault(camera, set()).add(situation.workflow_id)
-                await producer.send(
-                    DETECTION_TOPIC, event.model_dump_json().encode(), key=camera.encode()
-                )
-                progress.published[camera] += 1
+                value = event.model_dump_json().encode()
+                await producer.send(DETECTION_TOPIC, value, key=camera.encode())
+                progress.simulated[camera] += 1
             await asyncio.sleep(1 / fps)
         await producer.flush()
     finally:
@@ -89,10 +112,18 @@ async def _simulate(settings: Settings, progress: Progress, frames: int, fps: fl
         progress.producing = False
 
 
+async def _edge(settings: Settings, progress: Progress, cameras: list[CameraConfig]) -> None:
+    from detection_edge.run import run_edge
+
+    try:
+        await run_edge(settings, cameras, asyncio.Event())
+    finally:
+        progress.producing = False
+
+
 async def _watch(settings: Settings, progress: Progress) -> None:
     endpoints = Endpoints.of(settings)
     consumer = make_consumer(endpoints.kafka, settings.kafka, RESULTS_TOPIC, group_id=None)
-    consumer._auto_offset_reset = "latest"  # only this run's results
     redis = Redis.from_url(endpoints.redis)
     await consumer.start()
     try:
@@ -100,7 +131,8 @@ async def _watch(settings: Settings, progress: Progress) -> None:
             batch = await consumer.getmany(timeout_ms=300)
             for record in (r for rs in batch.values() for r in rs):
                 data = json.loads(record.value)
-                progress.results.setdefault(data["camera_id"], set()).add(data["assessment_id"])
+                if data["camera_id"] in progress.cameras:
+                    progress.results.setdefault(data["camera_id"], set()).add(data["assessment_id"])
             for camera in progress.cameras:
                 raw = await redis.get(camera_latest_key(camera))
                 if raw:
@@ -114,8 +146,8 @@ async def _watch(settings: Settings, progress: Progress) -> None:
 def _where_to_look(settings: Settings, progress: Progress) -> None:
     endpoints = Endpoints.of(settings)
     camera = progress.cameras[0]
-    some = sorted(progress.results.get(camera, {"<workflow id>"}))[0]
-    redis_port = settings.local.redis_port
+    some = sorted(progress.results.get(camera, {"<workflow id>"}))[-1]
+    redis = f"redis-cli -p {settings.local.redis_port}"
     console.print("\n[bold]Where to look[/bold]")
     if endpoints.temporal_ui:
         console.print(f"  Temporal Web UI:  {endpoints.temporal_ui}")
@@ -123,79 +155,117 @@ def _where_to_look(settings: Settings, progress: Progress) -> None:
         f"  Workflow status:  temporal workflow query --address {endpoints.temporal} "
         f"--workflow-id {some} --type status"
     )
-    console.print(f"  Latest result:    redis-cli -p {redis_port} GET {camera_latest_key(camera)}")
-    console.print(
-        f"  Alerts:           redis-cli -p {redis_port} LRANGE {camera_alerts_key(camera)} 0 -1"
-    )
+    console.print(f"  Latest result:    {redis} GET {camera_latest_key(camera)}")
+    console.print(f"  Alerts:           {redis} LRANGE {camera_alerts_key(camera)} 0 -1")
     console.print("  Key pool:         riskflow keys status")
 
 
-async def _demo(
-    settings: Settings, cameras: int, frames: int, fps: float, duration: float, once: bool
-) -> bool:
+def _cameras(settings: Settings, count: int, source: str | None) -> list[CameraConfig] | None:
+    """The edge's cameras, or None when the detect extra is missing (simulated cameras)."""
+    if importlib.util.find_spec("ultralytics") is None:
+        if source is not None:
+            raise typer.BadParameter("--source needs the detect extra: pip install -e '.[detect]'")
+        return None
+    if source is not None:
+        return [CameraConfig(id="cam1", source=source)]
+    from detection_edge.sample_video import write_scene
+
+    video = write_scene(settings.local.state_dir / "demo" / "scene.mp4")
+    return [CameraConfig(id=f"cam{i + 1}", source=str(video)) for i in range(count)]
+
+
+async def _wait(progress: Progress, tasks: list[asyncio.Task[Any]], within: float) -> None:
+    deadline = time.monotonic() + within
+    with Live(progress.table(), console=console, refresh_per_second=4) as live:
+        while time.monotonic() < deadline and not progress.done():
+            for task in tasks:
+                if task.done() and task.exception() is not None:
+                    raise RuntimeError(f"a demo task failed: {task.exception()!r}")
+            live.update(progress.table())
+            await asyncio.sleep(0.25)
+        live.update(progress.table())
+
+
+async def _demo(settings: Settings, options: DemoOptions) -> bool:
     stack = LocalStack(settings)
-    already = {
+    running = {
         s.name for s in stack.services if ManagedProcess(s.spec_factory(), stack.state_dir).pid()
     }
-    mode = (
+    llm = (
         "real DashScope" if settings.dashscope_base_url else "the local DashScope-compatible server"
     )
-    console.print(f"LLM: {mode} at {stack.endpoints.dashscope}")
+    console.print(f"LLM: {llm} at {stack.endpoints.dashscope}")
+    cameras = _cameras(settings, options.cameras, options.source)
+    if cameras is None:
+        console.print("Cameras: simulated detections (install the detect extra for the real edge)")
+    else:
+        console.print(f"Cameras: the YOLO edge on {cameras[0].source}")
     stop = asyncio.Event()
-    tasks: list[asyncio.Task[object]] = []
+    tasks: list[asyncio.Task[Any]] = []
     try:
         with console.status("starting the local stack..."):
             await stack.up()
             await ensure_topics(stack.endpoints.kafka, settings.kafka)
-        progress = Progress([f"cam{i + 1}" for i in range(cameras)])
+        ids = (
+            [c.id for c in cameras] if cameras else [f"cam{i + 1}" for i in range(options.cameras)]
+        )
+        progress = Progress(ids)
+        watcher = asyncio.create_task(_watch(settings, progress))
         tasks += [
             asyncio.create_task(run_worker(settings, stop)),
             asyncio.create_task(run_bridge(settings, stop)),
-            asyncio.create_task(_watch(settings, progress)),
         ]
-        await asyncio.sleep(1)  # let the bridge join its group
-        tasks.append(asyncio.create_task(_simulate(settings, progress, frames, fps)))
-        deadline = time.monotonic() + duration
-        with Live(progress.table(), console=console, refresh_per_second=4) as live:
-            while time.monotonic() < deadline and not progress.done():
-                failed = [t for t in tasks if t.done() and t.exception()]
-                if failed:
-                    raise failed[0].exception()  # type: ignore[misc]
-                live.update(progress.table())
-                await asyncio.sleep(0.25)
-            live.update(progress.table())
+        await asyncio.sleep(1)  # the bridge joins its group
+        source: Coroutine[Any, Any, None] = (
+            _edge(settings, progress, cameras)
+            if cameras
+            else _simulate(settings, progress, options.frames, options.fps)
+        )
+        tasks.append(asyncio.create_task(source))
+        try:
+            await _wait(progress, tasks, options.duration)
+        finally:
+            watcher.cancel()
         _where_to_look(settings, progress)
-        if not once:
+        if not options.once:
             console.print("\nRunning; Ctrl-C stops everything the demo started.")
             await asyncio.Event().wait()
         return progress.done()
     finally:
         stop.set()
-        for task in tasks:
-            if task.get_coro().__name__ == "_watch":  # type: ignore[union-attr]
-                task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
+        with contextlib.suppress(Exception):
             await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 30)
-        started = [s for s in stack.services if s.name not in already]
+        started = [s for s in stack.services if s.name not in running]
         for service in reversed(started):
             ManagedProcess(service.spec_factory(), stack.state_dir).stop()
-        console.print(
-            f"stopped: {', '.join(s.name for s in started) or 'nothing (it was already running)'}"
-        )
+        names = ", ".join(s.name for s in started) or "nothing (it was already running)"
+        console.print(f"stopped: {names}")
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    cameras: int
+    frames: int
+    fps: float
+    duration: float
+    once: bool
+    source: str | None
 
 
 def demo(
     ctx: typer.Context,
-    cameras: Annotated[int, typer.Option(help="simulated cameras")] = 2,
-    frames: Annotated[int, typer.Option(help="frames per camera")] = 24,
-    fps: Annotated[float, typer.Option(help="frames per second per camera")] = 4.0,
-    duration: Annotated[float, typer.Option(help="give up waiting for results after (s)")] = 180.0,
-    once: Annotated[bool, typer.Option(help="stop everything when the results are in")] = False,
+    cameras: Annotated[int, typer.Option(help="cameras (each plays the sample scene)")] = 2,
+    source: Annotated[str | None, typer.Option(help="an RTSP URL or video file instead")] = None,
+    frames: Annotated[int, typer.Option(help="frames per simulated camera")] = 24,
+    fps: Annotated[float, typer.Option(help="frames/s per simulated camera")] = 4.0,
+    duration: Annotated[float, typer.Option(help="stop waiting for results after (s)")] = 240.0,
+    once: Annotated[bool, typer.Option(help="stop everything once the results are in")] = False,
 ) -> None:
-    """Bring up the local stack, run a worker and a bridge, feed simulated cameras, watch."""
+    """Bring up the local stack, run a worker, a bridge and the cameras, and watch."""
     settings: Settings = ctx.obj
+    options = DemoOptions(cameras, frames, fps, duration, once, source)
     try:
-        ok = asyncio.run(_demo(settings, cameras, frames, fps, duration, once))
+        ok = asyncio.run(_demo(settings, options))
     except KeyboardInterrupt:
         return
     if not ok:

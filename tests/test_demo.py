@@ -1,0 +1,61 @@
+"""`riskflow demo --once` as a new user runs it: real local stack, worker, bridge, the YOLO edge
+on the generated sample scene; assessments reach Redis for each camera; everything it started
+is stopped afterwards."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+from redis.asyncio import Redis
+
+from riskflow.endpoints import Endpoints
+from riskflow.localstack.process import free_port, port_is_free
+from riskflow.names import camera_alerts_key, camera_latest_key
+
+
+@pytest.mark.timeout(400)
+async def test_demo_once_assesses_every_camera_and_cleans_up(
+    stack: Endpoints, redis: Redis, tmp_path: Path
+) -> None:
+    ports = {name: free_port() for name in ("TEMPORAL", "TEMPORAL_UI", "KAFKA", "DASHSCOPE")}
+    env = {
+        **os.environ,
+        "RISKFLOW_LOCAL__STATE_DIR": str(tmp_path / "state"),
+        **{f"RISKFLOW_LOCAL__{name}_PORT": str(port) for name, port in ports.items()},
+        "RISKFLOW_REDIS_URL": stack.redis,  # configured: used, never started or stopped
+        "RISKFLOW_KAFKA__SESSION_TIMEOUT_MS": "2000",
+        "RISKFLOW_KAFKA__HEARTBEAT_INTERVAL_MS": "500",
+        "RISKFLOW_METRICS__ENABLED": "false",
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "riskflow.cli",
+        "--log-level",
+        "WARNING",
+        "demo",
+        "--once",
+        "--cameras",
+        "2",
+        "--duration",
+        "300",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 360)
+    text = out.decode()
+    assert proc.returncode == 0, text
+    assert "Where to look" in text and "temporal workflow query" in text
+    assert "stopped: kafka, dashscope, temporal" in text, text  # Redis was configured, not ours
+    for camera in ("cam1", "cam2"):
+        latest = json.loads(await redis.get(camera_latest_key(camera)))
+        assert latest["status"] == "assessed" and latest["risk_level"] in ("high", "critical")
+        assert await redis.llen(camera_alerts_key(camera)) >= 1
+    assert all(port_is_free("127.0.0.1", port) for port in ports.values())
+    assert not list((tmp_path / "state" / "pids").glob("*.pid"))
