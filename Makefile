@@ -24,7 +24,7 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@ $(VENV)/.installed-local
 
-.PHONY: demo test lint install
+.PHONY: demo test lint install chaos bench
 install: $(VENV)/.installed-local
 
 demo: $(VENV)/.installed-local
@@ -37,3 +37,10 @@ lint: $(VENV)/.installed-test
 
 test: lint
 	$(BIN)/python -m pytest
+
+# The full-size chaos suite (CI runs the short sizes inside `make test`), and every benchmark.
+chaos: $(VENV)/.installed-test
+	RISKFLOW_CHAOS=full $(BIN)/python -m pytest tests/chaos -s
+
+bench: $(VENV)/.installed-test
+	$(BIN)/python -m bench

@@ -16,9 +16,9 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.dashscope_client import LLMClient, LLMResponse
-from activities.keypool import KeyPool
+from activities.keypool import KeyPool, Outcome
 from riskflow import llm_errors as E
-from riskflow.errors import UnknownKeyError
+from riskflow.errors import KeyPoolUnavailable, UnknownKeyError
 from riskflow.keyconfig import KeyRing, SchedulerConfig
 from riskflow.metrics import LLM_LATENCY, LLM_REQUESTS
 from riskflow.models import AssessmentTask, LLMCallInput, LLMCallOutput, TokenUsage
@@ -46,7 +46,7 @@ class LLMActivities:
         try:
             api_key = self._ring.secret(lease.key_id)
         except UnknownKeyError as exc:
-            await self._pool.release(lease.lease_id, "unused")
+            await self._release(lease.lease_id, "unused")
             raise ApplicationError(str(exc), type=E.KEY_UNAVAILABLE) from None
         messages, vision = await self._messages(inp.task, inp.repair_of)
         await self._claim_slot(lease.lease_id)
@@ -56,6 +56,14 @@ class LLMActivities:
         )
         latency_ms = (time.perf_counter() - started) * 1000
         return await self._classify(inp, response, latency_ms)
+
+    async def _release(self, lease_id: str, outcome: Outcome, **details: Any) -> None:
+        """Report the outcome; if Redis is down the lease expires on its own, and an answer
+        already received is not thrown away for it."""
+        try:
+            await self._pool.release(lease_id, outcome, **details)
+        except KeyPoolUnavailable as exc:
+            activity.logger.warning("lease %s not released (%s); it will expire", lease_id, exc)
 
     async def _claim_slot(self, lease_id: str) -> None:
         """Wait (briefly, heartbeating) until the key's windows have room for this request."""
@@ -67,7 +75,7 @@ class LLMActivities:
             if stamp.gone:
                 raise ApplicationError(f"lease lost: {stamp.reason}", type=E.LEASE_LOST)
             if time.monotonic() + stamp.wait_ms / 1000 > deadline:
-                await self._pool.release(lease_id, "unused")
+                await self._release(lease_id, "unused")
                 raise ApplicationError(
                     f"key busy ({stamp.reason}) for {stamp.wait_ms} ms", type=E.KEY_BUSY
                 )
@@ -118,17 +126,15 @@ class LLMActivities:
         LLM_LATENCY.labels(inp.lease.key_id).observe(latency_ms / 1000)
         if kind == E.RATE_LIMITED:
             retry_after = E.retry_after_seconds(response.headers)
-            await self._pool.release(lease_id, "rate_limited", retry_after_seconds=retry_after)
+            await self._release(lease_id, "rate_limited", retry_after_seconds=retry_after)
             raise E.error(kind, response, retry_after)
         if kind == E.INVALID_KEY:
-            await self._pool.release(
-                lease_id, "invalid_key", detail=f"invalid key: {response.code}"
-            )
+            await self._release(lease_id, "invalid_key", detail=f"invalid key: {response.code}")
             raise E.error(kind, response)
         if kind in (E.PROVIDER_ERROR,):
-            await self._pool.release(lease_id, "error")
+            await self._release(lease_id, "error")
             raise E.error(kind, response)
-        await self._pool.release(
+        await self._release(
             lease_id, "ok", tokens_in=response.input_tokens, tokens_out=response.output_tokens
         )
         if kind == E.CONTENT_REJECTED:

@@ -213,6 +213,7 @@ async def read_topic(
                 if not isinstance(data, dict):
                     data = {"_raw": record.value}
                 data["_headers"] = {k: v.decode() for k, v in record.headers}
+                data["_key"], data["_value"] = record.key, record.value
                 if match(data):
                     found.append(data)
     finally:

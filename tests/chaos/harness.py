@@ -1,0 +1,162 @@
+"""Chaos harness: real worker and bridge processes on the session's local stack, a fixed set
+of significant events, and an audit of every event's outcome in Redis and on the topic."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import BinaryIO
+
+from redis.asyncio import Redis
+
+from riskflow.endpoints import Endpoints
+from riskflow.kafka import make_producer
+from riskflow.names import DETECTION_TOPIC, RESULTS_TOPIC, assessment_key, camera_alerts_key
+from riskflow.settings import Settings
+from riskflow.simulate import scene_event
+from tests.conftest import cli_env, read_topic
+from workers.significance import assess_significance
+
+FULL = os.environ.get("RISKFLOW_CHAOS") == "full"
+
+
+def scale(short: int, full: int) -> int:
+    """The CI-sized figure, or the full one under RISKFLOW_CHAOS=full."""
+    return full if FULL else short
+
+
+@dataclass
+class Summary:
+    scenario: str
+    events: int
+    assessed: int = 0
+    failed: int = 0
+    lost: int = 0
+    duplicates: int = 0
+    violations: int = 0
+    extra: dict[str, object] = field(default_factory=dict)
+
+    def line(self) -> str:
+        figures = {k: v for k, v in vars(self).items() if k not in ("scenario", "extra")}
+        return f"CHAOS {self.scenario}: " + json.dumps({**figures, **self.extra})
+
+
+def _log_file(path: Path) -> BinaryIO:
+    return path.open("wb")  # handed to the child process, which writes it until it exits
+
+
+class Cluster:
+    """Worker and bridge processes of their own (task queue, consumer group, logs)."""
+
+    def __init__(self, settings: Settings, logs: Path, tag: str, **env: str) -> None:
+        self.logs = logs
+        self.env = {
+            **cli_env(settings),
+            "RISKFLOW_TEMPORAL__TASK_QUEUE": f"chaos-{tag}",
+            "RISKFLOW_BRIDGE__GROUP_ID": f"chaos-{tag}",
+            "RISKFLOW_KAFKA__SESSION_TIMEOUT_MS": "2000",
+            "RISKFLOW_KAFKA__HEARTBEAT_INTERVAL_MS": "500",
+            "RISKFLOW_METRICS__ENABLED": "false",
+            "RISKFLOW_LLM__REQUEST_TIMEOUT_SECONDS": "5",
+            **env,
+        }
+        self.workers: list[asyncio.subprocess.Process] = []
+        self.bridges: list[asyncio.subprocess.Process] = []
+        self._n = 0
+
+    async def _spawn(self, role: str) -> asyncio.subprocess.Process:
+        self._n += 1
+        log = _log_file(self.logs / f"{role}-{self._n}.log")
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "riskflow.cli", role, "run", env=self.env, stdout=log, stderr=log
+        )
+
+    async def start_worker(self) -> None:
+        self.workers.append(await self._spawn("worker"))
+
+    async def start_bridge(self) -> None:
+        self.bridges.append(await self._spawn("bridge"))
+
+    def kill_worker(self) -> None:
+        """kill -9 the newest live worker."""
+        live = [w for w in self.workers if w.returncode is None]
+        live[-1].send_signal(signal.SIGKILL)
+
+    async def stop(self) -> list[int]:
+        procs = [p for p in self.workers + self.bridges if p.returncode is None]
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        return [await asyncio.wait_for(p.wait(), 60) for p in procs]
+
+
+async def produce_events(
+    settings: Settings, endpoints: Endpoints, tag: str, count: int
+) -> list[str]:
+    """`count` significant events on distinct cameras; returns their workflow ids."""
+    producer = make_producer(endpoints.kafka, settings.kafka)
+    ids = []
+    await producer.start()
+    try:
+        for i in range(count):
+            event = scene_event(f"{tag}-{i}", 0, datetime.now(UTC), people=2, falls=1)
+            situation = assess_significance(event, settings.significance)
+            assert situation is not None
+            ids.append(situation.workflow_id)
+            await producer.send(
+                DETECTION_TOPIC, event.model_dump_json().encode(), key=event.camera_id.encode()
+            )
+        await producer.flush()
+    finally:
+        await producer.stop()
+    return ids
+
+
+async def wait_for_outcomes(redis: Redis, ids: list[str], within: float) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while loop.time() < deadline:
+        if await redis.exists(*[assessment_key(i) for i in ids]) == len(ids):
+            return
+        await asyncio.sleep(0.5)
+
+
+async def audit(
+    scenario: str, redis: Redis, endpoints: Endpoints, ids: list[str], client: object
+) -> Summary:
+    """Every event: an outcome in Redis, at most one alert, one workflow, on the results topic."""
+    summary = Summary(scenario, len(ids))
+    for workflow_id in ids:
+        raw = await redis.get(assessment_key(workflow_id))
+        if raw is None:
+            summary.lost += 1
+            continue
+        outcome = json.loads(raw)
+        if outcome["status"] == "assessed":
+            summary.assessed += 1
+        else:
+            assert outcome["failure_reason"], f"{workflow_id} failed without a reason"
+            summary.failed += 1
+        alerts = await redis.lrange(camera_alerts_key(outcome["camera_id"]), 0, -1)
+        if len({json.loads(a)["assessment_id"] for a in alerts}) != len(alerts) or len(alerts) > 1:
+            summary.duplicates += 1
+    wanted = set(ids)
+    published = await read_topic(
+        endpoints.kafka,
+        RESULTS_TOPIC,
+        lambda d: d.get("assessment_id") in wanted,
+        len(ids),
+        within=30,
+    )
+    summary.extra["on_results_topic"] = len({p["assessment_id"] for p in published})
+    prefix = ids[0].rsplit("-", 3)[0] + "-"  # risk-<tag>-  (ids: risk-<tag>-<i>-<rule>-<window>)
+    query = f'WorkflowId STARTS_WITH "{prefix}"'
+    runs = [w.id async for w in client.list_workflows(query)]  # type: ignore[attr-defined]
+    summary.duplicates += len(runs) - len(set(runs))
+    summary.extra["workflow_runs"] = len(runs)
+    return summary
