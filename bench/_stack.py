@@ -12,20 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from riskflow.endpoints import Endpoints
-from riskflow.localstack.process import ManagedProcess, free_port
+from riskflow.localstack.process import ManagedProcess, on_free_ports
 from riskflow.localstack.services import local_services, wait_healthy
-from riskflow.settings import LocalStackSettings, Settings, load_settings
+from riskflow.settings import Settings, load_settings
 
 
 def bench_settings(state_dir: Path, config_dir: Path) -> Settings:
-    local = LocalStackSettings(
-        state_dir=state_dir,
-        temporal_port=free_port(),
-        temporal_ui_port=free_port(),
-        kafka_port=free_port(),
-        redis_port=free_port(),
-        dashscope_port=free_port(),
-    )
+    local = on_free_ports(state_dir)
     return load_settings(config_dir, local=local)
 
 
@@ -36,7 +29,7 @@ async def services(settings: Settings, names: set[str]) -> AsyncIterator[Endpoin
         for service in local_services(settings):
             if service.name not in names:
                 continue
-            process = ManagedProcess(service.spec_factory(), settings.local.state_dir)
+            process = service.process(settings.local.state_dir)
             process.start()
             started.append(process)
             await wait_healthy(service.health, 60)

@@ -24,7 +24,6 @@ from detection_edge.detector import Detector
 from detection_edge.run import run_edge
 from riskflow.edge_config import CameraConfig, EdgeSettings
 from riskflow.kafka import ensure_topics
-from riskflow.localstack.process import ManagedProcess
 from riskflow.localstack.services import local_services
 from riskflow.settings import MetricsSettings, Settings
 
@@ -113,7 +112,7 @@ async def main(args: argparse.Namespace) -> None:
             await ensure_topics(endpoints.kafka, settings.kafka)
             normal = await edge_fps(settings, video, args.frames, "bench-normal", None)
             (kafka,) = [s for s in local_services(settings) if s.name == "kafka"]
-            pid = ManagedProcess(kafka.spec_factory(), settings.local.state_dir).pid()
+            pid = kafka.process(settings.local.state_dir).pid()
             stalled = await edge_fps(settings, video, args.frames, "bench-stalled", pid)
     report(
         "edge",

@@ -25,7 +25,7 @@ from detection_edge.sources import Frame, describe, open_source
 from riskflow.edge_config import CameraConfig, EdgeSettings
 from riskflow.endpoints import Endpoints
 from riskflow.events import Detection, DetectionEvent, ImageSize, SnapshotRef
-from riskflow.kafka import make_producer
+from riskflow.kafka import make_producer, start_client
 from riskflow.metrics import EDGE_FRAMES, EDGE_INFERENCE, serve
 from riskflow.settings import Settings
 from riskflow.shutdown import stop_on_signals
@@ -170,7 +170,7 @@ async def run_edge(
     producer = make_producer(endpoints.kafka, settings.kafka, linger_ms=20)
     redis = Redis.from_url(endpoints.redis) if edge.snapshots else None
     publisher = DetectionPublisher(producer, edge.max_queue)
-    await producer.start()
+    await start_client(producer)
     sender = asyncio.create_task(publisher.run())
     totals: Counter[str] = Counter()
     try:

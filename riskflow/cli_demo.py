@@ -28,7 +28,6 @@ from rich.table import Table
 from riskflow.edge_config import CameraConfig
 from riskflow.endpoints import Endpoints
 from riskflow.kafka import ensure_topics, make_consumer, make_producer
-from riskflow.localstack.process import ManagedProcess
 from riskflow.localstack.stack import LocalStack
 from riskflow.names import DETECTION_TOPIC, RESULTS_TOPIC, camera_alerts_key, camera_latest_key
 from riskflow.settings import Settings
@@ -188,9 +187,7 @@ async def _wait(progress: Progress, tasks: list[asyncio.Task[Any]], within: floa
 
 async def _demo(settings: Settings, options: DemoOptions) -> bool:
     stack = LocalStack(settings)
-    running = {
-        s.name for s in stack.services if ManagedProcess(s.spec_factory(), stack.state_dir).pid()
-    }
+    running = stack.running()
     llm = (
         "real DashScope" if settings.dashscope_base_url else "the local DashScope-compatible server"
     )
@@ -235,10 +232,8 @@ async def _demo(settings: Settings, options: DemoOptions) -> bool:
         stop.set()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 30)
-        started = [s for s in stack.services if s.name not in running]
-        for service in reversed(started):
-            ManagedProcess(service.spec_factory(), stack.state_dir).stop()
-        names = ", ".join(s.name for s in started) or "nothing (it was already running)"
+        stopped = stack.stop_only({s.name for s in stack.services} - running)
+        names = ", ".join(stopped) or "nothing (it was already running)"
         console.print(f"stopped: {names}")
 
 

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 
 from riskflow.names import ALL_TOPICS
 from riskflow.settings import KafkaSettings
+
+logger = logging.getLogger(__name__)
 
 
 def connection_kwargs(bootstrap: str, kafka: KafkaSettings) -> dict[str, Any]:
@@ -49,6 +53,24 @@ def make_consumer(
         heartbeat_interval_ms=kafka.heartbeat_interval_ms,
         **extra,
     )
+
+
+async def start_client(client: AIOKafkaProducer | AIOKafkaConsumer, within: float = 60.0) -> None:
+    """Start a Kafka client, retrying while the broker is unreachable (a restart, a failover)
+    for up to `within` seconds; then the last error propagates."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    delay = 0.5
+    while True:
+        try:
+            await client.start()
+            return
+        except KafkaConnectionError as exc:
+            if loop.time() + delay > deadline:
+                raise
+            logger.warning("Kafka unreachable (%s); retrying in %.1fs", exc, delay)
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 5.0)
 
 
 async def ensure_topics(

@@ -69,7 +69,12 @@ class LocalStackSettings(BaseModel):
     dashscope_port: int = Field(default=8089, gt=0, lt=65536)
     kafka_storage: str = Field(
         default="memory://tansu/",
-        description="tansu storage engine: memory://tansu/ (lost on restart) or s3://bucket/",
+        pattern=r"^(memory|s3)://[a-z0-9.-]+/$",
+        description="tansu storage: memory://tansu/ (lost on restart) or s3://bucket/ (durable)",
+    )
+    s3_port: int = Field(default=4568, gt=0, lt=65536, description="s3rver, for s3:// storage")
+    s3_endpoint: str | None = Field(
+        default=None, description="an S3 endpoint to use instead of starting s3rver"
     )
     start_timeout_seconds: float = Field(default=60.0, gt=0)
 

@@ -27,12 +27,11 @@ from temporalio.testing import WorkflowEnvironment
 
 from riskflow.endpoints import Endpoints
 from riskflow.kafka import ensure_topics
-from riskflow.localstack.process import free_port
+from riskflow.localstack.process import on_free_ports
 from riskflow.localstack.services import venv_binary
 from riskflow.localstack.stack import LocalStack
 from riskflow.settings import (
     KafkaSettings,
-    LocalStackSettings,
     MetricsSettings,
     Settings,
     load_settings,
@@ -46,14 +45,7 @@ CONFIG = REPO / "config"
 
 def local_settings(state_dir: Path, **overrides: object) -> Settings:
     """Settings for a stack of our own on free ports (never the developer's default ports)."""
-    local = LocalStackSettings(
-        state_dir=state_dir,
-        temporal_port=free_port(),
-        temporal_ui_port=free_port(),
-        kafka_port=free_port(),
-        redis_port=free_port(),
-        dashscope_port=free_port(),
-    )
+    local = overrides.pop("local", None) or on_free_ports(state_dir)
     kafka = KafkaSettings(session_timeout_ms=2000, heartbeat_interval_ms=500)
     overrides.setdefault("metrics", MetricsSettings(enabled=False))  # in-process: no servers
     settings = load_settings(CONFIG, local=local, kafka=kafka, **overrides)

@@ -52,7 +52,7 @@ async def test_demo_once_assesses_every_camera_and_cleans_up(
     text = out.decode()
     assert proc.returncode == 0, text
     assert "Where to look" in text and "temporal workflow query" in text
-    assert "stopped: kafka, dashscope, temporal" in text, text  # Redis was configured, not ours
+    assert "stopped: temporal, dashscope, kafka" in text, text  # Redis was configured, not ours
     for camera in ("cam1", "cam2"):
         latest = json.loads(await redis.get(camera_latest_key(camera)))
         assert latest["status"] == "assessed" and latest["risk_level"] in ("high", "critical")

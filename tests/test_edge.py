@@ -15,7 +15,7 @@ import pytest
 
 from riskflow.endpoints import Endpoints
 from riskflow.kafka import make_producer
-from riskflow.localstack.process import ManagedProcess, free_port
+from riskflow.localstack.process import free_port
 from riskflow.localstack.services import local_services
 from riskflow.names import DETECTION_TOPIC
 from riskflow.settings import Settings
@@ -160,7 +160,7 @@ async def test_a_stalled_broker_never_blocks_publishing(tmp_path: Path) -> None:
     """SIGSTOP a real broker: offer() stays non-blocking, drops the oldest, then recovers."""
     own = local_settings(tmp_path / "state")
     (kafka,) = [s for s in local_services(own) if s.name == "kafka"]
-    broker = ManagedProcess(kafka.spec_factory(), own.local.state_dir)
+    broker = kafka.process(own.local.state_dir)
     pid = broker.start()
     producer = make_producer(
         kafka.address, own.kafka, request_timeout_ms=60_000, max_batch_size=1024

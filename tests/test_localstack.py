@@ -16,7 +16,7 @@ import pytest
 
 from riskflow.errors import PortInUseError
 from riskflow.kafka import ensure_topics
-from riskflow.localstack.process import pid_alive
+from riskflow.localstack.process import on_free_ports, pid_alive
 from riskflow.localstack.stack import LocalStack
 from riskflow.names import ALL_TOPICS
 from tests.conftest import local_settings, run_command
@@ -105,3 +105,24 @@ def test_cli_reports_bad_config_without_a_traceback(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "api_keys.yaml: api_keys.0.qps_limit" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+async def test_durable_kafka_storage_on_s3rver(tmp_path: Path) -> None:
+    """kafka_storage: s3://... starts s3rver (from npm) and tansu on it; topics land in S3."""
+    local = on_free_ports(tmp_path / "state").model_copy(update={"kafka_storage": "s3://tansu/"})
+    settings = local_settings(
+        tmp_path / "state",
+        local=local,
+        temporal_address="127.0.0.1:1",
+        redis_url="redis://127.0.0.1:1/0",
+        dashscope_base_url="http://127.0.0.1:1/api/v1",
+    )
+    stack = LocalStack(settings)
+    assert [s.name for s in stack.services] == ["s3", "kafka"]
+    try:
+        await stack.up()
+        await ensure_topics(stack.endpoints.kafka, settings.kafka)
+        stored = list((tmp_path / "state" / "s3" / "tansu").rglob("*"))
+        assert any("detection-results" in str(p) for p in stored)
+    finally:
+        assert set(stack.down()) == {"s3", "kafka"}

@@ -25,14 +25,13 @@ from temporalio.service import RPCError
 
 from riskflow.endpoints import Endpoints
 from riskflow.events import DetectionEvent
-from riskflow.kafka import make_consumer, make_producer
+from riskflow.kafka import make_consumer, make_producer, start_client
 from riskflow.metrics import (
     BRIDGE_DETECTIONS,
     BRIDGE_MESSAGES,
     BRIDGE_START,
     CONSUMER_LAG,
     DEAD_LETTERS,
-    serve,
 )
 from riskflow.models import AssessmentInput, AssessmentPolicy
 from riskflow.names import (
@@ -45,7 +44,7 @@ from riskflow.names import (
 from riskflow.settings import Settings
 from riskflow.shutdown import stop_on_signals
 from riskflow.telemetry import extract_headers, tracer
-from workers.client import connect, sdk_runtime
+from workers.client import connect_process
 from workers.significance import assess_significance
 from workflows.assessment import RiskAssessmentWorkflow
 
@@ -229,19 +228,13 @@ async def run_bridge(settings: Settings, stop: asyncio.Event | None = None) -> C
     endpoints = Endpoints.of(settings)
     stop = stop or stop_on_signals()
     metrics = settings.metrics
-    runtime = None
-    if metrics.enabled:
-        serve(metrics.host, metrics.bridge_port)
-        runtime = sdk_runtime(f"{metrics.host}:{metrics.bridge_sdk_port}")
-    client = await connect(
-        endpoints.temporal, settings.temporal.namespace, runtime, settings.temporal
-    )
+    client = await connect_process(settings, metrics.bridge_port, metrics.bridge_sdk_port)
     consumer = make_consumer(
         endpoints.kafka, settings.kafka, DETECTION_TOPIC, group_id=settings.bridge.group_id
     )
     producer = make_producer(endpoints.kafka, settings.kafka)
-    await producer.start()
-    await consumer.start()
+    await start_client(producer)
+    await start_client(consumer)
     bridge = Bridge(consumer, producer, client, settings)
     stopper = asyncio.create_task(_stop_when(stop, bridge))
     try:

@@ -12,8 +12,10 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import TLSConfig
 
+from riskflow.endpoints import Endpoints
 from riskflow.errors import ConfigError
-from riskflow.settings import TemporalSettings
+from riskflow.metrics import serve
+from riskflow.settings import Settings, TemporalSettings
 
 
 def sdk_runtime(metrics_address: str | None) -> Runtime | None:
@@ -65,3 +67,15 @@ async def connect(
         runtime=runtime,
         **options,
     )
+
+
+async def connect_process(settings: Settings, metrics_port: int, sdk_metrics_port: int) -> Client:
+    """The client of a long-running process: serves its /metrics (riskflow's on one port, the
+    Temporal SDK's on another) when metrics are on, and connects with the configured security."""
+    metrics = settings.metrics
+    runtime = None
+    if metrics.enabled:
+        serve(metrics.host, metrics_port)
+        runtime = sdk_runtime(f"{metrics.host}:{sdk_metrics_port}")
+    address = Endpoints.of(settings).temporal
+    return await connect(address, settings.temporal.namespace, runtime, settings.temporal)

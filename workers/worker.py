@@ -21,13 +21,12 @@ from activities.lease import LeaseActivities
 from activities.llm import LLMActivities
 from activities.task import TaskActivities
 from riskflow.endpoints import Endpoints
-from riskflow.kafka import make_producer
+from riskflow.kafka import make_producer, start_client
 from riskflow.keyconfig import KeyRing
-from riskflow.metrics import serve
 from riskflow.settings import Settings
 from riskflow.shutdown import stop_on_signals
 from workers import keypool_metrics
-from workers.client import connect, sdk_runtime
+from workers.client import connect_process
 from workers.interceptors import MetricsInterceptor
 from workflows.assessment import RiskAssessmentWorkflow
 
@@ -69,7 +68,7 @@ async def worker_deps(settings: Settings, endpoints: Endpoints) -> AsyncIterator
     producer = make_producer(endpoints.kafka, settings.kafka)
     loopback = "127.0.0.1" in endpoints.dashscope or "localhost" in endpoints.dashscope
     session = aiohttp.ClientSession(trust_env=not loopback)
-    await producer.start()
+    await start_client(producer)
     try:
         await KeyPool(redis, settings.keys.scheduler).sync(settings.keys)
         llm = DashScopeClient(endpoints.dashscope, session, settings.llm.request_timeout_seconds)
@@ -85,13 +84,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     endpoints = Endpoints.of(settings)
     stop = stop or stop_on_signals()
     metrics = settings.metrics
-    runtime = None
-    if metrics.enabled:
-        serve(metrics.host, metrics.worker_port)
-        runtime = sdk_runtime(f"{metrics.host}:{metrics.worker_sdk_port}")
-    client = await connect(
-        endpoints.temporal, settings.temporal.namespace, runtime, settings.temporal
-    )
+    client = await connect_process(settings, metrics.worker_port, metrics.worker_sdk_port)
     async with worker_deps(settings, endpoints) as deps:
         worker = build_worker(client, settings, deps, settings.temporal.task_queue)
         refresher = None

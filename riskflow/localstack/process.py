@@ -8,10 +8,12 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from riskflow.errors import PortInUseError, ServiceError
+from riskflow.settings import LocalStackSettings
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,19 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
+def on_free_ports(state_dir: Path, host: str = "127.0.0.1") -> LocalStackSettings:
+    """Local stack settings on ports nobody listens on now (tests, benchmarks, side stacks)."""
+    return LocalStackSettings(
+        state_dir=state_dir,
+        host=host,
+        temporal_port=free_port(host),
+        temporal_ui_port=free_port(host),
+        kafka_port=free_port(host),
+        redis_port=free_port(host),
+        dashscope_port=free_port(host),
+    )
+
+
 def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -56,12 +71,14 @@ def pid_alive(pid: int) -> bool:
 
 
 class ManagedProcess:
-    """One server under `state_dir`: `pids/<name>.pid` and `logs/<name>.log`."""
+    """One server under `state_dir`: `pids/<name>.pid` and `logs/<name>.log`. Its command is
+    built (binaries located, installed if need be) only when it is started."""
 
-    def __init__(self, spec: ProcessSpec, state_dir: Path) -> None:
-        self.spec = spec
-        self.pid_file = state_dir / "pids" / f"{spec.name}.pid"
-        self.log_file = state_dir / "logs" / f"{spec.name}.log"
+    def __init__(self, name: str, state_dir: Path, spec: Callable[[], ProcessSpec]) -> None:
+        self.name = name
+        self._spec = spec
+        self.pid_file = state_dir / "pids" / f"{name}.pid"
+        self.log_file = state_dir / "logs" / f"{name}.log"
 
     def pid(self) -> int | None:
         """The pid we started, if that process still runs."""
@@ -76,25 +93,26 @@ class ManagedProcess:
         running = self.pid()
         if running is not None:
             return running
-        for port in self.spec.ports:
-            if not port_is_free(self.spec.host, port):
-                raise PortInUseError(self.spec.name, self.spec.host, port)
+        spec = self._spec()
+        for port in spec.ports:
+            if not port_is_free(spec.host, port):
+                raise PortInUseError(self.name, spec.host, port)
         self.pid_file.parent.mkdir(parents=True, exist_ok=True)
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, **self.spec.env}
+        env = {**os.environ, **spec.env}
         with open(self.log_file, "ab") as log:
             try:
                 proc = subprocess.Popen(
-                    self.spec.argv,
+                    spec.argv,
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL,
                     env=env,
-                    cwd=self.spec.cwd,
+                    cwd=spec.cwd,
                     start_new_session=True,
                 )
             except OSError as exc:
-                msg = f"{self.spec.name}: cannot run {self.spec.argv[0]}: {exc}"
+                msg = f"{self.name}: cannot run {spec.argv[0]}: {exc}"
                 raise ServiceError(msg) from exc
         self.pid_file.write_text(str(proc.pid))
         return proc.pid

@@ -41,7 +41,19 @@ class LocalStack:
         self.state_dir = settings.local.state_dir
 
     def _process(self, service: Service) -> ManagedProcess:
-        return ManagedProcess(service.spec_factory(), self.state_dir)
+        return service.process(self.state_dir)
+
+    def running(self) -> set[str]:
+        """The services this stack started that still run."""
+        return {s.name for s in self.services if self._process(s).pid() is not None}
+
+    def stop_only(self, names: set[str]) -> list[str]:
+        """Stop these of the services this stack started, newest first."""
+        stopped = []
+        for service in reversed(self.services):
+            if service.name in names and self._process(service).stop():
+                stopped.append(service.name)
+        return stopped
 
     async def up(self) -> list[ServiceStatus]:
         """Start what is not running yet and wait until every service is healthy."""
@@ -78,18 +90,14 @@ class LocalStack:
 
     def down(self) -> list[str]:
         """Stop exactly what `up` started, newest first. Returns the names stopped."""
-        stopped = []
-        for service in reversed(self.services):
-            if self._process(service).stop():
-                stopped.append(service.name)
-        return stopped
+        return self.stop_only({s.name for s in self.services})
 
     async def status(self) -> list[ServiceStatus]:
         results = [self._managed_status(s) for s in self.services]
         managed = {s.name for s in self.services}
         results += [self._configured_status(name) for name in _ALL if name not in managed]
         statuses = await asyncio.gather(*results)
-        order = {name: i for i, name in enumerate(_ALL)}
+        order = {name: i for i, name in enumerate(("s3", *_ALL))}
         return sorted(statuses, key=lambda s: order[s.name])
 
     async def _managed_status(self, service: Service) -> ServiceStatus:

@@ -160,3 +160,37 @@ async def audit(
     summary.duplicates += len(runs) - len(set(runs))
     summary.extra["workflow_runs"] = len(runs)
     return summary
+
+
+async def produce_steadily(
+    settings: Settings, bootstrap: str, tag: str, count: int, rate: float
+) -> list[str]:
+    """Like produce_events, at `rate`/s, retrying each send until the broker takes it (a
+    broker restart may make a retried send a duplicate: the bridge must absorb that)."""
+    from aiokafka.errors import KafkaError
+
+    producer = make_producer(bootstrap, settings.kafka, request_timeout_ms=5000)
+    ids = []
+    await producer.start()
+    try:
+        for i in range(count):
+            event = scene_event(f"{tag}-{i}", 0, datetime.now(UTC), people=2, falls=1)
+            situation = assess_significance(event, settings.significance)
+            assert situation is not None
+            ids.append(situation.workflow_id)
+            for _ in range(120):
+                try:
+                    await producer.send_and_wait(
+                        DETECTION_TOPIC,
+                        event.model_dump_json().encode(),
+                        key=event.camera_id.encode(),
+                    )
+                    break
+                except KafkaError:
+                    await asyncio.sleep(0.5)
+            else:
+                raise AssertionError(f"the broker never took event {i}")
+            await asyncio.sleep(1 / rate)
+    finally:
+        await producer.stop()
+    return ids

@@ -25,7 +25,15 @@ from riskflow.kafka import make_producer
 from riskflow.keyconfig import KeyRing
 from riskflow.names import ALL_TOPICS, DEAD_LETTER_TOPIC, DETECTION_TOPIC
 from riskflow.settings import Settings
-from tests.chaos.harness import Cluster, Summary, audit, produce_events, scale, wait_for_outcomes
+from tests.chaos.harness import (
+    Cluster,
+    Summary,
+    audit,
+    produce_events,
+    produce_steadily,
+    scale,
+    wait_for_outcomes,
+)
 from tests.conftest import DashScopeAdmin, read_topic, run_command
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(3600)]
@@ -165,6 +173,41 @@ async def test_redis_outage(
     }
     print(summary.line())
     assert calls["at_end"] == calls["at_start"], "an LLM call was made without a lease"
+    assert (summary.lost, summary.duplicates, summary.failed) == (0, 0, 0)
+
+
+async def test_bridge_kill_9_mid_stream(
+    settings: Settings,
+    stack: Endpoints,
+    client: Client,
+    redis: Redis,
+    dashscope_admin: DashScopeAdmin,
+    logs: Path,
+    unique: str,
+) -> None:
+    """kill -9 the bridge twice while events stream in: uncommitted offsets are redelivered to
+    the new bridge, whose starts meet the workflows already started."""
+    kills, events, rate = 2, scale(60, 300), scale(15, 20)
+    cluster = Cluster(settings, logs, unique)
+    await cluster.start_bridge()
+    for _ in range(2):
+        await cluster.start_worker()
+    await asyncio.sleep(3)
+    producing = asyncio.create_task(
+        produce_steadily(settings, stack.kafka, f"b{unique}", events, rate)
+    )
+    for _ in range(kills):
+        await asyncio.sleep(events / rate / (kills + 1))
+        for bridge in cluster.bridges:
+            if bridge.returncode is None:
+                bridge.kill()
+        await cluster.start_bridge()
+    ids = await producing
+    await wait_for_outcomes(redis, ids, within=scale(240, 900))
+    await cluster.stop()
+    summary = await audit("bridge_kill_9", redis, stack, ids, client)
+    summary.extra["bridge_kills"] = kills
+    print(summary.line())
     assert (summary.lost, summary.duplicates, summary.failed) == (0, 0, 0)
 
 
