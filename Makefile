@@ -43,4 +43,5 @@ chaos: $(VENV)/.installed-test
 	RISKFLOW_CHAOS=full $(BIN)/python -m pytest tests/chaos -s
 
 bench: $(VENV)/.installed-test
+	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python -m bench

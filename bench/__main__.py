@@ -5,7 +5,7 @@ from __future__ import annotations
 import runpy
 import sys
 
-BENCHMARKS = ["bench.key_pool", "bench.edge", "bench.e2e"]
+BENCHMARKS = ["bench.key_pool", "bench.edge", "bench.e2e", "bench.bridge", "bench.soak"]
 
 if __name__ == "__main__":
     for name in BENCHMARKS:

@@ -180,8 +180,11 @@ def open_source(
     label = describe(source)
     if "://" in source:
         if source.startswith("rtsp") and rtsp_transport:
-            # Read by OpenCV's FFmpeg back end when it opens the stream.
-            os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] = f"rtsp_transport;{rtsp_transport}"
+            # Read by OpenCV's FFmpeg back end when it opens the stream; the socket timeout
+            # (microseconds) turns a dead server into a read failure, hence a reconnect.
+            os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] = (
+                f"rtsp_transport;{rtsp_transport}|timeout;5000000"
+            )
         return LiveSource(source, label, camera, open_timeout)
     if source.isdigit():
         return LiveSource(int(source), f"webcam {source}", camera, open_timeout)

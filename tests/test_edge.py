@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY
 
 from riskflow.endpoints import Endpoints
 from riskflow.kafka import make_producer
@@ -90,22 +91,21 @@ async def test_video_file_is_processed_fully_onto_the_broker(
     assert all(m["_headers"].get("traceparent") for m in messages)
 
 
-@pytest.fixture
-def rtsp_server(frames: Path) -> Iterator[str]:
-    python = "/usr/bin/python3"
+def rtsp_available() -> None:
     probe = subprocess.run(
-        [python, "-c", "import gi; gi.require_version('GstRtspServer', '1.0')"], capture_output=True
+        ["/usr/bin/python3", "-c", "import gi; gi.require_version('GstRtspServer', '1.0')"],
+        capture_output=True,
     )
     if probe.returncode != 0:
         if os.environ.get("CI"):
-            pytest.fail(
-                "GStreamer RTSP server missing (.ci/run installs gir1.2-gst-rtsp-server-1.0)"
-            )
+            pytest.fail("GStreamer RTSP server missing (.ci/run installs its Debian packages)")
         pytest.skip("GStreamer RTSP server not installed")
-    port = free_port()
+
+
+def serve_rtsp(frames: Path, port: int) -> subprocess.Popen[bytes]:
     server = subprocess.Popen(
         [
-            python,
+            "/usr/bin/python3",
             str(Path(__file__).parent / "rtsp_server.py"),
             "--port",
             str(port),
@@ -116,6 +116,14 @@ def rtsp_server(frames: Path) -> Iterator[str]:
         stderr=subprocess.DEVNULL,
     )
     assert server.stdout is not None and b"serving" in server.stdout.readline()
+    return server
+
+
+@pytest.fixture
+def rtsp_server(frames: Path) -> Iterator[str]:
+    rtsp_available()
+    port = free_port()
+    server = serve_rtsp(frames, port)
     try:
         yield f"rtsp://127.0.0.1:{port}/cam"
     finally:
@@ -191,3 +199,34 @@ async def test_a_stalled_broker_never_blocks_publishing(tmp_path: Path) -> None:
         os.kill(pid, signal.SIGCONT)
         await producer.stop()
         broker.stop()
+
+
+async def test_a_dropped_stream_is_reopened_without_a_restart(
+    settings: Settings, stack: Endpoints, frames: Path, unique: str
+) -> None:
+    rtsp_available()
+    port = free_port()
+    server = serve_rtsp(frames, port)
+    camera = CameraConfig(id=f"drop-{unique}", source=f"rtsp://127.0.0.1:{port}/cam")
+    stop = asyncio.Event()
+    edge = asyncio.create_task(run_edge(settings, [camera], stop))
+    mine = lambda d: d.get("camera_id") == camera.id  # noqa: E731
+    try:
+        await read_topic(stack.kafka, DETECTION_TOPIC, mine, 2, within=60)
+        server.send_signal(signal.SIGKILL)  # the camera goes away...
+        server.wait(10)
+        await asyncio.sleep(2)
+        server = serve_rtsp(frames, port)  # ...and comes back
+        for _ in range(300):
+            if REGISTRY.get_sample_value("riskflow_edge_reconnects_total", {"camera": camera.id}):
+                break
+            await asyncio.sleep(0.1)
+        before = len(await read_topic(stack.kafka, DETECTION_TOPIC, mine, 10**6, within=3))
+        after = await read_topic(stack.kafka, DETECTION_TOPIC, mine, before + 2, within=60)
+    finally:
+        stop.set()
+        await asyncio.wait_for(edge, 30)
+        server.send_signal(signal.SIGTERM)
+        server.wait(10)
+    assert REGISTRY.get_sample_value("riskflow_edge_reconnects_total", {"camera": camera.id}) == 1
+    assert len(after) >= before + 2  # frames flow again, in the same process

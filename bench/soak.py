@@ -1,0 +1,223 @@
+"""Soak: simulated cameras for minutes through real worker and bridge processes; consumer lag,
+capture-to-result latency and each process's RSS sampled over time, plotted to a PNG.
+
+    python -m bench.soak [--cameras 50] [--fps 2] [--minutes 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
+
+from bench._stack import bench_settings, report, services
+from riskflow.kafka import ensure_topics, make_consumer, make_producer
+from riskflow.localstack.process import free_port
+from riskflow.names import DETECTION_TOPIC, RESULTS_TOPIC
+from riskflow.settings import Settings
+from riskflow.simulate import scene_event
+
+CONFIG = Path(__file__).resolve().parent.parent / "config"
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+async def lag(port: int) -> float:
+    try:
+        async with (
+            aiohttp.ClientSession(trust_env=False) as session,
+            session.get(f"http://127.0.0.1:{port}/metrics") as response,
+        ):
+            text = await response.text()
+    except aiohttp.ClientError:
+        return float("nan")
+    return sum(
+        s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+        if s.name == "riskflow_bridge_consumer_lag"
+    )
+
+
+async def cameras(
+    settings: Settings, count: int, fps: float, until: float, sent: list[int]
+) -> None:
+    producer = make_producer(settings.kafka_bootstrap or "", settings.kafka, linger_ms=20)
+    await producer.start()
+    try:
+        frame = 0
+        while time.monotonic() < until:
+            tick = time.monotonic()
+            for n in range(count):
+                falls = 1 if (frame // 60 + n) % 5 == 0 else 0  # now and then somebody falls
+                event = scene_event(
+                    f"soak{n}", frame, datetime.now(UTC), 1 + (frame + n) % 3, falls
+                )
+                await producer.send(
+                    DETECTION_TOPIC, event.model_dump_json().encode(), key=event.camera_id.encode()
+                )
+            sent[0] += count
+            frame += 1
+            await asyncio.sleep(max(0.0, 1 / fps - (time.monotonic() - tick)))
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def results(
+    settings: Settings, latencies: list[tuple[float, float]], stop: asyncio.Event
+) -> None:
+    consumer = make_consumer(
+        settings.kafka_bootstrap or "", settings.kafka, RESULTS_TOPIC, group_id=None
+    )
+    await consumer.start()
+    try:
+        while not stop.is_set():
+            batch = await consumer.getmany(timeout_ms=200)
+            now = time.time()
+            for record in (r for rs in batch.values() for r in rs):
+                data = json.loads(record.value)
+                latencies.append((now, now - data["captured_ms"] / 1000))
+    finally:
+        await consumer.stop()
+
+
+def plot(samples: list[dict[str, float]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t = [s["t"] / 60 for s in samples]
+    fig, axes = plt.subplots(3, 1, figsize=(9, 9), sharex=True)
+    axes[0].plot(t, [s["lag"] for s in samples])
+    axes[0].set_ylabel("consumer lag (messages)")
+    axes[1].plot(t, [s["latency_p95"] for s in samples], label="p95")
+    axes[1].plot(t, [s["latency_p50"] for s in samples], label="p50")
+    axes[1].set_ylabel("capture -> result (s)")
+    axes[1].legend()
+    axes[2].plot(t, [s["rss_worker"] for s in samples], label="worker")
+    axes[2].plot(t, [s["rss_bridge"] for s in samples], label="bridge")
+    axes[2].set_ylabel("RSS (MB)")
+    axes[2].set_xlabel("minutes")
+    axes[2].legend()
+    fig.suptitle("riskflow soak")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+
+
+async def main(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        base = bench_settings(Path(tmp) / "state", CONFIG)
+        async with services(base, {"temporal", "kafka", "redis", "dashscope"}) as endpoints:
+            settings = base.model_copy(update={"kafka_bootstrap": endpoints.kafka})
+            await ensure_topics(endpoints.kafka, settings.kafka)
+            ports = {k: free_port() for k in ("WORKER", "BRIDGE", "WORKER_SDK", "BRIDGE_SDK")}
+            env = {
+                **os.environ,
+                "RISKFLOW_TEMPORAL_ADDRESS": endpoints.temporal,
+                "RISKFLOW_KAFKA_BOOTSTRAP": endpoints.kafka,
+                "RISKFLOW_REDIS_URL": endpoints.redis,
+                "RISKFLOW_DASHSCOPE_BASE_URL": endpoints.dashscope,
+                **{f"RISKFLOW_METRICS__{k}_PORT": str(v) for k, v in ports.items()},
+            }
+            procs = {
+                role: await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    "-m",
+                    "riskflow.cli",
+                    "--log-level",
+                    "WARNING",
+                    role,
+                    "run",
+                    env=env,
+                    stdout=asyncio.subprocess.DEVNULL,
+                    stderr=asyncio.subprocess.DEVNULL,
+                )
+                for role in ("worker", "bridge")
+            }
+            await asyncio.sleep(5)
+            until = time.monotonic() + args.minutes * 60
+            sent, latencies, samples = [0], [], []
+            stop = asyncio.Event()
+            producing = asyncio.create_task(cameras(settings, args.cameras, args.fps, until, sent))
+            collecting = asyncio.create_task(results(settings, latencies, stop))
+            started = time.monotonic()
+            while time.monotonic() < until:
+                await asyncio.sleep(args.sample)
+                now = time.time()
+                window = [lat for at, lat in latencies if at > now - args.sample] or [float("nan")]
+                qs = statistics.quantiles(window, n=20) if len(window) > 1 else window * 19
+                samples.append(
+                    {
+                        "t": time.monotonic() - started,
+                        "sent": sent[0],
+                        "results": len(latencies),
+                        "lag": await lag(ports["BRIDGE"]),
+                        "latency_p50": statistics.median(window),
+                        "latency_p95": qs[18],
+                        "rss_worker": rss_mb(procs["worker"].pid),
+                        "rss_bridge": rss_mb(procs["bridge"].pid),
+                    }
+                )
+            await producing
+            await asyncio.sleep(10)
+            stop.set()
+            await collecting
+            for proc in procs.values():
+                proc.send_signal(signal.SIGTERM)
+                await proc.wait()
+    RESULTS.mkdir(exist_ok=True)
+    png = RESULTS / "soak.png"
+    plot(samples, png)
+    all_latencies = [lat for _, lat in latencies]
+    qs = statistics.quantiles(all_latencies, n=100)
+    report(
+        "soak",
+        {
+            "cameras": args.cameras,
+            "fps": args.fps,
+            "minutes": args.minutes,
+            "detection_messages": sent[0],
+            "assessments": len(latencies),
+            "latency": {"p50": round(qs[49], 3), "p95": round(qs[94], 3), "p99": round(qs[98], 3)},
+            "max_lag": max(s["lag"] for s in samples),
+            "rss_mb": {
+                role: {
+                    "first": round(samples[0][f"rss_{role}"], 1),
+                    "last": round(samples[-1][f"rss_{role}"], 1),
+                }
+                for role in ("worker", "bridge")
+            },
+            "plot": str(png),
+            "samples": samples,
+        },
+    )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--cameras", type=int, default=50)
+    parser.add_argument("--fps", type=float, default=2.0)
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--sample", type=float, default=5.0, help="seconds between samples")
+    asyncio.run(main(parser.parse_args()))
