@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -179,21 +180,34 @@ def schema(
     console.print(f"wrote {output}")
 
 
-def main() -> None:
+def _run() -> int:
     try:
         app()
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except RiskflowError as exc:
         print(f"error: {exc}", file=sys.stderr)  # plain: never wrapped or styled
-        raise SystemExit(2) from None
+        return 2
     except (KafkaError, RedisError, OSError) as exc:
         print(f"error: a service is unreachable: {type(exc).__name__}: {exc}", file=sys.stderr)
         print("(is the local stack up? `riskflow dev status`)", file=sys.stderr)
-        raise SystemExit(3) from None
+        return 3
     except RuntimeError as exc:
         if "connect" not in str(exc).lower():
             raise
         print(f"error: Temporal is unreachable: {exc}", file=sys.stderr)
-        raise SystemExit(3) from None
+        return 3
+    return 0
+
+
+def main() -> None:
+    code = _run()
+    # Every client and worker is shut down by now. Leave without interpreter teardown: the
+    # Temporal SDK's Rust threads can abort a finalizing interpreter (sdk-python#300).
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":

@@ -238,7 +238,10 @@ async def test_cli_pipeline_test_and_temporal_queries(
     text = out.decode()
     assert run.returncode == 0, text
     assert "assessments arrived" in text and "missing" not in text
-    listing = client.list_workflows('WorkflowType = "RiskAssessmentWorkflow"')
+    queue = pipeline.settings.temporal.task_queue  # served by this module's worker
+    listing = client.list_workflows(
+        f'WorkflowType = "RiskAssessmentWorkflow" AND TaskQueue = "{queue}"'
+    )
     workflows = [w async for w in listing]
     workflow = workflows[0]
     temporal = sys.executable.rsplit("/", 1)[0] + "/temporal"

@@ -95,28 +95,6 @@ class Cluster:
         return [await asyncio.wait_for(p.wait(), 60) for p in procs]
 
 
-async def produce_events(
-    settings: Settings, endpoints: Endpoints, tag: str, count: int
-) -> list[str]:
-    """`count` significant events on distinct cameras; returns their workflow ids."""
-    producer = make_producer(endpoints.kafka, settings.kafka)
-    ids = []
-    await producer.start()
-    try:
-        for i in range(count):
-            event = scene_event(f"{tag}-{i}", 0, datetime.now(UTC), people=2, falls=1)
-            situation = assess_significance(event, settings.significance)
-            assert situation is not None
-            ids.append(situation.workflow_id)
-            await producer.send(
-                DETECTION_TOPIC, event.model_dump_json().encode(), key=event.camera_id.encode()
-            )
-        await producer.flush()
-    finally:
-        await producer.stop()
-    return ids
-
-
 async def wait_for_outcomes(redis: Redis, ids: list[str], within: float) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
@@ -162,11 +140,12 @@ async def audit(
     return summary
 
 
-async def produce_steadily(
-    settings: Settings, bootstrap: str, tag: str, count: int, rate: float
+async def produce_events(
+    settings: Settings, bootstrap: str, tag: str, count: int, rate: float | None = None
 ) -> list[str]:
-    """Like produce_events, at `rate`/s, retrying each send until the broker takes it (a
-    broker restart may make a retried send a duplicate: the bridge must absorb that)."""
+    """`count` significant events on distinct cameras (at `rate`/s, or at once); returns their
+    workflow ids. Each send is retried until the broker takes it (a retried send may be a
+    duplicate: the bridge must absorb that)."""
     from aiokafka.errors import KafkaError
 
     producer = make_producer(bootstrap, settings.kafka, request_timeout_ms=5000)
@@ -190,7 +169,8 @@ async def produce_steadily(
                     await asyncio.sleep(0.5)
             else:
                 raise AssertionError(f"the broker never took event {i}")
-            await asyncio.sleep(1 / rate)
+            if rate:
+                await asyncio.sleep(1 / rate)
     finally:
         await producer.stop()
     return ids

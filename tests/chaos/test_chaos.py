@@ -30,7 +30,6 @@ from tests.chaos.harness import (
     Summary,
     audit,
     produce_events,
-    produce_steadily,
     scale,
     wait_for_outcomes,
 )
@@ -62,7 +61,7 @@ async def run_scenario(
     for _ in range(workers):
         await cluster.start_worker()
     await asyncio.sleep(3)  # the bridge joins its group
-    ids = await produce_events(settings, stack, tag, events)
+    ids = await produce_events(settings, stack.kafka, tag, events)
     if chaos is not None:
         await chaos()
     await wait_for_outcomes(redis, ids, within=scale(240, 1200))
@@ -194,7 +193,7 @@ async def test_bridge_kill_9_mid_stream(
         await cluster.start_worker()
     await asyncio.sleep(3)
     producing = asyncio.create_task(
-        produce_steadily(settings, stack.kafka, f"b{unique}", events, rate)
+        produce_events(settings, stack.kafka, f"b{unique}", events, rate)
     )
     for _ in range(kills):
         await asyncio.sleep(events / rate / (kills + 1))
@@ -275,7 +274,9 @@ async def test_fuzzed_messages_are_dead_lettered(
         within=scale(60, 180),
     )
     alive = all(p.returncode is None for p in cluster.bridges)
-    ids = await produce_events(settings, stack, f"z{unique}", 1)  # a valid event after the flood
+    ids = await produce_events(
+        settings, stack.kafka, f"z{unique}", 1
+    )  # a valid event after the flood
     await wait_for_outcomes(redis, ids, within=60)
     await cluster.stop()
     summary = await audit("fuzzed_messages", redis, stack, ids, client)
