@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
+from collections.abc import Callable
 from typing import Any
 
 from redis.asyncio import Redis
@@ -18,7 +19,7 @@ from temporalio.exceptions import ApplicationError
 from activities.dashscope_client import LLMClient, LLMResponse
 from activities.keypool import KeyPool, Outcome
 from riskflow import llm_errors as E
-from riskflow.errors import KeyPoolUnavailable, UnknownKeyError
+from riskflow.errors import ConfigError, KeyPoolUnavailable, UnknownKeyError
 from riskflow.keyconfig import KeyRing, SchedulerConfig
 from riskflow.metrics import LLM_LATENCY, LLM_REQUESTS
 from riskflow.models import AssessmentTask, LLMCallInput, LLMCallOutput, TokenUsage
@@ -33,9 +34,11 @@ class LLMActivities:
         client: LLMClient,
         redis: Redis,
         scheduler: SchedulerConfig,
+        reload_ring: Callable[[], KeyRing] | None = None,
     ) -> None:
         self._pool = pool
         self._ring = ring
+        self._reload_ring = reload_ring
         self._client = client
         self._redis = redis
         self._max_slot_wait = scheduler.max_slot_wait_seconds
@@ -44,7 +47,7 @@ class LLMActivities:
     async def call_llm(self, inp: LLMCallInput) -> LLMCallOutput:
         lease = inp.lease
         try:
-            api_key = self._ring.secret(lease.key_id)
+            api_key = self._secret(lease.key_id)
         except UnknownKeyError as exc:
             await self._release(lease.lease_id, "unused")
             raise ApplicationError(str(exc), type=E.KEY_UNAVAILABLE) from None
@@ -56,6 +59,21 @@ class LLMActivities:
         )
         latency_ms = (time.perf_counter() - started) * 1000
         return await self._classify(inp, response, latency_ms)
+
+    def _secret(self, key_id: str) -> str:
+        """The key's secret; a key added to the pool at run time is looked up again in the
+        configuration once (`riskflow keys sync` adds keys without restarting workers)."""
+        try:
+            return self._ring.secret(key_id)
+        except UnknownKeyError:
+            if self._reload_ring is None:
+                raise
+            try:
+                self._ring = self._reload_ring()
+            except ConfigError as exc:
+                activity.logger.warning("key configuration not reloaded: %s", exc)
+                raise UnknownKeyError(key_id) from exc
+            return self._ring.secret(key_id)
 
     async def _release(self, lease_id: str, outcome: Outcome, **details: Any) -> None:
         """Report the outcome; if Redis is down the lease expires on its own, and an answer

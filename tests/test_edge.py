@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from prometheus_client import REGISTRY
+from redis.asyncio import Redis
 
 from riskflow.endpoints import Endpoints
 from riskflow.kafka import make_producer
@@ -31,7 +32,7 @@ from detection_edge.detector import Detector, ModelError  # noqa: E402
 from detection_edge.publisher import DetectionPublisher  # noqa: E402
 from detection_edge.run import run_edge  # noqa: E402
 from detection_edge.sources import SourceError, open_source  # noqa: E402
-from riskflow.edge_config import CameraConfig  # noqa: E402
+from riskflow.edge_config import CameraConfig, EdgeSettings  # noqa: E402
 from riskflow.simulate import scene_event  # noqa: E402
 
 ASSETS = Path(ultralytics.__file__).parent / "assets"
@@ -117,6 +118,29 @@ def serve_rtsp(frames: Path, port: int) -> subprocess.Popen[bytes]:
     )
     assert server.stdout is not None and b"serving" in server.stdout.readline()
     return server
+
+
+async def test_snapshots_of_frames_with_detections_land_in_redis(
+    settings: Settings, stack: Endpoints, video: Path, unique: str
+) -> None:
+    snapshots = settings.model_copy(
+        update={"edge": EdgeSettings(snapshots=True, snapshot_ttl_seconds=60)}
+    )
+    camera = CameraConfig(id=f"snap-{unique}", source=str(video), sample_every=6)
+    totals = await run_edge(snapshots, [camera], asyncio.Event())
+    assert totals["published"] == 2
+    messages = await read_topic(
+        stack.kafka, DETECTION_TOPIC, lambda d: d.get("camera_id") == camera.id, 2
+    )
+    redis = Redis.from_url(stack.redis)
+    try:
+        for message in messages:
+            assert message["detections"] and message["snapshot"]["store"] == "redis"
+            jpeg = await redis.get(message["snapshot"]["ref"])
+            assert jpeg is not None and jpeg[:2] == b"\xff\xd8"
+            assert 0 < await redis.ttl(message["snapshot"]["ref"]) <= 60
+    finally:
+        await redis.aclose()
 
 
 @pytest.fixture

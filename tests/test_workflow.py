@@ -8,6 +8,7 @@ import time
 import uuid
 from datetime import UTC, datetime
 
+from pydantic import SecretStr
 from redis.asyncio import Redis
 from temporalio.client import Client
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
@@ -15,6 +16,8 @@ from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 from activities.aggregate import AggregateActivities
 from activities.keypool import KeyPool
 from riskflow.endpoints import Endpoints
+from riskflow.events import SnapshotRef
+from riskflow.keyconfig import KeyRing
 from riskflow.models import (
     Assessment,
     AssessmentInput,
@@ -26,6 +29,7 @@ from riskflow.names import RESULTS_TOPIC, assessment_key, camera_alerts_key, cam
 from riskflow.settings import Settings
 from riskflow.simulate import scene_event
 from tests.conftest import DashScopeAdmin, read_topic, running_worker
+from workers.worker import build_worker, worker_deps
 from workflows.assessment import RiskAssessmentWorkflow
 
 SECRETS = ("sk-local-demo-1", "sk-local-demo-2")
@@ -255,3 +259,46 @@ async def test_aggregation_is_idempotent_and_ordered(
     assert sorted(d["assessment_id"] for d in published) == sorted(
         [newer.assessment_id, newer.assessment_id, older.assessment_id]
     )
+
+
+async def test_snapshot_goes_to_the_vision_model_and_a_lost_one_falls_back_to_text(
+    time_env: WorkflowEnvironment,
+    settings: Settings,
+    stack: Endpoints,
+    redis: Redis,
+    dashscope_admin: DashScopeAdmin,
+    task_queue: str,
+    unique: str,
+) -> None:
+    key = f"snapshot:{unique}:1"
+    await redis.set(key, b"\xff\xd8\xff\xe0 a jpeg", ex=60)
+    with_image, expired = make_input(f"cam-{unique}"), make_input(f"cam2-{unique}")
+    with_image.event = with_image.event.model_copy(
+        update={"snapshot": SnapshotRef(store="redis", ref=key)}
+    )
+    expired.event = expired.event.model_copy(
+        update={"snapshot": SnapshotRef(store="redis", ref=f"snapshot:{unique}:gone")}
+    )
+    async with running_worker(time_env.client, settings, stack, task_queue):
+        first, _ = await run(time_env.client, with_image, task_queue)
+        second, _ = await run(time_env.client, expired, task_queue)
+    assert first.status == second.status == "assessed"
+    assert (await dashscope_admin.stats())["endpoints"] == {"vision": 1, "text": 1}
+
+
+async def test_a_key_added_at_run_time_is_found_without_a_restart(
+    time_env: WorkflowEnvironment,
+    settings: Settings,
+    stack: Endpoints,
+    redis: Redis,
+    dashscope_admin: DashScopeAdmin,
+    task_queue: str,
+    unique: str,
+) -> None:
+    async with worker_deps(settings, stack) as deps:
+        # This worker started when only key_1 existed; key_2 was added later (keys sync).
+        deps.ring = KeyRing({"key_1": SecretStr("sk-local-demo-1")})
+        await KeyPool(deps.redis, settings.keys.scheduler).set_disabled("key_1", "operator")
+        async with build_worker(time_env.client, settings, deps, task_queue):
+            result, status = await run(time_env.client, make_input(f"cam-{unique}"), task_queue)
+    assert result.status == "assessed" and result.key_id == "key_2" and status.llm_attempts == 1

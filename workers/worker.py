@@ -23,7 +23,7 @@ from activities.task import TaskActivities
 from riskflow.endpoints import Endpoints
 from riskflow.kafka import make_producer, start_client
 from riskflow.keyconfig import KeyRing
-from riskflow.settings import Settings
+from riskflow.settings import Settings, load_settings
 from riskflow.shutdown import stop_on_signals
 from workers import keypool_metrics
 from workers.client import connect_process
@@ -45,7 +45,11 @@ def build_worker(client: Client, settings: Settings, deps: WorkerDeps, task_queu
     pool = KeyPool(deps.redis, settings.keys.scheduler)
     task = TaskActivities(deps.redis, settings.llm)
     lease = LeaseActivities(pool)
-    llm = LLMActivities(pool, deps.ring, deps.llm, deps.redis, settings.keys.scheduler)
+
+    def reload_ring() -> KeyRing:
+        return KeyRing.from_environment(load_settings(settings.config_dir).keys)
+
+    llm = LLMActivities(pool, deps.ring, deps.llm, deps.redis, settings.keys.scheduler, reload_ring)
     aggregate = AggregateActivities(deps.redis, deps.producer, settings.aggregate)
     return Worker(
         client,

@@ -40,6 +40,7 @@ class ServerState:
             key_group={k.key_id: k.quota_group for k in self.keys.api_keys if k.quota_group},
         )
         self.outcomes: dict[str, int] = {}
+        self.endpoints: dict[str, int] = {}
 
 
 def _error(
@@ -77,6 +78,8 @@ async def generation(request: web.Request) -> web.Response:
         messages = payload["input"]["messages"]
     except (json.JSONDecodeError, KeyError, TypeError):
         return _error(400, "InvalidParameter", "input.messages is required")
+    kind = "vision" if request.path == VISION_PATH else "text"
+    state.endpoints[kind] = state.endpoints.get(kind, 0) + 1
     broken = state.book.record(key_id)
     if broken and state.faults.config.enforce_limits:
         return _error(
@@ -125,6 +128,7 @@ async def get_stats(request: web.Request) -> web.Response:
     state = request.app[STATE]
     stats = state.book.stats()
     stats["outcomes"] = state.outcomes
+    stats["endpoints"] = state.endpoints
     return web.json_response(stats)
 
 
