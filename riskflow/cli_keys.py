@@ -48,34 +48,33 @@ def _run(settings: Settings, action: Callable[[KeyPool], Awaitable[object]]) -> 
 
 
 def _print_status(states: list[KeyState]) -> None:
-    table = Table(title="API key pool")
+    table = Table(title="API key pool (use: last 1 s / last 60 s of limit)")
     for column in (
         "key",
         "group",
-        "qps",
-        "rpm",
-        "conc",
-        "1s",
-        "60s",
+        "use 1s",
+        "use 60s",
         "in flight",
         "cooldown",
         "state",
-        "counters",
+        "leases",
+        "429s",
+        "errors",
     ):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for s in states:
+        counters = s.counters
         table.add_row(
             s.key_id,
             s.quota_group or "-",
-            str(s.qps_limit),
-            str(s.rpm_limit),
-            str(s.max_concurrency),
-            str(s.used_last_second),
-            str(s.used_last_minute),
-            str(s.in_flight),
+            f"{s.used_last_second}/{s.qps_limit}",
+            f"{s.used_last_minute}/{s.rpm_limit}",
+            f"{s.in_flight}/{s.max_concurrency}",
             f"{s.cooldown_remaining_ms / 1000:.1f}s" if s.cooldown_remaining_ms else "-",
             "enabled" if s.enabled else f"[red]{s.disabled_reason}[/red]",
-            " ".join(f"{k}={v}" for k, v in sorted(s.counters.items())),
+            str(counters.get("granted", 0)),
+            str(counters.get("rate_limited", 0)),
+            str(counters.get("errors", 0) + counters.get("invalid", 0)),
         )
     console.print(table)
 
