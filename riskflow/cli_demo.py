@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import importlib.util
 import json
+import logging
 import time
 from collections import Counter
 from collections.abc import Coroutine
@@ -145,7 +146,8 @@ async def _watch(settings: Settings, progress: Progress) -> None:
 def _where_to_look(settings: Settings, progress: Progress) -> None:
     endpoints = Endpoints.of(settings)
     camera = progress.cameras[0]
-    some = sorted(progress.results.get(camera, {"<workflow id>"}))[-1]
+    ids = sorted(progress.results.get(camera, {"<workflow id>"}))
+    some = next((i for i in ids if "-fall-" in i), ids[-1])
     redis = f"redis-cli -p {settings.local.redis_port}"
     console.print("\n[bold]Where to look[/bold]")
     if endpoints.temporal_ui:
@@ -259,6 +261,9 @@ def demo(
     """Bring up the local stack, run a worker, a bridge and the cameras, and watch."""
     settings: Settings = ctx.obj
     options = DemoOptions(cameras, frames, fps, duration, once, source)
+    root = logging.getLogger()
+    if root.level == logging.INFO:  # the default: keep the live table readable
+        root.setLevel(logging.WARNING)
     try:
         ok = asyncio.run(_demo(settings, options))
     except KeyboardInterrupt:
