@@ -58,7 +58,9 @@ def build_worker(client: Client, settings: Settings, deps: WorkerDeps, task_queu
         activities=[task.build_task, lease.acquire_lease, llm.call_llm, aggregate.aggregate],
         interceptors=[MetricsInterceptor()],
         workflow_runner=SandboxedWorkflowRunner(
-            restrictions=SandboxRestrictions.default.with_passthrough_modules("opentelemetry")
+            restrictions=SandboxRestrictions.default.with_passthrough_modules(
+                "opentelemetry", "redis"
+            )
         ),
         max_concurrent_activities=200,
     )
