@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 
 from riskflow.events import BBox, Detection, DetectionEvent, ImageSize
 from riskflow.significance_config import CameraRules, SignificanceConfig, Zone
-from workers.significance import assess_significance, point_in_polygon
+from workers.significance import assess_significance, point_in_polygon, window_start
 
 T0 = datetime(2026, 11, 29, 12, 0, 0, tzinfo=UTC)
 
@@ -35,7 +35,9 @@ def test_most_severe_rule_wins_and_names_the_workflow() -> None:
     situation = assess_significance(event(det("Normal"), det("Fall")), SignificanceConfig())
     assert situation is not None
     assert situation.rule == "fall"
-    assert situation.workflow_id == f"risk-1-fall-{int(T0.timestamp()) // 30 * 30}"
+    start = window_start("1", T0.timestamp(), 30)
+    assert situation.workflow_id == f"risk-1-fall-{start}"
+    assert start <= T0.timestamp() < start + 30
 
 
 def test_confidence_floor_and_min_count() -> None:
@@ -48,13 +50,28 @@ def test_confidence_floor_and_min_count() -> None:
 
 def test_debounce_window_maps_a_scene_to_one_id_and_severity_is_not_held_back() -> None:
     config = SignificanceConfig(debounce_seconds=30)
+    start = window_start("1", T0.timestamp(), 30)
+    seconds = [start + s for s in range(30)]
     ids = {
-        assess_significance(event(det("Normal"), at=T0.replace(second=s)), config).workflow_id  # type: ignore[union-attr]
-        for s in range(0, 30)
+        assess_significance(
+            event(det("Normal"), at=datetime.fromtimestamp(t, UTC)), config
+        ).workflow_id  # type: ignore[union-attr]
+        for t in seconds
     }
     assert len(ids) == 1
-    fall = assess_significance(event(det("Fall"), at=T0.replace(second=5)), config)
+    after = assess_significance(
+        event(det("Normal"), at=datetime.fromtimestamp(start + 30, UTC)), config
+    )
+    assert after is not None and after.workflow_id not in ids  # the next window
+    fall = assess_significance(
+        event(det("Fall"), at=datetime.fromtimestamp(start + 5, UTC)), config
+    )
     assert fall is not None and fall.workflow_id not in ids
+
+
+def test_cameras_open_their_windows_at_different_instants() -> None:
+    starts = {window_start(f"cam{i}", T0.timestamp(), 30) % 30 for i in range(50)}
+    assert len(starts) > 15  # spread over the 30 s, not all on one boundary
 
 
 def test_zones_filter_by_where_objects_stand() -> None:

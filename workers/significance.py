@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 from riskflow.events import Detection, DetectionEvent
@@ -48,6 +49,15 @@ def workflow_id(camera_id: str, rule: str, window_start: int) -> str:
     return f"risk-{camera_id}-{rule}-{window_start}"
 
 
+def window_start(camera_id: str, captured_at: float, debounce: float) -> int:
+    """The start (epoch s) of the debounce window `captured_at` falls in. Each camera's windows
+    are shifted by a stable offset from its id, so many cameras do not all open new windows,
+    and start workflows, at the same instant."""
+    width = max(1, int(debounce))
+    offset = int(hashlib.sha256(camera_id.encode()).hexdigest()[:8], 16) % width
+    return int((captured_at - offset) // width * width + offset)
+
+
 def assess_significance(event: DetectionEvent, config: SignificanceConfig) -> Situation | None:
     """The most severe situation the event shows, or None. Same event -> same answer."""
     camera = config.cameras.get(event.camera_id)
@@ -67,7 +77,7 @@ def assess_significance(event: DetectionEvent, config: SignificanceConfig) -> Si
     if best is None:
         return None
     rule, count = best
-    window = int(event.captured_at.timestamp() // debounce * debounce)
+    window = window_start(event.camera_id, event.captured_at.timestamp(), debounce)
     return Situation(
         rule.name, rule.severity, count, window, workflow_id(event.camera_id, rule.name, window)
     )
