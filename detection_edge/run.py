@@ -55,20 +55,21 @@ class Detectors:
 
     def for_camera(self, camera: CameraConfig) -> Inference:
         edge = self._edge
-        options = {
-            "model": camera.model or edge.model,
-            "imgsz": camera.imgsz or edge.imgsz,
-            "conf": camera.conf if camera.conf is not None else edge.conf,
-            "classes": camera.classes or edge.classes,
-            "device": edge.device,
-            "track": edge.track,
-        }
-        key = (*map(str, options.values()), camera.id if edge.track else "")
+        model = camera.model or edge.model
+        imgsz = camera.imgsz or edge.imgsz
+        conf = camera.conf if camera.conf is not None else edge.conf
+        classes = camera.classes or edge.classes
+        key = (model, imgsz, conf, str(classes), camera.id if edge.track else "")
         if key not in self._cache:
             detector = Detector(
+                model,
+                imgsz=imgsz,
+                conf=conf,
+                classes=classes,
+                device=edge.device,
+                track=edge.track,
                 models_dir=edge.models_dir,
                 state_dir=self._settings.local.state_dir,
-                **options,  # type: ignore[arg-type]
             )
             self._cache[key] = Inference(detector)
         return self._cache[key]

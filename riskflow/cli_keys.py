@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
 
 import aiohttp
 import typer
@@ -18,6 +19,8 @@ from riskflow import llm_errors as E
 from riskflow.endpoints import Endpoints
 from riskflow.keyconfig import KeyRing
 from riskflow.settings import Settings
+
+T = TypeVar("T")
 
 app = typer.Typer(
     help="The API key pool: status, verify, sync, enable, disable.", no_args_is_help=True
@@ -39,8 +42,8 @@ async def open_pool(settings: Settings) -> AsyncIterator[KeyPool]:
         await redis.aclose()
 
 
-def _run(settings: Settings, action: Callable[[KeyPool], Awaitable[object]]) -> object:
-    async def main() -> object:
+def _run(settings: Settings, action: Callable[[KeyPool], Awaitable[T]]) -> T:
+    async def main() -> T:
         async with open_pool(settings) as pool:
             return await action(pool)
 
@@ -83,7 +86,7 @@ def _print_status(states: list[KeyState]) -> None:
 def status(ctx: typer.Context) -> None:
     """Each key: limits, use in the last second and minute, leases, cooldown, disabled reason."""
     states = _run(_settings(ctx), lambda pool: pool.snapshot())
-    _print_status(states)  # type: ignore[arg-type]
+    _print_status(states)
 
 
 @app.command("sync")

@@ -40,13 +40,14 @@ class FaultPlan:
             return self.script.popleft()
         cfg = self.config
         roll = self.rng.random()
-        for outcome, rate in (
+        rates: list[tuple[Outcome, float]] = [
             ("429", cfg.rate_429),
             ("500", cfg.rate_5xx),
             ("hang", cfg.rate_hang),
             ("malformed", cfg.rate_malformed),
-        ):
+        ]
+        for outcome, rate in rates:
             if roll < rate:
-                return outcome  # type: ignore[return-value]
+                return outcome
             roll -= rate
         return "ok"
