@@ -112,7 +112,6 @@ if op == 'acquire' then
     end
   end
   if not best then
-    redis.call('INCR', P .. ':waits')
     if not earliest then return {0, -1, earliest_why} end
     return {0, earliest - now, earliest_why}
   end

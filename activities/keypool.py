@@ -123,6 +123,11 @@ class KeyPool:
 
     # -- configuration and operations -------------------------------------------------------
 
+    async def _now_ms(self) -> int:
+        """Redis' clock, the one the scripts use."""
+        seconds, micros = await self._redis.time()
+        return int(seconds) * 1000 + int(micros) // 1000
+
     def _k(self, *parts: str) -> str:
         return ":".join((self._prefix, *parts))
 
@@ -168,8 +173,7 @@ class KeyPool:
 
     async def snapshot(self) -> list[KeyState]:
         """Every key's limits, use in the last second and minute, leases, cooldown, counters."""
-        seconds, micros = await self._redis.time()
-        now = int(seconds) * 1000 + int(micros) // 1000
+        now = await self._now_ms()
         ids = sorted(_s(m) for m in await self._redis.smembers(self._k("keys")))
         async with self._redis.pipeline(transaction=False) as pipe:
             for key_id in ids:
@@ -182,13 +186,9 @@ class KeyPool:
             rows = await pipe.execute()
         return [_state(key_id, now, *rows[i * 6 : i * 6 + 6]) for i, key_id in enumerate(ids)]
 
-    async def waits(self) -> int:
-        return int(await self._redis.get(self._k("waits")) or 0)
-
     async def group_usage(self, groups: list[str]) -> dict[str, tuple[int, int]]:
         """Calls of each quota group in the last second and the last minute."""
-        seconds, micros = await self._redis.time()
-        now = int(seconds) * 1000 + int(micros) // 1000
+        now = await self._now_ms()
         async with self._redis.pipeline(transaction=False) as pipe:
             for group in groups:
                 pipe.zcount(self._k("gw", group), f"({now - 1000}", "+inf")

@@ -11,8 +11,6 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-SCHEMA_VERSION = 1
-
 
 class BBox(BaseModel):
     """A box in pixels: top-left (x1, y1), bottom-right (x2, y2)."""
@@ -83,8 +81,3 @@ class DetectionEvent(BaseModel):
         if self.captured_at.tzinfo is None:
             raise ValueError("captured_at must carry a timezone (e.g. 2026-01-01T00:00:00Z)")
         return self
-
-    @property
-    def event_id(self) -> str:
-        """Stable id of this frame's message: the same frame always has the same id."""
-        return f"{self.camera_id}-{self.frame_id}-{int(self.captured_at.timestamp() * 1000)}"

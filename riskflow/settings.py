@@ -26,6 +26,7 @@ from riskflow.edge_config import CameraConfig, EdgeSettings
 from riskflow.errors import ConfigError
 from riskflow.keyconfig import KeysConfig
 from riskflow.models import RiskLevel
+from riskflow.names import BRIDGE_GROUP, TASK_QUEUE
 from riskflow.significance_config import CameraRules, SignificanceConfig
 from riskflow.telemetry import TracingSettings
 
@@ -35,7 +36,7 @@ ENV_PREFIX = "RISKFLOW_"
 
 class TemporalSettings(BaseModel):
     namespace: str = "default"
-    task_queue: str = "risk-assessment"
+    task_queue: str = TASK_QUEUE
     # Temporal Cloud / a TLS cluster: an API key (read from this variable), or mTLS files.
     tls: bool = False
     api_key_env: str | None = None
@@ -80,7 +81,7 @@ class LocalStackSettings(BaseModel):
 
 
 class BridgeSettings(BaseModel):
-    group_id: str = "riskflow-bridge"
+    group_id: str = BRIDGE_GROUP
     max_in_flight: int = Field(default=64, gt=0)
     max_message_bytes: int = Field(default=1_048_576, gt=0)
     fetch_max_records: int = Field(default=200, gt=0)
