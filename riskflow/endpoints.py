@@ -36,5 +36,4 @@ class Endpoints:
             "kafka": settings.kafka_bootstrap is not None,
             "redis": settings.redis_url is not None,
             "dashscope": settings.dashscope_base_url is not None,
-            "s3": settings.local.s3_endpoint is not None,
         }

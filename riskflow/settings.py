@@ -68,14 +68,10 @@ class LocalStackSettings(BaseModel):
     kafka_port: int = Field(default=9092, gt=0, lt=65536)
     redis_port: int = Field(default=6379, gt=0, lt=65536)
     dashscope_port: int = Field(default=8089, gt=0, lt=65536)
-    kafka_storage: str = Field(
-        default="memory://tansu/",
-        pattern=r"^(memory|s3)://[a-z0-9.-]+/$",
-        description="tansu storage: memory://tansu/ (lost on restart) or s3://bucket/ (durable)",
-    )
-    s3_port: int = Field(default=4568, gt=0, lt=65536, description="s3rver, for s3:// storage")
-    s3_endpoint: str | None = Field(
-        default=None, description="an S3 endpoint to use instead of starting s3rver"
+    kafka_broker: Literal["tansu", "noida-db"] = Field(
+        default="tansu",
+        description="tansu keeps topics in memory (lost when it stops); noida-db keeps them "
+        "on disk under state_dir/kafka (they survive a restart)",
     )
     start_timeout_seconds: float = Field(default=60.0, gt=0)
 

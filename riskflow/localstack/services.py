@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
-import subprocess
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
 
 import aiohttp
@@ -148,43 +147,34 @@ def _temporal(settings: Settings) -> Service:
     return Service("temporal", address, spec, health)
 
 
-def s3_endpoint(settings: Settings) -> str:
-    local = settings.local
-    return local.s3_endpoint or f"http://{local.host}:{local.s3_port}"
+def noida_binary() -> str:
+    try:
+        binary = Path(str(files("noida_db").joinpath("noida-db")))
+    except ImportError as exc:
+        raise ServiceError("noida-db is missing: pip install -e '.[local]'") from exc
+    if not binary.is_file():
+        raise ServiceError(f"the noida-db package has no binary at {binary}")
+    binary.chmod(0o755)  # wheels may lose the execute bit
+    return str(binary)
 
 
 def _kafka(settings: Settings) -> Service:
     local = settings.local
     address = f"{local.host}:{local.kafka_port}"
     url = f"tcp://{address}"
-    env = {}
-    if local.kafka_storage.startswith("s3://"):
-        env = {
-            "AWS_ENDPOINT": s3_endpoint(settings),
-            "AWS_ALLOW_HTTP": "true",
-            "AWS_ACCESS_KEY_ID": os.environ.get("AWS_ACCESS_KEY_ID", "S3RVER"),
-            "AWS_SECRET_ACCESS_KEY": os.environ.get("AWS_SECRET_ACCESS_KEY", "S3RVER"),
-            "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
-        }
 
-    def spec() -> ProcessSpec:
-        return ProcessSpec(
-            name="kafka",
-            argv=[
-                tansu_binary(),
-                "broker",
-                "--listener-url",
-                url,
-                "--advertised-listener-url",
-                url,
-                "--storage-engine",
-                local.kafka_storage,
-            ],
-            host=local.host,
-            ports=(local.kafka_port,),
-            env=env,
-        )
+    def tansu() -> ProcessSpec:
+        argv = [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url]
+        argv += ["--storage-engine", "memory://tansu/"]
+        return ProcessSpec(name="kafka", argv=argv, host=local.host, ports=(local.kafka_port,))
 
+    def noida() -> ProcessSpec:
+        data = local.state_dir.resolve() / "kafka"
+        argv = [noida_binary(), "start", "--data-dir", str(data), "--host", local.host]
+        argv += ["--only", "kafka", "--kafka-port", str(local.kafka_port)]
+        return ProcessSpec(name="kafka", argv=argv, host=local.host, ports=(local.kafka_port,))
+
+    spec = noida if local.kafka_broker == "noida-db" else tansu
     return Service("kafka", address, spec, lambda: check_kafka(address))
 
 
@@ -244,66 +234,9 @@ def _dashscope(settings: Settings) -> Service:
     return Service("dashscope", f"{base}/api/v1", spec, lambda: check_http(f"{base}/health"))
 
 
-S3RVER = "s3rver@3.7.1"
-
-
-def s3rver_binary(state_dir: Path) -> str:
-    """s3rver from npm, installed once under the state directory (needs node and npm)."""
-    prefix = state_dir.resolve() / "npm"
-    binary = prefix / "node_modules" / ".bin" / "s3rver"
-    if binary.exists():
-        return str(binary)
-    npm = shutil.which("npm")
-    if npm is None or shutil.which("node") is None:
-        raise ServiceError("durable Kafka storage (s3://) needs Node.js and npm for s3rver")
-    result = subprocess.run(
-        [npm, "install", "--prefix", str(prefix), "--no-audit", "--no-fund", "--silent", S3RVER],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    if result.returncode != 0 or not binary.exists():
-        raise ServiceError(f"npm install {S3RVER} failed: {result.stderr[-1000:]}")
-    return str(binary)
-
-
-def _s3(settings: Settings) -> Service:
-    """s3rver: a local S3 for tansu's durable storage; the bucket comes from kafka_storage."""
-    local = settings.local
-    endpoint = s3_endpoint(settings)
-    bucket = local.kafka_storage.removeprefix("s3://").strip("/")
-
-    def spec() -> ProcessSpec:
-        data = local.state_dir.resolve() / "s3"
-        data.mkdir(parents=True, exist_ok=True)
-        return ProcessSpec(
-            name="s3",
-            argv=[
-                s3rver_binary(local.state_dir),
-                "--directory",
-                str(data),
-                "--address",
-                local.host,
-                "--port",
-                str(local.s3_port),
-                "--configure-bucket",
-                bucket,
-                "--silent",
-            ],
-            host=local.host,
-            ports=(local.s3_port,),
-        )
-
-    return Service("s3", endpoint, spec, lambda: check_http(endpoint + "/"))
-
-
 def local_services(settings: Settings) -> list[Service]:
     """In start order; the ones with a configured address are left out by the stack."""
-    services = [_redis(settings), _kafka(settings), _dashscope(settings), _temporal(settings)]
-    local = settings.local
-    if local.kafka_storage.startswith("s3://") and local.s3_endpoint is None:
-        services.insert(0, _s3(settings))
-    return services
+    return [_redis(settings), _kafka(settings), _dashscope(settings), _temporal(settings)]
 
 
 async def wait_healthy(check: HealthCheck, within: float, interval: float = 0.25) -> None:

@@ -97,7 +97,7 @@ class LocalStack:
         managed = {s.name for s in self.services}
         results += [self._configured_status(name) for name in _ALL if name not in managed]
         statuses = await asyncio.gather(*results)
-        order = {name: i for i, name in enumerate(("s3", *_ALL))}
+        order = {name: i for i, name in enumerate(_ALL)}
         return sorted(statuses, key=lambda s: order[s.name])
 
     async def _managed_status(self, service: Service) -> ServiceStatus:
