@@ -46,6 +46,10 @@ BRIDGE_START = Histogram(
 CONSUMER_LAG = Gauge(
     "riskflow_bridge_consumer_lag", "High watermark minus position", ["topic", "partition"]
 )
+UNCOMMITTED_BATCHES = Counter(
+    "riskflow_bridge_uncommitted_batches_total",
+    "Batches whose offsets the group refused after a rebalance (they are read again)",
+)
 
 # -- worker -------------------------------------------------------------------------------
 ACTIVITY_SECONDS = Histogram(

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 import pytest
 from aiokafka import AIOKafkaProducer
-from aiokafka.structs import TopicPartition
+from aiokafka.structs import ConsumerRecord, TopicPartition
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from redis.asyncio import Redis
 from temporalio.client import Client
@@ -21,6 +21,7 @@ from temporalio.client import Client
 from detection_edge.publisher import DetectionPublisher
 from riskflow.endpoints import Endpoints
 from riskflow.kafka import make_consumer, make_producer
+from riskflow.metrics import UNCOMMITTED_BATCHES
 from riskflow.models import Assessment
 from riskflow.names import (
     DEAD_LETTER_TOPIC,
@@ -32,7 +33,7 @@ from riskflow.names import (
 from riskflow.settings import BridgeSettings, Settings
 from riskflow.simulate import scene_event
 from tests.conftest import cli_env, eventually, read_topic, run_command, running_worker
-from workers.bridge import Bridge, run_bridge
+from workers.bridge import Bridge, Outcome, run_bridge
 from workers.client import connect
 from workers.significance import assess_significance
 
@@ -203,6 +204,61 @@ async def test_offsets_are_committed_only_after_the_start_is_acknowledged(
     finally:
         stop.set()
         await asyncio.wait_for(task, 30)
+
+
+async def test_a_refused_commit_is_read_again_and_the_bridge_lives_on(
+    settings: Settings, stack: Endpoints, client: Client, unique: str
+) -> None:
+    """The group moves on while a batch is in hand (here: the batch outlasts
+    max_poll_interval_ms, so the consumer leaves): the commit is refused, the bridge keeps
+    consuming, reads the batch again and its start meets the workflow already started."""
+    camera = f"rebalance-{unique}"
+    producer = make_producer(stack.kafka, settings.kafka)
+    await producer.start()
+    event = scene_event(camera, 1, datetime.now(UTC), people=1, falls=1)
+    await producer.send_and_wait(
+        DETECTION_TOPIC, event.model_dump_json().encode(), key=camera.encode()
+    )
+    tuned = settings.model_copy(
+        update={
+            "bridge": BridgeSettings(group_id=f"rebalance-{unique}"),
+            "temporal": settings.temporal.model_copy(update={"task_queue": f"idle-{unique}"}),
+        }
+    )
+    consumer = make_consumer(
+        stack.kafka,
+        settings.kafka,
+        DETECTION_TOPIC,
+        group_id=tuned.bridge.group_id,
+        max_poll_interval_ms=1500,
+    )
+    await consumer.start()
+    bridge = Bridge(consumer, producer, client, tuned)
+    handle, first = bridge.handle, [True]
+
+    async def slow_first(record: ConsumerRecord) -> Outcome:
+        outcome = await handle(record)
+        if first:
+            first.clear()
+            await asyncio.sleep(4)  # past max_poll_interval_ms: the consumer leaves its group
+        return outcome
+
+    bridge.handle = slow_first  # type: ignore[method-assign]
+    refused = UNCOMMITTED_BATCHES._value.get()
+    runner = asyncio.create_task(bridge.run())
+
+    async def read_again() -> bool:
+        return bridge.counts["duplicate"] >= 1
+
+    try:
+        await eventually(read_again, within=40)
+    finally:
+        bridge.stop()
+        await asyncio.wait_for(runner, 30)
+        await consumer.stop()
+        await producer.stop()
+    assert bridge.counts["started"] == 1
+    assert UNCOMMITTED_BATCHES._value.get() == refused + 1
 
 
 async def _committed_past(committed: object, offset: int) -> bool:

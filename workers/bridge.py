@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import CommitFailedError
 from aiokafka.structs import ConsumerRecord, TopicPartition
 from pydantic import ValidationError
 from temporalio.client import Client
@@ -32,6 +33,7 @@ from riskflow.metrics import (
     BRIDGE_START,
     CONSUMER_LAG,
     DEAD_LETTERS,
+    UNCOMMITTED_BATCHES,
 )
 from riskflow.models import AssessmentInput, AssessmentPolicy
 from riskflow.names import (
@@ -124,9 +126,17 @@ class Bridge:
             except _Stopping:
                 logger.info("stopping with an unfinished batch: it will be redelivered")
                 return
-            await self._consumer.commit(
-                {tp: records[-1].offset + 1 for tp, records in batch.items()}
-            )
+            try:
+                await self._consumer.commit(
+                    {tp: records[-1].offset + 1 for tp, records in batch.items()}
+                )
+            except CommitFailedError as exc:
+                # The group moved on (a broker restart, a missed heartbeat): the partitions'
+                # next owner reads these records again, and their starts meet the workflows
+                # this batch already started. The consumer rejoins on its next fetch.
+                UNCOMMITTED_BATCHES.inc()
+                logger.warning("batch offsets not committed, it will be read again: %s", exc)
+                continue
             await self._record_lag(batch)
 
     async def _record_lag(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
