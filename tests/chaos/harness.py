@@ -88,6 +88,13 @@ class Cluster:
         live = [w for w in self.workers if w.returncode is None]
         live[-1].send_signal(signal.SIGKILL)
 
+    async def stop_bridges(self) -> list[int]:
+        """SIGTERM the live bridges (each finishes its batch, commits and leaves the group)."""
+        live = [b for b in self.bridges if b.returncode is None]
+        for bridge in live:
+            bridge.send_signal(signal.SIGTERM)
+        return [await asyncio.wait_for(b.wait(), 60) for b in live]
+
     async def stop(self) -> list[int]:
         procs = [p for p in self.workers + self.bridges if p.returncode is None]
         for proc in procs:

@@ -10,7 +10,8 @@ import os
 import random
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -21,8 +22,10 @@ from redis.asyncio import Redis
 from temporalio.client import Client
 
 from riskflow.endpoints import Endpoints
-from riskflow.kafka import make_producer
+from riskflow.kafka import ensure_topics, make_producer
 from riskflow.keyconfig import KeyRing
+from riskflow.localstack.process import on_free_ports
+from riskflow.localstack.stack import LocalStack
 from riskflow.names import ALL_TOPICS, DEAD_LETTER_TOPIC, DETECTION_TOPIC
 from riskflow.settings import Settings
 from tests.chaos.harness import (
@@ -208,6 +211,82 @@ async def test_bridge_kill_9_mid_stream(
     summary.extra["bridge_kills"] = kills
     print(summary.line())
     assert (summary.lost, summary.duplicates, summary.failed) == (0, 0, 0)
+
+
+@pytest.fixture
+async def durable_kafka(settings: Settings, tmp_path: Path) -> AsyncIterator[LocalStack]:
+    """A broker of its own that keeps its log on disk (noida-db), for restarts mid-run."""
+    local = on_free_ports(tmp_path / "kafka-state").model_copy(update={"kafka_broker": "noida-db"})
+    side = settings.model_copy(update={"local": local})
+    broker = LocalStack(side)
+    broker.services = [s for s in broker.services if s.name == "kafka"]
+    await broker.up()
+    try:
+        await ensure_topics(broker.endpoints.kafka, settings.kafka)
+        yield broker
+    finally:
+        broker.down()
+
+
+async def test_broker_and_bridge_restarts(
+    settings: Settings,
+    stack: Endpoints,
+    client: Client,
+    redis: Redis,
+    dashscope_admin: DashScopeAdmin,
+    durable_kafka: LocalStack,
+    logs: Path,
+    unique: str,
+) -> None:
+    """While events stream in, the broker (its log on disk) and the bridge restart in turns:
+    every event is assessed once and reaches the results topic. The bridge stops with SIGTERM
+    here; kill -9 is test_bridge_kill_9_mid_stream's, on tansu: noida-db 0.2.3 keeps a member
+    killed mid-generation as the next generation's leader, so no new member is ever assigned
+    partitions (Apache Kafka evicts it when its session times out)."""
+    restarts, events, rate = scale(2, 4), scale(60, 300), scale(6, 10)
+    bootstrap = durable_kafka.endpoints.kafka
+    endpoints = replace(stack, kafka=bootstrap)
+    cluster = Cluster(
+        settings,
+        logs,
+        unique,
+        RISKFLOW_KAFKA_BOOTSTRAP=bootstrap,
+        RISKFLOW_KAFKA__SESSION_TIMEOUT_MS="6000",  # Apache Kafka's (and noida-db's) minimum
+        RISKFLOW_KAFKA__HEARTBEAT_INTERVAL_MS="1000",
+    )
+    await cluster.start_bridge()
+    for _ in range(2):
+        await cluster.start_worker()
+    await asyncio.sleep(3)
+    producing = asyncio.create_task(produce_events(settings, bootstrap, f"d{unique}", events, rate))
+    downtime: list[float] = []
+    exits: list[int] = []
+    for turn in range(restarts * 2):
+        await asyncio.sleep(events / rate / (restarts * 2 + 1))
+        if turn % 2 == 0:
+            started = asyncio.get_running_loop().time()
+            assert durable_kafka.stop_only({"kafka"}) == ["kafka"]
+            await asyncio.sleep(2)  # down for a while: producers and consumers see it gone
+            await durable_kafka.up()
+            downtime.append(round(asyncio.get_running_loop().time() - started, 1))
+        else:
+            exits += await cluster.stop_bridges()
+            await cluster.start_bridge()
+    ids = await producing
+    await wait_for_outcomes(redis, ids, within=scale(240, 900))
+    alive = [b.returncode is None for b in cluster.bridges]
+    await cluster.stop()
+    summary = await audit("broker_and_bridge_restarts", redis, endpoints, ids, client)
+    summary.extra |= {
+        "broker_restarts": restarts,
+        "bridge_restarts": restarts,
+        "broker_downtime_s": downtime,
+    }
+    print(summary.line())
+    assert alive[-1], "the last bridge died"
+    assert exits == [0] * restarts, "a bridge did not stop cleanly"
+    assert (summary.lost, summary.duplicates, summary.failed) == (0, 0, 0)
+    assert summary.extra["on_results_topic"] == len(ids)
 
 
 def fuzzed_messages(count: int) -> list[bytes]:
