@@ -4,6 +4,7 @@ prints a `CHAOS <name>: {...}` line of figures."""
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import json
 import os
@@ -213,6 +214,18 @@ async def test_bridge_kill_9_mid_stream(
     assert (summary.lost, summary.duplicates, summary.failed) == (0, 0, 0)
 
 
+def bridge_counts(logs: Path) -> dict[str, int]:
+    """The outcome counts every bridge logged as it stopped."""
+    total: dict[str, int] = {}
+    for log in logs.glob("bridge-*.log"):
+        for line in log.read_text(errors="replace").splitlines():
+            if "bridge stopped: " in line:
+                counts = ast.literal_eval(line.split("bridge stopped: ", 1)[1])
+                for outcome, n in counts.items():
+                    total[outcome] = total.get(outcome, 0) + n
+    return total
+
+
 @pytest.fixture
 async def durable_kafka(settings: Settings, tmp_path: Path) -> AsyncIterator[LocalStack]:
     """A broker of its own that keeps its log on disk (noida-db), for restarts mid-run."""
@@ -281,6 +294,7 @@ async def test_broker_and_bridge_restarts(
         "broker_restarts": restarts,
         "bridge_restarts": restarts,
         "broker_downtime_s": downtime,
+        "starts_met_existing": bridge_counts(logs).get("duplicate", 0),
     }
     print(summary.line())
     assert alive[-1], "the last bridge died"
