@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from redis.asyncio import Redis
+from temporalio.client import Client
 
 from riskflow.endpoints import Endpoints
 from riskflow.kafka import make_producer
@@ -102,17 +103,27 @@ class Cluster:
         return [await asyncio.wait_for(p.wait(), 60) for p in procs]
 
 
-async def wait_for_outcomes(redis: Redis, ids: list[str], within: float) -> None:
+def runs_query(ids: list[str]) -> str:
+    """Visibility query for a scenario's workflows (ids: risk-<tag>-<i>-<rule>-<window>)."""
+    prefix = ids[0].rsplit("-", 3)[0] + "-"
+    return f'WorkflowId STARTS_WITH "{prefix}"'
+
+
+async def wait_for_outcomes(redis: Redis, client: Client, ids: list[str], within: float) -> None:
+    """Until every event has its outcome in Redis and every workflow has closed: the results
+    topic is written after Redis, so a workflow still retrying its publish has not finished."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
+    running = runs_query(ids) + ' AND ExecutionStatus = "Running"'
     while loop.time() < deadline:
-        if await redis.exists(*[assessment_key(i) for i in ids]) == len(ids):
+        stored = await redis.exists(*[assessment_key(i) for i in ids])
+        if stored == len(ids) and (await client.count_workflows(running)).count == 0:
             return
         await asyncio.sleep(0.5)
 
 
 async def audit(
-    scenario: str, redis: Redis, endpoints: Endpoints, ids: list[str], client: object
+    scenario: str, redis: Redis, endpoints: Endpoints, ids: list[str], client: Client
 ) -> Summary:
     """Every event: an outcome in Redis, at most one alert, one workflow, on the results topic."""
     summary = Summary(scenario, len(ids))
@@ -139,9 +150,9 @@ async def audit(
         within=30,
     )
     summary.extra["on_results_topic"] = len({p["assessment_id"] for p in published})
-    prefix = ids[0].rsplit("-", 3)[0] + "-"  # risk-<tag>-  (ids: risk-<tag>-<i>-<rule>-<window>)
-    query = f'WorkflowId STARTS_WITH "{prefix}"'
-    runs = [w.id async for w in client.list_workflows(query)]  # type: ignore[attr-defined]
+    runs = [w.id async for w in client.list_workflows(runs_query(ids))]
+    running = runs_query(ids) + ' AND ExecutionStatus = "Running"'
+    summary.extra["open_workflows"] = (await client.count_workflows(running)).count
     summary.duplicates += len(runs) - len(set(runs))
     summary.extra["workflow_runs"] = len(runs)
     return summary

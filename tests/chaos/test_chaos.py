@@ -68,7 +68,7 @@ async def run_scenario(
     ids = await produce_events(settings, stack.kafka, tag, events)
     if chaos is not None:
         await chaos()
-    await wait_for_outcomes(redis, ids, within=scale(240, 1200))
+    await wait_for_outcomes(redis, client, ids, within=scale(240, 1200))
     codes = await cluster.stop()
     summary = await audit(name, redis, stack, ids, client)
     return summary, codes
@@ -206,7 +206,7 @@ async def test_bridge_kill_9_mid_stream(
                 bridge.kill()
         await cluster.start_bridge()
     ids = await producing
-    await wait_for_outcomes(redis, ids, within=scale(240, 900))
+    await wait_for_outcomes(redis, client, ids, within=scale(240, 900))
     await cluster.stop()
     summary = await audit("bridge_kill_9", redis, stack, ids, client)
     summary.extra["bridge_kills"] = kills
@@ -286,7 +286,7 @@ async def test_broker_and_bridge_restarts(
             exits += await cluster.stop_bridges()
             await cluster.start_bridge()
     ids = await producing
-    await wait_for_outcomes(redis, ids, within=scale(240, 900))
+    await wait_for_outcomes(redis, client, ids, within=scale(240, 900))
     alive = [b.returncode is None for b in cluster.bridges]
     await cluster.stop()
     summary = await audit("broker_and_bridge_restarts", redis, endpoints, ids, client)
@@ -300,6 +300,7 @@ async def test_broker_and_bridge_restarts(
     assert alive[-1], "the last bridge died"
     assert exits == [0] * restarts, "a bridge did not stop cleanly"
     assert (summary.lost, summary.duplicates, summary.failed) == (0, 0, 0)
+    assert summary.extra["open_workflows"] == 0
     assert summary.extra["on_results_topic"] == len(ids)
 
 
@@ -370,7 +371,7 @@ async def test_fuzzed_messages_are_dead_lettered(
     ids = await produce_events(
         settings, stack.kafka, f"z{unique}", 1
     )  # a valid event after the flood
-    await wait_for_outcomes(redis, ids, within=60)
+    await wait_for_outcomes(redis, client, ids, within=60)
     await cluster.stop()
     summary = await audit("fuzzed_messages", redis, stack, ids, client)
     reasons: dict[str, int] = {}
