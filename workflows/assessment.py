@@ -68,10 +68,12 @@ class RiskAssessmentWorkflow:
     async def run(self, inp: AssessmentInput) -> Assessment:
         self._status = AssessmentStatus(assessment_id=inp.assessment_id)
         self._stage("building_task")
-        task = await workflow.execute_activity_method(
+        # A local activity: one short Redis read with no side effect, run inside this
+        # workflow task (a marker in history instead of a round trip through the server).
+        task = await workflow.execute_local_activity_method(
             TaskActivities.build_task,
             inp,
-            start_to_close_timeout=timedelta(seconds=30),
+            start_to_close_timeout=timedelta(seconds=10),
             retry_policy=INFRA_RETRY,
         )
         try:
