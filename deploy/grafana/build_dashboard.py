@@ -36,6 +36,7 @@ PANELS: list[tuple[str, str, list[tuple[str, str]]]] = [
     ]),
     ("Bridge messages/s by outcome", "ops", [
         ("sum by (outcome) (rate(riskflow_bridge_messages_total[1m]))", "{{outcome}}"),
+        ("sum(rate(riskflow_bridge_uncommitted_batches_total[5m]))", "batches read again"),
     ]),
     ("Significant events/s by camera", "ops", [
         (f"sum by (camera) (rate({STARTED}[5m]))", "{{camera}} started"),
