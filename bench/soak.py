@@ -206,6 +206,11 @@ async def main(args: argparse.Namespace) -> None:
                 }
                 for role in ("worker", "bridge")
             },
+            # RSS at the end against the first sample of the same run (flat: about 1).
+            "ratio_rss_last_vs_first": {
+                role: round(samples[-1][f"rss_{role}"] / samples[0][f"rss_{role}"], 3)
+                for role in ("worker", "bridge")
+            },
             "plot": str(png),
             "samples": samples,
         },
