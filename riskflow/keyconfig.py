@@ -56,8 +56,12 @@ class SchedulerConfig(BaseModel):
     max_cooldown_seconds: float = Field(default=600.0, gt=0)
     error_cooldown_seconds: float = Field(default=5.0, ge=0, description="after 5xx/timeouts")
     lease_ttl_seconds: float = Field(default=120.0, gt=0)
+    # The provider counts a request when it arrives; the pool, when the send slot is stamped.
+    # Event-loop lag in a busy worker and network jitter sit between the two: with 10 ms, three
+    # worker processes starting on 2 cores let 5-8 requests over the limits (each 429 then
+    # cooled its key down for a minute or more). 50 ms costs about 5% of a saturated QPS limit.
     window_guard_ms: int = Field(
-        default=10, ge=0, description="safety margin added to the 1 s and 60 s windows"
+        default=50, ge=0, description="safety margin added to the 1 s and 60 s windows"
     )
     max_slot_wait_seconds: float = Field(default=5.0, gt=0)
 
