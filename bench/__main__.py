@@ -34,13 +34,13 @@ def main(names: list[str]) -> int:
     if unknown:
         print(f"unknown benchmark(s): {unknown}; choose from {BENCHMARKS}", file=sys.stderr)
         return 2
-    failed = []
-    for name in names or BENCHMARKS:
+    chosen, failed = names or BENCHMARKS, []
+    for name in chosen:
         print(f"== bench.{name}", flush=True)
         if subprocess.run([sys.executable, "-m", f"bench.{name}"]).returncode != 0:
             failed.append(name)
     print("\n| benchmark | ratio | value |\n| --- | --- | --- |")
-    for name in names or BENCHMARKS:
+    for name in chosen:
         result = RESULTS / f"{name}.json"
         if name in failed or not result.exists():
             print(f"| {name} | (failed) | |")

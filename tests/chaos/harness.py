@@ -91,16 +91,18 @@ class Cluster:
 
     async def stop_bridges(self) -> list[int]:
         """SIGTERM the live bridges (each finishes its batch, commits and leaves the group)."""
-        live = [b for b in self.bridges if b.returncode is None]
-        for bridge in live:
-            bridge.send_signal(signal.SIGTERM)
-        return [await asyncio.wait_for(b.wait(), 60) for b in live]
+        return await _terminate(self.bridges)
 
     async def stop(self) -> list[int]:
-        procs = [p for p in self.workers + self.bridges if p.returncode is None]
-        for proc in procs:
-            proc.send_signal(signal.SIGTERM)
-        return [await asyncio.wait_for(p.wait(), 60) for p in procs]
+        return await _terminate(self.workers + self.bridges)
+
+
+async def _terminate(procs: list[asyncio.subprocess.Process]) -> list[int]:
+    """SIGTERM the live ones together, then their exit codes."""
+    live = [p for p in procs if p.returncode is None]
+    for proc in live:
+        proc.send_signal(signal.SIGTERM)
+    return [await asyncio.wait_for(p.wait(), 60) for p in live]
 
 
 def runs_query(ids: list[str]) -> str:
@@ -109,15 +111,20 @@ def runs_query(ids: list[str]) -> str:
     return f'WorkflowId STARTS_WITH "{prefix}"'
 
 
+async def open_runs(client: Client, ids: list[str]) -> int:
+    """How many of a scenario's workflows still run."""
+    running = runs_query(ids) + ' AND ExecutionStatus = "Running"'
+    return (await client.count_workflows(running)).count
+
+
 async def wait_for_outcomes(redis: Redis, client: Client, ids: list[str], within: float) -> None:
     """Until every event has its outcome in Redis and every workflow has closed: the results
     topic is written after Redis, so a workflow still retrying its publish has not finished."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
-    running = runs_query(ids) + ' AND ExecutionStatus = "Running"'
     while loop.time() < deadline:
         stored = await redis.exists(*[assessment_key(i) for i in ids])
-        if stored == len(ids) and (await client.count_workflows(running)).count == 0:
+        if stored == len(ids) and await open_runs(client, ids) == 0:
             return
         await asyncio.sleep(0.5)
 
@@ -151,8 +158,7 @@ async def audit(
     )
     summary.extra["on_results_topic"] = len({p["assessment_id"] for p in published})
     runs = [w.id async for w in client.list_workflows(runs_query(ids))]
-    running = runs_query(ids) + ' AND ExecutionStatus = "Running"'
-    summary.extra["open_workflows"] = (await client.count_workflows(running)).count
+    summary.extra["open_workflows"] = await open_runs(client, ids)
     summary.duplicates += len(runs) - len(set(runs))
     summary.extra["workflow_runs"] = len(runs)
     return summary

@@ -227,12 +227,22 @@ def bridge_counts(logs: Path) -> dict[str, int]:
 
 
 @pytest.fixture
-async def durable_kafka(settings: Settings, tmp_path: Path) -> AsyncIterator[LocalStack]:
-    """A broker of its own that keeps its log on disk (noida-db), for restarts mid-run."""
+async def durable_kafka(
+    settings: Settings, stack: Endpoints, tmp_path: Path
+) -> AsyncIterator[LocalStack]:
+    """A broker of its own that keeps its log on disk (noida-db), for restarts mid-run; the
+    session's other services are given as addresses, so this stack manages the broker only."""
     local = on_free_ports(tmp_path / "kafka-state").model_copy(update={"kafka_broker": "noida-db"})
-    side = settings.model_copy(update={"local": local})
+    side = settings.model_copy(
+        update={
+            "local": local,
+            "temporal_address": stack.temporal,
+            "redis_url": stack.redis,
+            "dashscope_base_url": stack.dashscope,
+        }
+    )
     broker = LocalStack(side)
-    broker.services = [s for s in broker.services if s.name == "kafka"]
+    assert [s.name for s in broker.services] == ["kafka"]
     await broker.up()
     try:
         await ensure_topics(broker.endpoints.kafka, settings.kafka)
