@@ -41,6 +41,9 @@ class Stamp:
 
 @dataclass(frozen=True)
 class KeyState:
+    """One key as `riskflow keys status` shows it; use counts are calls in the last second and
+    the last minute, `cooldown_remaining_ms` in milliseconds."""
+
     key_id: str
     quota_group: str
     qps_limit: int
@@ -70,6 +73,9 @@ class KeyPool:
             raise KeyPoolUnavailable(f"key pool store unreachable: {exc}") from exc
 
     async def acquire(self, ttl_seconds: float | None = None) -> LeaseResult:
+        """A lease on the key with the most spare capacity, valid `ttl_seconds` (default: the
+        scheduler's), or when one may be granted (`retry_after_seconds`; -1.0 when every key is
+        disabled). Raises KeyPoolUnavailable when Redis cannot be reached."""
         ttl_ms = int((ttl_seconds or self._cfg.lease_ttl_seconds) * 1000)
         lease_id = uuid.uuid4().hex
         reply = await self._run("acquire", lease_id, ttl_ms, self._cfg.window_guard_ms)
@@ -87,7 +93,9 @@ class KeyPool:
         return LeaseResult(retry_after_seconds=max(wait_ms, 1) / 1000.0, reason=reason)
 
     async def stamp(self, lease_id: str) -> Stamp:
-        """Claim the send slot of a lease right before the request goes out."""
+        """Claim the send slot of a lease right before the request goes out: granted (at
+        `sent_at_ms`, Redis' clock in milliseconds), wait `wait_ms` milliseconds, or gone.
+        Raises KeyPoolUnavailable when Redis cannot be reached."""
         reply = await self._run("stamp", lease_id, self._cfg.window_guard_ms)
         code = int(reply[0])
         if code == 1:
@@ -106,6 +114,9 @@ class KeyPool:
         tokens_out: int = 0,
         detail: str = "",
     ) -> bool:
+        """Report a lease's outcome and free its concurrency slot; `retry_after_seconds` (from a
+        429) sets the key's cooldown. False when the lease had already expired or been released.
+        Raises KeyPoolUnavailable when Redis cannot be reached."""
         cfg = self._cfg
         reply = await self._run(
             "release",
@@ -187,7 +198,8 @@ class KeyPool:
         return [_state(key_id, now, *rows[i * 6 : i * 6 + 6]) for i, key_id in enumerate(ids)]
 
     async def group_usage(self, groups: list[str]) -> dict[str, tuple[int, int]]:
-        """Calls of each quota group in the last second and the last minute."""
+        """Calls of each quota group in the last second and the last minute:
+        {group: (calls_last_second, calls_last_minute)}."""
         now = await self._now_ms()
         async with self._redis.pipeline(transaction=False) as pipe:
             for group in groups:

@@ -1,7 +1,8 @@
 """Call the LLM with a leased key: claim the send slot, resolve the secret here, classify.
 
 Every failure is raised as an `ApplicationError` whose `type` tells the workflow what to do
-(`riskflow.llm_errors`); the lease is always released with the outcome first.
+(`riskflow.failure_kinds`, classified by `activities.providers.errors`); the lease is always
+released with the outcome first.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from redis.asyncio import Redis
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.dashscope_client import LLMClient, LLMResponse
 from activities.keypool import KeyPool, Outcome
-from riskflow import llm_errors as E
+from activities.providers import errors as provider_errors
+from activities.providers.base import LLMClient, LLMResponse
+from riskflow import failure_kinds as E
 from riskflow.errors import ConfigError, KeyPoolUnavailable, UnknownKeyError
 from riskflow.keyconfig import KeyRing, SchedulerConfig
 from riskflow.metrics import LLM_LATENCY, LLM_REQUESTS
@@ -139,24 +141,24 @@ class LLMActivities:
         self, inp: LLMCallInput, response: LLMResponse, latency_ms: float
     ) -> LLMCallOutput:
         lease_id = inp.lease.lease_id
-        kind = E.classify(response)
+        kind = provider_errors.classify(response)
         LLM_REQUESTS.labels(inp.lease.key_id, kind).inc()
         LLM_LATENCY.labels(inp.lease.key_id).observe(latency_ms / 1000)
         if kind == E.RATE_LIMITED:
-            retry_after = E.retry_after_seconds(response.headers)
+            retry_after = provider_errors.retry_after_seconds(response.headers)
             await self._release(lease_id, "rate_limited", retry_after_seconds=retry_after)
-            raise E.error(kind, response, retry_after)
+            raise provider_errors.error(kind, response, retry_after)
         if kind == E.INVALID_KEY:
             await self._release(lease_id, "invalid_key", detail=f"invalid key: {response.code}")
-            raise E.error(kind, response)
+            raise provider_errors.error(kind, response)
         if kind in (E.PROVIDER_ERROR,):
             await self._release(lease_id, "error")
-            raise E.error(kind, response)
+            raise provider_errors.error(kind, response)
         await self._release(
             lease_id, "ok", tokens_in=response.input_tokens, tokens_out=response.output_tokens
         )
         if kind == E.CONTENT_REJECTED:
-            raise E.error(kind, response)
+            raise provider_errors.error(kind, response)
         try:
             answer = parse_answer(response.text)
         except ValueError as exc:

@@ -11,9 +11,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from riskflow.devstack.localstack.process import ManagedProcess, on_free_ports
+from riskflow.devstack.localstack.services import local_services, wait_healthy
 from riskflow.endpoints import Endpoints
-from riskflow.localstack.process import ManagedProcess, on_free_ports
-from riskflow.localstack.services import local_services, wait_healthy
 from riskflow.settings import Settings, load_settings
 
 

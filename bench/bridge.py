@@ -21,11 +21,11 @@ from temporalio.client import Client
 
 from bench._stack import bench_settings, report, services
 from bench.bare_workflow import BareWorkflow
+from riskflow.devstack.simulate import scene_event
 from riskflow.events import BBox, Detection, DetectionEvent, ImageSize
 from riskflow.kafka import ensure_topics, make_consumer, make_producer
 from riskflow.names import DETECTION_TOPIC
 from riskflow.settings import BridgeSettings, MetricsSettings, Settings
-from riskflow.simulate import scene_event
 from workers.bridge import Bridge
 from workers.client import connect
 

@@ -22,9 +22,9 @@ from prometheus_client import REGISTRY
 from bench._stack import bench_settings, report, services
 from detection_edge.detector import Detector
 from detection_edge.run import run_edge
+from riskflow.devstack.localstack.services import local_services
 from riskflow.edge_config import CameraConfig, EdgeSettings
 from riskflow.kafka import ensure_topics
-from riskflow.localstack.services import local_services
 from riskflow.settings import MetricsSettings, Settings
 
 CONFIG = Path(__file__).resolve().parent.parent / "config"

@@ -27,8 +27,8 @@ import aiohttp
 import yaml
 from redis.asyncio import Redis
 
-from activities.dashscope_client import DashScopeClient
 from activities.keypool import KeyPool
+from activities.providers.dashscope import DashScopeClient
 from bench._stack import bench_settings, report, services
 from riskflow.keyconfig import KeyRing, KeysConfig
 

@@ -17,8 +17,8 @@ from pydantic import (
     BaseModel,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
-    model_validator,
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -144,31 +144,40 @@ class Settings(BaseSettings):
     metrics: MetricsSettings = MetricsSettings()
     tracing: TracingSettings = TracingSettings()
     log_format: Literal["text", "json"] = "text"
+    # cameras before significance: the significance validator reads the validated cameras.
+    cameras: list[CameraConfig] = Field(default_factory=list)
     significance: SignificanceConfig = SignificanceConfig()
     keys: KeysConfig = Field(
         default_factory=KeysConfig, validation_alias=AliasChoices("keys", "key_pool")
     )
     edge: EdgeSettings = EdgeSettings()
-    cameras: list[CameraConfig] = Field(default_factory=list)
     config_dir: Path = Path("config")
 
-    @model_validator(mode="after")
-    def _camera_zones(self) -> Settings:
-        """Zones given in cameras.yaml apply to the bridge's rules for that camera."""
-        ids = [c.id for c in self.cameras]
+    @field_validator("cameras")
+    @classmethod
+    def _unique_cameras(cls, cameras: list[CameraConfig]) -> list[CameraConfig]:
+        ids = [c.id for c in cameras]
         if len(ids) != len(set(ids)):
             raise ValueError(f"camera ids must be unique: {ids}")
-        overrides = dict(self.significance.cameras)
-        for camera in self.cameras:
+        return cameras
+
+    @field_validator("significance")
+    @classmethod
+    def _camera_zones(
+        cls, significance: SignificanceConfig, info: ValidationInfo
+    ) -> SignificanceConfig:
+        """Zones given in cameras.yaml apply to the bridge's rules for that camera, unless the
+        significance rules name that camera's zones themselves."""
+        overrides = dict(significance.cameras)
+        for camera in info.data.get("cameras", []):
             if camera.zones is None:
                 continue
             current = overrides.get(camera.id, CameraRules())
             if current.zones is None:
                 overrides[camera.id] = current.model_copy(update={"zones": camera.zones})
-        if overrides != self.significance.cameras:
-            significance = self.significance.model_copy(update={"cameras": overrides})
-            object.__setattr__(self, "significance", significance)
-        return self
+        if overrides == significance.cameras:
+            return significance
+        return significance.model_copy(update={"cameras": overrides})
 
     @field_validator("temporal_address", "kafka_bootstrap", "redis_url", "dashscope_base_url")
     @classmethod

@@ -25,11 +25,11 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from riskflow.devstack.localstack.process import on_free_ports
+from riskflow.devstack.localstack.services import venv_binary
+from riskflow.devstack.localstack.stack import LocalStack
 from riskflow.endpoints import Endpoints
 from riskflow.kafka import ensure_topics
-from riskflow.localstack.process import on_free_ports
-from riskflow.localstack.services import venv_binary
-from riskflow.localstack.stack import LocalStack
 from riskflow.settings import (
     KafkaSettings,
     MetricsSettings,
@@ -136,6 +136,12 @@ class DashScopeAdmin:
     async def stats(self) -> dict[str, object]:
         async with self._session.get(f"{self._base}/admin/stats") as response:
             data: dict[str, object] = await response.json()
+            return data
+
+    async def requests(self) -> list[dict[str, Any]]:
+        """The request bodies the server received (newest last), with key_id and endpoint."""
+        async with self._session.get(f"{self._base}/admin/requests") as response:
+            data: list[dict[str, Any]] = await response.json()
             return data
 
     async def reset(self) -> None:

@@ -15,7 +15,7 @@ import yaml
 from pydantic import BaseModel
 from typer.testing import CliRunner
 
-from riskflow.cli import app
+from riskflow.cli.app import app
 from riskflow.settings import ENV_PREFIX, Settings, load_settings
 
 REPO = Path(__file__).resolve().parent.parent

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
+from riskflow.devstack.localstack.process import free_port, port_is_free
 from riskflow.endpoints import Endpoints
-from riskflow.localstack.process import free_port, port_is_free
 from riskflow.names import camera_alerts_key, camera_latest_key
 
 

@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 from temporalio.client import Client
 
 from detection_edge.publisher import DetectionPublisher
+from riskflow.devstack.simulate import scene_event
 from riskflow.endpoints import Endpoints
 from riskflow.kafka import ensure_topics, make_consumer, make_producer
 from riskflow.metrics import UNCOMMITTED_BATCHES
@@ -31,7 +32,6 @@ from riskflow.names import (
     camera_latest_key,
 )
 from riskflow.settings import BridgeSettings, Settings
-from riskflow.simulate import scene_event
 from tests.conftest import cli_env, eventually, read_topic, run_command, running_worker
 from workers.bridge import Bridge, Outcome, run_bridge
 from workers.client import connect

@@ -15,10 +15,10 @@ import pytest
 from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 
+from riskflow.devstack.localstack.process import free_port
+from riskflow.devstack.localstack.services import local_services
 from riskflow.endpoints import Endpoints
 from riskflow.kafka import make_producer
-from riskflow.localstack.process import free_port
-from riskflow.localstack.services import local_services
 from riskflow.names import DETECTION_TOPIC
 from riskflow.settings import Settings
 from tests.conftest import local_settings, read_topic
@@ -32,8 +32,8 @@ from detection_edge.detector import Detector, ModelError  # noqa: E402
 from detection_edge.publisher import DetectionPublisher  # noqa: E402
 from detection_edge.run import run_edge  # noqa: E402
 from detection_edge.sources import SourceError, open_source  # noqa: E402
+from riskflow.devstack.simulate import scene_event  # noqa: E402
 from riskflow.edge_config import CameraConfig, EdgeSettings  # noqa: E402
-from riskflow.simulate import scene_event  # noqa: E402
 
 ASSETS = Path(ultralytics.__file__).parent / "assets"
 

@@ -14,10 +14,10 @@ from hypothesis import strategies as st
 from redis.asyncio import Redis
 
 from activities.keypool import KeyPool
+from riskflow.devstack.localstack.process import free_port
 from riskflow.endpoints import Endpoints
 from riskflow.errors import KeyPoolUnavailable
 from riskflow.keyconfig import KeysConfig
-from riskflow.localstack.process import free_port
 from tests.keypool_load import _run, max_in_window, run_lessees
 
 

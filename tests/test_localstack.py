@@ -15,10 +15,10 @@ import aiohttp
 import pytest
 from aiokafka import TopicPartition
 
+from riskflow.devstack.localstack.process import on_free_ports, pid_alive
+from riskflow.devstack.localstack.stack import LocalStack
 from riskflow.errors import PortInUseError
 from riskflow.kafka import ensure_topics, make_consumer, make_producer
-from riskflow.localstack.process import on_free_ports, pid_alive
-from riskflow.localstack.stack import LocalStack
 from riskflow.names import ALL_TOPICS
 from tests.conftest import local_settings, read_topic, run_command
 

@@ -15,12 +15,12 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from riskflow.devstack.localstack.process import free_port
+from riskflow.devstack.simulate import scene_event
 from riskflow.endpoints import Endpoints
 from riskflow.kafka import make_producer
-from riskflow.localstack.process import free_port
 from riskflow.names import DETECTION_TOPIC
 from riskflow.settings import Settings
-from riskflow.simulate import scene_event
 from tests.conftest import cli_env, eventually
 
 

@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from riskflow.fake_dashscope.answer import answer_for
+from riskflow.devstack.fake_dashscope.answer import answer_for
+from riskflow.devstack.simulate import scene_event
 from riskflow.models import RiskLevel
 from riskflow.prompt import parse_answer, user_prompt
-from riskflow.simulate import scene_event
 from tests.test_significance import T0
 
 

@@ -15,6 +15,7 @@ from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
 from activities.aggregate import AggregateActivities
 from activities.keypool import KeyPool
+from riskflow.devstack.simulate import scene_event
 from riskflow.endpoints import Endpoints
 from riskflow.events import SnapshotRef
 from riskflow.keyconfig import KeyRing
@@ -27,7 +28,6 @@ from riskflow.models import (
 )
 from riskflow.names import RESULTS_TOPIC, assessment_key, camera_alerts_key, camera_latest_key
 from riskflow.settings import Settings
-from riskflow.simulate import scene_event
 from tests.conftest import DashScopeAdmin, read_topic, running_worker
 from workers.worker import build_worker, worker_deps
 from workflows.assessment import RiskAssessmentWorkflow

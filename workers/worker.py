@@ -15,10 +15,11 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.aggregate import AggregateActivities, ResultPublisher
-from activities.dashscope_client import DashScopeClient, LLMClient
 from activities.keypool import KeyPool
 from activities.lease import LeaseActivities
 from activities.llm import LLMActivities
+from activities.providers.base import LLMClient
+from activities.providers.dashscope import DashScopeClient
 from activities.task import TaskActivities
 from riskflow.endpoints import Endpoints
 from riskflow.kafka import make_producer, start_client

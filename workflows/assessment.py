@@ -18,7 +18,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.lease import LeaseActivities
     from activities.llm import LLMActivities
     from activities.task import TaskActivities
-    from riskflow import llm_errors as E
+    from riskflow import failure_kinds as E
     from riskflow.models import (
         Assessment,
         AssessmentInput,

@@ -16,11 +16,11 @@ from typing import BinaryIO
 from redis.asyncio import Redis
 from temporalio.client import Client
 
+from riskflow.devstack.simulate import scene_event
 from riskflow.endpoints import Endpoints
 from riskflow.kafka import make_producer
 from riskflow.names import DETECTION_TOPIC, RESULTS_TOPIC, assessment_key, camera_alerts_key
 from riskflow.settings import Settings
-from riskflow.simulate import scene_event
 from tests.conftest import cli_env, read_topic
 from workers.significance import assess_significance
 

@@ -22,11 +22,11 @@ from hypothesis import strategies as st
 from redis.asyncio import Redis
 from temporalio.client import Client
 
+from riskflow.devstack.localstack.process import on_free_ports
+from riskflow.devstack.localstack.stack import LocalStack
 from riskflow.endpoints import Endpoints
 from riskflow.kafka import ensure_topics, make_producer
 from riskflow.keyconfig import KeyRing
-from riskflow.localstack.process import on_free_ports
-from riskflow.localstack.stack import LocalStack
 from riskflow.names import ALL_TOPICS, DEAD_LETTER_TOPIC, DETECTION_TOPIC
 from riskflow.settings import Settings
 from tests.chaos.harness import (

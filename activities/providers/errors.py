@@ -1,29 +1,24 @@
-"""How an LLM answer is classified, and the ApplicationError types the workflow reacts to."""
+"""Classify a provider's answer into a `riskflow.failure_kinds` kind, and raise it."""
 
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import TYPE_CHECKING
 
 from temporalio.exceptions import ApplicationError
 
-if TYPE_CHECKING:
-    from activities.dashscope_client import LLMResponse
-
-OK = "Ok"
-RATE_LIMITED = "RateLimited"  # 429 Throttling.*: wait Retry-After, then another lease
-PROVIDER_ERROR = "ProviderError"  # 5xx, timeouts, connection errors: back off, retry
-INVALID_KEY = "InvalidKey"  # 401/403: the key is disabled, another key is tried
-CONTENT_REJECTED = "ContentRejected"  # 400: retrying the same input cannot help
-MALFORMED_ANSWER = "MalformedAnswer"  # not the JSON asked for: repair prompt, bounded
-KEY_BUSY = "KeyBusy"  # the leased key had no send slot in time: lease again
-LEASE_LOST = "LeaseLost"  # the lease expired or its key was disabled: lease again
-KEY_UNAVAILABLE = "KeyUnavailable"  # this worker has no secret for the key: lease again
-
-NON_RETRYABLE = (CONTENT_REJECTED, MALFORMED_ANSWER)
+from activities.providers.base import LLMResponse
+from riskflow.failure_kinds import (
+    CONTENT_REJECTED,
+    INVALID_KEY,
+    NON_RETRYABLE,
+    OK,
+    PROVIDER_ERROR,
+    RATE_LIMITED,
+)
 
 
 def classify(response: LLMResponse) -> str:
+    """The failure kind of a DashScope answer (`OK` for a 200)."""
     status, code = response.status_code, response.code
     if status == 200:
         return OK
@@ -37,6 +32,7 @@ def classify(response: LLMResponse) -> str:
 
 
 def retry_after_seconds(headers: dict[str, str]) -> float | None:
+    """The Retry-After header in seconds, or None when absent or unreadable."""
     for name, value in headers.items():
         if name.lower() == "retry-after":
             try:
@@ -47,6 +43,7 @@ def retry_after_seconds(headers: dict[str, str]) -> float | None:
 
 
 def error(kind: str, response: LLMResponse, retry_after: float | None = None) -> ApplicationError:
+    """The ApplicationError of `kind` for `response`; `retry_after` in seconds."""
     message = f"{kind}: HTTP {response.status_code} {response.code} {response.message}".strip()
     return ApplicationError(
         message,

@@ -1,31 +1,17 @@
-"""The only place the `dashscope` SDK is called. Its own retries stay off: Temporal owns them."""
+"""DashScope's native API: the only place the `dashscope` SDK is called.
+
+Its own retries stay off: Temporal owns them.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import aiohttp
 from dashscope import AioGeneration, AioMultiModalConversation
 
-
-@dataclass(frozen=True)
-class LLMResponse:
-    status_code: int
-    code: str = ""
-    message: str = ""
-    text: str = ""
-    request_id: str = ""
-    input_tokens: int = 0
-    output_tokens: int = 0
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-class LLMClient(Protocol):
-    async def generate(
-        self, *, model: str, messages: list[dict[str, Any]], api_key: str, vision: bool
-    ) -> LLMResponse: ...
+from activities.providers.base import LLMResponse
 
 
 class DashScopeClient:

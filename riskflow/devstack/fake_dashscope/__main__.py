@@ -1,4 +1,4 @@
-"""`python -m riskflow.fake_dashscope --port 8089 --config-dir config`"""
+"""`python -m riskflow.devstack.fake_dashscope --port 8089 --config-dir config`"""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import logging
 
 from aiohttp import web
 
-from riskflow.fake_dashscope.server import build_app
+from riskflow.devstack.fake_dashscope.server import build_app
 from riskflow.keyconfig import KeyRing
 from riskflow.settings import load_settings
 

@@ -1,4 +1,5 @@
-"""`riskflow keys ...`: the pool's state, verification against the provider, run-time changes."""
+"""`riskflow keys ...`: the pool's state (`activities.keypool`), verification against the
+provider (`activities.providers.verify`), run-time changes."""
 
 from __future__ import annotations
 
@@ -10,12 +11,12 @@ from typing import TypeVar
 import aiohttp
 import typer
 from redis.asyncio import Redis
-from rich.console import Console
 from rich.table import Table
 
-from activities.dashscope_client import DashScopeClient
 from activities.keypool import KeyPool, KeyState
-from riskflow import llm_errors as E
+from activities.providers.dashscope import DashScopeClient
+from activities.providers.verify import KeyVerdict, verify_keys
+from riskflow.cli.common import console, settings_of
 from riskflow.endpoints import Endpoints
 from riskflow.keyconfig import KeyRing
 from riskflow.settings import Settings
@@ -25,12 +26,6 @@ T = TypeVar("T")
 app = typer.Typer(
     help="The API key pool: status, verify, sync, enable, disable.", no_args_is_help=True
 )
-console = Console()
-
-
-def _settings(ctx: typer.Context) -> Settings:
-    settings: Settings = ctx.obj
-    return settings
 
 
 @contextlib.asynccontextmanager
@@ -85,14 +80,14 @@ def _print_status(states: list[KeyState]) -> None:
 @app.command("status")
 def status(ctx: typer.Context) -> None:
     """Each key: limits, use in the last second and minute, leases, cooldown, disabled reason."""
-    states = _run(_settings(ctx), lambda pool: pool.snapshot())
+    states = _run(settings_of(ctx), lambda pool: pool.snapshot())
     _print_status(states)
 
 
 @app.command("sync")
 def sync(ctx: typer.Context) -> None:
     """Push config/api_keys.yaml to the pool (add, re-limit, remove keys; no restart needed)."""
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     _run(settings, lambda pool: pool.sync(settings.keys))
     console.print("[green]key pool synced from configuration[/green]")
 
@@ -100,50 +95,36 @@ def sync(ctx: typer.Context) -> None:
 @app.command("enable")
 def enable(ctx: typer.Context, key_id: str) -> None:
     """Re-enable a key (after an invalid-key answer or an operator's disable)."""
-    _run(_settings(ctx), lambda pool: pool.set_disabled(key_id, None))
+    _run(settings_of(ctx), lambda pool: pool.set_disabled(key_id, None))
     console.print(f"{key_id}: enabled")
 
 
 @app.command("disable")
 def disable(ctx: typer.Context, key_id: str) -> None:
     """Take a key out of rotation at run time."""
-    _run(_settings(ctx), lambda pool: pool.set_disabled(key_id, "disabled by operator"))
+    _run(settings_of(ctx), lambda pool: pool.set_disabled(key_id, "disabled by operator"))
     console.print(f"{key_id}: disabled")
 
 
-async def _verify(settings: Settings) -> list[tuple[str, str, str]]:
+async def _verify(settings: Settings) -> list[KeyVerdict]:
     ring = KeyRing.from_environment(settings.keys)
-    endpoints = Endpoints.of(settings)
-    rows = []
     async with aiohttp.ClientSession() as session:
-        client = DashScopeClient(endpoints.dashscope, session, settings.llm.request_timeout_seconds)
-        for key in settings.keys.api_keys:
-            response = await client.generate(
-                model=settings.llm.text_model,
-                messages=[{"role": "user", "content": 'Reply with the JSON {"ok": true}.'}],
-                api_key=ring.secret(key.key_id),
-                vision=False,
-            )
-            kind = E.classify(response)
-            verdict = {E.OK: "valid", E.RATE_LIMITED: "valid (rate limited now)"}.get(
-                kind, "FAILED"
-            )
-            rows.append(
-                (key.key_id, verdict, f"HTTP {response.status_code} {response.code}".strip())
-            )
-    return rows
+        client = DashScopeClient(
+            Endpoints.of(settings).dashscope, session, settings.llm.request_timeout_seconds
+        )
+        return await verify_keys(settings.keys, ring, client, settings.llm.text_model)
 
 
 @app.command("verify")
 def verify(ctx: typer.Context) -> None:
     """Send one tiny request with each key to the configured DashScope; secrets are never shown."""
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     rows = asyncio.run(_verify(settings))
     table = Table(title=f"keys against {Endpoints.of(settings).dashscope}")
     for column in ("key", "verdict", "answer"):
         table.add_column(column)
     for row in rows:
-        table.add_row(*row)
+        table.add_row(row.key_id, row.verdict, row.answer)
     console.print(table)
-    if any(verdict == "FAILED" for _, verdict, _ in rows):
+    if any(row.failed for row in rows):
         raise typer.Exit(1)

@@ -6,10 +6,8 @@ import asyncio
 import logging
 from dataclasses import dataclass
 
-from riskflow.endpoints import Endpoints
-from riskflow.errors import ServiceError
-from riskflow.localstack.process import ManagedProcess
-from riskflow.localstack.services import (
+from riskflow.devstack.localstack.process import ManagedProcess
+from riskflow.devstack.localstack.services import (
     Service,
     check_kafka,
     check_redis,
@@ -17,6 +15,8 @@ from riskflow.localstack.services import (
     local_services,
     wait_healthy,
 )
+from riskflow.endpoints import Endpoints
+from riskflow.errors import ServiceError
 from riskflow.settings import Settings
 
 logger = logging.getLogger(__name__)

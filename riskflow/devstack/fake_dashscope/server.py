@@ -6,13 +6,14 @@ import asyncio
 import json
 import logging
 import uuid
+from collections import deque
 from typing import Any
 
 from aiohttp import web
 
-from riskflow.fake_dashscope.answer import answer_for
-from riskflow.fake_dashscope.faults import FaultConfig, FaultPlan, Outcome
-from riskflow.fake_dashscope.limits import LimitBook, Window
+from riskflow.devstack.fake_dashscope.answer import answer_for
+from riskflow.devstack.fake_dashscope.faults import ExactAnswer, FaultConfig, FaultPlan, Outcome
+from riskflow.devstack.fake_dashscope.limits import LimitBook, Window
 from riskflow.keyconfig import KeyRing, KeysConfig
 
 logger = logging.getLogger(__name__)
@@ -21,6 +22,7 @@ TEXT_PATH = "/api/v1/services/aigc/text-generation/generation"
 VISION_PATH = "/api/v1/services/aigc/multimodal-generation/generation"
 
 STATE: web.AppKey[ServerState] = web.AppKey("state")
+RECORDED_REQUESTS = 500  # the newest request bodies kept for /admin/requests
 
 
 class ServerState:
@@ -41,6 +43,7 @@ class ServerState:
         )
         self.outcomes: dict[str, int] = {}
         self.endpoints: dict[str, int] = {}
+        self.requests: deque[dict[str, Any]] = deque(maxlen=RECORDED_REQUESTS)
 
 
 def _error(
@@ -80,14 +83,31 @@ async def generation(request: web.Request) -> web.Response:
         return _error(400, "InvalidParameter", "input.messages is required")
     kind = "vision" if request.path == VISION_PATH else "text"
     state.endpoints[kind] = state.endpoints.get(kind, 0) + 1
+    model = str(payload.get("model", ""))
+    state.requests.append({"key_id": key_id, "endpoint": kind, **payload})
     broken = state.book.record(key_id)
     if broken and state.faults.config.enforce_limits:
         return _error(
             429, "Throttling.RateQuota", "Requests rate limit exceeded, please try again later."
         )
-    outcome = state.faults.next()
-    state.outcomes[outcome] = state.outcomes.get(outcome, 0) + 1
+    exact = state.faults.rule_for(key_id, model, kind == "vision", json.dumps(messages))
+    outcome = exact or state.faults.next()
+    label = "exact" if isinstance(outcome, ExactAnswer) else outcome
+    state.outcomes[label] = state.outcomes.get(label, 0) + 1
+    if isinstance(outcome, ExactAnswer):
+        return _exact(outcome, len(json.dumps(messages)))
     return await _respond(state, outcome, messages, payload)
+
+
+def _exact(answer: ExactAnswer, prompt_chars: int) -> web.Response:
+    """The configured answer, as it is (a `content` shorthand becomes a 200 chat answer)."""
+    if answer.content is not None:
+        response = _ok(answer.content, prompt_chars)
+        response.headers.update(answer.headers)
+        return response
+    if isinstance(answer.body, str) or answer.body is None:
+        return web.Response(status=answer.status, text=answer.body or "", headers=answer.headers)
+    return web.json_response(answer.body, status=answer.status, headers=answer.headers)
 
 
 async def _respond(
@@ -132,6 +152,11 @@ async def get_stats(request: web.Request) -> web.Response:
     return web.json_response(stats)
 
 
+async def get_requests(request: web.Request) -> web.Response:
+    """The newest request bodies (oldest first), each with its `key_id` and `endpoint`."""
+    return web.json_response(list(request.app[STATE].requests))
+
+
 async def set_faults(request: web.Request) -> web.Response:
     state = request.app[STATE]
     try:
@@ -156,6 +181,7 @@ def build_app(keys: KeysConfig, ring: KeyRing) -> web.Application:
     app.router.add_post(VISION_PATH, generation)
     app.router.add_get("/health", health)
     app.router.add_get("/admin/stats", get_stats)
+    app.router.add_get("/admin/requests", get_requests)
     app.router.add_post("/admin/faults", set_faults)
     app.router.add_post("/admin/reset", reset)
     return app

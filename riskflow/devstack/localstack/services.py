@@ -13,8 +13,8 @@ from pathlib import Path
 import aiohttp
 from redis.asyncio import Redis
 
+from riskflow.devstack.localstack.process import ManagedProcess, ProcessSpec
 from riskflow.errors import ServiceError
-from riskflow.localstack.process import ManagedProcess, ProcessSpec
 from riskflow.settings import Settings
 
 HealthCheck = Callable[[], Awaitable[None]]
@@ -219,7 +219,7 @@ def _dashscope(settings: Settings) -> Service:
             argv=[
                 sys.executable,
                 "-m",
-                "riskflow.fake_dashscope",
+                "riskflow.devstack.fake_dashscope",
                 "--host",
                 local.host,
                 "--port",

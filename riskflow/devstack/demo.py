@@ -1,4 +1,4 @@
-"""`riskflow demo`: the local stack, a worker, a bridge and cameras, watched live.
+"""The demo: the local stack, a worker, a bridge and cameras, watched live (`riskflow demo`).
 
 Cameras: the real edge (YOLO) on a sample video it writes from ultralytics' bundled image, or
 `--source` (an RTSP URL or a file). Without the detect extra installed, simulated cameras
@@ -11,28 +11,27 @@ import asyncio
 import contextlib
 import importlib.util
 import json
-import logging
 import time
 from collections import Counter
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Any
 
-import typer
 from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from riskflow.devstack.localstack.stack import LocalStack
+from riskflow.devstack.simulate import scene_event
 from riskflow.edge_config import CameraConfig
 from riskflow.endpoints import Endpoints
+from riskflow.errors import ConfigError
 from riskflow.kafka import ensure_topics, make_consumer, make_producer
-from riskflow.localstack.stack import LocalStack
 from riskflow.names import DETECTION_TOPIC, RESULTS_TOPIC, camera_alerts_key, camera_latest_key
 from riskflow.settings import Settings
-from riskflow.simulate import scene_event
 from workers.bridge import run_bridge
 from workers.worker import run_worker
 
@@ -165,7 +164,7 @@ def _cameras(settings: Settings, count: int, source: str | None) -> list[CameraC
     """The edge's cameras, or None when the detect extra is missing (simulated cameras)."""
     if importlib.util.find_spec("ultralytics") is None:
         if source is not None:
-            raise typer.BadParameter("--source needs the detect extra: pip install -e '.[detect]'")
+            raise ConfigError("--source needs the detect extra: pip install -e '.[detect]'")
         return None
     if source is not None:
         return [CameraConfig(id="cam1", source=source)]
@@ -187,7 +186,20 @@ async def _wait(progress: Progress, tasks: list[asyncio.Task[Any]], within: floa
         live.update(progress.table())
 
 
-async def _demo(settings: Settings, options: DemoOptions) -> bool:
+@dataclass(frozen=True)
+class DemoOptions:
+    """What `riskflow demo` was asked for (`fps` in frames per second, `duration` in s)."""
+
+    cameras: int
+    frames: int
+    fps: float
+    duration: float
+    once: bool
+    source: str | None
+
+
+async def run_demo(settings: Settings, options: DemoOptions) -> bool:
+    """Run the demo; True when every situation was assessed within `options.duration` s."""
     stack = LocalStack(settings)
     running = stack.running()
     llm = (
@@ -237,37 +249,3 @@ async def _demo(settings: Settings, options: DemoOptions) -> bool:
         stopped = stack.stop_only({s.name for s in stack.services} - running)
         names = ", ".join(stopped) or "nothing (it was already running)"
         console.print(f"stopped: {names}")
-
-
-@dataclass(frozen=True)
-class DemoOptions:
-    cameras: int
-    frames: int
-    fps: float
-    duration: float
-    once: bool
-    source: str | None
-
-
-def demo(
-    ctx: typer.Context,
-    cameras: Annotated[int, typer.Option(help="cameras (each plays the sample scene)")] = 2,
-    source: Annotated[str | None, typer.Option(help="an RTSP URL or video file instead")] = None,
-    frames: Annotated[int, typer.Option(help="frames per simulated camera")] = 24,
-    fps: Annotated[float, typer.Option(help="frames/s per simulated camera")] = 4.0,
-    duration: Annotated[float, typer.Option(help="stop waiting for results after (s)")] = 240.0,
-    once: Annotated[bool, typer.Option(help="stop everything once the results are in")] = False,
-) -> None:
-    """Bring up the local stack, run a worker, a bridge and the cameras, and watch."""
-    settings: Settings = ctx.obj
-    options = DemoOptions(cameras, frames, fps, duration, once, source)
-    root = logging.getLogger()
-    if root.level == logging.INFO:  # the default: keep the live table readable
-        root.setLevel(logging.WARNING)
-    try:
-        ok = asyncio.run(_demo(settings, options))
-    except KeyboardInterrupt:
-        return
-    if not ok:
-        console.print("[red]not every situation was assessed in time[/red]")
-        raise typer.Exit(1)

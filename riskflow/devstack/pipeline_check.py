@@ -1,31 +1,23 @@
-"""`riskflow pipeline test --mode e2e|producer|consumer` (the original guide's test script)."""
+"""The original guide's pipeline test: scripted detections in, results read back.
+
+Used by `riskflow pipeline test`; the running worker and bridge do the work in between.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
-from enum import StrEnum
-from typing import Annotated
 
-import typer
 from rich.console import Console
 
+from riskflow.devstack.simulate import scripted_events
 from riskflow.endpoints import Endpoints
 from riskflow.kafka import make_consumer, make_producer
-from riskflow.names import DETECTION_TOPIC, RESULTS_TOPIC
+from riskflow.names import DETECTION_TOPIC
 from riskflow.settings import Settings
-from riskflow.simulate import scripted_events
 from workers.significance import assess_significance
 
-app = typer.Typer(help="Exercise the running pipeline.")
 console = Console()
-
-
-class Mode(StrEnum):
-    e2e = "e2e"
-    producer = "producer"
-    consumer = "consumer"
 
 
 async def produce(settings: Settings, cameras: list[str], frames: int) -> set[str]:
@@ -85,34 +77,3 @@ def _summary(data: dict[str, object]) -> str:
             f"({data.get('risk_score')}) {data.get('summary') or data.get('failure_reason')}"
         )
     return json.dumps(data)[:200]
-
-
-@app.command("test")
-def test(
-    ctx: typer.Context,
-    mode: Annotated[Mode, typer.Option(help="e2e, producer or consumer")] = Mode.e2e,
-    duration: Annotated[float, typer.Option(help="seconds to wait for results")] = 60.0,
-    num_messages: Annotated[int, typer.Option(help="frames per camera")] = 10,
-    topic: Annotated[str, typer.Option(help="topic for --mode consumer")] = RESULTS_TOPIC,
-    cameras: Annotated[int, typer.Option(help="simulated cameras")] = 1,
-) -> None:
-    """Send scripted detections and/or watch results (needs the worker and bridge for e2e)."""
-    settings: Settings = ctx.obj
-    camera_ids = [str(i + 1) for i in range(cameras)]
-    if mode == Mode.consumer:
-        seen = asyncio.run(consume(settings, topic, duration))
-        console.print(f"{len(seen)} message(s) on {topic}")
-        return
-    expected = asyncio.run(produce(settings, camera_ids, num_messages))
-    console.print(
-        f"produced {num_messages * cameras} detection message(s); "
-        f"{len(expected)} significant situation(s)"
-    )
-    if mode == Mode.producer:
-        return
-    seen = asyncio.run(consume(settings, RESULTS_TOPIC, duration, wanted=expected))
-    missing = expected - seen.keys()
-    console.print(f"results: {len(expected) - len(missing)}/{len(expected)} assessments arrived")
-    if missing:
-        console.print(f"[red]missing: {sorted(missing)}[/red]")
-        raise typer.Exit(1)

@@ -1,0 +1,1 @@
+"""Entry points: the `riskflow` typer app and one thin module per command group."""
