@@ -12,7 +12,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from riskflow.answers import LEVEL_WORDS, parse_answer
+from riskflow.answer_fields import LEVEL_WORDS
+from riskflow.answers import parse_answer
 from riskflow.models import RiskLevel
 
 BODY = {
