@@ -3,7 +3,7 @@ meaning is unambiguous, strictly where it is not (`riskflow.answers` finds the o
 
 Reading (`read_answer`), the field names as asked, or in camelCase / any case / with spaces
 or hyphens (the same field twice with different values is malformed):
-- `risk_level`: the `LEVEL_WORDS` table, in any case, with surrounding spaces and an optional
+- `risk_level`: the `LEVEL_WORDS` table, in any case or width (NFKC), with spaces and an optional
   "risk" / "风险" / "level" suffix. Anything else ("very high", "severe", a number) is malformed.
 - `risk_score`: an integer, a float or a numeric string (optionally ending in "%"), rounded
   half up and clamped to 0-100; each change is recorded in `RiskAnswer.adjustments`. Booleans,
@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import unicodedata
 from collections.abc import Callable
 from typing import Any
 
@@ -89,7 +90,8 @@ def read_answer(obj: dict[str, Any]) -> RiskAnswer:
 def _level(value: Any) -> RiskLevel:
     if not isinstance(value, str):
         raise ValueError(f"expected one of {[v.value for v in RiskLevel]}, got {value!r}")
-    word = _LEVEL_SUFFIX.sub("", " ".join(value.split()).casefold()).strip()
+    plain = " ".join(unicodedata.normalize("NFKC", value).split()).casefold()
+    word = _LEVEL_SUFFIX.sub("", plain).strip()
     if word not in LEVEL_WORDS:
         raise ValueError(f"unknown risk level {value!r}")
     return LEVEL_WORDS[word]

@@ -6,7 +6,8 @@ so code fences of any case and language tag, prose before and after and whitespa
 around the object do not matter. Reasoning blocks (`<think>...</think>`, `<thinking>`,
 `<reasoning>`; or everything up to a lone closing tag) are dropped first: drafts there are not
 the answer. An object whose only field holds the assessment (`{"assessment": {...}}`, or the
-object as a JSON string) is unwrapped, and so is a reply that is one JSON string. Only when no
+object as a JSON string, or a one-item list) is unwrapped, and so is a reply that is one
+JSON string (three levels at most). Only when no
 object with a `risk_level` turns up is the reply read again with full-width JSON punctuation
 (`｛｝［］：，“”＂`, which Qwen models sometimes emit) made ASCII and trailing commas dropped.
 
@@ -29,6 +30,7 @@ _REASONING = re.compile(
     r"<(think|thinking|reasoning)\b[^>]*>.*?</\1\s*>", re.IGNORECASE | re.DOTALL
 )
 _LONE_CLOSE = re.compile(r"</(?:think|thinking|reasoning)\s*>", re.IGNORECASE)
+_MAX_DEPTH = 3  # wrappers unwrapped, JSON strings decoded, inside one another
 _FULL_WIDTH = {"｛": "{", "｝": "}", "［": "[", "］": "]", "：": ":", "，": ","}
 _CLOSING_QUOTES = {'"': '"', "“": '"”', "”": '"”', "＂": '"＂'}  # opener -> what closes it
 
@@ -105,20 +107,27 @@ def find_objects(text: str) -> tuple[list[dict[str, Any]], str]:
 def _candidates(body: str, depth: int = 0) -> tuple[list[dict[str, Any]], str]:
     """Top-level objects in `body`, unwrapped; else objects inside a JSON string literal."""
     objects, why = _scan(body)
-    found: list[dict[str, Any]] = []
-    for obj in objects:
-        found.append(obj)
-        if "risk_level" in field_names(obj) or len(obj) != 1 or depth > 2:
-            continue
-        (inner,) = obj.values()
-        if isinstance(inner, dict):
-            found.append(inner)
-        elif isinstance(inner, str):
-            found += _candidates(inner, depth + 1)[0]
-    if not found and depth <= 2:
+    found = [candidate for obj in objects for candidate in _unwrapped(obj, depth)]
+    if not found and depth <= _MAX_DEPTH:
         for literal in _string_literals(body):
             found += _candidates(literal, depth + 1)[0]
     return found, why
+
+
+def _unwrapped(obj: dict[str, Any], depth: int) -> list[dict[str, Any]]:
+    """`obj`, and if its only field holds an object (or a one-object list, or JSON text),
+    that object too: `{"assessment": {...}}`, `{"result": "{...}"}`."""
+    found = [obj]
+    if "risk_level" in field_names(obj) or len(obj) != 1 or depth >= _MAX_DEPTH:
+        return found
+    (inner,) = obj.values()
+    if isinstance(inner, list) and len(inner) == 1:
+        (inner,) = inner
+    if isinstance(inner, dict):
+        found += _unwrapped(inner, depth + 1)
+    elif isinstance(inner, str):
+        found += _candidates(inner, depth + 1)[0]
+    return found
 
 
 def _scan(body: str) -> tuple[list[dict[str, Any]], str]:

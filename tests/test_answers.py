@@ -73,6 +73,7 @@ def test_boolean_score_is_malformed_not_one() -> None:
         json.dumps(TEXT),  # the object as a JSON string
         json.dumps({"assessment": BODY}),  # wrapped in one field
         json.dumps({"result": TEXT}),  # wrapped as a string
+        json.dumps({"data": {"assessments": [BODY]}}),  # wrapped twice, in a one-item list
         f"[{TEXT}]",
         TEXT.replace('"send staff"]', '"send staff",]'),  # trailing comma
         # full-width punctuation outside strings; text inside strings is kept
@@ -131,6 +132,8 @@ def test_no_assessment_found_says_why(reply: str, error: str) -> None:
         ("严重", RiskLevel.CRITICAL),
         ("极高", RiskLevel.CRITICAL),
         ("低", RiskLevel.LOW),
+        ("ＨＩＧＨ", RiskLevel.HIGH),  # full-width letters
+        ("CRITICAL\u3000", RiskLevel.CRITICAL),  # ideographic space
     ],
 )
 def test_level_words_in_any_case_and_chinese(level: str, expected: RiskLevel) -> None:
