@@ -92,7 +92,7 @@ def _same(one: RiskAnswer, other: RiskAnswer) -> bool:
 def find_objects(text: str) -> tuple[list[dict[str, Any]], str]:
     """The JSON objects the reply offers as answers (see the module's docstring), and if
     there are none, why (the decoder's first error)."""
-    body = _REASONING.sub(" ", text.replace("\ufeff", ""))
+    body = _REASONING.sub(" ", text.lstrip().removeprefix("\ufeff"))
     lone_closes = list(_LONE_CLOSE.finditer(body))
     if lone_closes:
         body = body[lone_closes[-1].end() :]

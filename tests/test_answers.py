@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from riskflow.answer_fields import LEVEL_WORDS
+from riskflow.answer_fields import LEVEL_WORDS, field_names
 from riskflow.answers import parse_answer
 from riskflow.models import RiskLevel
 
@@ -75,6 +75,7 @@ def test_boolean_score_is_malformed_not_one() -> None:
         json.dumps({"result": TEXT}),  # wrapped as a string
         json.dumps({"data": {"assessments": [BODY]}}),  # wrapped twice, in a one-item list
         f"[{TEXT}]",
+        f"<answer>{TEXT}</answer>",
         TEXT.replace('"send staff"]', '"send staff",]'),  # trailing comma
         # full-width punctuation outside strings; text inside strings is kept
         '｛"risk_level"："high"，"risk_score"：80，"summary"：“A person is down in aisle 3.”，'
@@ -237,6 +238,11 @@ PROSE = st.text(
     st.characters(codec="utf-8", exclude_characters='{}"<>`\\', exclude_categories=("Cs", "Cc")),
     max_size=40,
 )
+OTHER_OBJECTS = st.dictionaries(
+    st.text(max_size=8),
+    st.none() | st.booleans() | st.integers() | st.text(max_size=10),
+    max_size=3,
+).filter(lambda obj: "risk_level" not in field_names(obj))
 LEVEL_SPELLINGS = st.sampled_from(sorted(LEVEL_WORDS)).flatmap(
     lambda word: st.tuples(
         st.just(LEVEL_WORDS[word]),
@@ -282,6 +288,9 @@ def wrapped(draw: st.DrawFn, body: dict[str, Any]) -> str:
         fence = draw(st.sampled_from(["```", "~~~", "````"]))
         text = f"{fence}{tag}\n{text}\n{fence}"
     text = f"{draw(PROSE)}\n{text}\n{draw(PROSE)}"
+    if draw(st.booleans()):  # another object that is not an assessment, before or after
+        other = json.dumps(draw(OTHER_OBJECTS))
+        text = f"{other} {text}" if draw(st.booleans()) else f"{text} {other}"
     if draw(st.booleans()):
         tag = draw(st.sampled_from(["think", "THINK", "thinking", "reasoning"]))
         draft = json.dumps({**body, "risk_level": "low", "risk_score": 3, "summary": "draft"})
