@@ -89,41 +89,41 @@ def read_answer(obj: dict[str, Any]) -> RiskAnswer:
 
 def _level(value: Any) -> RiskLevel:
     if not isinstance(value, str):
-        raise ValueError(f"expected one of {[v.value for v in RiskLevel]}, got {value!r}")
+        raise ValueError(f"expected one of {[v.value for v in RiskLevel]}, got {_shown(value)}")
     plain = " ".join(unicodedata.normalize("NFKC", value).split()).casefold()
     word = _LEVEL_SUFFIX.sub("", plain).strip()
     if word not in LEVEL_WORDS:
-        raise ValueError(f"unknown risk level {value!r}")
+        raise ValueError(f"unknown risk level {_shown(value)}")
     return LEVEL_WORDS[word]
 
 
 def _score(value: Any, adjustments: list[str]) -> int:
     number: int | float
     if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise ValueError(f"expected a number 0-100, got {value!r}")
+        raise ValueError(f"expected a number 0-100, got {_shown(value)}")
     if isinstance(value, str):
         text = value.strip().removesuffix("%").strip()
         if not _NUMBER.fullmatch(text):
-            raise ValueError(f"expected a number 0-100, got {value!r}")
+            raise ValueError(f"expected a number 0-100, got {_shown(value)}")
         number = float(text)
     else:
         number = value
     if not math.isfinite(number):
-        raise ValueError(f"expected a finite number, got {value!r}")
+        raise ValueError(f"expected a finite number, got {_shown(value)}")
     if 0 < number < 1:
-        raise ValueError(f"{value!r} is between 0 and 1: a 0-1 scale or 0-100? ambiguous")
+        raise ValueError(f"{_shown(value)} is between 0 and 1: a 0-1 scale or 0-100? ambiguous")
     rounded = math.floor(number + 0.5) if isinstance(number, float) else number
     if rounded != number:
-        adjustments.append(f"risk_score {value!r} rounded to {rounded}")
+        adjustments.append(f"risk_score {_shown(value)} rounded to {rounded}")
     clamped = min(100, max(0, rounded))
     if clamped != rounded:
-        adjustments.append(f"risk_score {rounded} clamped to {clamped}")
+        adjustments.append(f"risk_score {_shown(rounded)} clamped to {clamped}")
     return clamped
 
 
 def _summary(value: Any, adjustments: list[str]) -> str:
     if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"expected a non-empty string, got {value!r}")
+        raise ValueError(f"expected a non-empty string, got {_shown(value)}")
     text = value.strip()
     if len(text) > MAX_SUMMARY_CHARS:
         adjustments.append(f"summary cut from {len(text)} to {MAX_SUMMARY_CHARS} characters")
@@ -137,7 +137,7 @@ def _items(name: str, value: Any, adjustments: list[str]) -> list[str]:
     if isinstance(value, str | dict):
         value = [value]
     if not isinstance(value, list):
-        raise ValueError(f"expected a list of strings, got {value!r}")
+        raise ValueError(f"expected a list of strings, got {_shown(value)}")
     items: list[str] = []
     for item in value:
         if isinstance(item, bool):
@@ -149,6 +149,12 @@ def _items(name: str, value: Any, adjustments: list[str]) -> list[str]:
         adjustments.append(f"{name} cut from {len(items)} to {MAX_ANSWER_ITEMS} items")
         items = items[:MAX_ANSWER_ITEMS]
     return items
+
+
+def _shown(value: Any) -> str:
+    """`value` for an error message: its repr, cut to 80 characters."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _readable(value: Any) -> str:

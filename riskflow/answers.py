@@ -137,7 +137,7 @@ def _scan(body: str) -> tuple[list[dict[str, Any]], str]:
     while start != -1:
         try:
             value, end = _DECODER.raw_decode(body, start)
-        except (json.JSONDecodeError, RecursionError) as exc:
+        except (ValueError, RecursionError) as exc:  # ValueError: also a number over 4300 digits
             if not objects and why == "no '{' in it":
                 why = _decode_error(exc)
             start = body.find("{", start + 1)
@@ -147,10 +147,12 @@ def _scan(body: str) -> tuple[list[dict[str, Any]], str]:
     return objects, why
 
 
-def _decode_error(exc: json.JSONDecodeError | RecursionError) -> str:
+def _decode_error(exc: ValueError | RecursionError) -> str:
     if isinstance(exc, RecursionError):
         return "nested too deeply"
-    return f"{exc.msg} at char {exc.pos}"
+    if isinstance(exc, json.JSONDecodeError):
+        return f"{exc.msg} at char {exc.pos}"
+    return str(exc)
 
 
 def _string_literals(body: str) -> list[str]:
@@ -160,7 +162,7 @@ def _string_literals(body: str) -> list[str]:
     while start != -1:
         try:
             value, end = _DECODER.raw_decode(body, start)
-        except (json.JSONDecodeError, RecursionError):
+        except (ValueError, RecursionError):
             start = body.find('"', start + 1)
             continue
         if isinstance(value, str) and "{" in value:

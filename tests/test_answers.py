@@ -110,6 +110,7 @@ def test_a_key_given_twice_with_different_values_is_malformed() -> None:
         ("{" * 5000, "not JSON: no JSON object"),
         ('{"a":' * 3000, "not JSON: no JSON object"),  # past the decoder's recursion limit
         (f"<think>{TEXT}</think>", "not JSON: no JSON object"),  # only a draft
+        (TEXT.replace(": 80", ": " + "9" * 5000), "not JSON: no JSON object.*4300 digits"),
     ],
 )
 def test_no_assessment_found_says_why(reply: str, error: str) -> None:
@@ -157,6 +158,7 @@ def test_unknown_or_ambiguous_level_is_malformed(level: object) -> None:
         (150, 100, ["risk_score 150 clamped to 100"]),
         (-3.4, 0, ["risk_score -3.4 rounded to -3", "risk_score -3 clamped to 0"]),
         (10**30, 100, [f"risk_score {10**30} clamped to 100"]),
+        (10**100, 100, [f"risk_score {str(10**100)[:77]}... clamped to 100"]),
         (0, 0, []),
         (1, 1, []),
     ],
