@@ -26,16 +26,26 @@ class RiskLevel(StrEnum):
 _RANKS = {level: i for i, level in enumerate(RiskLevel)}
 
 
+MAX_SUMMARY_CHARS = 2000
+MAX_ANSWER_ITEMS = 20  # hazards, recommended_actions
+
+
 class RiskAnswer(BaseModel):
-    """The structured answer the LLM must give (validated, never trusted)."""
+    """The structured answer the LLM must give, as read by `riskflow.answers.parse_answer`
+    (which reads the reply leniently where its meaning is unambiguous). The model itself is
+    strict: a score is an integer 0-100 (a boolean is not), lists hold strings."""
 
     model_config = ConfigDict(extra="ignore")
 
     risk_level: RiskLevel
-    risk_score: int = Field(ge=0, le=100)
-    summary: str = Field(min_length=1, max_length=2000)
-    hazards: list[str] = Field(default_factory=list, max_length=20)
-    recommended_actions: list[str] = Field(default_factory=list, max_length=20)
+    risk_score: int = Field(ge=0, le=100, strict=True)
+    summary: str = Field(min_length=1, max_length=MAX_SUMMARY_CHARS)
+    hazards: list[str] = Field(default_factory=list, max_length=MAX_ANSWER_ITEMS)
+    recommended_actions: list[str] = Field(default_factory=list, max_length=MAX_ANSWER_ITEMS)
+    adjustments: list[str] = Field(
+        default_factory=list,
+        description="What reading the reply changed, e.g. 'risk_score 120 clamped to 100'",
+    )
 
 
 class AssessmentPolicy(BaseModel):
@@ -128,6 +138,9 @@ class Assessment(BaseModel):
     summary: str = ""
     hazards: list[str] = Field(default_factory=list)
     recommended_actions: list[str] = Field(default_factory=list)
+    adjustments: list[str] = Field(
+        default_factory=list, description="What reading the LLM's answer changed (RiskAnswer)"
+    )
     failure_reason: str = ""
     key_id: str = ""
     llm_attempts: int = 0

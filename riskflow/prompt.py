@@ -1,14 +1,15 @@
-"""Pure prompt building and answer validation (no I/O): used by the activities."""
+"""Pure prompt building (no I/O) and `parse_answer` (from `riskflow.answers`): for activities."""
 
 from __future__ import annotations
 
 import json
 from collections import Counter
 
-from pydantic import ValidationError
-
+from riskflow.answers import parse_answer
 from riskflow.events import DetectionEvent
-from riskflow.models import RiskAnswer, RiskLevel
+from riskflow.models import RiskLevel
+
+__all__ = ["REPAIR_PROMPT", "SYSTEM_PROMPT", "class_counts", "parse_answer", "user_prompt"]
 
 DETECTIONS_MARKER = "Detections (JSON):"
 
@@ -21,7 +22,7 @@ SYSTEM_PROMPT = (
 )
 
 REPAIR_PROMPT = (
-    "Your previous answer was not valid JSON of the required shape ({error}). "
+    "Your previous answer could not be read as one risk assessment ({error}). "
     "Answer again with one JSON object only, with exactly the keys risk_level, risk_score, "
     "summary, hazards, recommended_actions. Previous answer:\n{previous}"
 )
@@ -51,22 +52,3 @@ def user_prompt(event: DetectionEvent, situation: str, history: list[str]) -> st
         lines += ["Recent assessments of this camera (newest first):", *(f"- {h}" for h in history)]
     lines.append("Respond in JSON.")
     return "\n".join(lines)
-
-
-def parse_answer(text: str) -> RiskAnswer:
-    """Validate the model's text into a RiskAnswer; ValueError says what is wrong."""
-    body = text.strip()
-    if body.startswith("```"):
-        body = body.strip("`")
-        body = body.removeprefix("json").strip()
-    try:
-        data = json.loads(body)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"not JSON: {exc.msg} at char {exc.pos}") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"expected a JSON object, got {type(data).__name__}")
-    try:
-        return RiskAnswer.model_validate(data)
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise ValueError(f"wrong shape: {problems}") from None

@@ -196,6 +196,7 @@ class RiskAssessmentWorkflow:
             summary=answer.summary,
             hazards=answer.hazards,
             recommended_actions=answer.recommended_actions,
+            adjustments=answer.adjustments,
             **common,
         )
 
