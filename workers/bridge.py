@@ -233,6 +233,13 @@ class Bridge:
                 logger.warning(
                     "cannot start %s (%s); retrying in %.1fs", inp.assessment_id, exc, delay
                 )
+            except RuntimeError as exc:  # the SDK's "Failed client connect": an outage
+                logger.warning(
+                    "cannot reach Temporal for %s (%s); retrying in %.1fs",
+                    inp.assessment_id,
+                    exc,
+                    delay,
+                )
             if self._stop.is_set():
                 raise Stopping()
             await asyncio.sleep(delay)
