@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaTimeoutError
 from aiokafka.structs import ConsumerRecord
 from prometheus_client import REGISTRY
 from redis.asyncio import Redis
@@ -159,6 +160,55 @@ async def test_dead_letters_over_the_producer_limit_go_as_envelopes_and_the_brid
     assert base64.b64decode(envelope["prefix_base64"]) == big_value[:1024]
     assert "MessageSizeTooLarge" in envelope["cause"]
     assert by_reason["schema"]["size"] == len(b'{"frame_id": -1}')
+
+
+class TimingOut:
+    """A real producer in front of which chosen values time out a number of times first, as
+    sends do when the broker does not answer within `request_timeout_ms`."""
+
+    def __init__(self, real: AIOKafkaProducer, timeouts: dict[bytes, int]) -> None:
+        self._real = real
+        self.timeouts = timeouts
+
+    async def send_and_wait(self, topic: str, value: Any = None, **options: Any) -> object:
+        if self.timeouts.get(value, 0) > 0:
+            self.timeouts[value] -= 1
+            raise KafkaTimeoutError()
+        return await self._real.send_and_wait(topic, value=value, **options)
+
+
+async def test_dead_letter_sends_that_time_out_are_retried_then_enveloped(
+    settings: Settings, stack: Endpoints, client: Client, unique: str
+) -> None:
+    topic = await new_topic(stack, settings, f"timeout-{unique}")
+    bridged = tuned(settings, f"idle-{unique}")
+    twice = f'{{"late": "{unique}"'.encode()  # times out twice, then gets through
+    always = f'{{"never": "{unique}"'.encode()  # times out on every attempt
+    event = scene_event(f"to-{unique}", 1, datetime.now(UTC), people=1, falls=1)
+    async with sender(stack, settings) as producer:
+        for value in (twice, always, raw(event)):
+            await producer.send_and_wait(topic, value, key=b"cam", partition=0)
+    attempts = bridged.bridge.dead_letter_send_attempts
+    consumer = make_consumer(stack.kafka, settings.kafka, topic, group_id=f"g-{unique}")
+    async with sender(stack, settings) as real:
+        flaky = TimingOut(real, {twice: 2, always: attempts})
+        await consumer.start()
+        bridge = Bridge(consumer, flaky, client, bridged)  # type: ignore[arg-type]
+        bridge.runner = asyncio.create_task(bridge.run())  # type: ignore[attr-defined]
+        try:
+            await handled(bridge, 3)
+        finally:
+            bridge.stop()
+            await asyncio.wait_for(bridge.runner, 40)  # type: ignore[attr-defined]
+            await consumer.stop()
+    assert bridge.counts == {"dead_lettered": 2, "started": 1}
+    assert flaky.timeouts == {twice: 0, always: 0}
+    dead = await dead_letters(stack, topic, 2)
+    as_is = [d for d in dead if "riskflow-envelope" not in d["_headers"]]
+    enveloped = [d for d in dead if d["_headers"].get("riskflow-envelope") == "1"]
+    assert [d["_value"] for d in as_is] == [twice]
+    assert [d["sha256"] for d in enveloped] == [hashlib.sha256(always).hexdigest()]
+    assert enveloped[0]["cause"].startswith("KafkaTimeoutError")
 
 
 # -- partitions moving mid-batch -----------------------------------------------------------

@@ -28,6 +28,7 @@ class Rejection:
 class Stale:
     """Drop the message (counted, not dead-lettered): captured longer ago than allowed."""
 
+    camera_id: str
     age_seconds: float
 
 
@@ -72,7 +73,7 @@ def admit(
         event = event.model_copy(update={"captured_at": now})
     age = -ahead
     if age > settings.max_event_age_seconds:
-        return Stale(age_seconds=age)
+        return Stale(camera_id=event.camera_id, age_seconds=age)
     snapshot = event.snapshot
     if snapshot is not None and snapshot.store == "url":
         try:

@@ -175,9 +175,9 @@ class Bridge:
             if isinstance(parsed, Rejection):
                 await self._reject(record, parsed)
                 return "dead_lettered"
-            camera = self._camera(record_camera(record, parsed))
+            camera = self._camera(parsed.camera_id)
             if isinstance(parsed, Stale):
-                logger.info(
+                logger.debug(
                     "stale event %s@%s: %.0fs old", record.topic, record.offset, parsed.age_seconds
                 )
                 BRIDGE_MESSAGES.labels(camera, "stale").inc()
@@ -244,14 +244,6 @@ class Bridge:
                 raise Stopping()
             await asyncio.sleep(delay)
             delay = min(delay * 2, 30.0)
-
-
-def record_camera(record: ConsumerRecord, parsed: DetectionEvent | Stale) -> str:
-    """The camera id of a parsed event; for a stale one, the message key (the camera id)."""
-    if isinstance(parsed, DetectionEvent):
-        return parsed.camera_id
-    key: bytes | None = record.key
-    return key.decode(errors="replace") if key else "unknown"
 
 
 async def run_bridge(settings: Settings, stop: asyncio.Event | None = None) -> Counter[str]:
