@@ -128,6 +128,9 @@ def test_permanent_temporal_answers() -> None:
         RPCStatusCode.UNKNOWN,
         RPCStatusCode.ABORTED,
         RPCStatusCode.CANCELLED,
+        # The bridge's own credentials: retried until fixed, not blamed on the message.
+        RPCStatusCode.UNAUTHENTICATED,
+        RPCStatusCode.PERMISSION_DENIED,
     }
     assert not outages & PERMANENT_START_ERRORS
 

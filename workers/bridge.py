@@ -50,8 +50,12 @@ Outcome = str  # started | duplicate | insignificant | stale | dead_lettered
 
 # Answers to a start that no retry can change: the request itself (or the namespace it names)
 # is wrong. Dead-lettered with the reason `start_refused`, so one partition is not held for
-# ever. Every other code (UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, INTERNAL,
-# UNKNOWN, ABORTED, CANCELLED, DATA_LOSS, ...) is an outage: retried, nothing committed.
+# ever. The same codes the Temporal Go SDK does not retry (InvalidArgument, NotFound and
+# NamespaceNotFound, AlreadyExists, NamespaceNotActive = FAILED_PRECONDITION), plus calls the
+# server does not implement or whose values are out of range. Everything else is an outage
+# of Temporal or of the bridge's own credentials (UNAVAILABLE, DEADLINE_EXCEEDED,
+# RESOURCE_EXHAUSTED, INTERNAL, UNKNOWN, ABORTED, CANCELLED, DATA_LOSS, UNAUTHENTICATED,
+# PERMISSION_DENIED): retried, nothing committed, no message blamed for it.
 PERMANENT_START_ERRORS = frozenset(
     {
         RPCStatusCode.INVALID_ARGUMENT,
@@ -60,8 +64,6 @@ PERMANENT_START_ERRORS = frozenset(
         RPCStatusCode.FAILED_PRECONDITION,
         RPCStatusCode.OUT_OF_RANGE,
         RPCStatusCode.UNIMPLEMENTED,
-        RPCStatusCode.PERMISSION_DENIED,
-        RPCStatusCode.UNAUTHENTICATED,
     }
 )
 
