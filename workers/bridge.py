@@ -133,7 +133,7 @@ class Bridge:
             offsets = {}
         if moved:
             UNCOMMITTED_BATCHES.inc()
-            logger.info("partitions moved to another member: %s", sorted(set(batch) - set(offsets)))
+            logger.info("not committed (moved to another member): %s", set(batch) - set(offsets))
         return bool(offsets)
 
     async def _record_lag(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
@@ -188,15 +188,17 @@ class Bridge:
             BRIDGE_DETECTIONS.labels(camera).inc(len(parsed.detections))
             outcome = await self._decide(parsed)
             if isinstance(outcome, Rejection):
-                await self._reject(record, outcome)
-                outcome = "dead_lettered"
+                await self._reject(record, outcome, camera)
+                return "dead_lettered"
             BRIDGE_MESSAGES.labels(camera, outcome).inc()
             return outcome
 
-    async def _reject(self, record: ConsumerRecord, rejection: Rejection) -> None:
+    async def _reject(
+        self, record: ConsumerRecord, rejection: Rejection, camera: str = "unknown"
+    ) -> None:
         await self._dead.send(record, rejection)
         DEAD_LETTERS.labels(rejection.reason).inc()
-        BRIDGE_MESSAGES.labels("unknown", "dead_lettered").inc()
+        BRIDGE_MESSAGES.labels(camera, "dead_lettered").inc()
 
     async def _decide(self, event: DetectionEvent) -> Outcome | Rejection:
         situation = assess_significance(event, self._settings.significance)
