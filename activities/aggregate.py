@@ -9,7 +9,7 @@ from typing import Protocol
 from redis.asyncio import Redis
 from temporalio import activity
 
-from riskflow.metrics import ASSESSMENTS, END_TO_END
+from riskflow.metrics import ASSESSMENTS, END_TO_END, CameraLabels
 from riskflow.models import AggregateResult, Assessment, RiskLevel
 from riskflow.names import (
     RESULTS_TOPIC,
@@ -39,9 +39,14 @@ def history_line(assessment: Assessment) -> str:
 
 class AggregateActivities:
     def __init__(
-        self, redis: Redis, producer: ResultPublisher, settings: AggregateSettings
+        self,
+        redis: Redis,
+        producer: ResultPublisher,
+        settings: AggregateSettings,
+        camera_label: CameraLabels | None = None,
     ) -> None:
         self._redis = redis
+        self._camera_label = camera_label or CameraLabels()
         self._producer = producer
         self._settings = settings
         self._script = redis.register_script(_SCRIPT)
@@ -65,8 +70,9 @@ class AggregateActivities:
             )
         if first:
             level = assessment.risk_level.value if assessment.risk_level else "none"
-            ASSESSMENTS.labels(camera, assessment.status, level).inc()
-            END_TO_END.labels(camera).observe(time.time() - assessment.captured_ms / 1000)
+            label = self._camera_label(camera)
+            ASSESSMENTS.labels(label, assessment.status, level).inc()
+            END_TO_END.labels(label).observe(time.time() - assessment.captured_ms / 1000)
         else:
             activity.logger.info("assessment %s was already aggregated", assessment.assessment_id)
         return AggregateResult(latest_updated=bool(updated), alerted=bool(alerted), published=True)

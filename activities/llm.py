@@ -26,6 +26,7 @@ from riskflow.keyconfig import KeyRing, SchedulerConfig
 from riskflow.metrics import LLM_LATENCY, LLM_REQUESTS
 from riskflow.models import AssessmentTask, LLMCallInput, LLMCallOutput, TokenUsage
 from riskflow.prompt import REPAIR_PROMPT, parse_answer
+from riskflow.urls import check_snapshot_url
 
 
 class LLMActivities:
@@ -129,7 +130,7 @@ class LLMActivities:
     async def _image(self, ref: str) -> str | None:
         store, _, location = ref.partition(":")
         if store == "url":
-            return location
+            return check_snapshot_url(location)  # never a local file for the SDK to upload
         data = await self._redis.get(location)
         if data is None:  # the snapshot expired: assess from the detections alone
             activity.logger.warning("snapshot %s is gone; text-only assessment", location)

@@ -4,10 +4,15 @@ stages and outcomes; never frame, lease, event or workflow ids."""
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Iterable
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 logger = logging.getLogger(__name__)
+
+OTHER_CAMERA = "other"
+DEFAULT_MAX_CAMERA_LABELS = 200
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
@@ -35,11 +40,20 @@ EDGE_RECONNECTS = Counter("riskflow_edge_reconnects_total", "Source reconnects",
 BRIDGE_MESSAGES = Counter(
     "riskflow_bridge_messages_total",
     "Detection messages by outcome: started, duplicate (debounced/redelivered), insignificant, "
-    "dead_lettered",
+    "stale (older than the maximum age), dead_lettered",
     ["camera", "outcome"],
 )
 BRIDGE_DETECTIONS = Counter("riskflow_detections_total", "Detections received", ["camera"])
 DEAD_LETTERS = Counter("riskflow_dead_letters_total", "Dead-lettered messages", ["reason"])
+DEAD_LETTER_ENVELOPES = Counter(
+    "riskflow_dead_letter_envelopes_total",
+    "Dead letters sent as a bounded envelope because the original could not be sent",
+    ["cause"],
+)
+DEAD_LETTERS_UNSENT = Counter(
+    "riskflow_dead_letters_unsent_total",
+    "Dead letters whose envelope the broker refused too (logged in full, then skipped)",
+)
 BRIDGE_START = Histogram(
     "riskflow_bridge_start_seconds", "Workflow start round trip", buckets=LATENCY_BUCKETS
 )
@@ -85,6 +99,37 @@ KEY_WAIT_SECONDS = Histogram(
     "Wait named to a workflow when no key had capacity",
     buckets=LATENCY_BUCKETS,
 )
+
+
+class CameraLabels:
+    """The `camera` label value for a camera id, bounded: a message with a new camera id must
+    not create Prometheus series that never go away.
+
+    With `known` ids (the cameras of cameras.yaml) only those keep their own label; without,
+    the first `max_cameras` ids seen keep theirs. Every other id is labelled `OTHER_CAMERA`.
+    Thread-safe; one instance per process (pass it down like settings).
+    """
+
+    def __init__(
+        self, known: Iterable[str] = (), max_cameras: int = DEFAULT_MAX_CAMERA_LABELS
+    ) -> None:
+        if max_cameras < 0:
+            raise ValueError("max_cameras must be >= 0")
+        self._known = frozenset(known)
+        self._max = max_cameras
+        self._seen: set[str] = set()
+        self._lock = threading.Lock()
+
+    def __call__(self, camera_id: str) -> str:
+        if self._known:
+            return camera_id if camera_id in self._known else OTHER_CAMERA
+        with self._lock:
+            if camera_id in self._seen:
+                return camera_id
+            if len(self._seen) < self._max and camera_id != OTHER_CAMERA:
+                self._seen.add(camera_id)
+                return camera_id
+        return OTHER_CAMERA
 
 
 def serve(host: str, port: int) -> None:

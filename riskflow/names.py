@@ -14,6 +14,9 @@ BRIDGE_GROUP = "riskflow-bridge"
 DLQ_ERROR_HEADER = "riskflow-error"
 DLQ_REASON_HEADER = "riskflow-reason"
 DLQ_SOURCE_HEADER = "riskflow-source"
+# Set when the value is a JSON envelope (reason, size, sha256, source, prefix) instead of the
+# original bytes, which could not be dead-lettered as they were (too large, refused).
+DLQ_ENVELOPE_HEADER = "riskflow-envelope"
 
 
 def camera_latest_key(camera_id: str) -> str:

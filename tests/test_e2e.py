@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -16,7 +17,8 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord, TopicPartition
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from redis.asyncio import Redis
-from temporalio.client import Client
+from temporalio.client import Client, RetryConfig
+from temporalio.contrib.pydantic import pydantic_data_converter
 
 from detection_edge.publisher import DetectionPublisher
 from riskflow.devstack.simulate import scene_event
@@ -34,7 +36,6 @@ from riskflow.names import (
 from riskflow.settings import BridgeSettings, Settings
 from tests.conftest import cli_env, eventually, read_topic, run_command, running_worker
 from workers.bridge import Bridge, Outcome, run_bridge
-from workers.client import connect
 from workers.significance import assess_significance
 
 
@@ -161,9 +162,15 @@ async def test_offsets_are_committed_only_after_the_start_is_acknowledged(
     )
     await producer.stop()
     tp = TopicPartition(DETECTION_TOPIC, meta.partition)
-    # Temporal refuses every start (unknown namespace): the bridge keeps retrying the start
-    # and commits nothing.
-    dead = await connect(stack.temporal, f"missing-{unique}")
+    # Temporal cannot be reached (nothing listens on its port; UNAVAILABLE): the bridge keeps
+    # retrying the start and commits nothing. (An unknown namespace is refused for good: see
+    # test_bridge_faults.)
+    dead = await Client.connect(
+        f"127.0.0.1:{closed_port()}",
+        lazy=True,
+        retry_config=RetryConfig(max_retries=1),
+        data_converter=pydantic_data_converter,
+    )
     tuned = settings.model_copy(update={"bridge": BridgeSettings(group_id=group)})
 
     async def committed() -> int | None:
@@ -258,6 +265,14 @@ async def test_a_refused_commit_is_read_again_and_the_bridge_lives_on(
         await producer.stop()
     assert bridge.counts == {"started": 1, "duplicate": 1}
     assert UNCOMMITTED_BATCHES._value.get() == refused + 1
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
 
 
 async def _committed_past(committed: object, offset: int) -> bool:

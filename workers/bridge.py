@@ -8,21 +8,18 @@ The workflow id comes from the event, so a redelivered message meets its own wor
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections import Counter
-from dataclasses import dataclass
-from typing import Any
+from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.errors import CommitFailedError
+from aiokafka.errors import CommitFailedError, IllegalStateError
 from aiokafka.structs import ConsumerRecord, TopicPartition
-from pydantic import ValidationError
 from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from riskflow.endpoints import Endpoints
 from riskflow.events import DetectionEvent
@@ -34,55 +31,41 @@ from riskflow.metrics import (
     CONSUMER_LAG,
     DEAD_LETTERS,
     UNCOMMITTED_BATCHES,
+    CameraLabels,
 )
 from riskflow.models import AssessmentInput, AssessmentPolicy
-from riskflow.names import (
-    DEAD_LETTER_TOPIC,
-    DETECTION_TOPIC,
-    DLQ_ERROR_HEADER,
-    DLQ_REASON_HEADER,
-    DLQ_SOURCE_HEADER,
-)
+from riskflow.names import DETECTION_TOPIC
 from riskflow.settings import Settings
 from riskflow.shutdown import stop_on_signals
 from riskflow.telemetry import extract_headers, tracer
+from workers.admission import Rejection, Stale, admit, parse_message
 from workers.client import connect_process
+from workers.dead_letter import DeadLetters, Stopping
 from workers.significance import assess_significance
 from workflows.assessment import RiskAssessmentWorkflow
 
 logger = logging.getLogger(__name__)
 
-Outcome = str  # started | duplicate | insignificant | dead_lettered
+Outcome = str  # started | duplicate | insignificant | stale | dead_lettered
 
-
-@dataclass(frozen=True)
-class Rejection:
-    reason: str  # invalid_json | schema | oversize
-    error: str
-
-
-def parse_message(raw: bytes | None, max_bytes: int) -> DetectionEvent | Rejection:
-    if raw is None:
-        return Rejection("schema", "empty message (no value)")
-    if len(raw) > max_bytes:
-        return Rejection("oversize", f"{len(raw)} bytes > limit {max_bytes}")
-    try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        return Rejection("invalid_json", str(exc))
-    try:
-        return DetectionEvent.model_validate(data)
-    except ValidationError as exc:
-        return Rejection(
-            "schema",
-            "; ".join(
-                f"{'.'.join(map(str, e['loc'])) or '<root>'}: {e['msg']}" for e in exc.errors()[:10]
-            ),
-        )
-
-
-class _Stopping(Exception):
-    pass
+# Answers to a start that no retry can change: the request itself (or the namespace it names)
+# is wrong. Dead-lettered with the reason `start_refused`, so one partition is not held for
+# ever. The same codes the Temporal Go SDK does not retry (InvalidArgument, NotFound and
+# NamespaceNotFound, AlreadyExists, NamespaceNotActive = FAILED_PRECONDITION), plus calls the
+# server does not implement or whose values are out of range. Everything else is an outage
+# of Temporal or of the bridge's own credentials (UNAVAILABLE, DEADLINE_EXCEEDED,
+# RESOURCE_EXHAUSTED, INTERNAL, UNKNOWN, ABORTED, CANCELLED, DATA_LOSS, UNAUTHENTICATED,
+# PERMISSION_DENIED): retried, nothing committed, no message blamed for it.
+PERMANENT_START_ERRORS = frozenset(
+    {
+        RPCStatusCode.INVALID_ARGUMENT,
+        RPCStatusCode.NOT_FOUND,
+        RPCStatusCode.ALREADY_EXISTS,
+        RPCStatusCode.FAILED_PRECONDITION,
+        RPCStatusCode.OUT_OF_RANGE,
+        RPCStatusCode.UNIMPLEMENTED,
+    }
+)
 
 
 class Bridge:
@@ -94,11 +77,14 @@ class Bridge:
         settings: Settings,
     ) -> None:
         self._consumer = consumer
-        self._producer = producer
         self._client = client
         self._settings = settings
         self._limit = asyncio.Semaphore(settings.bridge.max_in_flight)
         self._stop = asyncio.Event()
+        self._dead = DeadLetters(producer, settings.bridge, self._stop.is_set)
+        self._camera = CameraLabels(
+            [c.id for c in settings.cameras], settings.metrics.max_camera_labels
+        )
         self.counts: Counter[str] = Counter()
         self._policy = AssessmentPolicy(
             max_llm_attempts=settings.llm.max_attempts,
@@ -123,26 +109,38 @@ class Bridge:
                 continue
             try:
                 await self._process(batch)
-            except _Stopping:
+            except Stopping:
                 logger.info("stopping with an unfinished batch: it will be redelivered")
                 return
-            try:
-                await self._consumer.commit(
-                    {tp: records[-1].offset + 1 for tp, records in batch.items()}
-                )
-            except CommitFailedError as exc:
-                # The group moved on (a broker restart, a missed heartbeat): the partitions'
-                # next owner reads these records again, and their starts meet the workflows
-                # this batch already started. The consumer rejoins on its next fetch.
-                UNCOMMITTED_BATCHES.inc()
-                logger.warning("batch offsets not committed, it will be read again: %s", exc)
-                continue
-            await self._record_lag(batch)
+            if await self._commit(batch):
+                await self._record_lag(batch)
+
+    async def _commit(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> bool:
+        """Commit what this member still owns. A partition that moved to another member
+        mid-batch (`IllegalStateError`: not assigned) or a group that moved on
+        (`CommitFailedError`) both mean: its next owner reads these records again, and their
+        starts meet the workflows this batch already started. The consumer rejoins on its
+        next fetch."""
+        owned = self._consumer.assignment()
+        offsets = {tp: rs[-1].offset + 1 for tp, rs in batch.items() if tp in owned}
+        moved = len(offsets) < len(batch)
+        try:
+            if offsets:
+                await self._consumer.commit(offsets)
+        except (CommitFailedError, IllegalStateError) as exc:
+            logger.warning("batch offsets not committed, it will be read again: %s", exc)
+            moved = True
+            offsets = {}
+        if moved:
+            UNCOMMITTED_BATCHES.inc()
+            logger.info("not committed (moved to another member): %s", set(batch) - set(offsets))
+        return bool(offsets)
 
     async def _record_lag(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
-        """Lag from the broker's high watermark (fetch responses), per partition."""
+        """Lag from the broker's high watermark (fetch responses), per owned partition."""
+        owned = self._consumer.assignment()
         for tp, records in batch.items():
-            highwater = self._consumer.highwater(tp)
+            highwater = self._consumer.highwater(tp) if tp in owned else None
             if highwater is not None:
                 lag = max(0, highwater - (records[-1].offset + 1))
                 CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(lag)
@@ -154,26 +152,55 @@ class Bridge:
 
     async def _bounded(self, record: ConsumerRecord) -> Outcome:
         async with self._limit:
-            return await self.handle(record)
+            try:
+                return await self.handle(record)
+            except Stopping:
+                raise
+            except Exception as exc:  # a message must never stop the bridge, nor loop it
+                logger.exception(
+                    "cannot handle %s/%s@%s", record.topic, record.partition, record.offset
+                )
+                await self._reject(
+                    record, Rejection("bridge_error", f"{type(exc).__name__}: {exc}")
+                )
+                return "dead_lettered"
 
     async def handle(self, record: ConsumerRecord) -> Outcome:
         """Decide one message; its trace (from the edge's headers) continues here."""
         parent = extract_headers(record.headers)
         with tracer().start_as_current_span("bridge.handle", context=parent) as span:
-            parsed = parse_message(record.value, self._settings.bridge.max_message_bytes)
+            parsed: DetectionEvent | Rejection | Stale = parse_message(
+                record.value, self._settings.bridge.max_message_bytes
+            )
+            if isinstance(parsed, DetectionEvent):
+                parsed = admit(parsed, self._settings.bridge, datetime.now(UTC))
             if isinstance(parsed, Rejection):
-                await self._dead_letter(record, parsed)
-                DEAD_LETTERS.labels(parsed.reason).inc()
-                BRIDGE_MESSAGES.labels("unknown", "dead_lettered").inc()
+                await self._reject(record, parsed)
                 return "dead_lettered"
-            camera = parsed.camera_id
-            span.set_attribute("camera", camera)
+            camera = self._camera(parsed.camera_id)
+            if isinstance(parsed, Stale):
+                logger.debug(
+                    "stale event %s@%s: %.0fs old", record.topic, record.offset, parsed.age_seconds
+                )
+                BRIDGE_MESSAGES.labels(camera, "stale").inc()
+                return "stale"
+            span.set_attribute("camera", parsed.camera_id)
             BRIDGE_DETECTIONS.labels(camera).inc(len(parsed.detections))
             outcome = await self._decide(parsed)
+            if isinstance(outcome, Rejection):
+                await self._reject(record, outcome, camera)
+                return "dead_lettered"
             BRIDGE_MESSAGES.labels(camera, outcome).inc()
             return outcome
 
-    async def _decide(self, event: DetectionEvent) -> Outcome:
+    async def _reject(
+        self, record: ConsumerRecord, rejection: Rejection, camera: str = "unknown"
+    ) -> None:
+        await self._dead.send(record, rejection)
+        DEAD_LETTERS.labels(rejection.reason).inc()
+        BRIDGE_MESSAGES.labels(camera, "dead_lettered").inc()
+
+    async def _decide(self, event: DetectionEvent) -> Outcome | Rejection:
         situation = assess_significance(event, self._settings.significance)
         if situation is None:
             return "insignificant"
@@ -189,7 +216,7 @@ class Bridge:
         BRIDGE_START.observe(time.perf_counter() - started)
         return outcome
 
-    async def _start(self, inp: AssessmentInput) -> Outcome:
+    async def _start(self, inp: AssessmentInput) -> Outcome | Rejection:
         delay = 0.5
         while True:
             try:
@@ -205,32 +232,22 @@ class Bridge:
             except WorkflowAlreadyStartedError:
                 return "duplicate"
             except RPCError as exc:
+                if exc.status in PERMANENT_START_ERRORS:
+                    return Rejection("start_refused", f"{exc.status.name}: {exc.message}")
                 logger.warning(
                     "cannot start %s (%s); retrying in %.1fs", inp.assessment_id, exc, delay
                 )
+            except RuntimeError as exc:  # the SDK's "Failed client connect": an outage
+                logger.warning(
+                    "cannot reach Temporal for %s (%s); retrying in %.1fs",
+                    inp.assessment_id,
+                    exc,
+                    delay,
+                )
             if self._stop.is_set():
-                raise _Stopping()
+                raise Stopping()
             await asyncio.sleep(delay)
             delay = min(delay * 2, 30.0)
-
-    async def _dead_letter(self, record: ConsumerRecord, rejection: Rejection) -> None:
-        logger.warning(
-            "dead-lettering %s/%s@%s: %s: %s",
-            record.topic,
-            record.partition,
-            record.offset,
-            rejection.reason,
-            rejection.error[:200],
-        )
-        headers: list[tuple[str, bytes]] = [
-            (DLQ_REASON_HEADER, rejection.reason.encode()),
-            (DLQ_ERROR_HEADER, rejection.error[:2000].encode()),
-            (DLQ_SOURCE_HEADER, f"{record.topic}/{record.partition}/{record.offset}".encode()),
-        ]
-        value: Any = record.value if record.value is not None else b""
-        await self._producer.send_and_wait(
-            DEAD_LETTER_TOPIC, value=value, key=record.key, headers=headers
-        )
 
 
 async def run_bridge(settings: Settings, stop: asyncio.Event | None = None) -> Counter[str]:

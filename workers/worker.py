@@ -24,6 +24,7 @@ from activities.task import TaskActivities
 from riskflow.endpoints import Endpoints
 from riskflow.kafka import make_producer, start_client
 from riskflow.keyconfig import KeyRing
+from riskflow.metrics import CameraLabels
 from riskflow.settings import Settings, load_settings
 from riskflow.shutdown import stop_on_signals
 from workers import keypool_metrics
@@ -51,7 +52,8 @@ def build_worker(client: Client, settings: Settings, deps: WorkerDeps, task_queu
         return KeyRing.from_environment(load_settings(settings.config_dir).keys)
 
     llm = LLMActivities(pool, deps.ring, deps.llm, deps.redis, settings.keys.scheduler, reload_ring)
-    aggregate = AggregateActivities(deps.redis, deps.producer, settings.aggregate)
+    cameras = CameraLabels([c.id for c in settings.cameras], settings.metrics.max_camera_labels)
+    aggregate = AggregateActivities(deps.redis, deps.producer, settings.aggregate, cameras)
     return Worker(
         client,
         task_queue=task_queue,

@@ -36,9 +36,12 @@ def scene_event(
 def scripted_events(
     camera_ids: list[str], frames: int, start: datetime | None = None, fps: float = 2.0
 ) -> Iterator[DetectionEvent]:
-    """`frames` frames per camera: one or two people; in the last third somebody falls."""
-    start = start or datetime.now(UTC)
+    """`frames` frames per camera: one or two people; in the last third somebody falls.
+
+    Without `start` the scene ends now (it is sent faster than it plays: stamps ahead of the
+    bridge's clock would be dead-lettered as clock skew)."""
     step = timedelta(seconds=1 / fps)
+    start = start or datetime.now(UTC) - step * frames
     for frame in range(frames):
         for n, camera in enumerate(camera_ids):
             falls = 1 if frame >= frames * 2 // 3 else 0
