@@ -28,9 +28,10 @@ from riskflow.keyconfig import KeysConfig
 from riskflow.models import RiskLevel
 from riskflow.names import BRIDGE_GROUP, TASK_QUEUE
 from riskflow.significance_config import CameraRules, SignificanceConfig
+from riskflow.sites import SiteConfig, check_sites, site_of
 from riskflow.telemetry import TracingSettings
 
-CONFIG_FILES = ("riskflow.yaml", "api_keys.yaml", "cameras.yaml")
+CONFIG_FILES = ("riskflow.yaml", "api_keys.yaml", "cameras.yaml", "sites.yaml")
 ENV_PREFIX = "RISKFLOW_"
 
 
@@ -171,6 +172,7 @@ class Settings(BaseSettings):
     # cameras before significance: the significance validator reads the validated cameras.
     cameras: list[CameraConfig] = Field(default_factory=list)
     significance: SignificanceConfig = SignificanceConfig()
+    sites: list[SiteConfig] = Field(default_factory=list)
     keys: KeysConfig = Field(
         default_factory=KeysConfig, validation_alias=AliasChoices("keys", "key_pool")
     )
@@ -184,6 +186,15 @@ class Settings(BaseSettings):
         if len(ids) != len(set(ids)):
             raise ValueError(f"camera ids must be unique: {ids}")
         return cameras
+
+    @field_validator("sites")
+    @classmethod
+    def _sites(cls, sites: list[SiteConfig]) -> list[SiteConfig]:
+        return check_sites(sites)
+
+    def site(self, camera_id: str) -> SiteConfig:
+        """The site of a camera (`riskflow.sites.site_of`)."""
+        return site_of(self.sites, camera_id)
 
     @field_validator("significance")
     @classmethod

@@ -122,3 +122,31 @@ def test_temporal_security_options(tmp_path: Path) -> None:
     mtls = TemporalSettings(client_cert_path=tmp_path / "c.pem", client_key_path=tmp_path / "k.pem")
     tls = security(mtls, {})["tls"]
     assert tls.client_cert == b"cert" and tls.client_private_key == b"key"
+
+
+def test_sites_place_cameras_and_reject_conflicts(tmp_path: Path) -> None:
+    (tmp_path / "sites.yaml").write_text(
+        "sites:\n"
+        "  - {id: plant-a, language: zh-CN, timezone: Asia/Shanghai, cameras: ['1', '2']}\n"
+        "  - {id: default, language: en}\n"
+    )
+    settings = load_settings(tmp_path)
+    assert settings.site("2").id == "plant-a" and settings.site("2").language == "zh-CN"
+    assert settings.site("9").id == "default"
+    assert settings.site("1").zone.key == "Asia/Shanghai"
+    (tmp_path / "sites.yaml").write_text(
+        "sites:\n  - {id: a, cameras: ['1']}\n  - {id: b, cameras: ['1']}\n"
+    )
+    with pytest.raises(ConfigError, match="camera '1' is in sites 'a' and 'b'"):
+        load_settings(tmp_path)
+    (tmp_path / "sites.yaml").write_text("sites:\n  - {id: a, timezone: Mars/Olympus}\n")
+    with pytest.raises(ConfigError, match=r"sites\.yaml: sites\.0\.timezone: .*unknown IANA"):
+        load_settings(tmp_path)
+    (tmp_path / "sites.yaml").write_text("sites:\n  - {id: a, colour: red}\n")
+    with pytest.raises(ConfigError, match="colour"):
+        load_settings(tmp_path)
+
+
+def test_no_sites_means_one_default_site() -> None:
+    settings = load_settings(CONFIG)
+    assert settings.site("1").id == "default" and settings.site("1").timezone == "UTC"
