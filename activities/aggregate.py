@@ -1,12 +1,23 @@
-"""Aggregate an assessment: Redis (`camera:{id}:latest`, `alerts:{id}`) and the results topic."""
+"""Aggregate an assessment: Redis (`camera:{id}:latest`, `alerts:{id}`) and the results topic.
+
+Each Redis write touches one key (and that key's guard, in its slot), so the same code runs on
+one Redis and on Redis Cluster, where the seed guide's names (`camera:1:latest`, `alerts:1`)
+fall into different slots and no single script may touch them together. Each write is
+idempotent on its own, so a retry after a partial write finishes the rest without duplicating:
+the assessment's marker is SET NX; `latest` is a compare-and-set on capture time; alerts and
+history are pushed once per assessment id, guarded by `{<list name>}:seen` (see aggregate.lua).
+The alternative, a shared hash tag per camera (`camera:{1}:latest`), would have renamed the
+keys every reader and the seed guide use.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Awaitable
 from importlib import resources
 from typing import Protocol
 
-from redis.asyncio import Redis
 from temporalio import activity
 
 from riskflow.metrics import ASSESSMENTS, END_TO_END
@@ -17,7 +28,9 @@ from riskflow.names import (
     camera_alerts_key,
     camera_history_key,
     camera_latest_key,
+    seen_key,
 )
+from riskflow.redis_client import RedisClient
 from riskflow.settings import AggregateSettings
 from riskflow.telemetry import tracer
 
@@ -39,7 +52,7 @@ def history_line(assessment: Assessment) -> str:
 
 class AggregateActivities:
     def __init__(
-        self, redis: Redis, producer: ResultPublisher, settings: AggregateSettings
+        self, redis: RedisClient, producer: ResultPublisher, settings: AggregateSettings
     ) -> None:
         self._redis = redis
         self._producer = producer
@@ -71,24 +84,55 @@ class AggregateActivities:
             activity.logger.info("assessment %s was already aggregated", assessment.assessment_id)
         return AggregateResult(latest_updated=bool(updated), alerted=bool(alerted), published=True)
 
-    async def _write(self, assessment: Assessment, payload: str, assessed: bool) -> list[int]:
+    async def _write(
+        self, assessment: Assessment, payload: str, assessed: bool
+    ) -> tuple[bool, bool, bool]:
+        """(first time this assessment was aggregated, latest written, alert pushed)."""
+        cfg = self._settings
         camera = assessment.camera_id
-        reply: list[int] = await self._script(
-            keys=[
+        steps: list[Awaitable[object]] = [
+            self._redis.set(
                 assessment_key(assessment.assessment_id),
-                camera_latest_key(camera),
-                camera_alerts_key(camera),
-                camera_history_key(camera),
-            ],
-            args=[
                 payload,
-                assessment.captured_ms,
-                int(assessed),
-                int(assessed and self._alerts(assessment)),
-                self._settings.alerts_max_len,
-                history_line(assessment),
-                self._settings.history_max_len,
-                self._settings.assessment_ttl_seconds,
+                nx=True,
+                ex=cfg.assessment_ttl_seconds,
+            )
+        ]
+        if assessed:
+            steps.append(
+                self._script(
+                    keys=[camera_latest_key(camera)],
+                    args=["latest", payload, assessment.captured_ms, cfg.camera_keys_ttl_seconds],
+                )
+            )
+            history = camera_history_key(camera)
+            steps.append(
+                self._push_once(history, cfg.history_max_len, assessment, history_line(assessment))
+            )
+        if assessed and self._alerts(assessment):
+            alerts = camera_alerts_key(camera)
+            steps.append(self._push_once(alerts, cfg.alerts_max_len, assessment, payload))
+        replies = await asyncio.gather(*steps)
+        first = bool(replies[0])
+        updated = assessed and replies[1] == 1
+        alerted = len(replies) > 3 and replies[3] == 1
+        return first, updated, alerted
+
+    async def _push_once(
+        self, list_key: str, max_len: int, assessment: Assessment, entry: str
+    ) -> int:
+        """Push `entry` to the head of `list_key` unless this assessment already did: 1 when
+        pushed, else 0."""
+        cfg = self._settings
+        reply: int = await self._script(
+            keys=[list_key, seen_key(list_key)],
+            args=[
+                "push_once",
+                assessment.assessment_id,
+                entry,
+                max_len,
+                cfg.assessment_ttl_seconds,
+                cfg.camera_keys_ttl_seconds,
             ],
         )
         return reply

@@ -97,7 +97,11 @@ class AggregateSettings(BaseModel):
     alert_min_level: RiskLevel = RiskLevel.HIGH
     alerts_max_len: int = Field(default=100, gt=0)
     history_max_len: int = Field(default=20, gt=0)
+    # How long an assessment's marker lives, and how long a retried aggregation is still
+    # recognised (it never pushes a second alert or history entry within this window).
     assessment_ttl_seconds: int = Field(default=7 * 24 * 3600, gt=0)
+    # Per-camera keys (latest, alerts, history) expire this long after their last write.
+    camera_keys_ttl_seconds: int = Field(default=30 * 24 * 3600, gt=0)
 
 
 class MetricsSettings(BaseModel):

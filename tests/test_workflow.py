@@ -27,6 +27,7 @@ from riskflow.models import (
     RiskLevel,
 )
 from riskflow.names import RESULTS_TOPIC, assessment_key, camera_alerts_key, camera_latest_key
+from riskflow.redis_client import RedisClient
 from riskflow.settings import Settings
 from tests.conftest import DashScopeAdmin, read_topic, running_worker
 from workers.worker import build_worker, worker_deps
@@ -210,14 +211,15 @@ async def test_no_enabled_key_waits_durably_then_fails(
 
 
 async def test_aggregation_is_idempotent_and_ordered(
-    settings: Settings, stack: Endpoints, redis: Redis, unique: str
+    settings: Settings, stack: Endpoints, store: RedisClient, unique: str
 ) -> None:
+    """On one Redis and on Redis Cluster (where the camera's keys are in different slots)."""
     from aiokafka import AIOKafkaProducer
 
     producer = AIOKafkaProducer(bootstrap_servers=stack.kafka)
     await producer.start()
     try:
-        activities = AggregateActivities(redis, producer, settings.aggregate)
+        activities = AggregateActivities(store, producer, settings.aggregate)
         env = ActivityEnvironment()
         now = datetime.now(UTC)
         newer = Assessment(
@@ -248,10 +250,10 @@ async def test_aggregation_is_idempotent_and_ordered(
         await producer.stop()
     assert first.alerted and not again.alerted and late.alerted
     assert not late.latest_updated
-    latest = json.loads(await redis.get(camera_latest_key(unique)))
+    latest = json.loads(await store.get(camera_latest_key(unique)))
     assert latest["assessment_id"] == newer.assessment_id
     alerts = [
-        json.loads(a)["assessment_id"] for a in await redis.lrange(camera_alerts_key(unique), 0, -1)
+        json.loads(a)["assessment_id"] for a in await store.lrange(camera_alerts_key(unique), 0, -1)
     ]
     assert alerts == [older.assessment_id, newer.assessment_id]
     published = await read_topic(stack.kafka, RESULTS_TOPIC, lambda d: d["camera_id"] == unique, 3)
