@@ -3,6 +3,7 @@ tansu and the local DashScope server answering with scripted faults."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 import uuid
@@ -67,21 +68,24 @@ async def test_event_becomes_assessment_in_redis(
     time_env: WorkflowEnvironment,
     settings: Settings,
     stack: Endpoints,
-    redis: Redis,
+    store_url: str,
+    store: RedisClient,
     dashscope_admin: DashScopeAdmin,
     task_queue: str,
     unique: str,
 ) -> None:
+    """On one Redis, and with the worker's every Redis use on a Redis Cluster."""
     inp = make_input(f"cam-{unique}")
-    async with running_worker(time_env.client, settings, stack, task_queue):
+    endpoints = dataclasses.replace(stack, redis=store_url)
+    async with running_worker(time_env.client, settings, endpoints, task_queue):
         result, status = await run(time_env.client, inp, task_queue)
     assert result.status == "assessed" and result.risk_level == RiskLevel.HIGH
     assert result.key_id in ("key_1", "key_2") and status.key_id == result.key_id
     assert status.stage == "assessed" and status.llm_attempts == 1
     assert [t.stage for t in status.timings] == ["building_task", "calling_llm", "aggregating"]
-    latest = json.loads(await redis.get(camera_latest_key(inp.event.camera_id)))
+    latest = json.loads(await store.get(camera_latest_key(inp.event.camera_id)))
     assert latest["assessment_id"] == inp.assessment_id and latest["risk_level"] == "high"
-    alerts = await redis.lrange(camera_alerts_key(inp.event.camera_id), 0, -1)
+    alerts = await store.lrange(camera_alerts_key(inp.event.camera_id), 0, -1)
     assert [json.loads(a)["assessment_id"] for a in alerts] == [inp.assessment_id]
 
 
