@@ -1,5 +1,10 @@
 """The cluster-wide API key pool: one Redis, atomic Lua, no per-process state.
 
+On Redis Cluster the pool's keys share the hash tag `{pool}` and so one slot; every script
+call declares each key it may touch (`Layout.names`), as Cluster requires. The layout (key ids
+and their quota groups) is read from Redis and kept; when another process changed the pool,
+the script refuses with `STALE_KEYS` before writing and the call reads the layout again.
+
 Selection: among keys that can take a call now, the one with the most spare capacity (the
 smallest fraction used of its QPS, RPM, concurrency and quota-group limits), ties to the least
 recently used. Spare capacity rather than plain round-robin spreads load in proportion to

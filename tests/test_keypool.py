@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from redis.asyncio import Redis
 from redis.crc import key_slot
 from redis.exceptions import ResponseError
 
@@ -21,7 +20,7 @@ from activities.keypool import KeyPool, Layout
 from riskflow.devstack.localstack.process import free_port
 from riskflow.errors import KeyPoolUnavailable
 from riskflow.keyconfig import KeysConfig
-from riskflow.redis_client import RedisClient
+from riskflow.redis_client import RedisClient, redis_client
 from tests.keypool_load import _run, max_in_window, run_lessees
 
 
@@ -224,7 +223,7 @@ async def test_sync_adds_relimits_and_removes_keys_at_run_time(store: RedisClien
 
 
 async def test_redis_down_refuses_leases() -> None:
-    dead = Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=1)
+    dead = redis_client(f"redis://127.0.0.1:{free_port()}/0", timeout_seconds=1)
     pool = KeyPool(dead, keys_config({"key_id": "k", "qps_limit": 1, "rpm_limit": 1}).scheduler)
     with pytest.raises(KeyPoolUnavailable, match="unreachable"):
         await pool.acquire()
