@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass
+from functools import cached_property
 from importlib import resources
 from typing import Any, Literal
 
@@ -43,20 +44,27 @@ class Layout:
     `names` lists every Redis key an operation may touch (Redis Cluster requires each one in
     KEYS), `argv` tells the script which is which. See keypool.lua for the order."""
 
+    prefix: str
     keys: tuple[tuple[str, str], ...]  # (key id, quota group or "")
 
-    @property
+    @cached_property
     def groups(self) -> list[str]:
         return sorted({group for _, group in self.keys if group})
 
-    def names(self, prefix: str, lease_id: str) -> list[str]:
-        names = [f"{prefix}:keys", f"{prefix}:lease:{lease_id}"]
+    @cached_property
+    def _per_key(self) -> list[str]:
+        p = self.prefix
+        names: list[str] = []
         for key_id, _ in self.keys:
-            names += [f"{prefix}:{kind}:{key_id}" for kind in ("cfg", "st", "w", "inf", "stats")]
+            names += [f"{p}:{kind}:{key_id}" for kind in ("cfg", "st", "w", "inf", "stats")]
         for group in self.groups:
-            names += [f"{prefix}:gcfg:{group}", f"{prefix}:gw:{group}"]
+            names += [f"{p}:gcfg:{group}", f"{p}:gw:{group}"]
         return names
 
+    def names(self, lease_id: str) -> list[str]:
+        return [f"{self.prefix}:keys", f"{self.prefix}:lease:{lease_id}", *self._per_key]
+
+    @cached_property
     def argv(self) -> str:
         return json.dumps({"keys": [list(k) for k in self.keys], "groups": self.groups})
 
@@ -110,7 +118,8 @@ class KeyPool:
             for key_id in ids:
                 pipe.hget(self._k("cfg", key_id), "group")
             groups = await pipe.execute()
-        return Layout(tuple((k, _s(g or "")) for k, g in zip(ids, groups, strict=True)))
+        pairs = tuple((k, _s(g or "")) for k, g in zip(ids, groups, strict=True))
+        return Layout(self._prefix, pairs)
 
     async def _run(self, op: str, lease_id: str, *args: Any) -> Any:
         """One script operation with every key declared; when the pool's keys changed since
@@ -121,8 +130,7 @@ class KeyPool:
                 self._layout = layout
                 try:
                     return await self._script(
-                        keys=layout.names(self._prefix, lease_id),
-                        args=[layout.argv(), op, lease_id, *args],
+                        keys=layout.names(lease_id), args=[layout.argv, op, lease_id, *args]
                     )
                 except ResponseError as exc:
                     if not str(exc).startswith(_STALE):

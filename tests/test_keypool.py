@@ -253,21 +253,21 @@ async def test_a_pool_changed_by_another_process_is_picked_up(store: RedisClient
 async def test_script_refuses_an_outdated_key_list_and_writes_nothing(store: RedisClient) -> None:
     pool = await pool_for(store, keys_config({"key_id": "k", "qps_limit": 5, "rpm_limit": 10}))
     prefix = pool._prefix
-    outdated = Layout((("k", ""), ("gone", "")))
+    outdated = Layout(prefix, (("k", ""), ("gone", "")))
     script = store.register_script(
         (Path(__file__).parent.parent / "activities" / "keypool.lua").read_text()
     )
     with pytest.raises(ResponseError, match=r"^STALE_KEYS"):
         await script(
-            keys=outdated.names(prefix, "lease-1"),
-            args=[outdated.argv(), "acquire", "lease-1", 1000, 0],
+            keys=outdated.names("lease-1"),
+            args=[outdated.argv, "acquire", "lease-1", 1000, 0],
         )
     assert not await store.exists(f"{prefix}:lease:lease-1", f"{prefix}:w:k", f"{prefix}:inf:k")
 
 
 def test_layout_declares_every_key_under_the_pool_hash_tag() -> None:
-    layout = Layout((("b", "acct"), ("a", ""), ("c", "acct")))
-    names = layout.names("rf:kp:{pool}", "L")
+    layout = Layout("rf:kp:{pool}", (("b", "acct"), ("a", ""), ("c", "acct")))
+    names = layout.names("L")
     assert names[:2] == ["rf:kp:{pool}:keys", "rf:kp:{pool}:lease:L"]
     assert names[2:7] == [f"rf:kp:{{pool}}:{kind}:b" for kind in ("cfg", "st", "w", "inf", "stats")]
     assert names[-2:] == ["rf:kp:{pool}:gcfg:acct", "rf:kp:{pool}:gw:acct"]
