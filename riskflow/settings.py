@@ -27,6 +27,7 @@ from riskflow.errors import ConfigError
 from riskflow.keyconfig import KeysConfig
 from riskflow.models import RiskLevel
 from riskflow.names import BRIDGE_GROUP, TASK_QUEUE
+from riskflow.redis_client import is_cluster_url, parse_cluster_url
 from riskflow.significance_config import CameraRules, SignificanceConfig
 from riskflow.telemetry import TracingSettings
 
@@ -187,6 +188,17 @@ class Settings(BaseSettings):
     @classmethod
     def _blank_is_unset(cls, value: str | None) -> str | None:
         return value or None
+
+    @field_validator("redis_url")
+    @classmethod
+    def _readable_cluster_url(cls, value: str | None) -> str | None:
+        """A `redis+cluster://` URL is checked here, at start, not at the first connection."""
+        if value and is_cluster_url(value):
+            try:
+                parse_cluster_url(value)
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
+        return value
 
     @classmethod
     def settings_customise_sources(

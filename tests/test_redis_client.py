@@ -3,6 +3,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import subprocess
+import sys
+
 import pytest
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
@@ -14,6 +18,8 @@ from riskflow.redis_client import (
     redis_client,
     require_supported,
 )
+from riskflow.settings import Settings, load_settings
+from tests.conftest import CONFIG, cli_env
 
 
 def test_cluster_url_lists_its_nodes_credentials_and_tls() -> None:
@@ -75,3 +81,26 @@ async def test_the_real_servers_pass_the_start_check(store_url: str) -> None:
         assert (await check_server_version(client)).startswith("Valkey ")
     finally:
         await client.aclose()
+
+
+def test_a_bad_cluster_url_stops_settings_with_the_field_named() -> None:
+    with pytest.raises(ConfigError, match=r"redis_url.*'h:x' is not host:port"):
+        load_settings(CONFIG, redis_url="redis+cluster://h:x")
+
+
+async def test_keys_cli_runs_on_the_cluster(settings: Settings, cluster_url: str) -> None:
+    env = {**cli_env(settings), "RISKFLOW_REDIS_URL": cluster_url, "COLUMNS": "160"}
+
+    async def cli(*args: str) -> str:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "riskflow.cli", "keys", *args,
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        out, _ = await asyncio.wait_for(proc.communicate(), 60)
+        assert proc.returncode == 0, out.decode()
+        return out.decode()
+
+    await cli("sync")
+    await cli("disable", "key_1")
+    status = await cli("status")
+    assert "key_1" in status and "disabled by operator" in status and "key_2" in status
