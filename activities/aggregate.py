@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable
 from importlib import resources
 from typing import Protocol
 
@@ -87,36 +86,41 @@ class AggregateActivities:
     async def _write(
         self, assessment: Assessment, payload: str, assessed: bool
     ) -> tuple[bool, bool, bool]:
-        """(first time this assessment was aggregated, latest written, alert pushed)."""
+        """(first time this assessment was aggregated, latest written, alert pushed). The
+        steps touch different keys (on a Cluster, different slots) and run concurrently."""
         cfg = self._settings
         camera = assessment.camera_id
-        steps: list[Awaitable[object]] = [
+        alert = assessed and self._alerts(assessment)
+        history, alerts = camera_history_key(camera), camera_alerts_key(camera)
+        first, updated, _, alerted = await asyncio.gather(
             self._redis.set(
                 assessment_key(assessment.assessment_id),
                 payload,
                 nx=True,
                 ex=cfg.assessment_ttl_seconds,
-            )
-        ]
-        if assessed:
-            steps.append(
-                self._script(
-                    keys=[camera_latest_key(camera)],
-                    args=["latest", payload, assessment.captured_ms, cfg.camera_keys_ttl_seconds],
-                )
-            )
-            history = camera_history_key(camera)
-            steps.append(
-                self._push_once(history, cfg.history_max_len, assessment, history_line(assessment))
-            )
-        if assessed and self._alerts(assessment):
-            alerts = camera_alerts_key(camera)
-            steps.append(self._push_once(alerts, cfg.alerts_max_len, assessment, payload))
-        replies = await asyncio.gather(*steps)
-        first = bool(replies[0])
-        updated = assessed and replies[1] == 1
-        alerted = len(replies) > 3 and replies[3] == 1
-        return first, updated, alerted
+            ),
+            self._latest(assessment, payload) if assessed else _skipped(),
+            self._push_once(history, cfg.history_max_len, assessment, history_line(assessment))
+            if assessed
+            else _skipped(),
+            self._push_once(alerts, cfg.alerts_max_len, assessment, payload)
+            if alert
+            else _skipped(),
+        )
+        return bool(first), updated == 1, alerted == 1
+
+    async def _latest(self, assessment: Assessment, payload: str) -> int:
+        """Write `camera:<id>:latest` unless it holds a newer capture: 1 when written."""
+        reply: int = await self._script(
+            keys=[camera_latest_key(assessment.camera_id)],
+            args=[
+                "latest",
+                payload,
+                assessment.captured_ms,
+                self._settings.camera_keys_ttl_seconds,
+            ],
+        )
+        return reply
 
     async def _push_once(
         self, list_key: str, max_len: int, assessment: Assessment, entry: str
@@ -136,3 +140,7 @@ class AggregateActivities:
             ],
         )
         return reply
+
+
+async def _skipped() -> int:
+    return 0

@@ -16,6 +16,8 @@
 -- caller from P:keys and each key's group; ARGV[2] the operation; ARGV[3..] its arguments.
 -- When the pool's keys or groups changed since the caller read the layout, the script writes
 -- nothing and answers the error 'STALE_KEYS ...': the caller reads the layout again and retries.
+-- `load_layout` maps them: K.ids (every key id), K.group[id], and K.cfg/st/w/inf/stats[id],
+-- K.gcfg/gw[group] (key names); a change to every key of a group iterates K.ids.
 --
 -- A lease reserves a slot in the rate windows when it is granted (member = lease id, scored at
 -- the grant); `stamp` moves that slot to the moment the request is really sent, and only if

@@ -16,6 +16,7 @@ No temporalio import here: the pool is plain async code, wrapped by `activities.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from dataclasses import dataclass
 from functools import cached_property
@@ -104,6 +105,8 @@ class KeyPool:
     def __init__(
         self, redis: RedisClient, scheduler: SchedulerConfig, prefix: str = KEYPOOL_PREFIX
     ):
+        if not re.search(r"\{[^{}]+\}", prefix):
+            raise ValueError(f"key pool prefix {prefix!r} needs a hash tag such as {{pool}}")
         self._redis = redis
         self._cfg = scheduler
         self._prefix = prefix

@@ -272,3 +272,11 @@ def test_layout_declares_every_key_under_the_pool_hash_tag() -> None:
     assert names[2:7] == [f"rf:kp:{{pool}}:{kind}:b" for kind in ("cfg", "st", "w", "inf", "stats")]
     assert names[-2:] == ["rf:kp:{pool}:gcfg:acct", "rf:kp:{pool}:gw:acct"]
     assert len(names) == 2 + 3 * 5 + 2 and len({key_slot(n.encode()) for n in names}) == 1
+
+
+def test_a_prefix_without_a_hash_tag_is_refused() -> None:
+    client = redis_client("redis://127.0.0.1:1/0")  # never connected
+    scheduler = keys_config({"key_id": "k", "qps_limit": 1, "rpm_limit": 1}).scheduler
+    with pytest.raises(ValueError, match="needs a hash tag"):
+        KeyPool(client, scheduler, prefix="rf:kp:pool")
+    assert KeyPool(client, scheduler, prefix="tenant-a:{kp}")
