@@ -12,10 +12,9 @@ keys every reader and the seed guide use.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from importlib import resources
-from typing import Protocol
+from typing import Any, Protocol
 
 from temporalio import activity
 
@@ -56,7 +55,6 @@ class AggregateActivities:
         self._redis = redis
         self._producer = producer
         self._settings = settings
-        self._script = redis.register_script(_SCRIPT)
 
     def _alerts(self, assessment: Assessment) -> bool:
         level = assessment.risk_level
@@ -86,61 +84,54 @@ class AggregateActivities:
     async def _write(
         self, assessment: Assessment, payload: str, assessed: bool
     ) -> tuple[bool, bool, bool]:
-        """(first time this assessment was aggregated, latest written, alert pushed). The
-        steps touch different keys (on a Cluster, different slots) and run concurrently."""
+        """(first time this assessment was aggregated, latest written, alert pushed).
+
+        One pipeline, not a transaction: on one Redis it is one round trip on one connection;
+        on a Cluster the client sends each node its share. The scripts go as EVAL (the server
+        caches them by digest), which a cluster pipeline can route by their one declared slot
+        and which never meets NOSCRIPT after a failover."""
         cfg = self._settings
         camera = assessment.camera_id
         alert = assessed and self._alerts(assessment)
-        history, alerts = camera_history_key(camera), camera_alerts_key(camera)
-        first, updated, _, alerted = await asyncio.gather(
-            self._redis.set(
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.set(
                 assessment_key(assessment.assessment_id),
                 payload,
                 nx=True,
                 ex=cfg.assessment_ttl_seconds,
-            ),
-            self._latest(assessment, payload) if assessed else _skipped(),
-            self._push_once(history, cfg.history_max_len, assessment, history_line(assessment))
-            if assessed
-            else _skipped(),
-            self._push_once(alerts, cfg.alerts_max_len, assessment, payload)
-            if alert
-            else _skipped(),
-        )
-        return bool(first), updated == 1, alerted == 1
+            )
+            if assessed:
+                latest = camera_latest_key(camera)
+                ttl = cfg.camera_keys_ttl_seconds
+                pipe.eval(_SCRIPT, 1, latest, "latest", payload, assessment.captured_ms, ttl)
+                line = history_line(assessment)
+                self._push_once(
+                    pipe, camera_history_key(camera), cfg.history_max_len, assessment, line
+                )
+            if alert:
+                self._push_once(
+                    pipe, camera_alerts_key(camera), cfg.alerts_max_len, assessment, payload
+                )
+            replies = await pipe.execute()
+        updated = assessed and replies[1] == 1
+        alerted = alert and replies[3] == 1
+        return bool(replies[0]), updated, alerted
 
-    async def _latest(self, assessment: Assessment, payload: str) -> int:
-        """Write `camera:<id>:latest` unless it holds a newer capture: 1 when written."""
-        reply: int = await self._script(
-            keys=[camera_latest_key(assessment.camera_id)],
-            args=[
-                "latest",
-                payload,
-                assessment.captured_ms,
-                self._settings.camera_keys_ttl_seconds,
-            ],
-        )
-        return reply
-
-    async def _push_once(
-        self, list_key: str, max_len: int, assessment: Assessment, entry: str
-    ) -> int:
-        """Push `entry` to the head of `list_key` unless this assessment already did: 1 when
-        pushed, else 0."""
+    def _push_once(
+        self, pipe: Any, list_key: str, max_len: int, assessment: Assessment, entry: str
+    ) -> None:
+        """Queue on `pipe`: push `entry` to the head of `list_key` unless this assessment
+        already did (the reply is 1 when pushed, else 0)."""
         cfg = self._settings
-        reply: int = await self._script(
-            keys=[list_key, seen_key(list_key)],
-            args=[
-                "push_once",
-                assessment.assessment_id,
-                entry,
-                max_len,
-                cfg.assessment_ttl_seconds,
-                cfg.camera_keys_ttl_seconds,
-            ],
+        pipe.eval(
+            _SCRIPT,
+            2,
+            list_key,
+            seen_key(list_key),
+            "push_once",
+            assessment.assessment_id,
+            entry,
+            max_len,
+            cfg.assessment_ttl_seconds,
+            cfg.camera_keys_ttl_seconds,
         )
-        return reply
-
-
-async def _skipped() -> int:
-    return 0
