@@ -10,6 +10,7 @@ import sys
 import pytest
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import RedisClusterException, ResponseError
 
 from riskflow.errors import ConfigError, StoreVersionError
 from riskflow.redis_client import (
@@ -104,3 +105,24 @@ async def test_keys_cli_runs_on_the_cluster(settings: Settings, cluster_url: str
     await cli("disable", "key_1")
     status = await cli("status")
     assert "key_1" in status and "disabled by operator" in status and "key_2" in status
+
+
+async def test_the_cluster_fixture_is_a_real_three_master_cluster(cluster_url: str) -> None:
+    """What the Cluster tests rely on: three masters, and slots enforced (before riskflow
+    declared its keys, its scripts failed here in exactly these two ways)."""
+    client = redis_client(cluster_url)
+    try:
+        await client.initialize()
+        assert len(client.get_primaries()) == 3
+        assert len({client.keyslot(k) for k in ("camera:1:latest", "alerts:1")}) == 2
+        with pytest.raises(RedisClusterException, match="same key slot"):
+            await client.eval("return 1", 2, "camera:1:latest", "alerts:1")
+        # A script run where the first declared key lives, touching a key of another node.
+        home = client.get_node_from_key("alerts:1")
+        elsewhere = next(
+            k for k in (f"k{i}" for i in range(100)) if client.get_node_from_key(k) != home
+        )
+        with pytest.raises(ResponseError, match="non local key"):
+            await client.eval("return redis.call('GET', ARGV[1])", 1, "alerts:1", elsewhere)
+    finally:
+        await client.aclose()
