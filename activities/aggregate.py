@@ -1,12 +1,21 @@
-"""Aggregate an assessment: Redis (`camera:{id}:latest`, `alerts:{id}`) and the results topic."""
+"""Aggregate an assessment: Redis (`camera:{id}:latest`, `alerts:{id}`) and the results topic.
+
+Each Redis write touches one key (and that key's guard, in its slot), so the same code runs on
+one Redis and on Redis Cluster, where the seed guide's names (`camera:1:latest`, `alerts:1`)
+fall into different slots and no single script may touch them together. Each write is
+idempotent on its own, so a retry after a partial write finishes the rest without duplicating:
+the assessment's marker is SET NX; `latest` is a compare-and-set on capture time; alerts and
+history are pushed once per assessment id, guarded by `{<list name>}:seen` (see aggregate.lua).
+The alternative, a shared hash tag per camera (`camera:{1}:latest`), would have renamed the
+keys every reader and the seed guide use.
+"""
 
 from __future__ import annotations
 
 import time
 from importlib import resources
-from typing import Protocol
+from typing import Any, Protocol
 
-from redis.asyncio import Redis
 from temporalio import activity
 
 from riskflow.metrics import ASSESSMENTS, END_TO_END, CameraLabels
@@ -17,7 +26,9 @@ from riskflow.names import (
     camera_alerts_key,
     camera_history_key,
     camera_latest_key,
+    seen_key,
 )
+from riskflow.redis_client import RedisClient
 from riskflow.settings import AggregateSettings
 from riskflow.telemetry import tracer
 
@@ -40,7 +51,7 @@ def history_line(assessment: Assessment) -> str:
 class AggregateActivities:
     def __init__(
         self,
-        redis: Redis,
+        redis: RedisClient,
         producer: ResultPublisher,
         settings: AggregateSettings,
         camera_label: CameraLabels | None = None,
@@ -49,7 +60,6 @@ class AggregateActivities:
         self._camera_label = camera_label or CameraLabels()
         self._producer = producer
         self._settings = settings
-        self._script = redis.register_script(_SCRIPT)
 
     def _alerts(self, assessment: Assessment) -> bool:
         level = assessment.risk_level
@@ -77,24 +87,57 @@ class AggregateActivities:
             activity.logger.info("assessment %s was already aggregated", assessment.assessment_id)
         return AggregateResult(latest_updated=bool(updated), alerted=bool(alerted), published=True)
 
-    async def _write(self, assessment: Assessment, payload: str, assessed: bool) -> list[int]:
+    async def _write(
+        self, assessment: Assessment, payload: str, assessed: bool
+    ) -> tuple[bool, bool, bool]:
+        """(first time this assessment was aggregated, latest written, alert pushed).
+
+        One pipeline, not a transaction: on one Redis it is one round trip on one connection;
+        on a Cluster the client sends each node its share. The scripts go as EVAL (the server
+        caches them by digest), which a cluster pipeline can route by their one declared slot
+        and which never meets NOSCRIPT after a failover."""
+        cfg = self._settings
         camera = assessment.camera_id
-        reply: list[int] = await self._script(
-            keys=[
+        alert = assessed and self._alerts(assessment)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.set(
                 assessment_key(assessment.assessment_id),
-                camera_latest_key(camera),
-                camera_alerts_key(camera),
-                camera_history_key(camera),
-            ],
-            args=[
                 payload,
-                assessment.captured_ms,
-                int(assessed),
-                int(assessed and self._alerts(assessment)),
-                self._settings.alerts_max_len,
-                history_line(assessment),
-                self._settings.history_max_len,
-                self._settings.assessment_ttl_seconds,
-            ],
+                nx=True,
+                ex=cfg.assessment_ttl_seconds,
+            )
+            if assessed:
+                latest = camera_latest_key(camera)
+                ttl = cfg.camera_keys_ttl_seconds
+                pipe.eval(_SCRIPT, 1, latest, "latest", payload, assessment.captured_ms, ttl)
+                line = history_line(assessment)
+                self._push_once(
+                    pipe, camera_history_key(camera), cfg.history_max_len, assessment, line
+                )
+            if alert:
+                self._push_once(
+                    pipe, camera_alerts_key(camera), cfg.alerts_max_len, assessment, payload
+                )
+            replies = await pipe.execute()
+        updated = assessed and replies[1] == 1
+        alerted = alert and replies[3] == 1
+        return bool(replies[0]), updated, alerted
+
+    def _push_once(
+        self, pipe: Any, list_key: str, max_len: int, assessment: Assessment, entry: str
+    ) -> None:
+        """Queue on `pipe`: push `entry` to the head of `list_key` unless this assessment
+        already did (the reply is 1 when pushed, else 0)."""
+        cfg = self._settings
+        pipe.eval(
+            _SCRIPT,
+            2,
+            list_key,
+            seen_key(list_key),
+            "push_once",
+            assessment.assessment_id,
+            entry,
+            max_len,
+            cfg.assessment_ttl_seconds,
+            cfg.camera_keys_ttl_seconds,
         )
-        return reply

@@ -1,16 +1,59 @@
--- riskflow key pool: every operation is one atomic script against one Redis.
--- All keys share the hash tag of ARGV[1] (the prefix) so they live in one Cluster slot.
--- Time is Redis' own clock (TIME), the one clock every worker shares.
+-- riskflow key pool: every operation is one atomic script against one Redis (or one Cluster
+-- slot). Time is Redis' own clock (TIME), the one clock every worker shares.
 --
--- Layout under prefix P:
+-- Layout under prefix P (P carries the hash tag {pool}, so on a Cluster every key below
+-- lives in one slot):
 --   P:keys            set of key ids            P:cfg:<id>   hash qps rpm conc enabled group
 --   P:gcfg:<group>    hash qps rpm              P:st:<id>    hash cooldown_until strikes disabled last_used
 --   P:w:<id>          zset member -> call ms    P:gw:<grp>   zset member -> call ms (quota group)
 --   P:inf:<id>        zset lease -> expiry ms   P:lease:<l>  hash key group exp calls
 --   P:stats:<id>      hash of counters
+-- Every key the script touches is declared in KEYS (Redis Cluster requires it):
+--   KEYS[1] P:keys, KEYS[2] P:lease:<the lease of ARGV[3]>, then for each key id of the layout
+--   in its order P:cfg:<id> P:st:<id> P:w:<id> P:inf:<id> P:stats:<id>, then for each quota
+--   group of the layout in its order P:gcfg:<group> P:gw:<group>.
+-- ARGV[1] is that layout, JSON {"keys": [[id, group], ...], "groups": [group, ...]}, read by the
+-- caller from P:keys and each key's group; ARGV[2] the operation; ARGV[3..] its arguments.
+-- When the pool's keys or groups changed since the caller read the layout, the script writes
+-- nothing and answers the error 'STALE_KEYS ...': the caller reads the layout again and retries.
+-- `load_layout` maps them: K.ids (every key id), K.group[id], and K.cfg/st/w/inf/stats[id],
+-- K.gcfg/gw[group] (key names); a change to every key of a group iterates K.ids.
+--
 -- A lease reserves a slot in the rate windows when it is granted (member = lease id, scored at
 -- the grant); `stamp` moves that slot to the moment the request is really sent, and only if
 -- every window still has room then, so the provider never sees more than the limits.
+
+local function load_layout()
+  local layout = cjson.decode(ARGV[1])
+  local K = {ids = {}, group = {}, cfg = {}, st = {}, w = {}, inf = {}, stats = {}, gcfg = {}, gw = {}}
+  local i = 3
+  for _, entry in ipairs(layout['keys']) do
+    local id = entry[1]
+    K.ids[#K.ids + 1] = id
+    K.group[id] = entry[2]
+    K.cfg[id], K.st[id], K.w[id], K.inf[id], K.stats[id] =
+      KEYS[i], KEYS[i + 1], KEYS[i + 2], KEYS[i + 3], KEYS[i + 4]
+    i = i + 5
+  end
+  for _, group in ipairs(layout['groups']) do
+    K.gcfg[group], K.gw[group] = KEYS[i], KEYS[i + 1]
+    i = i + 2
+  end
+  return K
+end
+
+-- True when the pool's key set or a key's quota group differs from the declared layout.
+local function stale(K)
+  local members = redis.call('SMEMBERS', KEYS[1])
+  if #members ~= #K.ids then return true end
+  for _, id in ipairs(members) do
+    if not K.cfg[id] then return true end
+    local group = redis.call('HGET', K.cfg[id], 'group')
+    if not group or group ~= K.group[id] then return true end
+    if group ~= '' and not K.gcfg[group] then return true end
+  end
+  return false
+end
 
 local function now_ms()
   local t = redis.call('TIME')
@@ -46,14 +89,15 @@ local function window_free_at(zkey, now, width, limit, self_member)
 end
 
 -- When key `id` (and its group) could take one more call; also its spare-capacity fraction.
-local function key_free_at(P, id, now, guard, self_member, check_conc)
-  local cfg = redis.call('HMGET', P .. ':cfg:' .. id, 'qps', 'rpm', 'conc', 'enabled', 'group')
+local function key_free_at(K, id, now, guard, self_member, check_conc)
+  if not K.cfg[id] then return nil, 'unknown', 0 end
+  local cfg = redis.call('HMGET', K.cfg[id], 'qps', 'rpm', 'conc', 'enabled', 'group')
   if not cfg[1] then return nil, 'unknown', 0 end
   if cfg[4] ~= '1' then return nil, 'disabled', 0 end
-  local st = redis.call('HMGET', P .. ':st:' .. id, 'cooldown_until', 'disabled')
+  local st = redis.call('HMGET', K.st[id], 'cooldown_until', 'disabled')
   if st[2] and st[2] ~= '' then return nil, 'disabled', 0 end
   local qps, rpm, conc = tonumber(cfg[1]), tonumber(cfg[2]), tonumber(cfg[3])
-  local w = P .. ':w:' .. id
+  local w = K.w[id]
   redis.call('ZREMRANGEBYSCORE', w, '-inf', now - 60000 - guard)
   local free, why = now, 'ok'
   local cd = tonumber(st[1] or '0') or 0
@@ -64,7 +108,7 @@ local function key_free_at(P, id, now, guard, self_member, check_conc)
   if f60 > free then free, why = f60, 'rpm' end
   local spare = math.min(1 - c1 / qps, 1 - c60 / rpm)
   if check_conc then
-    local inf = P .. ':inf:' .. id
+    local inf = K.inf[id]
     redis.call('ZREMRANGEBYSCORE', inf, '-inf', now)
     local used = redis.call('ZCARD', inf)
     if used >= conc then
@@ -76,10 +120,10 @@ local function key_free_at(P, id, now, guard, self_member, check_conc)
     spare = math.min(spare, 1 - used / conc)
   end
   local group = cfg[5]
-  if group and group ~= '' then
-    local g = redis.call('HMGET', P .. ':gcfg:' .. group, 'qps', 'rpm')
+  if group and group ~= '' and K.gcfg[group] then
+    local g = redis.call('HMGET', K.gcfg[group], 'qps', 'rpm')
     if g[1] then
-      local gw = P .. ':gw:' .. group
+      local gw = K.gw[group]
       redis.call('ZREMRANGEBYSCORE', gw, '-inf', now - 60000 - guard)
       local g1, gc1 = window_free_at(gw, now, 1000 + guard, tonumber(g[1]), self_member)
       local g60, gc60 = window_free_at(gw, now, 60000 + guard, tonumber(g[2]), self_member)
@@ -91,17 +135,21 @@ local function key_free_at(P, id, now, guard, self_member, check_conc)
   return free, why, spare, group
 end
 
-local P, op = ARGV[1], ARGV[2]
+local op = ARGV[2]
+local K = load_layout()
+if stale(K) then
+  return redis.error_reply('STALE_KEYS the key pool changed since its key list was read')
+end
 local now = now_ms()
 
 if op == 'acquire' then
   local lease_id, ttl, guard = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
   local best, best_spare, best_used, best_group = nil, -1, 0, ''
   local earliest, earliest_why = nil, 'no keys configured'
-  for _, id in ipairs(redis.call('SMEMBERS', P .. ':keys')) do
-    local free, why, spare, group = key_free_at(P, id, now, guard, nil, true)
+  for _, id in ipairs(K.ids) do
+    local free, why, spare, group = key_free_at(K, id, now, guard, nil, true)
     if free and free <= now then
-      local used = tonumber(redis.call('HGET', P .. ':st:' .. id, 'last_used') or '0')
+      local used = tonumber(redis.call('HGET', K.st[id], 'last_used') or '0')
       if spare > best_spare or (spare == best_spare and used < best_used) then
         best, best_spare, best_used, best_group = id, spare, used, group or ''
       end
@@ -116,20 +164,20 @@ if op == 'acquire' then
     return {0, earliest - now, earliest_why}
   end
   local exp = now + ttl
-  redis.call('ZADD', P .. ':w:' .. best, now, lease_id)
-  if best_group ~= '' then redis.call('ZADD', P .. ':gw:' .. best_group, now, lease_id) end
-  redis.call('ZADD', P .. ':inf:' .. best, exp, lease_id)
-  local lk = P .. ':lease:' .. lease_id
+  redis.call('ZADD', K.w[best], now, lease_id)
+  if best_group ~= '' then redis.call('ZADD', K.gw[best_group], now, lease_id) end
+  redis.call('ZADD', K.inf[best], exp, lease_id)
+  local lk = KEYS[2]
   redis.call('HSET', lk, 'key', best, 'group', best_group, 'exp', exp, 'calls', 0)
   redis.call('PEXPIRE', lk, ttl)
-  redis.call('HSET', P .. ':st:' .. best, 'last_used', now)
-  redis.call('HINCRBY', P .. ':stats:' .. best, 'granted', 1)
+  redis.call('HSET', K.st[best], 'last_used', now)
+  redis.call('HINCRBY', K.stats[best], 'granted', 1)
   return {1, best, best_group, exp}
 end
 
 if op == 'stamp' then
   local lease_id, guard = ARGV[3], tonumber(ARGV[4])
-  local lk = P .. ':lease:' .. lease_id
+  local lk = KEYS[2]
   local lease = redis.call('HMGET', lk, 'key', 'group', 'calls')
   if not lease[1] then return {-1, 0, 'lease expired or released'} end
   local id, group, calls = lease[1], lease[2], tonumber(lease[3])
@@ -138,13 +186,13 @@ if op == 'stamp' then
   if calls > 0 then member = lease_id .. '#' .. calls end
   local self_member = nil
   if calls == 0 then self_member = lease_id end
-  local free, why = key_free_at(P, id, now, guard, self_member, false)
+  local free, why = key_free_at(K, id, now, guard, self_member, false)
   if not free then return {-1, 0, 'key ' .. why} end
   if free > now then return {0, free - now, why} end
-  redis.call('ZADD', P .. ':w:' .. id, now, member)
-  if group ~= '' then redis.call('ZADD', P .. ':gw:' .. group, now, member) end
+  redis.call('ZADD', K.w[id], now, member)
+  if group ~= '' and K.gw[group] then redis.call('ZADD', K.gw[group], now, member) end
   redis.call('HSET', lk, 'calls', calls + 1)
-  redis.call('HINCRBY', P .. ':stats:' .. id, 'calls', 1)
+  redis.call('HINCRBY', K.stats[id], 'calls', 1)
   return {1, now, id}
 end
 
@@ -152,17 +200,18 @@ if op == 'release' then
   local lease_id, outcome = ARGV[3], ARGV[4]
   local cooldown, base, max_cd, err_cd = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
   local tokens_in, tokens_out, detail = tonumber(ARGV[9]), tonumber(ARGV[10]), ARGV[11]
-  local lk = P .. ':lease:' .. lease_id
+  local lk = KEYS[2]
   local lease = redis.call('HMGET', lk, 'key', 'group', 'calls')
   if not lease[1] then return 0 end
   local id, group, calls = lease[1], lease[2], tonumber(lease[3])
   redis.call('DEL', lk)
-  redis.call('ZREM', P .. ':inf:' .. id, lease_id)
-  local st, stats = P .. ':st:' .. id, P .. ':stats:' .. id
+  if not K.cfg[id] then return 1 end  -- the key left the pool meanwhile: nothing else to free
+  redis.call('ZREM', K.inf[id], lease_id)
+  local st, stats = K.st[id], K.stats[id]
   if calls == 0 then
     -- Never sent: hand the reserved slot back.
-    redis.call('ZREM', P .. ':w:' .. id, lease_id)
-    if group ~= '' then redis.call('ZREM', P .. ':gw:' .. group, lease_id) end
+    redis.call('ZREM', K.w[id], lease_id)
+    if group ~= '' and K.gw[group] then redis.call('ZREM', K.gw[group], lease_id) end
   end
   if outcome == 'ok' then
     redis.call('HSET', st, 'strikes', 0)

@@ -1,5 +1,10 @@
 """The cluster-wide API key pool: one Redis, atomic Lua, no per-process state.
 
+On Redis Cluster the pool's keys share the hash tag `{pool}` and so one slot; every script
+call declares each key it may touch (`Layout.names`), as Cluster requires. The layout (key ids
+and their quota groups) is read from Redis and kept; when another process changed the pool,
+the script refuses with `STALE_KEYS` before writing and the call reads the layout again.
+
 Selection: among keys that can take a call now, the one with the most spare capacity (the
 smallest fraction used of its QPS, RPM, concurrency and quota-group limits), ties to the least
 recently used. Spare capacity rather than plain round-robin spreads load in proportion to
@@ -10,22 +15,59 @@ No temporalio import here: the pool is plain async code, wrapped by `activities.
 
 from __future__ import annotations
 
+import json
+import re
 import uuid
 from dataclasses import dataclass
+from functools import cached_property
 from importlib import resources
 from typing import Any, Literal
 
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from riskflow.errors import KeyPoolUnavailable
 from riskflow.keyconfig import KeysConfig, SchedulerConfig
 from riskflow.models import KeyLease, LeaseResult
 from riskflow.names import KEYPOOL_PREFIX
+from riskflow.redis_client import RedisClient
 
 Outcome = Literal["ok", "rate_limited", "invalid_key", "error", "unused"]
 
 _SCRIPT = resources.files("activities").joinpath("keypool.lua").read_text(encoding="utf-8")
+_TIME = "return redis.call('TIME')"  # run on the pool's own node (KEYS[1] names its slot)
+_STALE = "STALE_KEYS"
+_LAYOUT_TRIES = 5
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The pool's key ids with their quota groups, as the script needs them declared:
+    `names` lists every Redis key an operation may touch (Redis Cluster requires each one in
+    KEYS), `argv` tells the script which is which. See keypool.lua for the order."""
+
+    prefix: str
+    keys: tuple[tuple[str, str], ...]  # (key id, quota group or "")
+
+    @cached_property
+    def groups(self) -> list[str]:
+        return sorted({group for _, group in self.keys if group})
+
+    @cached_property
+    def _per_key(self) -> list[str]:
+        p = self.prefix
+        names: list[str] = []
+        for key_id, _ in self.keys:
+            names += [f"{p}:{kind}:{key_id}" for kind in ("cfg", "st", "w", "inf", "stats")]
+        for group in self.groups:
+            names += [f"{p}:gcfg:{group}", f"{p}:gw:{group}"]
+        return names
+
+    def names(self, lease_id: str) -> list[str]:
+        return [f"{self.prefix}:keys", f"{self.prefix}:lease:{lease_id}", *self._per_key]
+
+    @cached_property
+    def argv(self) -> str:
+        return json.dumps({"keys": [list(k) for k in self.keys], "groups": self.groups})
 
 
 @dataclass(frozen=True)
@@ -60,17 +102,46 @@ class KeyState:
 
 
 class KeyPool:
-    def __init__(self, redis: Redis, scheduler: SchedulerConfig, prefix: str = KEYPOOL_PREFIX):
+    def __init__(
+        self, redis: RedisClient, scheduler: SchedulerConfig, prefix: str = KEYPOOL_PREFIX
+    ):
+        if not re.search(r"\{[^{}]+\}", prefix):
+            raise ValueError(f"key pool prefix {prefix!r} needs a hash tag such as {{pool}}")
         self._redis = redis
         self._cfg = scheduler
         self._prefix = prefix
         self._script = redis.register_script(_SCRIPT)
+        self._time = redis.register_script(_TIME)
+        self._layout: Layout | None = None
 
-    async def _run(self, *args: Any) -> Any:
+    async def _read_layout(self) -> Layout:
+        """The pool's key ids and groups as Redis has them now."""
+        ids = sorted(_s(m) for m in await self._redis.smembers(self._k("keys")))
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key_id in ids:
+                pipe.hget(self._k("cfg", key_id), "group")
+            groups = await pipe.execute()
+        pairs = tuple((k, _s(g or "")) for k, g in zip(ids, groups, strict=True))
+        return Layout(self._prefix, pairs)
+
+    async def _run(self, op: str, lease_id: str, *args: Any) -> Any:
+        """One script operation with every key declared; when the pool's keys changed since
+        the layout was read (another process ran `sync`), read it again and retry."""
         try:
-            return await self._script(keys=[], args=[self._prefix, *args])
+            for _ in range(_LAYOUT_TRIES):
+                layout = self._layout or await self._read_layout()
+                self._layout = layout
+                try:
+                    return await self._script(
+                        keys=layout.names(lease_id), args=[layout.argv, op, lease_id, *args]
+                    )
+                except ResponseError as exc:
+                    if not str(exc).startswith(_STALE):
+                        raise
+                    self._layout = None
         except (RedisError, OSError) as exc:
             raise KeyPoolUnavailable(f"key pool store unreachable: {exc}") from exc
+        raise KeyPoolUnavailable(f"the key pool's key list changed {_LAYOUT_TRIES} times in a row")
 
     async def acquire(self, ttl_seconds: float | None = None) -> LeaseResult:
         """A lease on the key with the most spare capacity, valid `ttl_seconds` (default: the
@@ -136,7 +207,7 @@ class KeyPool:
 
     async def _now_ms(self) -> int:
         """Redis' clock, the one the scripts use."""
-        seconds, micros = await self._redis.time()
+        seconds, micros = await self._time(keys=[self._k("keys")])
         return int(seconds) * 1000 + int(micros) // 1000
 
     def _k(self, *parts: str) -> str:
@@ -171,6 +242,7 @@ class KeyPool:
                 await pipe.execute()
         except (RedisError, OSError) as exc:
             raise KeyPoolUnavailable(f"key pool store unreachable: {exc}") from exc
+        self._layout = None
 
     async def set_disabled(self, key_id: str, reason: str | None) -> None:
         """Disable a key with a reason (an operator, or an invalid-key answer); None re-enables."""

@@ -13,7 +13,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from redis.asyncio import Redis
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -26,6 +25,7 @@ from riskflow.keyconfig import KeyRing, SchedulerConfig
 from riskflow.metrics import LLM_LATENCY, LLM_REQUESTS
 from riskflow.models import AssessmentTask, LLMCallInput, LLMCallOutput, TokenUsage
 from riskflow.prompt import REPAIR_PROMPT, parse_answer
+from riskflow.redis_client import RedisClient
 from riskflow.urls import check_snapshot_url
 
 
@@ -35,7 +35,7 @@ class LLMActivities:
         pool: KeyPool,
         ring: KeyRing,
         client: LLMClient,
-        redis: Redis,
+        redis: RedisClient,
         scheduler: SchedulerConfig,
         reload_ring: Callable[[], KeyRing] | None = None,
     ) -> None:

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from redis.asyncio import Redis
 from temporalio import activity
 
 from riskflow.models import AssessmentInput, AssessmentTask
 from riskflow.names import camera_history_key
 from riskflow.prompt import SYSTEM_PROMPT, user_prompt
+from riskflow.redis_client import RedisClient
 from riskflow.settings import LLMSettings
 
 
 class TaskActivities:
-    def __init__(self, redis: Redis, llm: LLMSettings) -> None:
+    def __init__(self, redis: RedisClient, llm: LLMSettings) -> None:
         self._redis = redis
         self._llm = llm
 

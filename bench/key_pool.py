@@ -25,12 +25,12 @@ from typing import cast
 
 import aiohttp
 import yaml
-from redis.asyncio import Redis
 
 from activities.keypool import KeyPool
 from activities.providers.dashscope import DashScopeClient
 from bench._stack import bench_settings, report, services
 from riskflow.keyconfig import KeyRing, KeysConfig
+from riskflow.redis_client import redis_client
 
 KEYS = {
     "api_keys": [
@@ -150,7 +150,7 @@ async def _process(
 ) -> list[float]:
     config = KeysConfig.model_validate(KEYS)
     ring = KeyRing.from_config(config, {})
-    redis = Redis.from_url(redis_url)
+    redis = redis_client(redis_url)
     await redis.ping()
     sent: list[float] = []
     # Every process starts calling at the same wall-clock moment, once all are spawned and
@@ -188,7 +188,7 @@ async def _reset(base: str) -> dict[str, object]:
 async def scenario(
     mode: str, args: argparse.Namespace, redis_url: str, base_url: str, config: KeysConfig
 ) -> dict[str, object]:
-    redis = Redis.from_url(redis_url)
+    redis = redis_client(redis_url)
     await redis.flushdb()
     await KeyPool(redis, config.scheduler).sync(config)
     await redis.aclose()

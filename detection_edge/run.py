@@ -17,7 +17,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import cv2
-from redis.asyncio import Redis
 
 from detection_edge.detector import Detector
 from detection_edge.publisher import DetectionPublisher
@@ -27,6 +26,7 @@ from riskflow.endpoints import Endpoints
 from riskflow.events import Detection, DetectionEvent, ImageSize, SnapshotRef
 from riskflow.kafka import make_producer, start_client
 from riskflow.metrics import EDGE_FRAMES, EDGE_INFERENCE, serve
+from riskflow.redis_client import RedisClient, redis_client
 from riskflow.settings import Settings
 from riskflow.shutdown import stop_on_signals
 
@@ -82,7 +82,7 @@ class Detectors:
 class Snapshots:
     """JPEGs of frames with detections, written to Redis in the background with a TTL."""
 
-    def __init__(self, redis: Redis, ttl: int) -> None:
+    def __init__(self, redis: RedisClient, ttl: int) -> None:
         self._redis = redis
         self._ttl = ttl
         self._pending: set[asyncio.Task[None]] = set()
@@ -169,7 +169,7 @@ async def run_edge(
     detectors = Detectors(edge, settings)
     inferences = {c.id: detectors.for_camera(c) for c in cameras}  # model errors: now, clearly
     producer = make_producer(endpoints.kafka, settings.kafka, linger_ms=20)
-    redis = Redis.from_url(endpoints.redis) if edge.snapshots else None
+    redis = redis_client(endpoints.redis) if edge.snapshots else None
     publisher = DetectionPublisher(producer, edge.max_queue)
     await start_client(producer)
     sender = asyncio.create_task(publisher.run())

@@ -37,3 +37,7 @@ class UnknownKeyError(RiskflowError):
     def __init__(self, key_id: str) -> None:
         super().__init__(f"no secret configured for key id {key_id!r}")
         self.key_id = key_id
+
+
+class StoreVersionError(RiskflowError):
+    """The Redis (or Valkey) server is older than riskflow supports; the message says why."""

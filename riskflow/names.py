@@ -19,6 +19,12 @@ DLQ_SOURCE_HEADER = "riskflow-source"
 DLQ_ENVELOPE_HEADER = "riskflow-envelope"
 
 
+# Per-camera keys keep the seed guide's names on a single Redis and on Redis Cluster alike:
+# aggregation touches them one at a time (each key with its own guard in its slot), so they
+# need no shared hash tag. They expire `aggregate.camera_keys_ttl_seconds` after their last
+# write, so cameras that went away do not leave keys behind forever.
+
+
 def camera_latest_key(camera_id: str) -> str:
     """The newest assessment of a camera (JSON string)."""
     return f"camera:{camera_id}:latest"
@@ -32,6 +38,13 @@ def camera_alerts_key(camera_id: str) -> str:
 def camera_history_key(camera_id: str) -> str:
     """A capped list of recent assessment summaries, newest first, used as LLM context."""
     return f"camera:{camera_id}:history"
+
+
+def seen_key(list_key: str) -> str:
+    """The assessment ids already pushed to `list_key` (a sorted set): the guard that makes
+    "push once" idempotent. Its hash tag is the list's whole name, so on Redis Cluster it lives
+    in the list's slot (camera ids cannot contain braces: see DetectionEvent.camera_id)."""
+    return f"{{{list_key}}}:seen"
 
 
 def assessment_key(assessment_id: str) -> str:

@@ -27,6 +27,7 @@ from riskflow.errors import ConfigError
 from riskflow.keyconfig import KeysConfig
 from riskflow.models import RiskLevel
 from riskflow.names import BRIDGE_GROUP, TASK_QUEUE
+from riskflow.redis_client import is_cluster_url, parse_cluster_url
 from riskflow.significance_config import CameraRules, SignificanceConfig
 from riskflow.sites import SiteConfig, check_sites, site_of
 from riskflow.telemetry import TracingSettings
@@ -119,7 +120,11 @@ class AggregateSettings(BaseModel):
     alert_min_level: RiskLevel = RiskLevel.HIGH
     alerts_max_len: int = Field(default=100, gt=0)
     history_max_len: int = Field(default=20, gt=0)
+    # How long an assessment's marker lives, and how long a retried aggregation is still
+    # recognised (it never pushes a second alert or history entry within this window).
     assessment_ttl_seconds: int = Field(default=7 * 24 * 3600, gt=0)
+    # Per-camera keys (latest, alerts, history) expire this long after their last write.
+    camera_keys_ttl_seconds: int = Field(default=30 * 24 * 3600, gt=0)
 
 
 class MetricsSettings(BaseModel):
@@ -218,6 +223,17 @@ class Settings(BaseSettings):
     @classmethod
     def _blank_is_unset(cls, value: str | None) -> str | None:
         return value or None
+
+    @field_validator("redis_url")
+    @classmethod
+    def _readable_cluster_url(cls, value: str | None) -> str | None:
+        """A `redis+cluster://` URL is checked here, at start, not at the first connection."""
+        if value and is_cluster_url(value):
+            try:
+                parse_cluster_url(value)
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
+        return value
 
     @classmethod
     def settings_customise_sources(

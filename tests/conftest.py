@@ -30,12 +30,14 @@ from riskflow.devstack.localstack.services import venv_binary
 from riskflow.devstack.localstack.stack import LocalStack
 from riskflow.endpoints import Endpoints
 from riskflow.kafka import ensure_topics
+from riskflow.redis_client import RedisClient, redis_client
 from riskflow.settings import (
     KafkaSettings,
     MetricsSettings,
     Settings,
     load_settings,
 )
+from tests.redis_cluster import valkey_cluster
 from workers.client import connect
 from workers.worker import WorkerDeps, build_worker, worker_deps
 
@@ -104,6 +106,32 @@ async def time_env() -> AsyncIterator[WorkflowEnvironment]:
 @pytest.fixture
 async def redis(stack: Endpoints) -> AsyncIterator[Redis]:
     client = Redis.from_url(stack.redis)
+    await client.flushdb()
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture(scope="session")
+async def cluster_url(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
+    """A real three-master Valkey Cluster on loopback ports: its `redis+cluster://` URL."""
+    async with valkey_cluster(tmp_path_factory.mktemp("cluster")) as url:
+        yield url
+
+
+@pytest.fixture(params=["single", "cluster"])
+def store_url(request: pytest.FixtureRequest, stack: Endpoints) -> str:
+    """The URL of each kind of store riskflow supports: one Redis, then a Redis Cluster."""
+    if request.param == "cluster":
+        return str(request.getfixturevalue("cluster_url"))
+    return stack.redis
+
+
+@pytest.fixture
+async def store(store_url: str) -> AsyncIterator[RedisClient]:
+    """A flushed client of `store_url` (the cluster's every primary is flushed)."""
+    client = redis_client(store_url)
     await client.flushdb()
     try:
         yield client

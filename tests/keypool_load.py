@@ -5,10 +5,9 @@ from __future__ import annotations
 import asyncio
 import time
 
-from redis.asyncio import Redis
-
 from activities.keypool import KeyPool
 from riskflow.keyconfig import KeysConfig
+from riskflow.redis_client import redis_client
 
 Call = tuple[str, str, int]  # key id, quota group, sent at (Redis ms)
 
@@ -35,7 +34,7 @@ async def _lessee(pool: KeyPool, until: float, calls: list[Call]) -> None:
 
 
 async def _run(redis_url: str, config_json: str, lessees: int, seconds: float) -> list[Call]:
-    redis = Redis.from_url(redis_url)
+    redis = redis_client(redis_url)
     config = KeysConfig.model_validate_json(config_json)
     pool = KeyPool(redis, config.scheduler)
     calls: list[Call] = []

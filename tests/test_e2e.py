@@ -16,7 +16,6 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord, TopicPartition
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from redis.asyncio import Redis
 from temporalio.client import Client, RetryConfig
 from temporalio.contrib.pydantic import pydantic_data_converter
 
@@ -33,6 +32,7 @@ from riskflow.names import (
     camera_alerts_key,
     camera_latest_key,
 )
+from riskflow.redis_client import redis_client
 from riskflow.settings import BridgeSettings, Settings
 from tests.conftest import cli_env, eventually, read_topic, run_command, running_worker
 from workers.bridge import Bridge, Outcome, run_bridge
@@ -74,7 +74,7 @@ async def test_event_ends_as_one_result_in_redis_and_on_the_topic(
     event = scene_event(f"e2e-{unique}", 1, datetime.now(UTC), people=2, falls=1)
     situation = assess_significance(event, pipeline.settings.significance)
     assert situation is not None
-    redis = Redis.from_url(stack.redis)
+    redis = redis_client(stack.redis)
     try:
         await pipeline.send(event.model_dump_json().encode(), event.camera_id.encode())
 
@@ -113,7 +113,7 @@ async def test_redelivered_message_starts_one_workflow_and_one_alert(
     await asyncio.sleep(1.0)  # let the bridge see all three copies
     runs = [w async for w in client.list_workflows(query)]
     assert len(runs) == 1
-    redis = Redis.from_url(stack.redis)
+    redis = redis_client(stack.redis)
     try:
         assert await redis.llen(camera_alerts_key(event.camera_id)) == 1
     finally:

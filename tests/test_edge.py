@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 from prometheus_client import REGISTRY
-from redis.asyncio import Redis
 
 from riskflow.devstack.localstack.process import free_port
 from riskflow.devstack.localstack.services import local_services
@@ -34,6 +33,7 @@ from detection_edge.run import run_edge  # noqa: E402
 from detection_edge.sources import SourceError, open_source  # noqa: E402
 from riskflow.devstack.simulate import scene_event  # noqa: E402
 from riskflow.edge_config import CameraConfig, EdgeSettings  # noqa: E402
+from riskflow.redis_client import redis_client  # noqa: E402
 
 ASSETS = Path(ultralytics.__file__).parent / "assets"
 
@@ -132,7 +132,7 @@ async def test_snapshots_of_frames_with_detections_land_in_redis(
     messages = await read_topic(
         stack.kafka, DETECTION_TOPIC, lambda d: d.get("camera_id") == camera.id, 2
     )
-    redis = Redis.from_url(stack.redis)
+    redis = redis_client(stack.redis)
     try:
         for message in messages:
             assert message["detections"] and message["snapshot"]["store"] == "redis"

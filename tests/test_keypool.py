@@ -1,5 +1,6 @@
-"""The key pool against a real Valkey: limits hold across processes, leases expire,
-cooldown and disable behave, and a dead Redis refuses leases."""
+"""The key pool against a real Valkey, and against a real three-master Valkey Cluster (every
+test taking `store` runs on both): limits hold across processes, leases expire, cooldown and
+disable behave, a changed key set is picked up, and a dead Redis refuses leases."""
 
 from __future__ import annotations
 
@@ -7,17 +8,19 @@ import asyncio
 import multiprocessing
 from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from redis.asyncio import Redis
+from redis.crc import key_slot
+from redis.exceptions import ResponseError
 
-from activities.keypool import KeyPool
+from activities.keypool import KeyPool, Layout
 from riskflow.devstack.localstack.process import free_port
-from riskflow.endpoints import Endpoints
 from riskflow.errors import KeyPoolUnavailable
 from riskflow.keyconfig import KeysConfig
+from riskflow.redis_client import RedisClient, redis_client
 from tests.keypool_load import _run, max_in_window, run_lessees
 
 
@@ -34,8 +37,8 @@ def keys_config(
     )
 
 
-async def pool_for(redis: Redis, config: KeysConfig) -> KeyPool:
-    pool = KeyPool(redis, config.scheduler)
+async def pool_for(store: RedisClient, config: KeysConfig) -> KeyPool:
+    pool = KeyPool(store, config.scheduler)
     await pool.sync(config)
     return pool
 
@@ -56,20 +59,20 @@ def check_limits(calls: list[tuple[str, str, int]], config: KeysConfig) -> None:
 
 
 @pytest.mark.slow
-async def test_limits_hold_across_processes(redis: Redis, stack: Endpoints) -> None:
+async def test_limits_hold_across_processes(store: RedisClient, store_url: str) -> None:
     config = keys_config(
         {"key_id": "a", "qps_limit": 6, "rpm_limit": 1000, "max_concurrency": 4},
         {"key_id": "b", "qps_limit": 4, "rpm_limit": 14, "quota_group": "acct"},
         {"key_id": "c", "qps_limit": 4, "rpm_limit": 1000, "quota_group": "acct"},
         groups={"acct": {"qps_limit": 5, "rpm_limit": 1000}},
     )
-    await pool_for(redis, config)
+    await pool_for(store, config)
     seconds = 4.0
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(3, mp_context=ctx) as executor:
         futures = [
             asyncio.wrap_future(
-                executor.submit(run_lessees, stack.redis, config.model_dump_json(), 8, seconds)
+                executor.submit(run_lessees, store_url, config.model_dump_json(), 8, seconds)
             )
             for _ in range(3)
         ]
@@ -94,24 +97,24 @@ async def test_limits_hold_across_processes(redis: Redis, stack: Endpoints) -> N
     lessees=st.integers(min_value=1, max_value=12),
 )
 async def test_random_limits_are_never_exceeded(
-    redis: Redis, stack: Endpoints, qps: int, group_qps: int, lessees: int
+    store: RedisClient, store_url: str, qps: int, group_qps: int, lessees: int
 ) -> None:
-    await redis.flushdb()
+    await store.flushdb()
     config = keys_config(
         {"key_id": "x", "qps_limit": qps, "rpm_limit": 1000, "quota_group": "g"},
         {"key_id": "y", "qps_limit": qps + 1, "rpm_limit": 1000, "quota_group": "g"},
         {"key_id": "z", "qps_limit": 2, "rpm_limit": 1000},
         groups={"g": {"qps_limit": group_qps, "rpm_limit": 1000}},
     )
-    await pool_for(redis, config)
-    calls = await _run(stack.redis, config.model_dump_json(), lessees, 1.3)
+    await pool_for(store, config)
+    calls = await _run(store_url, config.model_dump_json(), lessees, 1.3)
     check_limits(calls, config)
     assert calls, "no call was granted at all"
 
 
-async def test_expired_lease_frees_its_key(redis: Redis) -> None:
+async def test_expired_lease_frees_its_key(store: RedisClient) -> None:
     pool = await pool_for(
-        redis,
+        store,
         keys_config({"key_id": "k", "qps_limit": 100, "rpm_limit": 1000, "max_concurrency": 1}),
     )
     first = await pool.acquire(ttl_seconds=0.3)
@@ -125,9 +128,9 @@ async def test_expired_lease_frees_its_key(redis: Redis) -> None:
     assert (await pool.stamp(first.lease.lease_id)).gone
 
 
-async def test_release_frees_concurrency_and_unused_slots(redis: Redis) -> None:
+async def test_release_frees_concurrency_and_unused_slots(store: RedisClient) -> None:
     pool = await pool_for(
-        redis, keys_config({"key_id": "k", "qps_limit": 1, "rpm_limit": 10, "max_concurrency": 1})
+        store, keys_config({"key_id": "k", "qps_limit": 1, "rpm_limit": 10, "max_concurrency": 1})
     )
     lease = (await pool.acquire()).lease
     assert lease is not None
@@ -139,13 +142,13 @@ async def test_release_frees_concurrency_and_unused_slots(redis: Redis) -> None:
     assert (await pool.acquire()).reason == "qps"
 
 
-async def test_cooldown_follows_retry_after_then_escalates(redis: Redis) -> None:
+async def test_cooldown_follows_retry_after_then_escalates(store: RedisClient) -> None:
     config = keys_config(
         {"key_id": "k", "qps_limit": 100, "rpm_limit": 1000},
         key_cooldown_seconds=0.2,
         max_cooldown_seconds=0.5,
     )
-    pool = await pool_for(redis, config)
+    pool = await pool_for(store, config)
 
     async def rate_limited(retry_after: float | None) -> float:
         lease = (await pool.acquire()).lease
@@ -160,16 +163,16 @@ async def test_cooldown_follows_retry_after_then_escalates(redis: Redis) -> None
     await pool.set_disabled("k", None)  # an operator clears the cooldown
     assert 0.1 < await rate_limited(None) <= 0.2  # first strike: base
     await pool.set_disabled("k", None)
-    await redis.hset(f"{pool._prefix}:st:k", "strikes", 1)
+    await store.hset(f"{pool._prefix}:st:k", "strikes", 1)
     assert 0.3 < await rate_limited(None) <= 0.4  # second strike: doubled
-    await redis.hset(f"{pool._prefix}:st:k", mapping={"strikes": 5, "cooldown_until": 0})
+    await store.hset(f"{pool._prefix}:st:k", mapping={"strikes": 5, "cooldown_until": 0})
     assert 0.4 < await rate_limited(None) <= 0.5  # capped
     state = (await pool.snapshot())[0]
     assert state.cooldown_remaining_ms > 0 and state.counters["rate_limited"] == 4
 
 
-async def test_invalid_key_is_disabled_until_enabled(redis: Redis) -> None:
-    pool = await pool_for(redis, keys_config({"key_id": "k", "qps_limit": 100, "rpm_limit": 1000}))
+async def test_invalid_key_is_disabled_until_enabled(store: RedisClient) -> None:
+    pool = await pool_for(store, keys_config({"key_id": "k", "qps_limit": 100, "rpm_limit": 1000}))
     lease = (await pool.acquire()).lease
     assert lease is not None
     await pool.release(lease.lease_id, "invalid_key", detail="invalid key: InvalidApiKey")
@@ -185,9 +188,9 @@ async def test_invalid_key_is_disabled_until_enabled(redis: Redis) -> None:
     assert (await pool.acquire()).lease is not None
 
 
-async def test_selection_follows_spare_capacity(redis: Redis) -> None:
+async def test_selection_follows_spare_capacity(store: RedisClient) -> None:
     pool = await pool_for(
-        redis,
+        store,
         keys_config(
             {"key_id": "big", "qps_limit": 9, "rpm_limit": 1000, "max_concurrency": 20},
             {"key_id": "small", "qps_limit": 3, "rpm_limit": 1000},
@@ -202,8 +205,8 @@ async def test_selection_follows_spare_capacity(redis: Redis) -> None:
     assert granted[:2] in (["big", "small"], ["small", "big"])  # spread, not filled in turn
 
 
-async def test_sync_adds_relimits_and_removes_keys_at_run_time(redis: Redis) -> None:
-    pool = await pool_for(redis, keys_config({"key_id": "k", "qps_limit": 1, "rpm_limit": 10}))
+async def test_sync_adds_relimits_and_removes_keys_at_run_time(store: RedisClient) -> None:
+    pool = await pool_for(store, keys_config({"key_id": "k", "qps_limit": 1, "rpm_limit": 10}))
     assert (await pool.acquire()).lease is not None
     assert (await pool.acquire()).lease is None
     await pool.sync(
@@ -220,10 +223,60 @@ async def test_sync_adds_relimits_and_removes_keys_at_run_time(redis: Redis) -> 
 
 
 async def test_redis_down_refuses_leases() -> None:
-    dead = Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=1)
+    dead = redis_client(f"redis://127.0.0.1:{free_port()}/0", timeout_seconds=1)
     pool = KeyPool(dead, keys_config({"key_id": "k", "qps_limit": 1, "rpm_limit": 1}).scheduler)
     with pytest.raises(KeyPoolUnavailable, match="unreachable"):
         await pool.acquire()
     with pytest.raises(KeyPoolUnavailable):
         await pool.stamp("lease")
     await dead.aclose()
+
+
+async def test_a_pool_changed_by_another_process_is_picked_up(store: RedisClient) -> None:
+    config = keys_config({"key_id": "k", "qps_limit": 1, "rpm_limit": 10})
+    pool = await pool_for(store, config)
+    assert (await pool.acquire()).lease is not None  # reads and keeps the key list
+    other = KeyPool(store, config.scheduler)  # another worker, or `riskflow keys sync`
+    await other.sync(
+        keys_config(
+            {"key_id": "k", "qps_limit": 1, "rpm_limit": 10, "quota_group": "acct"},
+            {"key_id": "n", "qps_limit": 1, "rpm_limit": 10, "quota_group": "acct"},
+            groups={"acct": {"qps_limit": 1, "rpm_limit": 10}},
+        )
+    )
+    lease = (await pool.acquire()).lease  # the kept list is stale: read again, then granted
+    assert lease is not None and lease.key_id == "n" and lease.quota_group == "acct"
+    assert (await pool.stamp(lease.lease_id)).granted
+    assert (await pool.acquire()).reason == "group_qps"  # the new group's window is declared
+
+
+async def test_script_refuses_an_outdated_key_list_and_writes_nothing(store: RedisClient) -> None:
+    pool = await pool_for(store, keys_config({"key_id": "k", "qps_limit": 5, "rpm_limit": 10}))
+    prefix = pool._prefix
+    outdated = Layout(prefix, (("k", ""), ("gone", "")))
+    script = store.register_script(
+        (Path(__file__).parent.parent / "activities" / "keypool.lua").read_text()
+    )
+    with pytest.raises(ResponseError, match=r"^STALE_KEYS"):
+        await script(
+            keys=outdated.names("lease-1"),
+            args=[outdated.argv, "acquire", "lease-1", 1000, 0],
+        )
+    assert not await store.exists(f"{prefix}:lease:lease-1", f"{prefix}:w:k", f"{prefix}:inf:k")
+
+
+def test_layout_declares_every_key_under_the_pool_hash_tag() -> None:
+    layout = Layout("rf:kp:{pool}", (("b", "acct"), ("a", ""), ("c", "acct")))
+    names = layout.names("L")
+    assert names[:2] == ["rf:kp:{pool}:keys", "rf:kp:{pool}:lease:L"]
+    assert names[2:7] == [f"rf:kp:{{pool}}:{kind}:b" for kind in ("cfg", "st", "w", "inf", "stats")]
+    assert names[-2:] == ["rf:kp:{pool}:gcfg:acct", "rf:kp:{pool}:gw:acct"]
+    assert len(names) == 2 + 3 * 5 + 2 and len({key_slot(n.encode()) for n in names}) == 1
+
+
+def test_a_prefix_without_a_hash_tag_is_refused() -> None:
+    client = redis_client("redis://127.0.0.1:1/0")  # never connected
+    scheduler = keys_config({"key_id": "k", "qps_limit": 1, "rpm_limit": 1}).scheduler
+    with pytest.raises(ValueError, match="needs a hash tag"):
+        KeyPool(client, scheduler, prefix="rf:kp:pool")
+    assert KeyPool(client, scheduler, prefix="tenant-a:{kp}")

@@ -3,6 +3,7 @@ tansu and the local DashScope server answering with scripted faults."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 import uuid
@@ -27,6 +28,7 @@ from riskflow.models import (
     RiskLevel,
 )
 from riskflow.names import RESULTS_TOPIC, assessment_key, camera_alerts_key, camera_latest_key
+from riskflow.redis_client import RedisClient
 from riskflow.settings import Settings
 from tests.conftest import DashScopeAdmin, read_topic, running_worker
 from workers.worker import build_worker, worker_deps
@@ -66,21 +68,24 @@ async def test_event_becomes_assessment_in_redis(
     time_env: WorkflowEnvironment,
     settings: Settings,
     stack: Endpoints,
-    redis: Redis,
+    store_url: str,
+    store: RedisClient,
     dashscope_admin: DashScopeAdmin,
     task_queue: str,
     unique: str,
 ) -> None:
+    """On one Redis, and with the worker's every Redis use on a Redis Cluster."""
     inp = make_input(f"cam-{unique}")
-    async with running_worker(time_env.client, settings, stack, task_queue):
+    endpoints = dataclasses.replace(stack, redis=store_url)
+    async with running_worker(time_env.client, settings, endpoints, task_queue):
         result, status = await run(time_env.client, inp, task_queue)
     assert result.status == "assessed" and result.risk_level == RiskLevel.HIGH
     assert result.key_id in ("key_1", "key_2") and status.key_id == result.key_id
     assert status.stage == "assessed" and status.llm_attempts == 1
     assert [t.stage for t in status.timings] == ["building_task", "calling_llm", "aggregating"]
-    latest = json.loads(await redis.get(camera_latest_key(inp.event.camera_id)))
+    latest = json.loads(await store.get(camera_latest_key(inp.event.camera_id)))
     assert latest["assessment_id"] == inp.assessment_id and latest["risk_level"] == "high"
-    alerts = await redis.lrange(camera_alerts_key(inp.event.camera_id), 0, -1)
+    alerts = await store.lrange(camera_alerts_key(inp.event.camera_id), 0, -1)
     assert [json.loads(a)["assessment_id"] for a in alerts] == [inp.assessment_id]
 
 
@@ -210,14 +215,15 @@ async def test_no_enabled_key_waits_durably_then_fails(
 
 
 async def test_aggregation_is_idempotent_and_ordered(
-    settings: Settings, stack: Endpoints, redis: Redis, unique: str
+    settings: Settings, stack: Endpoints, store: RedisClient, unique: str
 ) -> None:
+    """On one Redis and on Redis Cluster (where the camera's keys are in different slots)."""
     from aiokafka import AIOKafkaProducer
 
     producer = AIOKafkaProducer(bootstrap_servers=stack.kafka)
     await producer.start()
     try:
-        activities = AggregateActivities(redis, producer, settings.aggregate)
+        activities = AggregateActivities(store, producer, settings.aggregate)
         env = ActivityEnvironment()
         now = datetime.now(UTC)
         newer = Assessment(
@@ -248,10 +254,10 @@ async def test_aggregation_is_idempotent_and_ordered(
         await producer.stop()
     assert first.alerted and not again.alerted and late.alerted
     assert not late.latest_updated
-    latest = json.loads(await redis.get(camera_latest_key(unique)))
+    latest = json.loads(await store.get(camera_latest_key(unique)))
     assert latest["assessment_id"] == newer.assessment_id
     alerts = [
-        json.loads(a)["assessment_id"] for a in await redis.lrange(camera_alerts_key(unique), 0, -1)
+        json.loads(a)["assessment_id"] for a in await store.lrange(camera_alerts_key(unique), 0, -1)
     ]
     assert alerts == [older.assessment_id, newer.assessment_id]
     published = await read_topic(stack.kafka, RESULTS_TOPIC, lambda d: d["camera_id"] == unique, 3)

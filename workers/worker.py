@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import aiohttp
-from redis.asyncio import Redis
 from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
@@ -25,6 +24,7 @@ from riskflow.endpoints import Endpoints
 from riskflow.kafka import make_producer, start_client
 from riskflow.keyconfig import KeyRing
 from riskflow.metrics import CameraLabels
+from riskflow.redis_client import RedisClient, check_server_version, redis_client
 from riskflow.settings import Settings, load_settings
 from riskflow.shutdown import stop_on_signals
 from workers import keypool_metrics
@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class WorkerDeps:
-    redis: Redis
+    redis: RedisClient
     producer: ResultPublisher
     llm: LLMClient
     ring: KeyRing
@@ -73,12 +73,14 @@ def build_worker(client: Client, settings: Settings, deps: WorkerDeps, task_queu
 async def worker_deps(settings: Settings, endpoints: Endpoints) -> AsyncIterator[WorkerDeps]:
     """Open every client the activities need; close them all on the way out."""
     ring = KeyRing.from_environment(settings.keys)
-    redis = Redis.from_url(endpoints.redis, socket_timeout=5, socket_connect_timeout=5)
+    redis = redis_client(endpoints.redis, timeout_seconds=5)
     producer = make_producer(endpoints.kafka, settings.kafka)
     loopback = "127.0.0.1" in endpoints.dashscope or "localhost" in endpoints.dashscope
     session = aiohttp.ClientSession(trust_env=not loopback)
     await start_client(producer)
     try:
+        server = await check_server_version(redis)  # StoreVersionError when too old
+        logger.info("key pool store: %s", server)
         await KeyPool(redis, settings.keys.scheduler).sync(settings.keys)
         llm = DashScopeClient(endpoints.dashscope, session, settings.llm.request_timeout_seconds)
         yield WorkerDeps(redis=redis, producer=producer, llm=llm, ring=ring)

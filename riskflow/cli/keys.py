@@ -10,7 +10,6 @@ from typing import TypeVar
 
 import aiohttp
 import typer
-from redis.asyncio import Redis
 from rich.table import Table
 
 from activities.keypool import KeyPool, KeyState
@@ -19,6 +18,7 @@ from activities.providers.verify import KeyVerdict, verify_keys
 from riskflow.cli.common import console, settings_of
 from riskflow.endpoints import Endpoints
 from riskflow.keyconfig import KeyRing
+from riskflow.redis_client import redis_client
 from riskflow.settings import Settings
 
 T = TypeVar("T")
@@ -30,7 +30,7 @@ app = typer.Typer(
 
 @contextlib.asynccontextmanager
 async def open_pool(settings: Settings) -> AsyncIterator[KeyPool]:
-    redis = Redis.from_url(Endpoints.of(settings).redis, socket_timeout=5, socket_connect_timeout=5)
+    redis = redis_client(Endpoints.of(settings).redis, timeout_seconds=5)
     try:
         yield KeyPool(redis, settings.keys.scheduler)
     finally:

@@ -19,7 +19,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from prometheus_client import REGISTRY
-from redis.asyncio import Redis
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
@@ -31,6 +30,7 @@ from riskflow.endpoints import Endpoints
 from riskflow.errors import ConfigError
 from riskflow.kafka import ensure_topics, make_consumer, make_producer
 from riskflow.names import DETECTION_TOPIC, RESULTS_TOPIC, camera_alerts_key, camera_latest_key
+from riskflow.redis_client import redis_client
 from riskflow.settings import Settings
 from workers.bridge import run_bridge
 from workers.worker import run_worker
@@ -123,7 +123,7 @@ async def _edge(settings: Settings, progress: Progress, cameras: list[CameraConf
 async def _watch(settings: Settings, progress: Progress) -> None:
     endpoints = Endpoints.of(settings)
     consumer = make_consumer(endpoints.kafka, settings.kafka, RESULTS_TOPIC, group_id=None)
-    redis = Redis.from_url(endpoints.redis)
+    redis = redis_client(endpoints.redis)
     await consumer.start()
     try:
         while True:

@@ -11,10 +11,10 @@ from importlib.resources import files
 from pathlib import Path
 
 import aiohttp
-from redis.asyncio import Redis
 
 from riskflow.devstack.localstack.process import ManagedProcess, ProcessSpec
 from riskflow.errors import ServiceError
+from riskflow.redis_client import redis_client
 from riskflow.settings import Settings
 
 HealthCheck = Callable[[], Awaitable[None]]
@@ -100,7 +100,7 @@ async def check_kafka(bootstrap: str) -> None:
 
 
 async def check_redis(url: str) -> None:
-    client = Redis.from_url(url, socket_timeout=3, socket_connect_timeout=3)
+    client = redis_client(url, timeout_seconds=3)
     try:
         await client.ping()
     finally:
