@@ -27,6 +27,7 @@ from riskflow.errors import ConfigError
 from riskflow.keyconfig import KeysConfig
 from riskflow.models import RiskLevel
 from riskflow.names import BRIDGE_GROUP, TASK_QUEUE
+from riskflow.replay_config import ReplaySettings
 from riskflow.significance_config import CameraRules, SignificanceConfig
 from riskflow.sites import SiteConfig, check_sites, site_of
 from riskflow.telemetry import TracingSettings
@@ -177,6 +178,7 @@ class Settings(BaseSettings):
         default_factory=KeysConfig, validation_alias=AliasChoices("keys", "key_pool")
     )
     edge: EdgeSettings = EdgeSettings()
+    replay: ReplaySettings = ReplaySettings()
     config_dir: Path = Path("config")
 
     @field_validator("cameras")
