@@ -33,7 +33,9 @@ class PromptBook:
         rules = self._significance.cameras.get(camera_id)
         zones = rules.zones if rules is not None and rules.zones is not None else None
         site = site_of(self._sites, camera_id)
-        return prompt_spec(site, camera_id, zones if zones is not None else self._significance.zones)
+        return prompt_spec(
+            site, camera_id, zones if zones is not None else self._significance.zones
+        )
 
 
 def candidate_spec(spec: PromptSpec, candidate: Candidate) -> PromptSpec:

@@ -57,8 +57,7 @@ _KEYS = (
 
 SYSTEM_PROMPT = (
     "You are a safety officer watching camera feeds. Assess the risk of the situation "
-    "described by the object detections. Answer with one JSON object only, with the keys: "
-    + _KEYS
+    "described by the object detections. Answer with one JSON object only, with the keys: " + _KEYS
 )
 
 REPAIR_PROMPT = (
