@@ -94,6 +94,11 @@ class ReplayDeps:
     ring: KeyRing
 
 
+def brief(exc: ValidationError) -> str:
+    """A validation error on one line: `field.path: message; ...`."""
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+
+
 def load_events(path: Path) -> list[RecordedEvent]:
     """A JSONL file of `RecordedEvent` lines, or of bare detection messages; a bad line is a
     `ConfigError` naming the file and line (nothing is replayed from a half-read file)."""
@@ -106,8 +111,10 @@ def load_events(path: Path) -> list[RecordedEvent]:
             if isinstance(data, dict) and "event" not in data:
                 data = {"event": DetectionEvent.model_validate(data).model_dump(mode="json")}
             events.append(RecordedEvent.model_validate(data))
-        except (json.JSONDecodeError, ValidationError) as exc:
-            raise ConfigError(f"{path}:{number}: not a recorded event: {exc}") from None
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{path}:{number}: not JSON: {exc}") from None
+        except ValidationError as exc:
+            raise ConfigError(f"{path}:{number}: not a recorded event: {brief(exc)}") from None
     return events
 
 
@@ -116,8 +123,10 @@ def load_candidates(path: Path) -> list[Candidate]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
         candidates = CandidatesFile.model_validate(data).candidates
-    except (OSError, yaml.YAMLError, ValidationError) as exc:
+    except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: not a candidates file: {exc}") from None
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: not a candidates file: {brief(exc)}") from None
     names = [c.name for c in candidates]
     if len(names) != len(set(names)):
         raise ConfigError(f"{path}: candidate names must be unique: {names}")

@@ -21,7 +21,7 @@ T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 SCENES: list[tuple[str, int, int, str, RiskLevel, Label | None]] = [
     ("dock-1", 1, 0, "person", RiskLevel.LOW, None),
     ("dock-1", 2, 0, "person", RiskLevel.LOW, "false_alarm"),
-    ("dock-1", 6, 0, "crowd", RiskLevel.MEDIUM, None),
+    ("dock-1", 6, 0, "crowd", RiskLevel.MEDIUM, "confirmed"),  # alerted by hand
     ("dock-1", 2, 1, "fall", RiskLevel.HIGH, "confirmed"),
     ("ward-2", 1, 1, "fall", RiskLevel.HIGH, "confirmed"),
     ("ward-2", 3, 2, "fall", RiskLevel.CRITICAL, "confirmed"),
