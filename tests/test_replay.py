@@ -4,8 +4,11 @@ budget; the report; recording from the live topic."""
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import json
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,13 +17,16 @@ from redis.asyncio import Redis
 from temporalio.client import Client
 
 from riskflow.context_config import SiteContext
+from riskflow.devstack.simulate import scene_event
 from riskflow.endpoints import Endpoints
+from riskflow.events import SnapshotRef
+from riskflow.kafka import make_producer
 from riskflow.models import RiskLevel
-from riskflow.names import RESULTS_TOPIC, camera_alerts_key, camera_latest_key
+from riskflow.names import DETECTION_TOPIC, RESULTS_TOPIC, camera_alerts_key, camera_latest_key
 from riskflow.replay_config import Price, ReplaySettings
 from riskflow.settings import Settings
 from riskflow.sites import SiteConfig
-from tests.conftest import DashScopeAdmin, read_topic
+from tests.conftest import CONFIG, DashScopeAdmin, cli_env, read_topic
 from tests.golden import make_golden
 from workers.replay import Budget, load_events, replay_to_files
 
@@ -175,3 +181,68 @@ def test_report_percentiles_and_label_agreement() -> None:
     assert percentile([1.0, 2.0, 3.0, 4.0], 50) == 2.0
     assert RiskLevel.HIGH.rank > RiskLevel.MEDIUM.rank
     assert sys.version_info >= (3, 11)
+
+
+async def _cli(settings: Settings, *argv: str) -> str:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "riskflow.cli",
+        "--config-dir",
+        str(CONFIG),
+        *argv,
+        env=cli_env(settings),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode == 0, out.decode()
+    return out.decode()
+
+
+async def test_record_copies_a_cameras_events_and_snapshots_then_replays_them(
+    settings: Settings,
+    stack: Endpoints,
+    redis: Redis,
+    dashscope_admin: DashScopeAdmin,
+    unique: str,
+    tmp_path: Path,
+) -> None:
+    camera, other = f"rec-{unique}", f"other-{unique}"
+    now = datetime.now(UTC)
+    old = scene_event(camera, 1, now - timedelta(hours=3), people=1, falls=1)
+    fall = scene_event(camera, 2, now, people=2, falls=1).model_copy(
+        update={"snapshot": SnapshotRef(store="redis", ref=f"snap:{camera}:2")}
+    )
+    quiet = scene_event(camera, 3, now, people=0, falls=0)  # nothing the bridge would assess
+    await redis.set(f"snap:{camera}:2", b"\xff\xd8tiny\xff\xd9", ex=60)
+    producer = make_producer(stack.kafka, settings.kafka)
+    await producer.start()
+    try:
+        for event in (old, fall, quiet, scene_event(other, 1, now, people=1, falls=1)):
+            await producer.send_and_wait(
+                DETECTION_TOPIC, event.model_dump_json().encode(), key=event.camera_id.encode()
+            )
+        await producer.send_and_wait(DETECTION_TOPIC, b"{not json", key=camera.encode())
+    finally:
+        await producer.stop()
+    out = tmp_path / "week.jsonl"
+    await _cli(settings, "replay", "record", "--camera", camera, "--since", "1h", "--out", str(out))
+    [recorded] = load_events(out)
+    assert recorded.event.frame_id == 2 and recorded.situation == "fall"
+    assert recorded.snapshot_b64 is not None
+    assert base64.b64decode(recorded.snapshot_b64) == b"\xff\xd8tiny\xff\xd9"
+    (tmp_path / "c.yaml").write_text("candidates:\n  - {name: current}\n")
+    await _cli(
+        settings,
+        "replay",
+        "run",
+        str(out),
+        "--candidates",
+        str(tmp_path / "c.yaml"),
+        "--out",
+        str(tmp_path / "report"),
+    )
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert report["rows"][0]["levels"]["current"]["level"] == "high"
+    assert [r["endpoint"] for r in await dashscope_admin.requests()] == ["vision"]
