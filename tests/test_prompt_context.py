@@ -15,6 +15,7 @@ from riskflow.models import RiskLevel
 from riskflow.prompt import parse_answer, system_prompt, user_prompt
 from riskflow.replay_config import Candidate
 from riskflow.settings import Settings, load_settings
+from tests.conftest import CONFIG
 from tests.test_significance import T0
 
 SITES = """
@@ -85,7 +86,7 @@ def test_the_site_context_applies_to_its_other_cameras_and_v1_stays_generic(
 
 
 def test_unconfigured_camera_gets_english_and_the_default_rubric() -> None:
-    spec = PromptBook([], load_settings(Path("config")).significance).spec("elsewhere")
+    spec = PromptBook([], load_settings(CONFIG).significance).spec("elsewhere")
     assert spec.language == "en" and spec.rubric == DEFAULT_RUBRIC
     assert "Answer language: en" in system_prompt(spec)
 

@@ -28,7 +28,8 @@ from riskflow.settings import Settings
 from riskflow.sites import SiteConfig
 from tests.conftest import CONFIG, DashScopeAdmin, cli_env, read_topic
 from tests.golden import make_golden
-from workers.replay import Budget, load_events, replay_to_files
+from workers.replay import Budget, replay_to_files
+from workers.replay_files import load_events
 
 GOLDEN = make_golden.PATH
 CANDIDATES = """
@@ -151,7 +152,7 @@ async def test_replay_stops_at_a_budget(
 
 def test_bad_replay_files_name_the_line_and_field(tmp_path: Path) -> None:
     from riskflow.errors import ConfigError
-    from workers.replay import load_candidates
+    from workers.replay_files import load_candidates
 
     events = tmp_path / "events.jsonl"
     good = GOLDEN.read_text().splitlines()[0]
