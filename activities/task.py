@@ -1,4 +1,5 @@
-"""Build the assessment task: the prompt, with the camera's recent history as context."""
+"""Build the assessment task: the prompt for the camera's site and context, with the camera's
+recent history; and the same for a replay candidate (no history: a replay reads nothing live)."""
 
 from __future__ import annotations
 
@@ -6,15 +7,56 @@ from temporalio import activity
 
 from riskflow.models import AssessmentInput, AssessmentTask
 from riskflow.names import camera_history_key
-from riskflow.prompt import SYSTEM_PROMPT, user_prompt
+from riskflow.prompt import PromptSpec, prompt_spec, system_prompt, user_prompt
 from riskflow.redis_client import RedisClient
-from riskflow.settings import LLMSettings
+from riskflow.replay_config import Candidate, ReplayTaskInput
+from riskflow.settings import LLMSettings, Settings
+from riskflow.significance_config import SignificanceConfig
+from riskflow.sites import SiteConfig, site_of
+
+PROVIDER = "dashscope"  # the one provider the worker's LLM client speaks
+
+
+class PromptBook:
+    """The prompt spec of each camera: its site (language, context, rubric) and its zones (the
+    camera's significance zones, else the default zones)."""
+
+    def __init__(self, sites: list[SiteConfig], significance: SignificanceConfig) -> None:
+        self._sites = sites
+        self._significance = significance
+
+    @classmethod
+    def of(cls, settings: Settings) -> PromptBook:
+        return cls(settings.sites, settings.significance)
+
+    def spec(self, camera_id: str) -> PromptSpec:
+        rules = self._significance.cameras.get(camera_id)
+        zones = rules.zones if rules is not None and rules.zones is not None else None
+        site = site_of(self._sites, camera_id)
+        return prompt_spec(
+            site, camera_id, zones if zones is not None else self._significance.zones
+        )
+
+
+def candidate_spec(spec: PromptSpec, candidate: Candidate) -> PromptSpec:
+    """The live spec with a candidate's overrides."""
+    update: dict[str, object] = {"template": candidate.prompt}
+    if candidate.language is not None:
+        update["language"] = candidate.language
+    if candidate.rubric is not None:
+        update["rubric"] = candidate.rubric
+    if candidate.instructions is not None:
+        update["context"] = spec.context.model_copy(update={"instructions": candidate.instructions})
+    return spec.model_copy(update=update)
 
 
 class TaskActivities:
-    def __init__(self, redis: RedisClient, llm: LLMSettings) -> None:
+    def __init__(
+        self, redis: RedisClient, llm: LLMSettings, book: PromptBook | None = None
+    ) -> None:
         self._redis = redis
         self._llm = llm
+        self._book = book or PromptBook([], SignificanceConfig())
 
     @activity.defn(name="build_task")
     async def build_task(self, inp: AssessmentInput) -> AssessmentTask:
@@ -25,14 +67,33 @@ class TaskActivities:
                 camera_history_key(event.camera_id), 0, self._llm.history_context - 1
             )
             history = [item.decode() if isinstance(item, bytes) else str(item) for item in raw]
-        image_ref = None
-        if event.snapshot is not None:
-            image_ref = f"{event.snapshot.store}:{event.snapshot.ref}"
-        return AssessmentTask(
-            assessment_id=inp.assessment_id,
-            camera_id=event.camera_id,
-            model=self._llm.vision_model if image_ref else self._llm.text_model,
-            system_prompt=SYSTEM_PROMPT,
-            user_prompt=user_prompt(event, inp.situation, history),
-            image_ref=image_ref,
-        )
+        spec = self._book.spec(event.camera_id)
+        model = self._llm.vision_model if event.snapshot else self._llm.text_model
+        return _task(inp, spec, history, PROVIDER, model)
+
+    @activity.defn(name="build_replay_task")
+    async def build_replay_task(self, inp: ReplayTaskInput) -> AssessmentTask:
+        """The task a candidate would build; no history (it would differ between runs)."""
+        cand = inp.candidate
+        spec = candidate_spec(self._book.spec(inp.assessment.event.camera_id), cand)
+        if inp.assessment.event.snapshot:
+            model = cand.vision_model or self._llm.vision_model
+        else:
+            model = cand.model or self._llm.text_model
+        return _task(inp.assessment, spec, [], cand.provider, model)
+
+
+def _task(
+    inp: AssessmentInput, spec: PromptSpec, history: list[str], provider: str, model: str
+) -> AssessmentTask:
+    event = inp.event
+    provenance = spec.provenance(provider, model, event)
+    return AssessmentTask(
+        assessment_id=inp.assessment_id,
+        camera_id=event.camera_id,
+        model=model,
+        system_prompt=system_prompt(spec),
+        user_prompt=user_prompt(event, inp.situation, history, spec),
+        image_ref=provenance.image_ref,
+        provenance=provenance,
+    )

@@ -69,6 +69,22 @@ class AssessmentInput(BaseModel):
     trace_context: dict[str, str] = Field(default_factory=dict)
 
 
+class Provenance(BaseModel):
+    """What an assessment was made with, so any alert can be explained later: the prompt
+    template and rubric versions (`riskflow.prompt`, `riskflow.context_config`), a hash of the
+    camera's context, the answer language, the provider and model asked, and the frame(s)
+    whose detections (and snapshot, `image_ref`, when one was sent) the prompt carried."""
+
+    prompt_version: str = ""
+    rubric_version: str = ""
+    context_version: str = ""
+    language: str = ""
+    provider: str = ""
+    model: str = ""
+    frame_ids: list[int] = Field(default_factory=list)
+    image_ref: str | None = None
+
+
 class AssessmentTask(BaseModel):
     """The prompt and everything the LLM call needs, built once per workflow."""
 
@@ -78,6 +94,7 @@ class AssessmentTask(BaseModel):
     system_prompt: str
     user_prompt: str
     image_ref: str | None = None
+    provenance: Provenance = Field(default_factory=Provenance)
 
 
 class LeaseRequest(BaseModel):
@@ -145,6 +162,7 @@ class Assessment(BaseModel):
     key_id: str = ""
     llm_attempts: int = 0
     detections: dict[str, int] = Field(default_factory=dict, description="class -> count")
+    provenance: Provenance = Field(default_factory=Provenance)
 
 
 class AggregateResult(BaseModel):

@@ -28,6 +28,7 @@ from riskflow.keyconfig import KeysConfig
 from riskflow.models import RiskLevel
 from riskflow.names import BRIDGE_GROUP, TASK_QUEUE
 from riskflow.redis_client import is_cluster_url, parse_cluster_url
+from riskflow.replay_config import ReplaySettings
 from riskflow.significance_config import CameraRules, SignificanceConfig
 from riskflow.sites import SiteConfig, check_sites, site_of
 from riskflow.telemetry import TracingSettings
@@ -182,6 +183,7 @@ class Settings(BaseSettings):
         default_factory=KeysConfig, validation_alias=AliasChoices("keys", "key_pool")
     )
     edge: EdgeSettings = EdgeSettings()
+    replay: ReplaySettings = ReplaySettings()
     config_dir: Path = Path("config")
 
     @field_validator("cameras")

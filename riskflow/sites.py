@@ -21,7 +21,9 @@ from __future__ import annotations
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from riskflow.context_config import DEFAULT_CONTEXT, SiteContext
 
 DEFAULT_SITE_ID = "default"
 
@@ -39,6 +41,18 @@ class SiteConfig(BaseModel):
     language: Language = "en"
     timezone: str = "UTC"
     cameras: list[str] = Field(default_factory=list)
+    context: SiteContext = Field(
+        default=DEFAULT_CONTEXT, description="assessment context and rubric (context_config)"
+    )
+
+    @model_validator(mode="after")
+    def _context_cameras(self) -> SiteConfig:
+        if self.id == DEFAULT_SITE_ID:
+            return self
+        unknown = sorted(set(self.context.cameras) - set(self.cameras))
+        if unknown:
+            raise ValueError(f"context.cameras names cameras not in this site: {unknown}")
+        return self
 
     @field_validator("timezone")
     @classmethod

@@ -19,7 +19,7 @@ from activities.lease import LeaseActivities
 from activities.llm import LLMActivities
 from activities.providers.base import LLMClient
 from activities.providers.dashscope import DashScopeClient
-from activities.task import TaskActivities
+from activities.task import PromptBook, TaskActivities
 from riskflow.endpoints import Endpoints
 from riskflow.kafka import make_producer, start_client
 from riskflow.keyconfig import KeyRing
@@ -45,7 +45,7 @@ class WorkerDeps:
 
 def build_worker(client: Client, settings: Settings, deps: WorkerDeps, task_queue: str) -> Worker:
     pool = KeyPool(deps.redis, settings.keys.scheduler)
-    task = TaskActivities(deps.redis, settings.llm)
+    task = TaskActivities(deps.redis, settings.llm, PromptBook.of(settings))
     lease = LeaseActivities(pool)
 
     def reload_ring() -> KeyRing:

@@ -82,7 +82,7 @@ class RiskAssessmentWorkflow:
         except _Failed as failed:
             output, reason = None, str(failed)
             workflow.logger.warning("assessment %s failed: %s", inp.assessment_id, reason)
-        assessment = self._assessment(inp, output, reason)
+        assessment = self._assessment(inp, task, output, reason)
         self._stage("aggregating")
         await workflow.execute_activity_method(
             AggregateActivities.aggregate,
@@ -171,7 +171,7 @@ class RiskAssessmentWorkflow:
                 backoff = min(backoff * 2, MAX_BACKOFF)
 
     def _assessment(
-        self, inp: AssessmentInput, output: LLMCallOutput | None, reason: str
+        self, inp: AssessmentInput, task: AssessmentTask, output: LLMCallOutput | None, reason: str
     ) -> Assessment:
         event = inp.event
         common = {
@@ -185,6 +185,7 @@ class RiskAssessmentWorkflow:
             "key_id": self._status.key_id,
             "llm_attempts": self._status.llm_attempts,
             "detections": class_counts(event),
+            "provenance": task.provenance,
         }
         if output is None:
             return Assessment(status="failed", failure_reason=reason, **common)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 
-from riskflow.prompt import DETECTIONS_MARKER
+from riskflow.prompt import DETECTIONS_MARKER, LANGUAGE_MARKER
 
 _MARKER_RE = re.compile(re.escape(DETECTIONS_MARKER) + r"\s*(\{.*?\})\s*$", re.MULTILINE)
 
@@ -37,7 +37,26 @@ def class_counts(text: str) -> dict[str, int]:
     return {str(k): int(v) for k, v in counts.items() if isinstance(v, int | float)}
 
 
-def assess(counts: dict[str, int]) -> dict[str, object]:
+def language(text: str) -> str:
+    """The language the prompt asks for (`LANGUAGE_MARKER`), `en` when it names none."""
+    match = re.search(re.escape(LANGUAGE_MARKER) + r"\s*([A-Za-z-]+)", text)
+    return match.group(1) if match else "en"
+
+
+def _in_chinese(answer: dict[str, object], people: int, falls: int) -> dict[str, object]:
+    hazards = [f"{falls} 人倒地"] if falls else []
+    if people >= 5:
+        hazards.append(f"人员聚集：{people} 人")
+    actions = ["立即派人查看倒地人员"] if falls else (["继续监控"] if people else [])
+    return {
+        **answer,
+        "summary": f"画面中 {people} 人，其中 {falls} 人倒地。",
+        "hazards": hazards,
+        "recommended_actions": actions,
+    }
+
+
+def assess(counts: dict[str, int], lang: str = "en") -> dict[str, object]:
     falls = counts.get("Fall", 0) + counts.get("fall", 0)
     people = counts.get("person", 0) + counts.get("Normal", 0) + falls
     if falls >= 2:
@@ -56,14 +75,16 @@ def assess(counts: dict[str, int]) -> dict[str, object]:
     actions = ["dispatch staff to check on the fallen person"] if falls else []
     if not actions:
         actions = ["keep monitoring"] if people else []
-    return {
+    answer: dict[str, object] = {
         "risk_level": level,
         "risk_score": score,
         "summary": f"{people} people in view, {falls} fallen.",
         "hazards": hazards,
         "recommended_actions": actions,
     }
+    return _in_chinese(answer, people, falls) if lang == "zh-CN" else answer
 
 
 def answer_for(messages: list[dict[str, object]]) -> str:
-    return json.dumps(assess(class_counts(prompt_text(messages))), ensure_ascii=False)
+    text = prompt_text(messages)
+    return json.dumps(assess(class_counts(text), language(text)), ensure_ascii=False)

@@ -1,0 +1,113 @@
+"""Replay (shadow evaluation): candidate configurations, prices, budgets, and the typed
+inputs and outputs of the replay workflow. `riskflow replay` compares candidates on recorded
+events without alerting or touching `camera:*` / `alerts:*`.
+
+`config/riskflow.yaml`:
+
+```yaml
+replay:
+  concurrency: 4                 # assessments in flight at once (the key pool still decides)
+  currency: CNY
+  prices:                        # per million tokens; models not listed cost 0 (reported)
+    qwen-plus: {input_per_million: 0.8, output_per_million: 2.0}
+```
+
+A candidates file (YAML): `candidates: [{name: current}, {name: new, prompt: v2, model: qwen-max,
+rubric: {...}, instructions: ..., language: zh-CN}]`; unset fields keep the live configuration.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from riskflow.context_config import Rubric
+from riskflow.events import DetectionEvent
+from riskflow.models import Assessment, AssessmentInput, RiskLevel, TokenUsage
+from riskflow.prompt import PromptVersion
+from riskflow.sites import Language
+
+Provider = Literal["dashscope"]
+
+
+class Price(BaseModel):
+    """Price of a model per million tokens, in `ReplaySettings.currency`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    input_per_million: float = Field(ge=0)
+    output_per_million: float = Field(ge=0)
+
+
+class ReplaySettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    concurrency: int = Field(default=4, gt=0, le=256)
+    currency: str = "CNY"
+    prices: dict[str, Price] = Field(default_factory=dict)
+    snapshot_ttl_seconds: int = Field(
+        default=3600, gt=0, description="recorded snapshots staged in Redis for a replay"
+    )
+
+    def cost(self, model: str, usage: TokenUsage) -> float:
+        price = self.prices.get(model)
+        if price is None:
+            return 0.0
+        return (
+            usage.input_tokens * price.input_per_million
+            + usage.output_tokens * price.output_per_million
+        ) / 1_000_000
+
+
+class Candidate(BaseModel):
+    """One configuration to replay: unset fields keep the live configuration."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,40}$")
+    prompt: PromptVersion = "v2"
+    provider: Provider = "dashscope"
+    model: str | None = Field(default=None, description="text model")
+    vision_model: str | None = None
+    language: Language | None = None
+    rubric: Rubric | None = None
+    instructions: str | None = Field(default=None, description="replaces the site's and camera's")
+
+
+class CandidatesFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    candidates: list[Candidate] = Field(min_length=1)
+
+
+Label = Literal["confirmed", "false_alarm"]
+
+
+class RecordedEvent(BaseModel):
+    """One line of a replay file: the detection message, and optionally the situation the
+    bridge flagged, a snapshot (JPEG, base64), an operator label and an expected level."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    event: DetectionEvent
+    situation: str = ""
+    snapshot_b64: str | None = None
+    label: Label | None = None
+    expected_level: RiskLevel | None = None
+
+
+class ReplayTaskInput(BaseModel):
+    """What the replay workflow runs: one event under one candidate."""
+
+    assessment: AssessmentInput
+    candidate: Candidate
+
+
+class ReplayOutcome(BaseModel):
+    """The replay workflow's result: the assessment it would have stored, and the cost."""
+
+    candidate: str
+    assessment: Assessment
+    usage: TokenUsage = Field(default_factory=TokenUsage)
+    latency_ms: float = 0.0
