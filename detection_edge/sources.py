@@ -20,6 +20,7 @@ import numpy as np
 
 from riskflow.errors import RiskflowError
 from riskflow.metrics import EDGE_RECONNECTS
+from riskflow.redact import redact_url
 
 logger = logging.getLogger(__name__)
 
@@ -48,11 +49,9 @@ class FrameSource(Protocol):
 
 
 def describe(source: str) -> str:
-    """The source without credentials (rtsp://user:pass@host -> rtsp://host)."""
-    if "://" in source and "@" in source:
-        scheme, rest = source.split("://", 1)
-        return f"{scheme}://{rest.split('@', 1)[1]}"
-    return source
+    """The source as it may be logged, labelled and published: no credentials (see
+    `riskflow.redact.redact_url`)."""
+    return redact_url(source)
 
 
 class FileSource:
