@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import cv2
+from aiokafka import AIOKafkaProducer
 from redis.asyncio import Redis
 
 from detection_edge.detector import Detector
@@ -170,7 +171,23 @@ async def run_edge(
     inferences = {c.id: detectors.for_camera(c) for c in cameras}  # model errors: now, clearly
     producer = make_producer(endpoints.kafka, settings.kafka, linger_ms=20)
     redis = Redis.from_url(endpoints.redis) if edge.snapshots else None
-    publisher = DetectionPublisher(producer, edge.max_queue)
+
+    async def restart() -> AIOKafkaProducer:
+        fresh = make_producer(endpoints.kafka, settings.kafka, linger_ms=20)
+        try:
+            await start_client(fresh)
+        except BaseException:
+            await fresh.stop()
+            raise
+        return fresh
+
+    publisher = DetectionPublisher(
+        producer,
+        edge.max_queue,
+        keep_classes=edge.keep_classes,
+        max_significant=edge.max_significant_queue,
+        restart=restart,
+    )
     await start_client(producer)
     sender = asyncio.create_task(publisher.run())
     totals: Counter[str] = Counter()
@@ -186,7 +203,7 @@ async def run_edge(
         sender.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await sender
-        await producer.stop()
+        await publisher.stop()
         if redis is not None:
             await redis.aclose()
         detectors.close()
