@@ -118,7 +118,13 @@ async def run_camera(
     """Read, infer, enqueue until the file ends (or `stop` for a live source)."""
     counts: Counter[str] = Counter()
     sample_every = camera.sample_every or edge.sample_every
-    source = await asyncio.to_thread(open_source, camera.source, camera.id, edge.rtsp_transport)
+    source = await asyncio.to_thread(
+        open_source,
+        camera.source,
+        camera.id,
+        edge.rtsp_transport,
+        stall_timeout=edge.stall_timeout_seconds,
+    )
     label = describe(camera.source)
     try:
         while not stop.is_set():
