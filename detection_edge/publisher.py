@@ -4,6 +4,8 @@ no broker error ends publishing.
 `offer()` never blocks. While the broker is away (for any length of time) messages wait in a
 `Backlog` (see `detection_edge.backlog` for which frames are dropped first when it is full);
 a send that fails goes back in its place and is retried with backoff (0.1 s doubling to 5 s).
+Delivery is at least once (a send that timed out may have reached the broker), and a retried
+message may land after newer ones of its camera; consumers order by `captured_at`.
 Every drop is counted by reason in `riskflow_edge_dropped_total{camera,reason}`:
 `empty`, `detections`, `significant_overflow` (backlog full), `rejected` (the broker or the
 client refuses this message for good, e.g. larger than `max_request_size`), `unsent_at_exit`.
@@ -92,6 +94,8 @@ class DetectionPublisher:
         self._keep = frozenset(keep_classes)
         self._restart = restart
         self._ready = asyncio.Event()
+        self._ack_failed = False
+        self._delay = 0.1
         self._seq = 0
         self._restarts: Counter[int] = Counter()  # seq -> restarts caused
         self.drops: Counter[str] = Counter()
@@ -122,8 +126,10 @@ class DetectionPublisher:
     async def run(self) -> None:
         """Hand queued messages to the producer (which batches and compresses them), for ever:
         no exception but cancellation ends this loop."""
-        delay = 0.1
         while True:
+            if self._ack_failed:  # the broker lost messages just now: give it time
+                self._ack_failed = False
+                await self._backoff()
             item = self._backlog.pop()
             if item is None:
                 self._ready.clear()
@@ -137,13 +143,16 @@ class DetectionPublisher:
                 self._backlog.put_back(item)
                 raise
             except Exception as exc:
-                await self._failed(item, exc, delay)
-                delay = min(delay * 2, MAX_BACKOFF_SECONDS)
+                await self._failed(item, exc)
                 continue
-            delay = 0.1
             ack.add_done_callback(functools.partial(self._acked, item=item))
 
-    async def _failed(self, item: Item, exc: Exception, delay: float) -> None:
+    async def _backoff(self) -> None:
+        """Wait before the next send after a failure: 0.1 s doubling to 5 s, reset by an ack."""
+        await asyncio.sleep(self._delay)
+        self._delay = min(self._delay * 2, MAX_BACKOFF_SECONDS)
+
+    async def _failed(self, item: Item, exc: Exception) -> None:
         self.failures += 1
         action = classify(exc)
         if action == "restart":
@@ -158,7 +167,7 @@ class DetectionPublisher:
         self._count(self._backlog.put_back(item))
         if self.failures == 1 or self.failures % 100 == 0:
             logger.warning("publishing failed (%d so far), retrying: %r", self.failures, exc)
-        await asyncio.sleep(delay)
+        await self._backoff()
         if action == "restart":
             await self._restart_producer(exc)
 
@@ -180,10 +189,12 @@ class DetectionPublisher:
                 self._count([Dropped(item, "rejected")])
                 return
             self.failures += 1
+            self._ack_failed = True
             self._count(self._backlog.put_back(item))
             self._ready.set()
             return
         self._restarts.pop(item.seq, None)
+        self._delay = 0.1
         self.published += 1
         EDGE_FRAMES.labels(item.camera, "published").inc()
         EDGE_PUBLISH.labels(item.camera).observe(time.perf_counter() - item.queued)
