@@ -5,14 +5,18 @@ within the stall timeout without waiting on OpenCV's read(), counted, and reopen
 from __future__ import annotations
 
 import os
+import signal
 import uuid
+from pathlib import Path
 
+import numpy as np
 import pytest
 from prometheus_client import REGISTRY
 
 cv2 = pytest.importorskip("cv2") if not os.environ.get("CI") else __import__("cv2")
 
 from detection_edge.sources import Frame, FrameSource, open_source  # noqa: E402
+from riskflow.devstack.localstack.process import free_port  # noqa: E402
 from tests.mjpeg_server import mjpeg_camera, shade  # noqa: E402
 
 
@@ -68,3 +72,42 @@ def test_a_camera_that_closes_its_stream_is_reopened_without_a_stall() -> None:
     assert 2 in seen
     assert sample("riskflow_edge_reconnects_total", camera) == 1
     assert sample("riskflow_edge_stalls_total", camera) is None
+
+
+def test_a_paused_rtsp_server_is_a_stall_and_is_reopened(tmp_path: Path) -> None:
+    """A GStreamer RTSP camera stopped with SIGSTOP: its TCP connection stays open and
+    silent (what a hung camera or a half-open connection looks like to the reader)."""
+    from tests.test_edge import rtsp_available, serve_rtsp
+
+    rtsp_available()
+    for i in range(4):
+        image = np.full((120, 160, 3), 60 * i, dtype=np.uint8)
+        cv2.imwrite(str(tmp_path / f"frame{i:03d}.jpg"), image)
+    port = free_port()
+    server = serve_rtsp(tmp_path, port)
+    camera = f"paused-{uuid.uuid4().hex[:8]}"
+    try:
+        source = open_source(
+            f"rtsp://127.0.0.1:{port}/cam", camera, open_timeout=5, stall_timeout=1.0
+        )
+        try:
+            assert any(source.read(0.1) is not None for _ in range(300))
+            server.send_signal(signal.SIGSTOP)
+            for _ in range(300):
+                if sample("riskflow_edge_stalls_total", camera):
+                    break
+                source.read(0.1)
+            server.send_signal(signal.SIGCONT)
+            for _ in range(600):
+                frame = source.read(0.1)
+                if frame is not None and sample("riskflow_edge_reconnects_total", camera):
+                    break
+        finally:
+            source.close()
+    finally:
+        server.send_signal(signal.SIGCONT)
+        server.send_signal(signal.SIGTERM)
+        server.wait(10)
+    assert (sample("riskflow_edge_stalls_total", camera) or 0) >= 1
+    assert (sample("riskflow_edge_reconnects_total", camera) or 0) >= 1
+    assert frame is not None  # frames flow again on the reopened connection
