@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from urllib.parse import quote
 
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
+from riskflow.events import DetectionEvent
 from riskflow.redact import redact_url
 
 
@@ -81,3 +83,17 @@ def test_no_generated_secret_survives(
     for secret in (user, password, value):
         assert secret not in label
     assert label == public + "?channel=1"
+
+
+def test_a_detection_event_from_any_publisher_keeps_no_credentials() -> None:
+    event = DetectionEvent.model_validate(
+        {
+            "camera_id": "c1",
+            "frame_id": 0,
+            "captured_at": datetime.now(UTC),
+            "image": {"width": 640, "height": 480},
+            "model_name": "m",
+            "source": "rtsp://admin:p@ss@cam.local:554/stream?user=a&password=zz",
+        }
+    )
+    assert event.source == "rtsp://cam.local:554/stream"
