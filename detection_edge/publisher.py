@@ -94,7 +94,7 @@ class DetectionPublisher:
         self._keep = frozenset(keep_classes)
         self._restart = restart
         self._ready = asyncio.Event()
-        self._ack_failed = False
+        self._ack_error: BaseException | None = None
         self._delay = 0.1
         self._seq = 0
         self._restarts: Counter[int] = Counter()  # seq -> restarts caused
@@ -127,9 +127,11 @@ class DetectionPublisher:
         """Hand queued messages to the producer (which batches and compresses them), for ever:
         no exception but cancellation ends this loop."""
         while True:
-            if self._ack_failed:  # the broker lost messages just now: give it time
-                self._ack_failed = False
+            if self._ack_error is not None:  # the broker lost messages just now
+                error, self._ack_error = self._ack_error, None
                 await self._backoff()
+                if classify(error) == "restart":  # fenced, sequence lost: a fresh producer
+                    await self._restart_producer(error)
             item = self._backlog.pop()
             if item is None:
                 self._ready.clear()
@@ -161,7 +163,6 @@ class DetectionPublisher:
                 action = "reject"
         if action == "reject":
             logger.error("detection message of camera %s refused for good: %r", item.camera, exc)
-            self._restarts.pop(item.seq, None)
             self._count([Dropped(item, "rejected")])
             return
         self._count(self._backlog.put_back(item))
@@ -171,7 +172,7 @@ class DetectionPublisher:
         if action == "restart":
             await self._restart_producer(exc)
 
-    async def _restart_producer(self, cause: Exception) -> None:
+    async def _restart_producer(self, cause: BaseException) -> None:
         if self._restart is None:
             return
         logger.warning("restarting the Kafka producer after %r", cause)
@@ -189,7 +190,7 @@ class DetectionPublisher:
                 self._count([Dropped(item, "rejected")])
                 return
             self.failures += 1
-            self._ack_failed = True
+            self._ack_error = exc or KafkaTimeoutError("send cancelled")
             self._count(self._backlog.put_back(item))
             self._ready.set()
             return
@@ -201,6 +202,7 @@ class DetectionPublisher:
 
     def _count(self, dropped: Iterable[Dropped]) -> None:
         for drop in dropped:
+            self._restarts.pop(drop.item.seq, None)
             self.drops[drop.reason] += 1
             EDGE_FRAMES.labels(drop.item.camera, "dropped").inc()
             EDGE_DROPPED.labels(drop.item.camera, drop.reason).inc()
