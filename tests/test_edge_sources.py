@@ -27,13 +27,14 @@ def connection_of(frame: Frame) -> int:
 
 
 def read_until_connection(source: FrameSource, wanted: int, reads: int = 600) -> set[int]:
-    """Connections seen until a frame of `wanted` arrives (or `reads` reads of 0.1 s)."""
+    """Connections seen until a frame of connection `wanted` or a later one arrives (or
+    `reads` reads of 0.1 s)."""
     seen: set[int] = set()
     for _ in range(reads):
         frame = source.read(0.1)
         if frame is not None:
             seen.add(connection_of(frame))
-            if wanted in seen:
+            if max(seen) >= wanted:
                 break
     return seen
 
@@ -52,7 +53,7 @@ def test_a_frozen_camera_and_a_hung_reconnect_are_reopened() -> None:
             seen = read_until_connection(source, 3)
         finally:
             source.close()
-        assert 3 in seen and 2 not in seen and server.connections >= 3
+        assert max(seen) >= 3 and 2 not in seen and server.connections >= 3
     # The frozen stream stalled; the connection that never answered was given up (unopened).
     assert (sample("riskflow_edge_stalls_total", camera) or 0) >= 1
     assert (sample("riskflow_edge_reconnects_total", camera) or 0) >= 1
@@ -69,7 +70,7 @@ def test_a_camera_that_closes_its_stream_is_reopened_without_a_stall() -> None:
             seen = read_until_connection(source, 2)
         finally:
             source.close()
-    assert 2 in seen
+    assert max(seen) >= 2
     assert sample("riskflow_edge_reconnects_total", camera) == 1
     assert sample("riskflow_edge_stalls_total", camera) is None
 
