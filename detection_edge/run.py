@@ -22,12 +22,13 @@ from redis.asyncio import Redis
 
 from detection_edge.detector import Detector
 from detection_edge.publisher import DetectionPublisher
-from detection_edge.sources import Frame, describe, open_source
+from detection_edge.sources import Frame, open_source
 from riskflow.edge_config import CameraConfig, EdgeSettings
 from riskflow.endpoints import Endpoints
 from riskflow.events import Detection, DetectionEvent, ImageSize, SnapshotRef
 from riskflow.kafka import make_producer, start_client
 from riskflow.metrics import EDGE_FRAMES, EDGE_INFERENCE, serve
+from riskflow.redact import redact_url
 from riskflow.settings import Settings
 from riskflow.shutdown import stop_on_signals
 
@@ -125,7 +126,7 @@ async def run_camera(
         edge.rtsp_transport,
         stall_timeout=edge.stall_timeout_seconds,
     )
-    label = describe(camera.source)
+    label = redact_url(camera.source)
     try:
         while not stop.is_set():
             frame = await asyncio.to_thread(source.read, edge.read_timeout_seconds)

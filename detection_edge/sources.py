@@ -50,12 +50,6 @@ class FrameSource(Protocol):
     def close(self) -> None: ...
 
 
-def describe(source: str) -> str:
-    """The source as it may be logged, labelled and published: no credentials (see
-    `riskflow.redact.redact_url`)."""
-    return redact_url(source)
-
-
 class FileSource:
     live = False
 
@@ -290,7 +284,7 @@ def open_source(
 
     Timeouts in seconds: `open_timeout` for the first connection (then `SourceError`),
     `stall_timeout` without a frame before a live stream is reopened."""
-    label = describe(source)
+    label = redact_url(source)  # logged, labelled and published: no credentials
     if "://" in source:
         if source.startswith("rtsp") and rtsp_transport:
             # Read by OpenCV's FFmpeg back end when it opens the stream; the socket timeout
