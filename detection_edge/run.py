@@ -17,15 +17,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 import cv2
+from aiokafka import AIOKafkaProducer
 
 from detection_edge.detector import Detector
 from detection_edge.publisher import DetectionPublisher
-from detection_edge.sources import Frame, describe, open_source
+from detection_edge.sources import Frame, open_source
 from riskflow.edge_config import CameraConfig, EdgeSettings
 from riskflow.endpoints import Endpoints
 from riskflow.events import Detection, DetectionEvent, ImageSize, SnapshotRef
 from riskflow.kafka import make_producer, start_client
 from riskflow.metrics import EDGE_FRAMES, EDGE_INFERENCE, serve
+from riskflow.redact import redact_url
 from riskflow.redis_client import RedisClient, redis_client
 from riskflow.settings import Settings
 from riskflow.shutdown import stop_on_signals
@@ -117,8 +119,14 @@ async def run_camera(
     """Read, infer, enqueue until the file ends (or `stop` for a live source)."""
     counts: Counter[str] = Counter()
     sample_every = camera.sample_every or edge.sample_every
-    source = await asyncio.to_thread(open_source, camera.source, camera.id, edge.rtsp_transport)
-    label = describe(camera.source)
+    source = await asyncio.to_thread(
+        open_source,
+        camera.source,
+        camera.id,
+        edge.rtsp_transport,
+        stall_timeout=edge.stall_timeout_seconds,
+    )
+    label = redact_url(camera.source)
     try:
         while not stop.is_set():
             frame = await asyncio.to_thread(source.read, edge.read_timeout_seconds)
@@ -170,7 +178,23 @@ async def run_edge(
     inferences = {c.id: detectors.for_camera(c) for c in cameras}  # model errors: now, clearly
     producer = make_producer(endpoints.kafka, settings.kafka, linger_ms=20)
     redis = redis_client(endpoints.redis) if edge.snapshots else None
-    publisher = DetectionPublisher(producer, edge.max_queue)
+
+    async def restart() -> AIOKafkaProducer:
+        fresh = make_producer(endpoints.kafka, settings.kafka, linger_ms=20)
+        try:
+            await start_client(fresh)
+        except BaseException:
+            await fresh.stop()
+            raise
+        return fresh
+
+    publisher = DetectionPublisher(
+        producer,
+        edge.max_queue,
+        keep_classes=edge.keep_classes,
+        max_significant=edge.max_significant_queue,
+        restart=restart,
+    )
     await start_client(producer)
     sender = asyncio.create_task(publisher.run())
     totals: Counter[str] = Counter()
@@ -186,7 +210,7 @@ async def run_edge(
         sender.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await sender
-        await producer.stop()
+        await publisher.stop()
         if redis is not None:
             await redis.aclose()
         detectors.close()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from riskflow.significance_config import Zone
+from riskflow.significance_config import DEFAULT_RULES, Zone
 
 
 class EdgeSettings(BaseModel):
@@ -20,9 +20,25 @@ class EdgeSettings(BaseModel):
     device: str = "cpu"
     track: bool = False
     sample_every: int = Field(default=1, gt=0, description="infer every Nth frame read")
-    max_queue: int = Field(default=1000, gt=0, description="messages waiting for the broker")
+    max_queue: int = Field(
+        default=1000, gt=0, description="messages without a keep class waiting for the broker"
+    )
+    keep_classes: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_RULES[0].classes),
+        description="a frame with any detection of these classes is significant: lesser "
+        "frames never push it out of the backlog (default: the fall rule's classes)",
+    )
+    max_significant_queue: int = Field(
+        default=10_000, gt=0, description="significant messages waiting for the broker"
+    )
     rtsp_transport: str = "tcp"
     read_timeout_seconds: float = Field(default=5.0, gt=0)
+    stall_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="a live stream with no frame for this long is counted as stalled and "
+        "reopened (a frozen camera, a half-open connection)",
+    )
     snapshots: bool = False
     snapshot_ttl_seconds: int = Field(default=600, gt=0)
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from riskflow.redact import redact_url
 
 
 class BBox(BaseModel):
@@ -75,6 +77,12 @@ class DetectionEvent(BaseModel):
     detections: list[Detection] = Field(default_factory=list, max_length=1000)
     snapshot: SnapshotRef | None = None
     source: str = Field(default="", max_length=512, description="Source label, never credentials")
+
+    @field_validator("source")
+    @classmethod
+    def _no_credentials(cls, source: str) -> str:
+        """Whoever publishes (our edge or another), the label keeps no credentials."""
+        return redact_url(source)
 
     @model_validator(mode="after")
     def _aware(self) -> DetectionEvent:

@@ -35,6 +35,22 @@ EDGE_PUBLISH = Histogram(
     buckets=LATENCY_BUCKETS,
 )
 EDGE_RECONNECTS = Counter("riskflow_edge_reconnects_total", "Source reconnects", ["camera"])
+EDGE_DROPPED = Counter(
+    "riskflow_edge_dropped_total",
+    "Detection messages dropped before the broker had them, by reason: empty, detections, "
+    "significant_overflow (backlog full), rejected (refused for good), unsent_at_exit",
+    ["camera", "reason"],
+)
+EDGE_STALLS = Counter(
+    "riskflow_edge_stalls_total",
+    "Live streams that delivered no frame within the stall timeout (then reopened)",
+    ["camera"],
+)
+EDGE_FRAME_AGE = Gauge(
+    "riskflow_edge_seconds_since_last_frame",
+    "Seconds since a live source last delivered a frame (since it was opened if none yet)",
+    ["camera"],
+)
 
 # -- bridge -------------------------------------------------------------------------------
 BRIDGE_MESSAGES = Counter(

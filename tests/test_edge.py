@@ -34,6 +34,7 @@ from detection_edge.sources import SourceError, open_source  # noqa: E402
 from riskflow.devstack.simulate import scene_event  # noqa: E402
 from riskflow.edge_config import CameraConfig, EdgeSettings  # noqa: E402
 from riskflow.redis_client import redis_client  # noqa: E402
+from tests.mjpeg_server import mjpeg_camera  # noqa: E402
 
 ASSETS = Path(ultralytics.__file__).parent / "assets"
 
@@ -254,3 +255,35 @@ async def test_a_dropped_stream_is_reopened_without_a_restart(
         server.wait(10)
     assert REGISTRY.get_sample_value("riskflow_edge_reconnects_total", {"camera": camera.id}) == 1
     assert len(after) >= before + 2  # frames flow again, in the same process
+
+
+async def test_a_frozen_camera_is_reopened_and_publishes_again(
+    settings: Settings, stack: Endpoints, unique: str
+) -> None:
+    """Through `run_edge`: a camera that freezes without closing its connection is seen
+    within the configured stall timeout, counted, reopened, and its frames reach the broker
+    again; its label carries no credentials."""
+    stalling = settings.model_copy(
+        update={"edge": EdgeSettings(stall_timeout_seconds=1.0, sample_every=5)}
+    )
+    mine = lambda d: d.get("camera_id") == camera.id  # noqa: E731
+    with mjpeg_camera(["freeze", "serve"]) as (url, server):
+        secret_url = url.replace("http://", "http://admin:p@ss@") + "?token=zz&channel=1"
+        camera = CameraConfig(id=f"frozen-{unique}", source=secret_url)
+        stop = asyncio.Event()
+        edge = asyncio.create_task(run_edge(stalling, [camera], stop))
+        try:
+            for _ in range(600):
+                if server.connections >= 2 and REGISTRY.get_sample_value(
+                    "riskflow_edge_reconnects_total", {"camera": camera.id}
+                ):
+                    break
+                await asyncio.sleep(0.1)
+            before = len(await read_topic(stack.kafka, DETECTION_TOPIC, mine, 10**6, within=3))
+            after = await read_topic(stack.kafka, DETECTION_TOPIC, mine, before + 1, within=60)
+        finally:
+            stop.set()
+            await asyncio.wait_for(edge, 30)
+    assert REGISTRY.get_sample_value("riskflow_edge_stalls_total", {"camera": camera.id})
+    assert len(after) >= before + 1
+    assert after[0]["source"] == url + "?channel=1"

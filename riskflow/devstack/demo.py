@@ -30,6 +30,7 @@ from riskflow.endpoints import Endpoints
 from riskflow.errors import ConfigError
 from riskflow.kafka import ensure_topics, make_consumer, make_producer
 from riskflow.names import DETECTION_TOPIC, RESULTS_TOPIC, camera_alerts_key, camera_latest_key
+from riskflow.redact import redact_url
 from riskflow.redis_client import redis_client
 from riskflow.settings import Settings
 from workers.bridge import run_bridge
@@ -210,7 +211,7 @@ async def run_demo(settings: Settings, options: DemoOptions) -> bool:
     if cameras is None:
         console.print("Cameras: simulated detections (install the detect extra for the real edge)")
     else:
-        console.print(f"Cameras: the YOLO edge on {cameras[0].source}")
+        console.print(f"Cameras: the YOLO edge on {redact_url(cameras[0].source)}")
     stop = asyncio.Event()
     tasks: list[asyncio.Task[Any]] = []
     try:
