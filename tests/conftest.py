@@ -239,4 +239,6 @@ def cli_env(settings: Settings) -> dict[str, str]:
         "RISKFLOW_LOCAL__KAFKA_PORT": str(local.kafka_port),
         "RISKFLOW_LOCAL__REDIS_PORT": str(local.redis_port),
         "RISKFLOW_LOCAL__DASHSCOPE_PORT": str(local.dashscope_port),
+        "RISKFLOW_LOCAL__RECEIVER_PORT": str(local.receiver_port),
+        "RISKFLOW_LOCAL__SMTP_PORT": str(local.smtp_port),
     }
