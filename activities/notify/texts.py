@@ -59,7 +59,8 @@ TEXTS: dict[Language, dict[str, str]] = {
 @dataclass(frozen=True)
 class Message:
     """One notification in words: `title` (one line), `summary` (the assessment's), `fields`
-    (label, value) in order, `hazards` and `actions` as lists, and the console links ("" without a console)."""
+    (label, value) in order, `hazards` and `actions` as lists, and the console links ("" without
+    a console)."""
 
     title: str
     summary: str
