@@ -198,6 +198,13 @@ class ChannelSecrets:
     def from_environment(cls, config: NotificationSettings) -> ChannelSecrets:
         return cls.from_config(config, os.environ)
 
+    def all_configured(self, config: NotificationSettings) -> bool:
+        """Whether every channel names its own address (none uses the local receiver)."""
+        return all(
+            (c.host if isinstance(c, EmailChannel) else self.url(name))
+            for name, c in config.channels.items()
+        )
+
     def url(self, channel: str) -> str | None:
         """The channel's configured URL (None: the local receiver's)."""
         return self._urls.get(channel)

@@ -45,6 +45,7 @@ class Endpoints:
             "kafka": settings.kafka_bootstrap is not None,
             "redis": settings.redis_url is not None,
             "dashscope": settings.dashscope_base_url is not None,
+            "receiver": False,  # dev tooling: always the local stack's
         }
 
 

@@ -28,7 +28,8 @@ async def test_lifecycle(tmp_path: Path) -> None:
     stack = LocalStack(settings)
     try:
         first = await stack.up()
-        assert [s.name for s in first] == ["temporal", "kafka", "redis", "dashscope"]
+        names = ["temporal", "kafka", "redis", "dashscope", "receiver"]
+        assert [s.name for s in first] == names
         assert all(s.healthy and s.managed and s.pid for s in first)
         pids = {s.name: s.pid for s in first}
         # Starting twice is harmless: the same processes stay.
@@ -62,7 +63,7 @@ async def test_lifecycle(tmp_path: Path) -> None:
         assert status["redis"].healthy and status["temporal"].healthy
     finally:
         stopped = stack.down()
-    assert set(stopped) == {"temporal", "redis", "dashscope"}  # kafka was already dead
+    assert set(stopped) == {"temporal", "redis", "dashscope", "receiver"}  # kafka already dead
     assert not any(pid_alive(pid) for pid in pids.values() if pid)
 
 

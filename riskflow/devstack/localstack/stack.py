@@ -120,7 +120,7 @@ class LocalStack:
         return ServiceStatus(name, address, False, None, healthy, detail or "configured")
 
 
-_ALL = ("temporal", "kafka", "redis", "dashscope")
+_ALL = ("temporal", "kafka", "redis", "dashscope", "receiver")
 
 
 class _Exited(Exception):
