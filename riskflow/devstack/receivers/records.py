@@ -19,6 +19,9 @@ class Fault:
     status: int
     body: dict[str, Any]
     headers: dict[str, str] = field(default_factory=dict)
+    # Record the notification as accepted, then answer only after this many seconds: the
+    # sender's timeout fires after the vendor got the message (an answer lost on the way).
+    delay_seconds: float = 0.0
 
 
 class Records:

@@ -4,7 +4,8 @@ paths of `riskflow.channels.LOCAL_PATHS`, plus `/admin`:
 - `GET /admin/notifications[?channel=NAME]`: accepted notifications, oldest first,
 - `GET /admin/rejections`: refused requests with the reason,
 - `POST /admin/faults` `{"faults": [{"channel": NAME or "*", "times": N, "status": 200,
-  "body": {...}, "headers": {...}}]}`: answer the next valid requests so (vendor errors),
+  "body": {...}, "headers": {...}}]}`: answer the next valid requests so (vendor errors);
+  with `"delay_seconds": S` accept them and answer only after S seconds (an answer lost),
 - `POST /admin/reset`, `GET /health`.
 
 A channel is known by its token (the DingTalk `access_token`, the WeCom `key`, the Feishu hook
@@ -14,6 +15,7 @@ taken from its configured URL. An unknown token gets the vendor's "invalid token
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -113,9 +115,13 @@ def _handler(vendor: str) -> Any:
             records.refuse(known.name, vendor, result.reason)
             return web.json_response(result.body, status=result.status)
         fault = records.fault_for(known.name)
-        if fault is not None:
-            return web.json_response(fault.body, status=fault.status, headers=fault.headers)
-        return _accept(records, known.name, vendor, result)
+        if fault is None:
+            return _accept(records, known.name, vendor, result)
+        if fault.delay_seconds:
+            answer = _accept(records, known.name, vendor, result)
+            await asyncio.sleep(fault.delay_seconds)
+            return answer
+        return web.json_response(fault.body, status=fault.status, headers=fault.headers)
 
     return handle
 
