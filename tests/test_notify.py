@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +14,12 @@ import aiohttp
 import pytest
 from pydantic import SecretStr
 from redis.asyncio import Redis
+from temporalio import workflow
+from temporalio.client import Client
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
+from temporalio.worker import Worker
 
 from activities.notify import NotifyActivities
 from activities.notify.mail import SmtpMailer
@@ -31,6 +35,7 @@ from riskflow.channels import (
 )
 from riskflow.devstack.localstack.process import free_port
 from riskflow.devstack.receivers.runtime import Receiver
+from riskflow.endpoints import Endpoints
 from riskflow.models import RiskLevel
 from riskflow.names import notification_marker_key
 from riskflow.notifications import (
@@ -42,6 +47,8 @@ from riskflow.notifications import (
     NotificationRequest,
     NotificationResult,
 )
+from riskflow.settings import Settings
+from tests.conftest import ReceiverAdmin, running_worker
 
 CLAIM_SECONDS = 30.0
 TTL_SECONDS = 3600
@@ -428,3 +435,83 @@ async def test_unreachable_channel_is_retried_and_sends_later(rig: Rig) -> None:
     assert error.type == NOTIFY_CHANNEL_ERROR and not error.non_retryable
     assert "access_token" not in str(error)  # the robot's token is a secret
     assert (await rig.notify(req)).status == "sent"
+
+
+# -- through Temporal, and through the worker's own wiring -----------------------------------
+
+
+@workflow.defn(sandboxed=False)
+class NotifyTwice:
+    """Sends the same step twice, each with Temporal's retries (as a replayed step would)."""
+
+    @workflow.run
+    async def run(self, req: NotificationRequest) -> list[NotificationResult]:
+        results = []
+        for _ in range(2):
+            result = await workflow.execute_activity(
+                "notify",
+                req,
+                result_type=NotificationResult,
+                start_to_close_timeout=timedelta(seconds=20),
+                retry_policy=RetryPolicy(
+                    initial_interval=timedelta(milliseconds=50), maximum_attempts=5
+                ),
+            )
+            results.append(result)
+        return results
+
+
+@pytest.mark.parametrize(
+    ("channel", "fault", "uncertain"),
+    [
+        ("wecom", {"status": 200, "body": {"errcode": -1, "errmsg": "system busy"}}, False),
+        ("ding", {"status": 200, "body": {}, "delay_seconds": 3.0}, True),
+    ],
+)
+async def test_retried_activity_sends_one_message(
+    rig: Rig,
+    client: Client,
+    task_queue: str,
+    channel: str,
+    fault: dict[str, Any],
+    uncertain: bool,
+) -> None:
+    """Temporal retries the activity (a vendor error; an answer lost after delivery) and runs
+    the step again: one message reaches the receiver."""
+    rig.receiver.records.faults = [_fault(channel, **fault)]
+    acts = rig.activities(channels(rig.receiver.url, timeout=0.5))
+    async with Worker(
+        client, task_queue=task_queue, workflows=[NotifyTwice], activities=[acts.notify]
+    ):
+        results = await client.execute_workflow(
+            NotifyTwice.run,
+            request(channel),
+            id=f"notify-twice-{task_queue}",
+            task_queue=task_queue,
+            result_type=list[NotificationResult],
+        )
+    first = "already_sent" if uncertain else "sent"
+    assert [r.status for r in results] == [first, "already_sent"]
+    assert results[0].uncertain == uncertain
+    assert len(rig.received(channel)) == 1
+
+
+async def test_worker_sends_to_the_stack_receiver(
+    client: Client,
+    settings: Settings,
+    stack: Endpoints,
+    task_queue: str,
+    receiver_admin: ReceiverAdmin,
+    redis: Redis,
+) -> None:
+    """The worker's own wiring (workers.worker) with the shipped channels reaches the local
+    stack's receiver, e-mail over STARTTLS with the receiver's certificate included."""
+    async with running_worker(client, settings, stack, task_queue) as deps:
+        for name in settings.notifications.channels:
+            result = await ActivityEnvironment().run(deps.notify.notify, request(name))
+            assert result.status == "sent", name
+    got = await receiver_admin.notifications()
+    assert sorted(n["channel"] for n in got) == sorted(
+        "email" if name == "mail" else name for name in settings.notifications.channels
+    )
+    assert not await receiver_admin.rejections()
