@@ -130,6 +130,13 @@ class NotificationSettings(BaseModel):
     )
     marker_ttl_seconds: int = Field(default=7 * 24 * 3600, gt=0)
 
+    def uses_local_receiver(self) -> bool:
+        """Whether a channel names no address of its own (so sends to the local receiver)."""
+        return any(
+            not c.host if isinstance(c, EmailChannel) else c.url is None and c.url_env is None
+            for c in self.channels.values()
+        )
+
     @model_validator(mode="after")
     def _names(self) -> NotificationSettings:
         import re

@@ -45,7 +45,8 @@ class Endpoints:
             "kafka": settings.kafka_bootstrap is not None,
             "redis": settings.redis_url is not None,
             "dashscope": settings.dashscope_base_url is not None,
-            "receiver": False,  # dev tooling: always the local stack's
+            # dev tooling, needed only while a channel has no address of its own
+            "receiver": not settings.notifications.uses_local_receiver(),
         }
 
 

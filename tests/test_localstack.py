@@ -15,6 +15,7 @@ import aiohttp
 import pytest
 from aiokafka import TopicPartition
 
+from riskflow.channels import NotificationSettings
 from riskflow.devstack.localstack.process import on_free_ports, pid_alive
 from riskflow.devstack.localstack.stack import LocalStack
 from riskflow.errors import PortInUseError
@@ -86,6 +87,7 @@ async def test_configured_services_are_not_started(tmp_path: Path) -> None:
         kafka_bootstrap="127.0.0.1:1",
         temporal_address="127.0.0.1:1",
         dashscope_base_url="http://127.0.0.1:1/api/v1",
+        notifications=NotificationSettings(),  # no channel sends to the local receiver
     )
     stack = LocalStack(settings)
     assert stack.services == []
@@ -119,6 +121,7 @@ async def test_durable_kafka_survives_a_restart(tmp_path: Path) -> None:
         temporal_address="127.0.0.1:1",
         redis_url="redis://127.0.0.1:1/0",
         dashscope_base_url="http://127.0.0.1:1/api/v1",
+        notifications=NotificationSettings(),
     )
     # Like Apache Kafka, noida-db refuses sessions under 6 s (tansu's 2 s quirk does not apply).
     kafka = settings.kafka.model_copy(update={"session_timeout_ms": 6000})
