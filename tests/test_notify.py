@@ -12,6 +12,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from prometheus_client import REGISTRY
 from pydantic import SecretStr
 from redis.asyncio import Redis
 from temporalio import workflow
@@ -216,7 +217,9 @@ async def test_texts_follow_the_site_language(rig: Rig) -> None:
     await rig.notify(request("wecom", language="zh-CN"))
     await rig.notify(request("wecom", language="en"))
     zh, en = (n["payload"]["markdown"]["content"] for n in rig.received("wecom"))
-    assert "风险等级" in zh and "极高" in zh and "确认处理" in zh and "误报" in zh
+    assert (
+        "风险等级" in zh and "极高" in zh and "已通知" in zh and "确认处理" in zh and "误报" in zh
+    )
     assert "Severity" in en and "Acknowledge" in en and "风险" not in en
     await rig.notify(request("lark", language="zh-CN"))
     [card] = [n["payload"]["card"] for n in rig.received("lark")]
@@ -300,12 +303,18 @@ async def test_feishu_stale_timestamp_and_unknown_token_get_feishu_errors(rig: R
 
 @pytest.mark.parametrize("channel", ["hook", "ding", "wecom", "lark", "mail"])
 async def test_same_key_twice_is_one_message(rig: Rig, channel: str) -> None:
+    def count(outcome: str) -> float:
+        labels = {"channel": channel, "outcome": outcome}
+        return REGISTRY.get_sample_value("riskflow_notifications_total", labels) or 0.0
+
+    before = count("sent"), count("already_sent")
     req = request(channel)
     first = await rig.notify(req)
     second = await rig.notify(req)
     assert (first.status, second.status) == ("sent", "already_sent")
     assert second.detail == first.detail
     assert len(rig.received()) == 1
+    assert (count("sent"), count("already_sent")) == (before[0] + 1, before[1] + 1)
 
 
 async def test_answer_lost_after_delivery_is_not_sent_again(rig: Rig) -> None:

@@ -31,6 +31,12 @@ TEXTS: dict[Language, dict[str, str]] = {
         "high": "high",
         "medium": "medium",
         "low": "low",
+        "state:open": "open",
+        "state:notified": "notified",
+        "state:acknowledged": "acknowledged",
+        "state:resolved": "resolved",
+        "state:dismissed": "dismissed",
+        "state:expired": "expired",
     },
     "zh-CN": {
         "opened": "事件:{site} 摄像头 {camera} 出现{severity}风险",
@@ -52,6 +58,12 @@ TEXTS: dict[Language, dict[str, str]] = {
         "high": "高",
         "medium": "中",
         "low": "低",
+        "state:open": "待处理",
+        "state:notified": "已通知",
+        "state:acknowledged": "已确认",
+        "state:resolved": "已解除",
+        "state:dismissed": "已撤销",
+        "state:expired": "已过期",
     },
 }
 
@@ -119,7 +131,7 @@ def render(request: NotificationRequest) -> Message:
     )
     fields = [
         (t["severity"], severity),
-        (t["state"], request.state),
+        (t["state"], t.get(f"state:{request.state}", request.state)),
         (t["incident"], request.incident_id),
         (t["opened_at"], request.opened_at.isoformat(timespec="seconds")),
     ]
