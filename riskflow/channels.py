@@ -130,12 +130,19 @@ class NotificationSettings(BaseModel):
     )
     marker_ttl_seconds: int = Field(default=7 * 24 * 3600, gt=0)
 
+    def local_only(self) -> NotificationSettings:
+        """These settings with only the channels that name no address of their own (they send
+        to the local receiver)."""
+        local = {
+            name: c
+            for name, c in self.channels.items()
+            if (not c.host if isinstance(c, EmailChannel) else c.url is None and c.url_env is None)
+        }
+        return self.model_copy(update={"channels": local})
+
     def uses_local_receiver(self) -> bool:
-        """Whether a channel names no address of its own (so sends to the local receiver)."""
-        return any(
-            not c.host if isinstance(c, EmailChannel) else c.url is None and c.url_env is None
-            for c in self.channels.values()
-        )
+        """Whether a channel sends to the local receiver."""
+        return bool(self.local_only().channels)
 
     @model_validator(mode="after")
     def _names(self) -> NotificationSettings:

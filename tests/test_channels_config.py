@@ -90,3 +90,16 @@ def test_secret_env_is_resolved_in_the_worker_or_named(config_dir: Path) -> None
         "pw",
     )
     assert secrets.all_configured(settings.notifications)
+
+
+def test_only_channels_without_an_address_use_the_local_receiver(config_dir: Path) -> None:
+    _with_channels(
+        config_dir,
+        "    real: {type: dingtalk, url_env: DING_URL, secret_env: DING_SECRET}\n"
+        "    local: {type: wecom}\n"
+        "    smtp: {type: email, host: smtp.example.com, recipients: [ops@example.com]}\n",
+    )
+    notifications = load_settings(config_dir).notifications
+    assert list(notifications.local_only().channels) == ["local"]
+    # The receiver resolves only its channels: the real robot's variables need not be set.
+    ChannelSecrets.from_config(notifications.local_only(), {})

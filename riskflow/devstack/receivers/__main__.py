@@ -19,7 +19,9 @@ logger = logging.getLogger(__name__)
 
 async def serve(receiver: Receiver, config_dir: str | None) -> None:
     settings = load_settings(config_dir)
-    notifications = settings.notifications
+    # Only channels without an address of their own come here; the others' secrets may be
+    # set for the worker alone.
+    notifications = settings.notifications.local_only()
     await receiver.start(notifications, ChannelSecrets.from_environment(notifications))
     logger.info("receiver on %s, SMTP on port %s", receiver.url, receiver.smtp_port)
     stop = asyncio.Event()
