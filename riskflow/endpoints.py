@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from riskflow.settings import Settings
 
@@ -14,6 +15,11 @@ class Endpoints:
     redis: str
     dashscope: str
     temporal_ui: str | None
+    # The local notification receiver (dev tooling): channels configured without an address
+    # send here. `receiver_ca_file` is the PEM certificate its SMTP server offers on STARTTLS.
+    receiver: str = ""
+    smtp: str = ""
+    receiver_ca_file: Path | None = None
 
     @classmethod
     def of(cls, settings: Settings) -> Endpoints:
@@ -27,6 +33,9 @@ class Endpoints:
             temporal_ui=None
             if settings.temporal_address
             else f"http://{host}:{local.temporal_ui_port}",
+            receiver=f"http://{host}:{local.receiver_port}",
+            smtp=f"{host}:{local.smtp_port}",
+            receiver_ca_file=receiver_cert_file(local.state_dir),
         )
 
     def configured(self, settings: Settings) -> dict[str, bool]:
@@ -36,4 +45,11 @@ class Endpoints:
             "kafka": settings.kafka_bootstrap is not None,
             "redis": settings.redis_url is not None,
             "dashscope": settings.dashscope_base_url is not None,
+            # dev tooling, needed only while a channel has no address of its own
+            "receiver": not settings.notifications.uses_local_receiver(),
         }
+
+
+def receiver_cert_file(state_dir: Path) -> Path:
+    """Where the local receiver writes the self-signed certificate of its SMTP server."""
+    return state_dir.resolve() / "receivers" / "smtp-cert.pem"

@@ -108,6 +108,14 @@ LLM_LATENCY = Histogram(
     "riskflow_llm_latency_seconds", "LLM request latency", ["key_id"], buckets=LATENCY_BUCKETS
 )
 
+NOTIFICATIONS = Counter(
+    "riskflow_notifications_total",
+    "Notification attempts by configured channel and outcome: sent, already_sent, uncertain "
+    "(an earlier attempt's outcome is unknown; not sent again), in_flight, rate_limited, failed "
+    "(retried), rejected (not retried), unknown_channel",
+    ["channel", "outcome"],
+)
+
 # -- key pool (wait side observed in the lease activity; the rest read from Redis) ----------
 KEY_WAITS = Counter("riskflow_keypool_waits_total", "Lease requests answered 'not yet'", ["reason"])
 KEY_WAIT_SECONDS = Histogram(

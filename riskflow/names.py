@@ -54,3 +54,8 @@ def assessment_key(assessment_id: str) -> str:
 
 # Key pool: all keys share one hash tag so the Lua scripts stay valid on Redis Cluster.
 KEYPOOL_PREFIX = "rf:kp:{pool}"
+
+
+def notification_marker_key(idempotency_key: str) -> str:
+    """The idempotency marker of one notification step (`activities.notify.markers`)."""
+    return f"notify:{idempotency_key}"

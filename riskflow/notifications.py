@@ -14,6 +14,13 @@ from pydantic import BaseModel, Field
 from riskflow.models import RiskLevel
 from riskflow.sites import Language
 
+# The `type` of the ApplicationError the notify activity raises (Temporal retries per its policy).
+NOTIFY_RATE_LIMITED = "NotificationRateLimited"  # vendor rate limit: retried after a delay
+NOTIFY_CHANNEL_ERROR = "NotificationChannelError"  # 5xx, transport, unknown vendor code: retried
+NOTIFY_IN_FLIGHT = "NotificationInFlight"  # another attempt of this key is sending: retried
+NOTIFY_REJECTED = "NotificationRejected"  # bad configuration or format: non-retryable
+NOTIFY_UNKNOWN_CHANNEL = "UnknownChannel"  # the channel is not configured: non-retryable
+
 NotificationKind = Literal["opened", "escalated", "reminder", "summary", "resolved", "dismissed"]
 
 
@@ -46,8 +53,11 @@ class NotificationRequest(BaseModel):
 
 class NotificationResult(BaseModel):
     """`sent` now, or `already_sent` (the idempotency key was sent before); `detail` is the
-    vendor's message id or answer, never a secret."""
+    vendor's message id or answer, never a secret. `uncertain`: an earlier attempt of this key
+    died between sending and recording its outcome, so the message may or may not have
+    arrived; it is not sent again (at most one message per key)."""
 
     channel: str
     status: Literal["sent", "already_sent"]
     detail: str = ""
+    uncertain: bool = False

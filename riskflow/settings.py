@@ -22,6 +22,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from riskflow.channels import NotificationSettings
 from riskflow.edge_config import CameraConfig, EdgeSettings
 from riskflow.errors import ConfigError
 from riskflow.keyconfig import KeysConfig
@@ -71,6 +72,12 @@ class LocalStackSettings(BaseModel):
     kafka_port: int = Field(default=9092, gt=0, lt=65536)
     redis_port: int = Field(default=6379, gt=0, lt=65536)
     dashscope_port: int = Field(default=8089, gt=0, lt=65536)
+    receiver_port: int = Field(
+        default=8090, gt=0, lt=65536, description="the notification receiver's HTTP port"
+    )
+    smtp_port: int = Field(
+        default=8025, gt=0, lt=65536, description="the notification receiver's SMTP port"
+    )
     kafka_broker: Literal["tansu", "noida-db"] = Field(
         default="tansu",
         description="tansu keeps topics in memory (lost when it stops); noida-db keeps them "
@@ -174,6 +181,7 @@ class Settings(BaseSettings):
     aggregate: AggregateSettings = AggregateSettings()
     metrics: MetricsSettings = MetricsSettings()
     tracing: TracingSettings = TracingSettings()
+    notifications: NotificationSettings = NotificationSettings()
     log_format: Literal["text", "json"] = "text"
     # cameras before significance: the significance validator reads the validated cameras.
     cameras: list[CameraConfig] = Field(default_factory=list)

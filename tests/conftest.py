@@ -181,6 +181,52 @@ class DashScopeAdmin:
 
 
 @pytest.fixture
+async def receiver_admin(stack: Endpoints) -> AsyncIterator[ReceiverAdmin]:
+    """The local stack's notification receiver, emptied before and after the test."""
+    admin = ReceiverAdmin(stack.receiver)
+    await admin.reset()
+    try:
+        yield admin
+    finally:
+        await admin.reset()
+        await admin.close()
+
+
+class ReceiverAdmin:
+    """What the local notification receiver got, and scripted vendor answers
+    (riskflow.devstack.receivers.server)."""
+
+    def __init__(self, base: str) -> None:
+        self._base = base
+        self._session = aiohttp.ClientSession(trust_env=False)
+
+    async def notifications(self, channel: str | None = None) -> list[dict[str, Any]]:
+        params = {"channel": channel} if channel else {}
+        async with self._session.get(
+            f"{self._base}/admin/notifications", params=params
+        ) as response:
+            data: list[dict[str, Any]] = await response.json()
+            return data
+
+    async def rejections(self) -> list[dict[str, Any]]:
+        async with self._session.get(f"{self._base}/admin/rejections") as response:
+            data: list[dict[str, Any]] = await response.json()
+            return data
+
+    async def faults(self, *faults: dict[str, object]) -> None:
+        body = {"faults": list(faults)}
+        async with self._session.post(f"{self._base}/admin/faults", json=body) as response:
+            assert response.status == 200, await response.text()
+
+    async def reset(self) -> None:
+        async with self._session.post(f"{self._base}/admin/reset") as response:
+            assert response.status == 200
+
+    async def close(self) -> None:
+        await self._session.close()
+
+
+@pytest.fixture
 def task_queue() -> str:
     return f"tq-{uuid.uuid4().hex[:12]}"
 
@@ -267,4 +313,6 @@ def cli_env(settings: Settings) -> dict[str, str]:
         "RISKFLOW_LOCAL__KAFKA_PORT": str(local.kafka_port),
         "RISKFLOW_LOCAL__REDIS_PORT": str(local.redis_port),
         "RISKFLOW_LOCAL__DASHSCOPE_PORT": str(local.dashscope_port),
+        "RISKFLOW_LOCAL__RECEIVER_PORT": str(local.receiver_port),
+        "RISKFLOW_LOCAL__SMTP_PORT": str(local.smtp_port),
     }

@@ -22,7 +22,10 @@ from riskflow.names import camera_alerts_key, camera_latest_key
 async def test_demo_once_assesses_every_camera_and_cleans_up(
     stack: Endpoints, redis: Redis, tmp_path: Path
 ) -> None:
-    ports = {name: free_port() for name in ("TEMPORAL", "TEMPORAL_UI", "KAFKA", "DASHSCOPE")}
+    ports = {
+        name: free_port()
+        for name in ("TEMPORAL", "TEMPORAL_UI", "KAFKA", "DASHSCOPE", "RECEIVER", "SMTP")
+    }
     env = {
         **os.environ,
         "RISKFLOW_LOCAL__STATE_DIR": str(tmp_path / "state"),
@@ -52,7 +55,9 @@ async def test_demo_once_assesses_every_camera_and_cleans_up(
     text = out.decode()
     assert proc.returncode == 0, text
     assert "Where to look" in text and "temporal workflow query" in text
-    assert "stopped: temporal, dashscope, kafka" in text, text  # Redis was configured, not ours
+    assert "Notifications received" in text and "/admin/notifications" in text
+    # Redis was configured, not ours
+    assert "stopped: temporal, receiver, dashscope, kafka" in text, text
     for camera in ("cam1", "cam2"):
         latest = json.loads(await redis.get(camera_latest_key(camera)))
         assert latest["status"] == "assessed" and latest["risk_level"] in ("high", "critical")

@@ -15,6 +15,7 @@ import aiohttp
 import pytest
 from aiokafka import TopicPartition
 
+from riskflow.channels import NotificationSettings
 from riskflow.devstack.localstack.process import on_free_ports, pid_alive
 from riskflow.devstack.localstack.stack import LocalStack
 from riskflow.errors import PortInUseError
@@ -28,7 +29,8 @@ async def test_lifecycle(tmp_path: Path) -> None:
     stack = LocalStack(settings)
     try:
         first = await stack.up()
-        assert [s.name for s in first] == ["temporal", "kafka", "redis", "dashscope"]
+        names = ["temporal", "kafka", "redis", "dashscope", "receiver"]
+        assert [s.name for s in first] == names
         assert all(s.healthy and s.managed and s.pid for s in first)
         pids = {s.name: s.pid for s in first}
         # Starting twice is harmless: the same processes stay.
@@ -62,7 +64,7 @@ async def test_lifecycle(tmp_path: Path) -> None:
         assert status["redis"].healthy and status["temporal"].healthy
     finally:
         stopped = stack.down()
-    assert set(stopped) == {"temporal", "redis", "dashscope"}  # kafka was already dead
+    assert set(stopped) == {"temporal", "redis", "dashscope", "receiver"}  # kafka already dead
     assert not any(pid_alive(pid) for pid in pids.values() if pid)
 
 
@@ -85,6 +87,7 @@ async def test_configured_services_are_not_started(tmp_path: Path) -> None:
         kafka_bootstrap="127.0.0.1:1",
         temporal_address="127.0.0.1:1",
         dashscope_base_url="http://127.0.0.1:1/api/v1",
+        notifications=NotificationSettings(),  # no channel sends to the local receiver
     )
     stack = LocalStack(settings)
     assert stack.services == []
@@ -118,6 +121,7 @@ async def test_durable_kafka_survives_a_restart(tmp_path: Path) -> None:
         temporal_address="127.0.0.1:1",
         redis_url="redis://127.0.0.1:1/0",
         dashscope_base_url="http://127.0.0.1:1/api/v1",
+        notifications=NotificationSettings(),
     )
     # Like Apache Kafka, noida-db refuses sessions under 6 s (tansu's 2 s quirk does not apply).
     kafka = settings.kafka.model_copy(update={"session_timeout_ms": 6000})

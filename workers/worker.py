@@ -17,9 +17,12 @@ from activities.aggregate import AggregateActivities, ResultPublisher
 from activities.keypool import KeyPool
 from activities.lease import LeaseActivities
 from activities.llm import LLMActivities
+from activities.notify import NotifyActivities
+from activities.notify.mail import SmtpMailer
 from activities.providers.base import LLMClient
 from activities.providers.dashscope import DashScopeClient
 from activities.task import PromptBook, TaskActivities
+from riskflow.channels import ChannelSecrets
 from riskflow.endpoints import Endpoints
 from riskflow.kafka import make_producer, start_client
 from riskflow.keyconfig import KeyRing
@@ -41,6 +44,7 @@ class WorkerDeps:
     producer: ResultPublisher
     llm: LLMClient
     ring: KeyRing
+    notify: NotifyActivities
 
 
 def build_worker(client: Client, settings: Settings, deps: WorkerDeps, task_queue: str) -> Worker:
@@ -73,21 +77,41 @@ def build_worker(client: Client, settings: Settings, deps: WorkerDeps, task_queu
 async def worker_deps(settings: Settings, endpoints: Endpoints) -> AsyncIterator[WorkerDeps]:
     """Open every client the activities need; close them all on the way out."""
     ring = KeyRing.from_environment(settings.keys)
+    channels = ChannelSecrets.from_environment(settings.notifications)  # ConfigError names them
     redis = redis_client(endpoints.redis, timeout_seconds=5)
     producer = make_producer(endpoints.kafka, settings.kafka)
     loopback = "127.0.0.1" in endpoints.dashscope or "localhost" in endpoints.dashscope
     session = aiohttp.ClientSession(trust_env=not loopback)
+    notify_session = aiohttp.ClientSession(
+        trust_env=channels.all_configured(settings.notifications)
+    )
     await start_client(producer)
     try:
         server = await check_server_version(redis)  # StoreVersionError when too old
         logger.info("key pool store: %s", server)
         await KeyPool(redis, settings.keys.scheduler).sync(settings.keys)
         llm = DashScopeClient(endpoints.dashscope, session, settings.llm.request_timeout_seconds)
-        yield WorkerDeps(redis=redis, producer=producer, llm=llm, ring=ring)
+        notify = _notify(settings, endpoints, notify_session, redis, channels)
+        yield WorkerDeps(redis=redis, producer=producer, llm=llm, ring=ring, notify=notify)
     finally:
         await producer.stop()
         await session.close()
+        await notify_session.close()
         await redis.aclose()
+
+
+def _notify(
+    settings: Settings,
+    endpoints: Endpoints,
+    session: aiohttp.ClientSession,
+    redis: RedisClient,
+    channels: ChannelSecrets,
+) -> NotifyActivities:
+    """The notification channels; those without an address go to the local receiver."""
+    host, _, port = endpoints.smtp.rpartition(":")
+    mailer = SmtpMailer(host, int(port), endpoints.receiver_ca_file)
+    config = settings.notifications
+    return NotifyActivities(session, mailer, redis, config, channels, endpoints.receiver)
 
 
 async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:

@@ -1,17 +1,169 @@
 """Notification channels: one module per vendor, and `NotifyActivities.notify`, the activity
-the incident workflow calls with a `riskflow.notifications.NotificationRequest`."""
+the incident workflow calls with a `riskflow.notifications.NotificationRequest`.
+
+One idempotency key is at most one message (`activities.notify.markers` explains the claim,
+the crash between sending and recording, and why the generic webhook alone sends again when an
+outcome is unknown). Retries are Temporal's: a failure is an `ApplicationError` whose `type` is
+one of riskflow.notifications' NOTIFY_* kinds, non-retryable for bad configuration or format.
+"""
 
 from __future__ import annotations
 
-from temporalio import activity
+import time
+from collections.abc import Callable
+from datetime import timedelta
 
-from riskflow.notifications import NotificationRequest, NotificationResult
+import aiohttp
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.notify.dingtalk import DINGTALK
+from activities.notify.errors import Refused, Uncertain, application_error
+from activities.notify.feishu import FEISHU
+from activities.notify.http import Vendor, post
+from activities.notify.mail import MailSender, compose
+from activities.notify.markers import Markers, Prior
+from activities.notify.texts import Message, render
+from activities.notify.webhook import WEBHOOK
+from activities.notify.wecom import WECOM
+from riskflow.channels import (
+    ChannelSecrets,
+    EmailChannel,
+    HttpChannelConfig,
+    NotificationSettings,
+    local_receiver_url,
+)
+from riskflow.metrics import NOTIFICATIONS
+from riskflow.notifications import (
+    NOTIFY_CHANNEL_ERROR,
+    NOTIFY_IN_FLIGHT,
+    NOTIFY_RATE_LIMITED,
+    NOTIFY_REJECTED,
+    NOTIFY_UNKNOWN_CHANNEL,
+    NotificationRequest,
+    NotificationResult,
+)
+from riskflow.redis_client import RedisClient
+
+VENDORS: dict[str, Vendor] = {v.name: v for v in (WEBHOOK, DINGTALK, WECOM, FEISHU)}
+_OUTCOMES = {
+    NOTIFY_RATE_LIMITED: "rate_limited",
+    NOTIFY_CHANNEL_ERROR: "failed",
+    NOTIFY_REJECTED: "rejected",
+}
 
 
 class NotifyActivities:
-    """Sends incident notifications through the configured channels (being built: the
-    channel modules and their clients are injected here)."""
+    """Sends incident notifications through the configured channels.
+
+    `session` posts to the HTTP channels, `mailer` sends e-mail, `redis` keeps the idempotency
+    markers, `config` names the channels, `secrets` holds their URLs and secrets (resolved in
+    this process), `receiver` is the local receiver's base URL for channels without a URL."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        mailer: MailSender,
+        redis: RedisClient,
+        config: NotificationSettings,
+        secrets: ChannelSecrets,
+        receiver: str = "",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._session = session
+        self._mailer = mailer
+        self._markers = Markers(redis, config.claim_seconds, config.marker_ttl_seconds)
+        self._config = config
+        self._secrets = secrets
+        self._receiver = receiver
+        self._clock = clock
 
     @activity.defn(name="notify")
     async def notify(self, request: NotificationRequest) -> NotificationResult:
-        raise NotImplementedError("notification channels are not wired yet")
+        """Send `request` once per idempotency key; see the module docstring for errors."""
+        name = request.channel
+        channel = self._config.channels.get(name)
+        if channel is None:
+            NOTIFICATIONS.labels("unknown", "unknown_channel").inc()
+            raise ApplicationError(
+                f"no notification channel named {name!r} is configured "
+                f"(riskflow.yaml: notifications.channels)",
+                type=NOTIFY_UNKNOWN_CHANNEL,
+                non_retryable=True,
+            )
+        redeliverable = (
+            not isinstance(channel, EmailChannel) and VENDORS[channel.type].redeliverable
+        )
+        prior = await self._markers.claim(request.idempotency_key)
+        if prior is not None:
+            early = await self._after(request, prior, redeliverable)
+            if early is not None:
+                NOTIFICATIONS.labels(name, "uncertain" if early.uncertain else early.status).inc()
+                return early
+        return await self._send_once(request, channel)
+
+    async def _after(
+        self, request: NotificationRequest, prior: Prior, redeliverable: bool
+    ) -> NotificationResult | None:
+        """What an earlier attempt left decides: a result now, or None to send (again)."""
+        key, name = request.idempotency_key, request.channel
+        if prior.state == "sent":
+            return NotificationResult(channel=name, status="already_sent", detail=prior.detail)
+        if prior.state == "sending" and prior.age_seconds < self._markers.claim_seconds:
+            NOTIFICATIONS.labels(name, "in_flight").inc()
+            wait = max(1.0, self._markers.claim_seconds - prior.age_seconds)
+            raise ApplicationError(
+                f"another attempt of {key!r} is sending (claimed {prior.age_seconds:.0f}s ago)",
+                type=NOTIFY_IN_FLIGHT,
+                next_retry_delay=timedelta(seconds=wait),
+            )
+        # `unknown`, or a `sending` claim whose attempt died without recording an outcome.
+        if redeliverable:
+            activity.logger.info("%s: outcome of %s unknown, sending again", name, key)
+            await self._markers.retake(key)
+            return None
+        detail = prior.detail or "an earlier attempt died while sending"
+        await self._markers.unknown(key, detail)
+        activity.logger.warning("%s: outcome of %s unknown, not sent again: %s", name, key, detail)
+        return NotificationResult(
+            channel=name, status="already_sent", detail=detail, uncertain=True
+        )
+
+    async def _send_once(
+        self, request: NotificationRequest, channel: HttpChannelConfig | EmailChannel
+    ) -> NotificationResult:
+        key, name = request.idempotency_key, request.channel
+        message = render(request)
+        try:
+            detail = await self._deliver(request, channel, message)
+        except Refused as exc:
+            await self._markers.release(key)
+            NOTIFICATIONS.labels(name, _OUTCOMES.get(exc.kind, "failed")).inc()
+            raise application_error(name, exc) from None
+        except Uncertain as exc:
+            await self._markers.unknown(key, str(exc))
+            NOTIFICATIONS.labels(name, "failed").inc()
+            raise ApplicationError(
+                f"channel {name!r}: {exc}; the outcome is unknown", type=NOTIFY_CHANNEL_ERROR
+            ) from None
+        await self._markers.sent(key, detail)
+        NOTIFICATIONS.labels(name, "sent").inc()
+        activity.logger.info("%s: sent %s (%s)", name, key, request.kind)
+        return NotificationResult(channel=name, status="sent", detail=detail)
+
+    async def _deliver(
+        self,
+        request: NotificationRequest,
+        channel: HttpChannelConfig | EmailChannel,
+        message: Message,
+    ) -> str:
+        name = request.channel
+        if isinstance(channel, EmailChannel):
+            mail = compose(request, message, channel)
+            return await self._mailer.send(channel, self._secrets.password(name), mail)
+        vendor = VENDORS[channel.type]
+        url = self._secrets.url(name) or local_receiver_url(channel.type, name, self._receiver)
+        http_request = vendor.build(
+            request, message, url, self._secrets.secret(name), self._clock()
+        )
+        return await post(self._session, vendor, http_request, channel.timeout_seconds)

@@ -24,6 +24,7 @@ from rich.live import Live
 from rich.table import Table
 
 from riskflow.devstack.localstack.stack import LocalStack
+from riskflow.devstack.receivers import client as receiver_client
 from riskflow.devstack.simulate import scene_event
 from riskflow.edge_config import CameraConfig
 from riskflow.endpoints import Endpoints
@@ -159,6 +160,15 @@ def _where_to_look(settings: Settings, progress: Progress) -> None:
     console.print(f"  Latest result:    {redis} GET {camera_latest_key(camera)}")
     console.print(f"  Alerts:           {redis} LRANGE {camera_alerts_key(camera)} 0 -1")
     console.print("  Key pool:         riskflow keys status")
+    console.print(f"  Notifications:    curl {endpoints.receiver}/admin/notifications")
+
+
+async def _print_notifications(settings: Settings) -> None:
+    """The notifications the local receiver got (format and signature checked there)."""
+    arrived = await receiver_client.notifications(Endpoints.of(settings).receiver)
+    console.print(f"\n[bold]Notifications received[/bold] ({len(arrived)})")
+    for notification in arrived[-20:]:
+        console.print("  " + receiver_client.describe(notification))
 
 
 def _cameras(settings: Settings, count: int, source: str | None) -> list[CameraConfig] | None:
@@ -238,6 +248,7 @@ async def run_demo(settings: Settings, options: DemoOptions) -> bool:
             await _wait(progress, tasks, options.duration)
         finally:
             watcher.cancel()
+        await _print_notifications(settings)
         _where_to_look(settings, progress)
         if not options.once:
             console.print("\nRunning; Ctrl-C stops everything the demo started.")

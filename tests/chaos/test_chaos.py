@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from redis.asyncio import Redis
 from temporalio.client import Client
 
+from riskflow.channels import NotificationSettings
 from riskflow.devstack.localstack.process import on_free_ports
 from riskflow.devstack.localstack.stack import LocalStack
 from riskflow.endpoints import Endpoints
@@ -239,6 +240,7 @@ async def durable_kafka(
             "temporal_address": stack.temporal,
             "redis_url": stack.redis,
             "dashscope_base_url": stack.dashscope,
+            "notifications": NotificationSettings(),  # no receiver of its own
         }
     )
     broker = LocalStack(side)

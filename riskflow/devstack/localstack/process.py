@@ -53,6 +53,8 @@ def on_free_ports(state_dir: Path, host: str = "127.0.0.1") -> LocalStackSetting
         kafka_port=free_port(host),
         redis_port=free_port(host),
         dashscope_port=free_port(host),
+        receiver_port=free_port(host),
+        smtp_port=free_port(host),
     )
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import aiohttp
 
 from riskflow.devstack.localstack.process import ManagedProcess, ProcessSpec
+from riskflow.endpoints import receiver_cert_file
 from riskflow.errors import ServiceError
 from riskflow.redis_client import redis_client
 from riskflow.settings import Settings
@@ -234,9 +235,44 @@ def _dashscope(settings: Settings) -> Service:
     return Service("dashscope", f"{base}/api/v1", spec, lambda: check_http(f"{base}/health"))
 
 
+def _receiver(settings: Settings) -> Service:
+    """The notification receiver (HTTP vendor endpoints + SMTP with STARTTLS)."""
+    local = settings.local
+    base = f"http://{local.host}:{local.receiver_port}"
+
+    def spec() -> ProcessSpec:
+        return ProcessSpec(
+            name="receiver",
+            argv=[
+                sys.executable,
+                "-m",
+                "riskflow.devstack.receivers",
+                "--host",
+                local.host,
+                "--port",
+                str(local.receiver_port),
+                "--smtp-port",
+                str(local.smtp_port),
+                "--cert-file",
+                str(receiver_cert_file(local.state_dir)),
+                "--config-dir",
+                str(settings.config_dir.resolve()),
+            ],
+            host=local.host,
+            ports=(local.receiver_port, local.smtp_port),
+        )
+
+    async def health() -> None:
+        await check_http(f"{base}/health")
+        await check_tcp(f"{local.host}:{local.smtp_port}")
+
+    return Service("receiver", base, spec, health)
+
+
 def local_services(settings: Settings) -> list[Service]:
     """In start order; the ones with a configured address are left out by the stack."""
-    return [_redis(settings), _kafka(settings), _dashscope(settings), _temporal(settings)]
+    services = [_redis(settings), _kafka(settings), _dashscope(settings), _receiver(settings)]
+    return [*services, _temporal(settings)]
 
 
 async def wait_healthy(check: HealthCheck, within: float, interval: float = 0.25) -> None:

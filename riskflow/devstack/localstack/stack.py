@@ -114,13 +114,16 @@ class LocalStack:
             "kafka": lambda: check_kafka(address),
             "redis": lambda: check_redis(address),
         }
+        if name == "receiver":
+            detail = "not started: every notification channel has its own address"
+            return ServiceStatus(name, address, False, None, True, detail)
         if name not in checks:
             return ServiceStatus(name, address, False, None, True, "configured, not probed")
         healthy, detail = await _probe(checks[name])
         return ServiceStatus(name, address, False, None, healthy, detail or "configured")
 
 
-_ALL = ("temporal", "kafka", "redis", "dashscope")
+_ALL = ("temporal", "kafka", "redis", "dashscope", "receiver")
 
 
 class _Exited(Exception):

@@ -1,0 +1,88 @@
+"""What a send attempt learned when it did not succeed, and the ApplicationError it becomes.
+
+Two kinds, because they decide whether a retry may send again:
+- `Refused`: the message was certainly not delivered (the vendor answered with an error, the
+  connection was never made). The idempotency claim is released; Temporal retries when
+  `retryable`, after `retry_after_seconds` when the vendor named it.
+- `Uncertain`: the request may have reached the vendor (a timeout or a connection lost after
+  sending). A retry does not send again unless the channel's receiver dedupes by key.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio.exceptions import ApplicationError
+
+from riskflow.notifications import NOTIFY_CHANNEL_ERROR, NOTIFY_RATE_LIMITED, NOTIFY_REJECTED
+
+
+class Refused(Exception):
+    """Not delivered. `kind` is one of riskflow.notifications' NOTIFY_* error types."""
+
+    def __init__(self, kind: str, message: str, retry_after_seconds: float | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.retry_after_seconds = retry_after_seconds
+
+    @property
+    def retryable(self) -> bool:
+        return self.kind != NOTIFY_REJECTED
+
+
+class Uncertain(Exception):
+    """The request may or may not have been delivered."""
+
+
+def rate_limited(message: str, retry_after_seconds: float | None = None) -> Refused:
+    return Refused(NOTIFY_RATE_LIMITED, message, retry_after_seconds)
+
+
+def rejected(message: str) -> Refused:
+    return Refused(NOTIFY_REJECTED, message)
+
+
+def failed(message: str) -> Refused:
+    return Refused(NOTIFY_CHANNEL_ERROR, message)
+
+
+def vendor_code(
+    vendor: str, code: int, message: str, rate_codes: frozenset[int], config_codes: frozenset[int]
+) -> Refused:
+    """A vendor's error answer (HTTP 200 with a non-zero code): rate limits are retried, codes
+    that name bad configuration or format are not, any other code is retried."""
+    text = f"{vendor} answered code {code}: {message[:200]}"
+    if code in rate_codes:
+        return rate_limited(text, 60.0)
+    if code in config_codes:
+        return rejected(text)
+    return failed(text)
+
+
+def http_status(vendor: str, status: int, text: str, retry_after: str | None) -> Refused:
+    """A non-2xx HTTP answer: 429 rate-limited (Retry-After seconds), 5xx and 408 retried,
+    other 4xx (bad URL, token, format) not."""
+    message = f"{vendor} answered HTTP {status}: {text[:200]}"
+    if status == 429:
+        return rate_limited(message, _seconds(retry_after))
+    if status >= 500 or status == 408:
+        return failed(message)
+    return rejected(message)
+
+
+def _seconds(value: str | None) -> float | None:
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None
+
+
+def application_error(channel: str, exc: Refused) -> ApplicationError:
+    """The error Temporal sees: `type` is the kind, `non_retryable` for rejections."""
+    delay = exc.retry_after_seconds
+    return ApplicationError(
+        f"channel {channel!r}: {exc}",
+        type=exc.kind,
+        non_retryable=not exc.retryable,
+        next_retry_delay=timedelta(seconds=delay) if delay else None,
+    )

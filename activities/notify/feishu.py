@@ -1,0 +1,95 @@
+"""Feishu / Lark custom bot (自定义机器人), interactive card.
+
+Format (https://open.feishu.cn/document/client-docs/bot-v3/add-custom-bot and
+https://open.feishu.cn/document/feishu-cards/quick-start/send-message-cards-with-custom-bot):
+POST JSON `{"msg_type": "interactive", "card": {...}}` to
+`https://open.feishu.cn/open-apis/bot/v2/hook/<token>`. Signing ("签名校验"): `timestamp`
+(seconds, within an hour of Feishu's clock) and `sign` in the body, where sign =
+base64(HMAC-SHA256 keyed with `"{timestamp}\\n{secret}"` over an empty message). A custom
+bot's card buttons can only open links: Acknowledge and False alarm open the console. The
+answer is `{"code": 0, "msg": "success", "data": {}}`; a non-zero code is an error: 11232
+(frequency limited) is retried, 9499 (bad request), 19001 (invalid token), 19021 (signature or
+timestamp), 19022 (IP not allowed), 19024 (keyword missing) are not.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from typing import Any
+
+from activities.notify import errors
+from activities.notify.http import HttpRequest, Vendor, code_of, fit_utf8, json_body
+from activities.notify.texts import Message
+from riskflow.models import RiskLevel
+from riskflow.notifications import NotificationRequest
+
+RATE_CODES = frozenset({11232})
+CONFIG_CODES = frozenset({9499, 19001, 19002, 19021, 19022, 19024})
+MAX_TEXT_BYTES = 15_000  # the whole request must stay under 20 KB
+TEMPLATES = {
+    RiskLevel.CRITICAL: "red",
+    RiskLevel.HIGH: "orange",
+    RiskLevel.MEDIUM: "yellow",
+    RiskLevel.LOW: "blue",
+    RiskLevel.NONE: "grey",
+}
+
+
+def sign(secret: str, timestamp: str) -> str:
+    """base64(HMAC-SHA256(key="{timestamp}\\n{secret}", message=b""))."""
+    key = f"{timestamp}\n{secret}".encode()
+    return base64.b64encode(hmac.new(key, b"", hashlib.sha256).digest()).decode()
+
+
+def _button(label: str, url: str, kind: str) -> dict[str, Any]:
+    return {
+        "tag": "button",
+        "text": {"tag": "plain_text", "content": label},
+        "type": kind,
+        "url": url,
+    }
+
+
+def card(request: NotificationRequest, message: Message) -> dict[str, Any]:
+    """The interactive card: a coloured header, the text as lark_md, and the two buttons."""
+    body = "\n".join(message.plain_lines())
+    elements: list[dict[str, Any]] = [
+        {"tag": "div", "text": {"tag": "lark_md", "content": fit_utf8(body, MAX_TEXT_BYTES)}}
+    ]
+    if message.ack_url:
+        actions = [
+            _button(message.ack_label, message.ack_url, "primary"),
+            _button(message.dismiss_label, message.dismiss_url, "danger"),
+        ]
+        elements.append({"tag": "action", "actions": actions})
+    return {
+        "config": {"wide_screen_mode": True},
+        "header": {
+            "title": {"tag": "plain_text", "content": message.title},
+            "template": TEMPLATES.get(request.severity, "grey"),
+        },
+        "elements": elements,
+    }
+
+
+def build(
+    request: NotificationRequest, message: Message, url: str, secret: str | None, now: float
+) -> HttpRequest:
+    payload: dict[str, Any] = {"msg_type": "interactive", "card": card(request, message)}
+    if secret is not None:
+        timestamp = str(int(now))
+        payload = {"timestamp": timestamp, "sign": sign(secret, timestamp), **payload}
+    return HttpRequest(url=url, body=json_body(payload))
+
+
+def check(answer: Any) -> str:
+    field = "code" if isinstance(answer, dict) and "code" in answer else "StatusCode"
+    code, message = code_of(answer, field)
+    if code != 0:
+        raise errors.vendor_code("Feishu", code, message, RATE_CODES, CONFIG_CODES)
+    return message or "success"
+
+
+FEISHU = Vendor("feishu", build, check)

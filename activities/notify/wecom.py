@@ -1,0 +1,41 @@
+"""WeCom (企业微信) group robot.
+
+Format (https://developer.work.weixin.qq.com/document/path/91770): POST JSON
+`{"msgtype": "markdown", "markdown": {"content": ...}}` (UTF-8, at most 4096 bytes) to
+`https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=...`; the `key` is the credential, there
+is no signature. The answer is HTTP 200 `{"errcode": 0, "errmsg": "ok"}`; a non-zero errcode
+is an error: 45009 (over 20 messages a minute) and -1 (system busy) are retried, 93000 (invalid
+webhook URL), 40008 (message type), 40058 (parameter), 44004 (empty content) are not.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from activities.notify import errors
+from activities.notify.http import HttpRequest, Vendor, code_of, fit_utf8, json_body
+from activities.notify.texts import Message
+from riskflow.notifications import NotificationRequest
+
+RATE_CODES = frozenset({45009, 45033})
+CONFIG_CODES = frozenset({93000, 93004, 40008, 40058, 44004, 40001, 45002})
+MAX_CONTENT_BYTES = 4096
+
+
+def build(
+    request: NotificationRequest, message: Message, url: str, secret: str | None, now: float
+) -> HttpRequest:
+    content = fit_utf8(message.markdown(), MAX_CONTENT_BYTES)
+    return HttpRequest(
+        url=url, body=json_body({"msgtype": "markdown", "markdown": {"content": content}})
+    )
+
+
+def check(answer: Any) -> str:
+    code, message = code_of(answer, "errcode")
+    if code != 0:
+        raise errors.vendor_code("WeCom", code, message, RATE_CODES, CONFIG_CODES)
+    return message or "ok"
+
+
+WECOM = Vendor("wecom", build, check)

@@ -1,0 +1,105 @@
+"""`notifications:` in riskflow.yaml: validated at start with file and field named; secrets by
+environment variable name, resolved in the worker, never printed."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from riskflow.channels import ChannelSecrets, local_receiver_url
+from riskflow.errors import ConfigError
+from riskflow.settings import load_settings
+from tests.conftest import CONFIG
+
+
+@pytest.fixture
+def config_dir(tmp_path: Path) -> Path:
+    target = tmp_path / "config"
+    shutil.copytree(CONFIG, target)
+    return target
+
+
+def _with_channels(config_dir: Path, channels: str) -> None:
+    path = config_dir / "riskflow.yaml"
+    text = path.read_text().split("\nnotifications:")[0]
+    path.write_text(text + "\nnotifications:\n  channels:\n" + channels)
+
+
+def test_shipped_channels_go_to_the_local_receiver() -> None:
+    settings = load_settings(CONFIG)
+    channels = settings.notifications.channels
+    assert {c.type for c in channels.values()} == {
+        "webhook",
+        "dingtalk",
+        "wecom",
+        "feishu",
+        "email",
+    }
+    secrets = ChannelSecrets.from_config(settings.notifications, {})
+    assert secrets.url("ops-group") is None  # -> the local receiver
+    assert "placeholder" not in repr(settings)
+    assert local_receiver_url("dingtalk", "ops-group", "http://127.0.0.1:8090/") == (
+        "http://127.0.0.1:8090/dingtalk/robot/send?access_token=ops-group"
+    )
+
+
+@pytest.mark.parametrize(
+    ("entry", "error"),
+    [
+        ("    hook: {type: webhook}", r"riskflow\.yaml: notifications\.channels\.hook.*secret"),
+        ("    x: {type: pager}", r"riskflow\.yaml: notifications\.channels\.x.*pager"),
+        (
+            "    d: {type: dingtalk, url: 'https://a', url_env: D_URL}",
+            r"notifications\.channels\.d\.dingtalk.*'url' or 'url_env'",
+        ),
+        ("    m: {type: email}", r"notifications\.channels\.m\.email\.recipients"),
+        (
+            "    m: {type: email, recipients: [a@b.c], password_env: P}",
+            r"notifications\.channels\.m\.email.*username",
+        ),
+        ("    'bad name': {type: wecom}", r"channel names"),
+    ],
+)
+def test_bad_channels_name_file_and_field(config_dir: Path, entry: str, error: str) -> None:
+    _with_channels(config_dir, entry + "\n")
+    with pytest.raises(ConfigError, match=error):
+        load_settings(config_dir)
+
+
+def test_secret_env_is_resolved_in_the_worker_or_named(config_dir: Path) -> None:
+    _with_channels(
+        config_dir,
+        "    ops: {type: dingtalk, url_env: DING_URL, secret_env: DING_SECRET}\n"
+        "    mail: {type: email, host: smtp.example.com, username: rf, password_env: SMTP_PW,"
+        " recipients: [ops@example.com]}\n",
+    )
+    settings = load_settings(config_dir)
+    with pytest.raises(ConfigError) as info:
+        ChannelSecrets.from_config(settings.notifications, {"DING_URL": "https://x?access_token=t"})
+    message = str(info.value)
+    assert "notifications.channels.ops.secret_env ($DING_SECRET)" in message
+    assert "notifications.channels.mail.password_env ($SMTP_PW)" in message
+    assert "access_token=t" not in message
+    environ = {"DING_URL": "https://x?access_token=t", "DING_SECRET": "SECx", "SMTP_PW": "pw"}
+    secrets = ChannelSecrets.from_config(settings.notifications, environ)
+    assert (secrets.url("ops"), secrets.secret("ops"), secrets.password("mail")) == (
+        "https://x?access_token=t",
+        "SECx",
+        "pw",
+    )
+    assert secrets.all_configured(settings.notifications)
+
+
+def test_only_channels_without_an_address_use_the_local_receiver(config_dir: Path) -> None:
+    _with_channels(
+        config_dir,
+        "    real: {type: dingtalk, url_env: DING_URL, secret_env: DING_SECRET}\n"
+        "    local: {type: wecom}\n"
+        "    smtp: {type: email, host: smtp.example.com, recipients: [ops@example.com]}\n",
+    )
+    notifications = load_settings(config_dir).notifications
+    assert list(notifications.local_only().channels) == ["local"]
+    # The receiver resolves only its channels: the real robot's variables need not be set.
+    ChannelSecrets.from_config(notifications.local_only(), {})
