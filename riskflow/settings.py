@@ -68,10 +68,11 @@ class LocalStackSettings(BaseModel):
     kafka_port: int = Field(default=9092, gt=0, lt=65536)
     redis_port: int = Field(default=6379, gt=0, lt=65536)
     dashscope_port: int = Field(default=8089, gt=0, lt=65536)
-    kafka_broker: Literal["tansu", "noida-db"] = Field(
-        default="tansu",
-        description="tansu keeps topics in memory (lost when it stops); noida-db keeps them "
-        "on disk under state_dir/kafka (they survive a restart)",
+    kafka_broker: Literal["noida-db", "tansu"] = Field(
+        default="noida-db",
+        description="noida-db keeps topics on disk under state_dir/kafka and speaks to "
+        "aiokafka, kcat and confluent-kafka; tansu keeps them in memory and speaks to aiokafka "
+        "only (README: the local Kafka broker)",
     )
     start_timeout_seconds: float = Field(default=60.0, gt=0)
 

@@ -1,6 +1,6 @@
 """Real servers, started once per session on free loopback ports: the local stack itself
-(Temporal dev server, tansu, Valkey, the local DashScope server) and Temporal's
-time-skipping test server."""
+(Temporal dev server, the default Kafka broker (noida-db), Valkey, the local DashScope server)
+and Temporal's time-skipping test server."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from riskflow.devstack.localstack.brokers import broker_of
 from riskflow.devstack.localstack.process import on_free_ports
 from riskflow.devstack.localstack.services import venv_binary
 from riskflow.devstack.localstack.stack import LocalStack
@@ -32,6 +33,7 @@ from riskflow.endpoints import Endpoints
 from riskflow.kafka import ensure_topics
 from riskflow.settings import (
     KafkaSettings,
+    LocalStackSettings,
     MetricsSettings,
     Settings,
     load_settings,
@@ -46,7 +48,8 @@ CONFIG = REPO / "config"
 def local_settings(state_dir: Path, **overrides: object) -> Settings:
     """Settings for a stack of our own on free ports (never the developer's default ports)."""
     local = overrides.pop("local", None) or on_free_ports(state_dir)
-    kafka = KafkaSettings(session_timeout_ms=2000, heartbeat_interval_ms=500)
+    assert isinstance(local, LocalStackSettings)
+    kafka = group_timeouts(local)
     overrides.setdefault("metrics", MetricsSettings(enabled=False))  # in-process: no servers
     settings = load_settings(CONFIG, local=local, kafka=kafka, **overrides)
     # Key cooldowns run on Redis' clock, not the workflow's: keep them short where tests
@@ -54,6 +57,13 @@ def local_settings(state_dir: Path, **overrides: object) -> Settings:
     scheduler = settings.keys.scheduler.model_copy(update={"error_cooldown_seconds": 0.05})
     keys = settings.keys.model_copy(update={"scheduler": scheduler})
     return settings.model_copy(update={"keys": keys})
+
+
+def group_timeouts(local: LocalStackSettings) -> KafkaSettings:
+    """Consumer-group timeouts as short as the local broker accepts (2 s where it allows), so
+    a member that stops is replaced quickly."""
+    session_ms = max(2000, broker_of(local).min_session_timeout_ms)
+    return KafkaSettings(session_timeout_ms=session_ms, heartbeat_interval_ms=session_ms // 4)
 
 
 SPANS = InMemorySpanExporter()
@@ -239,4 +249,7 @@ def cli_env(settings: Settings) -> dict[str, str]:
         "RISKFLOW_LOCAL__KAFKA_PORT": str(local.kafka_port),
         "RISKFLOW_LOCAL__REDIS_PORT": str(local.redis_port),
         "RISKFLOW_LOCAL__DASHSCOPE_PORT": str(local.dashscope_port),
+        "RISKFLOW_LOCAL__KAFKA_BROKER": local.kafka_broker,
+        "RISKFLOW_KAFKA__SESSION_TIMEOUT_MS": str(settings.kafka.session_timeout_ms),
+        "RISKFLOW_KAFKA__HEARTBEAT_INTERVAL_MS": str(settings.kafka.heartbeat_interval_ms),
     }

@@ -71,8 +71,6 @@ async def processes(
         "RISKFLOW_METRICS__KEYPOOL_REFRESH_SECONDS": "0.5",
         "RISKFLOW_TEMPORAL__TASK_QUEUE": f"metrics-{unique}",
         "RISKFLOW_BRIDGE__GROUP_ID": f"metrics-{unique}",
-        "RISKFLOW_KAFKA__SESSION_TIMEOUT_MS": "2000",
-        "RISKFLOW_KAFKA__HEARTBEAT_INTERVAL_MS": "500",
         **{f"RISKFLOW_METRICS__{name.upper()}_PORT": str(port) for name, port in ports.items()},
     }
     procs = [

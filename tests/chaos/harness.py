@@ -61,8 +61,6 @@ class Cluster:
             **cli_env(settings),
             "RISKFLOW_TEMPORAL__TASK_QUEUE": f"chaos-{tag}",
             "RISKFLOW_BRIDGE__GROUP_ID": f"chaos-{tag}",
-            "RISKFLOW_KAFKA__SESSION_TIMEOUT_MS": "2000",
-            "RISKFLOW_KAFKA__HEARTBEAT_INTERVAL_MS": "500",
             "RISKFLOW_METRICS__ENABLED": "false",
             "RISKFLOW_LLM__REQUEST_TIMEOUT_SECONDS": "5",
             **env,

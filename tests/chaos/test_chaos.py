@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -37,7 +38,7 @@ from tests.chaos.harness import (
     scale,
     wait_for_outcomes,
 )
-from tests.conftest import DashScopeAdmin, read_topic, run_command
+from tests.conftest import DashScopeAdmin, group_timeouts, read_topic, run_command
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(3600)]
 LOGS: list[Path] = []  # every process log of the session, for the secret scan
@@ -185,13 +186,25 @@ async def test_bridge_kill_9_mid_stream(
     client: Client,
     redis: Redis,
     dashscope_admin: DashScopeAdmin,
+    evicting_kafka: LocalStack,
     logs: Path,
     unique: str,
 ) -> None:
     """kill -9 the bridge twice while events stream in: uncommitted offsets are redelivered to
-    the new bridge, whose starts meet the workflows already started."""
+    the new bridge, whose starts meet the workflows already started. On a broker that evicts
+    the killed member when its session times out (evicting_kafka)."""
     kills, events, rate = 2, scale(60, 300), scale(15, 20)
-    cluster = Cluster(settings, logs, unique)
+    bootstrap = evicting_kafka.endpoints.kafka
+    stack = replace(stack, kafka=bootstrap)
+    timeouts = group_timeouts(evicting_kafka.settings.local)
+    cluster = Cluster(
+        settings,
+        logs,
+        unique,
+        RISKFLOW_KAFKA_BOOTSTRAP=bootstrap,
+        RISKFLOW_KAFKA__SESSION_TIMEOUT_MS=str(timeouts.session_timeout_ms),
+        RISKFLOW_KAFKA__HEARTBEAT_INTERVAL_MS=str(timeouts.heartbeat_interval_ms),
+    )
     await cluster.start_bridge()
     for _ in range(2):
         await cluster.start_worker()
@@ -226,13 +239,13 @@ def bridge_counts(logs: Path) -> dict[str, int]:
     return total
 
 
-@pytest.fixture
-async def durable_kafka(
-    settings: Settings, stack: Endpoints, tmp_path: Path
+@contextlib.asynccontextmanager
+async def broker_of_its_own(
+    settings: Settings, stack: Endpoints, state_dir: Path, broker: str
 ) -> AsyncIterator[LocalStack]:
-    """A broker of its own that keeps its log on disk (noida-db), for restarts mid-run; the
-    session's other services are given as addresses, so this stack manages the broker only."""
-    local = on_free_ports(tmp_path / "kafka-state").model_copy(update={"kafka_broker": "noida-db"})
+    """A Kafka broker of the scenario's own choice (`local.kafka_broker`); the session's other
+    services are given as addresses, so this stack manages the broker only."""
+    local = on_free_ports(state_dir).model_copy(update={"kafka_broker": broker})
     side = settings.model_copy(
         update={
             "local": local,
@@ -241,14 +254,34 @@ async def durable_kafka(
             "dashscope_base_url": stack.dashscope,
         }
     )
-    broker = LocalStack(side)
-    assert [s.name for s in broker.services] == ["kafka"]
-    await broker.up()
+    own = LocalStack(side)
+    assert [s.name for s in own.services] == ["kafka"]
+    await own.up()
     try:
-        await ensure_topics(broker.endpoints.kafka, settings.kafka)
-        yield broker
+        await ensure_topics(own.endpoints.kafka, settings.kafka)
+        yield own
     finally:
-        broker.down()
+        own.down()
+
+
+@pytest.fixture
+async def durable_kafka(
+    settings: Settings, stack: Endpoints, tmp_path: Path
+) -> AsyncIterator[LocalStack]:
+    """noida-db, its log on disk, for broker restarts mid-run."""
+    async with broker_of_its_own(settings, stack, tmp_path / "kafka-state", "noida-db") as own:
+        yield own
+
+
+@pytest.fixture
+async def evicting_kafka(
+    settings: Settings, stack: Endpoints, tmp_path: Path
+) -> AsyncIterator[LocalStack]:
+    """tansu, which evicts a kill -9'd group member when its session times out (as Apache
+    Kafka does); noida-db 0.2.3 keeps such a member as the group's leader, so no new member is
+    ever assigned partitions."""
+    async with broker_of_its_own(settings, stack, tmp_path / "kafka-state", "tansu") as own:
+        yield own
 
 
 async def test_broker_and_bridge_restarts(
@@ -263,19 +296,18 @@ async def test_broker_and_bridge_restarts(
 ) -> None:
     """While events stream in, the broker (its log on disk) and the bridge restart in turns:
     every event is assessed once and reaches the results topic. The bridge stops with SIGTERM
-    here; kill -9 is test_bridge_kill_9_mid_stream's, on tansu: noida-db 0.2.3 keeps a member
-    killed mid-generation as the next generation's leader, so no new member is ever assigned
-    partitions (Apache Kafka evicts it when its session times out)."""
+    here; kill -9 is test_bridge_kill_9_mid_stream's, on evicting_kafka."""
     restarts, events, rate = scale(2, 4), scale(60, 300), scale(6, 10)
     bootstrap = durable_kafka.endpoints.kafka
     endpoints = replace(stack, kafka=bootstrap)
+    timeouts = group_timeouts(durable_kafka.settings.local)
     cluster = Cluster(
         settings,
         logs,
         unique,
         RISKFLOW_KAFKA_BOOTSTRAP=bootstrap,
-        RISKFLOW_KAFKA__SESSION_TIMEOUT_MS="6000",  # Apache Kafka's (and noida-db's) minimum
-        RISKFLOW_KAFKA__HEARTBEAT_INTERVAL_MS="1000",
+        RISKFLOW_KAFKA__SESSION_TIMEOUT_MS=str(timeouts.session_timeout_ms),
+        RISKFLOW_KAFKA__HEARTBEAT_INTERVAL_MS=str(timeouts.heartbeat_interval_ms),
     )
     await cluster.start_bridge()
     for _ in range(2):
