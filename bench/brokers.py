@@ -127,7 +127,7 @@ def confluent_round_trip(bootstrap: str, topic: str, lines: list[str]) -> dict[s
     while len(got) < len(lines) and time.monotonic() < deadline:
         message = consumer.poll(0.5)
         if message is not None and message.error() is None:
-            got.append(message.value().decode())
+            got.append((message.value() or b"").decode())
     try:
         consumer.commit(asynchronous=False)
         result["confluent_group_commit"] = True

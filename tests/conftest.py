@@ -204,7 +204,9 @@ async def read_topic(
     count: int,
     within: float = 20.0,
 ) -> list[dict[str, Any]]:
-    """Read `topic` from the start until `count` JSON messages match (headers under '_headers')."""
+    """Read `topic` from the start until at least `count` JSON messages match, or `within`
+    seconds pass (headers under '_headers'). Batches are read whole, so a topic holding more
+    matches than `count` may give more: on a live source assert `>= count`, not `== count`."""
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
     found: list[dict[str, Any]] = []
     await consumer.start()

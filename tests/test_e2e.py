@@ -15,6 +15,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord, TopicPartition
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 from temporalio.client import Client
 
@@ -109,7 +110,14 @@ async def test_redelivered_message_starts_one_workflow_and_one_alert(
     handle = client.get_workflow_handle(situation.workflow_id, result_type=Assessment)
     result = await asyncio.wait_for(handle.result(), 30)
     assert result.status == "assessed"
-    await asyncio.sleep(1.0)  # let the bridge see all three copies
+
+    async def all_three_handled() -> bool:  # the bridge has judged every copy
+        outcomes = ("started", "duplicate", "insignificant", "dead_lettered")
+        labels = [{"camera": event.camera_id, "outcome": o} for o in outcomes]
+        seen = [REGISTRY.get_sample_value("riskflow_bridge_messages_total", x) for x in labels]
+        return sum(n or 0 for n in seen) >= 3
+
+    await eventually(all_three_handled)
     runs = [w async for w in client.list_workflows(query)]
     assert len(runs) == 1
     redis = Redis.from_url(stack.redis)

@@ -63,14 +63,14 @@ async def kcat_consume(bootstrap: str, topic: str, count: int) -> Records:
 def _confluent_produce(bootstrap: str, topic: str, records: Records) -> None:
     from confluent_kafka import KafkaError, Producer
 
-    errors: list[KafkaError] = []
+    errors: list[KafkaError | None] = []
     producer = Producer({"bootstrap.servers": bootstrap, "acks": "all"})
     for key, value in records:
         producer.produce(
-            topic, value.encode(), key.encode(), on_delivery=lambda e, _: e and errors.append(e)
+            topic, value.encode(), key.encode(), on_delivery=lambda e, _: errors.append(e)
         )
     assert producer.flush(30) == 0, "not every record was delivered"
-    assert errors == []
+    assert errors == [None] * len(records)
 
 
 def _confluent_consume(bootstrap: str, topic: str, count: int) -> Records:
@@ -92,8 +92,9 @@ def _confluent_consume(bootstrap: str, topic: str, count: int) -> Records:
             message = consumer.poll(0.5)
             if message is None:
                 continue
-            assert message.error() is None, message.error()
-            found.append((message.key().decode(), message.value().decode()))
+            key, value = message.key(), message.value()
+            assert message.error() is None and key is not None and value is not None
+            found.append((key.decode(), value.decode()))
             if len(found) == count:
                 consumer.commit(asynchronous=False)
                 break

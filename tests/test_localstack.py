@@ -3,7 +3,6 @@ as unhealthy, a taken port is a clear error, down stops exactly what up started.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import socket
@@ -20,7 +19,7 @@ from riskflow.devstack.localstack.stack import LocalStack
 from riskflow.errors import PortInUseError
 from riskflow.kafka import ensure_topics, make_consumer, make_producer
 from riskflow.names import ALL_TOPICS
-from tests.conftest import local_settings, read_topic, run_command
+from tests.conftest import eventually, local_settings, read_topic, run_command
 
 
 async def test_lifecycle(tmp_path: Path) -> None:
@@ -56,7 +55,11 @@ async def test_lifecycle(tmp_path: Path) -> None:
 
         # A killed service is reported, by name, as not healthy.
         os.kill(pids["kafka"], signal.SIGKILL)  # type: ignore[arg-type]
-        await asyncio.sleep(0.3)
+
+        async def kafka_gone() -> bool:  # however long the kernel takes to end it
+            return not pid_alive(pids["kafka"])  # type: ignore[arg-type]
+
+        await eventually(kafka_gone, within=10)
         status = {s.name: s for s in await stack.status()}
         assert not status["kafka"].healthy and status["kafka"].detail == "not running"
         assert status["redis"].healthy and status["temporal"].healthy
