@@ -94,6 +94,42 @@ async def stack(settings: Settings) -> AsyncIterator[Endpoints]:
         local.down()
 
 
+@contextlib.asynccontextmanager
+async def kafka_of_its_own(
+    settings: Settings, stack: Endpoints, state_dir: Path, broker: str
+) -> AsyncIterator[LocalStack]:
+    """A Kafka broker of a test's own choice (`local.kafka_broker`), with its topics; the
+    session's other services are given as addresses, so this stack manages the broker only."""
+    local = on_free_ports(state_dir).model_copy(update={"kafka_broker": broker})
+    side = settings.model_copy(
+        update={
+            "local": local,
+            "temporal_address": stack.temporal,
+            "redis_url": stack.redis,
+            "dashscope_base_url": stack.dashscope,
+        }
+    )
+    own = LocalStack(side)
+    assert [s.name for s in own.services] == ["kafka"]
+    await own.up()
+    try:
+        await ensure_topics(own.endpoints.kafka, settings.kafka)
+        yield own
+    finally:
+        own.down()
+
+
+@pytest.fixture
+async def strict_group_kafka(
+    settings: Settings, stack: Endpoints, tmp_path: Path
+) -> AsyncIterator[LocalStack]:
+    """tansu, whose consumer groups behave as Apache Kafka's where the default broker's do not
+    (README: the local Kafka broker): a kill -9'd member is evicted when its session times
+    out, and a commit from a member that overran max_poll_interval_ms is refused."""
+    async with kafka_of_its_own(settings, stack, tmp_path / "kafka-state", "tansu") as own:
+        yield own
+
+
 @pytest.fixture(scope="session")
 async def client(stack: Endpoints, settings: Settings) -> Client:
     return await connect(stack.temporal, settings.temporal.namespace)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import ast
 import asyncio
-import contextlib
 import json
 import os
 import random
@@ -23,10 +22,9 @@ from hypothesis import strategies as st
 from redis.asyncio import Redis
 from temporalio.client import Client
 
-from riskflow.devstack.localstack.process import on_free_ports
 from riskflow.devstack.localstack.stack import LocalStack
 from riskflow.endpoints import Endpoints
-from riskflow.kafka import ensure_topics, make_producer
+from riskflow.kafka import make_producer
 from riskflow.keyconfig import KeyRing
 from riskflow.names import ALL_TOPICS, DEAD_LETTER_TOPIC, DETECTION_TOPIC
 from riskflow.settings import Settings
@@ -38,7 +36,13 @@ from tests.chaos.harness import (
     scale,
     wait_for_outcomes,
 )
-from tests.conftest import DashScopeAdmin, group_timeouts, read_topic, run_command
+from tests.conftest import (
+    DashScopeAdmin,
+    group_timeouts,
+    kafka_of_its_own,
+    read_topic,
+    run_command,
+)
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(3600)]
 LOGS: list[Path] = []  # every process log of the session, for the secret scan
@@ -186,17 +190,18 @@ async def test_bridge_kill_9_mid_stream(
     client: Client,
     redis: Redis,
     dashscope_admin: DashScopeAdmin,
-    evicting_kafka: LocalStack,
+    strict_group_kafka: LocalStack,
     logs: Path,
     unique: str,
 ) -> None:
     """kill -9 the bridge twice while events stream in: uncommitted offsets are redelivered to
     the new bridge, whose starts meet the workflows already started. On a broker that evicts
-    the killed member when its session times out (evicting_kafka)."""
+    the killed member when its session times out (strict_group_kafka; noida-db keeps it as the
+    group's leader, so no new member would ever be assigned partitions)."""
     kills, events, rate = 2, scale(60, 300), scale(15, 20)
-    bootstrap = evicting_kafka.endpoints.kafka
+    bootstrap = strict_group_kafka.endpoints.kafka
     stack = replace(stack, kafka=bootstrap)
-    timeouts = group_timeouts(evicting_kafka.settings.local)
+    timeouts = group_timeouts(strict_group_kafka.settings.local)
     cluster = Cluster(
         settings,
         logs,
@@ -239,48 +244,12 @@ def bridge_counts(logs: Path) -> dict[str, int]:
     return total
 
 
-@contextlib.asynccontextmanager
-async def broker_of_its_own(
-    settings: Settings, stack: Endpoints, state_dir: Path, broker: str
-) -> AsyncIterator[LocalStack]:
-    """A Kafka broker of the scenario's own choice (`local.kafka_broker`); the session's other
-    services are given as addresses, so this stack manages the broker only."""
-    local = on_free_ports(state_dir).model_copy(update={"kafka_broker": broker})
-    side = settings.model_copy(
-        update={
-            "local": local,
-            "temporal_address": stack.temporal,
-            "redis_url": stack.redis,
-            "dashscope_base_url": stack.dashscope,
-        }
-    )
-    own = LocalStack(side)
-    assert [s.name for s in own.services] == ["kafka"]
-    await own.up()
-    try:
-        await ensure_topics(own.endpoints.kafka, settings.kafka)
-        yield own
-    finally:
-        own.down()
-
-
 @pytest.fixture
 async def durable_kafka(
     settings: Settings, stack: Endpoints, tmp_path: Path
 ) -> AsyncIterator[LocalStack]:
     """noida-db, its log on disk, for broker restarts mid-run."""
-    async with broker_of_its_own(settings, stack, tmp_path / "kafka-state", "noida-db") as own:
-        yield own
-
-
-@pytest.fixture
-async def evicting_kafka(
-    settings: Settings, stack: Endpoints, tmp_path: Path
-) -> AsyncIterator[LocalStack]:
-    """tansu, which evicts a kill -9'd group member when its session times out (as Apache
-    Kafka does); noida-db 0.2.3 keeps such a member as the group's leader, so no new member is
-    ever assigned partitions."""
-    async with broker_of_its_own(settings, stack, tmp_path / "kafka-state", "tansu") as own:
+    async with kafka_of_its_own(settings, stack, tmp_path / "kafka-state", "noida-db") as own:
         yield own
 
 
@@ -296,7 +265,7 @@ async def test_broker_and_bridge_restarts(
 ) -> None:
     """While events stream in, the broker (its log on disk) and the bridge restart in turns:
     every event is assessed once and reaches the results topic. The bridge stops with SIGTERM
-    here; kill -9 is test_bridge_kill_9_mid_stream's, on evicting_kafka."""
+    here; kill -9 is test_bridge_kill_9_mid_stream's, on strict_group_kafka."""
     restarts, events, rate = scale(2, 4), scale(60, 300), scale(6, 10)
     bootstrap = durable_kafka.endpoints.kafka
     endpoints = replace(stack, kafka=bootstrap)
