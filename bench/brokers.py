@@ -1,6 +1,7 @@
 """The local stack's Kafka-protocol brokers side by side: start time, memory, aiokafka
 throughput, kcat and confluent-kafka (librdkafka) compatibility, durability across a restart
-and a kill -9, and what a kill -9'd consumer-group member does to the group.
+and a kill -9, whether a commit from a member the group moved on from is refused, and what a
+kill -9'd consumer-group member does to the group.
 
     python -m bench.brokers                       # every `local.kafka_broker` choice
     python -m bench.brokers --broker noida-db
@@ -224,6 +225,38 @@ def killed_member(bootstrap: str, topic: str) -> str:
     return f"reassigned after {time.monotonic() - started:.1f} s"
 
 
+async def stale_commit(bootstrap: str) -> str:
+    """A member holds a batch past max_poll_interval_ms (so the group moves on), then commits:
+    Apache Kafka refuses that commit (the batch is read again)."""
+    topic = await create_topic(bootstrap)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    await producer.send_and_wait(topic, VALUE, key=b"k")
+    await producer.stop()
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=f"g-{uuid.uuid4().hex[:6]}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        max_poll_interval_ms=1500,
+        session_timeout_ms=6000,
+        heartbeat_interval_ms=1000,
+    )
+    await consumer.start()
+    try:
+        while not await consumer.getmany(timeout_ms=500):
+            pass
+        await asyncio.sleep(4)  # past max_poll_interval_ms
+        try:
+            await consumer.commit()
+        except Exception as exc:
+            return f"refused ({type(exc).__name__})"
+        return "accepted"
+    finally:
+        await consumer.stop()
+
+
 async def clients(bootstrap: str, count: int) -> dict[str, Any]:
     topic = await create_topic(bootstrap)
     figures: dict[str, Any] = {
@@ -233,6 +266,7 @@ async def clients(bootstrap: str, count: int) -> dict[str, Any]:
     figures["aiokafka_consume_per_s"] = round(rate) if seen == count else f"{seen}/{count}"
     lines = [f"m{i}-{uuid.uuid4().hex[:6]}" for i in range(20)]
     figures.update(await asyncio.to_thread(confluent_round_trip, bootstrap, topic + "k", lines))
+    figures["stale_member_commit"] = await stale_commit(bootstrap)
     figures["killed_group_member"] = await asyncio.to_thread(
         killed_member, bootstrap, await create_topic(bootstrap)
     )

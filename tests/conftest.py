@@ -60,9 +60,9 @@ def local_settings(state_dir: Path, **overrides: object) -> Settings:
 
 
 def group_timeouts(local: LocalStackSettings) -> KafkaSettings:
-    """Consumer-group timeouts as short as the local broker accepts (2 s where it allows), so
+    """Consumer-group timeouts as short as the local broker accepts (tansu: 2 s), so
     a member that stops is replaced quickly."""
-    session_ms = max(2000, broker_of(local).min_session_timeout_ms)
+    session_ms = broker_of(local).min_session_timeout_ms
     return KafkaSettings(session_timeout_ms=session_ms, heartbeat_interval_ms=session_ms // 4)
 
 

@@ -9,16 +9,19 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import get_args
 
 import aiohttp
 import pytest
 from aiokafka import TopicPartition
 
+from riskflow.devstack.localstack.brokers import BROKERS, broker_of
 from riskflow.devstack.localstack.process import on_free_ports, pid_alive
 from riskflow.devstack.localstack.stack import LocalStack
 from riskflow.errors import PortInUseError
 from riskflow.kafka import ensure_topics, make_consumer, make_producer
 from riskflow.names import ALL_TOPICS
+from riskflow.settings import LocalStackSettings
 from tests.conftest import eventually, local_settings, read_topic, run_command
 
 
@@ -167,3 +170,14 @@ async def test_durable_kafka_survives_a_restart(tmp_path: Path) -> None:
             await consumer.stop()
     finally:
         assert stack.down() == ["kafka"]
+
+
+def test_every_kafka_broker_choice_can_be_started() -> None:
+    """Each `local.kafka_broker` value has a broker entry (command line, group session floor)."""
+    choices = get_args(LocalStackSettings.model_fields["kafka_broker"].annotation)
+    assert set(choices) == set(BROKERS)
+    assert broker_of(LocalStackSettings()).name == "noida-db"  # speaks to librdkafka clients
+    for name in choices:
+        local = LocalStackSettings(kafka_broker=name, kafka_port=19092)
+        argv = BROKERS[name].argv(local)
+        assert "19092" in " ".join(argv) and BROKERS[name].min_session_timeout_ms > 0

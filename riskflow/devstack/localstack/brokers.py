@@ -16,8 +16,8 @@ from riskflow.settings import LocalStackSettings
 class Broker:
     """One broker choice.
 
-    `min_session_timeout_ms`: the smallest consumer-group session timeout it accepts
-    (milliseconds; a JoinGroup with less is refused). `durable`: records and committed offsets
+    `min_session_timeout_ms`: the shortest consumer-group session timeout it is known to
+    accept (milliseconds; noida-db refuses a JoinGroup with less). `durable`: records and committed offsets
     survive a restart (they live under `state_dir/kafka`). `argv` builds its command line.
     """
 
@@ -60,11 +60,11 @@ def _noida(local: LocalStackSettings) -> list[str]:
 
 BROKERS: dict[str, Broker] = {
     # Speaks to kcat, confluent-kafka and aiokafka; on disk; like Apache Kafka it refuses
-    # group sessions under 6 s.
+    # group sessions under 6 s; keeps a kill -9'd member as leader, accepts stale commits.
     "noida-db": Broker("noida-db", min_session_timeout_ms=6000, durable=True, argv=_noida),
-    # aiokafka only (librdkafka's ApiVersionRequest fails); in memory; evicts a kill -9'd
-    # group member when its session times out.
-    "tansu": Broker("tansu", min_session_timeout_ms=1, durable=False, argv=_tansu),
+    # aiokafka only (librdkafka's ApiVersionRequest fails); in memory; group generations as
+    # Apache Kafka keeps them (a kill -9'd member is evicted, a stale member's commit refused).
+    "tansu": Broker("tansu", min_session_timeout_ms=2000, durable=False, argv=_tansu),
 }
 
 
