@@ -17,8 +17,9 @@ class Broker:
     """One broker choice.
 
     `min_session_timeout_ms`: the shortest consumer-group session timeout it is known to
-    accept (milliseconds; noida-db refuses a JoinGroup with less). `durable`: records and committed offsets
-    survive a restart (they live under `state_dir/kafka`). `argv` builds its command line.
+    accept (milliseconds; noida-db refuses a JoinGroup with less). `durable`: records and
+    committed offsets survive a restart (under `state_dir/kafka`). `argv` builds its command
+    line from the local stack's settings.
     """
 
     name: str
