@@ -78,10 +78,11 @@ class LocalStackSettings(BaseModel):
     smtp_port: int = Field(
         default=8025, gt=0, lt=65536, description="the notification receiver's SMTP port"
     )
-    kafka_broker: Literal["tansu", "noida-db"] = Field(
-        default="tansu",
-        description="tansu keeps topics in memory (lost when it stops); noida-db keeps them "
-        "on disk under state_dir/kafka (they survive a restart)",
+    kafka_broker: Literal["noida-db", "tansu"] = Field(
+        default="noida-db",
+        description="noida-db keeps topics on disk under state_dir/kafka and speaks to "
+        "aiokafka, kcat and confluent-kafka; tansu keeps them in memory and speaks to aiokafka "
+        "only (README: the local Kafka broker)",
     )
     start_timeout_seconds: float = Field(default=60.0, gt=0)
 

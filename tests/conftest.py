@@ -1,6 +1,6 @@
 """Real servers, started once per session on free loopback ports: the local stack itself
-(Temporal dev server, tansu, Valkey, the local DashScope server) and Temporal's
-time-skipping test server."""
+(Temporal dev server, the default Kafka broker (noida-db), Valkey, the local DashScope server)
+and Temporal's time-skipping test server."""
 
 from __future__ import annotations
 
@@ -25,6 +25,8 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from riskflow.channels import NotificationSettings
+from riskflow.devstack.localstack.brokers import broker_of
 from riskflow.devstack.localstack.process import on_free_ports
 from riskflow.devstack.localstack.services import venv_binary
 from riskflow.devstack.localstack.stack import LocalStack
@@ -33,6 +35,7 @@ from riskflow.kafka import ensure_topics
 from riskflow.redis_client import RedisClient, redis_client
 from riskflow.settings import (
     KafkaSettings,
+    LocalStackSettings,
     MetricsSettings,
     Settings,
     load_settings,
@@ -48,7 +51,8 @@ CONFIG = REPO / "config"
 def local_settings(state_dir: Path, **overrides: object) -> Settings:
     """Settings for a stack of our own on free ports (never the developer's default ports)."""
     local = overrides.pop("local", None) or on_free_ports(state_dir)
-    kafka = KafkaSettings(session_timeout_ms=2000, heartbeat_interval_ms=500)
+    assert isinstance(local, LocalStackSettings)
+    kafka = group_timeouts(local)
     overrides.setdefault("metrics", MetricsSettings(enabled=False))  # in-process: no servers
     settings = load_settings(CONFIG, local=local, kafka=kafka, **overrides)
     # Key cooldowns run on Redis' clock, not the workflow's: keep them short where tests
@@ -56,6 +60,13 @@ def local_settings(state_dir: Path, **overrides: object) -> Settings:
     scheduler = settings.keys.scheduler.model_copy(update={"error_cooldown_seconds": 0.05})
     keys = settings.keys.model_copy(update={"scheduler": scheduler})
     return settings.model_copy(update={"keys": keys})
+
+
+def group_timeouts(local: LocalStackSettings) -> KafkaSettings:
+    """Consumer-group timeouts as short as the local broker accepts (tansu: 2 s), so
+    a member that stops is replaced quickly."""
+    session_ms = broker_of(local).min_session_timeout_ms
+    return KafkaSettings(session_timeout_ms=session_ms, heartbeat_interval_ms=session_ms // 4)
 
 
 SPANS = InMemorySpanExporter()
@@ -84,6 +95,43 @@ async def stack(settings: Settings) -> AsyncIterator[Endpoints]:
         yield local.endpoints
     finally:
         local.down()
+
+
+@contextlib.asynccontextmanager
+async def kafka_of_its_own(
+    settings: Settings, stack: Endpoints, state_dir: Path, broker: str
+) -> AsyncIterator[LocalStack]:
+    """A Kafka broker of a test's own choice (`local.kafka_broker`), with its topics; the
+    session's other services are given as addresses, so this stack manages the broker only."""
+    local = on_free_ports(state_dir).model_copy(update={"kafka_broker": broker})
+    side = settings.model_copy(
+        update={
+            "local": local,
+            "temporal_address": stack.temporal,
+            "redis_url": stack.redis,
+            "dashscope_base_url": stack.dashscope,
+            "notifications": NotificationSettings(),  # no receiver of its own
+        }
+    )
+    own = LocalStack(side)
+    assert [s.name for s in own.services] == ["kafka"]
+    await own.up()
+    try:
+        await ensure_topics(own.endpoints.kafka, settings.kafka)
+        yield own
+    finally:
+        own.down()
+
+
+@pytest.fixture
+async def strict_group_kafka(
+    settings: Settings, stack: Endpoints, tmp_path: Path
+) -> AsyncIterator[LocalStack]:
+    """tansu, whose consumer groups behave as Apache Kafka's where the default broker's do not
+    (README: the local Kafka broker): a kill -9'd member is evicted when its session times
+    out, and a commit from a member that overran max_poll_interval_ms is refused."""
+    async with kafka_of_its_own(settings, stack, tmp_path / "kafka-state", "tansu") as own:
+        yield own
 
 
 @pytest.fixture(scope="session")
@@ -268,7 +316,9 @@ async def read_topic(
     count: int,
     within: float = 20.0,
 ) -> list[dict[str, Any]]:
-    """Read `topic` from the start until `count` JSON messages match (headers under '_headers')."""
+    """Read `topic` from the start until at least `count` JSON messages match, or `within`
+    seconds pass (headers under '_headers'). Batches are read whole, so a topic holding more
+    matches than `count` may give more: on a live source assert `>= count`, not `== count`."""
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
     found: list[dict[str, Any]] = []
     await consumer.start()
@@ -315,4 +365,7 @@ def cli_env(settings: Settings) -> dict[str, str]:
         "RISKFLOW_LOCAL__DASHSCOPE_PORT": str(local.dashscope_port),
         "RISKFLOW_LOCAL__RECEIVER_PORT": str(local.receiver_port),
         "RISKFLOW_LOCAL__SMTP_PORT": str(local.smtp_port),
+        "RISKFLOW_LOCAL__KAFKA_BROKER": local.kafka_broker,
+        "RISKFLOW_KAFKA__SESSION_TIMEOUT_MS": str(settings.kafka.session_timeout_ms),
+        "RISKFLOW_KAFKA__HEARTBEAT_INTERVAL_MS": str(settings.kafka.heartbeat_interval_ms),
     }

@@ -16,6 +16,8 @@ from redis.asyncio import Redis
 from riskflow.devstack.localstack.process import free_port, port_is_free
 from riskflow.endpoints import Endpoints
 from riskflow.names import camera_alerts_key, camera_latest_key
+from riskflow.settings import LocalStackSettings
+from tests.conftest import group_timeouts
 
 
 @pytest.mark.timeout(400)
@@ -26,13 +28,15 @@ async def test_demo_once_assesses_every_camera_and_cleans_up(
         name: free_port()
         for name in ("TEMPORAL", "TEMPORAL_UI", "KAFKA", "DASHSCOPE", "RECEIVER", "SMTP")
     }
+    timeouts = group_timeouts(LocalStackSettings())
     env = {
         **os.environ,
         "RISKFLOW_LOCAL__STATE_DIR": str(tmp_path / "state"),
         **{f"RISKFLOW_LOCAL__{name}_PORT": str(port) for name, port in ports.items()},
         "RISKFLOW_REDIS_URL": stack.redis,  # configured: used, never started or stopped
-        "RISKFLOW_KAFKA__SESSION_TIMEOUT_MS": "2000",
-        "RISKFLOW_KAFKA__HEARTBEAT_INTERVAL_MS": "500",
+        # The default broker's shortest group session (noida-db refuses under 6 s).
+        "RISKFLOW_KAFKA__SESSION_TIMEOUT_MS": str(timeouts.session_timeout_ms),
+        "RISKFLOW_KAFKA__HEARTBEAT_INTERVAL_MS": str(timeouts.heartbeat_interval_ms),
         "RISKFLOW_METRICS__ENABLED": "false",
     }
     proc = await asyncio.create_subprocess_exec(

@@ -10,6 +10,7 @@ import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client import REGISTRY
@@ -167,9 +168,13 @@ async def test_rtsp_stream_reaches_the_broker(
     )
     stop.set()
     totals = await asyncio.wait_for(edge, 30)
-    assert len(messages) == 3 and totals["published"] >= 3
+    # A live stream publishes for as long as it runs: at least the 3 read, every one whole.
+    assert len(messages) >= 3 and totals["published"] >= len(messages)
+    frame_ids = [m["frame_id"] for m in messages]
+    assert len(set(frame_ids)) == len(frame_ids)  # each frame published once
+    assert all(m["source"] == rtsp_server for m in messages)  # no credentials here to hide
+    assert all(m["image"] == {"width": 640, "height": 480} for m in messages)
     assert any(d["class_name"] == "Normal" for m in messages for d in m["detections"])
-    assert messages[0]["source"] == rtsp_server  # no credentials here to hide
 
 
 def test_clear_errors_for_bad_models_and_sources(settings: Settings, tmp_path: Path) -> None:
@@ -241,20 +246,22 @@ async def test_a_dropped_stream_is_reopened_without_a_restart(
         server.send_signal(signal.SIGKILL)  # the camera goes away...
         server.wait(10)
         await asyncio.sleep(2)
+        back = datetime.now(UTC)
         server = serve_rtsp(frames, port)  # ...and comes back
-        for _ in range(300):
-            if REGISTRY.get_sample_value("riskflow_edge_reconnects_total", {"camera": camera.id}):
-                break
-            await asyncio.sleep(0.1)
-        before = len(await read_topic(stack.kafka, DETECTION_TOPIC, mine, 10**6, within=3))
-        after = await read_topic(stack.kafka, DETECTION_TOPIC, mine, before + 2, within=60)
+
+        def since_back(d: dict[str, Any]) -> bool:
+            return mine(d) and datetime.fromisoformat(d["captured_at"]) > back
+
+        # Frames captured after the camera came back reach the broker (not a count of all
+        # messages within some seconds, which depends on how fast this machine is).
+        after = await read_topic(stack.kafka, DETECTION_TOPIC, since_back, 2, within=60)
     finally:
         stop.set()
         await asyncio.wait_for(edge, 30)
         server.send_signal(signal.SIGTERM)
         server.wait(10)
     assert REGISTRY.get_sample_value("riskflow_edge_reconnects_total", {"camera": camera.id}) == 1
-    assert len(after) >= before + 2  # frames flow again, in the same process
+    assert len(after) >= 2  # frames flow again, in the same process
 
 
 async def test_a_frozen_camera_is_reopened_and_publishes_again(
@@ -279,11 +286,15 @@ async def test_a_frozen_camera_is_reopened_and_publishes_again(
                 ):
                     break
                 await asyncio.sleep(0.1)
-            before = len(await read_topic(stack.kafka, DETECTION_TOPIC, mine, 10**6, within=3))
-            after = await read_topic(stack.kafka, DETECTION_TOPIC, mine, before + 1, within=60)
+            back = datetime.now(UTC)
+
+            def since_back(d: dict[str, Any]) -> bool:
+                return mine(d) and datetime.fromisoformat(d["captured_at"]) > back
+
+            after = await read_topic(stack.kafka, DETECTION_TOPIC, since_back, 1, within=60)
         finally:
             stop.set()
             await asyncio.wait_for(edge, 30)
     assert REGISTRY.get_sample_value("riskflow_edge_stalls_total", {"camera": camera.id})
-    assert len(after) >= before + 1
+    assert after
     assert after[0]["source"] == url + "?channel=1"

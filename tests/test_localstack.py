@@ -3,25 +3,27 @@ as unhealthy, a taken port is a clear error, down stops exactly what up started.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import get_args
 
 import aiohttp
 import pytest
 from aiokafka import TopicPartition
 
 from riskflow.channels import NotificationSettings
+from riskflow.devstack.localstack.brokers import BROKERS, broker_of
 from riskflow.devstack.localstack.process import on_free_ports, pid_alive
 from riskflow.devstack.localstack.stack import LocalStack
 from riskflow.errors import PortInUseError
 from riskflow.kafka import ensure_topics, make_consumer, make_producer
 from riskflow.names import ALL_TOPICS
-from tests.conftest import local_settings, read_topic, run_command
+from riskflow.settings import LocalStackSettings
+from tests.conftest import eventually, local_settings, read_topic, run_command
 
 
 async def test_lifecycle(tmp_path: Path) -> None:
@@ -58,7 +60,11 @@ async def test_lifecycle(tmp_path: Path) -> None:
 
         # A killed service is reported, by name, as not healthy.
         os.kill(pids["kafka"], signal.SIGKILL)  # type: ignore[arg-type]
-        await asyncio.sleep(0.3)
+
+        async def kafka_gone() -> bool:  # however long the kernel takes to end it
+            return not pid_alive(pids["kafka"])  # type: ignore[arg-type]
+
+        await eventually(kafka_gone, within=10)
         status = {s.name: s for s in await stack.status()}
         assert not status["kafka"].healthy and status["kafka"].detail == "not running"
         assert status["redis"].healthy and status["temporal"].healthy
@@ -168,3 +174,14 @@ async def test_durable_kafka_survives_a_restart(tmp_path: Path) -> None:
             await consumer.stop()
     finally:
         assert stack.down() == ["kafka"]
+
+
+def test_every_kafka_broker_choice_can_be_started() -> None:
+    """Each `local.kafka_broker` value has a broker entry (command line, group session floor)."""
+    choices = get_args(LocalStackSettings.model_fields["kafka_broker"].annotation)
+    assert set(choices) == set(BROKERS)
+    assert broker_of(LocalStackSettings()).name == "noida-db"  # speaks to librdkafka clients
+    for name in choices:
+        local = LocalStackSettings(kafka_broker=name, kafka_port=19092)
+        argv = BROKERS[name].argv(local)
+        assert "19092" in " ".join(argv) and BROKERS[name].min_session_timeout_ms > 0

@@ -23,6 +23,8 @@ from riskflow.names import DETECTION_TOPIC
 from riskflow.settings import Settings
 from tests.conftest import cli_env, eventually
 
+BRIDGE = "riskflow_bridge_messages_total"
+
 
 async def scrape(port: int) -> str:
     async with (
@@ -71,8 +73,6 @@ async def processes(
         "RISKFLOW_METRICS__KEYPOOL_REFRESH_SECONDS": "0.5",
         "RISKFLOW_TEMPORAL__TASK_QUEUE": f"metrics-{unique}",
         "RISKFLOW_BRIDGE__GROUP_ID": f"metrics-{unique}",
-        "RISKFLOW_KAFKA__SESSION_TIMEOUT_MS": "2000",
-        "RISKFLOW_KAFKA__HEARTBEAT_INTERVAL_MS": "500",
         **{f"RISKFLOW_METRICS__{name.upper()}_PORT": str(port) for name, port in ports.items()},
     }
     procs = [
@@ -125,8 +125,16 @@ async def test_metrics_move_as_events_flow(
         text = await scrape(processes["worker"])
         return value(text, "riskflow_assessments_total", camera=camera, status="assessed") >= 1
 
+    async def settled() -> bool:  # every message judged, the key pool refreshed since
+        worker, bridge = await scrape(processes["worker"]), await scrape(processes["bridge"])
+        outcomes = ("started", "duplicate", "insignificant")
+        judged = sum(value(bridge, BRIDGE, camera=camera, outcome=o) for o in outcomes)
+        dead = value(bridge, "riskflow_dead_letters_total", reason="invalid_json")
+        pool = value(worker, "riskflow_keypool_leases_total") >= 1
+        return judged >= 3 and dead >= 1 and pool and value(worker, "riskflow_keypool_up") == 1
+
     await eventually(assessed, within=60)
-    await asyncio.sleep(1.2)  # one more key pool refresh
+    await eventually(settled, within=30)
     worker, bridge = await scrape(processes["worker"]), await scrape(processes["bridge"])
     assert value(bridge, "riskflow_bridge_messages_total", camera=camera, outcome="started") == 1
     assert value(bridge, "riskflow_bridge_messages_total", camera=camera, outcome="duplicate") == 2

@@ -107,7 +107,9 @@ async def test_long_backoff_after_server_errors_is_skipped(
     assert "ProviderError" in status.last_error
     backoff = sum(t.seconds or 0 for t in status.timings if t.stage == "backing_off")
     assert backoff >= 1 + 2 + 4 + 8 + 16  # workflow time...
-    assert time.monotonic() - started < 10  # ...not wall time
+    # ...skipped, not waited: the run took less wall time than the backoff alone (not a fixed
+    # number of seconds, which a loaded machine can exceed).
+    assert time.monotonic() - started < backoff
 
 
 async def test_retry_after_cools_the_key_and_another_key_answers(
@@ -210,7 +212,8 @@ async def test_no_enabled_key_waits_durably_then_fails(
         result, status = await run(time_env.client, inp, task_queue)
     assert result.status == "failed" and "no API key available" in result.failure_reason
     assert status.key_waits >= 10 and status.llm_attempts == 0
-    assert time.monotonic() - started < 15
+    # The 300 s of waiting were workflow time, skipped (no fixed wall-clock bound).
+    assert time.monotonic() - started < inp.policy.max_key_wait_seconds
     assert (await dashscope_admin.stats())["keys"]["key_1"]["requests"] == 0  # type: ignore[index]
 
 

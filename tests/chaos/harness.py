@@ -61,8 +61,6 @@ class Cluster:
             **cli_env(settings),
             "RISKFLOW_TEMPORAL__TASK_QUEUE": f"chaos-{tag}",
             "RISKFLOW_BRIDGE__GROUP_ID": f"chaos-{tag}",
-            "RISKFLOW_KAFKA__SESSION_TIMEOUT_MS": "2000",
-            "RISKFLOW_KAFKA__HEARTBEAT_INTERVAL_MS": "500",
             "RISKFLOW_METRICS__ENABLED": "false",
             "RISKFLOW_LLM__REQUEST_TIMEOUT_SECONDS": "5",
             **env,
@@ -82,7 +80,15 @@ class Cluster:
         self.workers.append(await self._spawn("worker"))
 
     async def start_bridge(self) -> None:
+        """Start a bridge and wait until it consumes (its SIGTERM handler is in place by then:
+        a bridge still importing would die of a SIGTERM instead of stopping cleanly)."""
         self.bridges.append(await self._spawn("bridge"))
+        log, loop = self.logs / f"bridge-{self._n}.log", asyncio.get_running_loop()
+        deadline = loop.time() + 120
+        while b"bridge consuming" not in log.read_bytes():
+            assert self.bridges[-1].returncode is None, log.read_text(errors="replace")[-2000:]
+            assert loop.time() < deadline, f"bridge not consuming after 120 s: {log}"
+            await asyncio.sleep(0.1)
 
     def kill_worker(self) -> None:
         """kill -9 the newest live worker."""

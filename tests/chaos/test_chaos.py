@@ -22,11 +22,9 @@ from hypothesis import strategies as st
 from redis.asyncio import Redis
 from temporalio.client import Client
 
-from riskflow.channels import NotificationSettings
-from riskflow.devstack.localstack.process import on_free_ports
 from riskflow.devstack.localstack.stack import LocalStack
 from riskflow.endpoints import Endpoints
-from riskflow.kafka import ensure_topics, make_producer
+from riskflow.kafka import make_producer
 from riskflow.keyconfig import KeyRing
 from riskflow.names import ALL_TOPICS, DEAD_LETTER_TOPIC, DETECTION_TOPIC
 from riskflow.settings import Settings
@@ -38,7 +36,13 @@ from tests.chaos.harness import (
     scale,
     wait_for_outcomes,
 )
-from tests.conftest import DashScopeAdmin, read_topic, run_command
+from tests.conftest import (
+    DashScopeAdmin,
+    group_timeouts,
+    kafka_of_its_own,
+    read_topic,
+    run_command,
+)
 
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(3600)]
 LOGS: list[Path] = []  # every process log of the session, for the secret scan
@@ -186,13 +190,26 @@ async def test_bridge_kill_9_mid_stream(
     client: Client,
     redis: Redis,
     dashscope_admin: DashScopeAdmin,
+    strict_group_kafka: LocalStack,
     logs: Path,
     unique: str,
 ) -> None:
     """kill -9 the bridge twice while events stream in: uncommitted offsets are redelivered to
-    the new bridge, whose starts meet the workflows already started."""
+    the new bridge, whose starts meet the workflows already started. On a broker that evicts
+    the killed member when its session times out (strict_group_kafka; noida-db keeps it as the
+    group's leader, so no new member would ever be assigned partitions)."""
     kills, events, rate = 2, scale(60, 300), scale(15, 20)
-    cluster = Cluster(settings, logs, unique)
+    bootstrap = strict_group_kafka.endpoints.kafka
+    stack = replace(stack, kafka=bootstrap)
+    timeouts = group_timeouts(strict_group_kafka.settings.local)
+    cluster = Cluster(
+        settings,
+        logs,
+        unique,
+        RISKFLOW_KAFKA_BOOTSTRAP=bootstrap,
+        RISKFLOW_KAFKA__SESSION_TIMEOUT_MS=str(timeouts.session_timeout_ms),
+        RISKFLOW_KAFKA__HEARTBEAT_INTERVAL_MS=str(timeouts.heartbeat_interval_ms),
+    )
     await cluster.start_bridge()
     for _ in range(2):
         await cluster.start_worker()
@@ -231,26 +248,9 @@ def bridge_counts(logs: Path) -> dict[str, int]:
 async def durable_kafka(
     settings: Settings, stack: Endpoints, tmp_path: Path
 ) -> AsyncIterator[LocalStack]:
-    """A broker of its own that keeps its log on disk (noida-db), for restarts mid-run; the
-    session's other services are given as addresses, so this stack manages the broker only."""
-    local = on_free_ports(tmp_path / "kafka-state").model_copy(update={"kafka_broker": "noida-db"})
-    side = settings.model_copy(
-        update={
-            "local": local,
-            "temporal_address": stack.temporal,
-            "redis_url": stack.redis,
-            "dashscope_base_url": stack.dashscope,
-            "notifications": NotificationSettings(),  # no receiver of its own
-        }
-    )
-    broker = LocalStack(side)
-    assert [s.name for s in broker.services] == ["kafka"]
-    await broker.up()
-    try:
-        await ensure_topics(broker.endpoints.kafka, settings.kafka)
-        yield broker
-    finally:
-        broker.down()
+    """noida-db, its log on disk, for broker restarts mid-run."""
+    async with kafka_of_its_own(settings, stack, tmp_path / "kafka-state", "noida-db") as own:
+        yield own
 
 
 async def test_broker_and_bridge_restarts(
@@ -265,19 +265,18 @@ async def test_broker_and_bridge_restarts(
 ) -> None:
     """While events stream in, the broker (its log on disk) and the bridge restart in turns:
     every event is assessed once and reaches the results topic. The bridge stops with SIGTERM
-    here; kill -9 is test_bridge_kill_9_mid_stream's, on tansu: noida-db 0.2.3 keeps a member
-    killed mid-generation as the next generation's leader, so no new member is ever assigned
-    partitions (Apache Kafka evicts it when its session times out)."""
+    here; kill -9 is test_bridge_kill_9_mid_stream's, on strict_group_kafka."""
     restarts, events, rate = scale(2, 4), scale(60, 300), scale(6, 10)
     bootstrap = durable_kafka.endpoints.kafka
     endpoints = replace(stack, kafka=bootstrap)
+    timeouts = group_timeouts(durable_kafka.settings.local)
     cluster = Cluster(
         settings,
         logs,
         unique,
         RISKFLOW_KAFKA_BOOTSTRAP=bootstrap,
-        RISKFLOW_KAFKA__SESSION_TIMEOUT_MS="6000",  # Apache Kafka's (and noida-db's) minimum
-        RISKFLOW_KAFKA__HEARTBEAT_INTERVAL_MS="1000",
+        RISKFLOW_KAFKA__SESSION_TIMEOUT_MS=str(timeouts.session_timeout_ms),
+        RISKFLOW_KAFKA__HEARTBEAT_INTERVAL_MS=str(timeouts.heartbeat_interval_ms),
     )
     await cluster.start_bridge()
     for _ in range(2):

