@@ -35,4 +35,6 @@ class TaskActivities:
             system_prompt=SYSTEM_PROMPT,
             user_prompt=user_prompt(event, inp.situation, history),
             image_ref=image_ref,
+            text_model=self._llm.text_model,
+            user_prompt_without_history=user_prompt(event, inp.situation, []) if history else None,
         )

@@ -86,6 +86,13 @@ KEY_WAIT_SECONDS = Histogram(
     buckets=LATENCY_BUCKETS,
 )
 
+PROVIDER_REFUSALS = Counter(
+    "riskflow_llm_refusals_total",
+    "Answers that alarm: an account refused (subject: quota group) or a model refusing the "
+    "worker's request (subject: model)",
+    ["kind", "subject"],
+)
+
 
 def serve(host: str, port: int) -> None:
     """Serve /metrics (and /) on host:port from a background thread."""

@@ -46,6 +46,23 @@ class AssessmentPolicy(BaseModel):
     max_key_wait_seconds: float = 3600.0
     lease_ttl_seconds: float = 120.0
     llm_timeout_seconds: float = 60.0
+    min_key_wait_seconds: float = Field(
+        default=1.0, gt=0, description="shortest wait for a key; doubles while waiting"
+    )
+    max_key_poll_seconds: float = Field(default=30.0, gt=0, description="longest single wait")
+    history_event_budget: int = Field(
+        default=2000, gt=0, description="continue-as-new above this many history events"
+    )
+
+
+class CarriedState(BaseModel):
+    """What a workflow that continued as new keeps of the runs before it."""
+
+    llm_attempts: int = 0
+    repairs: int = 0
+    key_waits: int = 0
+    key_waited_seconds: float = 0.0
+    runs: int = 1
 
 
 class AssessmentInput(BaseModel):
@@ -57,6 +74,7 @@ class AssessmentInput(BaseModel):
     event: DetectionEvent
     policy: AssessmentPolicy = Field(default_factory=AssessmentPolicy)
     trace_context: dict[str, str] = Field(default_factory=dict)
+    carried: CarriedState | None = None
 
 
 class AssessmentTask(BaseModel):
@@ -68,6 +86,8 @@ class AssessmentTask(BaseModel):
     system_prompt: str
     user_prompt: str
     image_ref: str | None = None
+    text_model: str = Field(default="", description="for a text-only assessment ('' = model)")
+    user_prompt_without_history: str | None = None
 
 
 class LeaseRequest(BaseModel):
@@ -98,6 +118,8 @@ class LLMCallInput(BaseModel):
     repair_of: str | None = Field(
         default=None, description="A previous unparseable answer to ask the model to repair"
     )
+    without_history: bool = False
+    text_only: bool = Field(default=False, description="no image; the text model")
 
 
 class TokenUsage(BaseModel):

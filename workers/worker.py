@@ -7,8 +7,8 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import timedelta
 
-import aiohttp
 from redis.asyncio import Redis
 from temporalio.client import Client
 from temporalio.worker import Worker
@@ -19,7 +19,7 @@ from activities.keypool import KeyPool
 from activities.lease import LeaseActivities
 from activities.llm import LLMActivities
 from activities.providers.base import LLMClient
-from activities.providers.dashscope import DashScopeClient
+from activities.providers.dashscope import DashScopeClient, one_request_session
 from activities.task import TaskActivities
 from riskflow.endpoints import Endpoints
 from riskflow.kafka import make_producer, start_client
@@ -32,6 +32,8 @@ from workers.interceptors import MetricsInterceptor
 from workflows.assessment import RiskAssessmentWorkflow
 
 logger = logging.getLogger(__name__)
+
+GRACE_MARGIN_SECONDS = 15  # beyond request timeout + slot wait, as the bridge's LLM timeout
 
 
 @dataclass
@@ -51,6 +53,13 @@ def build_worker(client: Client, settings: Settings, deps: WorkerDeps, task_queu
         return KeyRing.from_environment(load_settings(settings.config_dir).keys)
 
     llm = LLMActivities(pool, deps.ring, deps.llm, deps.redis, settings.keys.scheduler, reload_ring)
+    # A deploy lets in-flight LLM calls finish (and release their leases) before it stops.
+    # (at least the LLM activity's start-to-close timeout, see workers.bridge's policy).
+    grace = timedelta(
+        seconds=settings.llm.request_timeout_seconds
+        + settings.keys.scheduler.max_slot_wait_seconds
+        + GRACE_MARGIN_SECONDS
+    )
     aggregate = AggregateActivities(deps.redis, deps.producer, settings.aggregate)
     return Worker(
         client,
@@ -64,6 +73,7 @@ def build_worker(client: Client, settings: Settings, deps: WorkerDeps, task_queu
             )
         ),
         max_concurrent_activities=200,
+        graceful_shutdown_timeout=grace,
     )
 
 
@@ -74,7 +84,7 @@ async def worker_deps(settings: Settings, endpoints: Endpoints) -> AsyncIterator
     redis = Redis.from_url(endpoints.redis, socket_timeout=5, socket_connect_timeout=5)
     producer = make_producer(endpoints.kafka, settings.kafka)
     loopback = "127.0.0.1" in endpoints.dashscope or "localhost" in endpoints.dashscope
-    session = aiohttp.ClientSession(trust_env=not loopback)
+    session = one_request_session(trust_env=not loopback)
     await start_client(producer)
     try:
         await KeyPool(redis, settings.keys.scheduler).sync(settings.keys)
