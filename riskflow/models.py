@@ -63,6 +63,9 @@ class CarriedState(BaseModel):
     key_waits: int = 0
     key_waited_seconds: float = 0.0
     runs: int = 1
+    free_rounds: int = Field(default=0, description="leases that did not count as attempts")
+    without_history: bool = False
+    text_only: bool = False
 
 
 class AssessmentInput(BaseModel):

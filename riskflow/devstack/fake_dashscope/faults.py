@@ -16,12 +16,14 @@ Outcome = Literal["ok", "429", "500", "503", "hang", "malformed", "invalid_key",
 
 class ExactAnswer(BaseModel):
     """One response exactly as the provider sends it: `status`, a JSON `body` (or raw text),
-    `headers`. `content` is a shorthand for a 200 chat answer whose assistant text it is."""
+    `headers`. `content` is a shorthand for a 200 chat answer whose assistant text it is;
+    `drop` closes the connection without any answer (after the request was counted)."""
 
     status: int = Field(default=200, ge=100, le=599)
     body: dict[str, Any] | str | None = None
     headers: dict[str, str] = Field(default_factory=dict)
     content: str | None = None
+    drop: bool = False
 
 
 class Rule(BaseModel):
