@@ -194,7 +194,8 @@ if op == 'release' then
   elseif outcome == 'rate_limited' or outcome == 'rate_limited_group' then
     local strikes = redis.call('HINCRBY', st, 'strikes', 1)
     local cd = cooldown
-    if cd <= 0 then cd = math.min(base * 2 ^ (strikes - 1), max_cd) end
+    -- A negative cooldown: no Retry-After came, so back off on the key's own strikes.
+    if cd < 0 then cd = math.min(base * 2 ^ (strikes - 1), max_cd) end
     local targets = {id}
     if outcome == 'rate_limited_group' then targets = group_members(P, id, group) end
     for _, member in ipairs(targets) do cool_until(P .. ':st:' .. member, now + cd) end

@@ -129,17 +129,17 @@ class KeyPool:
         tokens_out: int = 0,
         detail: str = "",
     ) -> bool:
-        """Report a lease's outcome and free its concurrency slot; `retry_after_seconds` (from a
-        429) sets the cooldown of the key, or of every key of its quota group for
-        "rate_limited_group"; `detail` is the reason shown for a disabled key or group. False
-        when the lease had already expired or been released.
-        Raises KeyPoolUnavailable when Redis cannot be reached."""
+        """Report a lease's outcome and free its concurrency slot. `retry_after_seconds` (from a
+        429; 0 means at once, None the pool's own escalating cooldown) sets the cooldown of the
+        key, or of every key of its quota group for "rate_limited_group"; `detail` is the
+        reason shown for a disabled key or group. False when the lease had already expired or
+        been released. Raises KeyPoolUnavailable when Redis cannot be reached."""
         cfg = self._cfg
         reply = await self._run(
             "release",
             lease_id,
             outcome,
-            int((retry_after_seconds or 0) * 1000),
+            -1 if retry_after_seconds is None else int(retry_after_seconds * 1000),
             int(cfg.key_cooldown_seconds * 1000),
             int(cfg.max_cooldown_seconds * 1000),
             int(cfg.error_cooldown_seconds * 1000),

@@ -47,6 +47,13 @@ class Rule(BaseModel):
         )
 
 
+class MixEntry(BaseModel):
+    """An exact answer drawn at random for a share `weight` (0-1) of the requests."""
+
+    weight: float = Field(ge=0, le=1)
+    answer: ExactAnswer
+
+
 class FaultConfig(BaseModel):
     rate_429: float = Field(default=0.0, ge=0, le=1)
     rate_5xx: float = Field(default=0.0, ge=0, le=1)
@@ -59,6 +66,9 @@ class FaultConfig(BaseModel):
     seed: int = 0
     script: list[Outcome | ExactAnswer] = Field(default_factory=list)
     rules: list[Rule] = Field(default_factory=list)
+    mix: list[MixEntry] = Field(
+        default_factory=list, description="exact answers drawn after the rates (seeded)"
+    )
 
 
 @dataclass
@@ -100,4 +110,8 @@ class FaultPlan:
             if roll < rate:
                 return outcome
             roll -= rate
+        for entry in cfg.mix:
+            if roll < entry.weight:
+                return entry.answer
+            roll -= entry.weight
         return "ok"
