@@ -47,9 +47,11 @@ class AssessmentPolicy(BaseModel):
     lease_ttl_seconds: float = 120.0
     llm_timeout_seconds: float = 60.0
     min_key_wait_seconds: float = Field(
-        default=1.0, gt=0, description="shortest wait for a key; doubles while waiting"
+        default=0.5, gt=0, description="shortest wait for a key (doubles while keys are full)"
     )
-    max_key_poll_seconds: float = Field(default=30.0, gt=0, description="longest single wait")
+    max_key_poll_seconds: float = Field(
+        default=10.0, gt=0, description="longest wait between looks for a key"
+    )
     history_event_budget: int = Field(
         default=2000, gt=0, description="continue-as-new above this many history events"
     )

@@ -143,18 +143,21 @@ class RiskAssessmentWorkflow:
         )
         workflow.continue_as_new(inp.model_copy(update={"carried": carried}))
 
-    def _key_wait(self, inp: AssessmentInput, retry_after_seconds: float) -> timedelta:
-        """How long to wait for a key: what the pool named, but at least a minimum that doubles
-        with each consecutive wait (up to the policy's longest), stretched by random jitter
-        (the workflow's deterministic random) so waiting workflows do not wake together."""
+    def _key_wait(self, inp: AssessmentInput, retry_after_seconds: float, reason: str) -> timedelta:
+        """How long to wait for a key, stretched by up to `KEY_WAIT_JITTER` (the workflow's
+        deterministic random) so waiting workflows do not wake together. The pool's time is
+        exact for a cooldown or a rate window: at least the policy's minimum. For a full
+        concurrency it is a guess (a release may come sooner): a minimum that doubles with each
+        consecutive wait, up to the policy's longest. Every key disabled: the longest."""
         policy = inp.policy
-        floor = max(self._next_key_wait, policy.min_key_wait_seconds)
-        self._next_key_wait = min(floor * 2, policy.max_key_poll_seconds)
-        if retry_after_seconds < 0:  # every key disabled: look again at the longest interval
+        floor = policy.min_key_wait_seconds
+        if retry_after_seconds < 0:
             floor = policy.max_key_poll_seconds
+        elif reason == "concurrency":
+            floor = max(self._next_key_wait, floor)
+            self._next_key_wait = min(floor * 2, policy.max_key_poll_seconds)
         stretch = 1 + KEY_WAIT_JITTER * workflow.random().random()
-        seconds = max(retry_after_seconds, floor) * stretch
-        return timedelta(seconds=seconds)
+        return timedelta(seconds=max(retry_after_seconds, floor) * stretch)
 
     async def _lease(self, inp: AssessmentInput) -> KeyLease | None:
         """A lease, or None after waiting durably (see `_key_wait`)."""
@@ -169,7 +172,7 @@ class RiskAssessmentWorkflow:
             self._status.waiting_until = None
             self._next_key_wait = 0.0
             return result.lease
-        wait = self._key_wait(inp, result.retry_after_seconds)
+        wait = self._key_wait(inp, result.retry_after_seconds, result.reason)
         self._key_waited += wait.total_seconds()
         if self._key_waited > inp.policy.max_key_wait_seconds:
             raise _Failed(f"no API key available for {self._key_waited:.0f}s ({result.reason})")
