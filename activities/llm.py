@@ -118,8 +118,7 @@ class LLMActivities:
 
     def _call_seconds(self) -> float:
         """The longest the request can still take, in seconds: the lease must outlive it."""
-        timeout = getattr(self._client, "timeout_seconds", 0.0)
-        return float(timeout) if isinstance(timeout, int | float) else 0.0
+        return self._client.timeout_seconds
 
     async def _messages(self, inp: LLMCallInput) -> tuple[list[dict[str, Any]], bool]:
         """The request's messages, and whether they carry an image (the vision endpoint)."""

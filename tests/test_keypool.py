@@ -293,3 +293,12 @@ async def test_stamp_refuses_a_lease_that_would_expire_before_the_call_ends(
     assert await pool.release(lease.lease_id, "unused")
     lease = (await pool.acquire(ttl_seconds=120)).lease
     assert lease is not None and (await pool.stamp(lease.lease_id, needed_seconds=35)).granted
+
+
+async def test_a_retry_after_of_zero_means_at_once_not_the_pools_backoff(redis: Redis) -> None:
+    config = keys_config({"key_id": "k", "qps_limit": 100, "rpm_limit": 1000})
+    pool = await pool_for(redis, config)
+    lease = (await pool.acquire()).lease
+    assert lease is not None and (await pool.stamp(lease.lease_id)).granted
+    await pool.release(lease.lease_id, "rate_limited", retry_after_seconds=0.0)
+    assert (await pool.acquire()).lease is not None

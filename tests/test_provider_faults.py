@@ -209,6 +209,8 @@ async def test_429s_spend_no_attempt_and_an_account_429_cools_its_group(
 class RaisingClient:
     """A provider client whose SDK raises (as DashScope's does on some bodies)."""
 
+    timeout_seconds = 5.0
+
     def __init__(self, exc: BaseException) -> None:
         self.calls = 0
         self._exc = exc
