@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
@@ -16,7 +17,6 @@ from activities.keypool import KeyPool
 from activities.providers.base import LLMResponse
 from riskflow.endpoints import Endpoints
 from riskflow.events import SnapshotRef
-from riskflow.metrics import PROVIDER_REFUSALS
 from riskflow.models import AssessmentInput, AssessmentPolicy
 from riskflow.names import KEYPOOL_PREFIX, camera_history_key
 from riskflow.settings import Settings
@@ -44,6 +44,12 @@ def refuse(body: dict[str, Any], status: int = 400, **match: object) -> dict[str
     return {**match, "answer": {"status": status, "body": body}}
 
 
+def refusals(kind: str, subject: str) -> float:
+    """riskflow_llm_refusals_total{kind, subject} in this process (the worker's)."""
+    labels = {"kind": kind, "subject": subject}
+    return REGISTRY.get_sample_value("riskflow_llm_refusals_total", labels) or 0.0
+
+
 async def leases_left(redis: Redis) -> int:
     """Leases still held in the key pool: lease records plus concurrency slots."""
     records = [k async for k in redis.scan_iter(match=f"{KEYPOOL_PREFIX}:lease:*")]
@@ -67,7 +73,7 @@ async def test_a_refused_account_is_taken_out_and_another_account_assesses(
     unique: str,
 ) -> None:
     await dashscope_admin.faults(rules=[refuse(ARREARAGE, key_id="key_1")])
-    before = PROVIDER_REFUSALS.labels("AccountRefused", "key_1")._value.get()
+    before = refusals("AccountRefused", "key_1")
     async with running_worker(time_env.client, settings, stack, task_queue) as deps:
         results = [
             await run(time_env.client, make_input(f"cam{i}-{unique}"), task_queue) for i in range(3)
@@ -81,7 +87,7 @@ async def test_a_refused_account_is_taken_out_and_another_account_assesses(
     assert not states["key_1"].enabled and "Arrearage" in states["key_1"].disabled_reason
     assert states["key_2"].enabled
     assert [r["key_id"] for r in await dashscope_admin.requests()].count("key_1") <= 1
-    assert PROVIDER_REFUSALS.labels("AccountRefused", "key_1")._value.get() == before + 1
+    assert refusals("AccountRefused", "key_1") == before + 1
     assert await leases_left(redis) == 0
 
 
@@ -96,7 +102,7 @@ async def test_a_configuration_refusal_fails_fast_and_keeps_the_keys(
 ) -> None:
     model = settings.llm.text_model
     await dashscope_admin.faults(rules=[refuse(JSON_MODE, model=model)])
-    before = PROVIDER_REFUSALS.labels("ConfigurationError", model)._value.get()
+    before = refusals("ConfigurationError", model)
     async with running_worker(time_env.client, settings, stack, task_queue) as deps:
         results = [
             await run(time_env.client, make_input(f"cam{i}-{unique}"), task_queue) for i in range(2)
@@ -107,7 +113,7 @@ async def test_a_configuration_refusal_fails_fast_and_keeps_the_keys(
         assert "ConfigurationError" in result.failure_reason
         assert "enable_thinking" in result.failure_reason
     assert all(s.enabled and s.cooldown_remaining_ms == 0 for s in states)
-    assert PROVIDER_REFUSALS.labels("ConfigurationError", model)._value.get() == before + 2
+    assert refusals("ConfigurationError", model) == before + 2
     assert await leases_left(redis) == 0
 
 
