@@ -135,6 +135,22 @@ local function key_free_at(K, id, now, guard, self_member, check_conc)
   return free, why, spare, group
 end
 
+-- The keys sharing `id`'s quota group (the account); a key without a group is its own group.
+-- Group-wide state lives in each member's own st hash: no key families of its own.
+local function group_members(K, id, group)
+  if not group or group == '' then return {id} end
+  local members = {}
+  for _, other in ipairs(K.ids) do
+    if K.group[other] == group then members[#members + 1] = other end
+  end
+  return members
+end
+
+local function cool_until(st, until_ms)
+  local old = tonumber(redis.call('HGET', st, 'cooldown_until') or '0') or 0
+  if until_ms > old then redis.call('HSET', st, 'cooldown_until', until_ms) end
+end
+
 local op = ARGV[2]
 local K = load_layout()
 if stale(K) then
@@ -176,11 +192,15 @@ if op == 'acquire' then
 end
 
 if op == 'stamp' then
-  local lease_id, guard = ARGV[3], tonumber(ARGV[4])
+  local lease_id, guard, needed = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5] or '0')
   local lk = KEYS[2]
-  local lease = redis.call('HMGET', lk, 'key', 'group', 'calls')
+  local lease = redis.call('HMGET', lk, 'key', 'group', 'calls', 'exp')
   if not lease[1] then return {-1, 0, 'lease expired or released'} end
   local id, group, calls = lease[1], lease[2], tonumber(lease[3])
+  -- A request must end before its lease does, or the key's concurrency could be exceeded.
+  if tonumber(lease[4]) - now < needed then
+    return {-1, 0, 'lease expires before the call could time out'}
+  end
   -- The first call moves the grant's reserved slot; a repeated call needs a slot of its own.
   local member = lease_id
   if calls > 0 then member = lease_id .. '#' .. calls end
@@ -218,23 +238,29 @@ if op == 'release' then
     redis.call('HINCRBY', stats, 'success', 1)
     redis.call('HINCRBY', stats, 'tokens_in', tokens_in)
     redis.call('HINCRBY', stats, 'tokens_out', tokens_out)
-  elseif outcome == 'rate_limited' then
+  elseif outcome == 'rate_limited' or outcome == 'rate_limited_group' then
     local strikes = redis.call('HINCRBY', st, 'strikes', 1)
     local cd = cooldown
-    if cd <= 0 then cd = math.min(base * 2 ^ (strikes - 1), max_cd) end
-    local until_ms = now + cd
-    local old = tonumber(redis.call('HGET', st, 'cooldown_until') or '0') or 0
-    if until_ms > old then redis.call('HSET', st, 'cooldown_until', until_ms) end
+    -- A negative cooldown: no Retry-After came, so back off on the key's own strikes.
+    if cd < 0 then cd = math.min(base * 2 ^ (strikes - 1), max_cd) end
+    local targets = {id}
+    if outcome == 'rate_limited_group' then targets = group_members(K, id, group) end
+    for _, member in ipairs(targets) do cool_until(K.st[member], now + cd) end
     redis.call('HINCRBY', stats, 'rate_limited', 1)
     redis.call('HINCRBY', stats, 'cooldown_ms', cd)
   elseif outcome == 'invalid_key' then
     redis.call('HSET', st, 'disabled', detail)
     redis.call('HINCRBY', stats, 'invalid', 1)
+  elseif outcome == 'account_refused' then
+    for _, member in ipairs(group_members(K, id, group)) do
+      redis.call('HSET', K.st[member], 'disabled', detail)
+    end
+    redis.call('HINCRBY', stats, 'account_refused', 1)
   elseif outcome == 'error' then
-    local until_ms = now + err_cd
-    local old = tonumber(redis.call('HGET', st, 'cooldown_until') or '0') or 0
-    if until_ms > old then redis.call('HSET', st, 'cooldown_until', until_ms) end
+    cool_until(st, now + err_cd)
     redis.call('HINCRBY', stats, 'errors', 1)
+  elseif outcome == 'refused' then
+    redis.call('HINCRBY', stats, 'refused', 1)
   end
   return 1
 end

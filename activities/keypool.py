@@ -31,7 +31,20 @@ from riskflow.models import KeyLease, LeaseResult
 from riskflow.names import KEYPOOL_PREFIX
 from riskflow.redis_client import RedisClient
 
-Outcome = Literal["ok", "rate_limited", "invalid_key", "error", "unused"]
+# ok: answered; rate_limited(_group): cool the key (or its whole quota group) down;
+# invalid_key: disable the key; account_refused: disable every key of its quota group;
+# error: short cooldown of the key; refused: the request was refused, the key is fine;
+# unused: nothing was sent.
+Outcome = Literal[
+    "ok",
+    "rate_limited",
+    "rate_limited_group",
+    "invalid_key",
+    "account_refused",
+    "error",
+    "refused",
+    "unused",
+]
 
 _SCRIPT = resources.files("activities").joinpath("keypool.lua").read_text(encoding="utf-8")
 _TIME = "return redis.call('TIME')"  # run on the pool's own node (KEYS[1] names its slot)
@@ -163,11 +176,13 @@ class KeyPool:
             return LeaseResult(retry_after_seconds=-1.0, reason=reason)
         return LeaseResult(retry_after_seconds=max(wait_ms, 1) / 1000.0, reason=reason)
 
-    async def stamp(self, lease_id: str) -> Stamp:
+    async def stamp(self, lease_id: str, needed_seconds: float = 0.0) -> Stamp:
         """Claim the send slot of a lease right before the request goes out: granted (at
-        `sent_at_ms`, Redis' clock in milliseconds), wait `wait_ms` milliseconds, or gone.
-        Raises KeyPoolUnavailable when Redis cannot be reached."""
-        reply = await self._run("stamp", lease_id, self._cfg.window_guard_ms)
+        `sent_at_ms`, Redis' clock in milliseconds), wait `wait_ms` milliseconds, or gone
+        (also when the lease would expire within `needed_seconds`, the longest the request
+        can still take). Raises KeyPoolUnavailable when Redis cannot be reached."""
+        needed_ms = int(needed_seconds * 1000)
+        reply = await self._run("stamp", lease_id, self._cfg.window_guard_ms, needed_ms)
         code = int(reply[0])
         if code == 1:
             return Stamp(granted=True, sent_at_ms=int(reply[1]))
@@ -185,15 +200,17 @@ class KeyPool:
         tokens_out: int = 0,
         detail: str = "",
     ) -> bool:
-        """Report a lease's outcome and free its concurrency slot; `retry_after_seconds` (from a
-        429) sets the key's cooldown. False when the lease had already expired or been released.
-        Raises KeyPoolUnavailable when Redis cannot be reached."""
+        """Report a lease's outcome and free its concurrency slot. `retry_after_seconds` (from a
+        429; 0 means at once, None the pool's own escalating cooldown) sets the cooldown of the
+        key, or of every key of its quota group for "rate_limited_group"; `detail` is the
+        reason shown for a disabled key or group. False when the lease had already expired or
+        been released. Raises KeyPoolUnavailable when Redis cannot be reached."""
         cfg = self._cfg
         reply = await self._run(
             "release",
             lease_id,
             outcome,
-            int((retry_after_seconds or 0) * 1000),
+            -1 if retry_after_seconds is None else int(retry_after_seconds * 1000),
             int(cfg.key_cooldown_seconds * 1000),
             int(cfg.max_cooldown_seconds * 1000),
             int(cfg.error_cooldown_seconds * 1000),

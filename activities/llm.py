@@ -1,8 +1,8 @@
 """Call the LLM with a leased key: claim the send slot, resolve the secret here, classify.
 
 Every failure is raised as an `ApplicationError` whose `type` tells the workflow what to do
-(`riskflow.failure_kinds`, classified by `activities.providers.errors`); the lease is always
-released with the outcome first.
+(`riskflow.failure_kinds`, classified by `activities.providers.errors`); the lease is
+released on every exit, with the outcome when there is one.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import asyncio
 import base64
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -22,11 +22,11 @@ from activities.providers.base import LLMClient, LLMResponse
 from riskflow import failure_kinds as E
 from riskflow.errors import ConfigError, KeyPoolUnavailable, UnknownKeyError
 from riskflow.keyconfig import KeyRing, SchedulerConfig
-from riskflow.metrics import LLM_LATENCY, LLM_REQUESTS
-from riskflow.models import AssessmentTask, LLMCallInput, LLMCallOutput, TokenUsage
+from riskflow.metrics import LLM_LATENCY, LLM_REQUESTS, PROVIDER_REFUSALS
+from riskflow.models import LLMCallInput, LLMCallOutput, TokenUsage
 from riskflow.prompt import REPAIR_PROMPT, parse_answer
 from riskflow.redis_client import RedisClient
-from riskflow.urls import check_snapshot_url
+from riskflow.urls import UnsafeURLError, check_snapshot_url
 
 
 class LLMActivities:
@@ -45,23 +45,36 @@ class LLMActivities:
         self._client = client
         self._redis = redis
         self._max_slot_wait = scheduler.max_slot_wait_seconds
+        self._max_cooldown = scheduler.max_cooldown_seconds
+        self._alarmed: set[tuple[str, str]] = set()
 
     @activity.defn(name="call_llm")
     async def call_llm(self, inp: LLMCallInput) -> LLMCallOutput:
-        lease = inp.lease
+        """One LLM request with the leased key. The lease is released on every exit: with the
+        classified outcome, or (an exception, a Redis error, cancellation on shutdown) as
+        "error" once the request may have been sent and "unused" before."""
+        guard = _LeaseGuard(self, inp.lease.lease_id)
         try:
-            api_key = self._secret(lease.key_id)
+            return await self._call(inp, guard)
+        finally:
+            await guard.close()
+
+    async def _call(self, inp: LLMCallInput, guard: _LeaseGuard) -> LLMCallOutput:
+        try:
+            api_key = self._secret(inp.lease.key_id)
         except UnknownKeyError as exc:
-            await self._release(lease.lease_id, "unused")
             raise ApplicationError(str(exc), type=E.KEY_UNAVAILABLE) from None
-        messages, vision = await self._messages(inp.task, inp.repair_of)
-        await self._claim_slot(lease.lease_id)
+        messages, vision = await self._messages(inp)
+        model = inp.task.model if vision else (inp.task.text_model or inp.task.model)
+        await self._claim_slot(guard.lease_id)
+        guard.sent = True
         started = time.perf_counter()
         response = await self._client.generate(
-            model=inp.task.model, messages=messages, api_key=api_key, vision=vision
+            model=model, messages=messages, api_key=api_key, vision=vision
         )
         latency_ms = (time.perf_counter() - started) * 1000
-        return await self._classify(inp, response, latency_ms)
+        output = await self._classify(inp, guard, model, response, latency_ms)
+        return output.model_copy(update={"model": model, "image_sent": vision})
 
     def _secret(self, key_id: str) -> str:
         """The key's secret; a key added to the pool at run time is looked up again in the
@@ -90,28 +103,36 @@ class LLMActivities:
         """Wait (briefly, heartbeating) until the key's windows have room for this request."""
         deadline = time.monotonic() + self._max_slot_wait
         while True:
-            stamp = await self._pool.stamp(lease_id)
+            try:
+                stamp = await self._pool.stamp(lease_id, self._call_seconds())
+            except KeyPoolUnavailable as exc:
+                raise ApplicationError(str(exc), type=E.LEASE_LOST) from None
             if stamp.granted:
                 return
             if stamp.gone:
                 raise ApplicationError(f"lease lost: {stamp.reason}", type=E.LEASE_LOST)
             if time.monotonic() + stamp.wait_ms / 1000 > deadline:
-                await self._release(lease_id, "unused")
                 raise ApplicationError(
                     f"key busy ({stamp.reason}) for {stamp.wait_ms} ms", type=E.KEY_BUSY
                 )
             activity.heartbeat(stamp.reason)
             await asyncio.sleep(stamp.wait_ms / 1000)
 
-    async def _messages(
-        self, task: AssessmentTask, repair_of: str | None
-    ) -> tuple[list[dict[str, Any]], bool]:
+    def _call_seconds(self) -> float:
+        """The longest the request can still take, in seconds: the lease must outlive it."""
+        return self._client.timeout_seconds
+
+    async def _messages(self, inp: LLMCallInput) -> tuple[list[dict[str, Any]], bool]:
+        """The request's messages, and whether they carry an image (the vision endpoint)."""
+        task, repair_of = inp.task, inp.repair_of
         user: Any = task.user_prompt
+        if inp.without_history and task.user_prompt_without_history is not None:
+            user = task.user_prompt_without_history
         vision = False
-        if task.image_ref:
+        if task.image_ref and not inp.text_only:
             image = await self._image(task.image_ref)
             if image is not None:
-                user, vision = [{"image": image}, {"text": task.user_prompt}], True
+                user, vision = [{"image": image}, {"text": user}], True
         messages: list[dict[str, Any]] = [
             {"role": "system", "content": task.system_prompt},
             {"role": "user", "content": user},
@@ -130,7 +151,11 @@ class LLMActivities:
     async def _image(self, ref: str) -> str | None:
         store, _, location = ref.partition(":")
         if store == "url":
-            return check_snapshot_url(location)  # never a local file for the SDK to upload
+            try:
+                return check_snapshot_url(location)  # never a local file for the SDK to upload
+            except UnsafeURLError as exc:
+                activity.logger.warning("%s; text-only assessment", exc)
+                return None
         data = await self._redis.get(location)
         if data is None:  # the snapshot expired: assess from the detections alone
             activity.logger.warning("snapshot %s is gone; text-only assessment", location)
@@ -139,27 +164,20 @@ class LLMActivities:
         return "data:image/jpeg;base64," + base64.b64encode(raw).decode()
 
     async def _classify(
-        self, inp: LLMCallInput, response: LLMResponse, latency_ms: float
+        self,
+        inp: LLMCallInput,
+        guard: _LeaseGuard,
+        model: str,
+        response: LLMResponse,
+        latency_ms: float,
     ) -> LLMCallOutput:
-        lease_id = inp.lease.lease_id
-        kind = provider_errors.classify(response)
+        verdict = provider_errors.classify(response)
+        kind = verdict.kind
         LLM_REQUESTS.labels(inp.lease.key_id, kind).inc()
         LLM_LATENCY.labels(inp.lease.key_id).observe(latency_ms / 1000)
-        if kind == E.RATE_LIMITED:
-            retry_after = provider_errors.retry_after_seconds(response.headers)
-            await self._release(lease_id, "rate_limited", retry_after_seconds=retry_after)
-            raise provider_errors.error(kind, response, retry_after)
-        if kind == E.INVALID_KEY:
-            await self._release(lease_id, "invalid_key", detail=f"invalid key: {response.code}")
-            raise provider_errors.error(kind, response)
-        if kind in (E.PROVIDER_ERROR,):
-            await self._release(lease_id, "error")
-            raise provider_errors.error(kind, response)
-        await self._release(
-            lease_id, "ok", tokens_in=response.input_tokens, tokens_out=response.output_tokens
-        )
-        if kind == E.CONTENT_REJECTED:
-            raise provider_errors.error(kind, response)
+        if kind != E.OK:
+            await self._fail(inp, guard, model, verdict, response)
+        await guard.settle("ok", tokens_in=response.input_tokens, tokens_out=response.output_tokens)
         try:
             answer = parse_answer(response.text)
         except ValueError as exc:
@@ -173,3 +191,67 @@ class LLMActivities:
         return LLMCallOutput(
             answer=answer, request_id=response.request_id, usage=usage, latency_ms=latency_ms
         )
+
+    async def _fail(
+        self,
+        inp: LLMCallInput,
+        guard: _LeaseGuard,
+        model: str,
+        verdict: provider_errors.Verdict,
+        response: LLMResponse,
+    ) -> NoReturn:
+        """Release the lease with what the answer means for the key or its group; raise it."""
+        kind, reason = verdict.kind, f"{response.code or response.status_code}: {response.message}"
+        retry_after = None
+        if kind == E.RATE_LIMITED:
+            retry_after = provider_errors.retry_after_seconds(response.headers, self._max_cooldown)
+            outcome: Outcome = "rate_limited_group" if verdict.scope == "group" else "rate_limited"
+            await guard.settle(outcome, retry_after_seconds=retry_after)
+        elif kind == E.INVALID_KEY:
+            await guard.settle("invalid_key", detail=f"invalid key: {reason}"[:300])
+        elif kind == E.ACCOUNT_REFUSED:
+            group = inp.lease.quota_group or inp.lease.key_id
+            self._alarm(
+                kind,
+                group,
+                "account of quota group %s refused key %s: %s",
+                group,
+                inp.lease.key_id,
+                reason,
+            )
+            await guard.settle("account_refused", detail=f"account refused: {reason}"[:300])
+        elif kind == E.PROVIDER_ERROR:
+            await guard.settle("error")
+        else:
+            if kind == E.CONFIGURATION_ERROR:
+                self._alarm(kind, model, "model %s refuses the request: %s", model, reason)
+            await guard.settle("refused")
+        raise provider_errors.error(kind, response, retry_after)
+
+    def _alarm(self, kind: str, subject: str, message: str, *args: object) -> None:
+        """Count every occurrence; log an error the first time per kind and subject."""
+        PROVIDER_REFUSALS.labels(kind, subject).inc()
+        if (kind, subject) not in self._alarmed:
+            self._alarmed.add((kind, subject))
+            activity.logger.error(message, *args)
+
+
+class _LeaseGuard:
+    """Releases one lease exactly once: `settle` with the outcome, or `close` on any exit."""
+
+    def __init__(self, owner: LLMActivities, lease_id: str) -> None:
+        self._owner = owner
+        self.lease_id = lease_id
+        self.sent = False
+        self._settled = False
+
+    async def settle(self, outcome: Outcome, **details: Any) -> None:
+        if not self._settled:
+            self._settled = True
+            await self._owner._release(self.lease_id, outcome, **details)
+
+    async def close(self) -> None:
+        """Release an unsettled lease (shielded: a cancelled activity still releases)."""
+        if not self._settled:
+            outcome: Outcome = "error" if self.sent else "unused"
+            await asyncio.shield(self.settle(outcome))

@@ -69,7 +69,7 @@ class TaskActivities:
             history = [item.decode() if isinstance(item, bytes) else str(item) for item in raw]
         spec = self._book.spec(event.camera_id)
         model = self._llm.vision_model if event.snapshot else self._llm.text_model
-        return _task(inp, spec, history, PROVIDER, model)
+        return _task(inp, spec, history, PROVIDER, model, self._llm.text_model)
 
     @activity.defn(name="build_replay_task")
     async def build_replay_task(self, inp: ReplayTaskInput) -> AssessmentTask:
@@ -80,12 +80,21 @@ class TaskActivities:
             model = cand.vision_model or self._llm.vision_model
         else:
             model = cand.model or self._llm.text_model
-        return _task(inp.assessment, spec, [], cand.provider, model)
+        return _task(
+            inp.assessment, spec, [], cand.provider, model, cand.model or self._llm.text_model
+        )
 
 
 def _task(
-    inp: AssessmentInput, spec: PromptSpec, history: list[str], provider: str, model: str
+    inp: AssessmentInput,
+    spec: PromptSpec,
+    history: list[str],
+    provider: str,
+    model: str,
+    text_model: str,
 ) -> AssessmentTask:
+    """The task: prompts from `spec`, `model` for the call, `text_model` for a text-only
+    retry (an image the provider could not read, a moderation refusal)."""
     event = inp.event
     provenance = spec.provenance(provider, model, event)
     return AssessmentTask(
@@ -96,4 +105,8 @@ def _task(
         user_prompt=user_prompt(event, inp.situation, history, spec),
         image_ref=provenance.image_ref,
         provenance=provenance,
+        text_model=text_model,
+        user_prompt_without_history=(
+            user_prompt(event, inp.situation, [], spec) if history else None
+        ),
     )

@@ -124,6 +124,13 @@ KEY_WAIT_SECONDS = Histogram(
     buckets=LATENCY_BUCKETS,
 )
 
+PROVIDER_REFUSALS = Counter(
+    "riskflow_llm_refusals_total",
+    "Answers that alarm: an account refused (subject: quota group) or a model refusing the "
+    "worker's request (subject: model)",
+    ["kind", "subject"],
+)
+
 
 class CameraLabels:
     """The `camera` label value for a camera id, bounded: a message with a new camera id must

@@ -56,6 +56,28 @@ class AssessmentPolicy(BaseModel):
     max_key_wait_seconds: float = 3600.0
     lease_ttl_seconds: float = 120.0
     llm_timeout_seconds: float = 60.0
+    min_key_wait_seconds: float = Field(
+        default=0.5, gt=0, description="shortest wait for a key (doubles while keys are full)"
+    )
+    max_key_poll_seconds: float = Field(
+        default=10.0, gt=0, description="longest wait between looks for a key"
+    )
+    history_event_budget: int = Field(
+        default=2000, gt=0, description="continue-as-new above this many history events"
+    )
+
+
+class CarriedState(BaseModel):
+    """What a workflow that continued as new keeps of the runs before it."""
+
+    llm_attempts: int = 0
+    repairs: int = 0
+    key_waits: int = 0
+    key_waited_seconds: float = 0.0
+    runs: int = 1
+    free_rounds: int = Field(default=0, description="leases that did not count as attempts")
+    without_history: bool = False
+    text_only: bool = False
 
 
 class AssessmentInput(BaseModel):
@@ -67,6 +89,7 @@ class AssessmentInput(BaseModel):
     event: DetectionEvent
     policy: AssessmentPolicy = Field(default_factory=AssessmentPolicy)
     trace_context: dict[str, str] = Field(default_factory=dict)
+    carried: CarriedState | None = None
 
 
 class Provenance(BaseModel):
@@ -95,6 +118,8 @@ class AssessmentTask(BaseModel):
     user_prompt: str
     image_ref: str | None = None
     provenance: Provenance = Field(default_factory=Provenance)
+    text_model: str = Field(default="", description="for a text-only assessment ('' = model)")
+    user_prompt_without_history: str | None = None
 
 
 class LeaseRequest(BaseModel):
@@ -125,6 +150,8 @@ class LLMCallInput(BaseModel):
     repair_of: str | None = Field(
         default=None, description="A previous unparseable answer to ask the model to repair"
     )
+    without_history: bool = False
+    text_only: bool = Field(default=False, description="no image; the text model")
 
 
 class TokenUsage(BaseModel):
@@ -137,6 +164,8 @@ class LLMCallOutput(BaseModel):
     request_id: str = ""
     usage: TokenUsage = Field(default_factory=TokenUsage)
     latency_ms: float = 0.0
+    model: str = Field(default="", description="the model that answered")
+    image_sent: bool = Field(default=False, description="the request carried the snapshot")
 
 
 class Assessment(BaseModel):

@@ -285,3 +285,80 @@ def test_a_prefix_without_a_hash_tag_is_refused() -> None:
     with pytest.raises(ValueError, match="needs a hash tag"):
         KeyPool(client, scheduler, prefix="rf:kp:pool")
     assert KeyPool(client, scheduler, prefix="tenant-a:{kp}")
+
+
+def account_config() -> KeysConfig:
+    """Two accounts of two keys each, and one key of no account (its own group)."""
+    keys = [
+        {"key_id": k, "qps_limit": 100, "rpm_limit": 1000, "quota_group": g}
+        for k, g in (("a1", "acct_a"), ("a2", "acct_a"), ("b1", "acct_b"), ("b2", "acct_b"))
+    ]
+    groups = {g: {"qps_limit": 100, "rpm_limit": 1000} for g in ("acct_a", "acct_b")}
+    solo = {"key_id": "solo", "qps_limit": 100, "rpm_limit": 1000}
+    return keys_config(*keys, solo, groups=groups)
+
+
+async def lease_on(pool: KeyPool, store: RedisClient, key_id: str) -> str:
+    """A sent lease on `key_id` (the other keys disabled for the moment of the grant)."""
+    others = [k for k in ("a1", "a2", "b1", "b2", "solo") if k != key_id]
+    for other in others:
+        await store.hset(f"{pool._prefix}:cfg:{other}", "enabled", 0)
+    lease = (await pool.acquire()).lease
+    for other in others:
+        await store.hset(f"{pool._prefix}:cfg:{other}", "enabled", 1)
+    assert lease is not None and lease.key_id == key_id
+    assert (await pool.stamp(lease.lease_id)).granted
+    return lease.lease_id
+
+
+async def test_a_refused_account_disables_every_key_of_its_group_with_the_reason(
+    store: RedisClient,
+) -> None:
+    pool = await pool_for(store, account_config())
+    reason = "account refused: Arrearage: Access denied, please make sure your account is ok"
+    await pool.release(await lease_on(pool, store, "a2"), "account_refused", detail=reason)
+    await pool.release(await lease_on(pool, store, "solo"), "account_refused", detail="no acct")
+    states = {s.key_id: s for s in await pool.snapshot()}
+    assert {k for k, s in states.items() if not s.enabled} == {"a1", "a2", "solo"}
+    assert states["a1"].disabled_reason == states["a2"].disabled_reason == reason
+    assert states["solo"].disabled_reason == "no acct"
+    granted = {(await pool.acquire()).lease.key_id for _ in range(4)}  # type: ignore[union-attr]
+    assert granted == {"b1", "b2"}
+
+
+async def test_an_account_scoped_429_cools_the_whole_group_and_a_key_scoped_one_the_key(
+    store: RedisClient,
+) -> None:
+    pool = await pool_for(store, account_config())
+    await pool.release(
+        await lease_on(pool, store, "a1"), "rate_limited_group", retry_after_seconds=30
+    )
+    await pool.release(await lease_on(pool, store, "b1"), "rate_limited", retry_after_seconds=30)
+    states = {s.key_id: s for s in await pool.snapshot()}
+    cooling = {k for k, s in states.items() if s.cooldown_remaining_ms > 20_000}
+    assert cooling == {"a1", "a2", "b1"}
+    assert all(s.enabled for s in states.values())
+
+
+async def test_stamp_refuses_a_lease_that_would_expire_before_the_call_ends(
+    store: RedisClient,
+) -> None:
+    pool = await pool_for(store, keys_config({"key_id": "k", "qps_limit": 100, "rpm_limit": 1000}))
+    lease = (await pool.acquire(ttl_seconds=10)).lease
+    assert lease is not None
+    refused = await pool.stamp(lease.lease_id, needed_seconds=35)
+    assert refused.gone and "expires before" in refused.reason
+    assert await pool.release(lease.lease_id, "unused")
+    lease = (await pool.acquire(ttl_seconds=120)).lease
+    assert lease is not None and (await pool.stamp(lease.lease_id, needed_seconds=35)).granted
+
+
+async def test_a_retry_after_of_zero_means_at_once_not_the_pools_backoff(
+    store: RedisClient,
+) -> None:
+    config = keys_config({"key_id": "k", "qps_limit": 100, "rpm_limit": 1000})
+    pool = await pool_for(store, config)
+    lease = (await pool.acquire()).lease
+    assert lease is not None and (await pool.stamp(lease.lease_id)).granted
+    await pool.release(lease.lease_id, "rate_limited", retry_after_seconds=0.0)
+    assert (await pool.acquire()).lease is not None

@@ -7,6 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import timedelta
 
 import aiohttp
 from temporalio.client import Client
@@ -20,7 +21,7 @@ from activities.llm import LLMActivities
 from activities.notify import NotifyActivities
 from activities.notify.mail import SmtpMailer
 from activities.providers.base import LLMClient
-from activities.providers.dashscope import DashScopeClient
+from activities.providers.dashscope import DashScopeClient, one_request_session
 from activities.task import PromptBook, TaskActivities
 from riskflow.channels import ChannelSecrets
 from riskflow.endpoints import Endpoints
@@ -36,6 +37,8 @@ from workers.interceptors import MetricsInterceptor
 from workflows.assessment import RiskAssessmentWorkflow
 
 logger = logging.getLogger(__name__)
+
+GRACE_MARGIN_SECONDS = 15  # beyond request timeout + slot wait, as the bridge's LLM timeout
 
 
 @dataclass
@@ -56,6 +59,13 @@ def build_worker(client: Client, settings: Settings, deps: WorkerDeps, task_queu
         return KeyRing.from_environment(load_settings(settings.config_dir).keys)
 
     llm = LLMActivities(pool, deps.ring, deps.llm, deps.redis, settings.keys.scheduler, reload_ring)
+    # A deploy lets in-flight LLM calls finish (and release their leases) before it stops.
+    # (at least the LLM activity's start-to-close timeout, see workers.bridge's policy).
+    grace = timedelta(
+        seconds=settings.llm.request_timeout_seconds
+        + settings.keys.scheduler.max_slot_wait_seconds
+        + GRACE_MARGIN_SECONDS
+    )
     cameras = CameraLabels([c.id for c in settings.cameras], settings.metrics.max_camera_labels)
     aggregate = AggregateActivities(deps.redis, deps.producer, settings.aggregate, cameras)
     return Worker(
@@ -70,6 +80,7 @@ def build_worker(client: Client, settings: Settings, deps: WorkerDeps, task_queu
             )
         ),
         max_concurrent_activities=200,
+        graceful_shutdown_timeout=grace,
     )
 
 
@@ -81,7 +92,7 @@ async def worker_deps(settings: Settings, endpoints: Endpoints) -> AsyncIterator
     redis = redis_client(endpoints.redis, timeout_seconds=5)
     producer = make_producer(endpoints.kafka, settings.kafka)
     loopback = "127.0.0.1" in endpoints.dashscope or "localhost" in endpoints.dashscope
-    session = aiohttp.ClientSession(trust_env=not loopback)
+    session = one_request_session(trust_env=not loopback)
     notify_session = aiohttp.ClientSession(
         trust_env=channels.all_configured(settings.notifications)
     )

@@ -24,10 +24,12 @@ with workflow.unsafe.imports_passed_through():
         AssessmentInput,
         AssessmentStatus,
         AssessmentTask,
+        CarriedState,
         KeyLease,
         LeaseRequest,
         LLMCallInput,
         LLMCallOutput,
+        Provenance,
         StageTiming,
     )
     from riskflow.prompt import class_counts
@@ -40,9 +42,9 @@ INFRA_RETRY = RetryPolicy(
 )
 # One LLM attempt per lease: the workflow decides what follows a failed one.
 SINGLE_ATTEMPT = RetryPolicy(maximum_attempts=1)
-NO_KEY_POLL = timedelta(seconds=30)  # when every key is disabled, look again this often
 MAX_BACKOFF = 60.0
-MAX_UNSENT_ROUNDS = 50  # leases whose key had no send slot in time
+MAX_UNSENT_ROUNDS = 50  # leases that sent nothing, 429s and refused accounts, per event
+KEY_WAIT_JITTER = 0.2  # each wait for a key is stretched by up to this share, at random
 
 
 class _Failed(Exception):
@@ -55,6 +57,12 @@ class RiskAssessmentWorkflow:
         self._status = AssessmentStatus(assessment_id="")
         self._result: Assessment | None = None
         self._key_waited = 0.0
+        self._next_key_wait = 0.0
+        self._runs = 1
+        self._free_rounds = 0
+        self._repair_of: str | None = None
+        self._without_history = False
+        self._text_only = False
 
     @workflow.query(name="status")
     def status(self) -> AssessmentStatus:
@@ -67,6 +75,7 @@ class RiskAssessmentWorkflow:
     @workflow.run
     async def run(self, inp: AssessmentInput) -> Assessment:
         self._status = AssessmentStatus(assessment_id=inp.assessment_id)
+        self._resume(inp.carried)
         self._stage("building_task")
         # A local activity: one short Redis read with no side effect, run inside this
         # workflow task (a marker in history instead of a round trip through the server).
@@ -103,8 +112,56 @@ class RiskAssessmentWorkflow:
         if stage not in ("assessed", "failed"):
             timings.append(StageTiming(stage=stage, started_at=now))
 
+    def _resume(self, carried: CarriedState | None) -> None:
+        if carried is not None:
+            self._status.llm_attempts = carried.llm_attempts
+            self._status.repairs = carried.repairs
+            self._status.key_waits = carried.key_waits
+            self._key_waited = carried.key_waited_seconds
+            self._runs = carried.runs
+            self._free_rounds = carried.free_rounds
+            self._without_history = carried.without_history
+            self._text_only = carried.text_only
+
+    def _continue_if_long(self, inp: AssessmentInput) -> None:
+        """Continue as new while waiting for a key once the history is large (Temporal's
+        suggestion, or the policy's event budget): a wait of any length stays bounded."""
+        info = workflow.info()
+        if not (
+            info.is_continue_as_new_suggested()
+            or info.get_current_history_length() >= inp.policy.history_event_budget
+        ):
+            return
+        carried = CarriedState(
+            llm_attempts=self._status.llm_attempts,
+            repairs=self._status.repairs,
+            key_waits=self._status.key_waits,
+            key_waited_seconds=self._key_waited,
+            runs=self._runs + 1,
+            free_rounds=self._free_rounds,
+            without_history=self._without_history,
+            text_only=self._text_only,
+        )
+        workflow.continue_as_new(inp.model_copy(update={"carried": carried}))
+
+    def _key_wait(self, inp: AssessmentInput, retry_after_seconds: float, reason: str) -> timedelta:
+        """How long to wait for a key, stretched by up to `KEY_WAIT_JITTER` (the workflow's
+        deterministic random) so waiting workflows do not wake together. The pool's time is
+        exact for a cooldown or a rate window: at least the policy's minimum. For a full
+        concurrency it is a guess (a release may come sooner): a minimum that doubles with each
+        consecutive wait, up to the policy's longest. Every key disabled: the longest."""
+        policy = inp.policy
+        floor = policy.min_key_wait_seconds
+        if retry_after_seconds < 0:
+            floor = policy.max_key_poll_seconds
+        elif reason == "concurrency":
+            floor = max(self._next_key_wait, floor)
+            self._next_key_wait = min(floor * 2, policy.max_key_poll_seconds)
+        stretch = 1 + KEY_WAIT_JITTER * workflow.random().random()
+        return timedelta(seconds=max(retry_after_seconds, floor) * stretch)
+
     async def _lease(self, inp: AssessmentInput) -> KeyLease | None:
-        """A lease, or None after waiting durably for the time the pool named."""
+        """A lease, or None after waiting durably (see `_key_wait`)."""
         result = await workflow.execute_activity_method(
             LeaseActivities.acquire_lease,
             LeaseRequest(assessment_id=inp.assessment_id, ttl_seconds=inp.policy.lease_ttl_seconds),
@@ -114,12 +171,9 @@ class RiskAssessmentWorkflow:
         if result.lease is not None:
             self._status.key_id = result.lease.key_id
             self._status.waiting_until = None
+            self._next_key_wait = 0.0
             return result.lease
-        wait = (
-            timedelta(seconds=result.retry_after_seconds)
-            if result.retry_after_seconds > 0
-            else NO_KEY_POLL
-        )
+        wait = self._key_wait(inp, result.retry_after_seconds, result.reason)
         self._key_waited += wait.total_seconds()
         if self._key_waited > inp.policy.max_key_wait_seconds:
             raise _Failed(f"no API key available for {self._key_waited:.0f}s ({result.reason})")
@@ -127,48 +181,75 @@ class RiskAssessmentWorkflow:
         self._status.key_waits += 1
         self._status.waiting_until = workflow.now() + wait
         await workflow.sleep(wait)
+        self._continue_if_long(inp)
         return None
 
     async def _assess(self, inp: AssessmentInput, task: AssessmentTask) -> LLMCallOutput:
         """Lease, call, react; bounded by LLM attempts, key-wait time and lease rounds."""
-        policy = inp.policy
-        repair_of: str | None = None
         backoff = 1.0
-        unsent_rounds = 0
         while True:
             lease = await self._lease(inp)
             if lease is None:
                 continue
             self._stage("calling_llm")
             self._status.llm_attempts += 1
-            call = LLMCallInput(task=task, lease=lease, repair_of=repair_of)
+            call = LLMCallInput(
+                task=task,
+                lease=lease,
+                repair_of=self._repair_of,
+                without_history=self._without_history,
+                text_only=self._text_only,
+            )
             try:
                 return await workflow.execute_activity_method(
                     LLMActivities.call_llm,
                     call,
-                    start_to_close_timeout=timedelta(seconds=policy.llm_timeout_seconds),
+                    start_to_close_timeout=timedelta(seconds=inp.policy.llm_timeout_seconds),
                     retry_policy=SINGLE_ATTEMPT,
                 )
             except ActivityError as err:
                 kind, detail = _failure(err)
             self._status.last_error = f"{kind}: {detail}"[:500]
-            if kind in (E.KEY_BUSY, E.LEASE_LOST):
-                self._status.llm_attempts -= 1  # nothing was sent
-                unsent_rounds += 1
-                if unsent_rounds > MAX_UNSENT_ROUNDS:
-                    raise _Failed(f"no send slot after {unsent_rounds} leases: {detail}")
-                continue
-            if kind == E.MALFORMED_ANSWER and self._status.repairs < policy.max_repairs:
-                self._status.repairs += 1
-                repair_of = detail
-                continue
-            attempts = self._status.llm_attempts
-            if kind in E.NON_RETRYABLE or attempts >= policy.max_llm_attempts:
-                raise _Failed(f"after {attempts} LLM attempt(s): {kind}: {detail}"[:1000])
-            if kind != E.RATE_LIMITED:  # a 429 cools its key down in the pool instead
+            if self._react(inp, task, kind, detail):
                 self._stage("backing_off")
                 await workflow.sleep(timedelta(seconds=backoff))
                 backoff = min(backoff * 2, MAX_BACKOFF)
+
+    def _react(self, inp: AssessmentInput, task: AssessmentTask, kind: str, detail: str) -> bool:
+        """What follows a failed call: raise `_Failed`, or True to back off before the next
+        lease, False to lease again at once."""
+        if kind in E.NOT_AN_ATTEMPT:  # nothing the event did: 429s, refused accounts, no slot
+            self._status.llm_attempts -= 1
+            self._free_rounds += 1
+            if self._free_rounds > MAX_UNSENT_ROUNDS:
+                raise _Failed(f"no usable key after {self._free_rounds} leases: {kind}: {detail}")
+            return False
+        if kind == E.MALFORMED_ANSWER and self._status.repairs < inp.policy.max_repairs:
+            self._status.repairs += 1
+            self._repair_of = detail
+            return False
+        if kind == E.CONTENT_REJECTED and self._degrade(task):
+            return False
+        if kind == E.IMAGE_UNAVAILABLE and not self._text_only:
+            self._text_only = True  # the image cannot be read: assess the detections alone
+            return False
+        attempts = self._status.llm_attempts
+        if kind in E.NON_RETRYABLE or kind == E.IMAGE_UNAVAILABLE:
+            raise _Failed(f"after {attempts} LLM attempt(s): {kind}: {detail}"[:1000])
+        if attempts >= inp.policy.max_llm_attempts:
+            raise _Failed(f"after {attempts} LLM attempt(s): {kind}: {detail}"[:1000])
+        return True
+
+    def _degrade(self, task: AssessmentTask) -> bool:
+        """After a moderation refusal: once without the camera's history (if the prompt had
+        any), then once text-only (if it had an image); False when nothing is left to drop."""
+        if not self._without_history and task.user_prompt_without_history is not None:
+            self._without_history = True
+            return True
+        if not self._text_only and task.image_ref:
+            self._text_only = True
+            return True
+        return False
 
     def _assessment(
         self, inp: AssessmentInput, task: AssessmentTask, output: LLMCallOutput | None, reason: str
@@ -185,7 +266,7 @@ class RiskAssessmentWorkflow:
             "key_id": self._status.key_id,
             "llm_attempts": self._status.llm_attempts,
             "detections": class_counts(event),
-            "provenance": task.provenance,
+            "provenance": _provenance(task, output),
         }
         if output is None:
             return Assessment(status="failed", failure_reason=reason, **common)
@@ -200,6 +281,15 @@ class RiskAssessmentWorkflow:
             adjustments=answer.adjustments,
             **common,
         )
+
+
+def _provenance(task: AssessmentTask, output: LLMCallOutput | None) -> Provenance:
+    """The task's provenance, with the model that really answered and the snapshot only when
+    it was sent (a text-only fallback answers with the text model and no image)."""
+    if output is None or not output.model:
+        return task.provenance
+    image_ref = task.provenance.image_ref if output.image_sent else None
+    return task.provenance.model_copy(update={"model": output.model, "image_ref": image_ref})
 
 
 def _failure(err: ActivityError) -> tuple[str, str]:

@@ -23,7 +23,11 @@ class LLMResponse:
 
 class LLMClient(Protocol):
     """Sends one chat request with `api_key`; never raises for an HTTP or network error,
-    which comes back as an `LLMResponse` (status 0 when there was no answer)."""
+    which comes back as an `LLMResponse` (status 0 when there was no answer).
+    `timeout_seconds`: the longest one `generate` call can take."""
+
+    @property
+    def timeout_seconds(self) -> float: ...
 
     async def generate(
         self, *, model: str, messages: list[dict[str, Any]], api_key: str, vision: bool

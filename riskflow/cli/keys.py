@@ -8,12 +8,11 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 
-import aiohttp
 import typer
 from rich.table import Table
 
 from activities.keypool import KeyPool, KeyState
-from activities.providers.dashscope import DashScopeClient
+from activities.providers.dashscope import DashScopeClient, one_request_session
 from activities.providers.verify import KeyVerdict, verify_keys
 from riskflow.cli.common import console, settings_of
 from riskflow.endpoints import Endpoints
@@ -108,23 +107,29 @@ def disable(ctx: typer.Context, key_id: str) -> None:
 
 async def _verify(settings: Settings) -> list[KeyVerdict]:
     ring = KeyRing.from_environment(settings.keys)
-    async with aiohttp.ClientSession() as session:
-        client = DashScopeClient(
-            Endpoints.of(settings).dashscope, session, settings.llm.request_timeout_seconds
-        )
-        return await verify_keys(settings.keys, ring, client, settings.llm.text_model)
+    endpoint = Endpoints.of(settings).dashscope
+    loopback = "127.0.0.1" in endpoint or "localhost" in endpoint
+    async with one_request_session(trust_env=not loopback) as session:
+        client = DashScopeClient(endpoint, session, settings.llm.request_timeout_seconds)
+        llm = settings.llm
+        return await verify_keys(settings.keys, ring, client, llm.text_model, llm.vision_model)
 
 
 @app.command("verify")
 def verify(ctx: typer.Context) -> None:
-    """Send one tiny request with each key to the configured DashScope; secrets are never shown."""
+    """Send one tiny request per key and configured model, exactly as the worker sends it (JSON
+    mode; the vision endpoint for the vision model); exits 1 naming each model that fails and
+    why. Secrets are never shown."""
     settings = settings_of(ctx)
     rows = asyncio.run(_verify(settings))
     table = Table(title=f"keys against {Endpoints.of(settings).dashscope}")
-    for column in ("key", "verdict", "answer"):
-        table.add_column(column)
+    for column in ("key", "model", "verdict", "answer"):
+        table.add_column(column, overflow="fold")
     for row in rows:
-        table.add_row(row.key_id, row.verdict, row.answer)
+        table.add_row(row.key_id, row.model, row.verdict, row.answer)
     console.print(table)
-    if any(row.failed for row in rows):
+    failed = [row for row in rows if row.failed]
+    for row in failed:
+        console.print(f"[red]FAILED[/red] model {row.model} with key {row.key_id}: {row.answer}")
+    if failed:
         raise typer.Exit(1)

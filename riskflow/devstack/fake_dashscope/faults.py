@@ -16,12 +16,14 @@ Outcome = Literal["ok", "429", "500", "503", "hang", "malformed", "invalid_key",
 
 class ExactAnswer(BaseModel):
     """One response exactly as the provider sends it: `status`, a JSON `body` (or raw text),
-    `headers`. `content` is a shorthand for a 200 chat answer whose assistant text it is."""
+    `headers`. `content` is a shorthand for a 200 chat answer whose assistant text it is;
+    `drop` closes the connection without any answer (after the request was counted)."""
 
     status: int = Field(default=200, ge=100, le=599)
     body: dict[str, Any] | str | None = None
     headers: dict[str, str] = Field(default_factory=dict)
     content: str | None = None
+    drop: bool = False
 
 
 class Rule(BaseModel):
@@ -45,6 +47,13 @@ class Rule(BaseModel):
         )
 
 
+class MixEntry(BaseModel):
+    """An exact answer drawn at random for a share `weight` (0-1) of the requests."""
+
+    weight: float = Field(ge=0, le=1)
+    answer: ExactAnswer
+
+
 class FaultConfig(BaseModel):
     rate_429: float = Field(default=0.0, ge=0, le=1)
     rate_5xx: float = Field(default=0.0, ge=0, le=1)
@@ -57,6 +66,9 @@ class FaultConfig(BaseModel):
     seed: int = 0
     script: list[Outcome | ExactAnswer] = Field(default_factory=list)
     rules: list[Rule] = Field(default_factory=list)
+    mix: list[MixEntry] = Field(
+        default_factory=list, description="exact answers drawn after the rates (seeded)"
+    )
 
 
 @dataclass
@@ -98,4 +110,8 @@ class FaultPlan:
             if roll < rate:
                 return outcome
             roll -= rate
+        for entry in cfg.mix:
+            if roll < entry.weight:
+                return entry.answer
+            roll -= entry.weight
         return "ok"

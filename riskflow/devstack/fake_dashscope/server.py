@@ -95,6 +95,8 @@ async def generation(request: web.Request) -> web.Response:
     label = "exact" if isinstance(outcome, ExactAnswer) else outcome
     state.outcomes[label] = state.outcomes.get(label, 0) + 1
     if isinstance(outcome, ExactAnswer):
+        if outcome.drop and request.transport is not None:
+            request.transport.close()  # the client sees the connection drop, no answer
         return _exact(outcome, len(json.dumps(messages)))
     return await _respond(state, outcome, messages, payload)
 
