@@ -138,6 +138,31 @@ class MetricsSettings(BaseModel):
     )
 
 
+class SupervisorSettings(BaseModel):
+    """`riskflow up`: supervised background processes (supervisord, `workers/supervisor.py`).
+
+    A process that exits within `start_seconds` of its start failed to start; after
+    `start_retries` such failures in a row (backing off 1 s, 2 s, ... between them) it is
+    given up (state FATAL, shown by `riskflow status`). One that ran longer and then died is
+    restarted at once. Stop: SIGTERM, then SIGKILL after the process's `*_stop_seconds`."""
+
+    start_seconds: float = Field(default=20.0, gt=0)
+    start_retries: int = Field(default=3, ge=0)
+    log_max_bytes: int = Field(default=10 * 1024 * 1024, gt=0, description="rotate logs at")
+    log_backups: int = Field(default=5, ge=0, description="rotated logs kept per service")
+    worker_stop_seconds: float = Field(
+        default=40.0, gt=0, description="a worker's in-flight activities (an LLM call) finish"
+    )
+    bridge_stop_seconds: float = Field(default=15.0, gt=0)
+    edge_stop_seconds: float = Field(default=15.0, gt=0, description="the queue drains")
+    worker_port_step: int = Field(
+        default=100,
+        gt=0,
+        description="worker-N serves /metrics on metrics.worker_port + (N-1) * step (and the "
+        "SDK's on worker_sdk_port + (N-1) * step)",
+    )
+
+
 _yaml_data: ContextVar[dict[str, Any] | None] = ContextVar("riskflow_yaml_data", default=None)
 
 
@@ -177,6 +202,7 @@ class Settings(BaseSettings):
         default_factory=KeysConfig, validation_alias=AliasChoices("keys", "key_pool")
     )
     edge: EdgeSettings = EdgeSettings()
+    supervisor: SupervisorSettings = SupervisorSettings()
     config_dir: Path = Path("config")
 
     @field_validator("cameras")
