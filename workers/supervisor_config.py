@@ -8,6 +8,8 @@ its pid in `<state_dir>/pids/supervisord.pid`, its own log (spawns, exits, resta
 
 from __future__ import annotations
 
+import hashlib
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,7 +43,13 @@ class Layout:
 
     @property
     def socket(self) -> Path:
-        return self.state_dir / "supervisor" / "supervisord.sock"
+        """In the state directory; in the temp directory (named by a hash of the state
+        directory) when that path is longer than a unix socket's may be."""
+        path = (self.state_dir / "supervisor" / "supervisord.sock").absolute()
+        if len(str(path)) <= MAX_SOCKET_PATH:
+            return path
+        digest = hashlib.sha256(str(self.state_dir.absolute()).encode()).hexdigest()[:16]
+        return Path(tempfile.gettempdir()) / f"riskflow-supervisord-{digest}.sock"
 
     @property
     def pid_file(self) -> Path:
@@ -102,6 +110,11 @@ def programs(settings: Settings, workers: int, edge: bool) -> list[Program]:
     return result
 
 
+def _path(path: Path) -> str:
+    """An absolute path for a supervisord value (it expands `%(name)s` in every value)."""
+    return str(path.absolute()).replace("%", "%%")
+
+
 def _quote(value: str) -> str:
     """A value for supervisord's `command=` (shlex-split) or `environment=` (quoted)."""
     escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%")
@@ -111,23 +124,20 @@ def _quote(value: str) -> str:
 def render(
     layout: Layout, settings: Settings, python: str, config_dir: Path, items: list[Program]
 ) -> str:
-    """The supervisord.conf text. Raises ValueError when the socket path is too long."""
-    if len(str(layout.socket.absolute())) > MAX_SOCKET_PATH:
-        msg = f"state directory too deep for a control socket: {layout.socket.absolute()}"
-        raise ValueError(msg)
+    """The supervisord.conf text, running `python -m riskflow.cli --config-dir ...`."""
     up = settings.supervisor
     lines = [
         "[unix_http_server]",
-        f"file={layout.socket.absolute()}",
+        f"file={_path(layout.socket)}",
         "chmod=0700",
         "",
         "[supervisord]",
-        f"pidfile={layout.pid_file.absolute()}",
-        f"logfile={layout.daemon_log.absolute()}",
+        f"pidfile={_path(layout.pid_file)}",
+        f"logfile={_path(layout.daemon_log)}",
         f"logfile_maxbytes={up.log_max_bytes}",
         f"logfile_backups={up.log_backups}",
         "loglevel=info",
-        f"directory={Path.cwd()}",
+        f"directory={_path(Path.cwd())}",
         "",
         "[rpcinterface:supervisor]",
         "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface",
@@ -151,7 +161,7 @@ def render(
             "stopasgroup=true",
             "killasgroup=true",
             "redirect_stderr=true",
-            f"stdout_logfile={layout.log(program.name).absolute()}",
+            f"stdout_logfile={_path(layout.log(program.name))}",
             f"stdout_logfile_maxbytes={up.log_max_bytes}",
             f"stdout_logfile_backups={up.log_backups}",
             "",

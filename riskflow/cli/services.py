@@ -134,10 +134,7 @@ def up(
         console.print(f"already up; started again: {', '.join(again) or 'nothing'}")
     else:
         items = programs(settings, workers, _edge_wanted(settings, no_edge))
-        try:
-            text = render(layout, settings, sys.executable, settings.config_dir, items)
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
+        text = render(layout, settings, sys.executable, settings.config_dir, items)
         layout.ports.parent.mkdir(parents=True, exist_ok=True)
         layout.ports.write_text(json.dumps({p.name: p.metrics_port for p in items}))
         pid = supervisor.start(text)
