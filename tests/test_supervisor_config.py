@@ -61,7 +61,7 @@ def test_paths_survive_supervisords_parser(tmp_path: Path, awkward: str) -> None
     items = programs(settings, workers=1, edge=False)
     layout = Layout(base / "state")
     for directory in (layout.log_dir, layout.pid_file.parent, layout.socket.parent):
-        directory.mkdir(parents=True)
+        directory.mkdir(parents=True, exist_ok=True)
     (base / "c.conf").write_text(render(layout, settings, "/bin/py", base / "config", items))
     options = ServerOptions()
     options.configfile = str(base / "c.conf")

@@ -110,9 +110,10 @@ def programs(settings: Settings, workers: int, edge: bool) -> list[Program]:
     return result
 
 
-def _path(path: Path) -> str:
-    """An absolute path for a supervisord value (it expands `%(name)s` in every value)."""
-    return str(path.absolute()).replace("%", "%%")
+def _path(path: Path, expansions: int = 1) -> str:
+    """An absolute path for a supervisord value: it expands `%(name)s` in every value, and
+    twice in a program's log file names."""
+    return str(path.absolute()).replace("%", "%" * 2**expansions)
 
 
 def _quote(value: str) -> str:
@@ -161,7 +162,7 @@ def render(
             "stopasgroup=true",
             "killasgroup=true",
             "redirect_stderr=true",
-            f"stdout_logfile={_path(layout.log(program.name))}",
+            f"stdout_logfile={_path(layout.log(program.name), expansions=2)}",
             f"stdout_logfile_maxbytes={up.log_max_bytes}",
             f"stdout_logfile_backups={up.log_backups}",
             "",
