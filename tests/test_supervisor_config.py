@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import configparser
+import io
 import shlex
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from riskflow.settings import MetricsSettings, SupervisorSettings
 from tests.conftest import local_settings
 from workers.supervisor import last_error_line, spawn_counts
 from workers.supervisor_config import Layout, programs, render
+from workers.supervisor_events import serve
 
 
 def _parsed(text: str) -> configparser.RawConfigParser:
@@ -117,3 +119,26 @@ def test_the_last_error_line_of_a_log(tmp_path: Path) -> None:
     log.write_text("INFO all well\n")
     assert last_error_line(log) == ""
     assert last_error_line(tmp_path / "missing.log") == ""
+
+
+def test_the_event_listener_keeps_a_pid_file_per_running_service(tmp_path: Path) -> None:
+    """supervisord's listener protocol, as its docs give it: READY, header, payload, RESULT."""
+
+    def event(name: str, payload: str) -> bytes:
+        body = payload.encode()
+        header = f"ver:3.0 server:supervisor serial:1 pool:p poolserial:1 eventname:{name} "
+        return f"{header}len:{len(body)}\n".encode() + body
+
+    stream = b"".join(
+        [
+            event("PROCESS_STATE_RUNNING", "processname:worker-1 groupname:worker-1 pid:41"),
+            event("PROCESS_STATE_RUNNING", "processname:bridge groupname:bridge pid:42"),
+            event("PROCESS_STATE_EXITED", "processname:bridge groupname:bridge expected:0 pid:42"),
+            event("PROCESS_STATE_RUNNING", "processname:../evil groupname:x pid:43"),
+            event("PROCESS_STATE_STARTING", "processname:bridge groupname:bridge tries:0"),
+        ]
+    )
+    out = io.BytesIO()
+    serve(tmp_path / "pids", io.BytesIO(stream), out)
+    assert {p.name: p.read_text() for p in (tmp_path / "pids").iterdir()} == {"worker-1.pid": "41"}
+    assert out.getvalue() == b"READY\n" + b"RESULT 2\nOKREADY\n" * 5

@@ -64,6 +64,13 @@ def _by_name(layout: Layout) -> dict[str, ProcessInfo]:
     return {p.name: p for p in Supervisor(layout).processes()}
 
 
+def _pid_file(layout: Layout, name: str) -> int | None:
+    try:
+        return int((layout.state_dir / "pids" / f"{name}.pid").read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def _stack_pids(settings: Settings) -> list[int]:
     stack = LocalStack(settings)
     return [pid for s in stack.services if (pid := s.process(stack.state_dir).pid())]
@@ -88,8 +95,9 @@ async def test_up_assesses_restarts_and_down_leaves_nothing(tmp_path: Path) -> N
         first = _by_name(layout)
         assert sorted(first) == ["bridge", "worker-1", "worker-2"]
         assert all(p.state == "RUNNING" and p.pid for p in first.values())
-        for name in ("worker-1", "worker-2", "bridge"):
+        for name, info in first.items():
             assert layout.log(name).exists()
+            assert _pid_file(layout, name) == info.pid
 
         code, out = await _cli(env, "pipeline", "test", "--mode", "e2e", "--num-messages", "4")
         assert code == 0, out
@@ -114,6 +122,12 @@ async def test_up_assesses_restarts_and_down_leaves_nothing(tmp_path: Path) -> N
             )
 
         await eventually(restarted, within=120)
+        now = _by_name(layout)
+
+        async def pid_files_follow() -> bool:
+            return all(_pid_file(layout, n) == now[n].pid for n in ("worker-1", "worker-2"))
+
+        await eventually(pid_files_follow, within=30)
         assert "exited: worker-1 (terminated by SIGKILL; not expected)" in (
             layout.daemon_log.read_text()
         )
@@ -135,6 +149,7 @@ async def test_up_assesses_restarts_and_down_leaves_nothing(tmp_path: Path) -> N
     assert not [pid for pid in [daemon, *children, *stack_pids] if pid_alive(pid)]
     assert all(port_is_free("127.0.0.1", port) for port in _ports(settings, env))
     assert _by_name(layout) == {}
+    assert sorted(p.name for p in (layout.state_dir / "pids").iterdir()) == []
 
 
 async def test_services_that_cannot_start_are_reported(tmp_path: Path) -> None:

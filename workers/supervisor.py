@@ -25,6 +25,7 @@ from supervisor.xmlrpc import SupervisorTransport
 
 from riskflow.errors import ServiceError
 from workers.supervisor_config import Layout
+from workers.supervisor_events import LISTENER
 
 # Log lines worth showing as "the last error" of a service.
 _ERROR_LINE = re.compile(r"\b(ERROR|CRITICAL|FATAL|Traceback|error:|\w+Error\b|\w+Exception\b)")
@@ -149,7 +150,8 @@ class Supervisor:
             return []
         infos = cast(list[dict[str, Any]], self._rpc().getAllProcessInfo())
         spawns = spawn_counts(self.layout.daemon_log)
-        return [self._info(raw, spawns.get(raw["name"], 0)) for raw in infos]
+        services = [raw for raw in infos if raw["name"] != LISTENER]
+        return [self._info(raw, spawns.get(raw["name"], 0)) for raw in services]
 
     def _info(self, raw: dict[str, Any], spawns: int) -> ProcessInfo:
         running = raw["statename"] in ("RUNNING", "STOPPING")
@@ -180,7 +182,10 @@ class Supervisor:
         pid = self.pid()
         if pid is None:
             return False
-        children = [p.pid for p in self.processes() if p.pid]
+        infos: list[dict[str, Any]] = []
+        with contextlib.suppress(OSError, xmlrpc.client.Error):
+            infos = cast(list[dict[str, Any]], self._rpc().getAllProcessInfo())
+        children = [int(raw["pid"]) for raw in infos if raw["pid"]]
         with contextlib.suppress(OSError, xmlrpc.client.Error):
             self._rpc().shutdown()
         deadline = time.monotonic() + timeout
@@ -193,4 +198,6 @@ class Supervisor:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(leftover, signal.SIGKILL)
         self.layout.pid_file.unlink(missing_ok=True)
+        for info in infos:  # the listener removes them as services stop; this is a backstop
+            (self.layout.pid_file.parent / f"{info['name']}.pid").unlink(missing_ok=True)
         return True

@@ -3,7 +3,8 @@
 Each service is one `riskflow ... run` process (`worker-1` .. `worker-N`, `bridge`, `edge`)
 with its log at `<state_dir>/logs/<service>.log`, rotated by size. supervisord itself keeps
 its pid in `<state_dir>/pids/supervisord.pid`, its own log (spawns, exits, restarts) in
-`<state_dir>/logs/supervisord.log` and its control socket in `<state_dir>/supervisor/`.
+`<state_dir>/logs/supervisord.log` and its control socket in `<state_dir>/supervisor/`; an
+event listener of its own (`workers.supervisor_events`) keeps `<state_dir>/pids/<service>.pid`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from riskflow.settings import Settings
+from workers.supervisor_events import LISTENER
 
 # supervisord's control socket is an AF_UNIX path: Linux allows 107 bytes.
 MAX_SOCKET_PATH = 107
@@ -142,6 +144,16 @@ def render(
         "",
         "[rpcinterface:supervisor]",
         "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface",
+        "",
+    ]
+    listener = [python, "-m", "workers.supervisor_events", str(layout.pid_file.parent.absolute())]
+    lines += [
+        f"[eventlistener:{LISTENER}]",
+        f"command={' '.join(_quote(part) for part in listener)}",
+        "events=PROCESS_STATE",
+        "autorestart=true",
+        f"stderr_logfile={_path(layout.log(LISTENER), expansions=2)}",
+        f"stderr_logfile_maxbytes={up.log_max_bytes}",
         "",
     ]
     base = [python, "-m", "riskflow.cli", "--config-dir", str(config_dir.absolute())]
