@@ -29,4 +29,3 @@ def test_a_taken_metrics_port(taken: int) -> None:
 def test_a_taken_sdk_metrics_port(taken: int) -> None:
     with pytest.raises(PortInUseError, match=rf"sdk metrics: port 127.0.0.1:{taken} .*_sdk_port"):
         sdk_runtime(f"127.0.0.1:{taken}")
-
