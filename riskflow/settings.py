@@ -43,6 +43,12 @@ class TemporalSettings(BaseModel):
     api_key_env: str | None = None
     client_cert_path: Path | None = None
     client_key_path: Path | None = None
+    graceful_shutdown_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        description="on SIGTERM a worker stops polling and lets its in-flight activities (an "
+        "LLM call) finish this long before cancelling them (Temporal retries them elsewhere)",
+    )
 
 
 class KafkaSettings(BaseModel):
@@ -144,15 +150,14 @@ class SupervisorSettings(BaseModel):
     A process that exits within `start_seconds` of its start failed to start; after
     `start_retries` such failures in a row (backing off 1 s, 2 s, ... between them) it is
     given up (state FATAL, shown by `riskflow status`). One that ran longer and then died is
-    restarted at once. Stop: SIGTERM, then SIGKILL after the process's `*_stop_seconds`."""
+    restarted at once. Stop: SIGTERM, then SIGKILL after the process's `*_stop_seconds` (a
+    worker's: `temporal.graceful_shutdown_seconds` + `stop_margin_seconds`)."""
 
     start_seconds: float = Field(default=20.0, gt=0)
     start_retries: int = Field(default=3, ge=0)
     log_max_bytes: int = Field(default=10 * 1024 * 1024, gt=0, description="rotate logs at")
     log_backups: int = Field(default=5, ge=0, description="rotated logs kept per service")
-    worker_stop_seconds: float = Field(
-        default=40.0, gt=0, description="a worker's in-flight activities (an LLM call) finish"
-    )
+    stop_margin_seconds: float = Field(default=10.0, ge=0)
     bridge_stop_seconds: float = Field(default=15.0, gt=0)
     edge_stop_seconds: float = Field(default=15.0, gt=0, description="the queue drains")
     worker_port_step: int = Field(

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from supervisor.options import ServerOptions
 
-from riskflow.settings import MetricsSettings, SupervisorSettings
+from riskflow.settings import MetricsSettings, SupervisorSettings, TemporalSettings
 from tests.conftest import local_settings
 from workers.supervisor import last_error_line, spawn_counts
 from workers.supervisor_config import Layout, programs, render
@@ -27,7 +27,8 @@ def test_each_worker_has_its_own_ports_log_and_stop_timeout(tmp_path: Path) -> N
     settings = local_settings(
         tmp_path / "state",
         metrics=MetricsSettings(worker_port=9000, worker_sdk_port=9010, bridge_port=9020),
-        supervisor=SupervisorSettings(worker_port_step=100, worker_stop_seconds=33),
+        supervisor=SupervisorSettings(worker_port_step=100, stop_margin_seconds=3),
+        temporal=TemporalSettings(graceful_shutdown_seconds=30),
     )
     items = programs(settings, workers=3, edge=True)
     assert [p.name for p in items] == ["worker-1", "worker-2", "worker-3", "bridge", "edge"]

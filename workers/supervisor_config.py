@@ -97,7 +97,7 @@ def programs(settings: Settings, workers: int, edge: bool) -> list[Program]:
             Program(
                 f"worker-{n}",
                 ["worker", "run"],
-                up.worker_stop_seconds,
+                settings.temporal.graceful_shutdown_seconds + up.stop_margin_seconds,
                 port(metrics.worker_port + shift),
                 env,
             )

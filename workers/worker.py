@@ -7,6 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import timedelta
 
 import aiohttp
 from redis.asyncio import Redis
@@ -43,7 +44,15 @@ class WorkerDeps:
     ring: KeyRing
 
 
-def build_worker(client: Client, settings: Settings, deps: WorkerDeps, task_queue: str) -> Worker:
+def build_worker(
+    client: Client,
+    settings: Settings,
+    deps: WorkerDeps,
+    task_queue: str,
+    graceful_shutdown_seconds: float = 0.0,
+) -> Worker:
+    """The worker; on shutdown its in-flight activities get `graceful_shutdown_seconds` to
+    finish before they are cancelled."""
     pool = KeyPool(deps.redis, settings.keys.scheduler)
     task = TaskActivities(deps.redis, settings.llm)
     lease = LeaseActivities(pool)
@@ -66,6 +75,7 @@ def build_worker(client: Client, settings: Settings, deps: WorkerDeps, task_queu
             )
         ),
         max_concurrent_activities=200,
+        graceful_shutdown_timeout=timedelta(seconds=graceful_shutdown_seconds),
     )
 
 
@@ -95,7 +105,8 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     metrics = settings.metrics
     client = await connect_process(settings, metrics.worker_port, metrics.worker_sdk_port)
     async with worker_deps(settings, endpoints) as deps:
-        worker = build_worker(client, settings, deps, settings.temporal.task_queue)
+        queue, grace = settings.temporal.task_queue, settings.temporal.graceful_shutdown_seconds
+        worker = build_worker(client, settings, deps, queue, grace)
         refresher = None
         if metrics.enabled:
             collector = keypool_metrics.register(settings.keys)

@@ -151,8 +151,8 @@ def down(ctx: typer.Context) -> None:
     settings = settings_of(ctx)
     layout = Layout(settings.local.state_dir)
     up_settings = settings.supervisor
-    longest = max(up_settings.worker_stop_seconds, up_settings.bridge_stop_seconds)
-    longest = max(longest, up_settings.edge_stop_seconds)
+    worker_stop = settings.temporal.graceful_shutdown_seconds + up_settings.stop_margin_seconds
+    longest = max(worker_stop, up_settings.bridge_stop_seconds, up_settings.edge_stop_seconds)
     was_up = Supervisor(layout).shutdown(timeout=longest + 15)
     console.print("services stopped" if was_up else "services: nothing was running")
     if layout.started_stack.exists():
