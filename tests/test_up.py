@@ -77,10 +77,12 @@ def _stack_pids(settings: Settings) -> list[int]:
 
 
 def _ports(settings: Settings, env: dict[str, str]) -> list[int]:
+    """The ports this test's stack and services listened on (worker-2's: worker-1's + 1)."""
     local = settings.local
     stack = [local.temporal_port, local.kafka_port, local.redis_port, local.dashscope_port]
-    metrics = [int(v) for k, v in env.items() if k.startswith("RISKFLOW_METRICS__") and "PORT" in k]
-    return stack + metrics + [port + 1 for port in metrics]  # worker-2's: the step is 1
+    worker = [int(env[f"RISKFLOW_METRICS__WORKER_{kind}PORT"]) for kind in ("", "SDK_")]
+    bridge = [int(env[f"RISKFLOW_METRICS__BRIDGE_{kind}PORT"]) for kind in ("", "SDK_")]
+    return stack + worker + [port + 1 for port in worker] + bridge
 
 
 async def test_up_assesses_restarts_and_down_leaves_nothing(tmp_path: Path) -> None:
