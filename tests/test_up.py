@@ -149,7 +149,11 @@ async def test_up_assesses_restarts_and_down_leaves_nothing(tmp_path: Path) -> N
     assert code == 0, out
     assert daemon is not None and stack_pids and children
     assert not [pid for pid in [daemon, *children, *stack_pids] if pid_alive(pid)]
-    assert all(port_is_free("127.0.0.1", port) for port in _ports(settings, env))
+
+    async def ports_free() -> bool:  # a SIGKILLed process's sockets close as it is reaped
+        return all(port_is_free("127.0.0.1", port) for port in _ports(settings, env))
+
+    await eventually(ports_free, within=30)
     assert _by_name(layout) == {}
     assert sorted(p.name for p in (layout.state_dir / "pids").iterdir()) == []
 
