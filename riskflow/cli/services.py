@@ -129,11 +129,17 @@ def up(
     layout = Layout(settings.local.state_dir)
     supervisor = Supervisor(layout)
     _start_stack(settings, layout)
+    items = programs(settings, workers, _edge_wanted(settings, no_edge))
     if supervisor.pid() is not None:
         again = supervisor.start_stopped()
         console.print(f"already up; started again: {', '.join(again) or 'nothing'}")
+        running = sorted(p.name for p in supervisor.processes())
+        if running != sorted(p.name for p in items):
+            console.print(
+                f"[yellow]running {', '.join(running)}; to change them, "
+                "`riskflow down` first[/yellow]"
+            )
     else:
-        items = programs(settings, workers, _edge_wanted(settings, no_edge))
         text = render(layout, settings, sys.executable, settings.config_dir, items)
         layout.ports.parent.mkdir(parents=True, exist_ok=True)
         layout.ports.write_text(json.dumps({p.name: p.metrics_port for p in items}))
