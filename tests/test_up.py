@@ -96,6 +96,9 @@ async def test_up_assesses_restarts_and_down_leaves_nothing(tmp_path: Path) -> N
         assert code == 0, out
         first = _by_name(layout)
         assert sorted(first) == ["bridge", "worker-1", "worker-2"]
+        # supervisord detached into a session of its own: closing the terminal leaves it be.
+        daemon = Supervisor(layout).pid()
+        assert daemon is not None and os.getsid(daemon) == daemon != os.getsid(0)
         assert all(p.state == "RUNNING" and p.pid for p in first.values())
         for name, info in first.items():
             assert layout.log(name).exists()
