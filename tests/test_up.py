@@ -219,6 +219,28 @@ async def test_services_that_cannot_start_are_reported(tmp_path: Path) -> None:
     assert Supervisor(layout).pid() is None
 
 
+async def test_a_taken_stack_port_stops_up_and_down_stops_what_it_started(tmp_path: Path) -> None:
+    settings = local_settings(tmp_path / "s")
+    env = _env(settings)
+    stack = LocalStack(settings)
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", settings.local.temporal_port))
+        squatter.listen()
+        try:
+            code, out = await _cli(env, "up", "--no-edge")
+            assert code == 2, out
+            port = settings.local.temporal_port
+            assert f"temporal: port 127.0.0.1:{port} is already in use" in out
+            assert stack.running() == {"redis", "kafka", "dashscope"}  # started before temporal
+            assert Supervisor(Layout(settings.local.state_dir)).pid() is None
+        finally:
+            code, out = await _cli(env, "down")
+            left = stack.running()
+            stack.down()
+    assert code == 0, out
+    assert left == set()
+
+
 def test_cli_help_lists_the_commands() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "riskflow.cli", "--help"],

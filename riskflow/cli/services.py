@@ -33,13 +33,15 @@ def _start_stack(settings: Settings, layout: Layout) -> None:
     if not stack.services:
         return
     before = stack.running()
-    with console.status("starting the local stack..."):
-        asyncio.run(stack.up())
-    started = stack.running() - before
-    if layout.started_stack.exists():
-        started |= set(json.loads(layout.started_stack.read_text()))
-    layout.started_stack.parent.mkdir(parents=True, exist_ok=True)
-    layout.started_stack.write_text(json.dumps(sorted(started)))
+    try:
+        with console.status("starting the local stack..."):
+            asyncio.run(stack.up())
+    finally:  # what did start is `down`'s to stop, even when another service did not
+        started = stack.running() - before
+        if layout.started_stack.exists():
+            started |= set(json.loads(layout.started_stack.read_text()))
+        layout.started_stack.parent.mkdir(parents=True, exist_ok=True)
+        layout.started_stack.write_text(json.dumps(sorted(started)))
     if "kafka" in {s.name for s in stack.services}:
         asyncio.run(ensure_topics(stack.endpoints.kafka, settings.kafka))
 
