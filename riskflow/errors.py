@@ -16,12 +16,14 @@ class ServiceError(RiskflowError):
 
 
 class PortInUseError(ServiceError):
-    """A port the local stack needs is taken by another process."""
+    """A port a service needs (the local stack's, a process's /metrics) is taken by another
+    process. `setting`: the setting that chooses it (default `local.<service>_port`)."""
 
-    def __init__(self, service: str, host: str, port: int) -> None:
+    def __init__(self, service: str, host: str, port: int, setting: str | None = None) -> None:
+        setting = setting or f"local.{service}_port"
         super().__init__(
             f"{service}: port {host}:{port} is already in use by another process; "
-            f"free it or choose another port in config/riskflow.yaml (local.{service}_port)"
+            f"free it or choose another port in config/riskflow.yaml ({setting})"
         )
         self.service = service
         self.port = port

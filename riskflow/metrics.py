@@ -3,11 +3,14 @@ stages and outcomes; never frame, lease, event or workflow ids."""
 
 from __future__ import annotations
 
+import errno
 import logging
 import threading
 from collections.abc import Iterable
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+from riskflow.errors import PortInUseError
 
 logger = logging.getLogger(__name__)
 
@@ -164,6 +167,12 @@ class CameraLabels:
 
 
 def serve(host: str, port: int) -> None:
-    """Serve /metrics (and /) on host:port from a background thread."""
-    start_http_server(port, addr=host)
+    """Serve /metrics (and /) on host:port from a background thread. Raises PortInUseError
+    when the port is taken (so the process says so and exits, instead of a traceback)."""
+    try:
+        start_http_server(port, addr=host)
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        raise PortInUseError("metrics", host, port, "metrics.*_port") from exc
     logger.info("metrics on http://%s:%d/metrics", host, port)

@@ -26,7 +26,7 @@ from riskflow.channels import NotificationSettings
 from riskflow.edge_config import CameraConfig, EdgeSettings
 from riskflow.errors import ConfigError
 from riskflow.keyconfig import KeysConfig
-from riskflow.models import RiskLevel
+from riskflow.models import AssessmentPolicy, RiskLevel
 from riskflow.names import BRIDGE_GROUP, TASK_QUEUE
 from riskflow.redis_client import is_cluster_url, parse_cluster_url
 from riskflow.replay_config import ReplaySettings
@@ -36,6 +36,7 @@ from riskflow.telemetry import TracingSettings
 
 CONFIG_FILES = ("riskflow.yaml", "api_keys.yaml", "cameras.yaml", "sites.yaml")
 ENV_PREFIX = "RISKFLOW_"
+LLM_CALL_MARGIN_SECONDS = 15.0  # an LLM activity beyond its request timeout and slot wait
 
 
 class TemporalSettings(BaseModel):
@@ -46,6 +47,12 @@ class TemporalSettings(BaseModel):
     api_key_env: str | None = None
     client_cert_path: Path | None = None
     client_key_path: Path | None = None
+    graceful_shutdown_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        description="on SIGTERM a worker stops polling and lets its in-flight activities (an "
+        "LLM call) finish this long before cancelling them (Temporal retries them elsewhere)",
+    )
 
 
 class KafkaSettings(BaseModel):
@@ -152,6 +159,30 @@ class MetricsSettings(BaseModel):
     )
 
 
+class SupervisorSettings(BaseModel):
+    """`riskflow up`: supervised background processes (supervisord, `workers/supervisor.py`).
+
+    A process that exits within `start_seconds` of its start failed to start; after
+    `start_retries` such failures in a row (backing off 1 s, 2 s, ... between them) it is
+    given up (state FATAL, shown by `riskflow status`). One that ran longer and then died is
+    restarted at once. Stop: SIGTERM, then SIGKILL after the process's `*_stop_seconds` (a
+    worker's: its shutdown grace, `Settings.worker_shutdown_seconds()`, + `stop_margin_seconds`)."""
+
+    start_seconds: float = Field(default=20.0, gt=0)
+    start_retries: int = Field(default=3, ge=0)
+    log_max_bytes: int = Field(default=10 * 1024 * 1024, gt=0, description="rotate logs at")
+    log_backups: int = Field(default=5, ge=0, description="rotated logs kept per service")
+    stop_margin_seconds: float = Field(default=10.0, ge=0)
+    bridge_stop_seconds: float = Field(default=15.0, gt=0)
+    edge_stop_seconds: float = Field(default=15.0, gt=0, description="the queue drains")
+    worker_port_step: int = Field(
+        default=100,
+        gt=0,
+        description="worker-N serves /metrics on metrics.worker_port + (N-1) * step (and the "
+        "SDK's on worker_sdk_port + (N-1) * step)",
+    )
+
+
 _yaml_data: ContextVar[dict[str, Any] | None] = ContextVar("riskflow_yaml_data", default=None)
 
 
@@ -193,6 +224,7 @@ class Settings(BaseSettings):
     )
     edge: EdgeSettings = EdgeSettings()
     replay: ReplaySettings = ReplaySettings()
+    supervisor: SupervisorSettings = SupervisorSettings()
     config_dir: Path = Path("config")
 
     @field_validator("cameras")
@@ -207,6 +239,30 @@ class Settings(BaseSettings):
     @classmethod
     def _sites(cls, sites: list[SiteConfig]) -> list[SiteConfig]:
         return check_sites(sites)
+
+    def llm_call_seconds(self) -> float:
+        """The longest one LLM activity may take, in seconds: the request timeout, the wait
+        for a send slot, and a margin."""
+        return (
+            self.llm.request_timeout_seconds
+            + self.keys.scheduler.max_slot_wait_seconds
+            + LLM_CALL_MARGIN_SECONDS
+        )
+
+    def assessment_policy(self) -> AssessmentPolicy:
+        """The bounds an assessment workflow is started with (fixed in its history)."""
+        return AssessmentPolicy(
+            max_llm_attempts=self.llm.max_attempts,
+            max_repairs=self.llm.max_repairs,
+            max_key_wait_seconds=self.llm.max_key_wait_seconds,
+            lease_ttl_seconds=self.keys.scheduler.lease_ttl_seconds,
+            llm_timeout_seconds=self.llm_call_seconds(),
+        )
+
+    def worker_shutdown_seconds(self) -> float:
+        """How long a stopping worker lets in-flight activities finish, in seconds:
+        `temporal.graceful_shutdown_seconds`, never less than one LLM call can take."""
+        return max(self.temporal.graceful_shutdown_seconds, self.llm_call_seconds())
 
     def site(self, camera_id: str) -> SiteConfig:
         """The site of a camera (`riskflow.sites.site_of`)."""

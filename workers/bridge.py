@@ -33,7 +33,7 @@ from riskflow.metrics import (
     UNCOMMITTED_BATCHES,
     CameraLabels,
 )
-from riskflow.models import AssessmentInput, AssessmentPolicy
+from riskflow.models import AssessmentInput
 from riskflow.names import DETECTION_TOPIC
 from riskflow.settings import Settings
 from riskflow.shutdown import stop_on_signals
@@ -86,15 +86,7 @@ class Bridge:
             [c.id for c in settings.cameras], settings.metrics.max_camera_labels
         )
         self.counts: Counter[str] = Counter()
-        self._policy = AssessmentPolicy(
-            max_llm_attempts=settings.llm.max_attempts,
-            max_repairs=settings.llm.max_repairs,
-            max_key_wait_seconds=settings.llm.max_key_wait_seconds,
-            lease_ttl_seconds=settings.keys.scheduler.lease_ttl_seconds,
-            llm_timeout_seconds=settings.llm.request_timeout_seconds
-            + settings.keys.scheduler.max_slot_wait_seconds
-            + 15,
-        )
+        self._policy = settings.assessment_policy()
 
     def stop(self) -> None:
         self._stop.set()

@@ -13,7 +13,7 @@ from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import TLSConfig
 
 from riskflow.endpoints import Endpoints
-from riskflow.errors import ConfigError
+from riskflow.errors import ConfigError, PortInUseError
 from riskflow.metrics import serve
 from riskflow.settings import Settings, TemporalSettings
 
@@ -28,7 +28,13 @@ def sdk_runtime(metrics_address: str | None) -> Runtime | None:
         unit_suffix=True,
         durations_as_seconds=True,
     )
-    return Runtime(telemetry=TelemetryConfig(metrics=prometheus))
+    try:
+        return Runtime(telemetry=TelemetryConfig(metrics=prometheus))
+    except ValueError as exc:  # the SDK's Rust core: "Failed starting Prometheus exporter: ..."
+        if "in use" not in str(exc):
+            raise
+        host, _, port = metrics_address.rpartition(":")
+        raise PortInUseError("sdk metrics", host, int(port), "metrics.*_sdk_port") from exc
 
 
 def security(temporal: TemporalSettings, environ: Mapping[str, str]) -> dict[str, Any]:

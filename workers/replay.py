@@ -129,15 +129,7 @@ def replay_worker(client: Client, settings: Settings, deps: ReplayDeps, task_que
 
 def policy_of(settings: Settings) -> AssessmentPolicy:
     """The live bridge's bounds."""
-    return AssessmentPolicy(
-        max_llm_attempts=settings.llm.max_attempts,
-        max_repairs=settings.llm.max_repairs,
-        max_key_wait_seconds=settings.llm.max_key_wait_seconds,
-        lease_ttl_seconds=settings.keys.scheduler.lease_ttl_seconds,
-        llm_timeout_seconds=settings.llm.request_timeout_seconds
-        + settings.keys.scheduler.max_slot_wait_seconds
-        + 15,
-    )
+    return settings.assessment_policy()
 
 
 async def stage_snapshots(

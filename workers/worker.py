@@ -38,8 +38,6 @@ from workflows.assessment import RiskAssessmentWorkflow
 
 logger = logging.getLogger(__name__)
 
-GRACE_MARGIN_SECONDS = 15  # beyond request timeout + slot wait, as the bridge's LLM timeout
-
 
 @dataclass
 class WorkerDeps:
@@ -50,7 +48,16 @@ class WorkerDeps:
     notify: NotifyActivities
 
 
-def build_worker(client: Client, settings: Settings, deps: WorkerDeps, task_queue: str) -> Worker:
+def build_worker(
+    client: Client,
+    settings: Settings,
+    deps: WorkerDeps,
+    task_queue: str,
+    graceful_shutdown_seconds: float | None = None,
+) -> Worker:
+    """The worker; on shutdown its in-flight activities get `graceful_shutdown_seconds`
+    (default `temporal.graceful_shutdown_seconds`), and never less than an LLM call can take,
+    to finish before they are cancelled."""
     pool = KeyPool(deps.redis, settings.keys.scheduler)
     task = TaskActivities(deps.redis, settings.llm, PromptBook.of(settings))
     lease = LeaseActivities(pool)
@@ -62,9 +69,9 @@ def build_worker(client: Client, settings: Settings, deps: WorkerDeps, task_queu
     # A deploy lets in-flight LLM calls finish (and release their leases) before it stops.
     # (at least the LLM activity's start-to-close timeout, see workers.bridge's policy).
     grace = timedelta(
-        seconds=settings.llm.request_timeout_seconds
-        + settings.keys.scheduler.max_slot_wait_seconds
-        + GRACE_MARGIN_SECONDS
+        seconds=settings.worker_shutdown_seconds()
+        if graceful_shutdown_seconds is None
+        else max(graceful_shutdown_seconds, settings.llm_call_seconds())
     )
     cameras = CameraLabels([c.id for c in settings.cameras], settings.metrics.max_camera_labels)
     aggregate = AggregateActivities(deps.redis, deps.producer, settings.aggregate, cameras)

@@ -14,7 +14,18 @@ import typer
 from aiokafka.errors import KafkaError
 from redis.exceptions import RedisError
 
-from riskflow.cli import bridge, demo, dev, edge, keys, pipeline, replay, topics, worker
+from riskflow.cli import (
+    bridge,
+    demo,
+    dev,
+    edge,
+    keys,
+    pipeline,
+    replay,
+    services,
+    topics,
+    worker,
+)
 from riskflow.cli.common import console
 from riskflow.errors import RiskflowError
 from riskflow.events import DetectionEvent
@@ -35,6 +46,10 @@ app.add_typer(edge.app, name="edge", no_args_is_help=True)
 app.add_typer(pipeline.app, name="pipeline", no_args_is_help=True)
 app.add_typer(replay.app, name="replay", no_args_is_help=True)
 app.command("demo")(demo.demo)
+app.command("up")(services.up)
+app.command("down")(services.down)
+app.command("status")(services.status)
+app.command("logs")(services.logs)
 
 
 @app.callback()

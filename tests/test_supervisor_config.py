@@ -1,0 +1,145 @@
+"""What `riskflow up` hands supervisord, and what `status` reads back from the logs (pure)."""
+
+from __future__ import annotations
+
+import configparser
+import io
+import shlex
+from pathlib import Path
+
+import pytest
+from supervisor.options import ServerOptions
+
+from riskflow.settings import MetricsSettings, SupervisorSettings, TemporalSettings
+from tests.conftest import local_settings
+from workers.supervisor import last_error_line, spawn_counts
+from workers.supervisor_config import Layout, programs, render
+from workers.supervisor_events import serve
+
+
+def _parsed(text: str) -> configparser.RawConfigParser:
+    parser = configparser.RawConfigParser()
+    parser.read_string(text)
+    return parser
+
+
+def test_each_worker_has_its_own_ports_log_and_stop_timeout(tmp_path: Path) -> None:
+    settings = local_settings(
+        tmp_path / "state",
+        metrics=MetricsSettings(worker_port=9000, worker_sdk_port=9010, bridge_port=9020),
+        supervisor=SupervisorSettings(worker_port_step=100, stop_margin_seconds=3),
+        temporal=TemporalSettings(graceful_shutdown_seconds=30),
+    )
+    items = programs(settings, workers=3, edge=True)
+    assert [p.name for p in items] == ["worker-1", "worker-2", "worker-3", "bridge", "edge"]
+    assert [p.metrics_port for p in items[:3]] == [9000, 9100, 9200]
+    assert items[2].env == {
+        "RISKFLOW_METRICS__WORKER_PORT": "9200",
+        "RISKFLOW_METRICS__WORKER_SDK_PORT": "9210",
+    }
+    sdk = [int(p.env["RISKFLOW_METRICS__WORKER_SDK_PORT"]) for p in items[:3]]
+    ports = [p.metrics_port for p in items] + sdk + [settings.metrics.bridge_sdk_port]
+    assert len(ports) == len(set(ports))
+
+    layout = Layout(tmp_path / "state")
+    conf = _parsed(render(layout, settings, "/venv/bin/python", Path("config"), items))
+    worker = conf["program:worker-3"]
+    assert worker["stdout_logfile"] == str(tmp_path / "state" / "logs" / "worker-3.log")
+    assert worker["stopwaitsecs"] == "33"
+    assert worker["stopasgroup"] == worker["killasgroup"] == "true"
+    assert conf["supervisord"]["pidfile"] == str(tmp_path / "state" / "pids" / "supervisord.pid")
+
+
+def test_metrics_off_means_no_health_port(tmp_path: Path) -> None:
+    settings = local_settings(tmp_path, metrics=MetricsSettings(enabled=False))
+    assert {p.metrics_port for p in programs(settings, workers=2, edge=False)} == {None}
+
+
+@pytest.mark.parametrize("awkward", ["50% off", 'a "quoted" dir', "back\\slash", "spa ce"])
+def test_paths_survive_supervisords_parser(tmp_path: Path, awkward: str) -> None:
+    """supervisord expands %(...)s in every value and shlex-splits `command=`: a state or
+    config directory with a percent sign, quotes or spaces reaches it as it is."""
+    base = tmp_path / awkward
+    settings = local_settings(base / "state")
+    items = programs(settings, workers=1, edge=False)
+    layout = Layout(base / "state")
+    for directory in (layout.log_dir, layout.pid_file.parent, layout.socket.parent):
+        directory.mkdir(parents=True, exist_ok=True)
+    (base / "c.conf").write_text(render(layout, settings, "/bin/py", base / "config", items))
+    options = ServerOptions()
+    options.configfile = str(base / "c.conf")
+    options.process_config(do_usage=False)
+    assert options.logfile == str(layout.daemon_log)
+    configs = {g.name: g.process_configs[0] for g in options.process_group_configs}
+    worker = configs["worker-1"]
+    assert shlex.split(worker.command) == [
+        "/bin/py",
+        "-m",
+        "riskflow.cli",
+        "--config-dir",
+        str(base / "config"),
+        "worker",
+        "run",
+    ]
+    assert worker.stdout_logfile == str(layout.log("worker-1"))
+
+
+def test_a_deep_state_directory_gets_its_socket_in_the_temp_directory(tmp_path: Path) -> None:
+    deep, other = tmp_path / ("d" * 120), tmp_path / ("e" * 120)
+    assert len(str(Layout(deep).socket)) <= 107
+    assert Layout(deep).socket == Layout(deep).socket != Layout(other).socket
+    assert Layout(tmp_path).socket == tmp_path / "supervisor" / "supervisord.sock"
+
+
+def test_restarts_are_counted_since_the_daemon_last_started(tmp_path: Path) -> None:
+    log = tmp_path / "supervisord.log"
+    log.write_text(
+        "2026-01-01 00:00:00,000 INFO supervisord started with pid 10\n"
+        "2026-01-01 00:00:01,000 INFO spawned: 'worker-1' with pid 11\n"
+        "2026-01-01 00:00:09,000 INFO spawned: 'worker-1' with pid 12\n"
+        "2026-01-01 00:01:00,000 INFO supervisord started with pid 20\n"
+        "2026-01-01 00:01:01,000 INFO spawned: 'worker-1' with pid 21\n"
+        "2026-01-01 00:01:01,000 INFO spawned: 'bridge' with pid 22\n"
+        "2026-01-01 00:02:00,000 WARN exited: bridge (terminated by SIGKILL; not expected)\n"
+        "2026-01-01 00:02:01,000 INFO spawned: 'bridge' with pid 23\n"
+    )
+    assert spawn_counts(log) == {"worker-1": 1, "bridge": 2}
+    assert spawn_counts(tmp_path / "missing.log") == {}
+
+
+def test_the_last_error_line_of_a_log(tmp_path: Path) -> None:
+    log = tmp_path / "bridge.log"
+    log.write_text(
+        "INFO workers.bridge: bridge on 127.0.0.1:9092\n"
+        "Traceback (most recent call last):\n"
+        '  File "x.py", line 1\n'
+        "ConnectionRefusedError: [Errno 111] Connection refused\n"
+        "INFO workers.bridge: retrying\n"
+    )
+    assert last_error_line(log) == "ConnectionRefusedError: [Errno 111] Connection refused"
+    log.write_text("INFO all well\n")
+    assert last_error_line(log) == ""
+    assert last_error_line(tmp_path / "missing.log") == ""
+
+
+def test_the_event_listener_keeps_a_pid_file_per_running_service(tmp_path: Path) -> None:
+    """supervisord's listener protocol, as its docs give it: READY, header, payload, RESULT."""
+
+    def event(name: str, payload: str) -> bytes:
+        body = payload.encode()
+        header = f"ver:3.0 server:supervisor serial:1 pool:p poolserial:1 eventname:{name} "
+        return f"{header}len:{len(body)}\n".encode() + body
+
+    stream = b"".join(
+        [
+            event("PROCESS_STATE_RUNNING", "processname:worker-1 groupname:worker-1 pid:41"),
+            event("PROCESS_STATE_RUNNING", "processname:bridge groupname:bridge pid:42"),
+            event("PROCESS_STATE_EXITED", "processname:bridge groupname:bridge expected:0 pid:42"),
+            event("PROCESS_STATE_RUNNING", "processname:../evil groupname:x pid:43"),
+            event("PROCESS_STATE_STARTING", "processname:bridge groupname:bridge tries:0"),
+        ]
+    )
+    out = io.BytesIO()
+    serve(tmp_path / "pids", io.BytesIO(stream), out)
+    assert {p.name: p.read_text() for p in (tmp_path / "pids").iterdir()} == {"worker-1.pid": "41"}
+    assert out.getvalue() == b"READY\n" + b"RESULT 2\nOKREADY\n" * 5
