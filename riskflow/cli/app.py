@@ -14,7 +14,18 @@ import typer
 from aiokafka.errors import KafkaError
 from redis.exceptions import RedisError
 
-from riskflow.cli import bridge, demo, dev, edge, keys, pipeline, replay, topics, worker
+from riskflow.cli import (
+    bridge,
+    demo,
+    dev,
+    edge,
+    keys,
+    pipeline,
+    replay,
+    topics,
+    worker,
+)
+from riskflow.cli import console as console_cli
 from riskflow.cli.common import console
 from riskflow.errors import RiskflowError
 from riskflow.events import DetectionEvent
@@ -34,6 +45,7 @@ app.add_typer(bridge.app, name="bridge", no_args_is_help=True)
 app.add_typer(edge.app, name="edge", no_args_is_help=True)
 app.add_typer(pipeline.app, name="pipeline", no_args_is_help=True)
 app.add_typer(replay.app, name="replay", no_args_is_help=True)
+app.add_typer(console_cli.app, name="console", no_args_is_help=True)
 app.command("demo")(demo.demo)
 
 
