@@ -6,6 +6,7 @@ poller. `serve(settings, session_secret)` runs it under uvicorn until SIGINT/SIG
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -116,8 +117,11 @@ async def _redis_down(request: Request, exc: Exception) -> Response:
     return JSONResponse({"detail": f"Redis is unavailable: {type(exc).__name__}"}, 503)
 
 
-async def serve(settings: Settings, session_secret: str) -> None:
-    """Run the console on `console.host:console.port` until SIGINT/SIGTERM."""
+async def serve(
+    settings: Settings, session_secret: str, stop: asyncio.Event | None = None
+) -> None:
+    """Run the console on `console.host:console.port` until SIGINT/SIGTERM or until `stop` is
+    set. A port already taken ends it with SystemExit (uvicorn's)."""
     config = uvicorn.Config(
         create_app(settings, session_secret),
         host=settings.console.host,
@@ -125,4 +129,12 @@ async def serve(settings: Settings, session_secret: str) -> None:
         log_config=None,
         access_log=False,
     )
-    await uvicorn.Server(config).serve()
+    server = uvicorn.Server(config)
+    serving = asyncio.create_task(server.serve())
+    stopping = asyncio.create_task((stop or asyncio.Event()).wait())
+    try:
+        await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        server.should_exit = True
+        stopping.cancel()
+        await serving

@@ -23,6 +23,7 @@ async def test_demo_once_assesses_every_camera_and_cleans_up(
     stack: Endpoints, redis: Redis, tmp_path: Path
 ) -> None:
     ports = {name: free_port() for name in ("TEMPORAL", "TEMPORAL_UI", "KAFKA", "DASHSCOPE")}
+    console_port = free_port()
     env = {
         **os.environ,
         "RISKFLOW_LOCAL__STATE_DIR": str(tmp_path / "state"),
@@ -31,6 +32,7 @@ async def test_demo_once_assesses_every_camera_and_cleans_up(
         "RISKFLOW_KAFKA__SESSION_TIMEOUT_MS": "2000",
         "RISKFLOW_KAFKA__HEARTBEAT_INTERVAL_MS": "500",
         "RISKFLOW_METRICS__ENABLED": "false",
+        "RISKFLOW_CONSOLE__PORT": str(console_port),
     }
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -53,9 +55,12 @@ async def test_demo_once_assesses_every_camera_and_cleans_up(
     assert proc.returncode == 0, text
     assert "Where to look" in text and "temporal workflow query" in text
     assert "stopped: temporal, dashscope, kafka" in text, text  # Redis was configured, not ours
+    console_line = f"Console:          http://127.0.0.1:{console_port}/"
+    assert console_line in text and "log in as demo / demo-password-change-me" in text, text
+    assert "console not started" not in text, text
     for camera in ("cam1", "cam2"):
         latest = json.loads(await redis.get(camera_latest_key(camera)))
         assert latest["status"] == "assessed" and latest["risk_level"] in ("high", "critical")
         assert await redis.llen(camera_alerts_key(camera)) >= 1
-    assert all(port_is_free("127.0.0.1", port) for port in ports.values())
+    assert all(port_is_free("127.0.0.1", port) for port in [*ports.values(), console_port])
     assert not list((tmp_path / "state" / "pids").glob("*.pid"))
