@@ -17,7 +17,7 @@ _WORDS: dict[str, tuple[str, str]] = {
     "cameras": ("Cameras", "摄像头"),
     "incidents": ("Incidents", "事件"),
     "alerts": ("Alerts", "告警"),
-    "keys": ("Key pool", "密钥池"),
+    "key_pool": ("Key pool", "密钥池"),
     "logout": ("Log out", "退出"),
     "login": ("Log in", "登录"),
     "username": ("Username", "用户名"),

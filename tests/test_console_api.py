@@ -130,14 +130,16 @@ async def test_cameras_paged_and_filtered_with_latest_and_alerts(
     await redis.rpush(camera_alerts_key("cam-b"), "not json")  # shown as missing, not a 500
     await login(http, "viewer")
 
-    page = (await http.get("/api/cameras", params={"limit": 2})).json()
+    # Only this site's cameras: the console also shows cameras other tests left in Redis.
+    site = {"site": "plant-t"}
+    page = (await http.get("/api/cameras", params={"limit": 2, **site})).json()
     assert [c["camera_id"] for c in page["items"]] == ["cam-a", "cam-b"] and page["total"] == 3
     assert page["items"][0]["site_id"] == "plant-t" and page["items"][0]["open_incidents"] == 0
-    rest = (await http.get("/api/cameras", params={"offset": 2})).json()
+    rest = (await http.get("/api/cameras", params={"offset": 2, **site})).json()
     assert [c["camera_id"] for c in rest["items"]] == ["cam-c"] and rest["items"][0][
         "latest"
     ] is None
-    at_least = (await http.get("/api/cameras", params={"min_level": "medium"})).json()
+    at_least = (await http.get("/api/cameras", params={"min_level": "medium", **site})).json()
     assert [c["camera_id"] for c in at_least["items"]] == ["cam-a"]
     other_site = (await http.get("/api/cameras", params={"site": "elsewhere"})).json()
     assert other_site["items"] == [] and other_site["total"] == 0
@@ -146,11 +148,11 @@ async def test_cameras_paged_and_filtered_with_latest_and_alerts(
     assert latest["risk_level"] == "high" and latest["assessment_id"] == high.assessment_id
     assert (await http.get("/api/cameras/cam-c/latest")).status_code == 404
 
-    alerts = (await http.get("/api/alerts")).json()
+    alerts = (await http.get("/api/alerts", params=site)).json()
     assert [a["risk_level"] for a in alerts["items"]] == ["high", "critical"]
-    critical = (await http.get("/api/alerts", params={"min_level": "critical"})).json()
+    critical = (await http.get("/api/alerts", params={"min_level": "critical", **site})).json()
     assert [a["assessment_id"] for a in critical["items"]] == [older.assessment_id]
-    second = (await http.get("/api/alerts", params={"limit": 1, "offset": 1})).json()
+    second = (await http.get("/api/alerts", params={"limit": 1, "offset": 1, **site})).json()
     assert second["total"] == 2 and len(second["items"]) == 1
 
 
@@ -246,8 +248,9 @@ async def test_language_from_the_browser_then_the_switch(http: httpx.AsyncClient
     await login(http, "viewer")
     chinese = await http.get("/", headers={"Accept-Language": "zh-CN,zh;q=0.9,en;q=0.8"})
     assert '<html lang="zh-CN">' in chinese.text and "摄像头" in chinese.text
+    assert ">密钥池</a>" in chinese.text
     english = await http.get("/", headers={"Accept-Language": "fr;q=1, en;q=0.5"})
-    assert '<html lang="en">' in english.text
+    assert '<html lang="en">' in english.text and ">Key pool</a>" in english.text
     switched = await http.post("/lang", data={"lang": "zh-CN", "csrf_token": csrf_of(english)})
     assert switched.status_code == 303 and "lang=zh-CN" in switched.headers["set-cookie"]
     remembered = await http.get("/", headers={"Accept-Language": "en"})
