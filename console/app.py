@@ -117,9 +117,7 @@ async def _redis_down(request: Request, exc: Exception) -> Response:
     return JSONResponse({"detail": f"Redis is unavailable: {type(exc).__name__}"}, 503)
 
 
-async def serve(
-    settings: Settings, session_secret: str, stop: asyncio.Event | None = None
-) -> None:
+async def serve(settings: Settings, session_secret: str, stop: asyncio.Event | None = None) -> None:
     """Run the console on `console.host:console.port` until SIGINT/SIGTERM or until `stop` is
     set. A port already taken ends it with SystemExit (uvicorn's)."""
     config = uvicorn.Config(

@@ -15,6 +15,7 @@ import hmac
 import secrets
 import time
 from collections import defaultdict, deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -159,7 +160,7 @@ async def check_csrf(request: Request) -> None:
         )
 
 
-def require_role(needed: Role) -> object:
+def require_role(needed: Role) -> Callable[[Request], Principal]:
     """Dependency factory: the caller if its role includes `needed`, else 403 (401 if none)."""
 
     def check(request: Request) -> Principal:

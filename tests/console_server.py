@@ -67,3 +67,5 @@ def running_console(settings: Settings) -> Iterator[RunningConsole]:
     finally:
         server.should_exit = True
         thread.join(15)
+        if thread.is_alive():
+            raise RuntimeError("the console did not stop within 15 s")

@@ -178,7 +178,8 @@ async def _serve_console(settings: Settings, stop: asyncio.Event) -> None:
     try:
         await serve(settings.model_copy(update={"console": quick}), secrets.token_urlsafe(32), stop)
     except (OSError, SystemExit):
-        console.print(f"[yellow]console not started: port {settings.console.port} is taken[/yellow]")
+        port = settings.console.port
+        console.print(f"[yellow]console not started: port {port} is taken[/yellow]")
 
 
 def _cameras(settings: Settings, count: int, source: str | None) -> list[CameraConfig] | None:
