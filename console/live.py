@@ -38,6 +38,7 @@ class LiveTiles:
         self._seen: dict[str, str] = {}
         self._subscribers: set[asyncio.Queue[Assessment]] = set()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
 
     async def start(self) -> None:
         """Find the cameras and remember what they show now; then poll in the background."""
@@ -49,10 +50,15 @@ class LiveTiles:
         self._task = asyncio.create_task(self._loop(), name="console-live-tiles")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        """Stop polling. By an event, not only by cancelling: the Redis client can swallow a
+        cancellation that arrives in the middle of a command, and the loop would go on."""
+        self._stopping.set()
+        if self._task is None:
+            return
+        try:
+            await asyncio.wait_for(self._task, self._settings.poll_seconds + 10)
+        except TimeoutError:
+            logger.warning("the live poller did not stop in time; cancelled")
 
     async def _discover(self) -> None:
         try:
@@ -66,7 +72,7 @@ class LiveTiles:
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
         next_discovery = loop.time() + self._settings.discover_seconds
-        while True:
+        while not self._stopping.is_set():
             try:
                 await self.poll()
             except RedisError as exc:
@@ -74,7 +80,8 @@ class LiveTiles:
             if loop.time() >= next_discovery:
                 await self._discover()
                 next_discovery = loop.time() + self._settings.discover_seconds
-            await asyncio.sleep(self._settings.poll_seconds)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self._settings.poll_seconds)
 
     async def poll(self) -> list[Assessment]:
         """Read every camera's latest once; publish and return the changed ones."""

@@ -6,16 +6,19 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 from redis.asyncio import Redis
 
 from activities.keypool import KeyPool
 from riskflow.endpoints import Endpoints
+from riskflow.errors import ConfigError
 from riskflow.models import Assessment, Provenance, RiskLevel
 from riskflow.names import camera_alerts_key, camera_latest_key
-from riskflow.settings import Settings
+from riskflow.settings import Settings, load_settings
 from tests.console_server import (
     OPERATOR_TOKEN,
     PASSWORD,
@@ -257,3 +260,32 @@ async def test_language_from_the_browser_then_the_switch(http: httpx.AsyncClient
     assert '<html lang="zh-CN">' in remembered.text
     refused = await http.post("/lang", data={"lang": "xx", "csrf_token": csrf_of(english)})
     assert refused.status_code == 422 and "unknown language" in refused.text
+
+
+@pytest.mark.parametrize("target", ["//evil.example/", "https://evil.example/", "javascript:x"])
+async def test_login_never_redirects_off_site(http: httpx.AsyncClient, target: str) -> None:
+    page = await http.get("/login", params={"next": target})
+    assert target not in page.text
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert csrf is not None
+    form = {"username": "viewer", "password": PASSWORD, "csrf_token": csrf.group(1)}
+    response = await http.post("/login", data={**form, "next": target})
+    assert response.status_code == 303 and response.headers["location"] == "/"
+
+
+@pytest.mark.parametrize(
+    ("user", "field"),
+    [
+        ({"username": "a", "password_hash": "plain-text"}, "password_hash"),  # not a hash
+        ({"username": "a b", "password_hash": "$argon2id$v=19$x"}, "username"),
+        ({"username": "a", "password_hash": "$argon2id$v=19$x", "role": "root"}, "role"),
+    ],
+)
+def test_bad_console_users_stop_the_start_with_the_file_and_field(
+    tmp_path: Path, user: dict[str, str], field: str
+) -> None:
+    (tmp_path / "console.yaml").write_text(yaml.safe_dump({"console": {"users": [user]}}))
+    with pytest.raises(ConfigError) as caught:
+        load_settings(tmp_path)
+    message = str(caught.value)
+    assert "console.yaml" in message and f"console.users.0.{field}" in message, message
