@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from console.state import ConsoleState
 from riskflow.endpoints import Endpoints
 from riskflow.redis_client import redis_client
 from riskflow.settings import Settings
+from riskflow.shutdown import stop_on_signals
 
 logger = logging.getLogger(__name__)
 
@@ -117,9 +118,19 @@ async def _redis_down(request: Request, exc: Exception) -> Response:
     return JSONResponse({"detail": f"Redis is unavailable: {type(exc).__name__}"}, 503)
 
 
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handlers: the caller's `stop` event decides (uvicorn's
+    would re-raise the signal after shutdown and end the process with it)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
 async def serve(settings: Settings, session_secret: str, stop: asyncio.Event | None = None) -> None:
-    """Run the console on `console.host:console.port` until SIGINT/SIGTERM or until `stop` is
-    set. A port already taken ends it with SystemExit (uvicorn's)."""
+    """Run the console on `console.host:console.port` until `stop` is set (default: until
+    SIGINT/SIGTERM, `riskflow.shutdown`). A port already taken ends it with SystemExit
+    (uvicorn's)."""
     config = uvicorn.Config(
         create_app(settings, session_secret),
         host=settings.console.host,
@@ -127,9 +138,9 @@ async def serve(settings: Settings, session_secret: str, stop: asyncio.Event | N
         log_config=None,
         access_log=False,
     )
-    server = uvicorn.Server(config)
+    server = _Server(config)
     serving = asyncio.create_task(server.serve())
-    stopping = asyncio.create_task((stop or asyncio.Event()).wait())
+    stopping = asyncio.create_task((stop or stop_on_signals()).wait())
     try:
         await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
     finally:

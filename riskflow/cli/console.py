@@ -60,7 +60,7 @@ def hash_password(
     from console.auth import hash_password as argon2_hash
     from console.auth import hash_token
 
-    secret = typer.prompt("token" if token else "password", hide_input=True)
+    secret = typer.prompt("token" if token else "password", hide_input=True, err=True)
     if not secret:
         raise typer.BadParameter("empty")
     print(hash_token(secret) if token else argon2_hash(secret))
