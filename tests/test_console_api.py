@@ -289,3 +289,20 @@ def test_bad_console_users_stop_the_start_with_the_file_and_field(
         load_settings(tmp_path)
     message = str(caught.value)
     assert "console.yaml" in message and f"console.users.0.{field}" in message, message
+
+
+HOSTILE = '<img src=x onerror="alert(1)"><script>alert(2)</script>'
+
+
+async def test_llm_text_is_escaped_on_every_page(http: httpx.AsyncClient, redis: Redis) -> None:
+    hostile = assessment("cam-a", RiskLevel.HIGH, 1).model_copy(update={"summary": HOSTILE})
+    await redis.set(camera_latest_key("cam-a"), hostile.model_dump_json())
+    await redis.lpush(camera_alerts_key("cam-a"), hostile.model_dump_json())
+    await login(http, "viewer")
+    for path in ("/", "/alerts", "/alerts?camera=cam-a"):
+        body = (await http.get(path)).text
+        assert "<script>alert" not in body and "<img src=x" not in body, path
+        assert "&lt;script&gt;alert(2)&lt;/script&gt;" in body, path
+    headers = (await http.get("/")).headers
+    assert "script-src" not in headers["content-security-policy"]  # default-src 'self' only
+    assert "default-src 'self'" in headers["content-security-policy"]

@@ -81,6 +81,8 @@ async def _login(browser: object, url: str, user: str) -> object:
 
 
 LEVELS = ["none", "low", "medium", "critical"]
+# LLM-written text is untrusted: it must show as text, never run.
+HOSTILE = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script>'
 
 
 def _assessment(camera: str, level: str) -> Assessment:
@@ -96,7 +98,7 @@ def _assessment(camera: str, level: str) -> Assessment:
         frame_id=1,
         risk_level=RiskLevel(level),
         risk_score=RiskLevel(level).rank * 20,
-        summary=f"a scene at level {level}",
+        summary=f"a scene at level {level}" + (f" {HOSTILE}" if level == LEVELS[0] else ""),
     )
 
 
@@ -122,6 +124,9 @@ async def test_a_fall_on_kafka_turns_the_tile_red_without_reload(
         await redis.set(camera_latest_key(other), _assessment(other, level).model_dump_json())
     for other, level in others.items():
         await page.wait_for_selector(f"#tile-{other}[data-level='{level}']")
+    first = page.locator(f"#tile-{next(iter(others))} .summary")
+    assert HOSTILE in await first.inner_text()
+    assert await page.evaluate("window.__pwned") is None
     await page.screenshot(path=str(tmp_path / "cameras-before.png"), full_page=True)
 
     bridged = settings.model_copy(
