@@ -62,6 +62,7 @@ class Authenticator:
     username (`login_attempts` a minute, in this process)."""
 
     WINDOW_SECONDS = 60.0
+    MAX_TRACKED = 10_000  # usernames with recent failures kept (a flood of names stays bounded)
 
     def __init__(self, settings: ConsoleSettings) -> None:
         self._users = {u.username: u for u in settings.users}
@@ -88,9 +89,19 @@ class Authenticator:
             user = None
         if user is None:
             failures.append(now)
+            self._forget_stale(now)
             return None
         failures.clear()
         return Principal(user.username, user.role, "session")
+
+    def _forget_stale(self, now: float) -> None:
+        if len(self._failures) <= self.MAX_TRACKED:
+            return
+        cutoff = now - self.WINDOW_SECONDS
+        for name in [n for n, times in self._failures.items() if not times or times[-1] < cutoff]:
+            del self._failures[name]
+        while len(self._failures) > self.MAX_TRACKED:  # all recent: drop the oldest names
+            del self._failures[next(iter(self._failures))]
 
     def token(self, token: str) -> Principal | None:
         digest = hash_token(token)

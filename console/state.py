@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from fastapi import Request
 from fastapi.templating import Jinja2Templates
 
-from console.auth import Authenticator
 from console.data import parse_assessment
 from console.live import LiveTiles
 from riskflow.models import Assessment
@@ -32,6 +31,3 @@ class ConsoleState:
 def state_of(request: Request) -> ConsoleState:
     state: ConsoleState = request.app.state.console
     return state
-
-
-__all__ = ["Authenticator", "ConsoleState", "state_of"]

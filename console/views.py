@@ -48,13 +48,14 @@ async def camera_page(
     """Cameras in site order (the configuration's), then by id; filtered by site and by the
     latest level (`min_level`: at least this level)."""
     site_rank = {site.id: i for i, site in enumerate(settings.sites)}
+    site_of = {c: settings.site(c).id for c in cameras}
     chosen = [
         c
         for c in cameras
-        if (filters.site is None or settings.site(c).id == filters.site)
+        if (filters.site is None or site_of[c] == filters.site)
         and (filters.camera is None or c == filters.camera)
     ]
-    chosen.sort(key=lambda c: (site_rank.get(settings.site(c).id, len(site_rank)), c))
+    chosen.sort(key=lambda c: (site_rank.get(site_of[c], len(site_rank)), c))
     latest = await read_latest(redis, chosen)
     if filters.min_level is not None:
         chosen = [c for c in chosen if _at_least(latest[c], filters.min_level)]
