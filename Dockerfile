@@ -16,6 +16,7 @@ COPY workflows ./workflows
 COPY activities ./activities
 COPY workers ./workers
 COPY detection_edge ./detection_edge
+COPY console ./console
 COPY deploy/config /etc/riskflow
 
 FROM base AS pipeline

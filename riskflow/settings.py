@@ -23,6 +23,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from riskflow.channels import NotificationSettings
+from riskflow.console_config import ConsoleSettings
 from riskflow.edge_config import CameraConfig, EdgeSettings
 from riskflow.errors import ConfigError
 from riskflow.keyconfig import KeysConfig
@@ -34,7 +35,7 @@ from riskflow.significance_config import CameraRules, SignificanceConfig
 from riskflow.sites import SiteConfig, check_sites, site_of
 from riskflow.telemetry import TracingSettings
 
-CONFIG_FILES = ("riskflow.yaml", "api_keys.yaml", "cameras.yaml", "sites.yaml")
+CONFIG_FILES = ("riskflow.yaml", "api_keys.yaml", "cameras.yaml", "sites.yaml", "console.yaml")
 ENV_PREFIX = "RISKFLOW_"
 LLM_CALL_MARGIN_SECONDS = 15.0  # an LLM activity beyond its request timeout and slot wait
 
@@ -225,6 +226,7 @@ class Settings(BaseSettings):
     edge: EdgeSettings = EdgeSettings()
     replay: ReplaySettings = ReplaySettings()
     supervisor: SupervisorSettings = SupervisorSettings()
+    console: ConsoleSettings = ConsoleSettings()
     config_dir: Path = Path("config")
 
     @field_validator("cameras")

@@ -29,6 +29,7 @@ async def test_demo_once_assesses_every_camera_and_cleans_up(
         for name in ("TEMPORAL", "TEMPORAL_UI", "KAFKA", "DASHSCOPE", "RECEIVER", "SMTP")
     }
     timeouts = group_timeouts(LocalStackSettings())
+    console_port = free_port()
     env = {
         **os.environ,
         "RISKFLOW_LOCAL__STATE_DIR": str(tmp_path / "state"),
@@ -38,6 +39,7 @@ async def test_demo_once_assesses_every_camera_and_cleans_up(
         "RISKFLOW_KAFKA__SESSION_TIMEOUT_MS": str(timeouts.session_timeout_ms),
         "RISKFLOW_KAFKA__HEARTBEAT_INTERVAL_MS": str(timeouts.heartbeat_interval_ms),
         "RISKFLOW_METRICS__ENABLED": "false",
+        "RISKFLOW_CONSOLE__PORT": str(console_port),
     }
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -62,9 +64,12 @@ async def test_demo_once_assesses_every_camera_and_cleans_up(
     assert "Notifications received" in text and "/admin/notifications" in text
     # Redis was configured, not ours
     assert "stopped: temporal, receiver, dashscope, kafka" in text, text
+    console_line = f"Console:          http://127.0.0.1:{console_port}/"
+    assert console_line in text and "log in as demo / demo-password-change-me" in text, text
+    assert "console not started" not in text, text
     for camera in ("cam1", "cam2"):
         latest = json.loads(await redis.get(camera_latest_key(camera)))
         assert latest["status"] == "assessed" and latest["risk_level"] in ("high", "critical")
         assert await redis.llen(camera_alerts_key(camera)) >= 1
-    assert all(port_is_free("127.0.0.1", port) for port in ports.values())
+    assert all(port_is_free("127.0.0.1", port) for port in [*ports.values(), console_port])
     assert not list((tmp_path / "state" / "pids").glob("*.pid"))

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("riskflow", "activities", "workflows", "workers", "detection_edge")
+PACKAGES = ("riskflow", "activities", "workflows", "workers", "detection_edge", "console")
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 
 
@@ -62,6 +62,10 @@ def test_the_tree_keeps_its_layers() -> None:
         ("workers/worker.py", "from riskflow.devstack.localstack import stack", "Dev tooling"),
         ("workflows/assessment.py", "import redis", "Workflows import no I/O"),
         ("activities/llm.py", "import cv2", "Only the detection edge"),
+        ("console/app.py", "from riskflow.devstack.localstack import stack", "Dev tooling"),
+        ("console/api.py", "import riskflow.cli.app", "Entry points > workers"),
+        ("activities/keypool.py", "import console.app", "Entry points > workers"),
+        ("riskflow/settings.py", "import console.auth", "kernel"),
     ],
 )
 def test_a_breach_is_caught(tmp_path: Path, module: str, line: str, broken: str) -> None:

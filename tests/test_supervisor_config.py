@@ -45,7 +45,10 @@ def test_each_worker_has_its_own_ports_log_and_stop_timeout(tmp_path: Path) -> N
     conf = _parsed(render(layout, settings, "/venv/bin/python", Path("config"), items))
     worker = conf["program:worker-3"]
     assert worker["stdout_logfile"] == str(tmp_path / "state" / "logs" / "worker-3.log")
-    assert worker["stopwaitsecs"] == "33"
+    # The worker's grace is never less than one LLM call (30 s request + 5 s slot wait +
+    # 15 s), so 50 s rather than the configured 30 s, plus the 3 s margin.
+    assert settings.worker_shutdown_seconds() == 50
+    assert worker["stopwaitsecs"] == "53"
     assert worker["stopasgroup"] == worker["killasgroup"] == "true"
     assert conf["supervisord"]["pidfile"] == str(tmp_path / "state" / "pids" / "supervisord.pid")
 

@@ -26,6 +26,7 @@ from riskflow.cli import (
     topics,
     worker,
 )
+from riskflow.cli import console as console_cli
 from riskflow.cli.common import console
 from riskflow.errors import RiskflowError
 from riskflow.events import DetectionEvent
@@ -45,6 +46,7 @@ app.add_typer(bridge.app, name="bridge", no_args_is_help=True)
 app.add_typer(edge.app, name="edge", no_args_is_help=True)
 app.add_typer(pipeline.app, name="pipeline", no_args_is_help=True)
 app.add_typer(replay.app, name="replay", no_args_is_help=True)
+app.add_typer(console_cli.app, name="console", no_args_is_help=True)
 app.command("demo")(demo.demo)
 app.command("up")(services.up)
 app.command("down")(services.down)

@@ -34,6 +34,7 @@ def dev_up(ctx: typer.Context) -> None:
     with console.status("starting the local stack..."):
         statuses = asyncio.run(stack.up())
     print_status(statuses, stack.endpoints)
+    console.print("Operator console: riskflow console run")
 
 
 @app.command("down")

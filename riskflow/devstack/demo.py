@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import importlib.util
 import json
+import secrets
 import time
 from collections import Counter
 from collections.abc import Coroutine
@@ -161,6 +162,7 @@ def _where_to_look(settings: Settings, progress: Progress) -> None:
     console.print(f"  Alerts:           {redis} LRANGE {camera_alerts_key(camera)} 0 -1")
     console.print("  Key pool:         riskflow keys status")
     console.print(f"  Notifications:    curl {endpoints.receiver}/admin/notifications")
+    _console_line(settings)
 
 
 async def _print_notifications(settings: Settings) -> None:
@@ -169,6 +171,26 @@ async def _print_notifications(settings: Settings) -> None:
     console.print(f"\n[bold]Notifications received[/bold] ({len(arrived)})")
     for notification in arrived[-20:]:
         console.print("  " + receiver_client.describe(notification))
+
+
+def _console_line(settings: Settings) -> None:
+    url = f"http://{settings.console.host}:{settings.console.port}/"
+    # The demo user of the shipped config/console.yaml (a demo password, never for real use).
+    demo_user = any(u.username == "demo" for u in settings.console.users)
+    login = "  (log in as demo / demo-password-change-me)" if demo_user else ""
+    console.print(f"  Console:          {url}{login}")
+
+
+async def _serve_console(settings: Settings, stop: asyncio.Event) -> None:
+    """The operator console for the demo; the demo goes on without it if its port is taken."""
+    from console.app import serve
+
+    quick = settings.console.model_copy(update={"discover_seconds": 2.0})
+    try:
+        await serve(settings.model_copy(update={"console": quick}), secrets.token_urlsafe(32), stop)
+    except (OSError, SystemExit):
+        port = settings.console.port
+        console.print(f"[yellow]console not started: port {port} is taken[/yellow]")
 
 
 def _cameras(settings: Settings, count: int, source: str | None) -> list[CameraConfig] | None:
@@ -236,8 +258,10 @@ async def run_demo(settings: Settings, options: DemoOptions) -> bool:
         tasks += [
             asyncio.create_task(run_worker(settings, stop)),
             asyncio.create_task(run_bridge(settings, stop)),
+            asyncio.create_task(_serve_console(settings, stop)),
         ]
         await asyncio.sleep(1)  # the bridge joins its group
+        _console_line(settings)
         source: Coroutine[Any, Any, None] = (
             _edge(settings, progress, cameras)
             if cameras

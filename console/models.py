@@ -1,0 +1,99 @@
+"""The console API's response models (and so its OpenAPI document)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Generic, TypeVar
+
+from pydantic import BaseModel, Field
+
+from riskflow.models import RiskLevel
+
+T = TypeVar("T")
+
+CAMERA_ID_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
+
+
+class Page(BaseModel, Generic[T]):
+    """One page of a list: `items`, the `total` matching the filters, `offset` and `limit`."""
+
+    items: list[T]
+    total: int = Field(ge=0)
+    offset: int = Field(ge=0)
+    limit: int = Field(ge=1)
+
+
+class AssessmentView(BaseModel):
+    """A camera's assessment as the console shows it (no key secrets: `key_id` only)."""
+
+    assessment_id: str
+    camera_id: str
+    situation: str
+    status: str
+    risk_level: RiskLevel | None = None
+    risk_score: int | None = None
+    summary: str = ""
+    hazards: list[str] = Field(default_factory=list)
+    recommended_actions: list[str] = Field(default_factory=list)
+    captured_at: datetime
+    assessed_at: datetime
+    key_id: str = ""
+    has_snapshot: bool = False
+
+
+class CameraView(BaseModel):
+    """One camera tile: its site, latest assessment (if any) and open-incident count."""
+
+    camera_id: str
+    site_id: str
+    site_name: str
+    latest: AssessmentView | None = None
+    open_incidents: int = Field(ge=0, description="open incidents of this camera")
+
+
+class KeyView(BaseModel):
+    """One API key's state (never its secret). Cooldown in seconds."""
+
+    key_id: str
+    quota_group: str
+    enabled: bool
+    disabled_reason: str
+    qps_limit: int
+    rpm_limit: int
+    max_concurrency: int
+    used_last_second: int
+    used_last_minute: int
+    in_flight: int
+    cooldown_remaining_seconds: float
+    strikes: int
+
+
+class QuotaGroupView(BaseModel):
+    """A quota group's limits (0: none configured) and calls in the last 1 s and 60 s."""
+
+    name: str
+    qps_limit: int
+    rpm_limit: int
+    used_last_second: int
+    used_last_minute: int
+
+
+class KeyPoolView(BaseModel):
+    keys: list[KeyView]
+    groups: list[QuotaGroupView]
+
+
+class HealthView(BaseModel):
+    status: str = Field(description="ok, or degraded when Redis does not answer")
+    redis: bool
+
+
+class ActionResult(BaseModel):
+    ok: bool
+    message: str
+
+
+class Problem(BaseModel):
+    """Every error: `detail` says what was wrong."""
+
+    detail: str | list[dict[str, object]]

@@ -1,0 +1,86 @@
+"""`config/console.yaml`: the operator console's address, users, bearer tokens and sessions.
+
+```yaml
+console:
+  host: 127.0.0.1
+  port: 8300
+  session_secret_env: RISKFLOW_CONSOLE_SECRET   # signs session cookies; unset: a random one
+  users:                                        # passwords hashed: `riskflow console hash-password`
+    - {username: demo, password_hash: "$argon2id$...", role: operator}
+  tokens:                                       # bearer tokens, stored as SHA-256 hex
+    - {name: wallboard, token_sha256: "9f86d0...", role: viewer}
+```
+
+Roles, each including the ones before it: `viewer` (sees everything), `operator` (also acts
+on incidents), `admin`. Secrets never appear here in clear: passwords as argon2 hashes,
+tokens as SHA-256 digests (tokens are random and long, so a fast hash is enough).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class Role(StrEnum):
+    VIEWER = "viewer"
+    OPERATOR = "operator"
+    ADMIN = "admin"
+
+    @property
+    def rank(self) -> int:
+        return list(Role).index(self)
+
+    def allows(self, needed: Role) -> bool:
+        """True when this role includes `needed` (admin > operator > viewer)."""
+        return self.rank >= needed.rank
+
+
+class ConsoleUser(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    username: str = Field(pattern=r"^[A-Za-z0-9_.@-]{1,64}$")
+    password_hash: str = Field(pattern=r"^\$argon2(id|i|d)\$", description="argon2 PHC string")
+    role: Role = Role.VIEWER
+
+
+class ConsoleToken(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.@-]{1,64}$")
+    token_sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="hex SHA-256 of the token")
+    role: Role = Role.VIEWER
+
+
+class ConsoleSettings(BaseModel):
+    """Where the console listens, who may log in, and how its sessions behave."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8300, ge=0, lt=65536)
+    session_secret_env: str = Field(
+        default="RISKFLOW_CONSOLE_SECRET", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$"
+    )
+    session_max_age_seconds: int = Field(default=12 * 3600, gt=0)
+    secure_cookies: bool = Field(default=False, description="set behind HTTPS")
+    users: list[ConsoleUser] = Field(default_factory=list)
+    tokens: list[ConsoleToken] = Field(default_factory=list)
+    poll_seconds: float = Field(
+        default=0.5, gt=0, le=60, description="how often live tiles read camera:{id}:latest"
+    )
+    discover_seconds: float = Field(
+        default=10.0, gt=0, description="how often cameras not in the configuration are looked up"
+    )
+    login_attempts: int = Field(default=5, gt=0, description="failed logins per user and minute")
+
+    @model_validator(mode="after")
+    def _unique(self) -> ConsoleSettings:
+        names = [u.username for u in self.users]
+        if len(names) != len(set(names)):
+            raise ValueError(f"console usernames must be unique: {names}")
+        tokens = [t.name for t in self.tokens]
+        if len(tokens) != len(set(tokens)):
+            raise ValueError(f"console token names must be unique: {tokens}")
+        return self

@@ -1,0 +1,187 @@
+"""The console in real headless Chromium (Debian `chromium`, driven by Playwright with the
+system executable) on the real local stack: a fall event produced to Kafka goes through the
+real bridge and worker and turns its camera's tile red without a reload; a viewer sees no
+action buttons and gets 403 from an action endpoint; a logged-out visitor is sent to the
+login page. Screenshots of the camera grid are written under the test's tmp dir."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from redis.asyncio import Redis
+from temporalio.client import Client
+
+from riskflow.devstack.simulate import scene_event
+from riskflow.endpoints import Endpoints
+from riskflow.kafka import make_producer
+from riskflow.models import Assessment, RiskLevel
+from riskflow.names import DETECTION_TOPIC, camera_latest_key
+from riskflow.settings import BridgeSettings, Settings
+from tests.conftest import running_worker
+from tests.console_server import PASSWORD, RunningConsole, console_settings, running_console
+from workers.bridge import run_bridge
+
+playwright_api = pytest.importorskip("playwright.async_api")
+
+CHROMIUM = Path("/usr/bin/chromium")
+HAVE_CHROMIUM = CHROMIUM.exists()
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+DOCS_SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "console.png"
+UI_TIMEOUT_MS = 60_000
+
+
+@pytest.fixture(scope="module")
+async def browser() -> AsyncIterator[object]:
+    if not HAVE_CHROMIUM:
+        if os.environ.get("CI"):
+            pytest.fail("/usr/bin/chromium is missing (.ci/run installs Debian's chromium)")
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    async with playwright_api.async_playwright() as pw:
+        launched = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield launched
+        finally:
+            await launched.close()
+
+
+def _cameras(unique: str) -> list[str]:
+    return [f"ui-{unique}-{i}" for i in range(6)]
+
+
+@pytest.fixture
+def served(settings: Settings, stack: Endpoints, unique: str) -> Iterator[RunningConsole]:
+    with running_console(console_settings(settings, _cameras(unique))) as running:
+        yield running
+
+
+async def _login(browser: object, url: str, user: str) -> object:
+    page = await browser.new_page(viewport={"width": 1280, "height": 800})  # type: ignore[attr-defined]
+    page.set_default_timeout(UI_TIMEOUT_MS)
+    await page.goto(url + "/")
+    assert "/login" in page.url  # logged out: sent to the login page
+    await page.fill("#username", user)
+    await page.fill("#password", PASSWORD)
+    await page.click("#login-submit")
+    await page.wait_for_url(url + "/")
+    await page.wait_for_selector("body[data-live='yes']")  # the event stream is open
+    return page
+
+
+LEVELS = ["none", "low", "medium", "critical"]
+# LLM-written text is untrusted: it must show as text, never run.
+HOSTILE = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script>'
+
+
+def _assessment(camera: str, level: str) -> Assessment:
+    now = datetime.now(UTC)
+    return Assessment(
+        assessment_id=f"seed-{camera}",
+        camera_id=camera,
+        situation="seed",
+        status="assessed",
+        captured_at=now,
+        captured_ms=int(now.timestamp() * 1000),
+        assessed_at=now,
+        frame_id=1,
+        risk_level=RiskLevel(level),
+        risk_score=RiskLevel(level).rank * 20,
+        summary=f"a scene at level {level}" + (f" {HOSTILE}" if level == LEVELS[0] else ""),
+    )
+
+
+async def test_a_fall_on_kafka_turns_the_tile_red_without_reload(
+    redis: Redis,
+    browser: object,
+    served: RunningConsole,
+    settings: Settings,
+    stack: Endpoints,
+    client: Client,
+    task_queue: str,
+    unique: str,
+    tmp_path: Path,
+) -> None:
+    camera = _cameras(unique)[2]
+    page = await _login(browser, served.url, "op")
+    tile = page.locator(f"#tile-{camera}")  # type: ignore[attr-defined]
+    assert await tile.get_attribute("data-level") == "unknown"
+    await page.evaluate("window.__sameDocument = true")  # gone if the page reloads
+    # Neighbours at other levels (written as aggregation writes them), drawn live too.
+    others = dict(zip([c for c in _cameras(unique) if c != camera], LEVELS, strict=False))
+    for other, level in others.items():
+        await redis.set(camera_latest_key(other), _assessment(other, level).model_dump_json())
+    for other, level in others.items():
+        await page.wait_for_selector(f"#tile-{other}[data-level='{level}']")
+    first = page.locator(f"#tile-{next(iter(others))} .summary")
+    assert HOSTILE in await first.inner_text()
+    assert await page.evaluate("window.__pwned") is None
+    await page.screenshot(path=str(tmp_path / "cameras-before.png"), full_page=True)
+
+    bridged = settings.model_copy(
+        update={
+            "bridge": BridgeSettings(group_id=f"ui-{unique}"),
+            "temporal": settings.temporal.model_copy(update={"task_queue": task_queue}),
+        }
+    )
+    stop = asyncio.Event()
+    producer = make_producer(stack.kafka, settings.kafka)
+    await producer.start()
+    try:
+        async with running_worker(client, bridged, stack, task_queue):
+            bridge = asyncio.create_task(run_bridge(bridged, stop))
+            try:
+                event = scene_event(camera, 1, datetime.now(UTC), people=2, falls=1)
+                await producer.send_and_wait(
+                    DETECTION_TOPIC, event.model_dump_json().encode(), key=camera.encode()
+                )
+                await page.wait_for_selector(f"#tile-{camera}[data-level='high']")
+            finally:
+                stop.set()
+                await asyncio.wait_for(bridge, 30)
+    finally:
+        await producer.stop()
+
+    assert await page.evaluate("window.__sameDocument") is True  # no reload happened
+    assert await tile.locator(".word").inner_text() == "High"  # the word, not only a colour
+    background = await tile.evaluate("el => getComputedStyle(el).backgroundColor")
+    assert background == "rgb(197, 34, 31)"  # red
+    assert await page.locator(".tile[data-level='unknown']").count() == 1
+    shot = tmp_path / "cameras.png"
+    await page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 0
+    if os.environ.get("RISKFLOW_UPDATE_SCREENSHOT"):
+        shutil.copyfile(shot, DOCS_SCREENSHOT)
+    await page.close()
+
+
+async def test_a_viewer_sees_no_action_buttons_and_is_refused_an_action(
+    browser: object, served: RunningConsole
+) -> None:
+    page = await _login(browser, served.url, "viewer")
+    assert await page.locator("[data-action], button.action").count() == 0  # type: ignore[attr-defined]
+    status = await page.evaluate(  # type: ignore[attr-defined]
+        """async () => {
+            const csrf = document.querySelector('meta[name=csrf-token]').content;
+            const r = await fetch('/api/incidents/inc-1/actions/acknowledge',
+                                  {method: 'POST', headers: {'X-CSRF-Token': csrf}});
+            return [r.status, (await r.json()).detail];
+        }"""
+    )
+    assert status[0] == 403 and "viewer" in status[1]
+    await page.click("button:has-text('Log out')")  # type: ignore[attr-defined]
+    await page.wait_for_url(served.url + "/login")  # type: ignore[attr-defined]
+    refused = await page.evaluate("async () => (await fetch('/api/cameras')).status")  # type: ignore[attr-defined]
+    assert refused == 401
+    await page.close()  # type: ignore[attr-defined]
