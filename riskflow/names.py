@@ -5,7 +5,8 @@ from __future__ import annotations
 DETECTION_TOPIC = "detection-results"
 RESULTS_TOPIC = "risk-assessment-results"
 DEAD_LETTER_TOPIC = "detection-results-dlq"
-ALL_TOPICS = (DETECTION_TOPIC, RESULTS_TOPIC, DEAD_LETTER_TOPIC)
+INCIDENT_TOPIC = "incident-events"  # riskflow.incidents.IncidentEvent, key: camera id
+ALL_TOPICS = (DETECTION_TOPIC, RESULTS_TOPIC, DEAD_LETTER_TOPIC, INCIDENT_TOPIC)
 
 TASK_QUEUE = "risk-assessment"
 BRIDGE_GROUP = "riskflow-bridge"
@@ -41,3 +42,29 @@ def assessment_key(assessment_id: str) -> str:
 
 # Key pool: all keys share one hash tag so the Lua scripts stay valid on Redis Cluster.
 KEYPOOL_PREFIX = "rf:kp:{pool}"
+
+
+# Incidents: each one's current state, the open ones per site and camera, an index of all.
+INCIDENT_INDEX = "incidents:index"  # sorted set: incident id -> opened (ms)
+INCIDENT_OPEN_SEVERITY = "incidents:open:severity"  # hash: open incident id -> severity
+
+
+def incident_key(incident_id: str) -> str:
+    """The incident's current state: `riskflow.incidents.IncidentView` as JSON."""
+    return f"incident:{incident_id}"
+
+
+def site_open_incidents_key(site_id: str) -> str:
+    """Sorted set of the site's open incident ids, scored by opened (ms)."""
+    return f"incidents:open:site:{site_id}"
+
+
+def camera_open_incidents_key(camera_id: str) -> str:
+    """Sorted set of the camera's open incident ids, scored by opened (ms)."""
+    return f"incidents:open:camera:{camera_id}"
+
+
+def incident_closed_key(workflow_id: str) -> str:
+    """Until when (ms, capture time) frames of this camera and family belong to its last
+    closed incident: they open nothing."""
+    return f"incident:closed:{workflow_id}"

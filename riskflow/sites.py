@@ -23,6 +23,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from riskflow.incident_config import IncidentConfig
+
 DEFAULT_SITE_ID = "default"
 
 Language = Literal["zh-CN", "en"]
@@ -39,6 +41,9 @@ class SiteConfig(BaseModel):
     language: Language = "en"
     timezone: str = "UTC"
     cameras: list[str] = Field(default_factory=list)
+    incidents: IncidentConfig | None = Field(
+        default=None, description="this site's incident behaviour; unset: `incidents:`"
+    )
 
     @field_validator("timezone")
     @classmethod

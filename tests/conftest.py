@@ -49,6 +49,9 @@ def local_settings(state_dir: Path, **overrides: object) -> Settings:
     kafka = KafkaSettings(session_timeout_ms=2000, heartbeat_interval_ms=500)
     overrides.setdefault("metrics", MetricsSettings(enabled=False))  # in-process: no servers
     settings = load_settings(CONFIG, local=local, kafka=kafka, **overrides)
+    if "bridge" not in overrides:  # the suites of the assessment path; incidents opt in
+        bridge = settings.bridge.model_copy(update={"mode": "assessments"})
+        settings = settings.model_copy(update={"bridge": bridge})
     # Key cooldowns run on Redis' clock, not the workflow's: keep them short where tests
     # skip workflow time, so a skipped timer does not spin against a cooling key.
     scheduler = settings.keys.scheduler.model_copy(update={"error_cooldown_seconds": 0.05})
@@ -239,4 +242,5 @@ def cli_env(settings: Settings) -> dict[str, str]:
         "RISKFLOW_LOCAL__KAFKA_PORT": str(local.kafka_port),
         "RISKFLOW_LOCAL__REDIS_PORT": str(local.redis_port),
         "RISKFLOW_LOCAL__DASHSCOPE_PORT": str(local.dashscope_port),
+        "RISKFLOW_BRIDGE__MODE": settings.bridge.mode,
     }

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 from redis.asyncio import Redis
@@ -15,9 +16,11 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.aggregate import AggregateActivities, ResultPublisher
+from activities.incidents import IncidentActivities
 from activities.keypool import KeyPool
 from activities.lease import LeaseActivities
 from activities.llm import LLMActivities
+from activities.notify import NotifyActivities
 from activities.providers.base import LLMClient
 from activities.providers.dashscope import DashScopeClient
 from activities.task import TaskActivities
@@ -31,6 +34,7 @@ from workers import keypool_metrics
 from workers.client import connect_process
 from workers.interceptors import MetricsInterceptor
 from workflows.assessment import RiskAssessmentWorkflow
+from workflows.incident import IncidentWorkflow
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +47,15 @@ class WorkerDeps:
     ring: KeyRing
 
 
-def build_worker(client: Client, settings: Settings, deps: WorkerDeps, task_queue: str) -> Worker:
+def build_worker(
+    client: Client,
+    settings: Settings,
+    deps: WorkerDeps,
+    task_queue: str,
+    notify: Callable[..., Awaitable[Any]] | None = None,
+) -> Worker:
+    """The worker of both workflows and every activity. `notify` replaces the notification
+    channels' activity (tests record what would be sent)."""
     pool = KeyPool(deps.redis, settings.keys.scheduler)
     task = TaskActivities(deps.redis, settings.llm)
     lease = LeaseActivities(pool)
@@ -54,11 +66,20 @@ def build_worker(client: Client, settings: Settings, deps: WorkerDeps, task_queu
     llm = LLMActivities(pool, deps.ring, deps.llm, deps.redis, settings.keys.scheduler, reload_ring)
     cameras = CameraLabels([c.id for c in settings.cameras], settings.metrics.max_camera_labels)
     aggregate = AggregateActivities(deps.redis, deps.producer, settings.aggregate, cameras)
+    incidents = IncidentActivities(deps.redis, deps.producer, cameras)
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[RiskAssessmentWorkflow],
-        activities=[task.build_task, lease.acquire_lease, llm.call_llm, aggregate.aggregate],
+        workflows=[RiskAssessmentWorkflow, IncidentWorkflow],
+        activities=[
+            task.build_task,
+            lease.acquire_lease,
+            llm.call_llm,
+            aggregate.aggregate,
+            incidents.gate,
+            incidents.record,
+            notify or NotifyActivities().notify,
+        ],
         interceptors=[MetricsInterceptor()],
         workflow_runner=SandboxedWorkflowRunner(
             restrictions=SandboxRestrictions.default.with_passthrough_modules(
