@@ -9,6 +9,9 @@ but `workflow.now()`.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from temporalio import workflow
@@ -137,9 +140,8 @@ class IncidentWorkflow:
                 break
             self._changed = False
             wait = self._next_wake(inp, view) - workflow.now()
-            await workflow.wait_condition(
-                lambda: bool(self._pending) or self._changed,
-                timeout=max(wait, timedelta(seconds=1)),
+            await _wait(
+                lambda: bool(self._pending) or self._changed, max(wait, timedelta(seconds=1))
             )
         await workflow.wait_condition(workflow.all_handlers_finished)
         return view
@@ -147,7 +149,7 @@ class IncidentWorkflow:
     async def _open(self, inp: IncidentStart) -> bool:
         """The first frame (the start signal) opens the incident, unless it belongs to an
         incident that closed after it was captured (a redelivered old frame)."""
-        await workflow.wait_condition(lambda: bool(self._pending), timeout=timedelta(minutes=5))
+        await _wait(lambda: bool(self._pending), timedelta(minutes=5))
         if not self._pending:
             return False
         first = self._pending[0]
@@ -435,6 +437,12 @@ class IncidentWorkflow:
     def _carry(self, inp: IncidentStart, view: IncidentView) -> IncidentStart:
         update = {"carried": view, "seen": self._seen, "pending": self._pending}
         return inp.model_copy(update={**update, "clear": self._clear})
+
+
+async def _wait(condition: Callable[[], bool], within: timedelta) -> None:
+    """Until `condition` holds or `within` (a durable timer) passes."""
+    with contextlib.suppress(asyncio.TimeoutError):
+        await workflow.wait_condition(condition, timeout=within)
 
 
 def _quiet_since(view: IncidentView) -> datetime:
