@@ -37,3 +37,15 @@ class UnknownKeyError(RiskflowError):
     def __init__(self, key_id: str) -> None:
         super().__init__(f"no secret configured for key id {key_id!r}")
         self.key_id = key_id
+
+
+class IncidentNotFound(RiskflowError):
+    """No incident has this id (its view is not in Redis, or has expired)."""
+
+    def __init__(self, incident_id: str) -> None:
+        super().__init__(f"no incident {incident_id!r} (see `riskflow incidents list`)")
+        self.incident_id = incident_id
+
+
+class IncidentActionRefused(RiskflowError):
+    """An operator action the incident refused: the message says why (e.g. it is resolved)."""

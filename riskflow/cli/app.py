@@ -14,7 +14,7 @@ import typer
 from aiokafka.errors import KafkaError
 from redis.exceptions import RedisError
 
-from riskflow.cli import bridge, demo, dev, edge, keys, pipeline, topics, worker
+from riskflow.cli import bridge, demo, dev, edge, incidents, keys, pipeline, topics, worker
 from riskflow.cli.common import console
 from riskflow.errors import RiskflowError
 from riskflow.events import DetectionEvent
@@ -33,6 +33,7 @@ app.add_typer(worker.app, name="worker", no_args_is_help=True)
 app.add_typer(bridge.app, name="bridge", no_args_is_help=True)
 app.add_typer(edge.app, name="edge", no_args_is_help=True)
 app.add_typer(pipeline.app, name="pipeline", no_args_is_help=True)
+app.add_typer(incidents.app, name="incidents", no_args_is_help=True)
 app.command("demo")(demo.demo)
 
 

@@ -1,0 +1,140 @@
+"""Incidents on the real local stack, through the bridge (`bridge.mode: incidents`): a
+continuous scene is one incident across many debounce windows, redelivered old frames never
+reopen a closed incident, and the operator CLI acts on it. Each bridge reads a topic of its own;
+notifications are recorded by the tests' stand-in `notify` activity."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from datetime import UTC, datetime, timedelta
+
+from redis.asyncio import Redis
+from temporalio.client import Client
+
+from riskflow.devstack.simulate import scene_event
+from riskflow.endpoints import Endpoints
+from riskflow.errors import IncidentActionRefused, IncidentNotFound
+from riskflow.incidents import IncidentState, OperatorAction, incident_workflow_id
+from riskflow.names import INCIDENT_TOPIC, incident_key
+from riskflow.settings import Settings
+from tests.conftest import cli_env, eventually, read_topic
+from tests.test_bridge_faults import bridge_on, handled, new_topic, sender, tuned
+from tests.test_incident_workflow import incident_worker
+from workers.incident_client import act, list_incidents, show_incident
+from workflows.incident import IncidentWorkflow
+
+FPS = 2
+
+
+async def test_a_continuous_fall_scene_is_one_incident_and_old_frames_never_reopen_it(
+    settings: Settings, stack: Endpoints, client: Client, redis: Redis, unique: str
+) -> None:
+    incidents = tuned(settings, f"inc-{unique}", mode="incidents")
+    topic = await new_topic(stack, settings, f"inc-{unique}")
+    camera = f"fall-{unique}"
+    # Three minutes of a person down at 2 fps: six 30 s debounce windows, 360 frames.
+    start = datetime.now(UTC) - timedelta(minutes=3)
+    events = [
+        scene_event(camera, n, start + timedelta(seconds=n / FPS), people=2, falls=1)
+        for n in range(3 * 60 * FPS)
+    ]
+    workflow_id = incident_workflow_id(camera, "hazard")
+    async with (
+        incident_worker(client, incidents, stack, incidents.temporal.task_queue) as sent,
+        sender(stack, settings) as producer,
+        bridge_on(topic, incidents, client, stack, f"inc-{unique}") as bridge,
+    ):
+        for event in events:
+            await producer.send(topic, event.model_dump_json().encode(), key=camera.encode())
+        await producer.send(topic, events[5].model_dump_json().encode(), key=camera.encode())
+        await handled(bridge, len(events) + 1, within=120)
+        handle = client.get_workflow_handle(workflow_id)
+
+        async def all_seen() -> bool:
+            view = await handle.query(IncidentWorkflow.incident)
+            return view is not None and view.frames_seen == len(events)
+
+        await eventually(all_seen, within=60)
+        view = await handle.query(IncidentWorkflow.incident)
+        assert view is not None and view.state == IncidentState.NOTIFIED
+        runs = [w async for w in client.list_workflows(f'WorkflowId = "{workflow_id}"')]
+        assert len(runs) == 1 and bridge.counts["signalled"] == len(events) + 1
+        assert [r.idempotency_key for r in sent.requests] == [f"{view.incident_id}:L0:ops-group"]
+        assert view.assessments == 1
+
+        # The operator resolves it; the same scene redelivered opens nothing.
+        state = await act(client, redis, view.incident_id, "resolve", OperatorAction(by="ops"))
+        assert state == IncidentState.RESOLVED
+        await handle.result()
+        for event in events[::60]:
+            await producer.send(topic, event.model_dump_json().encode(), key=camera.encode())
+        await handled(bridge, len(events) + 1 + len(events[::60]), within=60)
+
+        async def ignored() -> bool:
+            latest = [w async for w in client.list_workflows(f'WorkflowId = "{workflow_id}"')]
+            return len(latest) > 1 and all(w.status is not None and w.close_time for w in latest)
+
+        await eventually(ignored, within=30)
+        assert await list_incidents(redis, camera=camera) == []
+        assert len(sent.requests) == 2  # L0, and the resolution to ops-group
+        try:
+            await act(client, redis, view.incident_id, "ack", OperatorAction(by="late"))
+        except IncidentActionRefused as refused:
+            assert "resolved" in str(refused)
+        else:
+            raise AssertionError("acking a resolved incident was accepted")
+        try:
+            await show_incident(redis, "incident-nope-hazard-1")
+        except IncidentNotFound:
+            pass
+        else:
+            raise AssertionError("an unknown incident was found")
+
+        # A frame captured after the close is a new incident.
+        later = scene_event(camera, 10_000, datetime.now(UTC), people=2, falls=1)
+        await producer.send(topic, later.model_dump_json().encode(), key=camera.encode())
+
+        async def reopened() -> bool:
+            return len(await list_incidents(redis, camera=camera)) == 1
+
+        await eventually(reopened, within=30)
+        (second,) = await list_incidents(redis, camera=camera)
+        await client.get_workflow_handle(workflow_id).terminate("test over")
+    assert second.incident_id != view.incident_id
+    stored = json.loads(await redis.get(incident_key(view.incident_id)))
+    assert stored["state"] == "resolved" and stored["closed_by"] == "ops"
+    published = await read_topic(
+        stack.kafka, INCIDENT_TOPIC, lambda d: d.get("incident_id") == view.incident_id, 5
+    )
+    kinds = [p["kind"] for p in published]
+    assert kinds[:4] == ["opened", "assessed", "notified", "resolved"]
+
+
+async def test_cli_lists_shows_and_refuses_clearly(
+    settings: Settings, stack: Endpoints, redis: Redis, unique: str
+) -> None:
+    env = {**cli_env(settings), "PYTHONPATH": os.environ.get("PYTHONPATH", "")}
+
+    async def cli(*args: str) -> tuple[int, str]:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "riskflow.cli",
+            "incidents",
+            *args,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        out, _ = await asyncio.wait_for(proc.communicate(), 60)
+        return proc.returncode or 0, out.decode()
+
+    code, out = await cli("ack", f"incident-{unique}-hazard-1", "--by", "li")
+    assert code == 2 and "no incident" in out and "Traceback" not in out
+    code, out = await cli("list", "--camera", f"none-{unique}")
+    assert code == 0 and "0 incident(s)" in out
+    code, out = await cli("list", "--state", "bogus")
+    assert code != 0 and "bogus" in out
