@@ -11,6 +11,7 @@ import os
 import sys
 from datetime import UTC, datetime, timedelta
 
+from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 from temporalio.client import Client
 
@@ -64,6 +65,9 @@ async def test_a_continuous_fall_scene_is_one_incident_and_old_frames_never_reop
         assert len(runs) == 1 and bridge.counts["signalled"] == len(events) + 1
         assert [r.idempotency_key for r in sent.requests] == [f"{view.incident_id}:L0:ops-group"]
         assert view.assessments == 1
+        assert (
+            REGISTRY.get_sample_value("riskflow_incidents_open", {"severity": "high"}) or 0
+        ) >= 1
 
         # The operator resolves it; the same scene redelivered opens nothing.
         state = await act(client, redis, view.incident_id, "resolve", OperatorAction(by="ops"))

@@ -13,6 +13,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 from temporalio import activity
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
@@ -195,6 +196,9 @@ async def test_ack_during_escalation_stops_it_and_invalid_transitions_are_refuse
         escalation=LADDER, repeat_seconds=600, max_repeats=5, auto_resolve_after_seconds=QUIET_CHECK
     )
     camera = f"cam-{unique}"
+    acks = _sample("riskflow_incident_time_to_acknowledge_seconds_count")
+    ack_seconds = _sample("riskflow_incident_time_to_acknowledge_seconds_sum")
+    escalations = _sample("riskflow_incident_escalations_total", level="1")
     async with incident_worker(time_env.client, settings, stack, task_queue) as sent:
         handle = await open_incident(sent, time_env.client, task_queue, fall(camera, 1), config)
         await until(handle, lambda v: v.steps_sent == ["L0"])
@@ -217,6 +221,11 @@ async def test_ack_during_escalation_stops_it_and_invalid_transitions_are_refuse
         assert state == IncidentState.RESOLVED
         view = await handle.result()
     assert sent.keys() == ["L0:ops-group", "L1:shift-lead", "resolved:ops-group"]
+    # Metrics: one more time to acknowledge (of at least the 6 minutes it took), level 1 once.
+    assert _sample("riskflow_incident_time_to_acknowledge_seconds_count") == acks + 1
+    assert _sample("riskflow_incident_time_to_acknowledge_seconds_sum") - ack_seconds >= 360
+    assert _sample("riskflow_incident_escalations_total", level="1") == escalations + 1
+    assert _sample("riskflow_notifications_total", channel="shift-lead", outcome="sent") >= 1
     assert view.acknowledged_by == "li.wei" and view.closed_by == "li.wei"
     kinds = [(e.kind, e.actor) for e in view.timeline]
     assert ("acknowledged", "li.wei") in kinds and ("commented", "li.wei") in kinds
@@ -395,3 +404,7 @@ async def test_continue_as_new_keeps_the_incident(
     assert [e.kind for e in view.timeline].count("opened") == 1 and view.assessments == 1
     assert len(view.recent_frames) == config.max_frames
     assert sent.keys() == ["L0:ops-group", "L1:shift-lead"]
+
+
+def _sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
