@@ -78,7 +78,6 @@ class IncidentConfig(BaseModel):
         default=RiskLevel.LOW, description="a first assessment at or below: dismissed, silent"
     )
     count_step: int = Field(default=3, ge=1, description="reassess when the count grows by it")
-    reassess_interval_seconds: float = Field(default=0, ge=0, description="0: only on change")
     auto_resolve_after_seconds: float = Field(default=300, gt=0)
     resolve_max_score: int = Field(default=30, ge=0, le=100)
     resolve_max_level: RiskLevel = RiskLevel.LOW

@@ -7,7 +7,16 @@ from collections import Counter
 from datetime import datetime, timedelta
 
 from riskflow.incident_config import IncidentConfig
-from riskflow.incidents import FrameRef, IncidentFrame, IncidentView, TimelineEntry
+from riskflow.incidents import (
+    EventKind,
+    FrameRef,
+    IncidentEvent,
+    IncidentFrame,
+    IncidentStart,
+    IncidentView,
+    TimelineEntry,
+)
+from riskflow.notifications import NotificationKind, NotificationRequest
 
 
 def step_name(level: int, repeat: int) -> str:
@@ -92,3 +101,53 @@ def add_entry(view: IncidentView, entry: TimelineEntry, limit: int) -> None:
     if len(timeline) > limit:
         timeline = [timeline[0], *timeline[len(timeline) - limit + 1 :]]
     view.timeline = timeline
+
+
+def notification(
+    inp: IncidentStart,
+    view: IncidentView,
+    kind: NotificationKind,
+    level: int,
+    step: str,
+    channel: str,
+) -> NotificationRequest:
+    """The message of one incident step to one channel; its idempotency key
+    `<incident id>:<step>:<channel>` is the same however often the step is retried."""
+    return NotificationRequest(
+        idempotency_key=f"{view.incident_id}:{step}:{channel}",
+        channel=channel,
+        kind=kind,
+        incident_id=view.incident_id,
+        site_id=view.site_id,
+        site_name=inp.site_name,
+        camera_id=view.camera_id,
+        severity=view.severity,
+        state=view.state.value,
+        escalation_level=level,
+        title=f"{view.rule or view.family} on camera {view.camera_id}",
+        summary=view.summary,
+        hazards=view.hazards,
+        recommended_actions=view.recommended_actions,
+        opened_at=view.opened_at,
+        console_url=inp.console_url,
+        language=inp.language,
+    )
+
+
+def event_of(
+    view: IncidentView, kind: EventKind, actor: str, detail: str, level: int
+) -> IncidentEvent:
+    """The lifecycle event of the view's current version (its `event_id`)."""
+    return IncidentEvent(
+        event_id=f"{view.incident_id}:{view.version}",
+        kind=kind,
+        incident_id=view.incident_id,
+        camera_id=view.camera_id,
+        site_id=view.site_id,
+        state=view.state,
+        severity=view.severity,
+        at=view.updated_at,
+        actor=actor,
+        detail=detail,
+        escalation_level=level,
+    )

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.incidents import IncidentActivities
@@ -29,7 +29,6 @@ with workflow.unsafe.imports_passed_through():
         INVALID_TRANSITION,
         LLM_ACTOR,
         EventKind,
-        IncidentEvent,
         IncidentFrame,
         IncidentGate,
         IncidentRecord,
@@ -40,7 +39,7 @@ with workflow.unsafe.imports_passed_through():
         TimelineEntry,
     )
     from riskflow.models import Assessment, AssessmentInput
-    from riskflow.notifications import NotificationKind, NotificationRequest
+    from riskflow.notifications import NotificationKind
     from workflows.assessment import INFRA_RETRY, RiskAssessmentWorkflow
 
 # A channel that keeps failing is retried for about an hour, then recorded as failed: the
@@ -346,25 +345,7 @@ class IncidentWorkflow:
         name: str,
         channel: str,
     ) -> None:
-        request = NotificationRequest(
-            idempotency_key=f"{view.incident_id}:{name}:{channel}",
-            channel=channel,
-            kind=kind,
-            incident_id=view.incident_id,
-            site_id=view.site_id,
-            site_name=inp.site_name,
-            camera_id=view.camera_id,
-            severity=view.severity,
-            state=view.state.value,
-            escalation_level=level,
-            title=f"{view.rule or view.family} on camera {view.camera_id}",
-            summary=view.summary,
-            hazards=view.hazards,
-            recommended_actions=view.recommended_actions,
-            opened_at=view.opened_at,
-            console_url=inp.console_url,
-            language=inp.language,
-        )
+        request = plan.notification(inp, view, kind, level, name, channel)
         try:
             await workflow.execute_activity_method(
                 NotifyActivities.notify,
@@ -372,7 +353,7 @@ class IncidentWorkflow:
                 start_to_close_timeout=timedelta(seconds=30),
                 retry_policy=NOTIFY_RETRY,
             )
-        except Exception as exc:
+        except ActivityError as exc:
             await self._record("notified", "system", f"{channel} failed: {exc}"[:500], level)
 
     # -- state and records ----------------------------------------------------------------
@@ -405,19 +386,7 @@ class IncidentWorkflow:
         view.updated_at = now
         entry = TimelineEntry(at=now, kind=kind, actor=actor, detail=detail)
         plan.add_entry(view, entry, inp.config.max_timeline)
-        event = IncidentEvent(
-            event_id=f"{view.incident_id}:{view.version}",
-            kind=kind,
-            incident_id=view.incident_id,
-            camera_id=view.camera_id,
-            site_id=view.site_id,
-            state=view.state,
-            severity=view.severity,
-            at=now,
-            actor=actor,
-            detail=detail,
-            escalation_level=level,
-        )
+        event = plan.event_of(view, kind, actor, detail, level)
         cooldown = inp.config.dismissed_cooldown_seconds if view.state == S.DISMISSED else 0.0
         await workflow.execute_activity_method(
             IncidentActivities.record,
