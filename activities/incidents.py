@@ -14,6 +14,7 @@ from activities.aggregate import ResultPublisher
 from riskflow.incidents import (
     AUTO_RESOLVER,
     LLM_ACTOR,
+    IncidentEvent,
     IncidentGate,
     IncidentGateResult,
     IncidentRecord,
@@ -71,9 +72,9 @@ class IncidentActivities:
 
     @activity.defn(name="record_incident")
     async def record(self, record: IncidentRecord) -> bool:
-        """Write the view (only if newer), publish the event (at least once: consumers dedupe
+        """Write the view (only if newer), publish the events (at least once: consumers dedupe
         on `event_id`); True when this write was the first of its version."""
-        view, event = record.view, record.event
+        view = record.view
         closed = view.state.closed
         closed_until = 0
         if closed and view.closed_at is not None:
@@ -100,21 +101,21 @@ class IncidentActivities:
                 view.severity.value,
             ],
         )
-        await self._producer.send_and_wait(
-            INCIDENT_TOPIC, value=event.model_dump_json().encode(), key=view.camera_id.encode()
-        )
+        for event in record.events:
+            await self._producer.send_and_wait(
+                INCIDENT_TOPIC, value=event.model_dump_json().encode(), key=view.camera_id.encode()
+            )
         applied = bool(reply and int(reply[0]))
         if applied:
-            self._observe(view, event.kind, event.escalation_level, reply[1:])
+            _open_gauge(reply[1:])
+            for event in record.events:
+                self._observe(view, event)
         return applied
 
-    def _observe(self, view: IncidentView, kind: str, level: int, counts: list[object]) -> None:
+    def _observe(self, view: IncidentView, event: IncidentEvent) -> None:
+        kind, level = event.kind, event.escalation_level
         INCIDENT_EVENTS.labels(kind).inc()
-        pairs = zip(counts[::2], counts[1::2], strict=False)
-        by_severity = {_text(name): int(_text(count)) for name, count in pairs}
-        for severity in RiskLevel:
-            INCIDENTS_OPEN.labels(severity.value).set(by_severity.get(severity.value, 0))
-        seconds = (view.updated_at - view.opened_at).total_seconds()
+        seconds = (event.at - view.opened_at).total_seconds()
         if kind == "acknowledged":
             INCIDENT_ACK_SECONDS.observe(seconds)
         elif kind == "resolved":
@@ -124,6 +125,14 @@ class IncidentActivities:
             INCIDENT_ESCALATIONS.labels(str(min(level, MAX_LEVEL_LABEL))).inc()
         if kind in ("resolved", "dismissed", "expired"):
             INCIDENTS_CLOSED.labels(self._camera_label(view.camera_id), _outcome(view)).inc()
+
+
+def _open_gauge(counts: list[object]) -> None:
+    """Open incidents by severity, as the script counted them in Redis."""
+    pairs = zip(counts[::2], counts[1::2], strict=False)
+    by_severity = {_text(name): int(_text(count)) for name, count in pairs}
+    for severity in RiskLevel:
+        INCIDENTS_OPEN.labels(severity.value).set(by_severity.get(severity.value, 0))
 
 
 def _outcome(view: IncidentView) -> str:

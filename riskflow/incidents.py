@@ -170,10 +170,11 @@ class IncidentEvent(BaseModel):
 
 
 class IncidentRecord(BaseModel):
-    """What the record activity writes: the view (Redis) and the event (topic)."""
+    """What the record activity writes: the view (Redis) and the events since the last
+    record (topic), oldest first."""
 
     view: IncidentView
-    event: IncidentEvent
+    events: list[IncidentEvent]
     cooldown_seconds: float = Field(
         default=0.0, ge=0, description="after a close: frames this much newer open nothing"
     )

@@ -29,6 +29,7 @@ with workflow.unsafe.imports_passed_through():
         INVALID_TRANSITION,
         LLM_ACTOR,
         EventKind,
+        IncidentEvent,
         IncidentFrame,
         IncidentGate,
         IncidentRecord,
@@ -63,6 +64,7 @@ class IncidentWorkflow:
         self._seen: list[str] = []
         self._changed = False
         self._clear: IncidentFrame | None = None
+        self._unflushed: list[IncidentEvent] = []
 
     # -- signals, queries, updates --------------------------------------------------------
     @workflow.signal(name="frame")
@@ -77,19 +79,22 @@ class IncidentWorkflow:
     async def ack(self, action: OperatorAction) -> IncidentState:
         view = self._require(action, "acknowledge", (S.OPEN, S.NOTIFIED))
         view.acknowledged_at, view.acknowledged_by = workflow.now(), action.by
-        await self._transition(S.ACKNOWLEDGED, "acknowledged", action.by, action.text)
+        self._transition(S.ACKNOWLEDGED, "acknowledged", action.by, action.text)
+        await self._flush()
         return view.state
 
     @workflow.update(name="resolve")
     async def resolve(self, action: OperatorAction) -> IncidentState:
         self._require(action, "resolve", (S.OPEN, S.NOTIFIED, S.ACKNOWLEDGED))
         await self._close(S.RESOLVED, "resolved", action.by, action.text or "resolved")
+        await self._flush()
         return S.RESOLVED
 
     @workflow.update(name="dismiss")
     async def dismiss(self, action: OperatorAction) -> IncidentState:
         self._require(action, "dismiss", (S.OPEN, S.NOTIFIED, S.ACKNOWLEDGED))
         await self._close(S.DISMISSED, "dismissed", action.by, action.text or "false alarm")
+        await self._flush()
         return S.DISMISSED
 
     @workflow.update(name="comment")
@@ -97,7 +102,8 @@ class IncidentWorkflow:
         view = self._require(action, "comment on", tuple(IncidentState))
         if not action.text.strip():
             raise ApplicationError("a comment needs text", type=INVALID_ACTION)
-        await self._record("commented", action.by, action.text)
+        self._record("commented", action.by, action.text)
+        await self._flush()
         return view.state
 
     def _require(
@@ -131,10 +137,12 @@ class IncidentWorkflow:
         while not view.state.closed:
             if self._should_continue_as_new(inp):
                 await workflow.wait_condition(workflow.all_handlers_finished)
+                await self._flush()
                 if not view.state.closed:
                     workflow.continue_as_new(self._carry(inp, view))
             await self._take_frames(inp, view)
             await self._due(inp, view)
+            await self._flush()
             if view.state.closed:
                 break
             self._changed = False
@@ -143,6 +151,7 @@ class IncidentWorkflow:
                 lambda: bool(self._pending) or self._changed, max(wait, timedelta(seconds=1))
             )
         await workflow.wait_condition(workflow.all_handlers_finished)
+        await self._flush()
         return view
 
     async def _open(self, inp: IncidentStart) -> bool:
@@ -176,7 +185,7 @@ class IncidentWorkflow:
         )
         self._pending.pop(0)
         self._accept(inp, self._view, first)
-        await self._record("opened", "system", f"{first.rule}: {first.count} detection(s)")
+        self._record("opened", "system", f"{first.rule}: {first.count} detection(s)")
         await self._first_assessment(inp, self._view, first)
         return True
 
@@ -210,7 +219,7 @@ class IncidentWorkflow:
             reason = plan.escalation_reason(view, frame, inp.config)
             if self._accept(inp, view, frame) and reason:
                 before = view.severity
-                await self._record("escalated", "system", reason)
+                self._record("escalated", "system", reason)
                 await self._assess(inp, view, frame, frame.rule)
                 if view.severity.rank > before.rank and view.state == S.ACKNOWLEDGED:
                     await self._notify_level(inp, view, "escalated", 0, f"up{view.assessments}")
@@ -221,8 +230,7 @@ class IncidentWorkflow:
     ) -> Assessment | None:
         """The existing assessment (build task -> lease -> LLM -> validate -> aggregate) as a
         child workflow; its outcome goes into the incident's timeline."""
-        view.assessments += 1
-        assessment_id = f"{view.incident_id}-a{view.assessments}"
+        assessment_id = f"{view.incident_id}-a{view.assessments + 1}"
         result: Assessment = await workflow.execute_child_workflow(
             RiskAssessmentWorkflow.run,
             AssessmentInput(
@@ -234,8 +242,9 @@ class IncidentWorkflow:
             ),
             id=assessment_id,
         )
+        view.assessments += 1
         if result.status != "assessed" or result.risk_level is None:
-            await self._record("assessed", LLM_ACTOR, f"failed: {result.failure_reason}"[:500])
+            self._record("assessed", LLM_ACTOR, f"failed: {result.failure_reason}"[:500])
             return None
         if frame.rule:  # a resolution check does not change what the incident is about
             if result.risk_level.rank > view.severity.rank or view.assessments == 1:
@@ -243,7 +252,7 @@ class IncidentWorkflow:
             view.summary, view.hazards = result.summary, result.hazards
             view.recommended_actions = result.recommended_actions
         detail = f"{result.risk_level.value} ({result.risk_score}): {result.summary}"
-        await self._record("assessed", LLM_ACTOR, detail[:500])
+        self._record("assessed", LLM_ACTOR, detail[:500])
         return result
 
     async def _resolution_check(self, inp: IncidentStart, view: IncidentView) -> None:
@@ -251,7 +260,7 @@ class IncidentWorkflow:
         ("is the hazard still present?"); resolve only on a confident no."""
         clear, self._clear = self._clear, None
         if clear is None:
-            await self._record("assessed", "system", "no clear frame to check; stays open")
+            self._record("assessed", "system", "no clear frame to check; stays open")
             return
         situation = f"resolution check: is the {view.rule or view.family} hazard still present?"
         result = await self._assess(inp, view, clear, situation)
@@ -304,7 +313,7 @@ class IncidentWorkflow:
             view.held = [*view.held, name]
             if view.notified_at is None:
                 view.notified_at = workflow.now()  # the ladder runs on, held
-            await self._record("held", "system", f"{name} held until {quiet_end.isoformat()}")
+            self._record("held", "system", f"{name} held until {quiet_end.isoformat()}")
             return
         kind: NotificationKind = "opened" if name == "L0" else "escalated"
         if "r" in name:
@@ -334,7 +343,7 @@ class IncidentWorkflow:
         if view.state == S.OPEN:
             view.state = S.NOTIFIED
         event: EventKind = "notified" if name in ("L0", "summary-L0") else "escalated"
-        await self._record(event, "system", f"{name} ({kind}) -> {', '.join(channels)}", level)
+        self._record(event, "system", f"{name} ({kind}) -> {', '.join(channels)}", level)
 
     async def _notify(
         self,
@@ -354,16 +363,14 @@ class IncidentWorkflow:
                 retry_policy=NOTIFY_RETRY,
             )
         except ActivityError as exc:
-            await self._record("notified", "system", f"{channel} failed: {exc}"[:500], level)
+            self._record("notified", "system", f"{channel} failed: {exc}"[:500], level)
 
     # -- state and records ----------------------------------------------------------------
-    async def _transition(
-        self, state: IncidentState, kind: EventKind, actor: str, text: str
-    ) -> None:
+    def _transition(self, state: IncidentState, kind: EventKind, actor: str, text: str) -> None:
         assert self._view is not None
         self._view.state = state
         self._changed = True
-        await self._record(kind, actor, text)
+        self._record(kind, actor, text)
 
     async def _close(self, state: IncidentState, kind: EventKind, actor: str, text: str) -> None:
         view = self._view
@@ -372,13 +379,14 @@ class IncidentWorkflow:
             return
         was_notified = bool(view.steps_sent)
         view.closed_at, view.closed_by = workflow.now(), actor
-        await self._transition(state, kind, actor, text)
+        self._transition(state, kind, actor, text)
         if was_notified and state != S.EXPIRED:
             closing: NotificationKind = "resolved" if state == S.RESOLVED else "dismissed"
             for channel in self._inp.config.escalation[0].channels:
                 await self._notify(self._inp, view, closing, 0, closing, channel)
 
-    async def _record(self, kind: EventKind, actor: str, detail: str, level: int = -1) -> None:
+    def _record(self, kind: EventKind, actor: str, detail: str, level: int = -1) -> None:
+        """A timeline entry and its event, sent with the view at the next `_flush`."""
         view, inp = self._view, self._inp
         assert view is not None and inp is not None
         now = workflow.now()
@@ -386,11 +394,21 @@ class IncidentWorkflow:
         view.updated_at = now
         entry = TimelineEntry(at=now, kind=kind, actor=actor, detail=detail)
         plan.add_entry(view, entry, inp.config.max_timeline)
-        event = plan.event_of(view, kind, actor, detail, level)
+        self._unflushed.append(plan.event_of(view, kind, actor, detail, level))
+
+    async def _flush(self) -> None:
+        """One activity writes the view (Redis) and the events recorded since the last flush
+        (topic): a step costs one round trip, not one per event."""
+        view, inp = self._view, self._inp
+        if not self._unflushed or view is None or inp is None:
+            return
+        events, self._unflushed = self._unflushed, []
         cooldown = inp.config.dismissed_cooldown_seconds if view.state == S.DISMISSED else 0.0
         await workflow.execute_activity_method(
             IncidentActivities.record,
-            IncidentRecord(view=view.model_copy(deep=True), event=event, cooldown_seconds=cooldown),
+            IncidentRecord(
+                view=view.model_copy(deep=True), events=events, cooldown_seconds=cooldown
+            ),
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=INFRA_RETRY,
         )
