@@ -30,6 +30,7 @@ from riskflow.models import RiskLevel
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+MAX_JOINED_DAYS = 8  # quiet periods joined into one: a week and a day at most
 
 
 class EscalationStep(BaseModel):
@@ -116,11 +117,15 @@ def _period_spans(period: QuietPeriod, day: datetime) -> tuple[datetime, datetim
 
 def quiet_until(now: datetime, periods: list[QuietPeriod], zone: str) -> datetime | None:
     """When the quiet period that `now` (aware) falls in ends (aware, in `zone`), or None
-    outside quiet hours. Adjacent or overlapping periods are joined."""
+    outside quiet hours. Adjacent or overlapping periods are joined, up to a week: periods
+    that never end (every day round the clock) end a week from `now`, and are looked at again
+    then."""
     local = now.astimezone(ZoneInfo(zone))
     end: datetime | None = None
     moved = True
-    while moved:
+    for _ in range(MAX_JOINED_DAYS):
+        if not moved:
+            break
         moved = False
         probe = end or local
         midnight = probe.replace(hour=0, minute=0, second=0, microsecond=0)

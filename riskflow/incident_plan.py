@@ -16,6 +16,7 @@ from riskflow.incidents import (
     IncidentView,
     TimelineEntry,
 )
+from riskflow.models import RiskLevel
 from riskflow.notifications import NotificationKind, NotificationRequest
 
 
@@ -44,6 +45,14 @@ def next_step(view: IncidentView, config: IncidentConfig) -> tuple[str, int, dat
             due = ladder[-1].after_seconds + repeat * config.repeat_seconds
             return name, last, origin + timedelta(seconds=due)
     return None
+
+
+def severity_of_rule(rule_severity: int) -> RiskLevel:
+    """The incident's severity until an assessment says otherwise (or when none could be
+    made): significance rule severity 5 and above (a fall) is high, 2-4 medium, else low."""
+    if rule_severity >= 5:
+        return RiskLevel.HIGH
+    return RiskLevel.MEDIUM if rule_severity >= 2 else RiskLevel.LOW
 
 
 def escalation_reason(view: IncidentView, frame: IncidentFrame, config: IncidentConfig) -> str:

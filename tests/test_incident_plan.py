@@ -120,3 +120,10 @@ def test_a_site_sets_its_own_incident_behaviour(tmp_path: object) -> None:
     assert settings.incident_config("8") == settings.incidents
     with pytest.raises(ConfigError, match="quiet_hours"):
         load_settings(CONFIG, incidents={"quiet_hours": [{"start": "25:00", "end": "06:00"}]})
+
+
+def test_quiet_hours_round_the_clock_end_within_a_week() -> None:
+    always = QuietPeriod(start=time(0), end=time(0))
+    now = at("2026-11-30T12:00:00+00:00")
+    end = quiet_until(now, [always], SHANGHAI)
+    assert end is not None and now < end <= now + timedelta(days=8)

@@ -408,3 +408,29 @@ async def test_continue_as_new_keeps_the_incident(
 
 def _sample(name: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def test_a_failed_first_assessment_keeps_a_fall_open_and_notified(
+    time_env: WorkflowEnvironment,
+    settings: Settings,
+    stack: Endpoints,
+    redis: Redis,
+    dashscope_admin: DashScopeAdmin,
+    task_queue: str,
+    unique: str,
+) -> None:
+    await dashscope_admin.faults(script=["content"])  # rejected: the assessment fails
+    config = IncidentConfig(
+        escalation=LADDER[:1], auto_resolve_after_seconds=QUIET_CHECK, quiet_hours=[ALWAYS]
+    )
+    camera = f"cam-{unique}"
+    async with incident_worker(time_env.client, settings, stack, task_queue) as sent:
+        handle = await open_incident(sent, time_env.client, task_queue, fall(camera, 1), config)
+        view = await until(handle, lambda v: v.steps_sent == ["L0"])
+    # Not dismissed, not held in quiet hours: a fall is high until an assessment says otherwise.
+    assert view.state == IncidentState.NOTIFIED and view.severity == "high"
+    assert any(e.kind == "assessed" and e.detail.startswith("failed") for e in view.timeline)
+    assert sent.keys() == ["L0:ops-group"]
+
+
+ALWAYS = QuietPeriod(start=datetime.min.time(), end=datetime.min.time())

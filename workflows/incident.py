@@ -161,6 +161,9 @@ class IncidentWorkflow:
         if not self._pending:
             return False
         first = self._pending[0]
+        if not first.rule:  # a clear frame never opens an incident
+            self._pending.pop(0)
+            return False
         gate = await workflow.execute_local_activity_method(
             IncidentActivities.gate,
             IncidentGate(workflow_id=inp.workflow_id, captured_at=first.event.captured_at),
@@ -180,6 +183,7 @@ class IncidentWorkflow:
             family=inp.family,
             rule=first.rule,
             rule_severity=first.severity,
+            severity=plan.severity_of_rule(first.severity),
             opened_at=now,
             updated_at=now,
         )
