@@ -146,6 +146,8 @@ async def test_cli_lists_shows_and_refuses_clearly(
     assert code == 0 and "0 incident(s)" in out
     code, out = await cli("list", "--state", "bogus")
     assert code != 0 and "bogus" in out
+    code, out = await cli("ack", f"incident-{unique}-hazard-1", "--by", "")
+    assert code != 0 and "by" in out and "Traceback" not in out
 
 
 async def test_the_bridge_passes_clear_frames_and_the_incident_resolves_itself(

@@ -95,6 +95,8 @@ class IncidentStarts:
                     logger.warning("clear frame to %s not sent: %s", workflow_id, exc)
                     continue
                 ids.discard(workflow_id)
+            except RuntimeError as exc:  # Temporal unreachable: the next clear frame tries again
+                logger.warning("clear frame to %s not sent: %s", workflow_id, exc)
         if not ids:
             self._open.pop(event.camera_id, None)
         return True

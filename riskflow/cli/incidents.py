@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar
 
 import typer
+from pydantic import ValidationError
 from redis.asyncio import Redis
 from rich.table import Table
 from temporalio.client import Client
@@ -81,6 +82,14 @@ def _print_view(v: IncidentView) -> None:
         console.print(f"  {at}  {entry.kind:<12} {entry.actor:<14} {entry.detail}", markup=False)
 
 
+def _operator(by: str, text: str = "") -> OperatorAction:
+    try:
+        return OperatorAction(by=by, text=text)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise typer.BadParameter(problems) from None
+
+
 def _act(ctx: typer.Context, incident_id: str, action: Action, who: OperatorAction) -> None:
     settings = settings_of(ctx)
 
@@ -100,13 +109,13 @@ By = Annotated[str, typer.Option("--by", help="the operator's name")]
 @app.command("ack")
 def ack(ctx: typer.Context, incident_id: str, by: By) -> None:
     """Acknowledge: escalation stops."""
-    _act(ctx, incident_id, "ack", OperatorAction(by=by))
+    _act(ctx, incident_id, "ack", _operator(by))
 
 
 @app.command("resolve")
 def resolve(ctx: typer.Context, incident_id: str, by: By = "operator", note: str = "") -> None:
     """Resolve: the hazard is gone."""
-    _act(ctx, incident_id, "resolve", OperatorAction(by=by, text=note))
+    _act(ctx, incident_id, "resolve", _operator(by, note))
 
 
 @app.command("dismiss")
@@ -117,10 +126,10 @@ def dismiss(
     by: By = "operator",
 ) -> None:
     """Dismiss as a false alarm."""
-    _act(ctx, incident_id, "dismiss", OperatorAction(by=by, text=reason))
+    _act(ctx, incident_id, "dismiss", _operator(by, reason))
 
 
 @app.command("comment")
 def comment(ctx: typer.Context, incident_id: str, text: str, by: By = "operator") -> None:
     """Add a comment to the timeline."""
-    _act(ctx, incident_id, "comment", OperatorAction(by=by, text=text))
+    _act(ctx, incident_id, "comment", _operator(by, text))
