@@ -19,12 +19,15 @@ from riskflow.devstack.simulate import scene_event
 from riskflow.endpoints import Endpoints
 from riskflow.errors import IncidentActionRefused, IncidentNotFound
 from riskflow.incidents import IncidentState, OperatorAction, incident_workflow_id
+from riskflow.models import AssessmentPolicy
 from riskflow.names import INCIDENT_TOPIC, incident_key
 from riskflow.settings import Settings
 from tests.conftest import cli_env, eventually, read_topic
 from tests.test_bridge_faults import bridge_on, handled, new_topic, sender, tuned
 from tests.test_incident_workflow import incident_worker
 from workers.incident_client import act, list_incidents, show_incident
+from workers.incident_starts import IncidentStarts
+from workers.significance import assess_significance
 from workflows.incident import IncidentWorkflow
 
 FPS = 2
@@ -121,33 +124,64 @@ async def test_a_continuous_fall_scene_is_one_incident_and_old_frames_never_reop
     assert kinds == ["opened", "assessed", "notified", "resolved"]
 
 
-async def test_cli_lists_shows_and_refuses_clearly(
-    settings: Settings, stack: Endpoints, redis: Redis, unique: str
-) -> None:
+async def cli(settings: Settings, *args: str) -> tuple[int, str]:
+    """`riskflow incidents ARGS` in a process of its own: exit code and output."""
     env = {**cli_env(settings), "PYTHONPATH": os.environ.get("PYTHONPATH", "")}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "riskflow.cli",
+        "incidents",
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    return proc.returncode or 0, out.decode()
 
-    async def cli(*args: str) -> tuple[int, str]:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "riskflow.cli",
-            "incidents",
-            *args,
-            env=env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-        )
-        out, _ = await asyncio.wait_for(proc.communicate(), 60)
-        return proc.returncode or 0, out.decode()
 
-    code, out = await cli("ack", f"incident-{unique}-hazard-1", "--by", "li")
+async def test_cli_lists_shows_acts_and_refuses_clearly(
+    settings: Settings, stack: Endpoints, client: Client, redis: Redis, unique: str
+) -> None:
+    code, out = await cli(settings, "ack", f"incident-{unique}-hazard-1", "--by", "li")
     assert code == 2 and "no incident" in out and "Traceback" not in out
-    code, out = await cli("list", "--camera", f"none-{unique}")
+    code, out = await cli(settings, "list", "--camera", f"none-{unique}")
     assert code == 0 and "0 incident(s)" in out
-    code, out = await cli("list", "--state", "bogus")
+    code, out = await cli(settings, "list", "--state", "bogus")
     assert code != 0 and "bogus" in out
-    code, out = await cli("ack", f"incident-{unique}-hazard-1", "--by", "")
+    code, out = await cli(settings, "ack", f"incident-{unique}-hazard-1", "--by", "")
     assert code != 0 and "by" in out and "Traceback" not in out
+
+    incidents = tuned(settings, f"cli-{unique}", mode="incidents")
+    camera = f"cli-{unique}"
+    event = scene_event(camera, 1, datetime.now(UTC), people=2, falls=1)
+    situation = assess_significance(event, settings.significance)
+    assert situation is not None
+    async with incident_worker(client, incidents, stack, incidents.temporal.task_queue):
+        await IncidentStarts(client, incidents, AssessmentPolicy()).signal_with_start(
+            event, situation
+        )
+
+        async def listed() -> bool:
+            views = await list_incidents(redis, camera=camera)
+            return len(views) == 1 and views[0].state == IncidentState.NOTIFIED
+
+        await eventually(listed, within=30)
+        (view,) = await list_incidents(redis, camera=camera)
+        code, out = await cli(settings, "list", "--camera", camera)
+        assert code == 0 and "1 incident(s)" in out
+        code, out = await cli(settings, "ack", view.incident_id, "--by", "wang.fang")
+        assert code == 0 and "acknowledged" in out, out
+        code, out = await cli(settings, "ack", view.incident_id, "--by", "wang.fang")
+        assert code == 2 and "it is acknowledged" in out, out
+        code, out = await cli(settings, "dismiss", view.incident_id, "--reason", "a mannequin")
+        assert code == 0 and "dismissed" in out, out
+        code, out = await cli(settings, "show", view.incident_id)
+        assert code == 0 and "wang.fang" in out and "a mannequin" in out, out
+        code, out = await cli(settings, "list", "--camera", camera, "--state", "dismissed")
+        assert code == 0 and "1 incident(s)" in out
+        await client.get_workflow_handle(view.workflow_id).result()
 
 
 async def test_the_bridge_passes_clear_frames_and_the_incident_resolves_itself(
