@@ -88,14 +88,14 @@ class IncidentWorkflow:
         self._require(action, "resolve", (S.OPEN, S.NOTIFIED, S.ACKNOWLEDGED))
         await self._close(S.RESOLVED, "resolved", action.by, action.text or "resolved")
         await self._flush()
-        return S.RESOLVED
+        return self._state()
 
     @workflow.update(name="dismiss")
     async def dismiss(self, action: OperatorAction) -> IncidentState:
         self._require(action, "dismiss", (S.OPEN, S.NOTIFIED, S.ACKNOWLEDGED))
         await self._close(S.DISMISSED, "dismissed", action.by, action.text or "false alarm")
         await self._flush()
-        return S.DISMISSED
+        return self._state()
 
     @workflow.update(name="comment")
     async def comment(self, action: OperatorAction) -> IncidentState:
@@ -105,6 +105,29 @@ class IncidentWorkflow:
         self._record("commented", action.by, action.text)
         await self._flush()
         return view.state
+
+    # Validators refuse an action the state does not allow before it enters history.
+    @ack.validator
+    def _valid_ack(self, action: OperatorAction) -> None:
+        self._require(action, "acknowledge", (S.OPEN, S.NOTIFIED))
+
+    @resolve.validator
+    def _valid_resolve(self, action: OperatorAction) -> None:
+        self._require(action, "resolve", (S.OPEN, S.NOTIFIED, S.ACKNOWLEDGED))
+
+    @dismiss.validator
+    def _valid_dismiss(self, action: OperatorAction) -> None:
+        self._require(action, "dismiss", (S.OPEN, S.NOTIFIED, S.ACKNOWLEDGED))
+
+    @comment.validator
+    def _valid_comment(self, action: OperatorAction) -> None:
+        self._require(action, "comment on", tuple(IncidentState))
+        if not action.text.strip():
+            raise ApplicationError("a comment needs text", type=INVALID_ACTION)
+
+    def _state(self) -> IncidentState:
+        assert self._view is not None
+        return self._view.state
 
     def _require(
         self, action: OperatorAction, verb: str, allowed: tuple[IncidentState, ...]
