@@ -18,8 +18,11 @@ from riskflow.settings import Settings, load_settings
 
 
 def bench_settings(state_dir: Path, config_dir: Path) -> Settings:
+    """Settings of the assessment path (`bridge.mode: assessments`), which these measure."""
     local = on_free_ports(state_dir)
-    return load_settings(config_dir, local=local)
+    settings = load_settings(config_dir, local=local)
+    bridge = settings.bridge.model_copy(update={"mode": "assessments"})
+    return settings.model_copy(update={"bridge": bridge})
 
 
 @contextlib.asynccontextmanager

@@ -61,7 +61,7 @@ async def bridge_rate(settings: Settings, client: Client, count: int, outcome: s
     """Messages/s from the first handled message until `count` have the given outcome."""
     group = f"bench-{uuid.uuid4().hex[:8]}"
     tuned = settings.model_copy(
-        update={"bridge": BridgeSettings(group_id=group, fetch_max_records=500)}
+        update={"bridge": BridgeSettings(mode="assessments", group_id=group, fetch_max_records=500)}
     )
     consumer = make_consumer(
         settings.kafka_bootstrap or "", settings.kafka, DETECTION_TOPIC, group_id=group

@@ -136,6 +136,7 @@ async def main(args: argparse.Namespace) -> None:
                 "RISKFLOW_KAFKA_BOOTSTRAP": endpoints.kafka,
                 "RISKFLOW_REDIS_URL": endpoints.redis,
                 "RISKFLOW_DASHSCOPE_BASE_URL": endpoints.dashscope,
+                "RISKFLOW_BRIDGE__MODE": settings.bridge.mode,
                 **{f"RISKFLOW_METRICS__{k}_PORT": str(v) for k, v in ports.items()},
             }
             procs = {

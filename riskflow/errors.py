@@ -43,3 +43,15 @@ class UnknownKeyError(RiskflowError):
 
 class StoreVersionError(RiskflowError):
     """The Redis (or Valkey) server is older than riskflow supports; the message says why."""
+
+
+class IncidentNotFound(RiskflowError):
+    """No incident has this id (its view is not in Redis, or has expired)."""
+
+    def __init__(self, incident_id: str) -> None:
+        super().__init__(f"no incident {incident_id!r} (see `riskflow incidents list`)")
+        self.incident_id = incident_id
+
+
+class IncidentActionRefused(RiskflowError):
+    """An operator action the incident refused: the message says why (e.g. it is resolved)."""

@@ -135,6 +135,38 @@ PROVIDER_REFUSALS = Counter(
 )
 
 
+# -- incidents (written by the incident record activity and the notify activity) ------------
+INCIDENTS_OPEN = Gauge(
+    "riskflow_incidents_open",
+    "Open incidents by severity (all workers: the last write)",
+    ["severity"],
+)
+INCIDENT_EVENTS = Counter(
+    "riskflow_incident_events_total", "Incident lifecycle events by kind", ["kind"]
+)
+INCIDENT_ACK_SECONDS = Histogram(
+    "riskflow_incident_time_to_acknowledge_seconds",
+    "Opened to acknowledged",
+    buckets=(10, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 86400),
+)
+INCIDENT_RESOLVE_SECONDS = Histogram(
+    "riskflow_incident_time_to_resolve_seconds",
+    "Opened to resolved, by who resolved it: operator or auto",
+    ["by"],
+    buckets=(60, 300, 600, 900, 1800, 3600, 7200, 14400, 43200, 86400),
+)
+INCIDENT_ESCALATIONS = Counter(
+    "riskflow_incident_escalations_total", "Escalation steps sent, by level", ["level"]
+)
+INCIDENTS_CLOSED = Counter(
+    "riskflow_incidents_closed_total",
+    "Closed incidents by camera and outcome: resolved, false_alarm (an operator dismissed "
+    "it), no_risk (the first assessment dismissed it), expired. False-alarm rate: "
+    "false_alarm / all",
+    ["camera", "outcome"],
+)
+
+
 class CameraLabels:
     """The `camera` label value for a camera id, bounded: a message with a new camera id must
     not create Prometheus series that never go away.

@@ -5,7 +5,8 @@ from __future__ import annotations
 DETECTION_TOPIC = "detection-results"
 RESULTS_TOPIC = "risk-assessment-results"
 DEAD_LETTER_TOPIC = "detection-results-dlq"
-ALL_TOPICS = (DETECTION_TOPIC, RESULTS_TOPIC, DEAD_LETTER_TOPIC)
+INCIDENT_TOPIC = "incident-events"  # riskflow.incidents.IncidentEvent, key: camera id
+ALL_TOPICS = (DETECTION_TOPIC, RESULTS_TOPIC, DEAD_LETTER_TOPIC, INCIDENT_TOPIC)
 
 TASK_QUEUE = "risk-assessment"
 BRIDGE_GROUP = "riskflow-bridge"
@@ -59,3 +60,32 @@ KEYPOOL_PREFIX = "rf:kp:{pool}"
 def notification_marker_key(idempotency_key: str) -> str:
     """The idempotency marker of one notification step (`activities.notify.markers`)."""
     return f"notify:{idempotency_key}"
+
+
+# Incidents: each one's current state, the open ones per site and camera, an index of all.
+# Every incident key carries the hash tag {incidents}: one script writes several of them
+# atomically, so on a Redis Cluster they share one slot (as the key pool's keys do).
+INCIDENTS_TAG = "{incidents}"
+INCIDENT_INDEX = f"{INCIDENTS_TAG}:index"  # sorted set: incident id -> opened (ms)
+INCIDENT_OPEN_SEVERITY = f"{INCIDENTS_TAG}:open:severity"  # hash: open incident id -> severity
+
+
+def incident_key(incident_id: str) -> str:
+    """The incident's current state: `riskflow.incidents.IncidentView` as JSON."""
+    return f"{INCIDENTS_TAG}:incident:{incident_id}"
+
+
+def site_open_incidents_key(site_id: str) -> str:
+    """Sorted set of the site's open incident ids, scored by opened (ms)."""
+    return f"{INCIDENTS_TAG}:open:site:{site_id}"
+
+
+def camera_open_incidents_key(camera_id: str) -> str:
+    """Sorted set of the camera's open incident ids, scored by opened (ms)."""
+    return f"{INCIDENTS_TAG}:open:camera:{camera_id}"
+
+
+def incident_closed_key(workflow_id: str) -> str:
+    """Until when (ms, capture time) frames of this camera and family belong to its last
+    closed incident: they open nothing."""
+    return f"{INCIDENTS_TAG}:closed:{workflow_id}"

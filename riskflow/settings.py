@@ -26,6 +26,7 @@ from riskflow.channels import NotificationSettings
 from riskflow.console_config import ConsoleSettings
 from riskflow.edge_config import CameraConfig, EdgeSettings
 from riskflow.errors import ConfigError
+from riskflow.incident_config import IncidentConfig
 from riskflow.keyconfig import KeysConfig
 from riskflow.models import AssessmentPolicy, RiskLevel
 from riskflow.names import BRIDGE_GROUP, TASK_QUEUE
@@ -96,6 +97,17 @@ class LocalStackSettings(BaseModel):
 
 
 class BridgeSettings(BaseModel):
+    mode: Literal["incidents", "assessments"] = Field(
+        default="incidents",
+        description="incidents: one durable incident per camera situation (signal-with-start); "
+        "assessments: one assessment workflow per debounce window, no incident",
+    )
+    clear_signal_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="incidents: how often a camera's frames without a match are passed to its "
+        "open incident (the auto-resolve check looks at the newest)",
+    )
     group_id: str = BRIDGE_GROUP
     max_in_flight: int = Field(default=64, gt=0)
     max_message_bytes: int = Field(default=1_048_576, gt=0)
@@ -220,6 +232,7 @@ class Settings(BaseSettings):
     cameras: list[CameraConfig] = Field(default_factory=list)
     significance: SignificanceConfig = SignificanceConfig()
     sites: list[SiteConfig] = Field(default_factory=list)
+    incidents: IncidentConfig = IncidentConfig()
     keys: KeysConfig = Field(
         default_factory=KeysConfig, validation_alias=AliasChoices("keys", "key_pool")
     )
@@ -269,6 +282,10 @@ class Settings(BaseSettings):
     def site(self, camera_id: str) -> SiteConfig:
         """The site of a camera (`riskflow.sites.site_of`)."""
         return site_of(self.sites, camera_id)
+
+    def incident_config(self, camera_id: str) -> IncidentConfig:
+        """The incident behaviour of a camera: its site's, else the default `incidents:`."""
+        return self.site(camera_id).incidents or self.incidents
 
     @field_validator("significance")
     @classmethod

@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from riskflow.context_config import DEFAULT_CONTEXT, SiteContext
+from riskflow.incident_config import IncidentConfig
 
 DEFAULT_SITE_ID = "default"
 
@@ -41,6 +42,9 @@ class SiteConfig(BaseModel):
     language: Language = "en"
     timezone: str = "UTC"
     cameras: list[str] = Field(default_factory=list)
+    incidents: IncidentConfig | None = Field(
+        default=None, description="this site's incident behaviour; unset: `incidents:`"
+    )
     context: SiteContext = Field(
         default=DEFAULT_CONTEXT, description="assessment context and rubric (context_config)"
     )

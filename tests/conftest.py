@@ -55,6 +55,9 @@ def local_settings(state_dir: Path, **overrides: object) -> Settings:
     kafka = group_timeouts(local)
     overrides.setdefault("metrics", MetricsSettings(enabled=False))  # in-process: no servers
     settings = load_settings(CONFIG, local=local, kafka=kafka, **overrides)
+    if "bridge" not in overrides:  # the suites of the assessment path; incidents opt in
+        bridge = settings.bridge.model_copy(update={"mode": "assessments"})
+        settings = settings.model_copy(update={"bridge": bridge})
     # Key cooldowns run on Redis' clock, not the workflow's: keep them short where tests
     # skip workflow time, so a skipped timer does not spin against a cooling key.
     scheduler = settings.keys.scheduler.model_copy(update={"error_cooldown_seconds": 0.05})
@@ -368,4 +371,5 @@ def cli_env(settings: Settings) -> dict[str, str]:
         "RISKFLOW_LOCAL__KAFKA_BROKER": local.kafka_broker,
         "RISKFLOW_KAFKA__SESSION_TIMEOUT_MS": str(settings.kafka.session_timeout_ms),
         "RISKFLOW_KAFKA__HEARTBEAT_INTERVAL_MS": str(settings.kafka.heartbeat_interval_ms),
+        "RISKFLOW_BRIDGE__MODE": settings.bridge.mode,
     }

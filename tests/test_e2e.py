@@ -55,7 +55,11 @@ class Pipeline:
 async def pipeline(settings: Settings, stack: Endpoints, client: Client) -> AsyncIterator[Pipeline]:
     """One worker and one bridge for the session, as the deployment runs them."""
     bridged = settings.model_copy(
-        update={"bridge": BridgeSettings(group_id="e2e-bridge", max_message_bytes=64 * 1024)}
+        update={
+            "bridge": BridgeSettings(
+                mode="assessments", group_id="e2e-bridge", max_message_bytes=64 * 1024
+            )
+        }
     )
     stop = asyncio.Event()
     producer = make_producer(stack.kafka, settings.kafka)
@@ -180,7 +184,9 @@ async def test_offsets_are_committed_only_after_the_start_is_acknowledged(
         retry_config=RetryConfig(max_retries=1),
         data_converter=pydantic_data_converter,
     )
-    tuned = settings.model_copy(update={"bridge": BridgeSettings(group_id=group)})
+    tuned = settings.model_copy(
+        update={"bridge": BridgeSettings(mode="assessments", group_id=group)}
+    )
 
     async def committed() -> int | None:
         consumer = make_consumer(stack.kafka, settings.kafka, group_id=group)
@@ -238,7 +244,7 @@ async def test_a_refused_commit_is_read_again_and_the_bridge_lives_on(
     await producer.send_and_wait(topic, event.model_dump_json().encode(), key=camera.encode())
     tuned = settings.model_copy(
         update={
-            "bridge": BridgeSettings(group_id=f"rebalance-{unique}"),
+            "bridge": BridgeSettings(mode="assessments", group_id=f"rebalance-{unique}"),
             "temporal": settings.temporal.model_copy(update={"task_queue": f"idle-{unique}"}),
         }
     )

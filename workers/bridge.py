@@ -11,6 +11,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -41,12 +42,14 @@ from riskflow.telemetry import extract_headers, tracer
 from workers.admission import Rejection, Stale, admit, parse_message
 from workers.client import connect_process
 from workers.dead_letter import DeadLetters, Stopping
-from workers.significance import assess_significance
+from workers.incident_starts import IncidentStarts
+from workers.significance import Situation, assess_significance
 from workflows.assessment import RiskAssessmentWorkflow
 
 logger = logging.getLogger(__name__)
 
-Outcome = str  # started | duplicate | insignificant | stale | dead_lettered
+# started | duplicate | signalled (to an incident) | insignificant | stale | dead_lettered
+Outcome = str
 
 # Answers to a start that no retry can change: the request itself (or the namespace it names)
 # is wrong. Dead-lettered with the reason `start_refused`, so one partition is not held for
@@ -87,6 +90,7 @@ class Bridge:
         )
         self.counts: Counter[str] = Counter()
         self._policy = settings.assessment_policy()
+        self._incidents = IncidentStarts(client, settings, self._policy)
 
     def stop(self) -> None:
         self._stop.set()
@@ -194,6 +198,8 @@ class Bridge:
 
     async def _decide(self, event: DetectionEvent) -> Outcome | Rejection:
         situation = assess_significance(event, self._settings.significance)
+        if self._settings.bridge.mode == "incidents":
+            return await self._decide_incident(event, situation)
         if situation is None:
             return "insignificant"
         inp = AssessmentInput(
@@ -208,33 +214,57 @@ class Bridge:
         BRIDGE_START.observe(time.perf_counter() - started)
         return outcome
 
+    async def _decide_incident(
+        self, event: DetectionEvent, situation: Situation | None
+    ) -> Outcome | Rejection:
+        """Incident mode: the offset is committed only after the signal-with-start was
+        acknowledged (or refused for good: dead-lettered)."""
+        if situation is None or not self._incidents.opens_incident(event.camera_id, situation):
+            await self._incidents.clear(event)
+            return "insignificant"
+        started = time.perf_counter()
+        incident = situation
+        outcome = await self._with_retries(
+            f"incident of {event.camera_id}",
+            lambda: self._incidents.signal_with_start(event, incident),
+            "signalled",
+        )
+        BRIDGE_START.observe(time.perf_counter() - started)
+        return outcome
+
     async def _start(self, inp: AssessmentInput) -> Outcome | Rejection:
+        return await self._with_retries(
+            inp.assessment_id,
+            lambda: self._client.start_workflow(
+                RiskAssessmentWorkflow.run,
+                inp,
+                id=inp.assessment_id,
+                task_queue=self._settings.temporal.task_queue,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            ),
+            "started",
+        )
+
+    async def _with_retries(
+        self, what: str, start: Callable[[], Awaitable[object]], done: Outcome
+    ) -> Outcome | Rejection:
+        """Run one start until Temporal answers; outages are retried with backoff, answers no
+        retry can change are a `start_refused` rejection."""
         delay = 0.5
         while True:
             try:
-                await self._client.start_workflow(
-                    RiskAssessmentWorkflow.run,
-                    inp,
-                    id=inp.assessment_id,
-                    task_queue=self._settings.temporal.task_queue,
-                    id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                    id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-                )
-                return "started"
+                await start()
+                return done
             except WorkflowAlreadyStartedError:
                 return "duplicate"
             except RPCError as exc:
                 if exc.status in PERMANENT_START_ERRORS:
                     return Rejection("start_refused", f"{exc.status.name}: {exc.message}")
-                logger.warning(
-                    "cannot start %s (%s); retrying in %.1fs", inp.assessment_id, exc, delay
-                )
+                logger.warning("cannot start %s (%s); retrying in %.1fs", what, exc, delay)
             except RuntimeError as exc:  # the SDK's "Failed client connect": an outage
                 logger.warning(
-                    "cannot reach Temporal for %s (%s); retrying in %.1fs",
-                    inp.assessment_id,
-                    exc,
-                    delay,
+                    "cannot reach Temporal for %s (%s); retrying in %.1fs", what, exc, delay
                 )
             if self._stop.is_set():
                 raise Stopping()

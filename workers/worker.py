@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import aiohttp
 from temporalio.client import Client
@@ -15,6 +16,7 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.aggregate import AggregateActivities, ResultPublisher
+from activities.incidents import IncidentActivities
 from activities.keypool import KeyPool
 from activities.lease import LeaseActivities
 from activities.llm import LLMActivities
@@ -35,6 +37,7 @@ from workers import keypool_metrics
 from workers.client import connect_process
 from workers.interceptors import MetricsInterceptor
 from workflows.assessment import RiskAssessmentWorkflow
+from workflows.incident import IncidentWorkflow
 
 logger = logging.getLogger(__name__)
 
@@ -53,11 +56,14 @@ def build_worker(
     settings: Settings,
     deps: WorkerDeps,
     task_queue: str,
+    notify: Callable[..., Awaitable[Any]] | None = None,
     graceful_shutdown_seconds: float | None = None,
 ) -> Worker:
-    """The worker; on shutdown its in-flight activities get `graceful_shutdown_seconds`
-    (default `temporal.graceful_shutdown_seconds`), and never less than an LLM call can take,
-    to finish before they are cancelled."""
+    """The worker of both workflows and every activity. `notify` replaces the notification
+    channels' activity (tests record what would be sent; default: `deps.notify`). On shutdown
+    its in-flight activities get `graceful_shutdown_seconds` (default
+    `temporal.graceful_shutdown_seconds`), and never less than an LLM call can take, to finish
+    before they are cancelled."""
     pool = KeyPool(deps.redis, settings.keys.scheduler)
     task = TaskActivities(deps.redis, settings.llm, PromptBook.of(settings))
     lease = LeaseActivities(pool)
@@ -75,11 +81,20 @@ def build_worker(
     )
     cameras = CameraLabels([c.id for c in settings.cameras], settings.metrics.max_camera_labels)
     aggregate = AggregateActivities(deps.redis, deps.producer, settings.aggregate, cameras)
+    incidents = IncidentActivities(deps.redis, deps.producer, cameras)
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[RiskAssessmentWorkflow],
-        activities=[task.build_task, lease.acquire_lease, llm.call_llm, aggregate.aggregate],
+        workflows=[RiskAssessmentWorkflow, IncidentWorkflow],
+        activities=[
+            task.build_task,
+            lease.acquire_lease,
+            llm.call_llm,
+            aggregate.aggregate,
+            incidents.gate,
+            incidents.record,
+            notify or deps.notify.notify,
+        ],
         interceptors=[MetricsInterceptor()],
         workflow_runner=SandboxedWorkflowRunner(
             restrictions=SandboxRestrictions.default.with_passthrough_modules(

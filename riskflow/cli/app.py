@@ -19,6 +19,7 @@ from riskflow.cli import (
     demo,
     dev,
     edge,
+    incidents,
     keys,
     pipeline,
     replay,
@@ -47,6 +48,7 @@ app.add_typer(edge.app, name="edge", no_args_is_help=True)
 app.add_typer(pipeline.app, name="pipeline", no_args_is_help=True)
 app.add_typer(replay.app, name="replay", no_args_is_help=True)
 app.add_typer(console_cli.app, name="console", no_args_is_help=True)
+app.add_typer(incidents.app, name="incidents", no_args_is_help=True)
 app.command("demo")(demo.demo)
 app.command("up")(services.up)
 app.command("down")(services.down)

@@ -232,7 +232,12 @@ class DemoOptions:
 
 
 async def run_demo(settings: Settings, options: DemoOptions) -> bool:
-    """Run the demo; True when every situation was assessed within `options.duration` s."""
+    """Run the demo; True when every situation was assessed within `options.duration` s.
+
+    It shows the assessment path (`bridge.mode: assessments`) until it can show incidents and
+    their notifications (issue 17, the notification channels)."""
+    bridge = settings.bridge.model_copy(update={"mode": "assessments"})
+    settings = settings.model_copy(update={"bridge": bridge})
     stack = LocalStack(settings)
     running = stack.running()
     llm = (

@@ -1,0 +1,118 @@
+"""An incident escalating in real time while its worker is killed with -9 again and again:
+every escalation step is notified exactly once (the recorder in `incident_worker` counts
+attempts and messages), none is lost. Prints a `CHAOS incident_worker_kill_9: {...}` line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from redis.asyncio import Redis
+from temporalio.client import Client
+
+from riskflow.devstack.simulate import scene_event
+from riskflow.endpoints import Endpoints
+from riskflow.incident_config import EscalationStep, IncidentConfig
+from riskflow.incidents import IncidentState, incident_workflow_id
+from riskflow.models import AssessmentPolicy
+from riskflow.settings import Settings
+from tests.chaos.harness import Cluster, scale
+from tests.conftest import DashScopeAdmin, eventually
+from workers.incident_starts import IncidentStarts
+from workers.significance import assess_significance
+from workflows.incident import IncidentWorkflow
+
+LEVELS, STEP_SECONDS, REPEATS = 5, 3.0, 5
+
+
+async def test_incident_worker_kill_9_sends_no_duplicate(
+    settings: Settings,
+    stack: Endpoints,
+    client: Client,
+    redis: Redis,
+    dashscope_admin: DashScopeAdmin,
+    tmp_path: Path,
+    unique: str,
+) -> None:
+    config = IncidentConfig(
+        escalation=[
+            EscalationStep(after_seconds=i * STEP_SECONDS, channels=[f"level-{i}"])
+            for i in range(LEVELS)
+        ],
+        repeat_seconds=STEP_SECONDS,
+        max_repeats=REPEATS,
+        auto_resolve_after_seconds=3600,
+    )
+    prefix = f"chaosnotify:{unique}"
+    cluster = Cluster(settings, tmp_path, unique, RISKFLOW_INCIDENTS=config.model_dump_json())
+    incident_settings = settings.model_copy(
+        update={
+            "incidents": config,
+            "temporal": settings.temporal.model_copy(update={"task_queue": f"chaos-{unique}"}),
+        }
+    )
+    workers: list[asyncio.subprocess.Process] = []
+
+    async def spawn() -> None:
+        log = (tmp_path / f"worker-{len(workers)}.log").open("wb")
+        workers.append(
+            await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "tests.chaos.incident_worker",
+                prefix,
+                env=cluster.env,
+                stdout=log,
+                stderr=log,
+            )
+        )
+
+    kills = scale(5, 20)
+    camera = f"chaos-{unique}"
+    event = scene_event(camera, 1, datetime.now(UTC), people=2, falls=1)
+    situation = assess_significance(event, settings.significance)
+    assert situation is not None
+    await spawn()
+    try:
+        starts = IncidentStarts(client, incident_settings, AssessmentPolicy())
+        await starts.signal_with_start(event, situation)
+        handle = client.get_workflow_handle(incident_workflow_id(camera, "hazard"))
+        total = LEVELS + REPEATS
+        escalation_seconds = (LEVELS - 1 + REPEATS) * STEP_SECONDS
+        for _ in range(kills):
+            await asyncio.sleep(escalation_seconds / (kills + 1))
+            workers[-1].send_signal(signal.SIGKILL)
+            await workers[-1].wait()
+            await spawn()
+
+        async def escalated() -> bool:
+            view = await handle.query(IncidentWorkflow.incident)
+            return view is not None and len(view.steps_sent) == total
+
+        await eventually(escalated, within=120)
+        view = await handle.query(IncidentWorkflow.incident)
+        await handle.terminate("test over")
+    finally:
+        for proc in workers:
+            if proc.returncode is None:
+                proc.send_signal(signal.SIGTERM)
+                await asyncio.wait_for(proc.wait(), 60)
+    sent = [k.decode() for k in await redis.lrange(f"{prefix}:sent", 0, -1)]
+    attempts = await redis.llen(f"{prefix}:attempts")
+    expected = [f"{view.incident_id}:L{i}:level-{i}" for i in range(LEVELS)] + [
+        f"{view.incident_id}:L{LEVELS - 1}r{r}:level-{LEVELS - 1}" for r in range(1, REPEATS + 1)
+    ]
+    figures = {
+        "kills": kills,
+        "steps": total,
+        "sent": len(sent),
+        "attempts": attempts,
+        "duplicates": len(sent) - len(set(sent)),
+    }
+    print(f"CHAOS incident_worker_kill_9: {json.dumps(figures)}")
+    assert view.state == IncidentState.NOTIFIED
+    assert sorted(sent) == sorted(expected)  # each step once: none lost, none doubled

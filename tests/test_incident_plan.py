@@ -1,0 +1,129 @@
+"""Pure incident decisions: quiet hours in a site's time zone, the escalation ladder, what
+escalates a situation, and incident settings per site."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, time, timedelta
+
+import pytest
+
+from riskflow.devstack.simulate import scene_event
+from riskflow.errors import ConfigError
+from riskflow.incident_config import EscalationStep, IncidentConfig, QuietPeriod, quiet_until
+from riskflow.incident_plan import escalation_reason, next_step
+from riskflow.incidents import IncidentFrame, IncidentView
+from riskflow.settings import load_settings
+from tests.conftest import CONFIG
+
+NIGHT = QuietPeriod(days=["mon", "tue", "wed", "thu", "fri"], start=time(22), end=time(6))
+SHANGHAI = "Asia/Shanghai"
+
+
+def at(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def test_a_night_period_runs_past_midnight_in_the_sites_zone() -> None:
+    # Monday 23:30 in Shanghai is 15:30 UTC: quiet until Tuesday 06:00 local.
+    end = quiet_until(at("2026-11-30T15:30:00+00:00"), [NIGHT], SHANGHAI)
+    assert end == at("2026-12-01T06:00:00+08:00")
+    # Tuesday 05:59 local (the Monday period), and 06:00 (over).
+    assert quiet_until(at("2026-11-30T21:59:00+00:00"), [NIGHT], SHANGHAI) is not None
+    assert quiet_until(at("2026-11-30T22:00:00+00:00"), [NIGHT], SHANGHAI) is None
+    # The same instant is not quiet for a site in UTC (15:30 there).
+    assert quiet_until(at("2026-11-30T15:30:00+00:00"), [NIGHT], "UTC") is None
+
+
+def test_the_weekday_is_the_day_the_period_starts() -> None:
+    # Saturday 01:00 local belongs to Friday's night; Sunday 01:00 to no period.
+    assert quiet_until(at("2026-12-05T01:00:00+08:00"), [NIGHT], SHANGHAI) is not None
+    assert quiet_until(at("2026-12-06T01:00:00+08:00"), [NIGHT], SHANGHAI) is None
+
+
+def test_adjacent_periods_join_and_a_dst_change_is_local_time() -> None:
+    weekend = QuietPeriod(days=["sat", "sun"], start=time(0), end=time(0))
+    friday_night = QuietPeriod(days=["fri"], start=time(18), end=time(0))
+    end = quiet_until(at("2026-12-04T19:00:00+01:00"), [friday_night, weekend], "Europe/Berlin")
+    assert end == at("2026-12-07T00:00:00+01:00")  # Friday 18:00 to Monday 00:00
+    # Berlin leaves summer time on 2026-10-25: a 22:00-06:00 night ends at 06:00 CET.
+    night = QuietPeriod(start=time(22), end=time(6))
+    end = quiet_until(at("2026-10-24T21:00:00+00:00"), [night], "Europe/Berlin")
+    assert end is not None and end.utcoffset() == timedelta(hours=1) and end.hour == 6
+
+
+def view(**fields: object) -> IncidentView:
+    now = at("2026-11-30T10:00:00+00:00")
+    base: dict[str, object] = dict(
+        incident_id="i",
+        workflow_id="w",
+        camera_id="1",
+        site_id="s",
+        family="hazard",
+        opened_at=now,
+        updated_at=now,
+    )
+    return IncidentView.model_validate({**base, **fields})
+
+
+def test_the_ladder_counts_from_the_first_notification_then_repeats_the_last_level() -> None:
+    config = IncidentConfig(
+        escalation=[
+            EscalationStep(after_seconds=0, channels=["a"]),
+            EscalationStep(after_seconds=300, channels=["b"]),
+        ],
+        repeat_seconds=600,
+        max_repeats=2,
+    )
+    notified = at("2026-11-30T10:01:00+00:00")
+    assert next_step(view(), config) == ("L0", 0, at("2026-11-30T10:00:00+00:00"))
+    steps = []
+    current = view(notified_at=notified)
+    while (step := next_step(current, config)) is not None:
+        steps.append((step[0], (step[2] - notified).total_seconds()))
+        current = current.model_copy(update={"steps_sent": [*current.steps_sent, step[0]]})
+    assert steps == [("L0", 0), ("L1", 300), ("L1r1", 900), ("L1r2", 1500)]
+
+
+def test_a_ladder_that_does_not_start_at_once_is_refused() -> None:
+    with pytest.raises(ValueError, match="after_seconds 0"):
+        IncidentConfig(escalation=[EscalationStep(after_seconds=60, channels=["a"])])
+
+
+def frame(people: int, falls: int, rule: str, severity: int, count: int) -> IncidentFrame:
+    event = scene_event("1", 1, datetime.now(UTC), people=people, falls=falls)
+    return IncidentFrame(event=event, rule=rule, severity=severity, count=count)
+
+
+def test_what_escalates_a_situation() -> None:
+    config = IncidentConfig(count_step=3)
+    crowd = view(rule="crowd", rule_severity=2, max_count=5, classes=["Normal"])
+    assert escalation_reason(crowd, frame(5, 0, "crowd", 2, 5), config) == ""
+    assert escalation_reason(crowd, frame(6, 0, "crowd", 2, 6), config) == ""  # flicker
+    assert "count grew" in escalation_reason(crowd, frame(8, 0, "crowd", 2, 8), config)
+    assert "more severe" in escalation_reason(crowd, frame(5, 1, "fall", 5, 1), config)
+    assert "new class: Fall" in escalation_reason(crowd, frame(5, 1, "crowd", 2, 4), config)
+
+
+def test_a_site_sets_its_own_incident_behaviour(tmp_path: object) -> None:
+    settings = load_settings(
+        CONFIG,
+        sites=[
+            {
+                "id": "plant-a",
+                "timezone": SHANGHAI,
+                "cameras": ["7"],
+                "incidents": {"escalation": [{"after_seconds": 0, "channels": ["plant-a-ops"]}]},
+            }
+        ],
+    )
+    assert settings.incident_config("7").escalation[0].channels == ["plant-a-ops"]
+    assert settings.incident_config("8") == settings.incidents
+    with pytest.raises(ConfigError, match="quiet_hours"):
+        load_settings(CONFIG, incidents={"quiet_hours": [{"start": "25:00", "end": "06:00"}]})
+
+
+def test_quiet_hours_round_the_clock_end_within_a_week() -> None:
+    always = QuietPeriod(start=time(0), end=time(0))
+    now = at("2026-11-30T12:00:00+00:00")
+    end = quiet_until(now, [always], SHANGHAI)
+    assert end is not None and now < end <= now + timedelta(days=8)
