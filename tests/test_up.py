@@ -122,7 +122,8 @@ async def test_up_assesses_restarts_and_down_leaves_nothing(tmp_path: Path) -> N
         async def restarted() -> bool:
             now = _by_name(layout)
             return all(
-                now[n].state == "RUNNING" and now[n].pid != first[n].pid and now[n].restarts == 1
+                # at least once: a start that fails under load is retried and counted too
+                now[n].state == "RUNNING" and now[n].pid != first[n].pid and now[n].restarts >= 1
                 for n in ("worker-1", "worker-2")
             )
 
@@ -215,7 +216,7 @@ async def test_services_that_cannot_start_are_reported(tmp_path: Path) -> None:
             stack.down()
     assert code == 0, out
     assert "nothing was running" not in out.splitlines()[0]
-    assert running == {"temporal", "kafka", "redis", "dashscope"}
+    assert running == {"temporal", "kafka", "redis", "dashscope", "receiver"}
     assert Supervisor(layout).pid() is None
 
 
@@ -231,7 +232,7 @@ async def test_a_taken_stack_port_stops_up_and_down_stops_what_it_started(tmp_pa
             assert code == 2, out
             port = settings.local.temporal_port
             assert f"temporal: port 127.0.0.1:{port} is already in use" in out
-            assert stack.running() == {"redis", "kafka", "dashscope"}  # started before temporal
+            assert stack.running() == {"redis", "kafka", "dashscope", "receiver"}  # before temporal
             assert Supervisor(Layout(settings.local.state_dir)).pid() is None
         finally:
             code, out = await _cli(env, "down")

@@ -6,7 +6,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import aiohttp
-import pytest
 from aiokafka import AIOKafkaProducer
 from prometheus_client import REGISTRY
 from redis.asyncio import Redis
@@ -19,14 +18,15 @@ from activities.providers.dashscope import DashScopeClient
 from riskflow.endpoints import Endpoints
 from riskflow.keyconfig import KeyRing
 from riskflow.metrics import OTHER_CAMERA, CameraLabels
-from riskflow.models import Assessment, AssessmentTask, RiskLevel
+from riskflow.models import Assessment, AssessmentTask, KeyLease, LLMCallInput, RiskLevel
 from riskflow.settings import Settings
-from riskflow.urls import UnsafeURLError
 
 
-async def test_the_llm_activity_refuses_snapshot_urls_that_name_local_files(
+async def test_the_llm_activity_never_hands_on_snapshot_urls_that_name_local_files(
     settings: Settings, stack: Endpoints, redis: Redis
 ) -> None:
+    """Such a URL is never given to the SDK (it would upload the file): the request goes
+    without the image, text-only; a plain https URL is passed as it is."""
     async with aiohttp.ClientSession() as session:
         llm = LLMActivities(
             KeyPool(redis, settings.keys.scheduler),
@@ -38,11 +38,15 @@ async def test_the_llm_activity_refuses_snapshot_urls_that_name_local_files(
         task = AssessmentTask(
             assessment_id="a", camera_id="c", model="m", system_prompt="s", user_prompt="u"
         )
+        lease = KeyLease(lease_id="l", key_id="key_1", quota_group="", expires_at_ms=0)
+
+        def call(ref: str) -> LLMCallInput:
+            return LLMCallInput(task=task.model_copy(update={"image_ref": ref}), lease=lease)
+
         for ref in ("/app/config/api_keys.yaml", "file:///etc/passwd", "ftp://h/a.jpg"):
-            with pytest.raises(UnsafeURLError):
-                await llm._messages(task.model_copy(update={"image_ref": f"url:{ref}"}), None)
-        ok = task.model_copy(update={"image_ref": "url:https://cdn.example.com/a.jpg"})
-        messages, vision = await llm._messages(ok, None)
+            messages, vision = await llm._messages(call(f"url:{ref}"))
+            assert not vision and ref not in str(messages)
+        messages, vision = await llm._messages(call("url:https://cdn.example.com/a.jpg"))
     assert vision and messages[1]["content"][0] == {"image": "https://cdn.example.com/a.jpg"}
 
 
