@@ -2,20 +2,27 @@
 
 The shape follows the original guide (`api_keys: [{key, key_id, qps_limit, rpm_limit,
 enabled}]`, `scheduler: {key_cooldown_seconds}`), plus `key_env` (read the secret from an
-environment variable), `max_concurrency` and `quota_group` (keys of one account share one
-budget, DashScope limits apply per account).
+environment variable), `max_concurrency`, `quota_group` (keys of one account share one
+budget, DashScope limits apply per account), and `provider` / `base_url` (which API the key
+belongs to; without them a key is DashScope's native API at the configured base URL).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from riskflow.errors import ConfigError, UnknownKeyError
 
 KEY_ID_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
+
+# "dashscope": DashScope's native API (the `dashscope` SDK); "openai": any OpenAI-compatible
+# chat-completions endpoint (DashScope compatible-mode, vLLM, Ollama, OpenAI; the `openai` SDK).
+Provider = Literal["dashscope", "openai"]
+PROVIDERS: tuple[Provider, ...] = ("dashscope", "openai")
 
 
 class KeyConfig(BaseModel):
@@ -29,6 +36,14 @@ class KeyConfig(BaseModel):
     max_concurrency: int = Field(default=8, gt=0)
     enabled: bool = True
     quota_group: str = Field(default="", pattern=r"^[A-Za-z0-9_.-]{0,64}$")
+    provider: Provider = "dashscope"
+    base_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^\s]+$",
+        description="the provider's API root, e.g. https://dashscope.aliyuncs.com/compatible-mode/v1"
+        " or http://gpu-host:8000/v1 (vLLM); None: the configured DashScope base URL (native),"
+        " or its compatible-mode root (openai)",
+    )
 
     @model_validator(mode="after")
     def _one_secret_source(self) -> KeyConfig:

@@ -165,6 +165,7 @@ class LLMCallOutput(BaseModel):
     usage: TokenUsage = Field(default_factory=TokenUsage)
     latency_ms: float = 0.0
     model: str = Field(default="", description="the model that answered")
+    provider: str = Field(default="", description="the provider that answered ('' = unknown)")
     image_sent: bool = Field(default=False, description="the request carried the snapshot")
 
 

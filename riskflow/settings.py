@@ -15,6 +15,7 @@ import yaml
 from pydantic import (
     AliasChoices,
     BaseModel,
+    ConfigDict,
     Field,
     ValidationError,
     ValidationInfo,
@@ -25,7 +26,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from riskflow.channels import NotificationSettings
 from riskflow.edge_config import CameraConfig, EdgeSettings
 from riskflow.errors import ConfigError
-from riskflow.keyconfig import KeysConfig
+from riskflow.keyconfig import KeysConfig, Provider
 from riskflow.models import RiskLevel
 from riskflow.names import BRIDGE_GROUP, TASK_QUEUE
 from riskflow.redis_client import is_cluster_url, parse_cluster_url
@@ -115,9 +116,22 @@ class BridgeSettings(BaseModel):
     )
 
 
+class ProviderModels(BaseModel):
+    """The models to ask on one provider's keys (e.g. a vLLM server names its models itself);
+    unset: the assessment's own model."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    text_model: str | None = None
+    vision_model: str | None = None
+
+
 class LLMSettings(BaseModel):
     text_model: str = "qwen-plus"
     vision_model: str = "qwen-vl-plus"
+    models: dict[Provider, ProviderModels] = Field(
+        default_factory=dict, description="models per provider (keyconfig.Provider)"
+    )
     request_timeout_seconds: int = Field(default=30, gt=0)
     max_attempts: int = Field(default=6, gt=0, description="LLM calls per assessment")
     max_repairs: int = Field(default=2, ge=0, description="repair prompts after bad JSON")

@@ -289,7 +289,10 @@ def _provenance(task: AssessmentTask, output: LLMCallOutput | None) -> Provenanc
     if output is None or not output.model:
         return task.provenance
     image_ref = task.provenance.image_ref if output.image_sent else None
-    return task.provenance.model_copy(update={"model": output.model, "image_ref": image_ref})
+    update = {"model": output.model, "image_ref": image_ref}
+    if output.provider:  # the provider that answered (older workers left it empty)
+        update["provider"] = output.provider
+    return task.provenance.model_copy(update=update)
 
 
 def _failure(err: ActivityError) -> tuple[str, str]:
