@@ -160,10 +160,21 @@ local now = now_ms()
 
 if op == 'acquire' then
   local lease_id, ttl, guard = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
+  -- ARGV[6]: JSON list of the quota groups a lease may come from ([]: any key)
+  local wanted = nil
+  for _, g in ipairs(cjson.decode(ARGV[6] or '[]')) do
+    wanted = wanted or {}
+    wanted[g] = true
+  end
   local best, best_spare, best_used, best_group = nil, -1, 0, ''
   local earliest, earliest_why = nil, 'no keys configured'
   for _, id in ipairs(K.ids) do
-    local free, why, spare, group = key_free_at(K, id, now, guard, nil, true)
+    local own = K.group[id]
+    if own == '' then own = 'key:' .. id end
+    local free, why, spare, group = nil, 'not in the wanted quota groups', 0, ''
+    if not wanted or wanted[own] then
+      free, why, spare, group = key_free_at(K, id, now, guard, nil, true)
+    end
     if free and free <= now then
       local used = tonumber(redis.call('HGET', K.st[id], 'last_used') or '0')
       if spare > best_spare or (spare == best_spare and used < best_used) then

@@ -156,13 +156,18 @@ class KeyPool:
             raise KeyPoolUnavailable(f"key pool store unreachable: {exc}") from exc
         raise KeyPoolUnavailable(f"the key pool's key list changed {_LAYOUT_TRIES} times in a row")
 
-    async def acquire(self, ttl_seconds: float | None = None) -> LeaseResult:
+    async def acquire(
+        self, ttl_seconds: float | None = None, quota_groups: list[str] | None = None
+    ) -> LeaseResult:
         """A lease on the key with the most spare capacity, valid `ttl_seconds` (default: the
         scheduler's), or when one may be granted (`retry_after_seconds`; -1.0 when every key is
-        disabled). Raises KeyPoolUnavailable when Redis cannot be reached."""
+        disabled). `quota_groups`: only keys of these groups (a key without a group is
+        `key:<key_id>`; None or empty: any key). Raises KeyPoolUnavailable when Redis cannot
+        be reached."""
         ttl_ms = int((ttl_seconds or self._cfg.lease_ttl_seconds) * 1000)
         lease_id = uuid.uuid4().hex
-        reply = await self._run("acquire", lease_id, ttl_ms, self._cfg.window_guard_ms)
+        groups = json.dumps(sorted(set(quota_groups or [])))
+        reply = await self._run("acquire", lease_id, ttl_ms, self._cfg.window_guard_ms, groups)
         if int(reply[0]) == 1:
             lease = KeyLease(
                 lease_id=lease_id,

@@ -71,7 +71,8 @@ class LLMActivities:
         messages, vision = await self._messages(inp)
         route = self._routes.route(inp.lease.key_id)
         asked = inp.task.model if vision else (inp.task.text_model or inp.task.model)
-        model = route.model(vision, asked)
+        pinned = inp.vision_model if vision else inp.text_model  # a failover entry's model
+        model = pinned or route.model(vision, asked)
         await self._claim_slot(guard.lease_id, route.client.timeout_seconds)
         guard.sent = True
         started = time.perf_counter()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from temporalio import activity
 
+from riskflow.capacity_config import FailoverStep
 from riskflow.models import AssessmentInput, AssessmentTask
 from riskflow.names import camera_history_key
 from riskflow.prompt import PromptSpec, prompt_spec, system_prompt, user_prompt
@@ -14,7 +15,7 @@ from riskflow.settings import LLMSettings, Settings
 from riskflow.significance_config import SignificanceConfig
 from riskflow.sites import SiteConfig, site_of
 
-PROVIDER = "dashscope"  # the one provider the worker's LLM client speaks
+PROVIDER = "dashscope"  # the provider asked by default; the answer records the one that answered
 
 
 class PromptBook:
@@ -28,6 +29,10 @@ class PromptBook:
     @classmethod
     def of(cls, settings: Settings) -> PromptBook:
         return cls(settings.sites, settings.significance)
+
+    def failover(self, camera_id: str) -> list[FailoverStep]:
+        """The camera's failover chain (its site's `capacity`; empty: none)."""
+        return site_of(self._sites, camera_id).capacity.chain(camera_id)
 
     def spec(self, camera_id: str) -> PromptSpec:
         rules = self._significance.cameras.get(camera_id)
@@ -69,7 +74,8 @@ class TaskActivities:
             history = [item.decode() if isinstance(item, bytes) else str(item) for item in raw]
         spec = self._book.spec(event.camera_id)
         model = self._llm.vision_model if event.snapshot else self._llm.text_model
-        return _task(inp, spec, history, PROVIDER, model, self._llm.text_model)
+        task = _task(inp, spec, history, PROVIDER, model, self._llm.text_model)
+        return task.model_copy(update={"failover": self._book.failover(event.camera_id)})
 
     @activity.defn(name="build_replay_task")
     async def build_replay_task(self, inp: ReplayTaskInput) -> AssessmentTask:

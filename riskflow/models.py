@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from riskflow.capacity_config import FailoverStep
 from riskflow.events import DetectionEvent
 
 
@@ -78,6 +79,7 @@ class CarriedState(BaseModel):
     free_rounds: int = Field(default=0, description="leases that did not count as attempts")
     without_history: bool = False
     text_only: bool = False
+    failover_step: int = Field(default=0, description="the failover chain's current entry")
 
 
 class AssessmentInput(BaseModel):
@@ -120,11 +122,15 @@ class AssessmentTask(BaseModel):
     provenance: Provenance = Field(default_factory=Provenance)
     text_model: str = Field(default="", description="for a text-only assessment ('' = model)")
     user_prompt_without_history: str | None = None
+    failover: list[FailoverStep] = Field(
+        default_factory=list, description="the camera's failover chain (capacity_config)"
+    )
 
 
 class LeaseRequest(BaseModel):
     assessment_id: str
     ttl_seconds: float = 120.0
+    quota_groups: list[str] = Field(default_factory=list, description="only these ([]: any)")
 
 
 class KeyLease(BaseModel):
@@ -152,6 +158,8 @@ class LLMCallInput(BaseModel):
     )
     without_history: bool = False
     text_only: bool = Field(default=False, description="no image; the text model")
+    vision_model: str = Field(default="", description="a failover entry's ('' = not pinned)")
+    text_model: str = Field(default="", description="a failover entry's ('' = not pinned)")
 
 
 class TokenUsage(BaseModel):
@@ -193,6 +201,9 @@ class Assessment(BaseModel):
     llm_attempts: int = 0
     detections: dict[str, int] = Field(default_factory=dict, description="class -> count")
     provenance: Provenance = Field(default_factory=Provenance)
+    degraded: bool = Field(
+        default=False, description="answered by a failover entry after the first"
+    )
 
 
 class AggregateResult(BaseModel):
