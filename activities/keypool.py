@@ -70,9 +70,10 @@ class Layout:
         p = self.prefix
         names: list[str] = []
         for key_id, _ in self.keys:
-            names += [f"{p}:{kind}:{key_id}" for kind in ("cfg", "st", "w", "inf", "stats")]
+            kinds = ("cfg", "st", "w", "inf", "stats", "tw")
+            names += [f"{p}:{kind}:{key_id}" for kind in kinds]
         for group in self.groups:
-            names += [f"{p}:gcfg:{group}", f"{p}:gw:{group}"]
+            names += [f"{p}:gcfg:{group}", f"{p}:gw:{group}", f"{p}:gtw:{group}"]
         return names
 
     def names(self, lease_id: str) -> list[str]:
@@ -157,17 +158,22 @@ class KeyPool:
         raise KeyPoolUnavailable(f"the key pool's key list changed {_LAYOUT_TRIES} times in a row")
 
     async def acquire(
-        self, ttl_seconds: float | None = None, quota_groups: list[str] | None = None
+        self,
+        ttl_seconds: float | None = None,
+        quota_groups: list[str] | None = None,
+        tokens: int = 0,
     ) -> LeaseResult:
         """A lease on the key with the most spare capacity, valid `ttl_seconds` (default: the
         scheduler's), or when one may be granted (`retry_after_seconds`; -1.0 when every key is
         disabled). `quota_groups`: only keys of these groups (a key without a group is
         `key:<key_id>`; None or empty: any key). Raises KeyPoolUnavailable when Redis cannot
-        be reached."""
+        be reached. `tokens`: the call's estimated tokens, reserved against the key's and its
+        group's tokens-per-minute limits until `release` settles them with the real count."""
         ttl_ms = int((ttl_seconds or self._cfg.lease_ttl_seconds) * 1000)
         lease_id = uuid.uuid4().hex
         groups = json.dumps(sorted(set(quota_groups or [])))
-        reply = await self._run("acquire", lease_id, ttl_ms, self._cfg.window_guard_ms, groups)
+        guard = self._cfg.window_guard_ms
+        reply = await self._run("acquire", lease_id, ttl_ms, guard, groups, max(tokens, 0))
         if int(reply[0]) == 1:
             lease = KeyLease(
                 lease_id=lease_id,
@@ -208,8 +214,10 @@ class KeyPool:
         """Report a lease's outcome and free its concurrency slot. `retry_after_seconds` (from a
         429; 0 means at once, None the pool's own escalating cooldown) sets the cooldown of the
         key, or of every key of its quota group for "rate_limited_group"; `detail` is the
-        reason shown for a disabled key or group. False when the lease had already expired or
-        been released. Raises KeyPoolUnavailable when Redis cannot be reached."""
+        reason shown for a disabled key or group. `tokens_in` + `tokens_out` (the provider's
+        count; 0: none reported) replace the tokens reserved at the grant. False when the
+        lease had already expired or been released. Raises KeyPoolUnavailable when Redis cannot
+        be reached."""
         cfg = self._cfg
         reply = await self._run(
             "release",
@@ -244,7 +252,11 @@ class KeyPool:
                 for name, group in config.quota_groups.items():
                     pipe.hset(
                         self._k("gcfg", name),
-                        mapping={"qps": group.qps_limit, "rpm": group.rpm_limit},
+                        mapping={
+                            "qps": group.qps_limit,
+                            "rpm": group.rpm_limit,
+                            "tpm": group.tpm_limit or 0,
+                        },
                     )
                 for key in config.api_keys:
                     pipe.hset(
@@ -252,6 +264,7 @@ class KeyPool:
                         mapping={
                             "qps": key.qps_limit,
                             "rpm": key.rpm_limit,
+                            "tpm": key.tpm_limit or 0,
                             "conc": key.max_concurrency,
                             "enabled": int(key.enabled),
                             "group": key.quota_group,

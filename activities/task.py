@@ -43,6 +43,14 @@ class PromptBook:
         )
 
 
+def estimate(task: AssessmentTask, llm: LLMSettings) -> int:
+    """The tokens one call of `task` is reserved for (see `LLMSettings.chars_per_token`):
+    at least its real count for prompts of our shape, settled with the real count after."""
+    chars = len(task.system_prompt) + len(task.user_prompt)
+    images = 1 if task.image_ref else 0
+    return int(chars / llm.chars_per_token) + images * llm.image_tokens + llm.output_tokens
+
+
 def candidate_spec(spec: PromptSpec, candidate: Candidate) -> PromptSpec:
     """The live spec with a candidate's overrides."""
     update: dict[str, object] = {"template": candidate.prompt}
@@ -75,7 +83,8 @@ class TaskActivities:
         spec = self._book.spec(event.camera_id)
         model = self._llm.vision_model if event.snapshot else self._llm.text_model
         task = _task(inp, spec, history, PROVIDER, model, self._llm.text_model)
-        return task.model_copy(update={"failover": self._book.failover(event.camera_id)})
+        update = {"failover": self._book.failover(event.camera_id)}
+        return task.model_copy(update={**update, "estimated_tokens": estimate(task, self._llm)})
 
     @activity.defn(name="build_replay_task")
     async def build_replay_task(self, inp: ReplayTaskInput) -> AssessmentTask:

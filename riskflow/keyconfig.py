@@ -33,6 +33,7 @@ class KeyConfig(BaseModel):
     key_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     qps_limit: int = Field(gt=0)
     rpm_limit: int = Field(gt=0)
+    tpm_limit: int | None = Field(default=None, gt=0, description="tokens per minute")
     max_concurrency: int = Field(default=8, gt=0)
     enabled: bool = True
     quota_group: str = Field(default="", pattern=r"^[A-Za-z0-9_.-]{0,64}$")
@@ -62,6 +63,7 @@ class QuotaGroupConfig(BaseModel):
 
     qps_limit: int = Field(gt=0)
     rpm_limit: int = Field(gt=0)
+    tpm_limit: int | None = Field(default=None, gt=0, description="tokens per minute")
 
 
 class SchedulerConfig(BaseModel):

@@ -125,12 +125,14 @@ class AssessmentTask(BaseModel):
     failover: list[FailoverStep] = Field(
         default_factory=list, description="the camera's failover chain (capacity_config)"
     )
+    estimated_tokens: int = Field(default=0, description="reserved per call (0: not counted)")
 
 
 class LeaseRequest(BaseModel):
     assessment_id: str
     ttl_seconds: float = 120.0
     quota_groups: list[str] = Field(default_factory=list, description="only these ([]: any)")
+    tokens: int = Field(default=0, ge=0, description="estimated tokens to reserve")
 
 
 class KeyLease(BaseModel):

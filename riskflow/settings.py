@@ -132,6 +132,13 @@ class LLMSettings(BaseModel):
     models: dict[Provider, ProviderModels] = Field(
         default_factory=dict, description="models per provider (keyconfig.Provider)"
     )
+    # The tokens a call reserves against tokens-per-minute limits until its answer reports
+    # the real count: prompt characters / chars_per_token + image_tokens per image +
+    # output_tokens. Qwen counts about 1-1.5 Chinese characters or 3-4 English ones a token;
+    # Qwen-VL an image as up to 1280 tokens at its default resolution.
+    chars_per_token: float = Field(default=1.5, gt=0)
+    image_tokens: int = Field(default=1280, ge=0)
+    output_tokens: int = Field(default=500, ge=0)
     request_timeout_seconds: int = Field(default=30, gt=0)
     max_attempts: int = Field(default=6, gt=0, description="LLM calls per assessment")
     max_repairs: int = Field(default=2, ge=0, description="repair prompts after bad JSON")

@@ -172,6 +172,7 @@ class RiskAssessmentWorkflow:
             assessment_id=inp.assessment_id,
             ttl_seconds=inp.policy.lease_ttl_seconds,
             quota_groups=step.quota_groups if step else [],
+            tokens=task.estimated_tokens,
         )
         result = await workflow.execute_activity_method(
             LeaseActivities.acquire_lease,

@@ -14,6 +14,7 @@ from typing import Any
 _COMPAT_CODES = {
     "InvalidApiKey": ("invalid_api_key", "invalid_request_error"),
     "Throttling.RateQuota": ("limit_requests", "limit_requests"),
+    "Throttling.AllocationQuota": ("limit_requests", "limit_requests"),  # group: its message
     "InternalError": ("internal_error", "internal_error"),
     "DataInspectionFailed": ("data_inspection_failed", "data_inspection_failed"),
     "InvalidParameter": ("invalid_parameter_error", "invalid_request_error"),
@@ -65,9 +66,10 @@ class Dialect:
             return {"error": error, "request_id": request_id}
         return {"code": code, "message": message, "request_id": request_id}
 
-    def ok(self, content: str, prompt_chars: int, model: str) -> dict[str, Any]:
-        """A 200 chat answer with token usage (about 4 characters a token)."""
-        prompt_tokens, completion_tokens = prompt_chars // 4, len(content) // 4
+    def ok(self, content: str, prompt_tokens: int, model: str) -> dict[str, Any]:
+        """A 200 chat answer with token usage (`answer.prompt_tokens`; 4 characters a token of
+        the answer)."""
+        completion_tokens = len(content) // 4
         if self.name == "openai":
             return {
                 "id": f"chatcmpl-{uuid.uuid4().hex}",

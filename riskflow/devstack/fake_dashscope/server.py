@@ -11,10 +11,10 @@ from typing import Any
 
 from aiohttp import web
 
-from riskflow.devstack.fake_dashscope.answer import answer_for
+from riskflow.devstack.fake_dashscope.answer import answer_for, prompt_tokens
 from riskflow.devstack.fake_dashscope.dialects import DASHSCOPE, OPENAI, Dialect, Request
 from riskflow.devstack.fake_dashscope.faults import ExactAnswer, FaultConfig, FaultPlan, Outcome
-from riskflow.devstack.fake_dashscope.limits import LimitBook, Window
+from riskflow.devstack.fake_dashscope.limits import LimitBook, LimitsConfig, Window
 from riskflow.keyconfig import KeyRing, KeysConfig
 
 logger = logging.getLogger(__name__)
@@ -36,10 +36,13 @@ class ServerState:
 
     def reset(self) -> None:
         groups = {
-            name: Window(g.qps_limit, g.rpm_limit) for name, g in self.keys.quota_groups.items()
+            name: Window(g.qps_limit, g.rpm_limit, g.tpm_limit)
+            for name, g in self.keys.quota_groups.items()
         }
         self.book = LimitBook(
-            keys={k.key_id: Window(k.qps_limit, k.rpm_limit) for k in self.keys.api_keys},
+            keys={
+                k.key_id: Window(k.qps_limit, k.rpm_limit, k.tpm_limit) for k in self.keys.api_keys
+            },
             groups=groups,
             key_group={k.key_id: k.quota_group for k in self.keys.api_keys if k.quota_group},
         )
@@ -70,9 +73,12 @@ async def generation(request: web.Request) -> web.Response:
     kind = "vision" if req.vision else "text"
     state.endpoints[kind] = state.endpoints.get(kind, 0) + 1
     state.requests.append({"key_id": key_id, "endpoint": kind, "api": dialect.name, **payload})
-    broken = state.book.record(key_id)
+    broken = state.book.record(key_id, prompt_tokens(req.messages))
     if broken and state.faults.config.enforce_limits:
         retry = {"Retry-After": "1"}
+        if broken == "tokens":  # DashScope: the account's token allocation per minute
+            message = "Allocated quota exceeded, please increase your quota limit."
+            return _error(dialect, 429, "Throttling.AllocationQuota", message, retry)
         message = "Requests rate limit exceeded, please try again later."
         return _error(dialect, 429, "Throttling.RateQuota", message, retry)
     exact = state.faults.rule_for(key_id, req.model, req.vision, json.dumps(req.messages))
@@ -89,7 +95,7 @@ async def generation(request: web.Request) -> web.Response:
 def _exact(dialect: Dialect, answer: ExactAnswer, req: Request) -> web.Response:
     """The configured answer, as it is (a `content` shorthand becomes a 200 chat answer)."""
     if answer.content is not None:
-        body = dialect.ok(answer.content, len(json.dumps(req.messages)), req.model)
+        body = dialect.ok(answer.content, prompt_tokens(req.messages), req.model)
         return web.json_response(body, headers=answer.headers)
     if isinstance(answer.body, str) or answer.body is None:
         return web.Response(status=answer.status, text=answer.body or "", headers=answer.headers)
@@ -118,11 +124,12 @@ async def _respond(
     text = json.dumps(req.messages)
     if outcome == "malformed":
         cut = '{"risk_level": "high", "risk_score": '
-        return web.json_response(dialect.ok(cut, len(text), req.model))
+        return web.json_response(dialect.ok(cut, prompt_tokens(req.messages), req.model))
     if req.wants_json and "json" not in text.lower():
         message = "'messages' must contain the word 'json' in json mode"
         return _error(dialect, 400, "InvalidParameter", message)
-    return web.json_response(dialect.ok(answer_for(req.messages), len(text), req.model))
+    answer = answer_for(req.messages)
+    return web.json_response(dialect.ok(answer, prompt_tokens(req.messages), req.model))
 
 
 async def health(request: web.Request) -> web.Response:
@@ -152,6 +159,16 @@ async def set_faults(request: web.Request) -> web.Response:
     return web.json_response(config.model_dump())
 
 
+async def set_limits(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    try:
+        config = LimitsConfig.model_validate(await request.json())
+    except (json.JSONDecodeError, ValueError) as exc:
+        return web.json_response({"error": str(exc)}, status=400)
+    state.book = config.book(state.book)
+    return web.json_response(config.model_dump())
+
+
 async def reset(request: web.Request) -> web.Response:
     state = request.app[STATE]
     state.reset()
@@ -169,5 +186,6 @@ def build_app(keys: KeysConfig, ring: KeyRing) -> web.Application:
     app.router.add_get("/admin/stats", get_stats)
     app.router.add_get("/admin/requests", get_requests)
     app.router.add_post("/admin/faults", set_faults)
+    app.router.add_post("/admin/limits", set_limits)
     app.router.add_post("/admin/reset", reset)
     return app
