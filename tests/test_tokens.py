@@ -111,6 +111,7 @@ async def test_large_vision_prompts_at_a_groups_token_limit_get_no_provider_429(
                     RiskAssessmentWorkflow.run, inp, id=inp.assessment_id, task_queue=task_queue
                 )
             )
+
         async def held_back() -> bool:
             return key_waits("group_tpm") > before
 
