@@ -21,6 +21,13 @@
 -- `load_layout` maps them: K.ids (every key id), K.group[id], and K.cfg/st/w/inf/stats[id],
 -- K.gcfg/gw[group] (key names); a change to every key of a group iterates K.ids.
 --
+-- Sends are paced evenly against the per-second limits (GCRA with no burst): a key's next send
+-- is due one emission interval 1000/qps ms, stretched by the pacing margin, after its last (its
+-- st hash field 'tat'), and a group's likewise (its gcfg hash field 'tat'). Even spacing keeps
+-- every 1 s window of the provider under its limit with the margin spread over each interval,
+-- instead of windows filled in bursts at their edges and a guard around them. The 60 s
+-- windows are not paced (a minute's burst is allowed; 10 ms of guard is nothing to a minute).
+--
 -- A lease reserves a slot in the rate windows when it is granted (member = lease id, scored at
 -- the grant); `stamp` moves that slot to the moment the request is really sent, and only if
 -- every window still has room then, so the provider never sees more than the limits.
@@ -188,6 +195,22 @@ local function cool_until(st, until_ms)
   if until_ms > old then redis.call('HSET', st, 'cooldown_until', until_ms) end
 end
 
+-- When key `id` and its group may send next (ms), and their emission intervals (ms; 0 for
+-- no group).
+local function pacing(K, id, group, margin)
+  local key_gap = 1000 / tonumber(redis.call('HGET', K.cfg[id], 'qps')) * (1 + margin)
+  local due = tonumber(redis.call('HGET', K.st[id], 'tat') or '0') or 0
+  local group_gap = 0
+  if group and group ~= '' and K.gcfg[group] then
+    local g = redis.call('HMGET', K.gcfg[group], 'qps', 'tat')
+    if g[1] then
+      group_gap = 1000 / tonumber(g[1]) * (1 + margin)
+      due = math.max(due, tonumber(g[2] or '0') or 0)
+    end
+  end
+  return due, key_gap, group_gap
+end
+
 -- Replace a lease's token reservations by the tokens the provider reported (`used`; 0: none
 -- reported, the estimate stays when a request was sent), scored at the first send.
 local function settle_tokens(K, id, group, lease_id, calls, need, used)
@@ -265,6 +288,7 @@ end
 
 if op == 'stamp' then
   local lease_id, guard, needed = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5] or '0')
+  local margin = tonumber(ARGV[6] or '0') or 0
   local lk = KEYS[2]
   local lease = redis.call('HMGET', lk, 'key', 'group', 'calls', 'exp')
   if not lease[1] then return {-1, 0, 'lease expired or released'} end
@@ -281,6 +305,10 @@ if op == 'stamp' then
   local free, why = key_free_at(K, id, now, guard, self_member, false, 0)
   if not free then return {-1, 0, 'key ' .. why} end
   if free > now then return {0, free - now, why} end
+  local due, key_gap, group_gap = pacing(K, id, group, margin)
+  if due > now then return {0, math.ceil(due - now), 'pacing'} end
+  redis.call('HSET', K.st[id], 'tat', now + key_gap)
+  if group_gap > 0 then redis.call('HSET', K.gcfg[group], 'tat', now + group_gap) end
   redis.call('ZADD', K.w[id], now, member)
   if group ~= '' and K.gw[group] then redis.call('ZADD', K.gw[group], now, member) end
   -- The reserved tokens count from the send; a repeated call reserves as much again.

@@ -193,7 +193,10 @@ class KeyPool:
         (also when the lease would expire within `needed_seconds`, the longest the request
         can still take). Raises KeyPoolUnavailable when Redis cannot be reached."""
         needed_ms = int(needed_seconds * 1000)
-        reply = await self._run("stamp", lease_id, self._cfg.window_guard_ms, needed_ms)
+        cfg = self._cfg
+        reply = await self._run(
+            "stamp", lease_id, cfg.window_guard_ms, needed_ms, cfg.pacing_margin
+        )
         code = int(reply[0])
         if code == 1:
             return Stamp(granted=True, sent_at_ms=int(reply[1]))
