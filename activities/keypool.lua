@@ -21,7 +21,8 @@
 -- `load_layout` maps them: K.ids (every key id), K.group[id], and K.cfg/st/w/inf/stats[id],
 -- K.gcfg/gw[group] (key names); a change to every key of a group iterates K.ids.
 --
--- Sends are paced evenly against the per-second limits (GCRA with no burst): a key's next send
+-- When the scheduler's pacing margin is set, sends are paced evenly against the per-second
+-- limits (GCRA with no burst): a key's next send
 -- is due one emission interval 1000/qps ms, stretched by the pacing margin, after its last (its
 -- st hash field 'tat'), and a group's likewise (its gcfg hash field 'tat'). Even spacing keeps
 -- every 1 s window of the provider under its limit with the margin spread over each interval,
@@ -228,6 +229,8 @@ local function settle_tokens(K, id, group, lease_id, calls, need, used)
   end
 end
 
+local BOOK_HORIZON_MS = 1000  -- a send slot is booked at most this far ahead
+
 local op = ARGV[2]
 local K = load_layout()
 if stale(K) then
@@ -288,13 +291,22 @@ end
 
 if op == 'stamp' then
   local lease_id, guard, needed = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5] or '0')
-  local margin = tonumber(ARGV[6] or '0') or 0
+  local margin = tonumber(ARGV[6] or '-1') or -1  -- negative: no pacing
   local lk = KEYS[2]
   local lease = redis.call('HMGET', lk, 'key', 'group', 'calls', 'exp')
   if not lease[1] then return {-1, 0, 'lease expired or released'} end
   local id, group, calls = lease[1], lease[2], tonumber(lease[3])
+  -- The send is booked at the key's (and group's) next paced slot `at` when that is within
+  -- the horizon: the caller waits until then and sends, and the next slot is one interval
+  -- after `at` however late the caller wakes (no drift). Windows are checked as of `at`.
+  local due, key_gap, group_gap = 0, 0, 0
+  if margin >= 0 then due, key_gap, group_gap = pacing(K, id, group, margin) end
+  local at = math.max(now, math.ceil(due))
+  if at - now > BOOK_HORIZON_MS then
+    return {0, at - now - BOOK_HORIZON_MS, 'pacing'}
+  end
   -- A request must end before its lease does, or the key's concurrency could be exceeded.
-  if tonumber(lease[4]) - now < needed then
+  if tonumber(lease[4]) - at < needed then
     return {-1, 0, 'lease expires before the call could time out'}
   end
   -- The first call moves the grant's reserved slot; a repeated call needs a slot of its own.
@@ -302,25 +314,23 @@ if op == 'stamp' then
   if calls > 0 then member = lease_id .. '#' .. calls end
   local self_member = nil
   if calls == 0 then self_member = lease_id end
-  local free, why = key_free_at(K, id, now, guard, self_member, false, 0)
+  local free, why = key_free_at(K, id, at, guard, self_member, false, 0)
   if not free then return {-1, 0, 'key ' .. why} end
-  if free > now then return {0, free - now, why} end
-  local due, key_gap, group_gap = pacing(K, id, group, margin)
-  if due > now then return {0, math.ceil(due - now), 'pacing'} end
-  redis.call('HSET', K.st[id], 'tat', now + key_gap)
-  if group_gap > 0 then redis.call('HSET', K.gcfg[group], 'tat', now + group_gap) end
-  redis.call('ZADD', K.w[id], now, member)
-  if group ~= '' and K.gw[group] then redis.call('ZADD', K.gw[group], now, member) end
+  if free > at then return {0, free - now, why} end
+  if key_gap > 0 then redis.call('HSET', K.st[id], 'tat', math.max(due, now) + key_gap) end
+  if group_gap > 0 then redis.call('HSET', K.gcfg[group], 'tat', math.max(due, now) + group_gap) end
+  redis.call('ZADD', K.w[id], at, member)
+  if group ~= '' and K.gw[group] then redis.call('ZADD', K.gw[group], at, member) end
   -- The reserved tokens count from the send; a repeated call reserves as much again.
   local need = tonumber(redis.call('HGET', lk, 'tok') or '0') or 0
   if need > 0 then
     local tm = member .. '|' .. need
-    redis.call('ZADD', K.tw[id], now, tm)
-    if group ~= '' and K.gtw[group] then redis.call('ZADD', K.gtw[group], now, tm) end
+    redis.call('ZADD', K.tw[id], at, tm)
+    if group ~= '' and K.gtw[group] then redis.call('ZADD', K.gtw[group], at, tm) end
   end
   redis.call('HSET', lk, 'calls', calls + 1)
   redis.call('HINCRBY', K.stats[id], 'calls', 1)
-  return {1, now, id}
+  return {1, at, id, at - now}
 end
 
 if op == 'release' then

@@ -86,7 +86,9 @@ class Layout:
 
 @dataclass(frozen=True)
 class Stamp:
-    """The answer to "may I send now?": yes (at `sent_at_ms`), wait `wait_ms`, or never."""
+    """The answer to "may I send now?": yes, at `sent_at_ms` (Redis' clock), which is
+    `wait_ms` from now: the caller sleeps that long, then sends; or not yet, ask again in
+    `wait_ms`; or never (`gone`)."""
 
     granted: bool
     wait_ms: int = 0
@@ -188,18 +190,23 @@ class KeyPool:
         return LeaseResult(retry_after_seconds=max(wait_ms, 1) / 1000.0, reason=reason)
 
     async def stamp(self, lease_id: str, needed_seconds: float = 0.0) -> Stamp:
-        """Claim the send slot of a lease right before the request goes out: granted (at
-        `sent_at_ms`, Redis' clock in milliseconds), wait `wait_ms` milliseconds, or gone
+        """Claim the send slot of a lease right before the request goes out: granted (send in
+        `wait_ms` milliseconds, at `sent_at_ms` on Redis' clock: the key's next paced slot),
+        not yet (ask again in `wait_ms` milliseconds), or gone
         (also when the lease would expire within `needed_seconds`, the longest the request
         can still take). Raises KeyPoolUnavailable when Redis cannot be reached."""
         needed_ms = int(needed_seconds * 1000)
         cfg = self._cfg
         reply = await self._run(
-            "stamp", lease_id, cfg.window_guard_ms, needed_ms, cfg.pacing_margin
+            "stamp",
+            lease_id,
+            cfg.window_guard_ms,
+            needed_ms,
+            -1 if cfg.pacing_margin is None else cfg.pacing_margin,
         )
         code = int(reply[0])
         if code == 1:
-            return Stamp(granted=True, sent_at_ms=int(reply[1]))
+            return Stamp(granted=True, sent_at_ms=int(reply[1]), wait_ms=int(reply[3]))
         if code == 0:
             return Stamp(granted=False, wait_ms=max(int(reply[1]), 1), reason=_s(reply[2]))
         return Stamp(granted=False, gone=True, reason=_s(reply[2]))

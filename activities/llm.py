@@ -117,6 +117,7 @@ class LLMActivities:
             except KeyPoolUnavailable as exc:
                 raise ApplicationError(str(exc), type=E.LEASE_LOST) from None
             if stamp.granted:
+                await asyncio.sleep(stamp.wait_ms / 1000)  # the booked, paced send slot
                 return
             if stamp.gone:
                 raise ApplicationError(f"lease lost: {stamp.reason}", type=E.LEASE_LOST)

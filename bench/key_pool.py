@@ -98,6 +98,7 @@ async def _pooled_caller(
         if not stamp.granted:
             await pool.release(lease.lease_id, "unused")
             continue
+        await asyncio.sleep(stamp.wait_ms / 1000)  # the booked, paced send slot
         sent.append(time.time())
         response = await client.generate(
             model="qwen-plus", messages=MESSAGES, api_key=ring.secret(lease.key_id), vision=False

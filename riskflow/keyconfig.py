@@ -74,17 +74,17 @@ class SchedulerConfig(BaseModel):
     error_cooldown_seconds: float = Field(default=5.0, ge=0, description="after 5xx/timeouts")
     lease_ttl_seconds: float = Field(default=120.0, gt=0)
     # The provider counts a request when it arrives; the pool, when the send slot is stamped.
-    # Event-loop lag in a busy worker and network jitter sit between the two. Sends are paced
-    # evenly, one emission interval (1000/qps ms) apart, stretched by
-    # `pacing_margin`: 2% leaves 2 ms of each 100 ms interval, 20 ms a second, for the jitter,
-    # and keeps 98% of the limits. The windows stay checked as a backstop, each counted
-    # `window_guard_ms` longer. (Windows alone, filled in bursts at their edges, needed 50 ms
-    # of guard for 0 violations: 5% of a saturated QPS limit.)
-    pacing_margin: float = Field(
-        default=0.02, ge=0, le=1, description="share added to each emission interval"
-    )
+    # Event-loop lag in a busy worker and network jitter sit between the two: with 10 ms, three
+    # worker processes starting on 2 cores let 5-8 requests over the limits (each 429 then
+    # cooled its key down for a minute or more). 50 ms costs about 5% of a saturated QPS limit.
     window_guard_ms: int = Field(
-        default=10, ge=0, description="safety margin added to the 1 s and 60 s windows"
+        default=50, ge=0, description="safety margin added to the 1 s and 60 s windows"
+    )
+    # Optional even pacing (GCRA, no burst): each send booked one emission interval
+    # (1000/qps ms, stretched by this share) after the previous one. None: off. On a loaded
+    # 2-core machine 2-3% (20-30 ms a second) did not absorb the jitter: see bench/README.md.
+    pacing_margin: float | None = Field(
+        default=None, ge=0, le=1, description="share added to each emission interval"
     )
     max_slot_wait_seconds: float = Field(default=5.0, gt=0)
 
