@@ -12,10 +12,14 @@ import pytest
 
 from activities.providers import errors
 from activities.providers.base import LLMResponse
+from activities.providers.dashscope import one_request_session
 from activities.providers.openai_compat import OpenAICompatClient, to_openai_messages
-from activities.providers.route import compatible_mode_url
+from activities.providers.route import compatible_mode_url, open_routes
+from activities.providers.verify import verify_keys
 from riskflow import failure_kinds as E
 from riskflow.endpoints import Endpoints
+from riskflow.keyconfig import KeyRing
+from riskflow.settings import ProviderModels, Settings
 from tests.conftest import DashScopeAdmin
 
 QUOTA = "You exceeded your current quota, please check your plan and billing details."
@@ -134,3 +138,31 @@ def test_compatible_mode_root_of_the_native_base_url() -> None:
     assert (
         compatible_mode_url("http://127.0.0.1:9/api/v1/") == "http://127.0.0.1:9/compatible-mode/v1"
     )
+
+
+async def test_keys_verify_asks_each_key_on_its_own_provider_and_models(
+    settings: Settings, stack: Endpoints, dashscope_admin: DashScopeAdmin
+) -> None:
+    keys = settings.keys.model_copy(
+        update={
+            "api_keys": [
+                key.model_copy(update={"provider": "openai"}) if key.key_id == "key_2" else key
+                for key in settings.keys.api_keys
+            ]
+        }
+    )
+    models = {"openai": ProviderModels(vision_model="qwen-vl-max")}
+    ring = KeyRing.from_config(keys, {})
+    async with (
+        one_request_session() as session,
+        open_routes(keys, models, stack.dashscope, session, 5) as routes,
+    ):
+        verdicts = await verify_keys(keys, ring, routes, "qwen-plus", "qwen-vl-plus")
+    assert [v.verdict for v in verdicts] == ["valid"] * 4
+    sent = [(r["key_id"], r["api"], r["model"]) for r in await dashscope_admin.requests()]
+    assert sent == [
+        ("key_1", "dashscope", "qwen-plus"),
+        ("key_1", "dashscope", "qwen-vl-plus"),
+        ("key_2", "openai", "qwen-plus"),
+        ("key_2", "openai", "qwen-vl-max"),
+    ]
