@@ -13,7 +13,9 @@
 -- Every key the script touches is declared in KEYS (Redis Cluster requires it):
 --   KEYS[1] P:keys, KEYS[2] P:lease:<the lease of ARGV[3]>, then for each key id of the layout
 --   in its order P:cfg:<id> P:st:<id> P:w:<id> P:inf:<id> P:stats:<id> P:tw:<id>, then for
---   each quota group of the layout in its order P:gcfg:<group> P:gw:<group> P:gtw:<group>.
+--   each quota group of the layout in its order P:gcfg:<group> P:gw:<group> P:gtw:<group>,
+--   then P:waiters (zset waiter -> -severity * 1e13 + first ask ms) and P:wseen (hash waiter ->
+--   last ask ms): assessments waiting for a key, the most severe (then oldest) first.
 -- ARGV[1] is that layout, JSON {"keys": [[id, group], ...], "groups": [group, ...]}, read by the
 -- caller from P:keys and each key's group; ARGV[2] the operation; ARGV[3..] its arguments.
 -- When the pool's keys or groups changed since the caller read the layout, the script writes
@@ -231,6 +233,21 @@ end
 
 local BOOK_HORIZON_MS = 1000  -- a send slot is booked at most this far ahead
 
+local WAITERS, WSEEN = KEYS[#KEYS - 1], KEYS[#KEYS]
+
+-- True when an assessment more severe than `severity` is waiting (asked within `ttl` ms);
+-- waiters that stopped asking are dropped.
+local function more_severe_waiting(now, ttl, severity)
+  local rows = redis.call('ZRANGEBYSCORE', WAITERS, '-inf', '(' .. (-severity * 1e13), 'LIMIT', 0, 20)
+  for _, other in ipairs(rows) do
+    local seen = tonumber(redis.call('HGET', WSEEN, other) or '0') or 0
+    if seen >= now - ttl then return true end
+    redis.call('ZREM', WAITERS, other)
+    redis.call('HDEL', WSEEN, other)
+  end
+  return false
+end
+
 local op = ARGV[2]
 local K = load_layout()
 if stale(K) then
@@ -248,6 +265,11 @@ if op == 'acquire' then
     wanted = wanted or {}
     wanted[g] = true
   end
+  -- ARGV[8..11]: the waiter (assessment id, '' = none), its severity, the share of each key's
+  -- capacity kept for severities >= ARGV[11], and how long a waiter counts without asking.
+  local waiter, severity = ARGV[8] or '', tonumber(ARGV[9] or '0') or 0
+  local share, top = tonumber(ARGV[10] or '0') or 0, tonumber(ARGV[11] or '0') or 0
+  local blocked = waiter ~= '' and more_severe_waiting(now, tonumber(ARGV[12] or '0'), severity)
   local best, best_spare, best_used, best_group = nil, -1, 0, ''
   local earliest, earliest_why = nil, 'no keys configured'
   for _, id in ipairs(K.ids) do
@@ -257,6 +279,10 @@ if op == 'acquire' then
     if not wanted or wanted[own] then
       free, why, spare, group = key_free_at(K, id, now, guard, nil, true, need)
     end
+    if free and free <= now and share > 0 and severity < top and spare <= share + 1e-9 then
+      free, why = now + 100, 'reserved'  -- the rest is kept for the most severe
+    end
+    if free and free <= now and blocked then free, why = now + 100, 'priority' end
     if free and free <= now then
       local used = tonumber(redis.call('HGET', K.st[id], 'last_used') or '0')
       if spare > best_spare or (spare == best_spare and used < best_used) then
@@ -269,8 +295,16 @@ if op == 'acquire' then
     end
   end
   if not best then
+    if waiter ~= '' then
+      redis.call('ZADD', WAITERS, 'NX', -severity * 1e13 + now, waiter)
+      redis.call('HSET', WSEEN, waiter, now)
+    end
     if not earliest then return {0, -1, earliest_why} end
     return {0, earliest - now, earliest_why}
+  end
+  if waiter ~= '' then
+    redis.call('ZREM', WAITERS, waiter)
+    redis.call('HDEL', WSEEN, waiter)
   end
   local exp = now + ttl
   redis.call('ZADD', K.w[best], now, lease_id)

@@ -77,7 +77,8 @@ class Layout:
         return names
 
     def names(self, lease_id: str) -> list[str]:
-        return [f"{self.prefix}:keys", f"{self.prefix}:lease:{lease_id}", *self._per_key]
+        p = self.prefix
+        return [f"{p}:keys", f"{p}:lease:{lease_id}", *self._per_key, f"{p}:waiters", f"{p}:wseen"]
 
     @cached_property
     def argv(self) -> str:
@@ -164,18 +165,37 @@ class KeyPool:
         ttl_seconds: float | None = None,
         quota_groups: list[str] | None = None,
         tokens: int = 0,
+        waiter: str = "",
+        severity: int = 0,
     ) -> LeaseResult:
         """A lease on the key with the most spare capacity, valid `ttl_seconds` (default: the
         scheduler's), or when one may be granted (`retry_after_seconds`; -1.0 when every key is
         disabled). `quota_groups`: only keys of these groups (a key without a group is
         `key:<key_id>`; None or empty: any key). Raises KeyPoolUnavailable when Redis cannot
         be reached. `tokens`: the call's estimated tokens, reserved against the key's and its
-        group's tokens-per-minute limits until `release` settles them with the real count."""
+        group's tokens-per-minute limits until `release` settles them with the real count.
+        `waiter` (an assessment id) of `severity`, with the scheduler's `severity_first`:
+        refused while a more severe waiter is
+        waiting, and below the scheduler's `reserved_min_severity` refused the last
+        `reserved_share` of each key's capacity; a refused waiter is recorded as waiting."""
         ttl_ms = int((ttl_seconds or self._cfg.lease_ttl_seconds) * 1000)
         lease_id = uuid.uuid4().hex
         groups = json.dumps(sorted(set(quota_groups or [])))
         guard = self._cfg.window_guard_ms
-        reply = await self._run("acquire", lease_id, ttl_ms, guard, groups, max(tokens, 0))
+        cfg = self._cfg
+        reply = await self._run(
+            "acquire",
+            lease_id,
+            ttl_ms,
+            guard,
+            groups,
+            max(tokens, 0),
+            waiter if cfg.severity_first else "",
+            severity,
+            cfg.reserved_share,
+            cfg.reserved_min_severity,
+            int(cfg.waiter_ttl_seconds * 1000),
+        )
         if int(reply[0]) == 1:
             lease = KeyLease(
                 lease_id=lease_id,

@@ -30,6 +30,10 @@ class PromptBook:
     def of(cls, settings: Settings) -> PromptBook:
         return cls(settings.sites, settings.significance)
 
+    def severity(self, situation: str) -> int:
+        """The situation's severity in the significance rules (0 when no rule names it)."""
+        return max((r.severity for r in self._significance.rules if r.name == situation), default=0)
+
     def failover(self, camera_id: str) -> list[FailoverStep]:
         """The camera's failover chain (its site's `capacity`; empty: none)."""
         return site_of(self._sites, camera_id).capacity.chain(camera_id)
@@ -83,8 +87,12 @@ class TaskActivities:
         spec = self._book.spec(event.camera_id)
         model = self._llm.vision_model if event.snapshot else self._llm.text_model
         task = _task(inp, spec, history, PROVIDER, model, self._llm.text_model)
-        update = {"failover": self._book.failover(event.camera_id)}
-        return task.model_copy(update={**update, "estimated_tokens": estimate(task, self._llm)})
+        update = {
+            "failover": self._book.failover(event.camera_id),
+            "estimated_tokens": estimate(task, self._llm),
+            "severity": self._book.severity(inp.situation),
+        }
+        return task.model_copy(update=update)
 
     @activity.defn(name="build_replay_task")
     async def build_replay_task(self, inp: ReplayTaskInput) -> AssessmentTask:

@@ -87,6 +87,17 @@ class SchedulerConfig(BaseModel):
         default=None, ge=0, le=1, description="share added to each emission interval"
     )
     max_slot_wait_seconds: float = Field(default=5.0, gt=0)
+    # Severity first (opt-in): an assessment waiting for a key holds back less severe ones
+    # (situation severities, significance_config) on every key, until it is served or stops
+    # asking. Waiting workflows sleep on timers and are not woken, so a key freed while the
+    # severe one sleeps stays unused until it asks again. Below `reserved_min_severity` the
+    # last `reserved_share` of each key's capacity (QPS, RPM, concurrency, tokens) is refused.
+    severity_first: bool = False
+    reserved_share: float = Field(default=0.0, ge=0, lt=1)
+    reserved_min_severity: int = Field(default=5, ge=0)
+    waiter_ttl_seconds: float = Field(
+        default=90.0, gt=0, description="a waiter that has not asked for this long is dropped"
+    )
 
 
 class KeysConfig(BaseModel):

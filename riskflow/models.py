@@ -126,6 +126,7 @@ class AssessmentTask(BaseModel):
         default_factory=list, description="the camera's failover chain (capacity_config)"
     )
     estimated_tokens: int = Field(default=0, description="reserved per call (0: not counted)")
+    severity: int = Field(default=0, description="the situation's severity (significance rules)")
 
 
 class LeaseRequest(BaseModel):
@@ -133,6 +134,8 @@ class LeaseRequest(BaseModel):
     ttl_seconds: float = 120.0
     quota_groups: list[str] = Field(default_factory=list, description="only these ([]: any)")
     tokens: int = Field(default=0, ge=0, description="estimated tokens to reserve")
+    severity: int = Field(default=0, description="more severe waiters are served first")
+    waiter: str = Field(default="", description="who waits (the assessment id; '' = none)")
 
 
 class KeyLease(BaseModel):

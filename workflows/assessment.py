@@ -173,6 +173,8 @@ class RiskAssessmentWorkflow:
             ttl_seconds=inp.policy.lease_ttl_seconds,
             quota_groups=step.quota_groups if step else [],
             tokens=task.estimated_tokens,
+            severity=task.severity,
+            waiter=inp.assessment_id,
         )
         result = await workflow.execute_activity_method(
             LeaseActivities.acquire_lease,
