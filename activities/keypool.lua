@@ -8,10 +8,14 @@
 --   P:w:<id>          zset member -> call ms    P:gw:<grp>   zset member -> call ms (quota group)
 --   P:inf:<id>        zset lease -> expiry ms   P:lease:<l>  hash key group exp calls
 --   P:stats:<id>      hash of counters
+--   P:tw:<id>         zset '<member>|<tokens>' -> ms   P:gtw:<grp>  the same for a quota group
+--                     (tokens per minute: reserved at the grant, settled at release)
 -- Every key the script touches is declared in KEYS (Redis Cluster requires it):
 --   KEYS[1] P:keys, KEYS[2] P:lease:<the lease of ARGV[3]>, then for each key id of the layout
---   in its order P:cfg:<id> P:st:<id> P:w:<id> P:inf:<id> P:stats:<id>, then for each quota
---   group of the layout in its order P:gcfg:<group> P:gw:<group>.
+--   in its order P:cfg:<id> P:st:<id> P:w:<id> P:inf:<id> P:stats:<id> P:tw:<id>, then for
+--   each quota group of the layout in its order P:gcfg:<group> P:gw:<group> P:gtw:<group>,
+--   then P:waiters (zset waiter -> -severity * 1e13 + first ask ms) and P:wseen (hash waiter ->
+--   last ask ms): assessments waiting for a key, the most severe (then oldest) first.
 -- ARGV[1] is that layout, JSON {"keys": [[id, group], ...], "groups": [group, ...]}, read by the
 -- caller from P:keys and each key's group; ARGV[2] the operation; ARGV[3..] its arguments.
 -- When the pool's keys or groups changed since the caller read the layout, the script writes
@@ -19,25 +23,34 @@
 -- `load_layout` maps them: K.ids (every key id), K.group[id], and K.cfg/st/w/inf/stats[id],
 -- K.gcfg/gw[group] (key names); a change to every key of a group iterates K.ids.
 --
+-- When the scheduler's pacing margin is set, sends are paced evenly against the per-second
+-- limits (GCRA with no burst): a key's next send
+-- is due one emission interval 1000/qps ms, stretched by the pacing margin, after its last (its
+-- st hash field 'tat'), and a group's likewise (its gcfg hash field 'tat'). Even spacing keeps
+-- every 1 s window of the provider under its limit with the margin spread over each interval,
+-- instead of windows filled in bursts at their edges and a guard around them. The 60 s
+-- windows are not paced (a minute's burst is allowed; 10 ms of guard is nothing to a minute).
+--
 -- A lease reserves a slot in the rate windows when it is granted (member = lease id, scored at
 -- the grant); `stamp` moves that slot to the moment the request is really sent, and only if
 -- every window still has room then, so the provider never sees more than the limits.
 
 local function load_layout()
   local layout = cjson.decode(ARGV[1])
-  local K = {ids = {}, group = {}, cfg = {}, st = {}, w = {}, inf = {}, stats = {}, gcfg = {}, gw = {}}
+  local K = {ids = {}, group = {}, cfg = {}, st = {}, w = {}, inf = {}, stats = {}, tw = {},
+             gcfg = {}, gw = {}, gtw = {}}
   local i = 3
   for _, entry in ipairs(layout['keys']) do
     local id = entry[1]
     K.ids[#K.ids + 1] = id
     K.group[id] = entry[2]
-    K.cfg[id], K.st[id], K.w[id], K.inf[id], K.stats[id] =
-      KEYS[i], KEYS[i + 1], KEYS[i + 2], KEYS[i + 3], KEYS[i + 4]
-    i = i + 5
+    K.cfg[id], K.st[id], K.w[id], K.inf[id], K.stats[id], K.tw[id] =
+      KEYS[i], KEYS[i + 1], KEYS[i + 2], KEYS[i + 3], KEYS[i + 4], KEYS[i + 5]
+    i = i + 6
   end
   for _, group in ipairs(layout['groups']) do
-    K.gcfg[group], K.gw[group] = KEYS[i], KEYS[i + 1]
-    i = i + 2
+    K.gcfg[group], K.gw[group], K.gtw[group] = KEYS[i], KEYS[i + 1], KEYS[i + 2]
+    i = i + 3
   end
   return K
 end
@@ -88,10 +101,32 @@ local function window_free_at(zkey, now, width, limit, self_member)
   return now + width, count
 end
 
+-- Tokens per minute: entries '<member>|<tokens>' scored at the call. Returns when `need` more
+-- tokens fit under `limit` (now, or when enough of the oldest entries have left the minute;
+-- a request larger than the whole limit goes when the minute is empty), and the tokens used.
+local function tokens_free_at(zkey, now, guard, limit, need)
+  redis.call('ZREMRANGEBYSCORE', zkey, '-inf', now - 60000 - guard)
+  local rows = redis.call('ZRANGE', zkey, 0, -1, 'WITHSCORES')
+  local used = 0
+  for i = 1, #rows, 2 do
+    used = used + (tonumber(string.match(rows[i], '|(%d+)$')) or 0)
+  end
+  if used + need <= limit then return now, used end
+  local left = used
+  for i = 1, #rows, 2 do
+    left = left - (tonumber(string.match(rows[i], '|(%d+)$')) or 0)
+    if left + need <= limit or left == 0 then
+      return tonumber(rows[i + 1]) + 60000 + guard, used
+    end
+  end
+  return now + 60000 + guard, used
+end
+
 -- When key `id` (and its group) could take one more call; also its spare-capacity fraction.
-local function key_free_at(K, id, now, guard, self_member, check_conc)
+-- `need`: the tokens the call reserves (0: no token check).
+local function key_free_at(K, id, now, guard, self_member, check_conc, need)
   if not K.cfg[id] then return nil, 'unknown', 0 end
-  local cfg = redis.call('HMGET', K.cfg[id], 'qps', 'rpm', 'conc', 'enabled', 'group')
+  local cfg = redis.call('HMGET', K.cfg[id], 'qps', 'rpm', 'conc', 'enabled', 'group', 'tpm')
   if not cfg[1] then return nil, 'unknown', 0 end
   if cfg[4] ~= '1' then return nil, 'disabled', 0 end
   local st = redis.call('HMGET', K.st[id], 'cooldown_until', 'disabled')
@@ -107,6 +142,12 @@ local function key_free_at(K, id, now, guard, self_member, check_conc)
   if f1 > free then free, why = f1, 'qps' end
   if f60 > free then free, why = f60, 'rpm' end
   local spare = math.min(1 - c1 / qps, 1 - c60 / rpm)
+  local tpm = tonumber(cfg[6] or '0') or 0
+  if need > 0 and tpm > 0 then
+    local ft, used = tokens_free_at(K.tw[id], now, guard, tpm, need)
+    if ft > free then free, why = ft, 'tpm' end
+    spare = math.min(spare, 1 - used / tpm)
+  end
   if check_conc then
     local inf = K.inf[id]
     redis.call('ZREMRANGEBYSCORE', inf, '-inf', now)
@@ -121,7 +162,13 @@ local function key_free_at(K, id, now, guard, self_member, check_conc)
   end
   local group = cfg[5]
   if group and group ~= '' and K.gcfg[group] then
-    local g = redis.call('HMGET', K.gcfg[group], 'qps', 'rpm')
+    local g = redis.call('HMGET', K.gcfg[group], 'qps', 'rpm', 'tpm')
+    local gtpm = tonumber(g[3] or '0') or 0
+    if g[1] and need > 0 and gtpm > 0 then
+      local gt, gused = tokens_free_at(K.gtw[group], now, guard, gtpm, need)
+      if gt > free then free, why = gt, 'group_tpm' end
+      spare = math.min(spare, 1 - gused / gtpm)
+    end
     if g[1] then
       local gw = K.gw[group]
       redis.call('ZREMRANGEBYSCORE', gw, '-inf', now - 60000 - guard)
@@ -151,6 +198,56 @@ local function cool_until(st, until_ms)
   if until_ms > old then redis.call('HSET', st, 'cooldown_until', until_ms) end
 end
 
+-- When key `id` and its group may send next (ms), and their emission intervals (ms; 0 for
+-- no group).
+local function pacing(K, id, group, margin)
+  local key_gap = 1000 / tonumber(redis.call('HGET', K.cfg[id], 'qps')) * (1 + margin)
+  local due = tonumber(redis.call('HGET', K.st[id], 'tat') or '0') or 0
+  local group_gap = 0
+  if group and group ~= '' and K.gcfg[group] then
+    local g = redis.call('HMGET', K.gcfg[group], 'qps', 'tat')
+    if g[1] then
+      group_gap = 1000 / tonumber(g[1]) * (1 + margin)
+      due = math.max(due, tonumber(g[2] or '0') or 0)
+    end
+  end
+  return due, key_gap, group_gap
+end
+
+-- Replace a lease's token reservations by the tokens the provider reported (`used`; 0: none
+-- reported, the estimate stays when a request was sent), scored at the first send.
+local function settle_tokens(K, id, group, lease_id, calls, need, used)
+  if need <= 0 then return end
+  local windows = {K.tw[id]}
+  if group ~= '' and K.gtw[group] then windows[2] = K.gtw[group] end
+  local members = {lease_id .. '|' .. need}
+  for n = 1, calls - 1 do members[#members + 1] = lease_id .. '#' .. n .. '|' .. need end
+  if calls == 0 or used > 0 then
+    for _, zkey in ipairs(windows) do
+      local at = redis.call('ZSCORE', zkey, members[1])
+      redis.call('ZREM', zkey, unpack(members))
+      if at and used > 0 then redis.call('ZADD', zkey, at, lease_id .. '|' .. used) end
+    end
+  end
+end
+
+local BOOK_HORIZON_MS = 1000  -- a send slot is booked at most this far ahead
+
+local WAITERS, WSEEN = KEYS[#KEYS - 1], KEYS[#KEYS]
+
+-- True when an assessment more severe than `severity` is waiting (asked within `ttl` ms);
+-- waiters that stopped asking are dropped.
+local function more_severe_waiting(now, ttl, severity)
+  local rows = redis.call('ZRANGEBYSCORE', WAITERS, '-inf', '(' .. (-severity * 1e13), 'LIMIT', 0, 20)
+  for _, other in ipairs(rows) do
+    local seen = tonumber(redis.call('HGET', WSEEN, other) or '0') or 0
+    if seen >= now - ttl then return true end
+    redis.call('ZREM', WAITERS, other)
+    redis.call('HDEL', WSEEN, other)
+  end
+  return false
+end
+
 local op = ARGV[2]
 local K = load_layout()
 if stale(K) then
@@ -160,10 +257,32 @@ local now = now_ms()
 
 if op == 'acquire' then
   local lease_id, ttl, guard = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
+  -- ARGV[6]: JSON list of the quota groups a lease may come from ([]: any key)
+  -- ARGV[7]: the tokens the call is estimated to use (reserved now, settled at release)
+  local need = tonumber(ARGV[7] or '0') or 0
+  local wanted = nil
+  for _, g in ipairs(cjson.decode(ARGV[6] or '[]')) do
+    wanted = wanted or {}
+    wanted[g] = true
+  end
+  -- ARGV[8..11]: the waiter (assessment id, '' = none), its severity, the share of each key's
+  -- capacity kept for severities >= ARGV[11], and how long a waiter counts without asking.
+  local waiter, severity = ARGV[8] or '', tonumber(ARGV[9] or '0') or 0
+  local share, top = tonumber(ARGV[10] or '0') or 0, tonumber(ARGV[11] or '0') or 0
+  local blocked = waiter ~= '' and more_severe_waiting(now, tonumber(ARGV[12] or '0'), severity)
   local best, best_spare, best_used, best_group = nil, -1, 0, ''
   local earliest, earliest_why = nil, 'no keys configured'
   for _, id in ipairs(K.ids) do
-    local free, why, spare, group = key_free_at(K, id, now, guard, nil, true)
+    local own = K.group[id]
+    if own == '' then own = 'key:' .. id end
+    local free, why, spare, group = nil, 'not in the wanted quota groups', 0, ''
+    if not wanted or wanted[own] then
+      free, why, spare, group = key_free_at(K, id, now, guard, nil, true, need)
+    end
+    if free and free <= now and share > 0 and severity < top and spare <= share + 1e-9 then
+      free, why = now + 100, 'reserved'  -- the rest is kept for the most severe
+    end
+    if free and free <= now and blocked then free, why = now + 100, 'priority' end
     if free and free <= now then
       local used = tonumber(redis.call('HGET', K.st[id], 'last_used') or '0')
       if spare > best_spare or (spare == best_spare and used < best_used) then
@@ -176,15 +295,28 @@ if op == 'acquire' then
     end
   end
   if not best then
+    if waiter ~= '' then
+      redis.call('ZADD', WAITERS, 'NX', -severity * 1e13 + now, waiter)
+      redis.call('HSET', WSEEN, waiter, now)
+    end
     if not earliest then return {0, -1, earliest_why} end
     return {0, earliest - now, earliest_why}
+  end
+  if waiter ~= '' then
+    redis.call('ZREM', WAITERS, waiter)
+    redis.call('HDEL', WSEEN, waiter)
   end
   local exp = now + ttl
   redis.call('ZADD', K.w[best], now, lease_id)
   if best_group ~= '' then redis.call('ZADD', K.gw[best_group], now, lease_id) end
+  if need > 0 then
+    local tm = lease_id .. '|' .. need
+    redis.call('ZADD', K.tw[best], now, tm)
+    if best_group ~= '' then redis.call('ZADD', K.gtw[best_group], now, tm) end
+  end
   redis.call('ZADD', K.inf[best], exp, lease_id)
   local lk = KEYS[2]
-  redis.call('HSET', lk, 'key', best, 'group', best_group, 'exp', exp, 'calls', 0)
+  redis.call('HSET', lk, 'key', best, 'group', best_group, 'exp', exp, 'calls', 0, 'tok', need)
   redis.call('PEXPIRE', lk, ttl)
   redis.call('HSET', K.st[best], 'last_used', now)
   redis.call('HINCRBY', K.stats[best], 'granted', 1)
@@ -193,12 +325,22 @@ end
 
 if op == 'stamp' then
   local lease_id, guard, needed = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5] or '0')
+  local margin = tonumber(ARGV[6] or '-1') or -1  -- negative: no pacing
   local lk = KEYS[2]
   local lease = redis.call('HMGET', lk, 'key', 'group', 'calls', 'exp')
   if not lease[1] then return {-1, 0, 'lease expired or released'} end
   local id, group, calls = lease[1], lease[2], tonumber(lease[3])
+  -- The send is booked at the key's (and group's) next paced slot `at` when that is within
+  -- the horizon: the caller waits until then and sends, and the next slot is one interval
+  -- after `at` however late the caller wakes (no drift). Windows are checked as of `at`.
+  local due, key_gap, group_gap = 0, 0, 0
+  if margin >= 0 then due, key_gap, group_gap = pacing(K, id, group, margin) end
+  local at = math.max(now, math.ceil(due))
+  if at - now > BOOK_HORIZON_MS then
+    return {0, at - now - BOOK_HORIZON_MS, 'pacing'}
+  end
   -- A request must end before its lease does, or the key's concurrency could be exceeded.
-  if tonumber(lease[4]) - now < needed then
+  if tonumber(lease[4]) - at < needed then
     return {-1, 0, 'lease expires before the call could time out'}
   end
   -- The first call moves the grant's reserved slot; a repeated call needs a slot of its own.
@@ -206,14 +348,23 @@ if op == 'stamp' then
   if calls > 0 then member = lease_id .. '#' .. calls end
   local self_member = nil
   if calls == 0 then self_member = lease_id end
-  local free, why = key_free_at(K, id, now, guard, self_member, false)
+  local free, why = key_free_at(K, id, at, guard, self_member, false, 0)
   if not free then return {-1, 0, 'key ' .. why} end
-  if free > now then return {0, free - now, why} end
-  redis.call('ZADD', K.w[id], now, member)
-  if group ~= '' and K.gw[group] then redis.call('ZADD', K.gw[group], now, member) end
+  if free > at then return {0, free - now, why} end
+  if key_gap > 0 then redis.call('HSET', K.st[id], 'tat', math.max(due, now) + key_gap) end
+  if group_gap > 0 then redis.call('HSET', K.gcfg[group], 'tat', math.max(due, now) + group_gap) end
+  redis.call('ZADD', K.w[id], at, member)
+  if group ~= '' and K.gw[group] then redis.call('ZADD', K.gw[group], at, member) end
+  -- The reserved tokens count from the send; a repeated call reserves as much again.
+  local need = tonumber(redis.call('HGET', lk, 'tok') or '0') or 0
+  if need > 0 then
+    local tm = member .. '|' .. need
+    redis.call('ZADD', K.tw[id], at, tm)
+    if group ~= '' and K.gtw[group] then redis.call('ZADD', K.gtw[group], at, tm) end
+  end
   redis.call('HSET', lk, 'calls', calls + 1)
   redis.call('HINCRBY', K.stats[id], 'calls', 1)
-  return {1, now, id}
+  return {1, at, id, at - now}
 end
 
 if op == 'release' then
@@ -221,11 +372,13 @@ if op == 'release' then
   local cooldown, base, max_cd, err_cd = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
   local tokens_in, tokens_out, detail = tonumber(ARGV[9]), tonumber(ARGV[10]), ARGV[11]
   local lk = KEYS[2]
-  local lease = redis.call('HMGET', lk, 'key', 'group', 'calls')
+  local lease = redis.call('HMGET', lk, 'key', 'group', 'calls', 'tok')
   if not lease[1] then return 0 end
   local id, group, calls = lease[1], lease[2], tonumber(lease[3])
   redis.call('DEL', lk)
   if not K.cfg[id] then return 1 end  -- the key left the pool meanwhile: nothing else to free
+  settle_tokens(K, id, group, lease_id, calls, tonumber(lease[4] or '0') or 0,
+                tokens_in + tokens_out)
   redis.call('ZREM', K.inf[id], lease_id)
   local st, stats = K.st[id], K.stats[id]
   if calls == 0 then

@@ -70,13 +70,15 @@ class Layout:
         p = self.prefix
         names: list[str] = []
         for key_id, _ in self.keys:
-            names += [f"{p}:{kind}:{key_id}" for kind in ("cfg", "st", "w", "inf", "stats")]
+            kinds = ("cfg", "st", "w", "inf", "stats", "tw")
+            names += [f"{p}:{kind}:{key_id}" for kind in kinds]
         for group in self.groups:
-            names += [f"{p}:gcfg:{group}", f"{p}:gw:{group}"]
+            names += [f"{p}:gcfg:{group}", f"{p}:gw:{group}", f"{p}:gtw:{group}"]
         return names
 
     def names(self, lease_id: str) -> list[str]:
-        return [f"{self.prefix}:keys", f"{self.prefix}:lease:{lease_id}", *self._per_key]
+        p = self.prefix
+        return [f"{p}:keys", f"{p}:lease:{lease_id}", *self._per_key, f"{p}:waiters", f"{p}:wseen"]
 
     @cached_property
     def argv(self) -> str:
@@ -85,7 +87,9 @@ class Layout:
 
 @dataclass(frozen=True)
 class Stamp:
-    """The answer to "may I send now?": yes (at `sent_at_ms`), wait `wait_ms`, or never."""
+    """The answer to "may I send now?": yes, at `sent_at_ms` (Redis' clock), which is
+    `wait_ms` from now: the caller sleeps that long, then sends; or not yet, ask again in
+    `wait_ms`; or never (`gone`)."""
 
     granted: bool
     wait_ms: int = 0
@@ -156,13 +160,42 @@ class KeyPool:
             raise KeyPoolUnavailable(f"key pool store unreachable: {exc}") from exc
         raise KeyPoolUnavailable(f"the key pool's key list changed {_LAYOUT_TRIES} times in a row")
 
-    async def acquire(self, ttl_seconds: float | None = None) -> LeaseResult:
+    async def acquire(
+        self,
+        ttl_seconds: float | None = None,
+        quota_groups: list[str] | None = None,
+        tokens: int = 0,
+        waiter: str = "",
+        severity: int = 0,
+    ) -> LeaseResult:
         """A lease on the key with the most spare capacity, valid `ttl_seconds` (default: the
         scheduler's), or when one may be granted (`retry_after_seconds`; -1.0 when every key is
-        disabled). Raises KeyPoolUnavailable when Redis cannot be reached."""
+        disabled). `quota_groups`: only keys of these groups (a key without a group is
+        `key:<key_id>`; None or empty: any key). Raises KeyPoolUnavailable when Redis cannot
+        be reached. `tokens`: the call's estimated tokens, reserved against the key's and its
+        group's tokens-per-minute limits until `release` settles them with the real count.
+        `waiter` (an assessment id) of `severity`, with the scheduler's `severity_first`:
+        refused while a more severe waiter is
+        waiting, and below the scheduler's `reserved_min_severity` refused the last
+        `reserved_share` of each key's capacity; a refused waiter is recorded as waiting."""
         ttl_ms = int((ttl_seconds or self._cfg.lease_ttl_seconds) * 1000)
         lease_id = uuid.uuid4().hex
-        reply = await self._run("acquire", lease_id, ttl_ms, self._cfg.window_guard_ms)
+        groups = json.dumps(sorted(set(quota_groups or [])))
+        guard = self._cfg.window_guard_ms
+        cfg = self._cfg
+        reply = await self._run(
+            "acquire",
+            lease_id,
+            ttl_ms,
+            guard,
+            groups,
+            max(tokens, 0),
+            waiter if cfg.severity_first else "",
+            severity,
+            cfg.reserved_share,
+            cfg.reserved_min_severity,
+            int(cfg.waiter_ttl_seconds * 1000),
+        )
         if int(reply[0]) == 1:
             lease = KeyLease(
                 lease_id=lease_id,
@@ -177,15 +210,23 @@ class KeyPool:
         return LeaseResult(retry_after_seconds=max(wait_ms, 1) / 1000.0, reason=reason)
 
     async def stamp(self, lease_id: str, needed_seconds: float = 0.0) -> Stamp:
-        """Claim the send slot of a lease right before the request goes out: granted (at
-        `sent_at_ms`, Redis' clock in milliseconds), wait `wait_ms` milliseconds, or gone
+        """Claim the send slot of a lease right before the request goes out: granted (send in
+        `wait_ms` milliseconds, at `sent_at_ms` on Redis' clock: the key's next paced slot),
+        not yet (ask again in `wait_ms` milliseconds), or gone
         (also when the lease would expire within `needed_seconds`, the longest the request
         can still take). Raises KeyPoolUnavailable when Redis cannot be reached."""
         needed_ms = int(needed_seconds * 1000)
-        reply = await self._run("stamp", lease_id, self._cfg.window_guard_ms, needed_ms)
+        cfg = self._cfg
+        reply = await self._run(
+            "stamp",
+            lease_id,
+            cfg.window_guard_ms,
+            needed_ms,
+            -1 if cfg.pacing_margin is None else cfg.pacing_margin,
+        )
         code = int(reply[0])
         if code == 1:
-            return Stamp(granted=True, sent_at_ms=int(reply[1]))
+            return Stamp(granted=True, sent_at_ms=int(reply[1]), wait_ms=int(reply[3]))
         if code == 0:
             return Stamp(granted=False, wait_ms=max(int(reply[1]), 1), reason=_s(reply[2]))
         return Stamp(granted=False, gone=True, reason=_s(reply[2]))
@@ -203,8 +244,10 @@ class KeyPool:
         """Report a lease's outcome and free its concurrency slot. `retry_after_seconds` (from a
         429; 0 means at once, None the pool's own escalating cooldown) sets the cooldown of the
         key, or of every key of its quota group for "rate_limited_group"; `detail` is the
-        reason shown for a disabled key or group. False when the lease had already expired or
-        been released. Raises KeyPoolUnavailable when Redis cannot be reached."""
+        reason shown for a disabled key or group. `tokens_in` + `tokens_out` (the provider's
+        count; 0: none reported) replace the tokens reserved at the grant. False when the
+        lease had already expired or been released. Raises KeyPoolUnavailable when Redis cannot
+        be reached."""
         cfg = self._cfg
         reply = await self._run(
             "release",
@@ -239,7 +282,11 @@ class KeyPool:
                 for name, group in config.quota_groups.items():
                     pipe.hset(
                         self._k("gcfg", name),
-                        mapping={"qps": group.qps_limit, "rpm": group.rpm_limit},
+                        mapping={
+                            "qps": group.qps_limit,
+                            "rpm": group.rpm_limit,
+                            "tpm": group.tpm_limit or 0,
+                        },
                     )
                 for key in config.api_keys:
                     pipe.hset(
@@ -247,6 +294,7 @@ class KeyPool:
                         mapping={
                             "qps": key.qps_limit,
                             "rpm": key.rpm_limit,
+                            "tpm": key.tpm_limit or 0,
                             "conc": key.max_concurrency,
                             "enabled": int(key.enabled),
                             "group": key.quota_group,

@@ -19,6 +19,7 @@ from temporalio.exceptions import ApplicationError
 from activities.keypool import KeyPool, Outcome
 from activities.providers import errors as provider_errors
 from activities.providers.base import LLMClient, LLMResponse
+from activities.providers.route import KeyRoutes, Route
 from riskflow import failure_kinds as E
 from riskflow.errors import ConfigError, KeyPoolUnavailable, UnknownKeyError
 from riskflow.keyconfig import KeyRing, SchedulerConfig
@@ -34,7 +35,7 @@ class LLMActivities:
         self,
         pool: KeyPool,
         ring: KeyRing,
-        client: LLMClient,
+        client: LLMClient | KeyRoutes,
         redis: RedisClient,
         scheduler: SchedulerConfig,
         reload_ring: Callable[[], KeyRing] | None = None,
@@ -42,7 +43,10 @@ class LLMActivities:
         self._pool = pool
         self._ring = ring
         self._reload_ring = reload_ring
-        self._client = client
+        # one client for every key (DashScope's native API), or each key's own route
+        self._routes = (
+            client if isinstance(client, KeyRoutes) else KeyRoutes({}, Route("dashscope", client))
+        )
         self._redis = redis
         self._max_slot_wait = scheduler.max_slot_wait_seconds
         self._max_cooldown = scheduler.max_cooldown_seconds
@@ -65,16 +69,20 @@ class LLMActivities:
         except UnknownKeyError as exc:
             raise ApplicationError(str(exc), type=E.KEY_UNAVAILABLE) from None
         messages, vision = await self._messages(inp)
-        model = inp.task.model if vision else (inp.task.text_model or inp.task.model)
-        await self._claim_slot(guard.lease_id)
+        route = self._routes.route(inp.lease.key_id)
+        asked = inp.task.model if vision else (inp.task.text_model or inp.task.model)
+        pinned = inp.vision_model if vision else inp.text_model  # a failover entry's model
+        model = pinned or route.model(vision, asked)
+        await self._claim_slot(guard.lease_id, route.client.timeout_seconds)
         guard.sent = True
         started = time.perf_counter()
-        response = await self._client.generate(
+        response = await route.client.generate(
             model=model, messages=messages, api_key=api_key, vision=vision
         )
         latency_ms = (time.perf_counter() - started) * 1000
         output = await self._classify(inp, guard, model, response, latency_ms)
-        return output.model_copy(update={"model": model, "image_sent": vision})
+        update = {"model": model, "provider": route.provider, "image_sent": vision}
+        return output.model_copy(update=update)
 
     def _secret(self, key_id: str) -> str:
         """The key's secret; a key added to the pool at run time is looked up again in the
@@ -99,15 +107,17 @@ class LLMActivities:
         except KeyPoolUnavailable as exc:
             activity.logger.warning("lease %s not released (%s); it will expire", lease_id, exc)
 
-    async def _claim_slot(self, lease_id: str) -> None:
-        """Wait (briefly, heartbeating) until the key's windows have room for this request."""
+    async def _claim_slot(self, lease_id: str, call_seconds: float) -> None:
+        """Wait (briefly, heartbeating) until the key's windows have room for this request;
+        `call_seconds`: the longest the request can still take (the lease must outlive it)."""
         deadline = time.monotonic() + self._max_slot_wait
         while True:
             try:
-                stamp = await self._pool.stamp(lease_id, self._call_seconds())
+                stamp = await self._pool.stamp(lease_id, call_seconds)
             except KeyPoolUnavailable as exc:
                 raise ApplicationError(str(exc), type=E.LEASE_LOST) from None
             if stamp.granted:
+                await asyncio.sleep(stamp.wait_ms / 1000)  # the booked, paced send slot
                 return
             if stamp.gone:
                 raise ApplicationError(f"lease lost: {stamp.reason}", type=E.LEASE_LOST)
@@ -117,10 +127,6 @@ class LLMActivities:
                 )
             activity.heartbeat(stamp.reason)
             await asyncio.sleep(stamp.wait_ms / 1000)
-
-    def _call_seconds(self) -> float:
-        """The longest the request can still take, in seconds: the lease must outlive it."""
-        return self._client.timeout_seconds
 
     async def _messages(self, inp: LLMCallInput) -> tuple[list[dict[str, Any]], bool]:
         """The request's messages, and whether they carry an image (the vision endpoint)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from temporalio import activity
 
+from riskflow.capacity_config import FailoverStep
 from riskflow.models import AssessmentInput, AssessmentTask
 from riskflow.names import camera_history_key
 from riskflow.prompt import PromptSpec, prompt_spec, system_prompt, user_prompt
@@ -14,7 +15,7 @@ from riskflow.settings import LLMSettings, Settings
 from riskflow.significance_config import SignificanceConfig
 from riskflow.sites import SiteConfig, site_of
 
-PROVIDER = "dashscope"  # the one provider the worker's LLM client speaks
+PROVIDER = "dashscope"  # the provider asked by default; the answer records the one that answered
 
 
 class PromptBook:
@@ -29,6 +30,14 @@ class PromptBook:
     def of(cls, settings: Settings) -> PromptBook:
         return cls(settings.sites, settings.significance)
 
+    def severity(self, situation: str) -> int:
+        """The situation's severity in the significance rules (0 when no rule names it)."""
+        return max((r.severity for r in self._significance.rules if r.name == situation), default=0)
+
+    def failover(self, camera_id: str) -> list[FailoverStep]:
+        """The camera's failover chain (its site's `capacity`; empty: none)."""
+        return site_of(self._sites, camera_id).capacity.chain(camera_id)
+
     def spec(self, camera_id: str) -> PromptSpec:
         rules = self._significance.cameras.get(camera_id)
         zones = rules.zones if rules is not None and rules.zones is not None else None
@@ -36,6 +45,14 @@ class PromptBook:
         return prompt_spec(
             site, camera_id, zones if zones is not None else self._significance.zones
         )
+
+
+def estimate(task: AssessmentTask, llm: LLMSettings) -> int:
+    """The tokens one call of `task` is reserved for (see `LLMSettings.chars_per_token`):
+    at least its real count for prompts of our shape, settled with the real count after."""
+    chars = len(task.system_prompt) + len(task.user_prompt)
+    images = 1 if task.image_ref else 0
+    return int(chars / llm.chars_per_token) + images * llm.image_tokens + llm.output_tokens
 
 
 def candidate_spec(spec: PromptSpec, candidate: Candidate) -> PromptSpec:
@@ -69,7 +86,13 @@ class TaskActivities:
             history = [item.decode() if isinstance(item, bytes) else str(item) for item in raw]
         spec = self._book.spec(event.camera_id)
         model = self._llm.vision_model if event.snapshot else self._llm.text_model
-        return _task(inp, spec, history, PROVIDER, model, self._llm.text_model)
+        task = _task(inp, spec, history, PROVIDER, model, self._llm.text_model)
+        update = {
+            "failover": self._book.failover(event.camera_id),
+            "estimated_tokens": estimate(task, self._llm),
+            "severity": self._book.severity(inp.situation),
+        }
+        return task.model_copy(update=update)
 
     @activity.defn(name="build_replay_task")
     async def build_replay_task(self, inp: ReplayTaskInput) -> AssessmentTask:

@@ -2,20 +2,27 @@
 
 The shape follows the original guide (`api_keys: [{key, key_id, qps_limit, rpm_limit,
 enabled}]`, `scheduler: {key_cooldown_seconds}`), plus `key_env` (read the secret from an
-environment variable), `max_concurrency` and `quota_group` (keys of one account share one
-budget, DashScope limits apply per account).
+environment variable), `max_concurrency`, `quota_group` (keys of one account share one
+budget, DashScope limits apply per account), and `provider` / `base_url` (which API the key
+belongs to; without them a key is DashScope's native API at the configured base URL).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from riskflow.errors import ConfigError, UnknownKeyError
 
 KEY_ID_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
+
+# "dashscope": DashScope's native API (the `dashscope` SDK); "openai": any OpenAI-compatible
+# chat-completions endpoint (DashScope compatible-mode, vLLM, Ollama, OpenAI; the `openai` SDK).
+Provider = Literal["dashscope", "openai"]
+PROVIDERS: tuple[Provider, ...] = ("dashscope", "openai")
 
 
 class KeyConfig(BaseModel):
@@ -26,9 +33,18 @@ class KeyConfig(BaseModel):
     key_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     qps_limit: int = Field(gt=0)
     rpm_limit: int = Field(gt=0)
+    tpm_limit: int | None = Field(default=None, gt=0, description="tokens per minute")
     max_concurrency: int = Field(default=8, gt=0)
     enabled: bool = True
     quota_group: str = Field(default="", pattern=r"^[A-Za-z0-9_.-]{0,64}$")
+    provider: Provider = "dashscope"
+    base_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^\s]+$",
+        description="the provider's API root, e.g. https://dashscope.aliyuncs.com/compatible-mode/v1"
+        " or http://gpu-host:8000/v1 (vLLM); None: the configured DashScope base URL (native),"
+        " or its compatible-mode root (openai)",
+    )
 
     @model_validator(mode="after")
     def _one_secret_source(self) -> KeyConfig:
@@ -47,6 +63,7 @@ class QuotaGroupConfig(BaseModel):
 
     qps_limit: int = Field(gt=0)
     rpm_limit: int = Field(gt=0)
+    tpm_limit: int | None = Field(default=None, gt=0, description="tokens per minute")
 
 
 class SchedulerConfig(BaseModel):
@@ -63,7 +80,24 @@ class SchedulerConfig(BaseModel):
     window_guard_ms: int = Field(
         default=50, ge=0, description="safety margin added to the 1 s and 60 s windows"
     )
+    # Optional even pacing (GCRA, no burst): each send booked one emission interval
+    # (1000/qps ms, stretched by this share) after the previous one. None: off. On a loaded
+    # 2-core machine 2-3% (20-30 ms a second) did not absorb the jitter: see bench/README.md.
+    pacing_margin: float | None = Field(
+        default=None, ge=0, le=1, description="share added to each emission interval"
+    )
     max_slot_wait_seconds: float = Field(default=5.0, gt=0)
+    # Severity first (opt-in): an assessment waiting for a key holds back less severe ones
+    # (situation severities, significance_config) on every key, until it is served or stops
+    # asking. Waiting workflows sleep on timers and are not woken, so a key freed while the
+    # severe one sleeps stays unused until it asks again. Below `reserved_min_severity` the
+    # last `reserved_share` of each key's capacity (QPS, RPM, concurrency, tokens) is refused.
+    severity_first: bool = False
+    reserved_share: float = Field(default=0.0, ge=0, lt=1)
+    reserved_min_severity: int = Field(default=5, ge=0)
+    waiter_ttl_seconds: float = Field(
+        default=90.0, gt=0, description="a waiter that has not asked for this long is dropped"
+    )
 
 
 class KeysConfig(BaseModel):

@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from riskflow.capacity_config import FailoverStep
 from riskflow.events import DetectionEvent
 
 
@@ -78,6 +79,7 @@ class CarriedState(BaseModel):
     free_rounds: int = Field(default=0, description="leases that did not count as attempts")
     without_history: bool = False
     text_only: bool = False
+    failover_step: int = Field(default=0, description="the failover chain's current entry")
 
 
 class AssessmentInput(BaseModel):
@@ -120,11 +122,20 @@ class AssessmentTask(BaseModel):
     provenance: Provenance = Field(default_factory=Provenance)
     text_model: str = Field(default="", description="for a text-only assessment ('' = model)")
     user_prompt_without_history: str | None = None
+    failover: list[FailoverStep] = Field(
+        default_factory=list, description="the camera's failover chain (capacity_config)"
+    )
+    estimated_tokens: int = Field(default=0, description="reserved per call (0: not counted)")
+    severity: int = Field(default=0, description="the situation's severity (significance rules)")
 
 
 class LeaseRequest(BaseModel):
     assessment_id: str
     ttl_seconds: float = 120.0
+    quota_groups: list[str] = Field(default_factory=list, description="only these ([]: any)")
+    tokens: int = Field(default=0, ge=0, description="estimated tokens to reserve")
+    severity: int = Field(default=0, description="more severe waiters are served first")
+    waiter: str = Field(default="", description="who waits (the assessment id; '' = none)")
 
 
 class KeyLease(BaseModel):
@@ -152,6 +163,8 @@ class LLMCallInput(BaseModel):
     )
     without_history: bool = False
     text_only: bool = Field(default=False, description="no image; the text model")
+    vision_model: str = Field(default="", description="a failover entry's ('' = not pinned)")
+    text_model: str = Field(default="", description="a failover entry's ('' = not pinned)")
 
 
 class TokenUsage(BaseModel):
@@ -165,6 +178,7 @@ class LLMCallOutput(BaseModel):
     usage: TokenUsage = Field(default_factory=TokenUsage)
     latency_ms: float = 0.0
     model: str = Field(default="", description="the model that answered")
+    provider: str = Field(default="", description="the provider that answered ('' = unknown)")
     image_sent: bool = Field(default=False, description="the request carried the snapshot")
 
 
@@ -192,6 +206,9 @@ class Assessment(BaseModel):
     llm_attempts: int = 0
     detections: dict[str, int] = Field(default_factory=dict, description="class -> count")
     provenance: Provenance = Field(default_factory=Provenance)
+    degraded: bool = Field(
+        default=False, description="answered by a failover entry after the first"
+    )
 
 
 class AggregateResult(BaseModel):

@@ -15,6 +15,7 @@ import yaml
 from pydantic import (
     AliasChoices,
     BaseModel,
+    ConfigDict,
     Field,
     ValidationError,
     ValidationInfo,
@@ -27,7 +28,7 @@ from riskflow.console_config import ConsoleSettings
 from riskflow.edge_config import CameraConfig, EdgeSettings
 from riskflow.errors import ConfigError
 from riskflow.incident_config import IncidentConfig
-from riskflow.keyconfig import KeysConfig
+from riskflow.keyconfig import KeysConfig, Provider
 from riskflow.models import AssessmentPolicy, RiskLevel
 from riskflow.names import BRIDGE_GROUP, TASK_QUEUE
 from riskflow.redis_client import is_cluster_url, parse_cluster_url
@@ -135,9 +136,29 @@ class BridgeSettings(BaseModel):
     )
 
 
+class ProviderModels(BaseModel):
+    """The models to ask on one provider's keys (e.g. a vLLM server names its models itself);
+    unset: the assessment's own model."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    text_model: str | None = None
+    vision_model: str | None = None
+
+
 class LLMSettings(BaseModel):
     text_model: str = "qwen-plus"
     vision_model: str = "qwen-vl-plus"
+    models: dict[Provider, ProviderModels] = Field(
+        default_factory=dict, description="models per provider (keyconfig.Provider)"
+    )
+    # The tokens a call reserves against tokens-per-minute limits until its answer reports
+    # the real count: prompt characters / chars_per_token + image_tokens per image +
+    # output_tokens. Qwen counts about 1-1.5 Chinese characters or 3-4 English ones a token;
+    # Qwen-VL an image as up to 1280 tokens at its default resolution.
+    chars_per_token: float = Field(default=1.5, gt=0)
+    image_tokens: int = Field(default=1280, ge=0)
+    output_tokens: int = Field(default=500, ge=0)
     request_timeout_seconds: int = Field(default=30, gt=0)
     max_attempts: int = Field(default=6, gt=0, description="LLM calls per assessment")
     max_repairs: int = Field(default=2, ge=0, description="repair prompts after bad JSON")

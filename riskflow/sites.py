@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from riskflow.capacity_config import SiteCapacity
 from riskflow.context_config import DEFAULT_CONTEXT, SiteContext
 from riskflow.incident_config import IncidentConfig
 
@@ -48,6 +49,9 @@ class SiteConfig(BaseModel):
     context: SiteContext = Field(
         default=DEFAULT_CONTEXT, description="assessment context and rubric (context_config)"
     )
+    capacity: SiteCapacity = Field(
+        default_factory=SiteCapacity, description="failover chain (capacity_config)"
+    )
 
     @model_validator(mode="after")
     def _context_cameras(self) -> SiteConfig:
@@ -56,6 +60,9 @@ class SiteConfig(BaseModel):
         unknown = sorted(set(self.context.cameras) - set(self.cameras))
         if unknown:
             raise ValueError(f"context.cameras names cameras not in this site: {unknown}")
+        unknown = sorted(set(self.capacity.cameras) - set(self.cameras))
+        if unknown:
+            raise ValueError(f"capacity.cameras names cameras not in this site: {unknown}")
         return self
 
     @field_validator("timezone")

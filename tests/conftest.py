@@ -223,6 +223,11 @@ class DashScopeAdmin:
             data: list[dict[str, Any]] = await response.json()
             return data
 
+    async def post_limits(self, **limits: object) -> None:
+        """The limits the server enforces until reset (`fake_dashscope.limits.LimitsConfig`)."""
+        async with self._session.post(f"{self._base}/admin/limits", json=limits) as response:
+            assert response.status == 200, await response.text()
+
     async def reset(self) -> None:
         async with self._session.post(f"{self._base}/admin/reset") as response:
             assert response.status == 200

@@ -24,6 +24,7 @@ async def _lessee(pool: KeyPool, until: float, calls: list[Call]) -> None:
         while True:
             stamp = await pool.stamp(lease.lease_id)
             if stamp.granted:
+                await asyncio.sleep(stamp.wait_ms / 1000)  # the booked send slot
                 calls.append((lease.key_id, lease.quota_group, stamp.sent_at_ms))
                 await pool.release(lease.lease_id, "ok")
                 break

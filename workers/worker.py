@@ -23,7 +23,8 @@ from activities.llm import LLMActivities
 from activities.notify import NotifyActivities
 from activities.notify.mail import SmtpMailer
 from activities.providers.base import LLMClient
-from activities.providers.dashscope import DashScopeClient, one_request_session
+from activities.providers.dashscope import one_request_session
+from activities.providers.route import KeyRoutes, open_routes
 from activities.task import PromptBook, TaskActivities
 from riskflow.channels import ChannelSecrets
 from riskflow.endpoints import Endpoints
@@ -46,7 +47,7 @@ logger = logging.getLogger(__name__)
 class WorkerDeps:
     redis: RedisClient
     producer: ResultPublisher
-    llm: LLMClient
+    llm: LLMClient | KeyRoutes  # each key's provider and client (tests may inject one client)
     ring: KeyRing
     notify: NotifyActivities
 
@@ -123,9 +124,11 @@ async def worker_deps(settings: Settings, endpoints: Endpoints) -> AsyncIterator
         server = await check_server_version(redis)  # StoreVersionError when too old
         logger.info("key pool store: %s", server)
         await KeyPool(redis, settings.keys.scheduler).sync(settings.keys)
-        llm = DashScopeClient(endpoints.dashscope, session, settings.llm.request_timeout_seconds)
         notify = _notify(settings, endpoints, notify_session, redis, channels)
-        yield WorkerDeps(redis=redis, producer=producer, llm=llm, ring=ring, notify=notify)
+        timeout = settings.llm.request_timeout_seconds
+        models = settings.llm.models
+        async with open_routes(settings.keys, models, endpoints.dashscope, session, timeout) as llm:
+            yield WorkerDeps(redis=redis, producer=producer, llm=llm, ring=ring, notify=notify)
     finally:
         await producer.stop()
         await session.close()

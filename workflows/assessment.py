@@ -63,6 +63,8 @@ class RiskAssessmentWorkflow:
         self._repair_of: str | None = None
         self._without_history = False
         self._text_only = False
+        self._step = 0  # the failover chain's entry in use (task.failover)
+        self._step_waited = 0.0
 
     @workflow.query(name="status")
     def status(self) -> AssessmentStatus:
@@ -122,6 +124,7 @@ class RiskAssessmentWorkflow:
             self._free_rounds = carried.free_rounds
             self._without_history = carried.without_history
             self._text_only = carried.text_only
+            self._step = carried.failover_step
 
     def _continue_if_long(self, inp: AssessmentInput) -> None:
         """Continue as new while waiting for a key once the history is large (Temporal's
@@ -141,6 +144,7 @@ class RiskAssessmentWorkflow:
             free_rounds=self._free_rounds,
             without_history=self._without_history,
             text_only=self._text_only,
+            failover_step=self._step,
         )
         workflow.continue_as_new(inp.model_copy(update={"carried": carried}))
 
@@ -160,11 +164,21 @@ class RiskAssessmentWorkflow:
         stretch = 1 + KEY_WAIT_JITTER * workflow.random().random()
         return timedelta(seconds=max(retry_after_seconds, floor) * stretch)
 
-    async def _lease(self, inp: AssessmentInput) -> KeyLease | None:
-        """A lease, or None after waiting durably (see `_key_wait`)."""
+    async def _lease(self, inp: AssessmentInput, task: AssessmentTask) -> KeyLease | None:
+        """A lease, or None after waiting durably (see `_key_wait`) or moving to the next
+        entry of the failover chain."""
+        step = task.failover[self._step] if task.failover else None
+        request = LeaseRequest(
+            assessment_id=inp.assessment_id,
+            ttl_seconds=inp.policy.lease_ttl_seconds,
+            quota_groups=step.quota_groups if step else [],
+            tokens=task.estimated_tokens,
+            severity=task.severity,
+            waiter=inp.assessment_id,
+        )
         result = await workflow.execute_activity_method(
             LeaseActivities.acquire_lease,
-            LeaseRequest(assessment_id=inp.assessment_id, ttl_seconds=inp.policy.lease_ttl_seconds),
+            request,
             start_to_close_timeout=timedelta(seconds=10),
             retry_policy=INFRA_RETRY,
         )
@@ -173,7 +187,10 @@ class RiskAssessmentWorkflow:
             self._status.waiting_until = None
             self._next_key_wait = 0.0
             return result.lease
+        if self._fail_over(task, result.retry_after_seconds):
+            return None
         wait = self._key_wait(inp, result.retry_after_seconds, result.reason)
+        self._step_waited += wait.total_seconds()
         self._key_waited += wait.total_seconds()
         if self._key_waited > inp.policy.max_key_wait_seconds:
             raise _Failed(f"no API key available for {self._key_waited:.0f}s ({result.reason})")
@@ -184,22 +201,46 @@ class RiskAssessmentWorkflow:
         self._continue_if_long(inp)
         return None
 
+    def _fail_over(self, task: AssessmentTask, retry_after_seconds: float) -> bool:
+        """Move to the chain's next entry when this entry's keys are all disabled
+        (`retry_after_seconds` < 0) or free later than its `max_wait_seconds` allows."""
+        if self._step + 1 >= len(task.failover):
+            return False
+        step = task.failover[self._step]
+        later = self._step_waited + max(retry_after_seconds, 0.0) > step.max_wait_seconds
+        if retry_after_seconds >= 0 and not later:
+            return False
+        workflow.logger.info(
+            "assessment %s fails over to entry %d", task.assessment_id, self._step + 1
+        )
+        self._step += 1
+        self._step_waited = 0.0
+        self._next_key_wait = 0.0
+        return True
+
+    def _call_input(self, task: AssessmentTask, lease: KeyLease) -> LLMCallInput:
+        """The call for this lease, with the current failover entry's models and text-only."""
+        step = task.failover[self._step] if task.failover else None
+        return LLMCallInput(
+            task=task,
+            lease=lease,
+            repair_of=self._repair_of,
+            without_history=self._without_history,
+            text_only=self._text_only or (step is not None and step.text_only),
+            vision_model=step.model_for(True) if step else "",
+            text_model=step.model_for(False) if step else "",
+        )
+
     async def _assess(self, inp: AssessmentInput, task: AssessmentTask) -> LLMCallOutput:
         """Lease, call, react; bounded by LLM attempts, key-wait time and lease rounds."""
         backoff = 1.0
         while True:
-            lease = await self._lease(inp)
+            lease = await self._lease(inp, task)
             if lease is None:
                 continue
             self._stage("calling_llm")
             self._status.llm_attempts += 1
-            call = LLMCallInput(
-                task=task,
-                lease=lease,
-                repair_of=self._repair_of,
-                without_history=self._without_history,
-                text_only=self._text_only,
-            )
+            call = self._call_input(task, lease)
             try:
                 return await workflow.execute_activity_method(
                     LLMActivities.call_llm,
@@ -267,6 +308,7 @@ class RiskAssessmentWorkflow:
             "llm_attempts": self._status.llm_attempts,
             "detections": class_counts(event),
             "provenance": _provenance(task, output),
+            "degraded": output is not None and self._step > 0,
         }
         if output is None:
             return Assessment(status="failed", failure_reason=reason, **common)
@@ -289,7 +331,10 @@ def _provenance(task: AssessmentTask, output: LLMCallOutput | None) -> Provenanc
     if output is None or not output.model:
         return task.provenance
     image_ref = task.provenance.image_ref if output.image_sent else None
-    return task.provenance.model_copy(update={"model": output.model, "image_ref": image_ref})
+    update = {"model": output.model, "image_ref": image_ref}
+    if output.provider:  # the provider that answered (older workers left it empty)
+        update["provider"] = output.provider
+    return task.provenance.model_copy(update=update)
 
 
 def _failure(err: ActivityError) -> tuple[str, str]:

@@ -10,6 +10,16 @@ https://help.aliyun.com/en/model-studio/tingwu-agent-error-information-query), p
 messages DashScope users report for JSON mode with thinking, unknown models, moderation
 (DataInspectionFailed) and multimodal downloads.
 
+OpenAI-compatible endpoints (DashScope compatible-mode, OpenAI, vLLM, Ollama) answer errors
+as `{"error": {"message", "type", "code", "param"}}`; `openai_compat` hands over the `code`
+(else the `type`) and message, classified by the same table: OpenAI's documented codes
+(https://platform.openai.com/docs/guides/error-codes: invalid_api_key 401,
+insufficient_quota 429 "You exceeded your current quota", rate_limit_exceeded 429 per
+requests or tokens per minute, model_not_found 404, context_length_exceeded 400,
+content_policy_violation / content_filter, invalid_image_url) and DashScope compatible-mode's
+(limit_requests, limit_burst_rate, insufficient_quota, Arrearage, data_inspection_failed,
+invalid_parameter_error).
+
 Scopes: "key" (one key), "group" (every key of the key's quota group, i.e. the account; a key
 without a group is its own group), "request" (this request; the key is fine).
 Unknown 4xx: `BAD_REQUEST`, scope "request": the provider refused this request for a reason we
@@ -53,6 +63,17 @@ _CODES: dict[str, Verdict] = {
     "Model.AccessDenied": Verdict(E.CONFIGURATION_ERROR),
     "ModelNotSupported": Verdict(E.CONFIGURATION_ERROR),
     "Throttling.AllocationQuota": Verdict(E.RATE_LIMITED, "group"),
+    # OpenAI-compatible codes
+    "invalid_api_key": Verdict(E.INVALID_KEY, "key"),
+    "insufficient_quota": Verdict(E.ACCOUNT_REFUSED, "group"),
+    "billing_hard_limit_reached": Verdict(E.ACCOUNT_REFUSED, "group"),
+    "account_deactivated": Verdict(E.ACCOUNT_REFUSED, "group"),
+    "content_policy_violation": Verdict(E.CONTENT_REJECTED),
+    "content_filter": Verdict(E.CONTENT_REJECTED),
+    "invalid_image_url": Verdict(E.IMAGE_UNAVAILABLE),
+    "image_parse_error": Verdict(E.IMAGE_UNAVAILABLE),
+    "context_length_exceeded": Verdict(E.BAD_REQUEST),
+    "server_error": Verdict(E.PROVIDER_ERROR),
     "InternalError": Verdict(E.PROVIDER_ERROR),
     "InternalServerError": Verdict(E.PROVIDER_ERROR),
     "SystemError": Verdict(E.PROVIDER_ERROR),
@@ -117,6 +138,8 @@ def _throttling(code: str, message: str) -> Verdict:
     cools the whole group; a request-rate limit cools the key."""
     if "allocat" in code.lower() or "quota exceeded" in message or "account" in message:
         return Verdict(E.RATE_LIMITED, "group")
+    if "tokens per min" in message or "(tpm)" in message or "organization" in message:
+        return Verdict(E.RATE_LIMITED, "group")  # OpenAI: token and organisation limits
     return Verdict(E.RATE_LIMITED, "key")
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from activities.providers import errors as provider_errors
 from activities.providers.base import LLMClient
+from activities.providers.route import KeyRoutes, Route
 from riskflow import failure_kinds as E
 from riskflow.keyconfig import KeyRing, KeysConfig
 from riskflow.prompt import SYSTEM_PROMPT
@@ -53,14 +54,22 @@ def _messages(vision: bool) -> list[dict[str, Any]]:
 
 
 async def verify_keys(
-    keys: KeysConfig, ring: KeyRing, client: LLMClient, text_model: str, vision_model: str
+    keys: KeysConfig,
+    ring: KeyRing,
+    client: LLMClient | KeyRoutes,
+    text_model: str,
+    vision_model: str,
 ) -> list[KeyVerdict]:
     """One request per key and model (the text model on the text endpoint, the vision model on
-    the vision endpoint, both in JSON mode); verdicts in configuration order."""
+    the vision endpoint, both in JSON mode), each key on its own provider with that provider's
+    models when `client` is the keys' routes; verdicts in configuration order."""
+    routes = client if isinstance(client, KeyRoutes) else KeyRoutes({}, Route("dashscope", client))
     verdicts = []
     for key in keys.api_keys:
+        route = routes.route(key.key_id)
         for model, vision in ((text_model, False), (vision_model, True)):
-            response = await client.generate(
+            model = route.model(vision, model)
+            response = await route.client.generate(
                 model=model,
                 messages=_messages(vision),
                 api_key=ring.secret(key.key_id),

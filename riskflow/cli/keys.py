@@ -12,7 +12,8 @@ import typer
 from rich.table import Table
 
 from activities.keypool import KeyPool, KeyState
-from activities.providers.dashscope import DashScopeClient, one_request_session
+from activities.providers.dashscope import one_request_session
+from activities.providers.route import open_routes
 from activities.providers.verify import KeyVerdict, verify_keys
 from riskflow.cli.common import console, settings_of
 from riskflow.endpoints import Endpoints
@@ -109,10 +110,12 @@ async def _verify(settings: Settings) -> list[KeyVerdict]:
     ring = KeyRing.from_environment(settings.keys)
     endpoint = Endpoints.of(settings).dashscope
     loopback = "127.0.0.1" in endpoint or "localhost" in endpoint
-    async with one_request_session(trust_env=not loopback) as session:
-        client = DashScopeClient(endpoint, session, settings.llm.request_timeout_seconds)
-        llm = settings.llm
-        return await verify_keys(settings.keys, ring, client, llm.text_model, llm.vision_model)
+    llm, timeout = settings.llm, settings.llm.request_timeout_seconds
+    async with (
+        one_request_session(trust_env=not loopback) as session,
+        open_routes(settings.keys, llm.models, endpoint, session, timeout) as routes,
+    ):
+        return await verify_keys(settings.keys, ring, routes, llm.text_model, llm.vision_model)
 
 
 @app.command("verify")

@@ -24,6 +24,25 @@ def prompt_text(messages: list[dict[str, object]]) -> str:
     return "\n".join(parts)
 
 
+IMAGE_TOKENS = 1280  # Qwen-VL: an image at its default resolution (up to 1280 tokens)
+
+
+def prompt_tokens(messages: list[dict[str, object]]) -> int:
+    """The prompt's tokens as this server counts them: 4 characters of text a token, and
+    `IMAGE_TOKENS` an image (native `{"image": ...}` or OpenAI `image_url` parts), whatever
+    its encoded size, as the real service counts images by resolution."""
+    images = 0
+    for message in messages:
+        content = message.get("content")
+        if isinstance(content, list):
+            images += sum(
+                1
+                for part in content
+                if isinstance(part, dict) and ("image" in part or part.get("type") == "image_url")
+            )
+    return len(prompt_text(messages)) // 4 + images * IMAGE_TOKENS
+
+
 def class_counts(text: str) -> dict[str, int]:
     match = _MARKER_RE.search(text)
     if match is None:
