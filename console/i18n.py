@@ -71,6 +71,7 @@ _WORDS: dict[str, tuple[str, str]] = {
     "acknowledged_by": ("Acknowledged by", "确认人"),
     "closed_by": ("Closed by", "关闭人"),
     "who": ("Who", "操作者"),
+    "event": ("Event", "记录"),
     "what": ("What", "内容"),
     "detections": ("detections", "检测数"),
     "acknowledge": ("Acknowledge", "确认"),
