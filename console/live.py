@@ -1,7 +1,7 @@
 """Live camera tiles and incident list: one poller per console process reads
 `camera:{id}:latest`, each camera's open-incident count and the open incidents' views, and
 hands every change to the browsers' server-sent-event streams (`TileChange`, or
-`INCIDENTS_CHANGED` when any open incident opened, changed or closed).
+`INCIDENTS_CHANGED` when any incident opened, changed or closed: `INCIDENT_CHANGES` moved).
 
 Why Redis and not the results topic: `latest` only moves forward in capture time (a late or
 redelivered result never turns a tile back), and a restarted console is current at once; the
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from console.data import discover_cameras, read_latest
 from console.incidents import open_incident_counts
 from riskflow.console_config import ConsoleSettings
 from riskflow.models import Assessment
-from riskflow.names import INCIDENT_OPEN_SEVERITY, incident_key
+from riskflow.names import INCIDENT_CHANGES
 from riskflow.redis_client import RedisClient
 
 logger = logging.getLogger(__name__)
@@ -128,14 +127,9 @@ class LiveTiles:
         return changed
 
     async def _incident_fingerprint(self) -> str:
-        """A digest of every open incident's view: it changes when one opens, closes or
-        changes state (ack, escalation, a new assessment)."""
-        ids = sorted(await self._redis.hkeys(INCIDENT_OPEN_SEVERITY))
-        digest = hashlib.blake2b(digest_size=16)
-        if ids:
-            for raw in await self._redis.mget([incident_key(_text(i)) for i in ids]):
-                digest.update(raw if isinstance(raw, bytes) else str(raw).encode())
-        return digest.hexdigest()
+        """The incident views' change counter (`INCIDENT_CHANGES`, raised by every applied
+        write): it moves when an incident opens, changes state, is assessed or closes."""
+        return _text(await self._redis.get(INCIDENT_CHANGES) or b"")
 
     @contextlib.asynccontextmanager
     async def subscribe(self) -> AsyncIterator[asyncio.Queue[Change]]:
