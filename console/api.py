@@ -200,6 +200,7 @@ async def incident(state: State, incident_id: IncidentId) -> IncidentDetail:
     response_model=ActionResult,
     dependencies=[Depends(check_csrf)],
     responses={
+        400: {"model": Problem, "description": "a body that cannot be read"},
         403: {"model": Problem},
         404: {"model": Problem},
         409: {"model": Problem, "description": "the incident's state does not allow it"},
