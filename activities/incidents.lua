@@ -1,6 +1,7 @@
 -- Write an incident's view, idempotently and in order: a retried or late write of an older
 -- version never overwrites a newer one.
--- KEYS: view, site open set, camera open set, index, closed marker, open severity hash
+-- KEYS: view, site open set, camera open set, index, closed marker, open severity hash,
+--       change counter
 -- ARGV: view json, version, incident id, opened_ms, closed (0/1), closed_until_ms,
 --       ttl_seconds (of a closed view), index_max, severity
 -- Returns: {applied (0/1), counts of open incidents by severity as name, count, ...}
@@ -30,6 +31,7 @@ else
   redis.call('HSET', KEYS[6], id, ARGV[9])
 end
 redis.call('ZADD', KEYS[4], tonumber(ARGV[4]), id)
+redis.call('INCR', KEYS[7])
 local excess = redis.call('ZCARD', KEYS[4]) - tonumber(ARGV[8])
 if excess > 0 then
   redis.call('ZREMRANGEBYRANK', KEYS[4], 0, excess - 1)

@@ -31,6 +31,7 @@ from riskflow.metrics import (
 )
 from riskflow.models import RiskLevel
 from riskflow.names import (
+    INCIDENT_CHANGES,
     INCIDENT_INDEX,
     INCIDENT_OPEN_SEVERITY,
     INCIDENT_TOPIC,
@@ -91,6 +92,7 @@ class IncidentActivities:
                 INCIDENT_INDEX,
                 incident_closed_key(view.workflow_id),
                 INCIDENT_OPEN_SEVERITY,
+                INCIDENT_CHANGES,
             ],
             args=[
                 view.model_dump_json(),

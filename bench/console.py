@@ -1,17 +1,19 @@
-"""The operator console with 200 cameras, in headless Chromium (Debian's `chromium`).
+"""The operator console with 200 cameras and 1,000 open incidents, in headless Chromium
+(Debian's `chromium`).
 
 1. First render: from navigation to every tile drawn and the event stream open, median of
-   `--loads` loads; baseline: the login page (same app, same templates, no Redis reads) in the
-   same browser. Also the server's time for the camera page's HTML alone.
+   `--loads` loads; the same for the incident list (its first page of 50, sorted from all
+   open incidents); baseline: the login page (same app, same templates, no Redis reads) in the
+   same browser. Also the server's time for the camera page's and incident page's HTML alone.
 2. Live-update latency: an assessment aggregated (`activities.aggregate`, the worker's own
    Redis writes) until the browser has redrawn its tile (a MutationObserver stamps the
    moment, same machine clock; each write at a random phase of the console's poll);
    baseline: the same browser fetching the camera's latest
    assessment from the JSON API right after the same kind of write (request/response, no poll).
 
-    python -m bench.console [--cameras 200] [--updates 40] [--loads 5]
+    python -m bench.console [--cameras 200] [--incidents 1000] [--updates 40] [--loads 5]
 
-Incidents are not counted: the incident pages arrive with the incident workflow.
+The incidents are written by the incident workflow's own record activity (its Redis script).
 """
 
 from __future__ import annotations
@@ -33,11 +35,13 @@ from playwright.async_api import Page, async_playwright
 from temporalio.testing import ActivityEnvironment
 
 from activities.aggregate import AggregateActivities
+from activities.incidents import IncidentActivities
 from bench._stack import bench_settings, report, services
 from console.app import create_app
 from console.auth import hash_password
 from riskflow.console_config import ConsoleUser, Role
 from riskflow.devstack.localstack.process import free_port
+from riskflow.incidents import IncidentEvent, IncidentRecord, IncidentState, IncidentView
 from riskflow.models import Assessment, RiskLevel
 from riskflow.redis_client import redis_client
 from riskflow.settings import Settings
@@ -82,6 +86,35 @@ def assessment(camera: str, n: int, level: RiskLevel) -> Assessment:
     )
 
 
+def incident(camera: str, n: int) -> IncidentRecord:
+    opened = datetime.now(UTC)
+    view = IncidentView(
+        incident_id=f"bench-inc-{n}",
+        workflow_id=f"incident-{camera}-hazard-{n}",
+        camera_id=camera,
+        site_id=f"site-{int(camera.rsplit('-', 1)[1]) % 4}",
+        family="hazard",
+        state=IncidentState.NOTIFIED,
+        severity=LEVELS[2 + n % 3],
+        rule="fall",
+        summary=f"bench incident {n}",
+        opened_at=opened,
+        updated_at=opened,
+        version=1,
+    )
+    event = IncidentEvent(
+        event_id=f"{view.incident_id}:1",
+        kind="opened",
+        incident_id=view.incident_id,
+        camera_id=camera,
+        site_id=view.site_id,
+        state=view.state,
+        severity=view.severity,
+        at=opened,
+    )
+    return IncidentRecord(view=view, events=[event])
+
+
 def _settings(base: Settings, cameras: list[str]) -> Settings:
     user = ConsoleUser(username="bench", password_hash=hash_password(PASSWORD), role=Role.VIEWER)
     console = base.console.model_copy(
@@ -110,24 +143,33 @@ async def _timed_load(page: Page, url: str, ready: str) -> float:
 
 
 async def _first_render(
-    page: Page, anonymous: Page, base: str, count: int, loads: int
+    page: Page, anonymous: Page, base: str, count: int, incidents: int, loads: int
 ) -> dict[str, float]:
     tiles = (
         "() => document.body.dataset.live === 'yes'"
         f" && document.querySelectorAll('.tile').length === {count}"
     )
+    rows = (
+        "() => document.body.dataset.live === 'yes'"
+        f" && document.querySelectorAll('tr.incident').length === {min(incidents, 50)}"
+    )
     login = "() => document.querySelector('#login-submit') !== null"
     shown = [await _timed_load(page, base + "/", tiles) for _ in range(loads)]
+    listed = [await _timed_load(page, base + "/incidents", rows) for _ in range(loads)]
     bare = [await _timed_load(anonymous, base + "/login", login) for _ in range(loads)]
-    return {"cameras_page_s": statistics.median(shown), "login_page_s": statistics.median(bare)}
+    return {
+        "cameras_page_s": statistics.median(shown),
+        "incidents_page_s": statistics.median(listed),
+        "login_page_s": statistics.median(bare),
+    }
 
 
-async def _server_html(base: str, cookies: dict[str, str], loads: int) -> float:
+async def _server_html(base: str, cookies: dict[str, str], loads: int, path: str = "/") -> float:
     async with httpx.AsyncClient(cookies=cookies) as http:
         times = []
         for _ in range(loads):
             started = time.perf_counter()
-            response = await http.get(base + "/")
+            response = await http.get(base + path)
             response.raise_for_status()
             times.append(time.perf_counter() - started)
     return statistics.median(times)
@@ -174,7 +216,7 @@ async def _live_latency(
     }
 
 
-async def run(cameras_n: int, updates: int, loads: int) -> dict[str, Any]:
+async def run(cameras_n: int, incidents_n: int, updates: int, loads: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         base_settings = bench_settings(Path(tmp), CONFIG)
         async with services(base_settings, {"redis"}) as endpoints:
@@ -185,6 +227,9 @@ async def run(cameras_n: int, updates: int, loads: int) -> dict[str, Any]:
             env = ActivityEnvironment()
             for i, camera in enumerate(cameras):
                 await env.run(acts.aggregate, assessment(camera, 1, LEVELS[i % len(LEVELS)]))
+            records = IncidentActivities(redis, _NoTopic())  # type: ignore[arg-type]
+            for n in range(incidents_n):
+                await env.run(records.record, incident(cameras[n % len(cameras)], n))
             server = _serve(settings)
             url = f"http://127.0.0.1:{settings.console.port}"
             try:
@@ -200,9 +245,14 @@ async def run(cameras_n: int, updates: int, loads: int) -> dict[str, Any]:
                     await page.click("#login-submit")
                     await page.wait_for_url(url + "/")
                     anonymous = await (await browser.new_context()).new_page()
-                    render = await _first_render(page, anonymous, url, cameras_n, loads)
+                    render = await _first_render(
+                        page, anonymous, url, cameras_n, incidents_n, loads
+                    )
                     cookies = {c["name"]: c["value"] for c in await page.context.cookies()}
                     html_s = await _server_html(url, cookies, loads)
+                    incidents_html_s = await _server_html(url, cookies, loads, "/incidents")
+                    await page.goto(url + "/")
+                    await page.wait_for_function("() => document.body.dataset.live === 'yes'")
                     latency = await _live_latency(
                         page, acts, cameras, updates, settings.console.poll_seconds
                     )
@@ -213,7 +263,10 @@ async def run(cameras_n: int, updates: int, loads: int) -> dict[str, Any]:
     poll_ms = settings.console.poll_seconds * 1000
     return {
         "cameras": cameras_n,
+        "open_incidents": incidents_n,
         "first_render_s": render["cameras_page_s"],
+        "incidents_first_render_s": render["incidents_page_s"],
+        "incidents_page_html_s": incidents_html_s,
         "baseline_login_page_s": render["login_page_s"],
         "ratio_first_render_vs_login_page": render["cameras_page_s"] / render["login_page_s"],
         "camera_page_html_s": html_s,
@@ -227,10 +280,11 @@ async def run(cameras_n: int, updates: int, loads: int) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cameras", type=int, default=200)
+    parser.add_argument("--incidents", type=int, default=1000)
     parser.add_argument("--updates", type=int, default=40)
     parser.add_argument("--loads", type=int, default=5)
     args = parser.parse_args()
-    report("console", asyncio.run(run(args.cameras, args.updates, args.loads)))
+    report("console", asyncio.run(run(args.cameras, args.incidents, args.updates, args.loads)))
 
 
 if __name__ == "__main__":

@@ -1,26 +1,36 @@
 """The JSON API (`/api/...`, OpenAPI at `/api/openapi.json`): cameras, latest assessments,
-snapshots, alerts, the key pool, health, live tile events (server-sent events), and the
-incident action endpoint's role and CSRF checks (the incidents themselves: `incidents.py`)."""
+snapshots, alerts, the key pool, health, incidents (list, detail, operator actions through
+the incident workflow's updates), live tile and incident-list events (server-sent events)."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from enum import StrEnum
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response
 from redis.exceptions import RedisError
 from sse_starlette.sse import EventSourceResponse
+from temporalio.service import RPCError
 
 from console.auth import Principal, check_csrf, require_login, require_role
 from console.data import read_key_pool, read_snapshot, view_of
-from console.incidents import incident_exists, open_incident_counts
+from console.incidents import (
+    IncidentAction,
+    IncidentFilters,
+    act_on,
+    incident_detail,
+    incident_page,
+)
+from console.live import TileChange
 from console.models import (
     CAMERA_ID_PATTERN,
+    ActionBody,
     ActionResult,
     AssessmentView,
     CameraView,
     HealthView,
+    IncidentDetail,
+    IncidentItem,
     KeyPoolView,
     Page,
     Problem,
@@ -28,7 +38,10 @@ from console.models import (
 from console.state import ConsoleState, state_of
 from console.views import Filters, alert_page, camera_page, camera_view
 from riskflow.console_config import Role
+from riskflow.errors import IncidentActionRefused, IncidentNotFound
+from riskflow.incidents import IncidentState, OperatorAction
 from riskflow.models import RiskLevel
+from workers.incident_client import show_incident
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": Problem, "description": "not logged in"},
@@ -44,14 +57,11 @@ Limit = Annotated[int, Query(ge=1, le=500, description="items per page")]
 SiteFilter = Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
 CameraFilter = Annotated[str | None, Query(pattern=CAMERA_ID_PATTERN)]
 LevelFilter = Annotated[RiskLevel | None, Query(description="at least this risk level")]
+StateFilter = Annotated[
+    IncidentState | None, Query(description="this state (default: every open incident)")
+]
+IncidentId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.:-]{1,200}$", description="incident id")]
 State = Annotated[ConsoleState, Depends(state_of)]
-
-
-class IncidentAction(StrEnum):
-    ACKNOWLEDGE = "acknowledge"
-    RESOLVE = "resolve"
-    FALSE_ALARM = "false_alarm"
-    COMMENT = "comment"
 
 
 @health_router.get("/health", response_model=HealthView)
@@ -139,36 +149,88 @@ async def keypool(state: State) -> KeyPoolView:
     responses={200: {"content": {"text/event-stream": {}}}},
 )
 async def events(state: State) -> EventSourceResponse:
-    """Server-sent events: `tile` with a CameraView (JSON) whenever a camera's latest changes."""
+    """Server-sent events: `tile` with a CameraView (JSON) whenever a camera's latest or its
+    open-incident count changes; `incidents` (no data) whenever an open incident opens,
+    changes or closes (read `/api/incidents` again)."""
 
     async def stream() -> AsyncIterator[dict[str, str]]:
         async with state.live.subscribe() as queue:
             yield {"event": "hello", "data": "{}"}
             while True:
-                assessment = await queue.get()
-                counts = await open_incident_counts([assessment.camera_id])
+                change = await queue.get()
+                if not isinstance(change, TileChange):
+                    yield {"event": "incidents", "data": "{}"}
+                    continue
                 tile = camera_view(
-                    state.settings, assessment.camera_id, assessment, counts[assessment.camera_id]
+                    state.settings, change.camera_id, change.latest, change.open_incidents
                 )
                 yield {"event": "tile", "data": tile.model_dump_json()}
 
     return EventSourceResponse(stream(), ping=15)
 
 
+@router.get("/incidents", response_model=Page[IncidentItem])
+async def incidents(
+    state: State,
+    site: SiteFilter = None,
+    camera: CameraFilter = None,
+    incident_state: Annotated[StateFilter, Query(alias="state")] = None,
+    offset: Offset = 0,
+    limit: Limit = 50,
+) -> Page[IncidentItem]:
+    """Open incidents, most severe first, then oldest first; filter by site, camera and
+    state (a closed state lists the newest incidents in it)."""
+    filters = IncidentFilters(site, camera, incident_state, offset, limit)
+    return await incident_page(state.redis, filters)
+
+
+@router.get(
+    "/incidents/{incident_id}", response_model=IncidentDetail, responses={404: {"model": Problem}}
+)
+async def incident(state: State, incident_id: IncidentId) -> IncidentDetail:
+    """The incident with its timeline and its assessments."""
+    try:
+        return await incident_detail(state.redis, incident_id)
+    except IncidentNotFound as exc:
+        raise HTTPException(404, str(exc)) from None
+
+
 @router.post(
     "/incidents/{incident_id}/actions/{action}",
     response_model=ActionResult,
     dependencies=[Depends(check_csrf)],
-    responses={403: {"model": Problem}, 404: {"model": Problem}, 409: {"model": Problem}},
+    responses={
+        400: {"model": Problem, "description": "a body that cannot be read"},
+        403: {"model": Problem},
+        404: {"model": Problem},
+        409: {"model": Problem, "description": "the incident's state does not allow it"},
+        503: {"model": Problem, "description": "Temporal is unreachable"},
+    },
 )
 async def incident_action(
+    state: State,
     principal: Annotated[Principal, Depends(require_role(Role.OPERATOR))],
-    incident_id: Annotated[str, Path(pattern=r"^[A-Za-z0-9_.:-]{1,200}$")],
+    incident_id: IncidentId,
     action: IncidentAction,
+    body: ActionBody | None = None,
 ) -> ActionResult:
-    """Act on an incident (operators and admins). PLACEHOLDER until issue 17: no incident
-    exists yet, so every id answers 404 after the role and CSRF checks."""
-    del principal, action
-    if not await incident_exists(incident_id):
-        raise HTTPException(404, f"no open incident {incident_id!r}")
-    raise HTTPException(409, "incident actions arrive with the incident workflow")
+    """Act on an incident (operators and admins) through the incident workflow's update;
+    the answer is the incident's new state. 409 when its state does not allow the action
+    (e.g. acknowledging a resolved incident, an empty comment)."""
+    by = OperatorAction(by=principal.name, text=body.text if body else "")
+    try:
+        await show_incident(state.redis, incident_id)  # an unknown id never needs Temporal
+        client = await state.temporal()
+        new_state = await act_on(client, state.redis, incident_id, action, by)
+    except IncidentNotFound as exc:
+        raise HTTPException(404, str(exc)) from None
+    except IncidentActionRefused as exc:
+        raise HTTPException(409, str(exc)) from None
+    except (RuntimeError, RPCError) as exc:  # Temporal unreachable or failing
+        raise HTTPException(503, f"Temporal is unreachable: {exc}") from None
+    return ActionResult(
+        ok=True,
+        message=f"{action.value}: {new_state.value}",
+        incident_id=incident_id,
+        state=new_state,
+    )

@@ -1,5 +1,7 @@
-"""Live camera tiles: one poller per console process reads `camera:{id}:latest` and hands
-every change to the browsers' server-sent-event streams.
+"""Live camera tiles and incident list: one poller per console process reads
+`camera:{id}:latest`, each camera's open-incident count and the open incidents' views, and
+hands every change to the browsers' server-sent-event streams (`TileChange`, or
+`INCIDENTS_CHANGED` when any incident opened, changed or closed: `INCIDENT_CHANGES` moved).
 
 Why Redis and not the results topic: `latest` only moves forward in capture time (a late or
 redelivered result never turns a tile back), and a restarted console is current at once; the
@@ -14,17 +16,33 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 from redis.exceptions import RedisError
 
 from console.data import discover_cameras, read_latest
+from console.incidents import open_incident_counts
 from riskflow.console_config import ConsoleSettings
 from riskflow.models import Assessment
+from riskflow.names import INCIDENT_CHANGES
 from riskflow.redis_client import RedisClient
 
 logger = logging.getLogger(__name__)
 
 QUEUE_SIZE = 1000
+
+
+@dataclass(frozen=True)
+class TileChange:
+    """A camera whose latest assessment or open-incident count changed."""
+
+    camera_id: str
+    latest: Assessment | None
+    open_incidents: int
+
+
+INCIDENTS_CHANGED = "incidents"
+Change = TileChange | str
 
 
 class LiveTiles:
@@ -35,8 +53,9 @@ class LiveTiles:
         self._settings = settings
         self.cameras: list[str] = list(dict.fromkeys(configured))
         self._configured = set(self.cameras)
-        self._seen: dict[str, str] = {}
-        self._subscribers: set[asyncio.Queue[Assessment]] = set()
+        self._seen: dict[str, tuple[str, int]] = {}
+        self._incidents = ""
+        self._subscribers: set[asyncio.Queue[Change]] = set()
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
 
@@ -83,28 +102,44 @@ class LiveTiles:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), self._settings.poll_seconds)
 
-    async def poll(self) -> list[Assessment]:
-        """Read every camera's latest once; publish and return the changed ones."""
+    async def poll(self) -> list[Change]:
+        """Read every camera's latest and open count, and the open incidents, once; publish
+        and return what changed."""
         latest = await read_latest(self._redis, self.cameras)
-        changed = []
+        counts = await open_incident_counts(self._redis, self.cameras)
+        changed: list[Change] = []
         for camera, assessment in latest.items():
-            if assessment is None or self._seen.get(camera) == assessment.assessment_id:
+            seen = (assessment.assessment_id if assessment else "", counts.get(camera, 0))
+            if self._seen.get(camera, ("", 0)) == seen:
                 continue
-            self._seen[camera] = assessment.assessment_id
-            changed.append(assessment)
-        for assessment in changed:
+            self._seen[camera] = seen
+            changed.append(TileChange(camera, assessment, seen[1]))
+        fingerprint = await self._incident_fingerprint()
+        if fingerprint != self._incidents:
+            self._incidents = fingerprint
+            changed.append(INCIDENTS_CHANGED)
+        for change in changed:
             for queue in list(self._subscribers):
                 try:
-                    queue.put_nowait(assessment)
+                    queue.put_nowait(change)
                 except asyncio.QueueFull:  # a stalled browser: drop it, it reconnects
                     self._subscribers.discard(queue)
         return changed
 
+    async def _incident_fingerprint(self) -> str:
+        """The incident views' change counter (`INCIDENT_CHANGES`, raised by every applied
+        write): it moves when an incident opens, changes state, is assessed or closes."""
+        return _text(await self._redis.get(INCIDENT_CHANGES) or b"")
+
     @contextlib.asynccontextmanager
-    async def subscribe(self) -> AsyncIterator[asyncio.Queue[Assessment]]:
-        queue: asyncio.Queue[Assessment] = asyncio.Queue(QUEUE_SIZE)
+    async def subscribe(self) -> AsyncIterator[asyncio.Queue[Change]]:
+        queue: asyncio.Queue[Change] = asyncio.Queue(QUEUE_SIZE)
         self._subscribers.add(queue)
         try:
             yield queue
         finally:
             self._subscribers.discard(queue)
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

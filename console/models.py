@@ -7,6 +7,7 @@ from typing import Generic, TypeVar
 
 from pydantic import BaseModel, Field
 
+from riskflow.incidents import IncidentState, IncidentView
 from riskflow.models import RiskLevel
 
 T = TypeVar("T")
@@ -88,9 +89,44 @@ class HealthView(BaseModel):
     redis: bool
 
 
+class IncidentItem(BaseModel):
+    """One row of the incident list."""
+
+    incident_id: str
+    camera_id: str
+    site_id: str
+    family: str
+    state: IncidentState
+    severity: RiskLevel
+    rule: str = ""
+    summary: str = ""
+    opened_at: datetime
+    updated_at: datetime
+    acknowledged_by: str = ""
+    escalation_level: int = Field(description="highest escalation level notified; -1: none")
+
+
+class IncidentDetail(BaseModel):
+    """An incident (its timeline: frames, assessments, notifications, escalations, operator
+    actions) and its assessments still in Redis, oldest first."""
+
+    incident: IncidentView
+    assessments: list[AssessmentView]
+
+
+class ActionBody(BaseModel):
+    """What an action may carry: the comment's text, or the reason of a false alarm."""
+
+    text: str = Field(default="", max_length=2000)
+
+
 class ActionResult(BaseModel):
+    """The incident workflow's answer: the incident's state after the action."""
+
     ok: bool
     message: str
+    incident_id: str
+    state: IncidentState
 
 
 class Problem(BaseModel):

@@ -1,4 +1,4 @@
-"""The HTML pages: login, camera grid, alerts, key pool, incidents (placeholder), language.
+"""The HTML pages: login, camera grid, incidents (list and detail), alerts, key pool, language.
 
 Every page but the login page needs a session; without one the browser is sent to `/login`.
 Every POST checks the CSRF token. Templates get words in the request's language (`i18n`).
@@ -6,11 +6,12 @@ Every POST checks the CSRF token. Templates get words in the request's language 
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, Form, HTTPException, Request
+from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from console.auth import (
@@ -23,14 +24,24 @@ from console.auth import (
 )
 from console.data import read_key_pool
 from console.i18n import LANG_COOKIE, LANGUAGES, pick_language, words
-from console.incidents import INCIDENTS_AVAILABLE
+from console.incidents import (
+    INCIDENTS_AVAILABLE,
+    IncidentAction,
+    IncidentFilters,
+    incident_detail,
+    incident_page,
+)
+from console.models import CAMERA_ID_PATTERN
 from console.state import ConsoleState, state_of
 from console.views import Filters, alert_page, camera_page
 from riskflow.console_config import Role
+from riskflow.errors import IncidentNotFound
+from riskflow.incidents import IncidentState
 
 router = APIRouter(include_in_schema=False)
 State = Annotated[ConsoleState, Depends(state_of)]
 PAGE_SIZE = 1000
+INCIDENT_PAGE_SIZE = 50
 
 
 class LoginRequired(Exception):
@@ -170,9 +181,65 @@ async def keys_page(state: State, request: Request, user: User) -> HTMLResponse:
     return render(state, request, "keys.html", user, pool=pool)
 
 
+def _matching(value: str | None, pattern: str) -> str | None:
+    """A query value that fits its pattern, else None (a page ignores a bad filter)."""
+    return value if value is not None and re.fullmatch(pattern, value) else None
+
+
 @router.get("/incidents", response_class=HTMLResponse)
-async def incidents_page(state: State, request: Request, user: User) -> HTMLResponse:
-    return render(state, request, "incidents.html", user)
+async def incidents_page(
+    state: State,
+    request: Request,
+    user: User,
+    site: str | None = None,
+    camera: str | None = None,
+    incident_state: Annotated[str | None, Query(alias="state")] = None,
+    offset: int = 0,
+) -> HTMLResponse:
+    chosen = incident_state if incident_state in set(IncidentState) else None
+    filters = IncidentFilters(
+        site=_matching(site, CAMERA_ID_PATTERN),
+        camera=_matching(camera, CAMERA_ID_PATTERN),
+        state=IncidentState(chosen) if chosen else None,
+        offset=max(0, min(offset, 1_000_000)),
+        limit=INCIDENT_PAGE_SIZE,
+    )
+    page = await incident_page(state.redis, filters)
+    sites = [s.id for s in state.settings.sites]
+    return render(
+        state,
+        request,
+        "incidents.html",
+        user,
+        page=page,
+        filters=filters,
+        sites=sites,
+        cameras=state.live.cameras,
+        states=list(IncidentState),
+    )
+
+
+@router.get("/incidents/{incident_id}", response_class=HTMLResponse)
+async def incident_page_of(
+    state: State, request: Request, user: User, incident_id: str, action: str | None = None
+) -> HTMLResponse:
+    """One incident. `?action=ack|dismiss` (the notifications' links) only highlights that
+    button: a GET never acts."""
+    try:
+        detail = await incident_detail(state.redis, incident_id[:200])
+    except IncidentNotFound as exc:
+        return render(state, request, "incident_missing.html", user, 404, message=str(exc))
+    highlight = {"ack": "acknowledge", "dismiss": "false_alarm"}.get(action or "", "")
+    return render(
+        state,
+        request,
+        "incident.html",
+        user,
+        detail=detail,
+        incident=detail.incident,
+        actions=list(IncidentAction),
+        highlight=highlight,
+    )
 
 
 def login_redirect(next_path: str) -> RedirectResponse:

@@ -60,7 +60,7 @@ async def camera_page(
     if filters.min_level is not None:
         chosen = [c for c in chosen if _at_least(latest[c], filters.min_level)]
     shown = chosen[filters.offset : filters.offset + filters.limit]
-    counts = await open_incident_counts(shown)
+    counts = await open_incident_counts(redis, shown)
     items = [camera_view(settings, c, latest[c], counts.get(c, 0)) for c in shown]
     return Page[CameraView](
         items=items, total=len(chosen), offset=filters.offset, limit=filters.limit

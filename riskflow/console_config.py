@@ -4,6 +4,7 @@
 console:
   host: 127.0.0.1
   port: 8300
+  public_url: https://console.example.com   # where browsers reach it; notification links
   session_secret_env: RISKFLOW_CONSOLE_SECRET   # signs session cookies; unset: a random one
   users:                                        # passwords hashed: `riskflow console hash-password`
     - {username: demo, password_hash: "$argon2id$...", role: operator}
@@ -19,8 +20,11 @@ tokens as SHA-256 digests (tokens are random and long, so a fast hash is enough)
 from __future__ import annotations
 
 from enum import StrEnum
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})
 
 
 class Role(StrEnum):
@@ -74,6 +78,37 @@ class ConsoleSettings(BaseModel):
         default=10.0, gt=0, description="how often cameras not in the configuration are looked up"
     )
     login_attempts: int = Field(default=5, gt=0, description="failed logins per user and minute")
+    public_url: str = Field(
+        default="",
+        max_length=2000,
+        description="the console's URL as browsers reach it (behind a proxy: the proxy's), "
+        "http(s), no query; notifications link to `{public_url}/incidents/{id}`. Empty: "
+        "http://{host}:{port} (no link when the host is a wildcard address)",
+    )
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str) -> str:
+        if not value:
+            return value
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"console.public_url must be an http(s) URL with a host: {value!r}")
+        if parts.query or parts.fragment or parts.username or parts.password:
+            raise ValueError(
+                f"console.public_url takes no query, fragment or credentials: {value!r}"
+            )
+        return value.rstrip("/")
+
+    def link_base(self) -> str:
+        """Where notification links point: `public_url`, else this host and port ("" for a
+        wildcard host, which no browser can open)."""
+        if self.public_url:
+            return self.public_url
+        if self.host in WILDCARD_HOSTS:
+            return ""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
 
     @model_validator(mode="after")
     def _unique(self) -> ConsoleSettings:

@@ -15,6 +15,7 @@ from riskflow.incidents import (
     IncidentStart,
     IncidentView,
     TimelineEntry,
+    incident_link,
 )
 from riskflow.models import RiskLevel
 from riskflow.notifications import NotificationKind, NotificationRequest
@@ -138,7 +139,7 @@ def notification(
         hazards=view.hazards,
         recommended_actions=view.recommended_actions,
         opened_at=view.opened_at,
-        console_url=inp.console_url,
+        console_url=incident_link(inp.console_url, view.incident_id),
         language=inp.language,
     )
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 from typing import Literal
+from urllib.parse import quote
 
 from pydantic import BaseModel, Field
 
@@ -59,6 +60,14 @@ def incident_workflow_id(camera_id: str, family: str) -> str:
     """One workflow id per camera and situation family: a running incident receives every
     frame of its situation (conflict policy USE_EXISTING)."""
     return f"incident-{camera_id}-{family}"
+
+
+def incident_link(console_url: str, incident_id: str) -> str:
+    """The console's page of the incident (`{console_url}/incidents/{id}`, the id
+    percent-encoded), or "" when no console URL is configured."""
+    if not console_url:
+        return ""
+    return f"{console_url.rstrip('/')}/incidents/{quote(incident_id, safe='')}"
 
 
 class IncidentFrame(BaseModel):
@@ -139,7 +148,9 @@ class IncidentStart(BaseModel):
     timezone: str = "UTC"
     config: IncidentConfig = Field(default_factory=IncidentConfig)
     policy: AssessmentPolicy = Field(default_factory=AssessmentPolicy)
-    console_url: str = ""
+    console_url: str = Field(
+        default="", description="the console's base URL; notifications link to the incident's page"
+    )
     carried: IncidentView | None = None
     seen: list[str] = Field(default_factory=list, description="recent camera:frame keys")
     pending: list[IncidentFrame] = Field(default_factory=list)

@@ -68,6 +68,9 @@ def notification_marker_key(idempotency_key: str) -> str:
 INCIDENTS_TAG = "{incidents}"
 INCIDENT_INDEX = f"{INCIDENTS_TAG}:index"  # sorted set: incident id -> opened (ms)
 INCIDENT_OPEN_SEVERITY = f"{INCIDENTS_TAG}:open:severity"  # hash: open incident id -> severity
+# A counter raised by every applied view write: readers (the console's live list) see that
+# something changed by reading one integer.
+INCIDENT_CHANGES = f"{INCIDENTS_TAG}:changes"
 
 
 def incident_key(incident_id: str) -> str:

@@ -184,7 +184,7 @@ async def test_roles_and_csrf_guard_the_incident_actions(http: httpx.AsyncClient
     viewer = await http.post(action, headers={"Authorization": f"Bearer {VIEWER_TOKEN}"})
     assert viewer.status_code == 403 and "operator" in viewer.json()["detail"]
     operator = await http.post(action, headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"})
-    assert operator.status_code == 404  # allowed; no such incident (none exist until issue 17)
+    assert operator.status_code == 404  # allowed; no such incident
     bad_action = await http.post(
         "/api/incidents/inc-1/actions/explode",
         headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"},

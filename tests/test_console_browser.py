@@ -2,7 +2,11 @@
 system executable) on the real local stack: a fall event produced to Kafka goes through the
 real bridge and worker and turns its camera's tile red without a reload; a viewer sees no
 action buttons and gets 403 from an action endpoint; a logged-out visitor is sent to the
-login page. Screenshots of the camera grid are written under the test's tmp dir."""
+login page. On the incident path (`bridge.mode: incidents`) the fall opens an incident that
+the list shows live; an operator acknowledges and resolves it on its page without a reload,
+and the incident workflow's `incident` query agrees. Screenshots of the camera grid and of an
+incident are written under the test's tmp dir (`RISKFLOW_UPDATE_SCREENSHOT=1` also refreshes
+docs/console.png)."""
 
 from __future__ import annotations
 
@@ -19,13 +23,17 @@ from temporalio.client import Client
 
 from riskflow.devstack.simulate import scene_event
 from riskflow.endpoints import Endpoints
+from riskflow.incidents import IncidentState, incident_workflow_id
 from riskflow.kafka import make_producer
 from riskflow.models import Assessment, RiskLevel
 from riskflow.names import DETECTION_TOPIC, camera_latest_key
 from riskflow.settings import BridgeSettings, Settings
 from tests.conftest import running_worker
 from tests.console_server import PASSWORD, RunningConsole, console_settings, running_console
+from tests.test_bridge_faults import bridge_on, new_topic, sender, tuned
+from tests.test_incident_workflow import incident_worker
 from workers.bridge import run_bridge
+from workflows.incident import IncidentWorkflow
 
 playwright_api = pytest.importorskip("playwright.async_api")
 
@@ -185,3 +193,72 @@ async def test_a_viewer_sees_no_action_buttons_and_is_refused_an_action(
     refused = await page.evaluate("async () => (await fetch('/api/cameras')).status")  # type: ignore[attr-defined]
     assert refused == 401
     await page.close()  # type: ignore[attr-defined]
+
+
+async def test_an_operator_acknowledges_the_incident_of_a_fall_without_reload(
+    browser: object,
+    served: RunningConsole,
+    stack: Endpoints,
+    client: Client,
+    task_queue: str,
+    unique: str,
+    tmp_path: Path,
+) -> None:
+    camera = _cameras(unique)[4]
+    grid = await _login(browser, served.url, "op")
+    listing = await _login(browser, served.url, "op")  # a second window: the incident list
+    await listing.goto(served.url + "/incidents")  # type: ignore[attr-defined]
+    await listing.wait_for_selector("body[data-live='yes']")
+    await listing.evaluate("window.__sameDocument = true")
+    # The bridge and the worker of the console's own settings: links point at this console.
+    incidents = tuned(served.settings, task_queue, mode="incidents")
+    topic = await new_topic(stack, incidents, f"ui-inc-{unique}")
+    async with (
+        incident_worker(client, incidents, stack, task_queue) as sent,
+        sender(stack, incidents) as producer,
+        bridge_on(topic, incidents, client, stack, f"ui-inc-{unique}"),
+    ):
+        event = scene_event(camera, 1, datetime.now(UTC), people=2, falls=1)
+        await producer.send_and_wait(topic, event.model_dump_json().encode(), key=camera.encode())
+        await grid.wait_for_selector(f"#tile-{camera}[data-level='high']")  # type: ignore[attr-defined]
+        await grid.wait_for_selector(f"#tile-{camera} .badge[data-count='1']:visible")  # type: ignore[attr-defined]
+        await grid.screenshot(path=str(tmp_path / "cameras.png"), full_page=True)  # type: ignore[attr-defined]
+        row = listing.locator(f"tr.incident:has-text('{camera}')")
+        await row.wait_for()
+        assert await listing.evaluate("window.__sameDocument") is True  # the list came live
+        handle = client.get_workflow_handle(incident_workflow_id(camera, "hazard"))
+        view = await handle.query(IncidentWorkflow.incident)
+        assert view is not None and await row.get_attribute("data-incident") == view.incident_id
+
+        page = listing
+        await row.locator("a").click()
+        await page.wait_for_url(f"**/incidents/{view.incident_id}")
+        await page.wait_for_selector("body[data-live='yes']")
+        await page.evaluate("window.__sameDocument = true")
+        await page.click("button.action[data-action='acknowledge']")
+        await page.wait_for_selector("#incident-state[data-state='acknowledged']")
+        acked = await handle.query(IncidentWorkflow.incident)
+        assert acked is not None and acked.state == IncidentState.ACKNOWLEDGED
+        assert acked.acknowledged_by == "op"
+        await page.wait_for_selector("#incident-timeline tr[data-kind='acknowledged']")
+        await page.screenshot(path=str(tmp_path / "incident.png"), full_page=True)
+
+        await page.fill("#action-text", "cleared by the shift")
+        await page.click("button.action[data-action='resolve']")
+        await page.wait_for_selector("#incident-state[data-state='resolved']")
+        await page.click("button.action[data-action='acknowledge']")  # refused: it is resolved
+        await page.wait_for_selector("#action-result[data-outcome='error']")
+        assert "resolved" in await page.locator("#action-result").inner_text()
+        assert await page.locator("#incident-state").get_attribute("data-state") == "resolved"
+        assert await page.evaluate("window.__sameDocument") is True  # no reload throughout
+        closed = await handle.query(IncidentWorkflow.incident)
+        assert closed is not None and closed.state == IncidentState.RESOLVED
+
+        link = f"{served.url}/incidents/{view.incident_id}"
+        assert sent.requests and {r.console_url for r in sent.requests} == {link}
+    viewer = await _login(browser, served.url, "viewer")
+    await viewer.goto(link + "?action=ack")  # type: ignore[attr-defined]
+    assert await viewer.locator("#incident-state").get_attribute("data-state") == "resolved"  # type: ignore[attr-defined]
+    assert await viewer.locator("button.action, [data-action]").count() == 0  # type: ignore[attr-defined]
+    for opened in (grid, listing, viewer):
+        await opened.close()  # type: ignore[attr-defined]

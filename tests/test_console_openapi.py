@@ -11,11 +11,15 @@ from typing import Any
 import httpx
 import pytest
 import schemathesis
+from aiokafka import AIOKafkaProducer
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from schemathesis.generation.modes import GenerationMode
+from temporalio.testing import ActivityEnvironment
 
+from activities.incidents import IncidentActivities
 from riskflow.endpoints import Endpoints
+from riskflow.incidents import IncidentEvent, IncidentRecord, IncidentState, IncidentView
 from riskflow.models import Assessment, RiskLevel
 from riskflow.names import camera_alerts_key, camera_latest_key
 from riskflow.redis_client import redis_client
@@ -32,7 +36,8 @@ AUTH = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
 
 @pytest.fixture(scope="module")
 async def seeded(stack: Endpoints) -> None:
-    """A camera with a latest assessment and an alert, so pages are not all empty."""
+    """A camera with a latest assessment, an alert and an open incident, so pages are not
+    all empty."""
     now = datetime.now(UTC)
     seen = Assessment(
         assessment_id="risk-api-1",
@@ -47,11 +52,37 @@ async def seeded(stack: Endpoints) -> None:
         risk_score=80,
         summary="one down",
     )
+    incident = IncidentView(
+        incident_id="inc-api-1",
+        workflow_id="incident-api-1-fall",
+        camera_id="api-1",
+        site_id="plant-t",
+        family="fall",
+        state=IncidentState.NOTIFIED,
+        opened_at=now,
+        updated_at=now,
+        version=1,
+    )
+    event = IncidentEvent(
+        event_id="inc-api-1:1",
+        kind="opened",
+        incident_id="inc-api-1",
+        camera_id="api-1",
+        site_id="plant-t",
+        state=incident.state,
+        severity=incident.severity,
+        at=now,
+    )
     redis = redis_client(stack.redis)
+    producer = AIOKafkaProducer(bootstrap_servers=stack.kafka)
+    await producer.start()
     try:
         await redis.set(camera_latest_key("api-1"), seen.model_dump_json())
         await redis.lpush(camera_alerts_key("api-1"), seen.model_dump_json())
+        record = IncidentActivities(redis, producer).record
+        await ActivityEnvironment().run(record, IncidentRecord(view=incident, events=[event]))
     finally:
+        await producer.stop()
         await redis.aclose()
 
 
@@ -91,6 +122,11 @@ def test_the_api_matches_its_openapi_document(
     operations = [result.ok() for result in api_schema.get_all_operations()]
     paths = {op.path for op in operations}
     assert {"/api/cameras", "/api/alerts", "/api/keypool", "/api/health"} <= paths
+    assert {
+        "/api/incidents",
+        "/api/incidents/{incident_id}",
+        "/api/incidents/{incident_id}/actions/{action}",
+    } <= paths
     for operation in operations:
         if mode is GenerationMode.NEGATIVE and not operation.definition.raw.get("parameters"):
             continue  # nothing to get wrong

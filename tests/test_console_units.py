@@ -73,3 +73,33 @@ def test_only_the_cameras_own_snapshot_is_served(ref: str | None, served: str | 
         provenance=Provenance(image_ref=ref),
     )
     assert snapshot_key(a) == served
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "javascript:alert(1)",
+        "ftp://ops.example",
+        "https://",
+        "https://ops.example/?next=//evil.example",
+        "https://ops.example/#frag",
+        "https://user:secret@ops.example",
+        "ops.example",
+    ],
+)
+def test_a_public_url_that_is_no_plain_web_address_is_refused(url: str) -> None:
+    with pytest.raises(ValueError, match=r"console\.public_url (must be|takes no)"):
+        ConsoleSettings(public_url=url)
+
+
+def test_notification_links_use_the_public_url_else_the_listening_address() -> None:
+    assert (
+        ConsoleSettings(public_url="https://ops.example/rf/").link_base()
+        == "https://ops.example/rf"
+    )
+    assert ConsoleSettings(host="10.0.0.5", port=8400).link_base() == "http://10.0.0.5:8400"
+    assert ConsoleSettings(host="::1", port=8400).link_base() == "http://[::1]:8400"
+    assert ConsoleSettings(host="0.0.0.0").link_base() == ""  # no browser can open it
+    assert (
+        ConsoleSettings(host="0.0.0.0", public_url="http://ops.lan").link_base() == "http://ops.lan"
+    )

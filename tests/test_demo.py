@@ -1,12 +1,14 @@
 """`riskflow demo --once` as a new user runs it: real local stack, worker, bridge, the YOLO edge
-on the generated sample scene; assessments reach Redis for each camera; everything it started
-is stopped afterwards."""
+on the generated sample scene, on the incident path: each camera's fall is one incident,
+assessed, notified and received by the local receiver; assessments reach Redis for each camera;
+everything it started is stopped afterwards."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -15,13 +17,14 @@ from redis.asyncio import Redis
 
 from riskflow.devstack.localstack.process import free_port, port_is_free
 from riskflow.endpoints import Endpoints
-from riskflow.names import camera_alerts_key, camera_latest_key
+from riskflow.incidents import IncidentState, IncidentView
+from riskflow.names import INCIDENT_INDEX, camera_alerts_key, camera_latest_key, incident_key
 from riskflow.settings import LocalStackSettings
 from tests.conftest import group_timeouts
 
 
 @pytest.mark.timeout(400)
-async def test_demo_once_assesses_every_camera_and_cleans_up(
+async def test_demo_once_opens_one_notified_incident_per_camera_and_cleans_up(
     stack: Endpoints, redis: Redis, tmp_path: Path
 ) -> None:
     ports = {
@@ -61,13 +64,27 @@ async def test_demo_once_assesses_every_camera_and_cleans_up(
     text = out.decode()
     assert proc.returncode == 0, text
     assert "Where to look" in text and "temporal workflow query" in text
-    assert "Notifications received" in text and "/admin/notifications" in text
+    assert "/admin/notifications" in text and "--type incident" in text, text
+    received = re.search(r"Notifications received \((\d+)\)", text)
+    assert received is not None and int(received.group(1)) >= 2, text  # one L0 per camera
+    notifications = text[received.end() : text.index("Where to look")]
     # Redis was configured, not ours
     assert "stopped: temporal, receiver, dashscope, kafka" in text, text
     console_line = f"Console:          http://127.0.0.1:{console_port}/"
     assert console_line in text and "log in as demo / demo-password-change-me" in text, text
     assert "console not started" not in text, text
+    ids = [i.decode() for i in await redis.zrange(INCIDENT_INDEX, 0, -1)]
+    views = [
+        IncidentView.model_validate_json(raw)
+        for raw in await redis.mget([incident_key(i) for i in ids])
+    ]
     for camera in ("cam1", "cam2"):
+        incidents = [v for v in views if v.camera_id == camera]
+        assert len(incidents) == 1, incidents  # a continuous scene is one incident
+        incident = incidents[0]
+        assert incident.state == IncidentState.NOTIFIED and "L0" in incident.steps_sent
+        assert incident.assessments >= 1
+        assert f"on camera {camera}" in notifications, notifications  # it arrived, was shown
         latest = json.loads(await redis.get(camera_latest_key(camera)))
         assert latest["status"] == "assessed" and latest["risk_level"] in ("high", "critical")
         assert await redis.llen(camera_alerts_key(camera)) >= 1

@@ -10,8 +10,8 @@ import pytest
 from riskflow.devstack.simulate import scene_event
 from riskflow.errors import ConfigError
 from riskflow.incident_config import EscalationStep, IncidentConfig, QuietPeriod, quiet_until
-from riskflow.incident_plan import escalation_reason, next_step
-from riskflow.incidents import IncidentFrame, IncidentView
+from riskflow.incident_plan import escalation_reason, next_step, notification
+from riskflow.incidents import IncidentFrame, IncidentStart, IncidentView
 from riskflow.settings import load_settings
 from tests.conftest import CONFIG
 
@@ -127,3 +127,49 @@ def test_quiet_hours_round_the_clock_end_within_a_week() -> None:
     now = at("2026-11-30T12:00:00+00:00")
     end = quiet_until(now, [always], SHANGHAI)
     assert end is not None and now < end <= now + timedelta(days=8)
+
+
+def _incident(incident_id: str) -> IncidentView:
+    opened = at("2026-11-30T08:00:00+00:00")
+    return IncidentView(
+        incident_id=incident_id,
+        workflow_id="incident-cam1-fall",
+        camera_id="cam1",
+        site_id="plant-a",
+        family="fall",
+        opened_at=opened,
+        updated_at=opened,
+    )
+
+
+@pytest.mark.parametrize(
+    ("base", "incident_id", "link"),
+    [
+        (
+            "https://ops.example/riskflow",
+            "incident-cam1-fall-1",
+            "https://ops.example/riskflow/incidents/incident-cam1-fall-1",
+        ),
+        ("http://127.0.0.1:8300/", "inc-1", "http://127.0.0.1:8300/incidents/inc-1"),
+        # An id is one path segment however it is spelt: never a path, query or fragment.
+        (
+            "https://ops.example",
+            "a/../b?x=1#y",
+            "https://ops.example/incidents/a%2F..%2Fb%3Fx%3D1%23y",
+        ),
+        ("https://ops.example", "事件 1", "https://ops.example/incidents/%E4%BA%8B%E4%BB%B6%201"),
+        ("", "inc-1", ""),  # no console configured: no link
+    ],
+)
+def test_notifications_link_to_the_incidents_page_in_the_console(
+    base: str, incident_id: str, link: str
+) -> None:
+    start = IncidentStart(
+        workflow_id="incident-cam1-fall",
+        camera_id="cam1",
+        family="fall",
+        site_id="plant-a",
+        console_url=base,
+    )
+    request = notification(start, _incident(incident_id), "opened", 0, "L0", "ops")
+    assert request.console_url == link

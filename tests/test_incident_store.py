@@ -23,6 +23,7 @@ from riskflow.incidents import (
 )
 from riskflow.models import RiskLevel
 from riskflow.names import (
+    INCIDENT_CHANGES,
     INCIDENT_INDEX,
     INCIDENT_OPEN_SEVERITY,
     camera_open_incidents_key,
@@ -84,6 +85,7 @@ def test_every_incident_key_shares_one_slot() -> None:
         INCIDENT_INDEX,
         incident_closed_key("w"),
         INCIDENT_OPEN_SEVERITY,
+        INCIDENT_CHANGES,
     ]
     assert len({key_slot(n.encode()) for n in names}) == 1
 
@@ -92,12 +94,14 @@ async def test_open_then_close_then_a_late_older_write(
     incidents: IncidentActivities, store: RedisClient, unique: str
 ) -> None:
     env = ActivityEnvironment()
+    changes = int(await store.get(INCIDENT_CHANGES) or 0)  # the store is shared: relative
     opened = _view(unique, IncidentState.OPEN, 1)
     assert await env.run(incidents.record, _record(opened))
     assert await store.zscore(camera_open_incidents_key(opened.camera_id), opened.incident_id)
     closed = _view(unique, IncidentState.RESOLVED, 2)
     assert await env.run(incidents.record, _record(closed))
     assert not await env.run(incidents.record, _record(opened))  # late and older: ignored
+    assert int(await store.get(INCIDENT_CHANGES)) == changes + 2  # applied writes only
     stored = IncidentView.model_validate_json(await store.get(incident_key(opened.incident_id)))
     assert stored.state == IncidentState.RESOLVED
     assert await store.zcard(site_open_incidents_key("plant-a")) == 0

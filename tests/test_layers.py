@@ -65,6 +65,7 @@ def test_the_tree_keeps_its_layers() -> None:
         ("console/app.py", "from riskflow.devstack.localstack import stack", "Dev tooling"),
         ("console/api.py", "import riskflow.cli.app", "Entry points > workers"),
         ("activities/keypool.py", "import console.app", "Entry points > workers"),
+        ("workers/bridge.py", "import console.app", "Entry points > workers"),
         ("riskflow/settings.py", "import console.auth", "kernel"),
     ],
 )

@@ -57,6 +57,7 @@ class IncidentStarts:
             timezone=site.timezone,
             config=config,
             policy=self._policy,
+            console_url=settings.console.link_base(),
         )
         frame = IncidentFrame(
             event=event, rule=situation.rule, severity=situation.severity, count=situation.count

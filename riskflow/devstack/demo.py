@@ -1,5 +1,9 @@
 """The demo: the local stack, a worker, a bridge and cameras, watched live (`riskflow demo`).
 
+It runs the product's default path (`bridge.mode: incidents`): each camera's fall becomes one
+incident, notified to the local receiver (which checks each vendor's format and signature) and
+shown in the console; the table counts incidents, assessments and notifications per camera.
+
 Cameras: the real edge (YOLO) on a sample video it writes from ultralytics' bundled image, or
 `--source` (an RTSP URL or a file). Without the detect extra installed, simulated cameras
 publish scripted detections instead, and the demo says so.
@@ -30,10 +34,18 @@ from riskflow.devstack.simulate import scene_event
 from riskflow.edge_config import CameraConfig
 from riskflow.endpoints import Endpoints
 from riskflow.errors import ConfigError
+from riskflow.incidents import IncidentView
 from riskflow.kafka import ensure_topics, make_consumer, make_producer
-from riskflow.names import DETECTION_TOPIC, RESULTS_TOPIC, camera_alerts_key, camera_latest_key
+from riskflow.names import (
+    DETECTION_TOPIC,
+    INCIDENT_INDEX,
+    RESULTS_TOPIC,
+    camera_alerts_key,
+    camera_latest_key,
+    incident_key,
+)
 from riskflow.redact import redact_url
-from riskflow.redis_client import redis_client
+from riskflow.redis_client import RedisClient, redis_client
 from riskflow.settings import Settings
 from workers.bridge import run_bridge
 from workers.worker import run_worker
@@ -48,10 +60,13 @@ def _metric(name: str, **labels: str) -> int:
 @dataclass
 class Progress:
     cameras: list[str]
+    started_at: float = field(default_factory=time.time)  # epoch seconds
     simulated: Counter[str] = field(default_factory=Counter)
     results: dict[str, set[str]] = field(default_factory=dict)
     latest: dict[str, dict[str, Any]] = field(default_factory=dict)
     alerts: Counter[str] = field(default_factory=Counter)
+    incidents: dict[str, list[IncidentView]] = field(default_factory=dict)
+    notifications: int = 0  # received by the local receiver since the demo started
     producing: bool = True
 
     def frames(self, camera: str) -> int:
@@ -59,34 +74,52 @@ class Progress:
         return published + self.simulated[camera]
 
     def bridged(self, camera: str) -> dict[str, int]:
-        outcomes = ("started", "duplicate", "insignificant")
+        outcomes = ("signalled", "started", "duplicate", "insignificant")
         return {
             o: _metric("riskflow_bridge_messages_total", camera=camera, outcome=o) for o in outcomes
         }
 
+    def notified(self, camera: str) -> int:
+        """Incident steps notified (the incidents' own record)."""
+        return sum(len(v.steps_sent) for v in self.incidents.get(camera, []))
+
     def done(self) -> bool:
+        """Every frame bridged; every camera has an incident whose assessments all reached
+        the results topic and which is notified (or closed: dismissed by the LLM); every
+        notified step arrived at the local receiver."""
         if self.producing:
             return False
         for camera in self.cameras:
-            seen = self.bridged(camera)
-            if sum(seen.values()) < self.frames(camera) or not seen["started"]:
+            incidents = self.incidents.get(camera, [])
+            if sum(self.bridged(camera).values()) < self.frames(camera) or not incidents:
                 return False
-            if len(self.results.get(camera, ())) < seen["started"]:
+            if len(self.results.get(camera, ())) < sum(v.assessments for v in incidents):
                 return False
-        return True
+            if any(not v.steps_sent and not v.state.closed for v in incidents):
+                return False
+        return self.notifications >= sum(self.notified(c) for c in self.cameras)
 
     def table(self) -> Table:
-        table = Table(title="riskflow demo")
-        for column in ("camera", "frames", "workflows", "assessed", "alerts", "latest risk"):
+        table = Table(
+            title="riskflow demo",
+            caption=f"notifications received by the local receiver: {self.notifications}",
+        )
+        columns = ("camera", "frames", "signalled", "incidents", "assessed", "notified")
+        for column in (*columns, "alerts", "latest risk"):
             table.add_column(column)
         for camera in self.cameras:
             latest = self.latest.get(camera)
             risk = f"{latest['risk_level']} ({latest['risk_score']})" if latest else "-"
+            incidents = self.incidents.get(camera, [])
+            states = Counter(v.state.value for v in incidents)
+            shown = ", ".join(f"{n} {state}" for state, n in sorted(states.items())) or "-"
             table.add_row(
                 camera,
                 str(self.frames(camera)),
-                str(self.bridged(camera)["started"]),
+                str(self.bridged(camera)["signalled"]),
+                shown,
                 str(len(self.results.get(camera, ()))),
+                str(self.notified(camera)),
                 str(self.alerts[camera]),
                 risk,
             )
@@ -140,23 +173,45 @@ async def _watch(settings: Settings, progress: Progress) -> None:
                 if raw:
                     progress.latest[camera] = json.loads(raw)
                 progress.alerts[camera] = await redis.llen(camera_alerts_key(camera))
+            progress.incidents = await _incidents(redis, progress)
+            arrived = await receiver_client.notifications(endpoints.receiver)
+            progress.notifications = sum(
+                1 for n in arrived if float(n.get("received_at", 0)) >= progress.started_at
+            )
     finally:
         await consumer.stop()
         await redis.aclose()
 
 
+async def _incidents(redis: RedisClient, progress: Progress) -> dict[str, list[IncidentView]]:
+    """The demo's cameras' incidents opened since the demo started (`INCIDENT_INDEX`)."""
+    since_ms = int(progress.started_at * 1000) - 60_000  # the index scores by opened (ms)
+    ids = [
+        i.decode() if isinstance(i, bytes) else str(i)
+        for i in await redis.zrangebyscore(INCIDENT_INDEX, since_ms, "+inf")
+    ]
+    found: dict[str, list[IncidentView]] = {}
+    if ids:
+        for raw in await redis.mget([incident_key(i) for i in ids]):
+            view = IncidentView.model_validate_json(raw) if raw else None
+            if view is not None and view.camera_id in progress.cameras:
+                found.setdefault(view.camera_id, []).append(view)
+    return found
+
+
 def _where_to_look(settings: Settings, progress: Progress) -> None:
     endpoints = Endpoints.of(settings)
     camera = progress.cameras[0]
-    ids = sorted(progress.results.get(camera, {"<workflow id>"}))
-    some = next((i for i in ids if "-fall-" in i), ids[-1])
+    incidents = progress.incidents.get(camera, [])
+    workflow = incidents[0].workflow_id if incidents else "<incident workflow id>"
     redis = f"redis-cli -p {settings.local.redis_port}"
     console.print("\n[bold]Where to look[/bold]")
     if endpoints.temporal_ui:
         console.print(f"  Temporal Web UI:  {endpoints.temporal_ui}")
+    console.print("  Incidents:        riskflow incidents list   (then: show, ack, resolve)")
     console.print(
-        f"  Workflow status:  temporal workflow query --address {endpoints.temporal} "
-        f"--workflow-id {some} --type status"
+        f"  Incident state:   temporal workflow query --address {endpoints.temporal} "
+        f"--workflow-id {workflow} --type incident"
     )
     console.print(f"  Latest result:    {redis} GET {camera_latest_key(camera)}")
     console.print(f"  Alerts:           {redis} LRANGE {camera_alerts_key(camera)} 0 -1")
@@ -165,9 +220,14 @@ def _where_to_look(settings: Settings, progress: Progress) -> None:
     _console_line(settings)
 
 
-async def _print_notifications(settings: Settings) -> None:
-    """The notifications the local receiver got (format and signature checked there)."""
-    arrived = await receiver_client.notifications(Endpoints.of(settings).receiver)
+async def _print_notifications(settings: Settings, progress: Progress) -> None:
+    """The notifications the local receiver got since the demo started (format and signature
+    checked there)."""
+    arrived = [
+        n
+        for n in await receiver_client.notifications(Endpoints.of(settings).receiver)
+        if float(n.get("received_at", 0)) >= progress.started_at
+    ]
     console.print(f"\n[bold]Notifications received[/bold] ({len(arrived)})")
     for notification in arrived[-20:]:
         console.print("  " + receiver_client.describe(notification))
@@ -232,11 +292,9 @@ class DemoOptions:
 
 
 async def run_demo(settings: Settings, options: DemoOptions) -> bool:
-    """Run the demo; True when every situation was assessed within `options.duration` s.
-
-    It shows the assessment path (`bridge.mode: assessments`) until it can show incidents and
-    their notifications (issue 17, the notification channels)."""
-    bridge = settings.bridge.model_copy(update={"mode": "assessments"})
+    """Run the demo on the incident path; True when every camera's incident was assessed and
+    notified (and the notifications received) within `options.duration` s."""
+    bridge = settings.bridge.model_copy(update={"mode": "incidents"})
     settings = settings.model_copy(update={"bridge": bridge})
     stack = LocalStack(settings)
     running = stack.running()
@@ -277,7 +335,7 @@ async def run_demo(settings: Settings, options: DemoOptions) -> bool:
             await _wait(progress, tasks, options.duration)
         finally:
             watcher.cancel()
-        await _print_notifications(settings)
+        await _print_notifications(settings, progress)
         _where_to_look(settings, progress)
         if not options.once:
             console.print("\nRunning; Ctrl-C stops everything the demo started.")
