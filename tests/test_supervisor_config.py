@@ -146,3 +146,13 @@ def test_the_event_listener_keeps_a_pid_file_per_running_service(tmp_path: Path)
     serve(tmp_path / "pids", io.BytesIO(stream), out)
     assert {p.name: p.read_text() for p in (tmp_path / "pids").iterdir()} == {"worker-1.pid": "41"}
     assert out.getvalue() == b"READY\n" + b"RESULT 2\nOKREADY\n" * 5
+
+
+def test_with_console_the_console_is_a_supervised_service(tmp_path: Path) -> None:
+    settings = local_settings(tmp_path / "state")
+    items = programs(settings, workers=1, edge=False, console=True)
+    assert [p.name for p in items] == ["worker-1", "bridge", "console"]
+    console = items[-1]
+    assert console.argv == ["console", "run"] and console.metrics_port == settings.console.port
+    conf = _parsed(render(Layout(tmp_path / "state"), settings, "/py", Path("config"), items))
+    assert conf["program:console"]["command"].endswith('"console" "run"')

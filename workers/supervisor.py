@@ -89,15 +89,18 @@ def spawn_counts(daemon_log: Path) -> dict[str, int]:
     return counts
 
 
-def probe_metrics(host: str, port: int, timeout_seconds: float = 2.0) -> str:
-    """ "" when http://host:port/metrics answers 200, else what went wrong."""
+def probe_metrics(
+    host: str, port: int, timeout_seconds: float = 2.0, path: str = "/metrics"
+) -> str:
+    """ "" when http://host:port{path} (a service's /metrics, or the console's health) answers
+    200, else what went wrong."""
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
-        with opener.open(f"http://{host}:{port}/metrics", timeout=timeout_seconds) as response:
+        with opener.open(f"http://{host}:{port}{path}", timeout=timeout_seconds) as response:
             status = int(response.status)
     except (OSError, ValueError) as exc:
-        return f"/metrics on {port}: {type(exc).__name__}: {exc}"[:200]
-    return "" if status == 200 else f"/metrics on {port}: HTTP {status}"
+        return f"{path} on {port}: {type(exc).__name__}: {exc}"[:200]
+    return "" if status == 200 else f"{path} on {port}: HTTP {status}"
 
 
 class Supervisor:

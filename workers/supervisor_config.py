@@ -79,8 +79,12 @@ class Layout:
         return self.log_dir / f"{service}.log"
 
 
-def programs(settings: Settings, workers: int, edge: bool) -> list[Program]:
-    """worker-1..worker-N, the bridge and (when `edge`) the edge, each on its own ports."""
+CONSOLE_HEALTH_PATH = "/api/health"  # the console has no /metrics; its health endpoint
+
+
+def programs(settings: Settings, workers: int, edge: bool, console: bool = False) -> list[Program]:
+    """worker-1..worker-N, the bridge, (when `edge`) the edge and (when `console`) the
+    operator console, each on its own ports."""
     up, metrics = settings.supervisor, settings.metrics
 
     def port(value: int) -> int | None:
@@ -108,6 +112,11 @@ def programs(settings: Settings, workers: int, edge: bool) -> list[Program]:
     if edge:
         result.append(
             Program("edge", ["edge", "run"], up.edge_stop_seconds, port(metrics.edge_port))
+        )
+    if console:
+        # Its health is probed on its own port (CONSOLE_HEALTH_PATH), metrics on or off.
+        result.append(
+            Program("console", ["console", "run"], up.bridge_stop_seconds, settings.console.port)
         )
     return result
 

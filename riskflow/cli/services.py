@@ -22,7 +22,7 @@ from riskflow.errors import ConfigError
 from riskflow.kafka import ensure_topics
 from riskflow.settings import Settings
 from workers.supervisor import ProcessInfo, Supervisor, probe_metrics
-from workers.supervisor_config import Layout, programs, render
+from workers.supervisor_config import CONSOLE_HEALTH_PATH, Layout, programs, render
 
 _SETTLING = ("STARTING", "BACKOFF")
 
@@ -82,6 +82,8 @@ def _health(info: ProcessInfo, settings: Settings, ports: dict[str, int | None])
     if info.state != "RUNNING":
         return info.state.lower()
     port = ports.get(info.name)
+    if info.name == "console" and port is not None:
+        return probe_metrics(settings.console.host, port, path=CONSOLE_HEALTH_PATH)
     return "" if port is None else probe_metrics(settings.metrics.host, port)
 
 
@@ -119,19 +121,17 @@ def up(
     workers: Annotated[int, typer.Option(min=1, help="worker processes")] = 1,
     no_edge: Annotated[bool, typer.Option("--no-edge", help="do not run the edge")] = False,
     with_console: Annotated[
-        bool, typer.Option("--with-console", help="the web console (not available yet)")
+        bool, typer.Option("--with-console", help="the operator console (riskflow console run)")
     ] = False,
     wait: Annotated[float, typer.Option(help="seconds to wait for services to start")] = 120.0,
 ) -> None:
     """Start the local stack (where used) and every service in the background, supervised:
     restarted when they crash, logs in <state_dir>/logs. Running it twice starts nothing new."""
     settings = settings_of(ctx)
-    if with_console:
-        console.print("[yellow]--with-console: the web console does not exist yet[/yellow]")
     layout = Layout(settings.local.state_dir)
     supervisor = Supervisor(layout)
     _start_stack(settings, layout)
-    items = programs(settings, workers, _edge_wanted(settings, no_edge))
+    items = programs(settings, workers, _edge_wanted(settings, no_edge), with_console)
     if supervisor.pid() is not None:
         again = supervisor.start_stopped()
         console.print(f"already up; started again: {', '.join(again) or 'nothing'}")
