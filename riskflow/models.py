@@ -154,6 +154,15 @@ class LLMCallInput(BaseModel):
     text_only: bool = Field(default=False, description="no image; the text model")
 
 
+class LeasedCallInput(BaseModel):
+    """One LLM attempt that leases its own key (`lease_and_call_llm`): the lease lives only
+    inside the activity, from grant to release."""
+
+    assessment_id: str
+    task: AssessmentTask
+    ttl_seconds: float = 120.0
+
+
 class TokenUsage(BaseModel):
     input_tokens: int = 0
     output_tokens: int = 0
@@ -166,6 +175,14 @@ class LLMCallOutput(BaseModel):
     latency_ms: float = 0.0
     model: str = Field(default="", description="the model that answered")
     image_sent: bool = Field(default=False, description="the request carried the snapshot")
+
+
+class LeasedCallOutput(BaseModel):
+    """The answer and the key that gave it, or (`output` None) the pool's wait: no key now."""
+
+    output: LLMCallOutput | None = None
+    key_id: str = ""
+    wait: LeaseResult = Field(default_factory=LeaseResult)
 
 
 class Assessment(BaseModel):

@@ -90,6 +90,7 @@ def build_worker(
             task.build_task,
             lease.acquire_lease,
             llm.call_llm,
+            llm.lease_and_call,
             aggregate.aggregate,
             incidents.gate,
             incidents.record,
