@@ -67,8 +67,17 @@ class AssessmentPolicy(BaseModel):
     )
 
 
+class FailedAttempt(BaseModel):
+    """An LLM attempt made before the workflow started (the incident's inline first attempt):
+    the failure kind (`riskflow.failure_kinds`) and its detail, reacted to as its own."""
+
+    kind: str
+    detail: str = ""
+
+
 class CarriedState(BaseModel):
-    """What a workflow that continued as new keeps of the runs before it."""
+    """What a workflow that continued as new (or the incident's first attempt, handing over)
+    keeps of the runs before it."""
 
     llm_attempts: int = 0
     repairs: int = 0
@@ -78,6 +87,9 @@ class CarriedState(BaseModel):
     free_rounds: int = Field(default=0, description="leases that did not count as attempts")
     without_history: bool = False
     text_only: bool = False
+    failed_attempt: FailedAttempt | None = Field(
+        default=None, description="the last attempt failed so: react to it before the next"
+    )
 
 
 class AssessmentInput(BaseModel):

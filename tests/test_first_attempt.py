@@ -144,3 +144,29 @@ async def test_lease_and_call_releases_its_lease_on_every_exit(
         answered = await env.run(llm.lease_and_call, call)
     assert answered.output is not None and answered.key_id in deps.ring.key_ids()
     assert await leases_left(redis) == 0
+
+
+async def test_the_full_loop_reacts_to_the_first_attempt_as_to_its_own(
+    time_env: WorkflowEnvironment,
+    settings: Settings,
+    stack: Endpoints,
+    redis: Redis,
+    dashscope_admin: DashScopeAdmin,
+    task_queue: str,
+    unique: str,
+) -> None:
+    """An unreadable first answer gets the repair prompt next (not a fresh question), and the
+    repair counts: the same as when the child had made the first attempt itself."""
+    await dashscope_admin.faults(script=["malformed", {"content": ANSWER}])
+    camera = f"cam-{unique}"
+    async with incident_worker(time_env.client, settings, stack, task_queue) as sent:
+        handle = await open_incident(sent, time_env.client, task_queue, fall(camera, 1), CONFIG)
+        view = await until_view(handle, lambda v: v.steps_sent == ["L0"])
+        activities, children = await history_shape(handle)
+    assert activities == ["lease_and_call_llm"] and children == 1
+    first, second = await dashscope_admin.requests()
+    assert "could not be read" not in json.dumps(first)
+    assert "could not be read as one risk assessment" in json.dumps(second)
+    stored = json.loads(await redis.get(assessment_key(f"{view.incident_id}-a1")))
+    assert stored["status"] == "assessed" and stored["llm_attempts"] == 2
+    assert await leases_left(redis) == 0

@@ -185,8 +185,16 @@ class RiskAssessmentWorkflow:
         return None
 
     async def _assess(self, inp: AssessmentInput, task: AssessmentTask) -> LLMCallOutput:
-        """Lease, call, react; bounded by LLM attempts, key-wait time and lease rounds."""
+        """Lease, call, react; bounded by LLM attempts, key-wait time and lease rounds. An
+        attempt made before this workflow (`CarriedState.failed_attempt`) is reacted to first,
+        as if it were its own: a repair, a degraded prompt, a backoff or the end."""
         backoff = 1.0
+        failed = inp.carried.failed_attempt if inp.carried is not None else None
+        if failed is not None:
+            self._status.last_error = f"{failed.kind}: {failed.detail}"[:500]
+            if self._react(inp, task, failed.kind, failed.detail):
+                await workflow.sleep(timedelta(seconds=backoff))
+                backoff *= 2
         while True:
             lease = await self._lease(inp)
             if lease is None:

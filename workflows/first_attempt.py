@@ -23,8 +23,13 @@ with workflow.unsafe.imports_passed_through():
     from activities.aggregate import AggregateActivities
     from activities.llm import LLMActivities
     from activities.task import TaskActivities
-    from riskflow import failure_kinds as E
-    from riskflow.models import Assessment, AssessmentInput, CarriedState, LeasedCallInput
+    from riskflow.models import (
+        Assessment,
+        AssessmentInput,
+        CarriedState,
+        FailedAttempt,
+        LeasedCallInput,
+    )
     from workflows.assessment import INFRA_RETRY, SINGLE_ATTEMPT, assessment_of, failure_of
 
 
@@ -50,9 +55,9 @@ async def first_attempt(inp: AssessmentInput) -> tuple[Assessment | None, Carrie
     except ActivityError as err:
         kind, detail = failure_of(err)
         workflow.logger.info("first attempt of %s: %s: %s", inp.assessment_id, kind, detail)
-        if kind in E.NOT_AN_ATTEMPT:
-            return None, CarriedState(free_rounds=1)
-        return None, CarriedState(llm_attempts=1)
+        # The full loop reacts to it as to its own attempt (and gives back a free one).
+        failed = FailedAttempt(kind=kind, detail=detail)
+        return None, CarriedState(llm_attempts=1, failed_attempt=failed)
     if result.output is None:  # no key now: the full loop waits for one
         return None, CarriedState()
     assessment = assessment_of(inp, task, result.output, "", result.key_id, 1)
