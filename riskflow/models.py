@@ -68,8 +68,17 @@ class AssessmentPolicy(BaseModel):
     )
 
 
+class FailedAttempt(BaseModel):
+    """An LLM attempt made before the workflow started (the incident's inline first attempt):
+    the failure kind (`riskflow.failure_kinds`) and its detail, reacted to as its own."""
+
+    kind: str
+    detail: str = ""
+
+
 class CarriedState(BaseModel):
-    """What a workflow that continued as new keeps of the runs before it."""
+    """What a workflow that continued as new (or the incident's first attempt, handing over)
+    keeps of the runs before it."""
 
     llm_attempts: int = 0
     repairs: int = 0
@@ -80,6 +89,9 @@ class CarriedState(BaseModel):
     without_history: bool = False
     text_only: bool = False
     failover_step: int = Field(default=0, description="the failover chain's current entry")
+    failed_attempt: FailedAttempt | None = Field(
+        default=None, description="the last attempt failed so: react to it before the next"
+    )
 
 
 class AssessmentInput(BaseModel):
@@ -167,6 +179,15 @@ class LLMCallInput(BaseModel):
     text_model: str = Field(default="", description="a failover entry's ('' = not pinned)")
 
 
+class LeasedCallInput(BaseModel):
+    """One LLM attempt that leases its own key (`lease_and_call_llm`): the lease lives only
+    inside the activity, from grant to release."""
+
+    assessment_id: str
+    task: AssessmentTask
+    ttl_seconds: float = 120.0
+
+
 class TokenUsage(BaseModel):
     input_tokens: int = 0
     output_tokens: int = 0
@@ -180,6 +201,14 @@ class LLMCallOutput(BaseModel):
     model: str = Field(default="", description="the model that answered")
     provider: str = Field(default="", description="the provider that answered ('' = unknown)")
     image_sent: bool = Field(default=False, description="the request carried the snapshot")
+
+
+class LeasedCallOutput(BaseModel):
+    """The answer and the key that gave it, or (`output` None) the pool's wait: no key now."""
+
+    output: LLMCallOutput | None = None
+    key_id: str = ""
+    wait: LeaseResult = Field(default_factory=LeaseResult)
 
 
 class Assessment(BaseModel):

@@ -232,8 +232,16 @@ class RiskAssessmentWorkflow:
         )
 
     async def _assess(self, inp: AssessmentInput, task: AssessmentTask) -> LLMCallOutput:
-        """Lease, call, react; bounded by LLM attempts, key-wait time and lease rounds."""
+        """Lease, call, react; bounded by LLM attempts, key-wait time and lease rounds. An
+        attempt made before this workflow (`CarriedState.failed_attempt`) is reacted to first,
+        as if it were its own: a repair, a degraded prompt, a backoff or the end."""
         backoff = 1.0
+        failed = inp.carried.failed_attempt if inp.carried is not None else None
+        if failed is not None:
+            self._status.last_error = f"{failed.kind}: {failed.detail}"[:500]
+            if self._react(inp, task, failed.kind, failed.detail):
+                await workflow.sleep(timedelta(seconds=backoff))
+                backoff *= 2
         while True:
             lease = await self._lease(inp, task)
             if lease is None:
@@ -249,7 +257,7 @@ class RiskAssessmentWorkflow:
                     retry_policy=SINGLE_ATTEMPT,
                 )
             except ActivityError as err:
-                kind, detail = _failure(err)
+                kind, detail = failure_of(err)
             self._status.last_error = f"{kind}: {detail}"[:500]
             if self._react(inp, task, kind, detail):
                 self._stage("backing_off")
@@ -295,34 +303,52 @@ class RiskAssessmentWorkflow:
     def _assessment(
         self, inp: AssessmentInput, task: AssessmentTask, output: LLMCallOutput | None, reason: str
     ) -> Assessment:
-        event = inp.event
-        common = {
-            "assessment_id": inp.assessment_id,
-            "camera_id": event.camera_id,
-            "situation": inp.situation,
-            "captured_at": event.captured_at,
-            "captured_ms": int(event.captured_at.timestamp() * 1000),
-            "assessed_at": workflow.now(),
-            "frame_id": event.frame_id,
-            "key_id": self._status.key_id,
-            "llm_attempts": self._status.llm_attempts,
-            "detections": class_counts(event),
-            "provenance": _provenance(task, output),
-            "degraded": output is not None and self._step > 0,
-        }
-        if output is None:
-            return Assessment(status="failed", failure_reason=reason, **common)
-        answer = output.answer
-        return Assessment(
-            status="assessed",
-            risk_level=answer.risk_level,
-            risk_score=answer.risk_score,
-            summary=answer.summary,
-            hazards=answer.hazards,
-            recommended_actions=answer.recommended_actions,
-            adjustments=answer.adjustments,
-            **common,
+        status = self._status
+        degraded = output is not None and self._step > 0
+        return assessment_of(
+            inp, task, output, reason, status.key_id, status.llm_attempts, degraded
         )
+
+
+def assessment_of(
+    inp: AssessmentInput,
+    task: AssessmentTask,
+    output: LLMCallOutput | None,
+    reason: str,
+    key_id: str,
+    llm_attempts: int,
+    degraded: bool = False,
+) -> Assessment:
+    """The assessment of `inp`: `output`'s answer, or `failed` with `reason` when None;
+    `degraded` when a later entry of the failover chain answered."""
+    event = inp.event
+    common = {
+        "assessment_id": inp.assessment_id,
+        "camera_id": event.camera_id,
+        "situation": inp.situation,
+        "captured_at": event.captured_at,
+        "captured_ms": int(event.captured_at.timestamp() * 1000),
+        "assessed_at": workflow.now(),
+        "frame_id": event.frame_id,
+        "key_id": key_id,
+        "llm_attempts": llm_attempts,
+        "detections": class_counts(event),
+        "provenance": _provenance(task, output),
+        "degraded": degraded,
+    }
+    if output is None:
+        return Assessment(status="failed", failure_reason=reason, **common)
+    answer = output.answer
+    return Assessment(
+        status="assessed",
+        risk_level=answer.risk_level,
+        risk_score=answer.risk_score,
+        summary=answer.summary,
+        hazards=answer.hazards,
+        recommended_actions=answer.recommended_actions,
+        adjustments=answer.adjustments,
+        **common,
+    )
 
 
 def _provenance(task: AssessmentTask, output: LLMCallOutput | None) -> Provenance:
@@ -337,7 +363,7 @@ def _provenance(task: AssessmentTask, output: LLMCallOutput | None) -> Provenanc
     return task.provenance.model_copy(update=update)
 
 
-def _failure(err: ActivityError) -> tuple[str, str]:
+def failure_of(err: ActivityError) -> tuple[str, str]:
     """The error type the activity raised (or a timeout), and its detail."""
     cause = err.cause
     if isinstance(cause, ApplicationError):

@@ -42,6 +42,7 @@ with workflow.unsafe.imports_passed_through():
     from riskflow.models import Assessment, AssessmentInput
     from riskflow.notifications import NotificationKind
     from workflows.assessment import INFRA_RETRY, RiskAssessmentWorkflow
+    from workflows.first_attempt import first_attempt
 
 # A channel that keeps failing is retried for about an hour, then recorded as failed: the
 # incident goes on (the next level may reach somebody).
@@ -255,20 +256,24 @@ class IncidentWorkflow:
     async def _assess(
         self, inp: IncidentStart, view: IncidentView, frame: IncidentFrame, situation: str
     ) -> Assessment | None:
-        """The existing assessment (build task -> lease -> LLM -> validate -> aggregate) as a
-        child workflow; its outcome goes into the incident's timeline."""
+        """The existing assessment (build task -> lease -> LLM -> validate -> aggregate): its
+        first attempt inline (`workflows.first_attempt`), and when that does not answer, the
+        full loop as a child workflow; its outcome goes into the incident's timeline."""
         assessment_id = f"{view.incident_id}-a{view.assessments + 1}"
-        result: Assessment = await workflow.execute_child_workflow(
-            RiskAssessmentWorkflow.run,
-            AssessmentInput(
-                assessment_id=assessment_id,
-                situation=situation,
-                severity=frame.severity,
-                event=frame.event,
-                policy=inp.policy,
-            ),
-            id=assessment_id,
+        request = AssessmentInput(
+            assessment_id=assessment_id,
+            situation=situation,
+            severity=frame.severity,
+            event=frame.event,
+            policy=inp.policy,
         )
+        result, carried = await first_attempt(request)
+        if result is None:
+            result = await workflow.execute_child_workflow(
+                RiskAssessmentWorkflow.run,
+                request.model_copy(update={"carried": carried}),
+                id=assessment_id,
+            )
         view.assessments += 1
         if result.status != "assessed" or result.risk_level is None:
             self._record("assessed", LLM_ACTOR, f"failed: {result.failure_reason}"[:500])
@@ -383,7 +388,7 @@ class IncidentWorkflow:
     ) -> None:
         request = plan.notification(inp, view, kind, level, name, channel)
         try:
-            await workflow.execute_activity_method(
+            await workflow.execute_local_activity_method(
                 NotifyActivities.notify,
                 request,
                 start_to_close_timeout=timedelta(seconds=30),
@@ -431,7 +436,7 @@ class IncidentWorkflow:
             return
         events, self._unflushed = self._unflushed, []
         cooldown = inp.config.dismissed_cooldown_seconds if view.state == S.DISMISSED else 0.0
-        await workflow.execute_activity_method(
+        await workflow.execute_local_activity_method(
             IncidentActivities.record,
             IncidentRecord(
                 view=view.model_copy(deep=True), events=events, cooldown_seconds=cooldown

@@ -19,9 +19,11 @@ from riskflow.endpoints import Endpoints
 from riskflow.incident_config import EscalationStep, IncidentConfig
 from riskflow.incidents import IncidentState, incident_workflow_id
 from riskflow.models import AssessmentPolicy
+from riskflow.names import assessment_key
 from riskflow.settings import Settings
 from tests.chaos.harness import Cluster, scale
 from tests.conftest import DashScopeAdmin, eventually
+from tests.test_provider_faults import leases_left
 from workers.incident_starts import IncidentStarts
 from workers.significance import assess_significance
 from workflows.incident import IncidentWorkflow
@@ -116,3 +118,85 @@ async def test_incident_worker_kill_9_sends_no_duplicate(
     print(f"CHAOS incident_worker_kill_9: {json.dumps(figures)}")
     assert view.state == IncidentState.NOTIFIED
     assert sorted(sent) == sorted(expected)  # each step once: none lost, none doubled
+
+
+async def test_a_worker_killed_mid_first_assessment_notifies_once(
+    settings: Settings,
+    stack: Endpoints,
+    client: Client,
+    redis: Redis,
+    dashscope_admin: DashScopeAdmin,
+    tmp_path: Path,
+    unique: str,
+) -> None:
+    """kill -9 while the incident's inline first attempt waits for the provider (its lease
+    held inside `lease_and_call_llm`): the attempt times out, the full loop assesses, the
+    incident is notified once, and the killed worker's lease is the only one left (to its
+    TTL)."""
+    await dashscope_admin.faults(script=["hang"], hang_seconds=30)
+    config = IncidentConfig(
+        escalation=[EscalationStep(after_seconds=0, channels=["level-0"])],
+        auto_resolve_after_seconds=3600,
+    )
+    prefix = f"chaosfirst:{unique}"
+    cluster = Cluster(settings, tmp_path, unique, RISKFLOW_INCIDENTS=config.model_dump_json())
+    incident_settings = settings.model_copy(
+        update={
+            "incidents": config,
+            "temporal": settings.temporal.model_copy(update={"task_queue": f"chaos-{unique}"}),
+        }
+    )
+    workers: list[asyncio.subprocess.Process] = []
+
+    async def spawn() -> None:
+        log = (tmp_path / f"worker-{len(workers)}.log").open("wb")
+        workers.append(
+            await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "tests.chaos.incident_worker",
+                prefix,
+                env=cluster.env,
+                stdout=log,
+                stderr=log,
+            )
+        )
+
+    camera = f"chaos-{unique}"
+    event = scene_event(camera, 1, datetime.now(UTC), people=2, falls=1)
+    situation = assess_significance(event, settings.significance)
+    assert situation is not None
+    await spawn()
+    try:
+        starts = IncidentStarts(client, incident_settings, AssessmentPolicy(llm_timeout_seconds=8))
+        await starts.signal_with_start(event, situation)
+        handle = client.get_workflow_handle(incident_workflow_id(camera, "hazard"))
+
+        async def calling() -> bool:
+            return len(await dashscope_admin.requests()) == 1
+
+        await eventually(calling, within=60)
+        workers[-1].send_signal(signal.SIGKILL)
+        await workers[-1].wait()
+        await spawn()
+
+        async def notified() -> bool:
+            view = await handle.query(IncidentWorkflow.incident)
+            return view is not None and view.steps_sent == ["L0"]
+
+        await eventually(notified, within=120)
+        view = await handle.query(IncidentWorkflow.incident)
+        await handle.terminate("test over")
+    finally:
+        for proc in workers:
+            if proc.returncode is None:
+                proc.send_signal(signal.SIGTERM)
+                await asyncio.wait_for(proc.wait(), 60)
+    sent = [k.decode() for k in await redis.lrange(f"{prefix}:sent", 0, -1)]
+    assert sent == [f"{view.incident_id}:L0:level-0"]
+    assert view.assessments == 1 and view.severity != "none"
+    stored = json.loads(await redis.get(assessment_key(f"{view.incident_id}-a1")))
+    assert stored["status"] == "assessed" and stored["llm_attempts"] == 2
+    assert len(await dashscope_admin.requests()) == 2
+    # The killed call's lease (its record and its concurrency slot) and no other, to its TTL.
+    assert await leases_left(redis) <= 2
