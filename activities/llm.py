@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any, NoReturn
 
 from temporalio import activity
@@ -31,6 +31,7 @@ from riskflow.models import (
     LLMCallOutput,
     TokenUsage,
 )
+from riskflow.names import camera_snapshot_prefix
 from riskflow.prompt import REPAIR_PROMPT, parse_answer
 from riskflow.redis_client import RedisClient
 from riskflow.urls import UnsafeURLError, check_snapshot_url
@@ -45,8 +46,12 @@ class LLMActivities:
         redis: RedisClient,
         scheduler: SchedulerConfig,
         reload_ring: Callable[[], KeyRing] | None = None,
+        snapshot_url_hosts: Collection[str] = (),
     ) -> None:
+        """`snapshot_url_hosts`: the hosts a snapshot URL may name (`bridge.snapshot_url_hosts`;
+        empty: any DNS name, see `riskflow.urls.check_snapshot_url`)."""
         self._pool = pool
+        self._snapshot_url_hosts = tuple(snapshot_url_hosts)
         self._ring = ring
         self._reload_ring = reload_ring
         # one client for every key (DashScope's native API), or each key's own route
@@ -173,7 +178,7 @@ class LLMActivities:
             user = task.user_prompt_without_history
         vision = False
         if task.image_ref and not inp.text_only:
-            image = await self._image(task.image_ref)
+            image = await self._image(task.image_ref, task.camera_id)
             if image is not None:
                 user, vision = [{"image": image}, {"text": user}], True
         messages: list[dict[str, Any]] = [
@@ -191,14 +196,20 @@ class LLMActivities:
             ]
         return messages, vision
 
-    async def _image(self, ref: str) -> str | None:
+    async def _image(self, ref: str, camera_id: str) -> str | None:
+        """The image to send for `ref` (`url:<URL>` or `redis:<key>`), or None (text-only):
+        never a URL the SDK could read a local file through, never a Redis key other than one
+        of this camera's snapshots."""
         store, _, location = ref.partition(":")
         if store == "url":
             try:
-                return check_snapshot_url(location)  # never a local file for the SDK to upload
+                return check_snapshot_url(location, self._snapshot_url_hosts)
             except UnsafeURLError as exc:
                 activity.logger.warning("%s; text-only assessment", exc)
                 return None
+        if not location.startswith(camera_snapshot_prefix(camera_id)):
+            activity.logger.warning("%r is no snapshot of %s; text-only", location, camera_id)
+            return None
         data = await self._redis.get(location)
         if data is None:  # the snapshot expired: assess from the detections alone
             activity.logger.warning("snapshot %s is gone; text-only assessment", location)

@@ -48,6 +48,13 @@ def seen_key(list_key: str) -> str:
     return f"{{{list_key}}}:seen"
 
 
+def camera_snapshot_prefix(camera_id: str) -> str:
+    """Every snapshot key of a camera starts so: `snapshot:{camera}:{captured ms}:{frame}`
+    (a JPEG the edge writes with a TTL). A message's `snapshot.ref` with `store: redis` must
+    name such a key of its own camera, never any other Redis key."""
+    return f"snapshot:{camera_id}:"
+
+
 def assessment_key(assessment_id: str) -> str:
     """One assessment by id: the idempotency marker of aggregation."""
     return f"assessment:{assessment_id}"

@@ -12,6 +12,7 @@ from collections.abc import Collection
 from urllib.parse import urlsplit
 
 from riskflow.errors import RiskflowError
+from riskflow.redact import redact_url
 
 SCHEMES = frozenset({"http", "https"})
 MAX_URL_LENGTH = 2048
@@ -21,7 +22,7 @@ class UnsafeURLError(RiskflowError, ValueError):
     """A URL that must not be fetched or handed on; `reason` says why in a few words."""
 
     def __init__(self, url: str, reason: str) -> None:
-        super().__init__(f"unsafe snapshot URL {url[:200]!r}: {reason}")
+        super().__init__(f"unsafe snapshot URL {redact_url(url)[:200]!r}: {reason}")
         self.url = url
         self.reason = reason
 
@@ -57,7 +58,21 @@ def check_snapshot_url(url: str, allowed_hosts: Collection[str] = ()) -> str:
         raise UnsafeURLError(url, "port 0")
     if allowed_hosts and not host_allowed(host, allowed_hosts):
         raise UnsafeURLError(url, f"host {host!r} is not in the allowed snapshot hosts")
+    if not allowed_hosts and not is_dns_name(host):
+        raise UnsafeURLError(
+            url, f"host {host!r} is not a DNS name (IP addresses and localhost need listing)"
+        )
     return url
+
+
+def is_dns_name(host: str) -> bool:
+    """A dotted DNS name whose last label is alphabetic (`cdn.example.com`): not an IP literal
+    in any notation (`169.254.169.254`, `2130706433`, `0x7f000001`, `[::1]`), not
+    `localhost`. Such hosts pass only when `allowed_hosts` names them."""
+    labels = host.lower().split(".")
+    if len(labels) < 2 or labels[-1] == "localhost" or not labels[-1].isalpha():
+        return False
+    return all(label and label.replace("-", "").isalnum() for label in labels)
 
 
 def host_allowed(host: str, allowed_hosts: Collection[str]) -> bool:

@@ -70,7 +70,10 @@ def test_snapshot_urls_are_checked_against_the_configured_hosts() -> None:
         return admit(base.model_copy(update={"snapshot": snap}), settings, NOW)
 
     assert not isinstance(with_ref("url", "https://cdn.example.com/a.jpg"), Rejection)
-    assert not isinstance(with_ref("redis", "snap:c:1"), Rejection)  # a Redis key, not a URL
+    assert not isinstance(with_ref("redis", "snapshot:c:1:2"), Rejection)  # its own snapshot
+    for ref in ("{incidents}:index", "rf:kp:{pool}:keys", "snapshot:other:1:2", "snapshot:c"):
+        judged = with_ref("redis", ref)  # any other Redis key is never read for a message
+        assert isinstance(judged, Rejection) and judged.reason == "unsafe_snapshot_ref"
     for ref in ("/app/config/api_keys.yaml", "file:///etc/passwd", "https://evil.example/a"):
         judged = with_ref("url", ref)
         assert isinstance(judged, Rejection) and judged.reason == "unsafe_url"

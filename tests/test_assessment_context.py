@@ -54,9 +54,9 @@ async def test_context_zone_rubric_and_language_reach_the_provider_and_versions_
     unique: str,
 ) -> None:
     camera = f"ward-{unique}"
-    await redis.set(f"snap:{camera}:7", b"\xff\xd8jpeg\xff\xd9")
+    await redis.set(f"snapshot:{camera}:7", b"\xff\xd8jpeg\xff\xd9")
     event = scene_event(camera, 7, datetime.now(UTC), people=2, falls=1).model_copy(
-        update={"snapshot": SnapshotRef(store="redis", ref=f"snap:{camera}:7")}
+        update={"snapshot": SnapshotRef(store="redis", ref=f"snapshot:{camera}:7")}
     )
     inp = AssessmentInput(
         assessment_id=f"risk-{camera}-fall-{uuid.uuid4().hex[:8]}", situation="fall", event=event
@@ -87,7 +87,7 @@ async def test_context_zone_rubric_and_language_reach_the_provider_and_versions_
             "provider": "dashscope",
             "model": settings.llm.vision_model,
             "frame_ids": [7],
-            "image_ref": f"redis:snap:{camera}:7",
+            "image_ref": f"redis:snapshot:{camera}:7",
         }
         assert record["provenance"]["context_version"].startswith("sha256:")
 

@@ -53,9 +53,9 @@ CHAIN = [
 
 
 async def _fall(redis: Redis, camera: str) -> AssessmentInput:
-    await redis.set(f"snap:{camera}:1", b"\xff\xd8jpeg\xff\xd9")
+    await redis.set(f"snapshot:{camera}:1", b"\xff\xd8jpeg\xff\xd9")
     event = scene_event(camera, 1, datetime.now(UTC), people=2, falls=1).model_copy(
-        update={"snapshot": SnapshotRef(store="redis", ref=f"snap:{camera}:1")}
+        update={"snapshot": SnapshotRef(store="redis", ref=f"snapshot:{camera}:1")}
     )
     return AssessmentInput(assessment_id=f"risk-{camera}-fall-1", situation="fall", event=event)
 
@@ -86,7 +86,7 @@ async def test_account_a_refused_completes_on_account_b_marked_with_what_answere
     assert result.status == "assessed" and result.risk_level == RiskLevel.HIGH
     assert result.key_id == "key_2" and result.degraded
     assert (result.provenance.provider, result.provenance.model) == ("openai", B_VISION)
-    assert result.provenance.image_ref == f"redis:snap:{camera}:1"
+    assert result.provenance.image_ref == f"redis:snapshot:{camera}:1"
     sent = [(r["key_id"], r["api"]) for r in await dashscope_admin.requests()]
     assert sent[-1] == ("key_2", "openai") and sent.count(("key_1", "dashscope")) == 1
 

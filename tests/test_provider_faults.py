@@ -129,8 +129,8 @@ async def test_moderation_drops_history_then_the_image_then_fails_with_the_reaso
     camera = f"cam-{unique}"
     await redis.lpush(camera_history_key(camera), "earlier: high (80) a person down")
     degraded, refused = make_input(camera), make_input(camera)
-    await with_snapshot(redis, degraded, f"snap:{unique}:1")
-    await with_snapshot(redis, refused, f"snap:{unique}:2")
+    await with_snapshot(redis, degraded, f"snapshot:{camera}:1")
+    await with_snapshot(redis, refused, f"snapshot:{camera}:2")
     llm = settings.llm
     async with running_worker(time_env.client, settings, stack, task_queue):
         # History and image both refused: the text-only third try is assessed.
@@ -171,8 +171,8 @@ async def test_an_image_the_provider_cannot_fetch_and_an_expired_one_use_the_tex
     unique: str,
 ) -> None:
     unfetchable, expired = make_input(f"cam-{unique}"), make_input(f"cam2-{unique}")
-    await with_snapshot(redis, unfetchable, f"snap:{unique}:1")
-    await with_snapshot(redis, expired, f"snap:{unique}:gone", stored=False)
+    await with_snapshot(redis, unfetchable, f"snapshot:cam-{unique}:1")
+    await with_snapshot(redis, expired, f"snapshot:cam2-{unique}:gone", stored=False)
     await dashscope_admin.faults(rules=[refuse(NO_DOWNLOAD, vision=True)])
     async with running_worker(time_env.client, settings, stack, task_queue):
         first, first_status = await run(time_env.client, unfetchable, task_queue)

@@ -79,9 +79,9 @@ async def test_a_vision_assessment_with_a_snapshot_on_each_provider(
     provider: Provider,
 ) -> None:
     camera = f"vision-{provider}-{unique}"
-    await redis.set(f"snap:{camera}:3", b"\xff\xd8jpeg\xff\xd9")
+    await redis.set(f"snapshot:{camera}:3", b"\xff\xd8jpeg\xff\xd9")
     event = scene_event(camera, 3, datetime.now(UTC), people=2, falls=1).model_copy(
-        update={"snapshot": SnapshotRef(store="redis", ref=f"snap:{camera}:3")}
+        update={"snapshot": SnapshotRef(store="redis", ref=f"snapshot:{camera}:3")}
     )
     inp = AssessmentInput(
         assessment_id=f"risk-{camera}-fall-{uuid.uuid4().hex[:8]}", situation="fall", event=event
@@ -93,7 +93,7 @@ async def test_a_vision_assessment_with_a_snapshot_on_each_provider(
     assert result.risk_level == RiskLevel.HIGH
     provenance = result.provenance
     assert (provenance.provider, provenance.model) == (provider, settings.llm.vision_model)
-    assert provenance.image_ref == f"redis:snap:{camera}:3"
+    assert provenance.image_ref == f"redis:snapshot:{camera}:3"
 
 
 async def test_the_models_configured_for_a_provider_are_asked_and_recorded(

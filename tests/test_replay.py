@@ -213,10 +213,10 @@ async def test_record_copies_a_cameras_events_and_snapshots_then_replays_them(
     now = datetime.now(UTC)
     old = scene_event(camera, 1, now - timedelta(hours=3), people=1, falls=1)
     fall = scene_event(camera, 2, now, people=2, falls=1).model_copy(
-        update={"snapshot": SnapshotRef(store="redis", ref=f"snap:{camera}:2")}
+        update={"snapshot": SnapshotRef(store="redis", ref=f"snapshot:{camera}:2")}
     )
     quiet = scene_event(camera, 3, now, people=0, falls=0)  # nothing the bridge would assess
-    await redis.set(f"snap:{camera}:2", b"\xff\xd8tiny\xff\xd9", ex=60)
+    await redis.set(f"snapshot:{camera}:2", b"\xff\xd8tiny\xff\xd9", ex=60)
     producer = make_producer(stack.kafka, settings.kafka)
     await producer.start()
     try:

@@ -101,9 +101,9 @@ async def test_large_vision_prompts_at_a_groups_token_limit_get_no_provider_429(
     handles: list[WorkflowHandle[RiskAssessmentWorkflow, object]] = []
     async with running_worker(client, one_account(settings, cameras), stack, task_queue):
         for camera in cameras:
-            await redis.set(f"snap:{camera}:1", b"\xff\xd8" + b"jpeg" * 5000 + b"\xff\xd9")
+            await redis.set(f"snapshot:{camera}:1", b"\xff\xd8" + b"jpeg" * 5000 + b"\xff\xd9")
             event = scene_event(camera, 1, datetime.now(UTC), people=2, falls=1).model_copy(
-                update={"snapshot": SnapshotRef(store="redis", ref=f"snap:{camera}:1")}
+                update={"snapshot": SnapshotRef(store="redis", ref=f"snapshot:{camera}:1")}
             )
             inp = AssessmentInput(
                 assessment_id=f"risk-{camera}-{uuid.uuid4().hex[:6]}", situation="fall", event=event

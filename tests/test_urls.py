@@ -10,7 +10,6 @@ SAFE = [
     "https://cdn.example.com/snap/cam1/42.jpg",
     "http://cdn.example.com:8080/a.jpg?sig=abc",
     "HTTPS://CDN.EXAMPLE.COM/a.jpg",
-    "https://[2001:db8::1]/a.jpg",
 ]
 
 UNSAFE = {
@@ -67,3 +66,30 @@ def test_allowed_hosts_exact_or_domain() -> None:
     # The scheme rule holds whatever the host list says.
     with pytest.raises(UnsafeURLError, match="scheme"):
         check_snapshot_url("file://cdn.example.com/etc/passwd", allowed)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://169.254.169.254/latest/meta-data",
+        "http://localhost:6379/",
+        "http://127.0.0.1/a.jpg",
+        "http://2130706433/a.jpg",
+        "http://0x7f000001/a.jpg",
+        "https://[2001:db8::1]/a.jpg",
+        "http://cam/a.jpg",
+        "http://api.localhost/a.jpg",
+    ],
+)
+def test_ip_literals_and_local_names_pass_only_when_listed(url: str) -> None:
+    with pytest.raises(UnsafeURLError, match="not a DNS name"):
+        check_snapshot_url(url)
+    host = url.split("//", 1)[1].split("/", 1)[0].rsplit(":", 1)[0] if "[" not in url else ""
+    if host:
+        assert check_snapshot_url(url, [host]) == url
+
+
+def test_a_refused_url_never_repeats_its_credentials() -> None:
+    with pytest.raises(UnsafeURLError) as caught:
+        check_snapshot_url("https://user:s3cret-pw@cdn.example.com/a.jpg?token=t0k3n")
+    assert "s3cret-pw" not in str(caught.value) and "t0k3n" not in str(caught.value)

@@ -281,14 +281,14 @@ async def test_snapshot_goes_to_the_vision_model_and_a_lost_one_falls_back_to_te
     task_queue: str,
     unique: str,
 ) -> None:
-    key = f"snapshot:{unique}:1"
+    key = f"snapshot:cam-{unique}:1"
     await redis.set(key, b"\xff\xd8\xff\xe0 a jpeg", ex=60)
     with_image, expired = make_input(f"cam-{unique}"), make_input(f"cam2-{unique}")
     with_image.event = with_image.event.model_copy(
         update={"snapshot": SnapshotRef(store="redis", ref=key)}
     )
     expired.event = expired.event.model_copy(
-        update={"snapshot": SnapshotRef(store="redis", ref=f"snapshot:{unique}:gone")}
+        update={"snapshot": SnapshotRef(store="redis", ref=f"snapshot:cam2-{unique}:gone")}
     )
     async with running_worker(time_env.client, settings, stack, task_queue):
         first, _ = await run(time_env.client, with_image, task_queue)

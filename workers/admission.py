@@ -12,6 +12,7 @@ from datetime import datetime
 from pydantic import ValidationError
 
 from riskflow.events import DetectionEvent
+from riskflow.names import camera_snapshot_prefix
 from riskflow.settings import BridgeSettings
 from riskflow.urls import UnsafeURLError, check_snapshot_url
 
@@ -80,4 +81,11 @@ def admit(
             check_snapshot_url(snapshot.ref, settings.snapshot_url_hosts)
         except UnsafeURLError as exc:
             return Rejection("unsafe_url", str(exc))
+    if snapshot is not None and snapshot.store == "redis":
+        prefix = camera_snapshot_prefix(event.camera_id)
+        if not snapshot.ref.startswith(prefix):
+            return Rejection(
+                "unsafe_snapshot_ref",
+                f"snapshot ref {snapshot.ref[:200]!r} is not a key of this camera ({prefix}...)",
+            )
     return event

@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from riskflow.endpoints import Endpoints
 from riskflow.events import DetectionEvent
 from riskflow.kafka import make_consumer, start_client
-from riskflow.names import DETECTION_TOPIC
+from riskflow.names import DETECTION_TOPIC, camera_snapshot_prefix
 from riskflow.redis_client import RedisClient, redis_client
 from riskflow.replay_config import RecordedEvent
 from riskflow.settings import Settings
@@ -85,8 +85,10 @@ async def _line(
     if found is None and not keep_unflagged:
         return None
     snapshot_b64 = None
-    if event.snapshot is not None and event.snapshot.store == "redis":
-        data = await redis.get(event.snapshot.ref)
+    snapshot = event.snapshot
+    own = snapshot is not None and snapshot.ref.startswith(camera_snapshot_prefix(event.camera_id))
+    if snapshot is not None and snapshot.store == "redis" and own:
+        data = await redis.get(snapshot.ref)
         if data is None:
             summary.snapshots_gone += 1
         else:

@@ -72,7 +72,15 @@ def build_worker(
     def reload_ring() -> KeyRing:
         return KeyRing.from_environment(load_settings(settings.config_dir).keys)
 
-    llm = LLMActivities(pool, deps.ring, deps.llm, deps.redis, settings.keys.scheduler, reload_ring)
+    llm = LLMActivities(
+        pool,
+        deps.ring,
+        deps.llm,
+        deps.redis,
+        settings.keys.scheduler,
+        reload_ring,
+        settings.bridge.snapshot_url_hosts,
+    )
     # A deploy lets in-flight LLM calls finish (and release their leases) before it stops.
     # (at least the LLM activity's start-to-close timeout, see workers.bridge's policy).
     grace = timedelta(

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from riskflow.cli.common import console, settings_of
-from riskflow.devstack.pipeline_check import consume, produce
+from riskflow.devstack.pipeline_check import consume, missing, produce
 from riskflow.names import RESULTS_TOPIC
 
 app = typer.Typer(help="Exercise the running pipeline.")
@@ -46,8 +46,8 @@ def test(
     if mode == Mode.producer:
         return
     seen = asyncio.run(consume(settings, RESULTS_TOPIC, duration, wanted=expected))
-    missing = expected - seen.keys()
-    console.print(f"results: {len(expected) - len(missing)}/{len(expected)} assessments arrived")
-    if missing:
-        console.print(f"[red]missing: {sorted(missing)}[/red]")
+    absent = missing(expected, set(seen))
+    console.print(f"results: {len(expected) - len(absent)}/{len(expected)} assessments arrived")
+    if absent:
+        console.print(f"[red]missing: {sorted(absent)}[/red]")
         raise typer.Exit(1)

@@ -12,12 +12,35 @@ from rich.console import Console
 
 from riskflow.devstack.simulate import scripted_events
 from riskflow.endpoints import Endpoints
+from riskflow.events import DetectionEvent
+from riskflow.incidents import incident_workflow_id
 from riskflow.kafka import make_consumer, make_producer
 from riskflow.names import DETECTION_TOPIC
 from riskflow.settings import Settings
 from workers.significance import assess_significance
 
 console = Console()
+
+
+def expected_workflow(settings: Settings, event: DetectionEvent) -> str | None:
+    """The workflow the bridge starts (or signals) for `event`: with `bridge.mode: incidents`
+    the camera's incident of the situation's family (None below the rule severity that opens
+    one), else the situation's assessment workflow."""
+    situation = assess_significance(event, settings.significance)
+    if situation is None:
+        return None
+    if settings.bridge.mode != "incidents":
+        return situation.workflow_id
+    config = settings.incident_config(event.camera_id)
+    if situation.severity < config.min_rule_severity:
+        return None
+    return incident_workflow_id(event.camera_id, config.family(situation.rule))
+
+
+def missing(expected: set[str], seen: set[str]) -> set[str]:
+    """The expected workflow ids no assessment has arrived for: an assessment's id is its
+    workflow's id, or for an incident `<incident workflow id>-<opened>-a<n>`."""
+    return {w for w in expected if w not in seen and not any(s.startswith(w + "-") for s in seen)}
 
 
 async def produce(settings: Settings, cameras: list[str], frames: int) -> set[str]:
@@ -27,9 +50,9 @@ async def produce(settings: Settings, cameras: list[str], frames: int) -> set[st
     await producer.start()
     try:
         for event in scripted_events(cameras, frames):
-            situation = assess_significance(event, settings.significance)
-            if situation is not None:
-                expected.add(situation.workflow_id)
+            workflow_id = expected_workflow(settings, event)
+            if workflow_id is not None:
+                expected.add(workflow_id)
             await producer.send_and_wait(
                 DETECTION_TOPIC, event.model_dump_json().encode(), key=event.camera_id.encode()
             )
@@ -41,7 +64,8 @@ async def produce(settings: Settings, cameras: list[str], frames: int) -> set[st
 async def consume(
     settings: Settings, topic: str, duration: float, wanted: set[str] | None = None
 ) -> dict[str, dict[str, object]]:
-    """Read `topic` for `duration` s (or until every wanted assessment id is seen)."""
+    """Read `topic` for `duration` s (or until an assessment of every wanted workflow id is
+    seen, see `missing`)."""
     consumer = make_consumer(Endpoints.of(settings).kafka, settings.kafka, topic, group_id=None)
     seen: dict[str, dict[str, object]] = {}
     await consumer.start()
@@ -55,7 +79,7 @@ async def consume(
                     key = str(data.get("assessment_id") or f"{record.partition}/{record.offset}")
                     seen[key] = data
                     console.print(f"[{record.topic}] {_summary(data)}")
-            if wanted is not None and wanted <= seen.keys():
+            if wanted is not None and not missing(wanted, set(seen)):
                 break
     finally:
         await consumer.stop()
