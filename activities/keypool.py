@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 from redis.exceptions import RedisError, ResponseError
 
-from riskflow.errors import KeyPoolUnavailable
+from riskflow.errors import KeyNotInPool, KeyPoolUnavailable
 from riskflow.keyconfig import KeysConfig, SchedulerConfig
 from riskflow.models import KeyLease, LeaseResult
 from riskflow.names import KEYPOOL_PREFIX
@@ -310,7 +310,11 @@ class KeyPool:
         self._layout = None
 
     async def set_disabled(self, key_id: str, reason: str | None) -> None:
-        """Disable a key with a reason (an operator, or an invalid-key answer); None re-enables."""
+        """Disable a key with a reason (an operator, or an invalid-key answer); None re-enables.
+        Raises KeyNotInPool for a key id the pool does not have (a typo would otherwise
+        leave the real key in rotation)."""
+        if not await self._redis.sismember(self._k("keys"), key_id):
+            raise KeyNotInPool(key_id)
         state = self._k("st", key_id)
         if reason is None:
             await self._redis.hset(

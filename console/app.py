@@ -15,6 +15,8 @@ from typing import Any
 
 import uvicorn
 from fastapi import Depends, FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
@@ -91,6 +93,7 @@ def create_app(settings: Settings, session_secret: str) -> FastAPI:
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.add_exception_handler(pages.LoginRequired, _to_login)
     app.add_exception_handler(RedisError, _redis_down)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
 
     @app.get("/api/openapi.json", include_in_schema=False, dependencies=[Depends(require_login)])
     async def openapi() -> dict[str, Any]:
@@ -111,6 +114,14 @@ async def _security_headers(
 async def _to_login(request: Request, exc: Exception) -> Response:
     next_path = exc.next_path if isinstance(exc, pages.LoginRequired) else "/"
     return pages.login_redirect(next_path)
+
+
+async def _invalid_request(request: Request, exc: Exception) -> Response:
+    """FastAPI's 422 with each error's `loc`, `msg` and `type`, never the submitted value
+    (`input`): a rejected password or token is not echoed back."""
+    errors = exc.errors() if isinstance(exc, RequestValidationError) else []
+    detail = [{k: v for k, v in e.items() if k in ("loc", "msg", "type")} for e in errors]
+    return JSONResponse({"detail": jsonable_encoder(detail)}, 422)
 
 
 async def _redis_down(request: Request, exc: Exception) -> Response:

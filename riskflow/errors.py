@@ -33,6 +33,14 @@ class KeyPoolUnavailable(RiskflowError):
     """The key pool's store cannot be reached: no LLM call may be made without a lease."""
 
 
+class KeyNotInPool(RiskflowError):
+    """A key id the key pool does not have (`riskflow keys status` lists them)."""
+
+    def __init__(self, key_id: str) -> None:
+        super().__init__(f"no key {key_id!r} in the key pool (see `riskflow keys status`)")
+        self.key_id = key_id
+
+
 class UnknownKeyError(RiskflowError):
     """A key id that the key ring has no secret for."""
 

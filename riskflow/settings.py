@@ -43,6 +43,8 @@ LLM_CALL_MARGIN_SECONDS = 15.0  # an LLM activity beyond its request timeout and
 
 
 class TemporalSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     namespace: str = "default"
     task_queue: str = TASK_QUEUE
     # Temporal Cloud / a TLS cluster: an API key (read from this variable), or mTLS files.
@@ -59,6 +61,8 @@ class TemporalSettings(BaseModel):
 
 
 class KafkaSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     partitions: int = Field(default=3, gt=0)
     replication_factor: int = Field(default=1, gt=0)
     # Apache Kafka supports idempotent producers; tansu's memory store does not (InitProducerId).
@@ -74,6 +78,8 @@ class KafkaSettings(BaseModel):
 
 class LocalStackSettings(BaseModel):
     """Ports of the embedded local stack (`riskflow dev up`), all on loopback."""
+
+    model_config = ConfigDict(extra="forbid")
 
     state_dir: Path = Path(".riskflow")
     host: str = "127.0.0.1"
@@ -98,6 +104,8 @@ class LocalStackSettings(BaseModel):
 
 
 class BridgeSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     mode: Literal["incidents", "assessments"] = Field(
         default="incidents",
         description="incidents: one durable incident per camera situation (signal-with-start); "
@@ -147,6 +155,8 @@ class ProviderModels(BaseModel):
 
 
 class LLMSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     text_model: str = "qwen-plus"
     vision_model: str = "qwen-vl-plus"
     models: dict[Provider, ProviderModels] = Field(
@@ -167,6 +177,8 @@ class LLMSettings(BaseModel):
 
 
 class AggregateSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     alert_min_level: RiskLevel = RiskLevel.HIGH
     alerts_max_len: int = Field(default=100, gt=0)
     history_max_len: int = Field(default=20, gt=0)
@@ -179,6 +191,8 @@ class AggregateSettings(BaseModel):
 
 class MetricsSettings(BaseModel):
     """Each process serves /metrics on its port; the Temporal SDK's own on `*_sdk_port`."""
+
+    model_config = ConfigDict(extra="forbid")
 
     enabled: bool = True
     host: str = "127.0.0.1"
@@ -201,6 +215,8 @@ class SupervisorSettings(BaseModel):
     given up (state FATAL, shown by `riskflow status`). One that ran longer and then died is
     restarted at once. Stop: SIGTERM, then SIGKILL after the process's `*_stop_seconds` (a
     worker's: its shutdown grace, `Settings.worker_shutdown_seconds()`, + `stop_margin_seconds`)."""
+
+    model_config = ConfigDict(extra="forbid")
 
     start_seconds: float = Field(default=20.0, gt=0)
     start_retries: int = Field(default=3, ge=0)

@@ -21,12 +21,14 @@ from opentelemetry.sdk.trace.export import (
     SimpleSpanProcessor,
     SpanExporter,
 )
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 TRACER_NAME = "riskflow"
 
 
 class TracingSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     exporter: Literal["none", "console", "otlp"] = "none"
     otlp_endpoint: str = "http://127.0.0.1:4318/v1/traces"
 

@@ -113,6 +113,13 @@ async def test_login_needs_the_csrf_token_and_the_right_password(http: httpx.Asy
     assert (await http.get("/api/cameras")).status_code == 200
 
 
+async def test_a_rejected_login_never_echoes_the_password(http: httpx.AsyncClient) -> None:
+    secret = "s3cret-" + "x" * 1100  # over the form's limit: a 422, not a login attempt
+    refused = await login(http, "op", secret)
+    assert refused.status_code == 422 and "password" in refused.text
+    assert "s3cret-" not in refused.text
+
+
 async def test_failed_logins_are_throttled_per_user(http: httpx.AsyncClient) -> None:
     for _ in range(3):
         assert (await login(http, "boss", "wrong")).status_code == 401

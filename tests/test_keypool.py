@@ -18,7 +18,7 @@ from redis.exceptions import ResponseError
 
 from activities.keypool import KeyPool, Layout
 from riskflow.devstack.localstack.process import free_port
-from riskflow.errors import KeyPoolUnavailable
+from riskflow.errors import KeyNotInPool, KeyPoolUnavailable
 from riskflow.keyconfig import KeysConfig
 from riskflow.redis_client import RedisClient, redis_client
 from tests.conftest import eventually
@@ -364,3 +364,12 @@ async def test_a_retry_after_of_zero_means_at_once_not_the_pools_backoff(
     assert lease is not None and (await pool.stamp(lease.lease_id)).granted
     await pool.release(lease.lease_id, "rate_limited", retry_after_seconds=0.0)
     assert (await pool.acquire()).lease is not None
+
+
+async def test_an_unknown_key_id_is_refused_and_creates_nothing(store: RedisClient) -> None:
+    pool = await pool_for(store, keys_config({"key_id": "key_2", "qps_limit": 1, "rpm_limit": 10}))
+    for reason in ("disabled by operator", None):
+        with pytest.raises(KeyNotInPool, match="'key2'"):
+            await pool.set_disabled("key2", reason)  # a typo of key_2
+    assert not await store.exists(f"{pool._prefix}:st:key2")
+    assert all(state.enabled for state in await pool.snapshot())

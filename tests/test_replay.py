@@ -19,6 +19,7 @@ from temporalio.client import Client
 from riskflow.context_config import SiteContext
 from riskflow.devstack.simulate import scene_event
 from riskflow.endpoints import Endpoints
+from riskflow.errors import ConfigError
 from riskflow.events import SnapshotRef
 from riskflow.kafka import make_producer
 from riskflow.models import RiskLevel
@@ -151,7 +152,6 @@ async def test_replay_stops_at_a_budget(
 
 
 def test_bad_replay_files_name_the_line_and_field(tmp_path: Path) -> None:
-    from riskflow.errors import ConfigError
     from workers.replay_files import load_candidates
 
     events = tmp_path / "events.jsonl"
@@ -247,3 +247,14 @@ async def test_record_copies_a_cameras_events_and_snapshots_then_replays_them(
     report = json.loads((tmp_path / "report" / "report.json").read_text())
     assert report["rows"][0]["levels"]["current"]["level"] == "high"
     assert [r["endpoint"] for r in await dashscope_admin.requests()] == ["vision"]
+
+
+def test_unreadable_or_empty_event_files_are_named_not_raised(tmp_path: Path) -> None:
+    binary = tmp_path / "noise.jsonl"
+    binary.write_bytes(bytes(range(128, 256)) * 20)
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n\n")
+    cases = {binary: "not a readable", tmp_path: "not a readable", empty: "no events"}
+    for path, why in cases.items():
+        with pytest.raises(ConfigError, match=why):
+            load_events(path)

@@ -150,3 +150,25 @@ def test_sites_place_cameras_and_reject_conflicts(tmp_path: Path) -> None:
 def test_no_sites_means_one_default_site() -> None:
     settings = load_settings(CONFIG)
     assert settings.site("1").id == "default" and settings.site("1").timezone == "UTC"
+
+
+@pytest.mark.parametrize(
+    ("section", "typo"),
+    [
+        ("kafka", "partitons: 3"),
+        ("bridge", "max_in_fligt: 5"),
+        ("llm", "text_modle: qwen-max"),
+        ("local", "kafka_prot: 19092"),
+        ("metrics", "enabeld: false"),
+        ("supervisor", "start_retires: 1"),
+        ("tracing", "exportr: otlp"),
+    ],
+)
+def test_a_typo_in_any_section_names_the_file_and_field(
+    tmp_path: Path, section: str, typo: str
+) -> None:
+    shutil.copytree(CONFIG, tmp_path / "c")
+    (tmp_path / "c" / "riskflow.yaml").write_text(f"{section}:\n  {typo}\n")
+    field = typo.split(":")[0]
+    with pytest.raises(ConfigError, match=rf"riskflow\.yaml: {section}\.{field}: Extra inputs"):
+        load_settings(tmp_path / "c")

@@ -42,6 +42,8 @@ def parse_message(raw: bytes | None, max_bytes: int) -> DetectionEvent | Rejecti
         data = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         return Rejection("invalid_json", str(exc))
+    except RecursionError:
+        return Rejection("invalid_json", "nested too deeply to be a detection message")
     try:
         return DetectionEvent.model_validate(data)
     except ValidationError as exc:

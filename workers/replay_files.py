@@ -23,7 +23,11 @@ def load_events(path: Path) -> list[RecordedEvent]:
     """A JSONL file of `RecordedEvent` lines, or of bare detection messages; a bad line is a
     `ConfigError` naming the file and line (nothing is replayed from a half-read file)."""
     events: list[RecordedEvent] = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not a readable JSONL file of events: {exc}") from None
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
@@ -35,6 +39,8 @@ def load_events(path: Path) -> list[RecordedEvent]:
             raise ConfigError(f"{path}:{number}: not JSON: {exc}") from None
         except ValidationError as exc:
             raise ConfigError(f"{path}:{number}: not a recorded event: {brief(exc)}") from None
+    if not events:
+        raise ConfigError(f"{path}: no events to replay")
     return events
 
 
@@ -43,7 +49,7 @@ def load_candidates(path: Path) -> list[Candidate]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
         candidates = CandidatesFile.model_validate(data).candidates
-    except (OSError, yaml.YAMLError) as exc:
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: not a candidates file: {exc}") from None
     except ValidationError as exc:
         raise ConfigError(f"{path}: not a candidates file: {brief(exc)}") from None

@@ -25,9 +25,11 @@ def replay_run(
         "replay-report"
     ),
     max_tokens: Annotated[
-        int | None, typer.Option(help="Stop starting at this many tokens")
+        int | None, typer.Option(min=1, help="Stop starting at this many tokens")
     ] = None,
-    max_cost: Annotated[float | None, typer.Option(help="Stop starting at this cost")] = None,
+    max_cost: Annotated[
+        float | None, typer.Option(min=0.0, help="Stop starting at this cost")
+    ] = None,
 ) -> None:
     """Assess every event under every candidate, without alerting; write the comparison."""
     from workers.replay import Budget, replay_to_files
