@@ -114,7 +114,7 @@ async def test_replay_of_the_golden_set_compares_two_candidates_in_shadow(
     assert zh and all("Answer language: zh-CN" in json.dumps(r, ensure_ascii=False) for r in zh)
     # In shadow: views untouched, the staged snapshot gone, nothing published, no violation.
     assert await _views(redis) == before
-    assert [k async for k in redis.scan_iter(match="replay:*")] == []
+    assert [k async for k in redis.scan_iter(match="snapshot:*:replay-*")] == []
     assert (await dashscope_admin.stats())["violations"] == 0
     run_id = report["run_id"]
     published = await read_topic(

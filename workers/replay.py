@@ -6,7 +6,8 @@ own task queue. That worker registers only `build_replay_task`, `acquire_lease` 
 pool's limits and the outcome is what the live workflow would have produced; but no
 aggregation activity and no Kafka producer exist in it, so a replay cannot touch
 `camera:*:latest`, `alerts:*` or the results topic, nor notify anyone. Recorded snapshots are
-staged in Redis under `replay:{run}:snapshot:{n}` for the run (with a TTL) and deleted after.
+staged in Redis under `snapshot:{camera}:replay-{run}-{n}` (a snapshot key of the event's camera,
+the only kind the LLM activity reads) for the run, with a TTL, and deleted after.
 
 New assessments stop being started once the tokens or the cost spent reach the budget
 (assessments in flight, at most `replay.concurrency`, still finish and are counted).
@@ -39,6 +40,7 @@ from riskflow.endpoints import Endpoints
 from riskflow.events import DetectionEvent, SnapshotRef
 from riskflow.keyconfig import KeyRing
 from riskflow.models import AssessmentInput, AssessmentPolicy
+from riskflow.names import camera_snapshot_prefix
 from riskflow.redis_client import RedisClient, redis_client
 from riskflow.replay_config import (
     Candidate,
@@ -132,6 +134,12 @@ def policy_of(settings: Settings) -> AssessmentPolicy:
     return settings.assessment_policy()
 
 
+def replay_snapshot_key(camera_id: str, run_id: str, n: int) -> str:
+    """Where a recorded snapshot is staged for a replay run: one of the camera's snapshot
+    keys (`riskflow.names.camera_snapshot_prefix`)."""
+    return f"{camera_snapshot_prefix(camera_id)}replay-{run_id}-{n}"
+
+
 async def stage_snapshots(
     redis: RedisClient, run_id: str, events: list[RecordedEvent], ttl_seconds: int
 ) -> list[DetectionEvent]:
@@ -140,7 +148,7 @@ async def stage_snapshots(
     for n, recorded in enumerate(events):
         event = recorded.event
         if recorded.snapshot_b64 is not None:
-            key = f"replay:{run_id}:snapshot:{n}"
+            key = replay_snapshot_key(event.camera_id, run_id, n)
             await redis.set(key, base64.b64decode(recorded.snapshot_b64), ex=ttl_seconds)
             event = event.model_copy(update={"snapshot": SnapshotRef(store="redis", ref=key)})
         elif event.snapshot is not None and event.snapshot.store == "redis":
@@ -200,7 +208,11 @@ async def replay(
                 started.append(asyncio.create_task(one(n, candidate)))
             await asyncio.gather(*started)
     finally:
-        keys = [f"replay:{run_id}:snapshot:{n}" for n, e in enumerate(events) if e.snapshot_b64]
+        keys = [
+            replay_snapshot_key(e.event.camera_id, run_id, n)
+            for n, e in enumerate(events)
+            if e.snapshot_b64
+        ]
         if keys:
             await deps.redis.delete(*keys)
     run.outcomes.sort(
