@@ -553,3 +553,38 @@ async def test_a_reassessment_that_answers_higher_escalates_and_lower_never_dism
         view = await until(handle, lambda v: v.assessments == 3)
     assert view.severity == "critical" and view.state == IncidentState.ACKNOWLEDGED
     assert view.closed_at is None and len(sent.requests) == 2
+
+
+async def test_a_frame_not_yet_reassessed_survives_continue_as_new(
+    time_env: WorkflowEnvironment,
+    settings: Settings,
+    stack: Endpoints,
+    redis: Redis,
+    dashscope_admin: DashScopeAdmin,
+    task_queue: str,
+    unique: str,
+) -> None:
+    config = IncidentConfig(
+        escalation=LADDER[:1],
+        reassess_every_seconds=600,
+        max_history_events=100,
+        auto_resolve_after_seconds=QUIET_CHECK,
+    )
+    camera = f"cam-{unique}"
+    async with incident_worker(time_env.client, settings, stack, task_queue) as sent:
+        handle = await open_incident(sent, time_env.client, task_queue, crowd(camera, 1), config)
+        before = await until(handle, lambda v: v.assessments == 1 and v.steps_sent == ["L0"])
+        await handle.signal(IncidentWorkflow.frame, crowd(camera, 2))
+        await until(handle, lambda v: v.frames_seen == 2)  # taken: no longer pending
+        for n in range(100):  # comments grow the history past 100 events: continue-as-new
+            if (await view_of(handle)).run_id != before.run_id:
+                break
+            await handle.execute_update(
+                IncidentWorkflow.comment, OperatorAction(by="li.wei", text=f"note {n}")
+            )
+        carried = await view_of(handle)
+        assert carried.run_id != before.run_id and carried.assessments == 1
+        await time_env.sleep(timedelta(minutes=11))
+        view = await until(handle, lambda v: v.assessments == 2)
+    assert view.incident_id == before.incident_id and _llm_assessments(view) == 2
+    assert view.assessed_at is not None and view.assessed_at > before.opened_at

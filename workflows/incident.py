@@ -172,8 +172,9 @@ class IncidentWorkflow:
                 break
             self._changed = False
             wait = self._next_wake(inp, view) - workflow.now()
-            await _wait(
-                lambda: bool(self._pending) or self._changed, max(wait, timedelta(seconds=1))
+            await _wait(  # operator updates grow history too: their growth wakes it as well
+                lambda: bool(self._pending) or self._changed or self._should_continue_as_new(inp),
+                max(wait, timedelta(seconds=1)),
             )
         await workflow.wait_condition(workflow.all_handlers_finished)
         await self._flush()
