@@ -13,6 +13,7 @@ incidents:
   quiet_hours:                  # in the site's time zone; end before start crosses midnight
     - {days: [mon, tue, wed, thu, fri], start: "22:00", end: "06:00"}
   quiet_hours_hold_below: high  # held in quiet hours: severities below this
+  reassess_every_seconds: 600   # reassess the newest frame this often while open (0: never)
 ```
 
 `quiet_until` is pure (no clock of its own): the workflow passes `workflow.now()`.
@@ -31,6 +32,7 @@ from riskflow.models import RiskLevel
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 MAX_JOINED_DAYS = 8  # quiet periods joined into one: a week and a day at most
+MIN_REASSESS_SECONDS = 60  # each reassessment is an LLM call
 
 
 class EscalationStep(BaseModel):
@@ -79,6 +81,12 @@ class IncidentConfig(BaseModel):
         default=RiskLevel.LOW, description="a first assessment at or below: dismissed, silent"
     )
     count_step: int = Field(default=3, ge=1, description="reassess when the count grows by it")
+    reassess_every_seconds: float = Field(
+        default=0,
+        ge=0,
+        description="while the incident is open and a new frame arrived since the last "
+        "assessment, reassess the newest frame this long after it; 0: never, else >= 60",
+    )
     auto_resolve_after_seconds: float = Field(default=300, gt=0)
     resolve_max_score: int = Field(default=30, ge=0, le=100)
     resolve_max_level: RiskLevel = RiskLevel.LOW
@@ -99,6 +107,15 @@ class IncidentConfig(BaseModel):
         if times[0] != 0 or times != sorted(times):
             raise ValueError("escalation steps start at after_seconds 0 and go up")
         return steps
+
+    @field_validator("reassess_every_seconds")
+    @classmethod
+    def _not_too_often(cls, seconds: float) -> float:
+        if 0 < seconds < MIN_REASSESS_SECONDS:
+            raise ValueError(
+                f"reassess_every_seconds is 0 (off) or at least {MIN_REASSESS_SECONDS}"
+            )
+        return seconds
 
     def family(self, rule: str) -> str:
         return self.families.get(rule, "hazard")

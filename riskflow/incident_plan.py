@@ -48,6 +48,16 @@ def next_step(view: IncidentView, config: IncidentConfig) -> tuple[str, int, dat
     return None
 
 
+def reassess_due(view: IncidentView, config: IncidentConfig, new_frame: bool) -> datetime | None:
+    """When the open incident reassesses its newest frame: `reassess_every_seconds` after
+    its last assessment (or its opening), and only when a matching frame arrived since
+    (`new_frame`); None when off, closed or nothing new."""
+    if not config.reassess_every_seconds or not new_frame or view.state.closed:
+        return None
+    since = view.assessed_at or view.opened_at
+    return since + timedelta(seconds=config.reassess_every_seconds)
+
+
 def severity_of_rule(rule_severity: int) -> RiskLevel:
     """The incident's severity until an assessment says otherwise (or when none could be
     made): significance rule severity 5 and above (a fall) is high, 2-4 medium, else low."""

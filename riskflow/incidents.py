@@ -129,6 +129,9 @@ class IncidentView(BaseModel):
     frames_seen: int = 0
     last_match_at: datetime | None = Field(default=None, description="workflow time")
     checked_at: datetime | None = Field(default=None, description="last resolution check")
+    assessed_at: datetime | None = Field(
+        default=None, description="last assessment of a matching frame (workflow time)"
+    )
     recent_frames: list[FrameRef] = Field(default_factory=list)
     assessments: int = 0
     timeline: list[TimelineEntry] = Field(default_factory=list)
@@ -155,6 +158,9 @@ class IncidentStart(BaseModel):
     seen: list[str] = Field(default_factory=list, description="recent camera:frame keys")
     pending: list[IncidentFrame] = Field(default_factory=list)
     clear: IncidentFrame | None = Field(default=None, description="newest clear frame")
+    newest: IncidentFrame | None = Field(
+        default=None, description="newest matching frame not assessed yet"
+    )
 
 
 class OperatorAction(BaseModel):

@@ -10,8 +10,8 @@ import pytest
 from riskflow.devstack.simulate import scene_event
 from riskflow.errors import ConfigError
 from riskflow.incident_config import EscalationStep, IncidentConfig, QuietPeriod, quiet_until
-from riskflow.incident_plan import escalation_reason, next_step, notification
-from riskflow.incidents import IncidentFrame, IncidentStart, IncidentView
+from riskflow.incident_plan import escalation_reason, next_step, notification, reassess_due
+from riskflow.incidents import IncidentFrame, IncidentStart, IncidentState, IncidentView
 from riskflow.settings import load_settings
 from tests.conftest import CONFIG
 
@@ -173,3 +173,30 @@ def test_notifications_link_to_the_incidents_page_in_the_console(
     )
     request = notification(start, _incident(incident_id), "opened", 0, "L0", "ops")
     assert request.console_url == link
+
+
+def test_reassessment_is_due_an_interval_after_the_last_assessment_with_a_new_frame() -> None:
+    opened = at("2026-11-30T10:00:00+00:00")
+    view = IncidentView(
+        incident_id="i",
+        workflow_id="w",
+        camera_id="c",
+        site_id="s",
+        family="hazard",
+        opened_at=opened,
+        updated_at=opened,
+    )
+    every = IncidentConfig(reassess_every_seconds=600)
+    assert reassess_due(view, every, new_frame=True) == opened + timedelta(minutes=10)
+    view.assessed_at = opened + timedelta(minutes=3)
+    assert reassess_due(view, every, new_frame=True) == opened + timedelta(minutes=13)
+    assert reassess_due(view, every, new_frame=False) is None  # nothing new to look at
+    assert reassess_due(view, IncidentConfig(), new_frame=True) is None  # 0: off
+    view.state = IncidentState.RESOLVED
+    assert reassess_due(view, every, new_frame=True) is None
+
+
+@pytest.mark.parametrize("seconds", [-1, 0.5, 59])
+def test_a_reassessment_interval_under_a_minute_is_refused(seconds: float) -> None:
+    with pytest.raises(ValueError, match="reassess_every_seconds"):
+        IncidentConfig(reassess_every_seconds=seconds)

@@ -433,3 +433,161 @@ async def test_a_failed_first_assessment_keeps_a_fall_open_and_notified(
 
 
 ALWAYS = QuietPeriod(start=datetime.min.time(), end=datetime.min.time())
+
+
+def _answer(level: str, score: int, summary: str) -> dict[str, str]:
+    body = {"risk_level": level, "risk_score": score, "summary": summary}
+    return {"content": json.dumps(body)}
+
+
+def _llm_assessments(view: IncidentView) -> int:
+    return sum(1 for e in view.timeline if e.kind == "assessed" and e.actor == "llm")
+
+
+async def _frames_every(
+    handle: WorkflowHandle[Any, Any],
+    time_env: WorkflowEnvironment,
+    make: Any,
+    count: int,
+    every: timedelta,
+) -> None:
+    """`count` new frames, one every `every` of skipped time (each seen before time moves)."""
+    for i in range(count):
+        seen = (await view_of(handle)).frames_seen
+        await handle.signal(IncidentWorkflow.frame, make(i + 2))
+        await until(handle, lambda v, n=seen: v.frames_seen == n + 1)
+        await time_env.sleep(every)
+
+
+@pytest.mark.parametrize("every_seconds", [600.0, 0.0])
+async def test_an_open_incident_reassesses_its_newest_frame_every_interval(
+    time_env: WorkflowEnvironment,
+    settings: Settings,
+    stack: Endpoints,
+    redis: Redis,
+    dashscope_admin: DashScopeAdmin,
+    task_queue: str,
+    unique: str,
+    every_seconds: float,
+) -> None:
+    # Opened at 0 and assessed; frames at 0, 4, ..., 28 min; 35 min open. Every 10 min after
+    # the last assessment, if a frame arrived since: at 10 (frame of 8), 20 (16), 30 (28);
+    # 40 is not reached. 1 + 3 assessments; with 0 (off) only the first.
+    config = IncidentConfig(
+        escalation=LADDER[:1],
+        reassess_every_seconds=every_seconds,
+        auto_resolve_after_seconds=QUIET_CHECK,
+    )
+    camera = f"cam-{unique}"
+    async with incident_worker(time_env.client, settings, stack, task_queue) as sent:
+        handle = await open_incident(sent, time_env.client, task_queue, crowd(camera, 1), config)
+        await until(handle, lambda v: v.assessments == 1 and v.steps_sent == ["L0"])
+        make = lambda frame_id: crowd(camera, frame_id)  # noqa: E731
+        await _frames_every(handle, time_env, make, 8, timedelta(minutes=4))
+        await time_env.sleep(timedelta(minutes=3))
+        expected = 4 if every_seconds else 1
+        view = await until(handle, lambda v: v.assessments >= expected)
+    assert view.frames_seen == 9 and view.state == IncidentState.NOTIFIED
+    assert view.assessments == expected and _llm_assessments(view) == expected
+    assert sent.keys() == ["L0:ops-group"]  # the same severity: nobody is notified again
+
+
+async def test_no_new_frame_no_reassessment_until_one_arrives(
+    time_env: WorkflowEnvironment,
+    settings: Settings,
+    stack: Endpoints,
+    redis: Redis,
+    dashscope_admin: DashScopeAdmin,
+    task_queue: str,
+    unique: str,
+) -> None:
+    config = IncidentConfig(
+        escalation=LADDER[:1], reassess_every_seconds=600, auto_resolve_after_seconds=QUIET_CHECK
+    )
+    camera = f"cam-{unique}"
+    async with incident_worker(time_env.client, settings, stack, task_queue) as sent:
+        handle = await open_incident(sent, time_env.client, task_queue, crowd(camera, 1), config)
+        await until(handle, lambda v: v.assessments == 1 and v.steps_sent == ["L0"])
+        for frame_id in range(100, 107):  # clear frames and a redelivered one are nothing new
+            frame = clear(camera, frame_id) if frame_id < 106 else crowd(camera, 1)
+            await handle.signal(IncidentWorkflow.frame, frame)
+            await time_env.sleep(timedelta(minutes=5))
+        view = await view_of(handle)
+        assert view.assessments == 1 and _llm_assessments(view) == 1 and view.frames_seen == 1
+        # The interval has long passed: a new frame is reassessed at once.
+        await handle.signal(IncidentWorkflow.frame, crowd(camera, 2))
+        view = await until(handle, lambda v: v.assessments == 2)
+    assert _llm_assessments(view) == 2 and view.frames_seen == 2
+
+
+async def test_a_reassessment_that_answers_higher_escalates_and_lower_never_dismisses(
+    time_env: WorkflowEnvironment,
+    settings: Settings,
+    stack: Endpoints,
+    redis: Redis,
+    dashscope_admin: DashScopeAdmin,
+    task_queue: str,
+    unique: str,
+) -> None:
+    await dashscope_admin.faults(
+        script=[
+            _answer("medium", 50, "people crowding the aisle"),
+            _answer("critical", 95, "a forklift drives into the crowd"),
+            _answer("none", 2, "the aisle is empty"),
+        ]
+    )
+    config = IncidentConfig(
+        escalation=LADDER[:1], reassess_every_seconds=600, auto_resolve_after_seconds=QUIET_CHECK
+    )
+    camera = f"cam-{unique}"
+    make = lambda frame_id: crowd(camera, frame_id)  # noqa: E731
+    async with incident_worker(time_env.client, settings, stack, task_queue) as sent:
+        handle = await open_incident(sent, time_env.client, task_queue, make(1), config)
+        view = await until(handle, lambda v: v.assessments == 1 and v.steps_sent == ["L0"])
+        assert view.severity == "medium"
+        await handle.execute_update(IncidentWorkflow.ack, OperatorAction(by="li.wei"))
+        await _frames_every(handle, time_env, make, 1, timedelta(minutes=11))
+        view = await until(handle, lambda v: v.assessments == 2)
+        assert view.severity == "critical" and view.state == IncidentState.ACKNOWLEDGED
+        assert sent.keys() == ["L0:ops-group", "up2:ops-group"]
+        assert sent.requests[-1].kind == "escalated" and sent.requests[-1].severity == "critical"
+        # A later "no risk" neither lowers nor dismisses a notified incident.
+        await _frames_every(handle, time_env, lambda i: make(i + 1), 1, timedelta(minutes=11))
+        view = await until(handle, lambda v: v.assessments == 3)
+    assert view.severity == "critical" and view.state == IncidentState.ACKNOWLEDGED
+    assert view.closed_at is None and len(sent.requests) == 2
+
+
+async def test_a_frame_not_yet_reassessed_survives_continue_as_new(
+    time_env: WorkflowEnvironment,
+    settings: Settings,
+    stack: Endpoints,
+    redis: Redis,
+    dashscope_admin: DashScopeAdmin,
+    task_queue: str,
+    unique: str,
+) -> None:
+    config = IncidentConfig(
+        escalation=LADDER[:1],
+        reassess_every_seconds=600,
+        max_history_events=100,
+        auto_resolve_after_seconds=QUIET_CHECK,
+    )
+    camera = f"cam-{unique}"
+    async with incident_worker(time_env.client, settings, stack, task_queue) as sent:
+        handle = await open_incident(sent, time_env.client, task_queue, crowd(camera, 1), config)
+        before = await until(handle, lambda v: v.assessments == 1 and v.steps_sent == ["L0"])
+        await handle.signal(IncidentWorkflow.frame, crowd(camera, 2))
+        await until(handle, lambda v: v.frames_seen == 2)  # taken: no longer pending
+        for n in range(100):  # comments grow the history past 100 events: continue-as-new
+            if (await view_of(handle)).run_id != before.run_id:
+                break
+            await handle.execute_update(
+                IncidentWorkflow.comment, OperatorAction(by="li.wei", text=f"note {n}")
+            )
+        carried = await view_of(handle)
+        assert carried.run_id != before.run_id and carried.assessments == 1
+        await time_env.sleep(timedelta(minutes=11))
+        view = await until(handle, lambda v: v.assessments == 2)
+    assert view.incident_id == before.incident_id and _llm_assessments(view) == 2
+    assert view.assessed_at is not None and view.assessed_at > before.opened_at

@@ -65,6 +65,7 @@ class IncidentWorkflow:
         self._seen: list[str] = []
         self._changed = False
         self._clear: IncidentFrame | None = None
+        self._newest: IncidentFrame | None = None  # matching, not assessed yet
         self._unflushed: list[IncidentEvent] = []
 
     # -- signals, queries, updates --------------------------------------------------------
@@ -150,7 +151,7 @@ class IncidentWorkflow:
         self._inp = inp
         self._seen = list(inp.seen)
         self._pending = [*inp.pending, *self._pending]
-        self._clear = inp.clear
+        self._clear, self._newest = inp.clear, inp.newest
         if inp.carried is not None:
             self._view = inp.carried
             self._view.run_id = workflow.info().run_id
@@ -171,8 +172,9 @@ class IncidentWorkflow:
                 break
             self._changed = False
             wait = self._next_wake(inp, view) - workflow.now()
-            await _wait(
-                lambda: bool(self._pending) or self._changed, max(wait, timedelta(seconds=1))
+            await _wait(  # operator updates grow history too: their growth wakes it as well
+                lambda: bool(self._pending) or self._changed or self._should_continue_as_new(inp),
+                max(wait, timedelta(seconds=1)),
             )
         await workflow.wait_condition(workflow.all_handlers_finished)
         await self._flush()
@@ -237,6 +239,7 @@ class IncidentWorkflow:
             self._clear = frame
             return False
         plan.keep_frame(view, frame, inp.config, workflow.now())
+        self._newest = frame
         return True
 
     async def _take_frames(self, inp: IncidentStart, view: IncidentView) -> None:
@@ -246,11 +249,16 @@ class IncidentWorkflow:
                 return
             reason = plan.escalation_reason(view, frame, inp.config)
             if self._accept(inp, view, frame) and reason:
-                before = view.severity
                 self._record("escalated", "system", reason)
-                await self._assess(inp, view, frame, frame.rule)
-                if view.severity.rank > before.rank and view.state == S.ACKNOWLEDGED:
-                    await self._notify_level(inp, view, "escalated", 0, f"up{view.assessments}")
+                await self._reassess(inp, view, frame)
+
+    async def _reassess(self, inp: IncidentStart, view: IncidentView, frame: IncidentFrame) -> None:
+        """Assess a later frame: an upgrade re-notifies an acknowledged incident; a downgrade
+        never lowers or dismisses it (only the first assessment may)."""
+        before = view.severity
+        await self._assess(inp, view, frame, frame.rule)
+        if view.severity.rank > before.rank and view.state == S.ACKNOWLEDGED:
+            await self._notify_level(inp, view, "escalated", 0, f"up{view.assessments}")
 
     # -- assessments ----------------------------------------------------------------------
     async def _assess(
@@ -267,6 +275,8 @@ class IncidentWorkflow:
             event=frame.event,
             policy=inp.policy,
         )
+        if frame.rule:  # the interval counts from here; this frame is no longer new
+            view.assessed_at, self._newest = workflow.now(), None
         result, carried = await first_attempt(request)
         if result is None:
             result = await workflow.execute_child_workflow(
@@ -313,6 +323,9 @@ class IncidentWorkflow:
         step = plan.next_step(view, cfg)
         if step is not None and view.state in (S.OPEN, S.NOTIFIED):
             times.append(step[2])
+        reassess = plan.reassess_due(view, cfg, self._newest is not None)
+        if reassess is not None:
+            times.append(reassess)
         quiet_end = quiet_until(workflow.now(), cfg.quiet_hours, inp.timezone)
         if view.held and quiet_end is not None:
             times.append(quiet_end)
@@ -330,6 +343,9 @@ class IncidentWorkflow:
             if step is None or step[2] > workflow.now():
                 break
             await self._escalate(inp, view, step[0], step[1])
+        reassess = plan.reassess_due(view, cfg, self._newest is not None)
+        if self._newest is not None and reassess is not None and reassess <= workflow.now():
+            await self._reassess(inp, view, self._newest)
         if now >= _quiet_since(view) + timedelta(seconds=cfg.auto_resolve_after_seconds):
             view.checked_at = now  # a check that finds the hazard waits another quiet period
             await self._resolution_check(inp, view)
@@ -455,7 +471,7 @@ class IncidentWorkflow:
 
     def _carry(self, inp: IncidentStart, view: IncidentView) -> IncidentStart:
         update = {"carried": view, "seen": self._seen, "pending": self._pending}
-        return inp.model_copy(update={**update, "clear": self._clear})
+        return inp.model_copy(update={**update, "clear": self._clear, "newest": self._newest})
 
 
 async def _wait(condition: Callable[[], bool], within: timedelta) -> None:
