@@ -33,7 +33,7 @@ from riskflow.devstack.receivers import client as receiver_client
 from riskflow.devstack.simulate import scene_event
 from riskflow.edge_config import CameraConfig
 from riskflow.endpoints import Endpoints
-from riskflow.errors import ConfigError
+from riskflow.errors import ConfigError, RiskflowError
 from riskflow.incidents import IncidentView
 from riskflow.kafka import ensure_topics, make_consumer, make_producer
 from riskflow.names import (
@@ -272,8 +272,11 @@ async def _wait(progress: Progress, tasks: list[asyncio.Task[Any]], within: floa
     with Live(progress.table(), console=console, refresh_per_second=4) as live:
         while time.monotonic() < deadline and not progress.done():
             for task in tasks:
-                if task.done() and task.exception() is not None:
-                    raise RuntimeError(f"a demo task failed: {task.exception()!r}")
+                failure = task.exception() if task.done() else None
+                if isinstance(failure, RiskflowError):
+                    raise failure  # e.g. a port taken: the CLI prints it as one line
+                if failure is not None:
+                    raise RuntimeError(f"a demo task failed: {failure!r}")
             live.update(progress.table())
             await asyncio.sleep(0.25)
         live.update(progress.table())
