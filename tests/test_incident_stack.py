@@ -70,7 +70,12 @@ async def test_a_continuous_fall_scene_is_one_incident_and_old_frames_never_reop
         assert view is not None and view.state == IncidentState.NOTIFIED
         runs = [w async for w in client.list_workflows(f'WorkflowId = "{workflow_id}"')]
         assert len(runs) == 1 and bridge.counts["signalled"] == len(events) + 1
-        assert [r.idempotency_key for r in sent.requests] == [f"{view.incident_id}:L0:ops-group"]
+        # One step, one idempotency key. The notify step is a local activity: a workflow task
+        # that times out on a loaded machine runs it again with the same key, and the real
+        # channel activity answers `already_sent` for it (tests/test_notify.py); this
+        # recording stand-in only counts calls.
+        keys = {r.idempotency_key for r in sent.requests}
+        assert keys == {f"{view.incident_id}:L0:ops-group"}
         assert view.assessments == 1
         assert (
             REGISTRY.get_sample_value("riskflow_incidents_open", {"severity": "high"}) or 0
