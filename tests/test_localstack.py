@@ -17,11 +17,12 @@ from aiokafka import TopicPartition
 
 from riskflow.channels import NotificationSettings
 from riskflow.devstack.localstack.brokers import BROKERS, broker_of
-from riskflow.devstack.localstack.process import on_free_ports, pid_alive
+from riskflow.devstack.localstack.process import on_free_ports
 from riskflow.devstack.localstack.stack import LocalStack
 from riskflow.errors import PortInUseError
 from riskflow.kafka import ensure_topics, make_consumer, make_producer
 from riskflow.names import ALL_TOPICS
+from riskflow.pids import pid_alive
 from riskflow.settings import LocalStackSettings
 from tests.conftest import eventually, local_settings, read_topic, run_command
 

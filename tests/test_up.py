@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from riskflow.devstack.localstack.process import free_port, pid_alive, port_is_free
+from riskflow.devstack.localstack.process import free_port, port_is_free
 from riskflow.devstack.localstack.stack import LocalStack
+from riskflow.pids import pid_alive
 from riskflow.settings import Settings
 from tests.conftest import CONFIG, cli_env, eventually, local_settings
 from workers.supervisor import ProcessInfo, Supervisor

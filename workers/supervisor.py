@@ -24,6 +24,7 @@ from typing import Any, cast
 from supervisor.xmlrpc import SupervisorTransport
 
 from riskflow.errors import ServiceError
+from riskflow.pids import pid_alive
 from workers.supervisor_config import Layout
 from workers.supervisor_events import LISTENER
 
@@ -46,18 +47,6 @@ class ProcessInfo:
     exit_status: int | None
     spawn_error: str
     last_error: str
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    with contextlib.suppress(OSError):
-        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][:1] != "Z"
-    return True
 
 
 def last_error_line(log: Path, tail_bytes: int = 65_536) -> str:
@@ -115,7 +104,7 @@ class Supervisor:
             pid = int(self.layout.pid_file.read_text().strip())
         except (OSError, ValueError):
             return None
-        return pid if _alive(pid) else None
+        return pid if pid_alive(pid) else None
 
     def _rpc(self) -> Any:
         transport = SupervisorTransport(None, None, f"unix://{self.layout.socket.absolute()}")
@@ -192,10 +181,10 @@ class Supervisor:
         with contextlib.suppress(OSError, xmlrpc.client.Error):
             self._rpc().shutdown()
         deadline = time.monotonic() + timeout
-        while _alive(pid) and time.monotonic() < deadline:
+        while pid_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.1)
         for leftover in [pid, *children]:
-            if _alive(leftover):
+            if pid_alive(leftover):
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(leftover, signal.SIGKILL)
                 with contextlib.suppress(ProcessLookupError, PermissionError):

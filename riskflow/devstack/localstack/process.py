@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from riskflow.errors import PortInUseError, ServiceError
+from riskflow.pids import pid_alive
 from riskflow.settings import LocalStackSettings
 
 
@@ -56,20 +57,6 @@ def on_free_ports(state_dir: Path, host: str = "127.0.0.1") -> LocalStackSetting
         receiver_port=free_port(host),
         smtp_port=free_port(host),
     )
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie (exited, not yet reaped) still answers kill(0): look at its state.
-    stat = Path(f"/proc/{pid}/stat")
-    with contextlib.suppress(OSError):
-        return stat.read_text().split(") ", 1)[1][:1] != "Z"
-    return True
 
 
 class ManagedProcess:
