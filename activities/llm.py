@@ -31,7 +31,7 @@ from riskflow.models import (
     LLMCallOutput,
     TokenUsage,
 )
-from riskflow.names import camera_snapshot_prefix
+from riskflow.names import is_camera_snapshot_key
 from riskflow.prompt import REPAIR_PROMPT, parse_answer
 from riskflow.redis_client import RedisClient
 from riskflow.urls import UnsafeURLError, check_snapshot_url
@@ -207,7 +207,7 @@ class LLMActivities:
             except UnsafeURLError as exc:
                 activity.logger.warning("%s; text-only assessment", exc)
                 return None
-        if not location.startswith(camera_snapshot_prefix(camera_id)):
+        if not is_camera_snapshot_key(camera_id, location):
             activity.logger.warning("%r is no snapshot of %s; text-only", location, camera_id)
             return None
         data = await self._redis.get(location)

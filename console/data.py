@@ -19,7 +19,7 @@ from activities.keypool import KeyPool
 from console.models import AssessmentView, KeyPoolView, KeyView, QuotaGroupView
 from riskflow.keyconfig import KeysConfig
 from riskflow.models import Assessment
-from riskflow.names import camera_alerts_key, camera_latest_key
+from riskflow.names import camera_alerts_key, camera_latest_key, is_camera_snapshot_key
 from riskflow.redis_client import RedisClient
 
 logger = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ def snapshot_key(assessment: Assessment) -> str | None:
     reference to another camera's key, is never served)."""
     ref = assessment.provenance.image_ref or ""
     key = ref.removeprefix("redis:")
-    if ref.startswith("redis:") and key.startswith(f"snapshot:{assessment.camera_id}:"):
+    if ref.startswith("redis:") and is_camera_snapshot_key(assessment.camera_id, key):
         return key
     return None
 

@@ -27,6 +27,7 @@ from riskflow.endpoints import Endpoints
 from riskflow.events import Detection, DetectionEvent, ImageSize, SnapshotRef
 from riskflow.kafka import make_producer, start_client
 from riskflow.metrics import EDGE_FRAMES, EDGE_INFERENCE, serve
+from riskflow.names import camera_snapshot_key
 from riskflow.redact import redact_url
 from riskflow.redis_client import RedisClient, redis_client
 from riskflow.settings import Settings
@@ -95,7 +96,7 @@ class Snapshots:
         ok, jpeg = cv2.imencode(".jpg", frame.image, [cv2.IMWRITE_JPEG_QUALITY, 80])
         if not ok:
             return None
-        key = f"snapshot:{camera}:{int(frame.captured_at * 1000)}:{frame.index}"
+        key = camera_snapshot_key(camera, int(frame.captured_at * 1000), frame.index)
         task = asyncio.create_task(self._write(key, jpeg.tobytes()))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)

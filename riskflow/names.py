@@ -55,6 +55,17 @@ def camera_snapshot_prefix(camera_id: str) -> str:
     return f"snapshot:{camera_id}:"
 
 
+def camera_snapshot_key(camera_id: str, captured_ms: int, frame: int) -> str:
+    """Where the edge keeps one frame's JPEG: `snapshot:{camera}:{captured ms}:{frame}`."""
+    return f"{camera_snapshot_prefix(camera_id)}{captured_ms}:{frame}"
+
+
+def is_camera_snapshot_key(camera_id: str, key: str) -> bool:
+    """Whether `key` is one of `camera_id`'s snapshot keys: the only Redis keys a message's
+    `snapshot.ref` may name (the bridge, the LLM call, replay and the console check it)."""
+    return key.startswith(camera_snapshot_prefix(camera_id))
+
+
 def assessment_key(assessment_id: str) -> str:
     """One assessment by id: the idempotency marker of aggregation."""
     return f"assessment:{assessment_id}"

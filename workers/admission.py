@@ -12,7 +12,7 @@ from datetime import datetime
 from pydantic import ValidationError
 
 from riskflow.events import DetectionEvent
-from riskflow.names import camera_snapshot_prefix
+from riskflow.names import camera_snapshot_prefix, is_camera_snapshot_key
 from riskflow.settings import BridgeSettings
 from riskflow.urls import UnsafeURLError, check_snapshot_url
 
@@ -85,7 +85,7 @@ def admit(
             return Rejection("unsafe_url", str(exc))
     if snapshot is not None and snapshot.store == "redis":
         prefix = camera_snapshot_prefix(event.camera_id)
-        if not snapshot.ref.startswith(prefix):
+        if not is_camera_snapshot_key(event.camera_id, snapshot.ref):
             return Rejection(
                 "unsafe_snapshot_ref",
                 f"snapshot ref {snapshot.ref[:200]!r} is not a key of this camera ({prefix}...)",

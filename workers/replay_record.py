@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from riskflow.endpoints import Endpoints
 from riskflow.events import DetectionEvent
 from riskflow.kafka import make_consumer, start_client
-from riskflow.names import DETECTION_TOPIC, camera_snapshot_prefix
+from riskflow.names import DETECTION_TOPIC, is_camera_snapshot_key
 from riskflow.redis_client import RedisClient, redis_client
 from riskflow.replay_config import RecordedEvent
 from riskflow.settings import Settings
@@ -86,7 +86,7 @@ async def _line(
         return None
     snapshot_b64 = None
     snapshot = event.snapshot
-    own = snapshot is not None and snapshot.ref.startswith(camera_snapshot_prefix(event.camera_id))
+    own = snapshot is not None and is_camera_snapshot_key(event.camera_id, snapshot.ref)
     if snapshot is not None and snapshot.store == "redis" and own:
         data = await redis.get(snapshot.ref)
         if data is None:
