@@ -95,7 +95,8 @@ async def test_event_ends_as_one_result_in_redis_and_on_the_topic(
     published = await read_topic(
         stack.kafka, RESULTS_TOPIC, lambda d: d.get("camera_id") == event.camera_id, 1
     )
-    assert [p["assessment_id"] for p in published] == [situation.workflow_id]
+    # At least once on the topic (a retried aggregate publishes again): consumers dedupe by id.
+    assert {p["assessment_id"] for p in published} == {situation.workflow_id}
 
 
 async def test_redelivered_message_starts_one_workflow_and_one_alert(
