@@ -20,6 +20,7 @@ from activities.keypool import KeyPool, Outcome
 from activities.providers import errors as provider_errors
 from activities.providers.base import LLMClient, LLMResponse
 from activities.providers.route import KeyRoutes, Route
+from activities.spend import SpendLedger
 from riskflow import failure_kinds as E
 from riskflow.errors import ConfigError, KeyPoolUnavailable, UnknownKeyError
 from riskflow.keyconfig import KeyRing, SchedulerConfig
@@ -47,10 +48,13 @@ class LLMActivities:
         scheduler: SchedulerConfig,
         reload_ring: Callable[[], KeyRing] | None = None,
         snapshot_url_hosts: Collection[str] = (),
+        ledger: SpendLedger | None = None,
     ) -> None:
         """`snapshot_url_hosts`: the hosts a snapshot URL may name (`bridge.snapshot_url_hosts`;
-        empty: any DNS name, see `riskflow.urls.check_snapshot_url`)."""
+        empty: any DNS name, see `riskflow.urls.check_snapshot_url`). `ledger`: where each
+        answer's tokens are charged to its site's budget (None: not counted, as in a replay)."""
         self._pool = pool
+        self._ledger = ledger
         self._snapshot_url_hosts = tuple(snapshot_url_hosts)
         self._ring = ring
         self._reload_ring = reload_ring
@@ -227,6 +231,9 @@ class LLMActivities:
     ) -> LLMCallOutput:
         verdict = provider_errors.classify(response)
         kind = verdict.kind
+        usage = TokenUsage(input_tokens=response.input_tokens, output_tokens=response.output_tokens)
+        if self._ledger is not None:  # what the provider charged, whatever the answer says
+            await self._ledger.charge(inp.task.camera_id, model, usage)
         LLM_REQUESTS.labels(inp.lease.key_id, kind).inc()
         LLM_LATENCY.labels(inp.lease.key_id).observe(latency_ms / 1000)
         if kind != E.OK:
@@ -241,7 +248,6 @@ class LLMActivities:
                 type=E.MALFORMED_ANSWER,
                 non_retryable=True,
             ) from None
-        usage = TokenUsage(input_tokens=response.input_tokens, output_tokens=response.output_tokens)
         return LLMCallOutput(
             answer=answer, request_id=response.request_id, usage=usage, latency_ms=latency_ms
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from temporalio import activity
 
+from activities.spend import SpendLedger
 from riskflow.capacity_config import FailoverStep
 from riskflow.models import AssessmentInput, AssessmentTask
 from riskflow.names import camera_history_key
@@ -69,11 +70,17 @@ def candidate_spec(spec: PromptSpec, candidate: Candidate) -> PromptSpec:
 
 class TaskActivities:
     def __init__(
-        self, redis: RedisClient, llm: LLMSettings, book: PromptBook | None = None
+        self,
+        redis: RedisClient,
+        llm: LLMSettings,
+        book: PromptBook | None = None,
+        ledger: SpendLedger | None = None,
     ) -> None:
+        """`ledger`: where site budgets are read (None: budgets are not applied)."""
         self._redis = redis
         self._llm = llm
         self._book = book or PromptBook([], SignificanceConfig())
+        self._ledger = ledger
 
     @activity.defn(name="build_task")
     async def build_task(self, inp: AssessmentInput) -> AssessmentTask:
@@ -92,7 +99,19 @@ class TaskActivities:
             "estimated_tokens": estimate(task, self._llm),
             "severity": self._book.severity(inp.situation),
         }
-        return task.model_copy(update=update)
+        return task.model_copy(update=update | await self._budget(event.camera_id))
+
+    async def _budget(self, camera_id: str) -> dict[str, object]:
+        """Over its site's budget: the fallback chain (`on_exhausted: fallback`) or no call
+        (`stop`), and the limit reached; within it: nothing changes."""
+        standing = await self._ledger.standing(camera_id) if self._ledger else None
+        if standing is None or not standing[2].exhausted:
+            return {}
+        site, budget, verdict = standing
+        if budget.on_exhausted == "stop":
+            return {"over_budget": verdict.exhausted, "budget_stop": True}
+        chain = site.capacity.over_budget_chain(camera_id)
+        return {"over_budget": verdict.exhausted, "failover": chain}
 
     @activity.defn(name="build_replay_task")
     async def build_replay_task(self, inp: ReplayTaskInput) -> AssessmentTask:

@@ -11,6 +11,7 @@ sites:
         - {text_only: true, text_model: qwen-turbo}   # detections only
       cameras:                          # a camera's own chain instead of the site's
         "2": [{quota_groups: [account_b]}]
+      budget: {daily_tokens: 2000000, on_exhausted: fallback}   # riskflow.budget
 ```
 
 An assessment moves to the next entry when every key of the entry's quota groups is disabled
@@ -21,6 +22,8 @@ An assessment moves to the next entry when every key of the entry's quota groups
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from riskflow.budget import SiteBudget
 
 GROUP_PATTERN = r"^(key:)?[A-Za-z0-9_.-]{1,64}$"
 
@@ -45,13 +48,20 @@ class FailoverStep(BaseModel):
 
 
 class SiteCapacity(BaseModel):
-    """A site's `capacity`: its failover chain and per-camera chains."""
+    """A site's `capacity`: its failover chain, per-camera chains, and its budget."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     failover: list[FailoverStep] = Field(default_factory=list)
     cameras: dict[str, list[FailoverStep]] = Field(default_factory=dict)
+    budget: SiteBudget | None = Field(default=None, description="riskflow.budget; None: none")
 
     def chain(self, camera_id: str) -> list[FailoverStep]:
         """The camera's chain: its own, else the site's (empty: no failover)."""
         return self.cameras.get(camera_id, self.failover)
+
+    def over_budget_chain(self, camera_id: str) -> list[FailoverStep]:
+        """The chain once the site's budget is exhausted (`on_exhausted: fallback`): the
+        camera's chain's last entry, or a text-only call with the task's text model."""
+        chain = self.chain(camera_id)
+        return [chain[-1]] if chain else [FailoverStep(text_only=True)]

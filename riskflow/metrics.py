@@ -134,6 +134,28 @@ PROVIDER_REFUSALS = Counter(
     ["kind", "subject"],
 )
 
+# -- site budgets (riskflow.budget; written by the LLM activity that was charged) -----------
+SITE_SPEND_TOKENS = Counter(
+    "riskflow_site_spend_tokens_total", "Tokens the provider charged, by site", ["site"]
+)
+SITE_SPEND_COST = Counter(
+    "riskflow_site_spend_cost_total",
+    "Cost of the tokens charged, in `prices.currency`, by site (models without a price: 0)",
+    ["site"],
+)
+SITE_BUDGET_USED = Gauge(
+    "riskflow_site_budget_used_ratio",
+    "Share of a site's budget limit spent in the current period (the charging worker's last "
+    "reading; take the max over workers)",
+    ["site", "period", "unit"],
+)
+SITE_BUDGET_ALERTS = Counter(
+    "riskflow_site_budget_alerts_total",
+    "Budget thresholds crossed (level: warning at `warn_ratio`, exhausted at 100%), once per "
+    "site, period and unit",
+    ["site", "period", "unit", "level"],
+)
+
 
 # -- incidents (written by the incident record activity and the notify activity) ------------
 INCIDENTS_OPEN = Gauge(

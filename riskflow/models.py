@@ -139,6 +139,10 @@ class AssessmentTask(BaseModel):
     )
     estimated_tokens: int = Field(default=0, description="reserved per call (0: not counted)")
     severity: int = Field(default=0, description="the situation's severity (significance rules)")
+    over_budget: str = Field(
+        default="", description="the site budget limit reached ('' = within budget)"
+    )
+    budget_stop: bool = Field(default=False, description="over budget, `on_exhausted: stop`")
 
 
 class LeaseRequest(BaseModel):

@@ -110,3 +110,10 @@ def incident_closed_key(workflow_id: str) -> str:
     """Until when (ms, capture time) frames of this camera and family belong to its last
     closed incident: they open nothing."""
     return f"{INCIDENTS_TAG}:closed:{workflow_id}"
+
+
+def site_spend_key(site_id: str, period: str, period_id: str) -> str:
+    """A site's spend in one period (hash: `tokens`, `cost_micro`), e.g.
+    `spend:{plant-a}:day:2026-11-30`; the site's keys share its hash tag (one script charges
+    the day and the month together, also on Redis Cluster)."""
+    return f"spend:{{{site_id}}}:{period}:{period_id}"

@@ -1,15 +1,13 @@
-"""Replay (shadow evaluation): candidate configurations, prices, budgets, and the typed
-inputs and outputs of the replay workflow. `riskflow replay` compares candidates on recorded
-events without alerting or touching `camera:*` / `alerts:*`.
+"""Replay (shadow evaluation): candidate configurations and the typed inputs and outputs of
+the replay workflow. `riskflow replay` compares candidates on recorded events without alerting
+or touching `camera:*` / `alerts:*`; its costs come from the top-level `prices:`
+(`riskflow.prices`).
 
 `config/riskflow.yaml`:
 
 ```yaml
 replay:
   concurrency: 4                 # assessments in flight at once (the key pool still decides)
-  currency: CNY
-  prices:                        # per million tokens; models not listed cost 0 (reported)
-    qwen-plus: {input_per_million: 0.8, output_per_million: 2.0}
 ```
 
 A candidates file (YAML): `candidates: [{name: current}, {name: new, prompt: v2, model: qwen-max,
@@ -18,9 +16,9 @@ rubric: {...}, instructions: ..., language: zh-CN}]`; unset fields keep the live
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from riskflow.context_config import Rubric
 from riskflow.events import DetectionEvent
@@ -31,33 +29,24 @@ from riskflow.sites import Language
 Provider = Literal["dashscope"]
 
 
-class Price(BaseModel):
-    """Price of a model per million tokens, in `ReplaySettings.currency`."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    input_per_million: float = Field(ge=0)
-    output_per_million: float = Field(ge=0)
-
-
 class ReplaySettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     concurrency: int = Field(default=4, gt=0, le=256)
-    currency: str = "CNY"
-    prices: dict[str, Price] = Field(default_factory=dict)
     snapshot_ttl_seconds: int = Field(
         default=3600, gt=0, description="recorded snapshots staged in Redis for a replay"
     )
 
-    def cost(self, model: str, usage: TokenUsage) -> float:
-        price = self.prices.get(model)
-        if price is None:
-            return 0.0
-        return (
-            usage.input_tokens * price.input_per_million
-            + usage.output_tokens * price.output_per_million
-        ) / 1_000_000
+    @model_validator(mode="before")
+    @classmethod
+    def _moved(cls, data: Any) -> Any:
+        if isinstance(data, dict) and ({"prices", "currency"} & data.keys()):
+            raise ValueError(
+                "replay.prices and replay.currency moved to the top-level `prices:` "
+                "({currency: CNY, models: {qwen-plus: {input_per_million: ..., "
+                "output_per_million: ...}}}), shared with site budgets"
+            )
+        return data
 
 
 class Candidate(BaseModel):

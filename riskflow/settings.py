@@ -31,6 +31,7 @@ from riskflow.incident_config import IncidentConfig
 from riskflow.keyconfig import KeysConfig, Provider
 from riskflow.models import AssessmentPolicy, RiskLevel
 from riskflow.names import BRIDGE_GROUP, TASK_QUEUE
+from riskflow.prices import PriceTable
 from riskflow.redis_client import is_cluster_url, parse_cluster_url
 from riskflow.replay_config import ReplaySettings
 from riskflow.significance_config import CameraRules, SignificanceConfig
@@ -275,6 +276,7 @@ class Settings(BaseSettings):
     )
     edge: EdgeSettings = EdgeSettings()
     replay: ReplaySettings = ReplaySettings()
+    prices: PriceTable = PriceTable()
     supervisor: SupervisorSettings = SupervisorSettings()
     console: ConsoleSettings = ConsoleSettings()
     config_dir: Path = Path("config")

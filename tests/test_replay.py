@@ -24,7 +24,8 @@ from riskflow.events import SnapshotRef
 from riskflow.kafka import make_producer
 from riskflow.models import RiskLevel
 from riskflow.names import DETECTION_TOPIC, RESULTS_TOPIC, camera_alerts_key, camera_latest_key
-from riskflow.replay_config import Price, ReplaySettings
+from riskflow.prices import Price, PriceTable
+from riskflow.replay_config import ReplaySettings
 from riskflow.settings import Settings
 from riskflow.sites import SiteConfig
 from tests.conftest import CONFIG, DashScopeAdmin, cli_env, read_topic
@@ -61,9 +62,9 @@ def _settings(settings: Settings, concurrency: int = 4) -> Settings:
     site = SiteConfig(
         id="ward", language="zh-CN", cameras=["ward-2"], context=SiteContext(watches="a ward")
     )
-    prices = {"qwen-plus": Price(input_per_million=800, output_per_million=2000)}
-    replay = ReplaySettings(concurrency=concurrency, prices=prices)
-    return settings.model_copy(update={"sites": [site], "replay": replay})
+    prices = PriceTable(models={"qwen-plus": Price(input_per_million=800, output_per_million=2000)})
+    replay = ReplaySettings(concurrency=concurrency)
+    return settings.model_copy(update={"sites": [site], "replay": replay, "prices": prices})
 
 
 async def test_replay_of_the_golden_set_compares_two_candidates_in_shadow(

@@ -192,7 +192,7 @@ async def replay(
             )
             run.outcomes.append((n, outcome))
             run.tokens += outcome.usage.input_tokens + outcome.usage.output_tokens
-            run.cost += settings.replay.cost(outcome.assessment.provenance.model, outcome.usage)
+            run.cost += settings.prices.cost(outcome.assessment.provenance.model, outcome.usage)
         finally:
             slots.release()
 
@@ -264,7 +264,7 @@ async def replay_to_files(
         events,
         candidates,
         run.outcomes,
-        settings.replay,
+        settings.prices,
         settings.aggregate.alert_min_level,
         spent,
     )

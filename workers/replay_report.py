@@ -4,7 +4,7 @@ candidates, level agreement and score deltas. `build_report` returns the JSON do
 `markdown` renders it for people.
 
 Shapes: levels are `RiskLevel` values; latencies are milliseconds of the provider call (the
-answered attempt); costs are in `replay.currency` from `replay.prices` (per million tokens).
+answered attempt); costs are in `prices.currency` from `prices.models` (per million tokens).
 A label `confirmed` agrees with a level at or above `alert_min_level`, `false_alarm` with one
 below it.
 """
@@ -16,7 +16,8 @@ from itertools import combinations
 from typing import Any
 
 from riskflow.models import RiskLevel
-from riskflow.replay_config import Candidate, RecordedEvent, ReplayOutcome, ReplaySettings
+from riskflow.prices import PriceTable
+from riskflow.replay_config import Candidate, RecordedEvent, ReplayOutcome
 
 LEVELS = [level.value for level in RiskLevel]
 MISSING = "failed"  # the column of a failed assessment in a confusion table
@@ -60,7 +61,7 @@ def _candidate_summary(
     candidate: Candidate,
     events: list[RecordedEvent],
     results: dict[int, ReplayOutcome],
-    prices: ReplaySettings,
+    prices: PriceTable,
     alert_min: RiskLevel,
 ) -> dict[str, Any]:
     done = list(results.values())
@@ -136,7 +137,7 @@ def build_report(
     events: list[RecordedEvent],
     candidates: list[Candidate],
     outcomes: list[tuple[int, ReplayOutcome]],
-    prices: ReplaySettings,
+    prices: PriceTable,
     alert_min: RiskLevel,
     budget: dict[str, Any],
 ) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from activities.notify.mail import SmtpMailer
 from activities.providers.base import LLMClient
 from activities.providers.dashscope import one_request_session
 from activities.providers.route import KeyRoutes, open_routes
+from activities.spend import SpendLedger
 from activities.task import PromptBook, TaskActivities
 from riskflow.channels import ChannelSecrets
 from riskflow.endpoints import Endpoints
@@ -66,7 +67,8 @@ def build_worker(
     `temporal.graceful_shutdown_seconds`), and never less than an LLM call can take, to finish
     before they are cancelled."""
     pool = KeyPool(deps.redis, settings.keys.scheduler)
-    task = TaskActivities(deps.redis, settings.llm, PromptBook.of(settings))
+    ledger = SpendLedger(deps.redis, settings.sites, settings.prices)
+    task = TaskActivities(deps.redis, settings.llm, PromptBook.of(settings), ledger)
     lease = LeaseActivities(pool)
 
     def reload_ring() -> KeyRing:
@@ -80,6 +82,7 @@ def build_worker(
         settings.keys.scheduler,
         reload_ring,
         settings.bridge.snapshot_url_hosts,
+        ledger,
     )
     # A deploy lets in-flight LLM calls finish (and release their leases) before it stops.
     # (at least the LLM activity's start-to-close timeout, see workers.bridge's policy).

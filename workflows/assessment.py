@@ -88,6 +88,8 @@ class RiskAssessmentWorkflow:
             retry_policy=INFRA_RETRY,
         )
         try:
+            if task.budget_stop:
+                raise _Failed(budget_stop_reason(task))
             output: LLMCallOutput | None = await self._assess(inp, task)
             reason = ""
         except _Failed as failed:
@@ -304,10 +306,15 @@ class RiskAssessmentWorkflow:
         self, inp: AssessmentInput, task: AssessmentTask, output: LLMCallOutput | None, reason: str
     ) -> Assessment:
         status = self._status
-        degraded = output is not None and self._step > 0
+        degraded = output is not None and (self._step > 0 or bool(task.over_budget))
         return assessment_of(
             inp, task, output, reason, status.key_id, status.llm_attempts, degraded
         )
+
+
+def budget_stop_reason(task: AssessmentTask) -> str:
+    """Why an over-budget site's assessment made no call (`on_exhausted: stop`)."""
+    return f"not assessed: site budget exhausted ({task.over_budget})"
 
 
 def assessment_of(
@@ -320,7 +327,7 @@ def assessment_of(
     degraded: bool = False,
 ) -> Assessment:
     """The assessment of `inp`: `output`'s answer, or `failed` with `reason` when None;
-    `degraded` when a later entry of the failover chain answered."""
+    `degraded` when a later entry of the failover chain, or an over-budget fallback, answered."""
     event = inp.event
     common = {
         "assessment_id": inp.assessment_id,

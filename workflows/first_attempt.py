@@ -30,7 +30,13 @@ with workflow.unsafe.imports_passed_through():
         FailedAttempt,
         LeasedCallInput,
     )
-    from workflows.assessment import INFRA_RETRY, SINGLE_ATTEMPT, assessment_of, failure_of
+    from workflows.assessment import (
+        INFRA_RETRY,
+        SINGLE_ATTEMPT,
+        assessment_of,
+        budget_stop_reason,
+        failure_of,
+    )
 
 
 async def first_attempt(inp: AssessmentInput) -> tuple[Assessment | None, CarriedState]:
@@ -41,6 +47,8 @@ async def first_attempt(inp: AssessmentInput) -> tuple[Assessment | None, Carrie
         start_to_close_timeout=timedelta(seconds=10),
         retry_policy=INFRA_RETRY,
     )
+    if task.budget_stop:  # the site's budget is spent and it stops calling: recorded as such
+        return await _aggregated(assessment_of(inp, task, None, budget_stop_reason(task), "", 0))
     try:
         result = await workflow.execute_activity_method(
             LLMActivities.lease_and_call,
@@ -60,7 +68,13 @@ async def first_attempt(inp: AssessmentInput) -> tuple[Assessment | None, Carrie
         return None, CarriedState(llm_attempts=1, failed_attempt=failed)
     if result.output is None:  # no key now: the full loop waits for one
         return None, CarriedState()
-    assessment = assessment_of(inp, task, result.output, "", result.key_id, 1)
+    degraded = bool(task.over_budget)
+    return await _aggregated(
+        assessment_of(inp, task, result.output, "", result.key_id, 1, degraded)
+    )
+
+
+async def _aggregated(assessment: Assessment) -> tuple[Assessment, CarriedState]:
     await workflow.execute_local_activity_method(
         AggregateActivities.aggregate,
         assessment,

@@ -15,11 +15,14 @@ from activities.keypool import KeyPool, KeyState
 from activities.providers.dashscope import one_request_session
 from activities.providers.route import open_routes
 from activities.providers.verify import KeyVerdict, verify_keys
+from activities.spend import SpendLedger
+from riskflow.budget import PERIODS, Period, SiteBudget, Spend, verdict
 from riskflow.cli.common import console, settings_of
 from riskflow.endpoints import Endpoints
 from riskflow.keyconfig import KeyRing
-from riskflow.redis_client import redis_client
+from riskflow.redis_client import RedisClient, redis_client
 from riskflow.settings import Settings
+from riskflow.sites import DEFAULT_SITE, SiteConfig
 
 T = TypeVar("T")
 
@@ -30,9 +33,15 @@ app = typer.Typer(
 
 @contextlib.asynccontextmanager
 async def open_pool(settings: Settings) -> AsyncIterator[KeyPool]:
+    async with open_store(settings) as redis:
+        yield KeyPool(redis, settings.keys.scheduler)
+
+
+@contextlib.asynccontextmanager
+async def open_store(settings: Settings) -> AsyncIterator[RedisClient]:
     redis = redis_client(Endpoints.of(settings).redis, timeout_seconds=5)
     try:
-        yield KeyPool(redis, settings.keys.scheduler)
+        yield redis
     finally:
         await redis.aclose()
 
@@ -77,11 +86,58 @@ def _print_status(states: list[KeyState]) -> None:
     console.print(table)
 
 
+def _spent(spend: Spend, budget: SiteBudget | None, period: Period, currency: str) -> str:
+    """`tokens[/limit] · cost[/limit] CUR` of one period."""
+    tokens_limit = budget.limit(period, "tokens") if budget else None
+    cost_limit = budget.limit(period, "cost") if budget else None
+    tokens = f"{spend.tokens}" + (f"/{int(tokens_limit)}" if tokens_limit else "")
+    cost = f"{spend.cost:.2f}" + (f"/{cost_limit:.2f}" if cost_limit else "")
+    return f"{tokens} tok · {cost} {currency}"
+
+
+def _print_spend(settings: Settings, spends: SiteSpends) -> None:
+    table = Table(title="Site spend (today and this month, in each site's time zone)")
+    for column in ("site", "time zone", "today", "this month", "budget"):
+        table.add_column(column, overflow="fold")
+    currency = settings.prices.currency
+    for site, spend in spends:
+        budget = site.capacity.budget
+        if budget is None:
+            state = "-"
+        else:
+            standing = verdict(budget, spend)
+            if standing.exhausted:
+                state = f"[red]exhausted ({standing.exhausted}): {budget.on_exhausted}[/red]"
+            elif standing.used_ratio >= budget.warn_ratio:
+                state = f"[yellow]warning: {standing.used_ratio:.0%} used[/yellow]"
+            else:
+                state = f"{standing.used_ratio:.0%} used"
+        day, month = (_spent(spend[p], budget, p, currency) for p in PERIODS)
+        table.add_row(site.id, site.timezone, day, month, state)
+    console.print(table)
+
+
+SiteSpends = list[tuple[SiteConfig, dict[Period, Spend]]]
+
+
+async def _status(settings: Settings) -> tuple[list[KeyState], SiteSpends]:
+    async with open_store(settings) as redis:
+        states = await KeyPool(redis, settings.keys.scheduler).snapshot()
+        ledger = SpendLedger(redis, settings.sites, settings.prices)
+        sites = [*settings.sites]
+        if not any(s.id == DEFAULT_SITE.id for s in sites):
+            sites.append(DEFAULT_SITE)  # cameras no site lists
+        return states, [(site, await ledger.spend(site)) for site in sites]
+
+
 @app.command("status")
 def status(ctx: typer.Context) -> None:
-    """Each key: limits, use in the last second and minute, leases, cooldown, disabled reason."""
-    states = _run(settings_of(ctx), lambda pool: pool.snapshot())
+    """Each key: limits, use in the last second and minute, leases, cooldown, disabled reason;
+    then each site's spend today and this month against its budget (`riskflow.budget`)."""
+    settings = settings_of(ctx)
+    states, spends = asyncio.run(_status(settings))
     _print_status(states)
+    _print_spend(settings, spends)
 
 
 @app.command("sync")

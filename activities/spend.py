@@ -1,0 +1,148 @@
+"""Site spend (`riskflow.budget`): each answer the provider charged for is counted against the
+site of its camera, per day and per month in the site's time zone, in Redis (one script per
+charge, so concurrent workers never lose an increment and exactly one charge crosses each
+threshold); the task builder asks where a site stands before an assessment calls.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from importlib import resources
+
+from redis.exceptions import RedisError
+
+from riskflow.budget import (
+    COST_SCALE,
+    PERIODS,
+    BudgetVerdict,
+    Period,
+    SiteBudget,
+    Spend,
+    crossings,
+    period_ids,
+    verdict,
+)
+from riskflow.metrics import (
+    SITE_BUDGET_ALERTS,
+    SITE_BUDGET_USED,
+    SITE_SPEND_COST,
+    SITE_SPEND_TOKENS,
+)
+from riskflow.models import TokenUsage
+from riskflow.names import site_spend_key
+from riskflow.prices import PriceTable
+from riskflow.redis_client import RedisClient
+from riskflow.sites import SiteConfig, site_of
+
+logger = logging.getLogger(__name__)
+
+_SCRIPT = resources.files("activities").joinpath("spend.lua").read_text(encoding="utf-8")
+TTL_SECONDS: dict[Period, int] = {"day": 3 * 24 * 3600, "month": 63 * 24 * 3600}
+
+
+class SpendLedger:
+    """Charges answers to sites and reads their spend. `clock`: the current time (aware;
+    default: the wall clock), for tests of period boundaries."""
+
+    def __init__(
+        self,
+        redis: RedisClient,
+        sites: list[SiteConfig],
+        prices: PriceTable,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self._redis = redis
+        self._sites = sites
+        self._prices = prices
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self._script = redis.register_script(_SCRIPT)
+
+    def site(self, camera_id: str) -> SiteConfig:
+        return site_of(self._sites, camera_id)
+
+    def _keys(self, site: SiteConfig) -> list[str]:
+        ids = period_ids(self._clock(), site.zone)
+        return [site_spend_key(site.id, period, ids[period]) for period in PERIODS]
+
+    async def charge(self, camera_id: str, model: str, usage: TokenUsage) -> None:
+        """Count `usage` of `model` against the camera's site. Redis down: logged and not
+        counted (the answer it paid for is not thrown away for it)."""
+        tokens = usage.input_tokens + usage.output_tokens
+        if tokens <= 0:
+            return
+        site = self.site(camera_id)
+        cost_micro = round(self._prices.cost(model, usage) * COST_SCALE)
+        try:
+            reply = await self._script(
+                keys=self._keys(site),
+                args=[tokens, cost_micro, TTL_SECONDS["day"], TTL_SECONDS["month"]],
+            )
+        except RedisError as exc:
+            logger.warning("spend of %s not counted (%d tokens): %s", site.id, tokens, exc)
+            return
+        SITE_SPEND_TOKENS.labels(site.id).inc(tokens)
+        SITE_SPEND_COST.labels(site.id).inc(cost_micro / COST_SCALE)
+        budget = site.capacity.budget
+        if budget is None:
+            return
+        after = {
+            period: Spend(tokens=int(reply[2 * i]), cost=int(reply[2 * i + 1]) / COST_SCALE)
+            for i, period in enumerate(PERIODS)
+        }
+        before = {
+            period: Spend(tokens=s.tokens - tokens, cost=s.cost - cost_micro / COST_SCALE)
+            for period, s in after.items()
+        }
+        self._observe(site, budget, before, after)
+
+    def _observe(
+        self,
+        site: SiteConfig,
+        budget: SiteBudget,
+        before: dict[Period, Spend],
+        after: dict[Period, Spend],
+    ) -> None:
+        _gauge(site, budget, after)
+        for period, unit, level in crossings(budget, before, after):
+            SITE_BUDGET_ALERTS.labels(site.id, period, unit, level).inc()
+            spent, limit = after[period].of(unit), budget.limit(period, unit) or 1
+            which = f"{'daily' if period == 'day' else 'monthly'} {unit}"
+            if level == "warning":
+                logger.warning(
+                    "site %s has spent %.0f%% of its %s budget (%g of %g)",
+                    site.id, 100 * spent / limit, which, spent, limit,
+                )  # fmt: skip
+            else:
+                then = "fall back" if budget.on_exhausted == "fallback" else "stop calling"
+                logger.error(
+                    "site %s exhausted its %s budget (%g of %g); its assessments now %s",
+                    site.id, which, spent, limit, then,
+                )  # fmt: skip
+
+    async def spend(self, site: SiteConfig) -> dict[Period, Spend]:
+        """The site's spend in the current day and month (its time zone)."""
+        found: dict[Period, Spend] = {}
+        for period, key in zip(PERIODS, self._keys(site), strict=True):
+            tokens, cost = await self._redis.hmget(key, ["tokens", "cost_micro"])
+            found[period] = Spend(tokens=int(tokens or 0), cost=int(cost or 0) / COST_SCALE)
+        return found
+
+    async def standing(self, camera_id: str) -> tuple[SiteConfig, SiteBudget, BudgetVerdict] | None:
+        """The camera's site, its budget and where it stands; None when it has no budget."""
+        site = self.site(camera_id)
+        budget = site.capacity.budget
+        if budget is None:
+            return None
+        spend = await self.spend(site)
+        _gauge(site, budget, spend)  # also read, so a new day shows without a charge
+        return site, budget, verdict(budget, spend)
+
+
+def _gauge(site: SiteConfig, budget: SiteBudget, spend: dict[Period, Spend]) -> None:
+    for period in PERIODS:
+        for unit in ("tokens", "cost"):
+            limit = budget.limit(period, unit)
+            if limit is not None:
+                SITE_BUDGET_USED.labels(site.id, period, unit).set(spend[period].of(unit) / limit)
