@@ -14,8 +14,12 @@
 --   KEYS[1] P:keys, KEYS[2] P:lease:<the lease of ARGV[3]>, then for each key id of the layout
 --   in its order P:cfg:<id> P:st:<id> P:w:<id> P:inf:<id> P:stats:<id> P:tw:<id>, then for
 --   each quota group of the layout in its order P:gcfg:<group> P:gw:<group> P:gtw:<group>,
---   then P:waiters (zset waiter -> -severity * 1e13 + first ask ms) and P:wseen (hash waiter ->
---   last ask ms): assessments waiting for a key, the most severe (then oldest) first.
+--   then P:wfair (hash camera -> the virtual start of its next waiter, ms), P:waiters (zset
+--   waiter -> -severity * 1e13 + virtual start ms) and P:wseen (hash waiter -> last ask ms):
+--   assessments waiting for a key, the most severe first, then by virtual start (start-time
+--   fair queueing between cameras: a camera's next waiter starts `camera_fairness` ms after its
+--   previous one, or at its first ask if later, so a camera with a backlog does not starve
+--   another camera of the same severity; within a camera, the oldest first).
 -- ARGV[1] is that layout, JSON {"keys": [[id, group], ...], "groups": [group, ...]}, read by the
 -- caller from P:keys and each key's group; ARGV[2] the operation; ARGV[3..] its arguments.
 -- When the pool's keys or groups changed since the caller read the layout, the script writes
@@ -233,17 +237,31 @@ end
 
 local BOOK_HORIZON_MS = 1000  -- a send slot is booked at most this far ahead
 
-local WAITERS, WSEEN = KEYS[#KEYS - 1], KEYS[#KEYS]
+local WFAIR, WAITERS, WSEEN = KEYS[#KEYS - 2], KEYS[#KEYS - 1], KEYS[#KEYS]
 
--- True when an assessment more severe than `severity` is waiting (asked within `ttl` ms);
--- waiters that stopped asking are dropped.
-local function more_severe_waiting(now, ttl, severity)
-  local rows = redis.call('ZRANGEBYSCORE', WAITERS, '-inf', '(' .. (-severity * 1e13), 'LIMIT', 0, 20)
+-- The queue position of `waiter` (its stored score, or the one it would get now).
+local function waiter_score(waiter, severity, camera, now)
+  local score = tonumber(redis.call('ZSCORE', WAITERS, waiter))
+  if score then return score end
+  local start = now
+  if camera ~= '' then
+    start = math.max(now, tonumber(redis.call('HGET', WFAIR, camera) or '0') or 0)
+  end
+  return -severity * 1e13 + start
+end
+
+-- True when another waiter ahead of `score` is waiting (asked within `ttl` ms); waiters that
+-- stopped asking are dropped.
+local function waiting_ahead(now, ttl, score, waiter)
+  local rows = redis.call('ZRANGEBYSCORE', WAITERS, '-inf', '(' .. string.format('%.0f', score),
+    'LIMIT', 0, 20)
   for _, other in ipairs(rows) do
-    local seen = tonumber(redis.call('HGET', WSEEN, other) or '0') or 0
-    if seen >= now - ttl then return true end
-    redis.call('ZREM', WAITERS, other)
-    redis.call('HDEL', WSEEN, other)
+    if other ~= waiter then
+      local seen = tonumber(redis.call('HGET', WSEEN, other) or '0') or 0
+      if seen >= now - ttl then return true end
+      redis.call('ZREM', WAITERS, other)
+      redis.call('HDEL', WSEEN, other)
+    end
   end
   return false
 end
@@ -265,11 +283,17 @@ if op == 'acquire' then
     wanted = wanted or {}
     wanted[g] = true
   end
-  -- ARGV[8..11]: the waiter (assessment id, '' = none), its severity, the share of each key's
-  -- capacity kept for severities >= ARGV[11], and how long a waiter counts without asking.
+  -- ARGV[8..14]: the waiter (assessment id, '' = none), its severity, the share of each key's
+  -- capacity kept for severities >= ARGV[11], how long a waiter counts without asking (ms),
+  -- its camera ('' = none) and the camera fairness interval (ms).
   local waiter, severity = ARGV[8] or '', tonumber(ARGV[9] or '0') or 0
   local share, top = tonumber(ARGV[10] or '0') or 0, tonumber(ARGV[11] or '0') or 0
-  local blocked = waiter ~= '' and more_severe_waiting(now, tonumber(ARGV[12] or '0'), severity)
+  local camera, fair_ms = ARGV[13] or '', tonumber(ARGV[14] or '0') or 0
+  local score, blocked = 0, false
+  if waiter ~= '' then
+    score = waiter_score(waiter, severity, camera, now)
+    blocked = waiting_ahead(now, tonumber(ARGV[12] or '0'), score, waiter)
+  end
   local best, best_spare, best_used, best_group = nil, -1, 0, ''
   local earliest, earliest_why = nil, 'no keys configured'
   for _, id in ipairs(K.ids) do
@@ -296,7 +320,11 @@ if op == 'acquire' then
   end
   if not best then
     if waiter ~= '' then
-      redis.call('ZADD', WAITERS, 'NX', -severity * 1e13 + now, waiter)
+      local added = redis.call('ZADD', WAITERS, 'NX', string.format('%.0f', score), waiter)
+      if added == 1 and camera ~= '' then
+        redis.call('HSET', WFAIR, camera, string.format('%.0f', score + severity * 1e13 + fair_ms))
+        redis.call('PEXPIRE', WFAIR, 3600000)
+      end
       redis.call('HSET', WSEEN, waiter, now)
     end
     if not earliest then return {0, -1, earliest_why} end

@@ -78,7 +78,8 @@ class Layout:
 
     def names(self, lease_id: str) -> list[str]:
         p = self.prefix
-        return [f"{p}:keys", f"{p}:lease:{lease_id}", *self._per_key, f"{p}:waiters", f"{p}:wseen"]
+        waiting = [f"{p}:wfair", f"{p}:waiters", f"{p}:wseen"]
+        return [f"{p}:keys", f"{p}:lease:{lease_id}", *self._per_key, *waiting]
 
     @cached_property
     def argv(self) -> str:
@@ -167,6 +168,7 @@ class KeyPool:
         tokens: int = 0,
         waiter: str = "",
         severity: int = 0,
+        camera: str = "",
     ) -> LeaseResult:
         """A lease on the key with the most spare capacity, valid `ttl_seconds` (default: the
         scheduler's), or when one may be granted (`retry_after_seconds`; -1.0 when every key is
@@ -174,10 +176,11 @@ class KeyPool:
         `key:<key_id>`; None or empty: any key). Raises KeyPoolUnavailable when Redis cannot
         be reached. `tokens`: the call's estimated tokens, reserved against the key's and its
         group's tokens-per-minute limits until `release` settles them with the real count.
-        `waiter` (an assessment id) of `severity`, with the scheduler's `severity_first`:
-        refused while a more severe waiter is
-        waiting, and below the scheduler's `reserved_min_severity` refused the last
-        `reserved_share` of each key's capacity; a refused waiter is recorded as waiting."""
+        `waiter` (an assessment id) of `severity` from `camera`, with the scheduler's
+        `severity_first`: refused while a waiter ahead of it is waiting (more severe; or as
+        severe and earlier in the camera-fair order, see keypool.lua), and below the
+        scheduler's `reserved_min_severity` refused the last `reserved_share` of each key's
+        capacity; a refused waiter is recorded as waiting."""
         ttl_ms = int((ttl_seconds or self._cfg.lease_ttl_seconds) * 1000)
         lease_id = uuid.uuid4().hex
         groups = json.dumps(sorted(set(quota_groups or [])))
@@ -195,6 +198,8 @@ class KeyPool:
             cfg.reserved_share,
             cfg.reserved_min_severity,
             int(cfg.waiter_ttl_seconds * 1000),
+            camera,
+            int(cfg.camera_fairness_seconds * 1000),
         )
         if int(reply[0]) == 1:
             lease = KeyLease(

@@ -23,6 +23,7 @@ class LeaseActivities:
             request.tokens,
             waiter=request.waiter,
             severity=request.severity,
+            camera=request.camera_id,
         )
         if result.lease is None:
             KEY_WAITS.labels(result.reason).inc()

@@ -92,7 +92,9 @@ class LLMActivities:
                 inp.ttl_seconds,
                 step.quota_groups if step else [],
                 task.estimated_tokens,
+                waiter=inp.assessment_id,  # in line with the waiters (severity first)
                 severity=task.severity,
+                camera=task.camera_id,
             )
         except KeyPoolUnavailable as exc:
             raise ApplicationError(str(exc), type=E.LEASE_LOST) from None

@@ -89,10 +89,14 @@ class SchedulerConfig(BaseModel):
     max_slot_wait_seconds: float = Field(default=5.0, gt=0)
     # Severity first (opt-in): an assessment waiting for a key holds back less severe ones
     # (situation severities, significance_config) on every key, until it is served or stops
-    # asking. Waiting workflows sleep on timers and are not woken, so a key freed while the
-    # severe one sleeps stays unused until it asks again. Below `reserved_min_severity` the
-    # last `reserved_share` of each key's capacity (QPS, RPM, concurrency, tokens) is refused.
+    # asking; among waiters of one severity, cameras take turns (start-time fair queueing: a
+    # camera's next waiter queues `camera_fairness_seconds` after its previous one), and a
+    # camera's own waiters go oldest first. Waiting workflows sleep on timers and are not woken,
+    # so a key freed while the first in line sleeps stays unused until it asks again. Below
+    # `reserved_min_severity` the last `reserved_share` of each key's capacity (QPS, RPM,
+    # concurrency, tokens) is refused.
     severity_first: bool = False
+    camera_fairness_seconds: float = Field(default=1.0, ge=0, le=3600)
     reserved_share: float = Field(default=0.0, ge=0, lt=1)
     reserved_min_severity: int = Field(default=5, ge=0)
     waiter_ttl_seconds: float = Field(

@@ -152,6 +152,7 @@ class LeaseRequest(BaseModel):
     tokens: int = Field(default=0, ge=0, description="estimated tokens to reserve")
     severity: int = Field(default=0, description="more severe waiters are served first")
     waiter: str = Field(default="", description="who waits (the assessment id; '' = none)")
+    camera_id: str = Field(default="", description="the waiter's camera (fair turns)")
 
 
 class KeyLease(BaseModel):

@@ -277,8 +277,9 @@ def test_layout_declares_every_key_under_the_pool_hash_tag() -> None:
     kinds = ("cfg", "st", "w", "inf", "stats", "tw")
     assert names[2:8] == [f"rf:kp:{{pool}}:{kind}:b" for kind in kinds]
     groups = ["rf:kp:{pool}:gcfg:acct", "rf:kp:{pool}:gw:acct", "rf:kp:{pool}:gtw:acct"]
-    assert names[-5:] == [*groups, "rf:kp:{pool}:waiters", "rf:kp:{pool}:wseen"]
-    assert len(names) == 2 + 3 * 6 + 3 + 2 and len({key_slot(n.encode()) for n in names}) == 1
+    waiting = ["rf:kp:{pool}:wfair", "rf:kp:{pool}:waiters", "rf:kp:{pool}:wseen"]
+    assert names[-6:] == [*groups, *waiting]
+    assert len(names) == 2 + 3 * 6 + 3 + 3 and len({key_slot(n.encode()) for n in names}) == 1
 
 
 def test_a_prefix_without_a_hash_tag_is_refused() -> None:

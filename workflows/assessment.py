@@ -177,6 +177,7 @@ class RiskAssessmentWorkflow:
             tokens=task.estimated_tokens,
             severity=task.severity,
             waiter=inp.assessment_id,
+            camera_id=task.camera_id,
         )
         result = await workflow.execute_activity_method(
             LeaseActivities.acquire_lease,
