@@ -14,7 +14,8 @@
 --   KEYS[1] P:keys, KEYS[2] P:lease:<the lease of ARGV[3]>, then for each key id of the layout
 --   in its order P:cfg:<id> P:st:<id> P:w:<id> P:inf:<id> P:stats:<id> P:tw:<id>, then for
 --   each quota group of the layout in its order P:gcfg:<group> P:gw:<group> P:gtw:<group>,
---   then P:wfair (hash camera -> the virtual start of its next waiter, ms), P:waiters (zset
+--   then P:guard (hash ms, at: the window guard as last raised, and when), P:wfair (hash
+--   camera -> the virtual start of its next waiter, ms), P:waiters (zset
 --   waiter -> -severity * 1e13 + virtual start ms) and P:wseen (hash waiter -> last ask ms):
 --   assessments waiting for a key, the most severe first, then by virtual start (start-time
 --   fair queueing between cameras: a camera's next waiter starts `camera_fairness` ms after its
@@ -237,7 +238,33 @@ end
 
 local BOOK_HORIZON_MS = 1000  -- a send slot is booked at most this far ahead
 
-local WFAIR, WAITERS, WSEEN = KEYS[#KEYS - 2], KEYS[#KEYS - 1], KEYS[#KEYS]
+local GUARD, WFAIR, WAITERS, WSEEN = KEYS[#KEYS - 3], KEYS[#KEYS - 2], KEYS[#KEYS - 1], KEYS[#KEYS]
+
+-- The window guard now, from its spec 'base,max,halving_ms' (ARGV): every 1 s and 60 s window
+-- is counted that much longer, so that the jitter between the stamp (Redis' clock) and the
+-- request's arrival at the provider cannot put one request too many in a provider window. A
+-- rate-limit answer the windows did not foresee raises it (`raise_guard`); it falls back toward
+-- `base` by half every `halving_ms`. Returns the guard, base and max (ms).
+local function window_guard(spec, now)
+  local b, m, h = string.match(spec or '', '^(%d+),(%d+),(%d+)$')
+  local base, top, halving = tonumber(b) or 0, tonumber(m) or 0, tonumber(h) or 0
+  local g = redis.call('HMGET', GUARD, 'ms', 'at')
+  local raised, at = tonumber(g[1] or ''), tonumber(g[2] or '')
+  if not raised or not at or raised <= base or halving <= 0 then return base, base, top end
+  local decayed = base + (raised - base) * 0.5 ^ (math.max(now - at, 0) / halving)
+  return math.floor(math.min(decayed, top) + 0.5), base, top
+end
+
+-- After a 429 for the rate: double the guard (at least base + 20 ms), up to its max.
+local function raise_guard(spec, now)
+  local guard, base, top = window_guard(spec, now)
+  local raised = math.min(top, math.max(guard * 2, base + 20))
+  if raised > guard then
+    redis.call('HSET', GUARD, 'ms', raised, 'at', now)
+    return raised
+  end
+  return 0
+end
 
 -- The queue position of `waiter` (its stored score, or the one it would get now).
 local function waiter_score(waiter, severity, camera, now)
@@ -273,8 +300,13 @@ if stale(K) then
 end
 local now = now_ms()
 
+if op == 'guard' then
+  return window_guard(ARGV[4], now)
+end
+
 if op == 'acquire' then
-  local lease_id, ttl, guard = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
+  local lease_id, ttl = ARGV[3], tonumber(ARGV[4])
+  local guard = window_guard(ARGV[5], now)
   -- ARGV[6]: JSON list of the quota groups a lease may come from ([]: any key)
   -- ARGV[7]: the tokens the call is estimated to use (reserved now, settled at release)
   local need = tonumber(ARGV[7] or '0') or 0
@@ -352,7 +384,8 @@ if op == 'acquire' then
 end
 
 if op == 'stamp' then
-  local lease_id, guard, needed = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5] or '0')
+  local lease_id, needed = ARGV[3], tonumber(ARGV[5] or '0')
+  local guard = window_guard(ARGV[4], now)
   local margin = tonumber(ARGV[6] or '-1') or -1  -- negative: no pacing
   local lk = KEYS[2]
   local lease = redis.call('HMGET', lk, 'key', 'group', 'calls', 'exp')
@@ -399,12 +432,13 @@ if op == 'release' then
   local lease_id, outcome = ARGV[3], ARGV[4]
   local cooldown, base, max_cd, err_cd = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
   local tokens_in, tokens_out, detail = tonumber(ARGV[9]), tonumber(ARGV[10]), ARGV[11]
+  local raised = 0  -- the new window guard (ms) when this answer raised it
   local lk = KEYS[2]
   local lease = redis.call('HMGET', lk, 'key', 'group', 'calls', 'tok')
   if not lease[1] then return 0 end
   local id, group, calls = lease[1], lease[2], tonumber(lease[3])
   redis.call('DEL', lk)
-  if not K.cfg[id] then return 1 end  -- the key left the pool meanwhile: nothing else to free
+  if not K.cfg[id] then return {1, 0} end  -- the key left the pool meanwhile: nothing else to free
   settle_tokens(K, id, group, lease_id, calls, tonumber(lease[4] or '0') or 0,
                 tokens_in + tokens_out)
   redis.call('ZREM', K.inf[id], lease_id)
@@ -429,6 +463,9 @@ if op == 'release' then
     for _, member in ipairs(targets) do cool_until(K.st[member], now + cd) end
     redis.call('HINCRBY', stats, 'rate_limited', 1)
     redis.call('HINCRBY', stats, 'cooldown_ms', cd)
+    -- Every send was within the windows: a 429 for the rate means arrivals at the provider
+    -- were closer together than the stamps (or the provider counts tighter): guard more.
+    raised = raise_guard(ARGV[12], now)
   elseif outcome == 'invalid_key' then
     redis.call('HSET', st, 'disabled', detail)
     redis.call('HINCRBY', stats, 'invalid', 1)
@@ -443,7 +480,7 @@ if op == 'release' then
   elseif outcome == 'refused' then
     redis.call('HINCRBY', stats, 'refused', 1)
   end
-  return 1
+  return {1, raised}
 end
 
 return redis.error_reply('unknown key pool operation ' .. tostring(op))

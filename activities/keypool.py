@@ -16,6 +16,7 @@ No temporalio import here: the pool is plain async code, wrapped by `activities.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import uuid
 from dataclasses import dataclass
@@ -30,6 +31,8 @@ from riskflow.keyconfig import KeysConfig, SchedulerConfig
 from riskflow.models import KeyLease, LeaseResult
 from riskflow.names import KEYPOOL_PREFIX
 from riskflow.redis_client import RedisClient
+
+logger = logging.getLogger(__name__)
 
 # ok: answered; rate_limited(_group): cool the key (or its whole quota group) down;
 # invalid_key: disable the key; account_refused: disable every key of its quota group;
@@ -78,7 +81,7 @@ class Layout:
 
     def names(self, lease_id: str) -> list[str]:
         p = self.prefix
-        waiting = [f"{p}:wfair", f"{p}:waiters", f"{p}:wseen"]
+        waiting = [f"{p}:guard", f"{p}:wfair", f"{p}:waiters", f"{p}:wseen"]
         return [f"{p}:keys", f"{p}:lease:{lease_id}", *self._per_key, *waiting]
 
     @cached_property
@@ -130,6 +133,9 @@ class KeyPool:
         self._prefix = prefix
         self._script = redis.register_script(_SCRIPT)
         self._time = redis.register_script(_TIME)
+        top = max(scheduler.window_guard_ms, scheduler.max_window_guard_ms)
+        halving_ms = int(scheduler.window_guard_halving_seconds * 1000)
+        self._guard_spec = f"{scheduler.window_guard_ms},{top},{halving_ms}"
         self._layout: Layout | None = None
 
     async def _read_layout(self) -> Layout:
@@ -184,13 +190,12 @@ class KeyPool:
         ttl_ms = int((ttl_seconds or self._cfg.lease_ttl_seconds) * 1000)
         lease_id = uuid.uuid4().hex
         groups = json.dumps(sorted(set(quota_groups or [])))
-        guard = self._cfg.window_guard_ms
         cfg = self._cfg
         reply = await self._run(
             "acquire",
             lease_id,
             ttl_ms,
-            guard,
+            self._guard_spec,
             groups,
             max(tokens, 0),
             waiter if cfg.severity_first else "",
@@ -225,7 +230,7 @@ class KeyPool:
         reply = await self._run(
             "stamp",
             lease_id,
-            cfg.window_guard_ms,
+            self._guard_spec,
             needed_ms,
             -1 if cfg.pacing_margin is None else cfg.pacing_margin,
         )
@@ -265,10 +270,25 @@ class KeyPool:
             tokens_in,
             tokens_out,
             detail or outcome,
+            self._guard_spec,
         )
-        return bool(int(reply))
+        if not isinstance(reply, list):
+            return False  # the lease had expired or been released
+        if int(reply[1]) > 0:
+            logger.warning(
+                "a rate limit the key pool's windows did not foresee (key lease %s): window "
+                "guard raised to %d ms (scheduler.window_guard_ms %d, max %d)",
+                lease_id, int(reply[1]), cfg.window_guard_ms, cfg.max_window_guard_ms,
+            )  # fmt: skip
+        return True
 
     # -- configuration and operations -------------------------------------------------------
+
+    async def window_guard_ms(self) -> int:
+        """The window guard now, in milliseconds: `scheduler.window_guard_ms`, or more while a
+        rate limit the windows did not foresee has raised it (see keypool.lua). Raises
+        KeyPoolUnavailable when Redis cannot be reached."""
+        return int(await self._run("guard", "", self._guard_spec))
 
     async def _now_ms(self) -> int:
         """Redis' clock, the one the scripts use."""

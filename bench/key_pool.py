@@ -23,7 +23,7 @@ import time
 from collections import defaultdict, deque
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import aiohttp
 import yaml
@@ -61,6 +61,16 @@ KEYS = {
 # time for every process to start and import before the common start (litellm: seconds more)
 SPAWN_SECONDS = {"pool": 8.0, "local": 8.0, "litellm": 30.0}
 MESSAGES = [{"role": "user", "content": 'Detections (JSON): {"Normal": 1}\nRespond in JSON.'}]
+
+
+def keys_of(args: argparse.Namespace) -> dict[str, Any]:
+    """The bench's keys, with the scheduler options given on the command line."""
+    scheduler = dict(cast(dict[str, Any], KEYS["scheduler"]))
+    if args.window_guard_ms is not None:
+        scheduler["window_guard_ms"] = args.window_guard_ms
+    if args.pacing_margin is not None:
+        scheduler["pacing_margin"] = args.pacing_margin
+    return {**KEYS, "scheduler": scheduler}
 
 
 def theoretical_max(config: KeysConfig, guard_ms: float = 0.0) -> float:
@@ -152,9 +162,15 @@ async def _local_caller(
 
 
 async def _process(
-    mode: str, redis_url: str, base_url: str, callers: int, start_at: float, seconds: float
+    mode: str,
+    redis_url: str,
+    base_url: str,
+    callers: int,
+    start_at: float,
+    seconds: float,
+    keys: dict[str, Any],
 ) -> list[float]:
-    config = KeysConfig.model_validate(KEYS)
+    config = KeysConfig.model_validate(keys)
     ring = KeyRing.from_config(config, {})
     redis = redis_client(redis_url)
     await redis.ping()
@@ -182,9 +198,15 @@ async def _process(
 
 
 def run_process(
-    mode: str, redis_url: str, base_url: str, callers: int, start_at: float, seconds: float
+    mode: str,
+    redis_url: str,
+    base_url: str,
+    callers: int,
+    start_at: float,
+    seconds: float,
+    keys: dict[str, Any],
 ) -> list[float]:
-    return asyncio.run(_process(mode, redis_url, base_url, callers, start_at, seconds))
+    return asyncio.run(_process(mode, redis_url, base_url, callers, start_at, seconds, keys))
 
 
 async def _reset(base: str) -> dict[str, object]:
@@ -207,7 +229,8 @@ async def scenario(
     await _reset(admin)
     ctx = multiprocessing.get_context("spawn")
     start_at = time.time() + SPAWN_SECONDS[mode]
-    run = (mode, redis_url, base_url, args.callers, start_at, args.seconds)
+    keys = keys_of(args)
+    run = (mode, redis_url, base_url, args.callers, start_at, args.seconds, keys)
     with ProcessPoolExecutor(args.processes, mp_context=ctx) as executor:
         futures = [
             asyncio.wrap_future(executor.submit(run_process, *run)) for _ in range(args.processes)
@@ -231,10 +254,14 @@ async def main(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         config_dir = Path(tmp) / "config"
         config_dir.mkdir()
-        (config_dir / "api_keys.yaml").write_text(yaml.safe_dump(KEYS))
+        (config_dir / "api_keys.yaml").write_text(yaml.safe_dump(keys_of(args)))
         settings = bench_settings(Path(tmp) / "state", config_dir)
         config = settings.keys
         async with services(settings, {"redis", "dashscope"}) as endpoints:
+            if args.only:  # an experiment: one scenario, printed, no report
+                one = await scenario(args.only, args, endpoints.redis, endpoints.dashscope, config)
+                print(args.only, one)
+                return
             pooled = await scenario("pool", args, endpoints.redis, endpoints.dashscope, config)
             litellm = await scenario("litellm", args, endpoints.redis, endpoints.dashscope, config)
             naive = await scenario("local", args, endpoints.redis, endpoints.dashscope, config)
@@ -280,4 +307,9 @@ if __name__ == "__main__":
     parser.add_argument("--processes", type=int, default=3)
     parser.add_argument("--callers", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--window-guard-ms", type=int, default=None, help="scheduler override")
+    parser.add_argument("--pacing-margin", type=float, default=None, help="scheduler override")
+    parser.add_argument(
+        "--only", choices=["pool", "litellm", "local"], default=None, help="one scenario"
+    )
     asyncio.run(main(parser.parse_args()))

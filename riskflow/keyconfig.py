@@ -74,12 +74,18 @@ class SchedulerConfig(BaseModel):
     error_cooldown_seconds: float = Field(default=5.0, ge=0, description="after 5xx/timeouts")
     lease_ttl_seconds: float = Field(default=120.0, gt=0)
     # The provider counts a request when it arrives; the pool, when the send slot is stamped.
-    # Event-loop lag in a busy worker and network jitter sit between the two: with 10 ms, three
-    # worker processes starting on 2 cores let 5-8 requests over the limits (each 429 then
-    # cooled its key down for a minute or more). 50 ms costs about 5% of a saturated QPS limit.
+    # Event-loop lag in a busy worker and network jitter sit between the two. Measured with
+    # bench/key_pool (3 processes x 8 callers, 2 cores): 10 and 20 ms let none over the limits
+    # at a load of 1-3; at a load of 9, 20 ms let 4 over and 50 ms none. So the guard starts at
+    # `window_guard_ms` (20 ms costs 2% of a saturated QPS limit) and adapts: a 429 for the rate
+    # (the pool's windows had room, so arrivals were closer than the stamps) doubles it, up to
+    # `max_window_guard_ms`, for every worker; it falls back by half every
+    # `window_guard_halving_seconds`.
     window_guard_ms: int = Field(
-        default=50, ge=0, description="safety margin added to the 1 s and 60 s windows"
+        default=20, ge=0, description="safety margin added to the 1 s and 60 s windows (ms)"
     )
+    max_window_guard_ms: int = Field(default=200, ge=0, le=5000)
+    window_guard_halving_seconds: float = Field(default=3600.0, gt=0)
     # Optional even pacing (GCRA, no burst): each send booked one emission interval
     # (1000/qps ms, stretched by this share) after the previous one. None: off. On a loaded
     # 2-core machine 2-3% (20-30 ms a second) did not absorb the jitter: see bench/README.md.

@@ -277,9 +277,9 @@ def test_layout_declares_every_key_under_the_pool_hash_tag() -> None:
     kinds = ("cfg", "st", "w", "inf", "stats", "tw")
     assert names[2:8] == [f"rf:kp:{{pool}}:{kind}:b" for kind in kinds]
     groups = ["rf:kp:{pool}:gcfg:acct", "rf:kp:{pool}:gw:acct", "rf:kp:{pool}:gtw:acct"]
-    waiting = ["rf:kp:{pool}:wfair", "rf:kp:{pool}:waiters", "rf:kp:{pool}:wseen"]
-    assert names[-6:] == [*groups, *waiting]
-    assert len(names) == 2 + 3 * 6 + 3 + 3 and len({key_slot(n.encode()) for n in names}) == 1
+    waiting = ["guard", "wfair", "waiters", "wseen"]
+    assert names[-7:] == [*groups, *(f"rf:kp:{{pool}}:{kind}" for kind in waiting)]
+    assert len(names) == 2 + 3 * 6 + 3 + 4 and len({key_slot(n.encode()) for n in names}) == 1
 
 
 def test_a_prefix_without_a_hash_tag_is_refused() -> None:
@@ -374,3 +374,49 @@ async def test_an_unknown_key_id_is_refused_and_creates_nothing(store: RedisClie
             await pool.set_disabled("key2", reason)  # a typo of key_2
     assert not await store.exists(f"{pool._prefix}:st:key2")
     assert all(state.enabled for state in await pool.snapshot())
+
+
+async def test_a_rate_limit_the_windows_did_not_foresee_widens_them_for_every_worker(
+    store: RedisClient,
+) -> None:
+    """Six 429s for the rate double the guard from 0 to 640 ms, and another worker's pool
+    counts a 1 call/s key's window that much longer: the next call is due 1640 ms after the
+    last send, on Redis' clock (bracketed by reading it before and after asking)."""
+    config = keys_config(
+        {"key_id": "hot", "qps_limit": 100, "rpm_limit": 6000},
+        {"key_id": "slow", "qps_limit": 1, "rpm_limit": 60},
+        max_window_guard_ms=3000,
+    )
+    pool, other = await pool_for(store, config), KeyPool(store, config.scheduler)
+    assert await other.window_guard_ms() == 0
+    for _ in range(6):
+        lease = (await pool.acquire(quota_groups=["key:hot"])).lease
+        assert lease is not None and (await pool.stamp(lease.lease_id)).granted
+        await pool.release(lease.lease_id, "rate_limited", retry_after_seconds=0)
+    assert await other.window_guard_ms() == 640
+    lease = (await pool.acquire(quota_groups=["key:slow"])).lease
+    assert lease is not None
+    sent = await pool.stamp(lease.lease_id)
+    assert sent.granted
+    await pool.release(lease.lease_id, "ok")
+    before = await pool._now_ms()
+    refused = await other.acquire(quota_groups=["key:slow"])
+    after = await pool._now_ms()
+    assert refused.lease is None and refused.reason == "qps"
+    wait_ms = round(refused.retry_after_seconds * 1000)
+    assert before + wait_ms <= sent.sent_at_ms + 1000 + 640 <= after + wait_ms
+
+
+async def test_the_raised_guard_falls_back_to_the_configured_one(store: RedisClient) -> None:
+    config = keys_config(
+        {"key_id": "k", "qps_limit": 100, "rpm_limit": 6000},
+        window_guard_ms=20,
+        window_guard_halving_seconds=0.01,
+    )
+    pool = await pool_for(store, config)
+    lease = (await pool.acquire()).lease
+    assert lease is not None and (await pool.stamp(lease.lease_id)).granted
+    await pool.release(lease.lease_id, "rate_limited", retry_after_seconds=0)
+    assert await pool.window_guard_ms() <= 40
+    await asyncio.sleep(0.5)  # fifty halvings at least
+    assert await pool.window_guard_ms() == 20

@@ -54,8 +54,9 @@ def _run(settings: Settings, action: Callable[[KeyPool], Awaitable[T]]) -> T:
     return asyncio.run(main())
 
 
-def _print_status(states: list[KeyState]) -> None:
-    table = Table(title="API key pool (use: last 1 s / last 60 s of limit)")
+def _print_status(states: list[KeyState], guard_ms: int) -> None:
+    title = f"API key pool (use: last 1 s / last 60 s of limit; window guard now {guard_ms} ms)"
+    table = Table(title=title)
     for column in (
         "key",
         "group",
@@ -120,14 +121,15 @@ def _print_spend(settings: Settings, spends: SiteSpends) -> None:
 SiteSpends = list[tuple[SiteConfig, dict[Period, Spend]]]
 
 
-async def _status(settings: Settings) -> tuple[list[KeyState], SiteSpends]:
+async def _status(settings: Settings) -> tuple[list[KeyState], int, SiteSpends]:
     async with open_store(settings) as redis:
-        states = await KeyPool(redis, settings.keys.scheduler).snapshot()
+        pool = KeyPool(redis, settings.keys.scheduler)
+        states, guard_ms = await pool.snapshot(), await pool.window_guard_ms()
         ledger = SpendLedger(redis, settings.sites, settings.prices)
         sites = [*settings.sites]
         if not any(s.id == DEFAULT_SITE.id for s in sites):
             sites.append(DEFAULT_SITE)  # cameras no site lists
-        return states, [(site, await ledger.spend(site)) for site in sites]
+        return states, guard_ms, [(site, await ledger.spend(site)) for site in sites]
 
 
 @app.command("status")
@@ -135,8 +137,8 @@ def status(ctx: typer.Context) -> None:
     """Each key: limits, use in the last second and minute, leases, cooldown, disabled reason;
     then each site's spend today and this month against its budget (`riskflow.budget`)."""
     settings = settings_of(ctx)
-    states, spends = asyncio.run(_status(settings))
-    _print_status(states)
+    states, guard_ms, spends = asyncio.run(_status(settings))
+    _print_status(states, guard_ms)
     _print_spend(settings, spends)
 
 
