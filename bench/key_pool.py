@@ -30,6 +30,7 @@ import yaml
 
 from activities.keypool import KeyPool
 from activities.providers.dashscope import DashScopeClient
+from activities.providers.errors import retry_after_seconds
 from activities.providers.route import compatible_mode_url
 from bench import litellm_router
 from bench._stack import bench_settings, report, services
@@ -113,14 +114,11 @@ async def _pooled_caller(
         response = await client.generate(
             model="qwen-plus", messages=MESSAGES, api_key=ring.secret(lease.key_id), vision=False
         )
-        outcome = (
-            "ok"
-            if response.status_code == 200
-            else "rate_limited"
-            if response.status_code == 429
-            else "error"
-        )
-        await pool.release(lease.lease_id, outcome)
+        if response.status_code == 429:  # as the LLM activity does: the provider's Retry-After
+            wait = retry_after_seconds(response.headers, 600.0)
+            await pool.release(lease.lease_id, "rate_limited", retry_after_seconds=wait)
+        else:
+            await pool.release(lease.lease_id, "ok" if response.status_code == 200 else "error")
 
 
 class LocalWindows:
