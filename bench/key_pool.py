@@ -312,7 +312,7 @@ if __name__ == "__main__":
     )
     parser.add_argument("--processes", type=int, default=3)
     parser.add_argument("--callers", type=int, default=8)
-    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--window-guard-ms", type=int, default=None, help="scheduler override")
     parser.add_argument("--pacing-margin", type=float, default=None, help="scheduler override")
     parser.add_argument(
