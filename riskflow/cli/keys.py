@@ -87,6 +87,9 @@ def _print_status(states: list[KeyState], guard_ms: int) -> None:
     console.print(table)
 
 
+SiteSpends = list[tuple[SiteConfig, dict[Period, Spend]]]
+
+
 def _spent(spend: Spend, budget: SiteBudget | None, period: Period, currency: str) -> str:
     """`tokens[/limit] · cost[/limit] CUR` of one period."""
     tokens_limit = budget.limit(period, "tokens") if budget else None
@@ -116,9 +119,6 @@ def _print_spend(settings: Settings, spends: SiteSpends) -> None:
         day, month = (_spent(spend[p], budget, p, currency) for p in PERIODS)
         table.add_row(site.id, site.timezone, day, month, state)
     console.print(table)
-
-
-SiteSpends = list[tuple[SiteConfig, dict[Period, Spend]]]
 
 
 async def _status(settings: Settings) -> tuple[list[KeyState], int, SiteSpends]:
