@@ -14,7 +14,7 @@
 --   KEYS[1] P:keys, KEYS[2] P:lease:<the lease of ARGV[3]>, then for each key id of the layout
 --   in its order P:cfg:<id> P:st:<id> P:w:<id> P:inf:<id> P:stats:<id> P:tw:<id>, then for
 --   each quota group of the layout in its order P:gcfg:<group> P:gw:<group> P:gtw:<group>,
---   then P:guard (hash ms, at: the window guard as last raised, and when), P:wfair (hash
+--   then P:guard (hash ms, at, gen: the window guard as last raised, when, how often), P:wfair (hash
 --   camera -> the virtual start of its next waiter, ms), P:waiters (zset
 --   waiter -> -severity * 1e13 + virtual start ms) and P:wseen (hash waiter -> last ask ms):
 --   assessments waiting for a key, the most severe first, then by virtual start (start-time
@@ -255,12 +255,20 @@ local function window_guard(spec, now)
   return math.floor(math.min(decayed, top) + 0.5), base, top
 end
 
--- After a 429 for the rate: double the guard (at least base + 20 ms), up to its max.
-local function raise_guard(spec, now)
+-- The guard's generation: raised this many times (a lease records the one it was stamped in).
+local function guard_gen()
+  return tonumber(redis.call('HGET', GUARD, 'gen') or '0') or 0
+end
+
+-- After a 429 for the rate: double the guard (at least base + 20 ms), up to its max; once per
+-- burst: a request stamped in an earlier generation was judged by a guard already raised.
+local function raise_guard(spec, now, stamped_gen)
+  local gen = guard_gen()
+  if stamped_gen and stamped_gen ~= gen then return 0 end
   local guard, base, top = window_guard(spec, now)
   local raised = math.min(top, math.max(guard * 2, base + 20))
   if raised > guard then
-    redis.call('HSET', GUARD, 'ms', raised, 'at', now)
+    redis.call('HSET', GUARD, 'ms', raised, 'at', now, 'gen', gen + 1)
     return raised
   end
   return 0
@@ -423,7 +431,7 @@ if op == 'stamp' then
     redis.call('ZADD', K.tw[id], at, tm)
     if group ~= '' and K.gtw[group] then redis.call('ZADD', K.gtw[group], at, tm) end
   end
-  redis.call('HSET', lk, 'calls', calls + 1)
+  redis.call('HSET', lk, 'calls', calls + 1, 'gen', guard_gen())
   redis.call('HINCRBY', K.stats[id], 'calls', 1)
   return {1, at, id, at - now}
 end
@@ -434,7 +442,7 @@ if op == 'release' then
   local tokens_in, tokens_out, detail = tonumber(ARGV[9]), tonumber(ARGV[10]), ARGV[11]
   local raised = 0  -- the new window guard (ms) when this answer raised it
   local lk = KEYS[2]
-  local lease = redis.call('HMGET', lk, 'key', 'group', 'calls', 'tok')
+  local lease = redis.call('HMGET', lk, 'key', 'group', 'calls', 'tok', 'gen')
   if not lease[1] then return 0 end
   local id, group, calls = lease[1], lease[2], tonumber(lease[3])
   redis.call('DEL', lk)
@@ -465,7 +473,7 @@ if op == 'release' then
     redis.call('HINCRBY', stats, 'cooldown_ms', cd)
     -- Every send was within the windows: a 429 for the rate means arrivals at the provider
     -- were closer together than the stamps (or the provider counts tighter): guard more.
-    raised = raise_guard(ARGV[12], now)
+    raised = raise_guard(ARGV[12], now, tonumber(lease[5] or ''))
   elseif outcome == 'invalid_key' then
     redis.call('HSET', st, 'disabled', detail)
     redis.call('HINCRBY', stats, 'invalid', 1)

@@ -20,7 +20,7 @@ from riskflow.budget import (
     Period,
     SiteBudget,
     Spend,
-    crossings,
+    levels,
     period_ids,
     verdict,
 )
@@ -87,27 +87,33 @@ class SpendLedger:
         budget = site.capacity.budget
         if budget is None:
             return
-        after = {
+        spend = {
             period: Spend(tokens=int(reply[2 * i]), cost=int(reply[2 * i + 1]) / COST_SCALE)
             for i, period in enumerate(PERIODS)
         }
-        before = {
-            period: Spend(tokens=s.tokens - tokens, cost=s.cost - cost_micro / COST_SCALE)
-            for period, s in after.items()
-        }
-        self._observe(site, budget, before, after)
+        await self._observe(site, budget, spend)
 
-    def _observe(
-        self,
-        site: SiteConfig,
-        budget: SiteBudget,
-        before: dict[Period, Spend],
-        after: dict[Period, Spend],
+    async def _observe(
+        self, site: SiteConfig, budget: SiteBudget, spend: dict[Period, Spend]
     ) -> None:
-        _gauge(site, budget, after)
-        for period, unit, level in crossings(budget, before, after):
+        """Set the gauges, and tell operators (log and counter) the first time in a period
+        that a limit is at its warning share or exhausted: a marker field in the period's hash
+        (`warned:<unit>`, `exhausted:<unit>`) makes it once for all workers."""
+        _gauge(site, budget, spend)
+        reached = levels(budget, spend)
+        if not reached:
+            return
+        keys = dict(zip(PERIODS, self._keys(site), strict=True))
+        for period, unit, level in reached:
+            try:
+                first = await self._redis.hsetnx(keys[period], f"{level}:{unit}", 1)
+            except RedisError as exc:
+                logger.warning("budget state of %s not read: %s", site.id, exc)
+                return
+            if not first:
+                continue
             SITE_BUDGET_ALERTS.labels(site.id, period, unit, level).inc()
-            spent, limit = after[period].of(unit), budget.limit(period, unit) or 1
+            spent, limit = spend[period].of(unit), budget.limit(period, unit) or 1
             which = f"{'daily' if period == 'day' else 'monthly'} {unit}"
             if level == "warning":
                 logger.warning(
@@ -136,7 +142,9 @@ class SpendLedger:
         if budget is None:
             return None
         spend = await self.spend(site)
-        _gauge(site, budget, spend)  # also read, so a new day shows without a charge
+        # Also here: a new day shows without a charge, and a site already past a threshold
+        # (a restart, a lowered limit) is still told about it once.
+        await self._observe(site, budget, spend)
         return site, budget, verdict(budget, spend)
 
 

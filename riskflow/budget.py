@@ -31,7 +31,7 @@ from datetime import datetime
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
 Period = Literal["day", "month"]
 Unit = Literal["tokens", "cost"]
@@ -45,12 +45,25 @@ class SiteBudget(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    daily_tokens: int | None = Field(default=None, gt=0)
-    monthly_tokens: int | None = Field(default=None, gt=0)
-    daily_cost: float | None = Field(default=None, gt=0, description="in `prices.currency`")
-    monthly_cost: float | None = Field(default=None, gt=0, description="in `prices.currency`")
+    daily_tokens: StrictInt | None = Field(default=None, gt=0)
+    monthly_tokens: StrictInt | None = Field(default=None, gt=0)
+    daily_cost: float | None = Field(
+        default=None, gt=0, allow_inf_nan=False, description="in `prices.currency`"
+    )
+    monthly_cost: float | None = Field(
+        default=None, gt=0, allow_inf_nan=False, description="in `prices.currency`"
+    )
     warn_ratio: float = Field(default=0.8, gt=0, lt=1)
     on_exhausted: Literal["fallback", "stop"] = "fallback"
+
+    @model_validator(mode="after")
+    def _some_limit(self) -> SiteBudget:
+        if all(self.limit(p, u) is None for p in PERIODS for u in ("tokens", "cost")):
+            raise ValueError(
+                "a budget needs at least one of daily_tokens, monthly_tokens, daily_cost, "
+                "monthly_cost (remove `budget:` for none)"
+            )
+        return self
 
     def limit(self, period: Period, unit: Unit) -> float | None:
         if period == "day":
@@ -103,20 +116,22 @@ def verdict(budget: SiteBudget, spend: dict[Period, Spend]) -> BudgetVerdict:
     return BudgetVerdict(used_ratio=highest, exhausted=exhausted)
 
 
-def crossings(
-    budget: SiteBudget, before: dict[Period, Spend], after: dict[Period, Spend]
+def levels(
+    budget: SiteBudget, spend: dict[Period, Spend]
 ) -> list[tuple[Period, Unit, Literal["warning", "exhausted"]]]:
-    """The thresholds (warning ratio, 100%) one charge crossed, from `before` to `after`: a
-    charge is counted atomically, so exactly one charge crosses each threshold per period."""
-    crossed: list[tuple[Period, Unit, Literal["warning", "exhausted"]]] = []
+    """Each limit at or above the warning share of `spend`: its period, unit and level
+    (`exhausted` at 100%, else `warning`). The ledger tells operators once per period and
+    level (a marker in the period's hash), however the spend got there: one charge, many, a
+    restart or a lowered limit."""
+    found: list[tuple[Period, Unit, Literal["warning", "exhausted"]]] = []
     for period in PERIODS:
         for unit in ("tokens", "cost"):
             limit = budget.limit(period, unit)
             if limit is None:
                 continue
-            was, now = before[period].of(unit) / limit, after[period].of(unit) / limit
-            if was < 1 <= now:
-                crossed.append((period, unit, "exhausted"))
-            elif was < budget.warn_ratio <= now:
-                crossed.append((period, unit, "warning"))
-    return crossed
+            ratio = spend.get(period, Spend()).of(unit) / limit
+            if ratio >= 1:
+                found.append((period, unit, "exhausted"))
+            elif ratio >= budget.warn_ratio:
+                found.append((period, unit, "warning"))
+    return found

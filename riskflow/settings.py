@@ -20,6 +20,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -325,6 +326,51 @@ class Settings(BaseSettings):
     def incident_config(self, camera_id: str) -> IncidentConfig:
         """The incident behaviour of a camera: its site's, else the default `incidents:`."""
         return self.site(camera_id).incidents or self.incidents
+
+    @model_validator(mode="after")
+    def _chains_name_known_groups(self) -> Settings:
+        known = set(self.keys.quota_groups) | {f"key:{k.key_id}" for k in self.keys.api_keys}
+        for site in self.sites:
+            capacity = site.capacity
+            for step in [*capacity.failover, *(s for c in capacity.cameras.values() for s in c)]:
+                unknown = sorted(set(step.quota_groups) - known)
+                if unknown:
+                    raise ValueError(
+                        f"site {site.id!r}: capacity names quota groups {unknown} that "
+                        "api_keys.yaml does not define (its quota_groups, or key:<key_id>)"
+                    )
+        return self
+
+    def capacity_warnings(self) -> list[str]:
+        """Budget settings that are valid but probably not meant (logged by workers at start,
+        printed by `riskflow keys status`): a cost limit over models without a price (their
+        calls cost 0), and `on_exhausted: fallback` without a failover chain (the fallback is a
+        text-only call with the text model: spending goes on)."""
+        found: list[str] = []
+        for site in self.sites:
+            capacity, budget = site.capacity, site.capacity.budget
+            if budget is None:
+                continue
+            chains = [capacity.failover, *capacity.cameras.values()]
+            if budget.daily_cost or budget.monthly_cost:
+                models = {self.llm.text_model, self.llm.vision_model}
+                for provider in self.llm.models.values():
+                    models |= {provider.text_model or "", provider.vision_model or ""}
+                for step in (s for chain in chains for s in chain):
+                    models |= {step.text_model or "", step.vision_model or ""}
+                unpriced = sorted(m for m in models if m and not self.prices.priced(m))
+                if unpriced:
+                    found.append(
+                        f"site {site.id}: a cost budget, but prices.models has no price for "
+                        f"{unpriced}; their calls count 0 against it"
+                    )
+            if budget.on_exhausted == "fallback" and not any(chains):
+                found.append(
+                    f"site {site.id}: on_exhausted: fallback without a failover chain goes on "
+                    f"calling (text-only, {self.llm.text_model}) once the budget is spent; "
+                    "set on_exhausted: stop to cap spending"
+                )
+        return found
 
     @field_validator("significance")
     @classmethod

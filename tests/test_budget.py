@@ -7,7 +7,6 @@ time-skipping server, a real worker and the local DashScope server."""
 from __future__ import annotations
 
 import asyncio
-import itertools
 import os
 import shutil
 import sys
@@ -23,14 +22,15 @@ from redis.asyncio import Redis
 from temporalio.testing import WorkflowEnvironment
 
 from activities.spend import SpendLedger
-from riskflow.budget import SiteBudget, Spend, crossings, period_ids, verdict
+from riskflow.budget import SiteBudget, Spend, levels, period_ids, verdict
 from riskflow.capacity_config import FailoverStep, SiteCapacity
 from riskflow.endpoints import Endpoints
+from riskflow.errors import ConfigError
 from riskflow.models import RiskLevel, TokenUsage
 from riskflow.prices import Price, PriceTable
 from riskflow.redis_client import RedisClient
 from riskflow.replay_config import ReplaySettings
-from riskflow.settings import Settings
+from riskflow.settings import Settings, load_settings
 from riskflow.sites import SiteConfig
 from tests.conftest import CONFIG, DashScopeAdmin, cli_env
 from tests.test_failover import _fall, _run
@@ -71,16 +71,19 @@ def test_the_verdict_names_the_first_limit_reached_and_the_highest_share() -> No
     assert (within.used_ratio, within.exhausted) == (0.5, "")
     over = verdict(budget, _spend((400, 1.0), (9000, 10.5)))
     assert over.exhausted == "monthly cost 10.5 of 10" and over.used_ratio == 1.05
-    assert verdict(SiteBudget(), _spend((10**9, 1e6), (10**9, 1e6))).exhausted == ""
+    assert verdict(SiteBudget(monthly_tokens=10**10), _spend((10**9, 1e6), (10**9, 1e6))) == (
+        verdict(budget, _spend((0, 0), (0, 0))).model_copy(update={"used_ratio": 0.1})
+    )
 
 
-def test_each_threshold_is_crossed_by_one_charge_only() -> None:
-    budget = SiteBudget(daily_tokens=1000, warn_ratio=0.8)
-    steps = [_spend((t, 0), (t, 0)) for t in (0, 700, 790, 810, 990, 1000, 1500)]
-    crossed = [c for a, b in itertools.pairwise(steps) for c in crossings(budget, a, b)]
-    assert crossed == [("day", "tokens", "warning"), ("day", "tokens", "exhausted")]
-    # One large charge from nothing to beyond the limit: exhausted (the warning is implied).
-    assert crossings(budget, steps[0], steps[-1]) == [("day", "tokens", "exhausted")]
+def test_each_limit_is_below_at_its_warning_share_or_exhausted() -> None:
+    budget = SiteBudget(daily_tokens=1000, monthly_cost=5.0, warn_ratio=0.8)
+    assert levels(budget, _spend((790, 0), (790, 3.9))) == []
+    assert levels(budget, _spend((800, 0), (800, 4.0))) == [
+        ("day", "tokens", "warning"),
+        ("month", "cost", "warning"),
+    ]
+    assert levels(budget, _spend((1000, 0), (5000, 1.0))) == [("day", "tokens", "exhausted")]
 
 
 def test_over_budget_the_chain_is_its_last_entry_or_text_only() -> None:
@@ -97,6 +100,9 @@ def test_over_budget_the_chain_is_its_last_entry_or_text_only() -> None:
         ({"warn_ratio": 1.2}, "less than 1"),
         ({"on_exhausted": "pause"}, "'fallback' or 'stop'"),
         ({"daily_token": 5}, "Extra inputs are not permitted"),
+        ({}, "a budget needs at least one of"),
+        ({"daily_tokens": True}, "valid integer"),
+        ({"daily_cost": float("inf")}, "finite number"),
     ],
 )
 def test_a_bad_budget_is_refused_with_its_reason(budget: dict[str, Any], message: str) -> None:
@@ -150,6 +156,25 @@ async def test_concurrent_charges_add_up_exactly_and_cross_each_threshold_once(
     assert _sample(
         "riskflow_site_budget_used_ratio", site=site.id, period="day", unit="tokens"
     ) == pytest.approx(1.5)
+
+
+async def test_a_site_already_past_its_warning_share_is_told_once_per_period(
+    store: RedisClient, unique: str
+) -> None:
+    """Spend reached 85% before this worker (or this limit) existed: the first look tells the
+    operators, every later look and charge does not."""
+    budget = SiteBudget(daily_tokens=1000)
+    site = SiteConfig(id=f"s-{unique}", cameras=["c1"], capacity=SiteCapacity(budget=budget))
+    await SpendLedger(store, [site.model_copy(update={"capacity": SiteCapacity()})], PRICES).charge(
+        "c1", "qwen-plus", TokenUsage(input_tokens=850)
+    )
+    ledger = SpendLedger(store, [site], PRICES)
+    labels = {"site": site.id, "period": "day", "unit": "tokens", "level": "warning"}
+    was = _sample("riskflow_site_budget_alerts_total", **labels)
+    for _ in range(3):
+        assert await ledger.standing("c1") is not None
+    await ledger.charge("c1", "qwen-plus", TokenUsage(input_tokens=10))
+    assert _sample("riskflow_site_budget_alerts_total", **labels) - was == 1
 
 
 async def test_a_new_local_day_starts_from_nothing_and_the_month_goes_on(
@@ -276,3 +301,26 @@ async def test_keys_status_shows_each_sites_spend_against_its_budget(
     text = out.decode()
     assert proc.returncode == 0, text
     assert f"site-{camera}" in text and "850/1000 tok" in text and "warning: 85% used" in text
+
+
+def test_a_chain_naming_an_unknown_quota_group_is_refused(tmp_path: Path) -> None:
+    config = tmp_path / "config"
+    shutil.copytree(CONFIG, config)
+    site = {"id": "s", "cameras": ["1"], "capacity": {"failover": [{"quota_groups": ["nope"]}]}}
+    (config / "sites.yaml").write_text(yaml.safe_dump({"sites": [site]}))
+    with pytest.raises(ConfigError, match=r"quota groups \['nope'\] that api_keys.yaml"):
+        load_settings(config)
+
+
+def test_budgets_that_would_not_cap_spending_are_pointed_out(settings: Settings) -> None:
+    budget = SiteBudget(daily_cost=1.0)  # fallback, no chain; qwen-vl-plus has no price here
+    budgeted = _budgeted(settings, "cam", budget, [])
+    warnings = budgeted.capacity_warnings()
+    assert len(warnings) == 2
+    assert "no price for ['qwen-vl-plus']" in warnings[0] and "count 0" in warnings[0]
+    assert "on_exhausted: stop" in warnings[1]
+    priced = PRICES.model_copy(
+        update={"models": {**PRICES.models, "qwen-vl-plus": PRICES.models["qwen-plus"]}}
+    )
+    stopping = _budgeted(settings, "cam", budget.model_copy(update={"on_exhausted": "stop"}), [])
+    assert stopping.model_copy(update={"prices": priced}).capacity_warnings() == []

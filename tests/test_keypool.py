@@ -420,3 +420,17 @@ async def test_the_raised_guard_falls_back_to_the_configured_one(store: RedisCli
     assert await pool.window_guard_ms() <= 40
     await asyncio.sleep(0.5)  # fifty halvings at least
     assert await pool.window_guard_ms() == 20
+
+
+async def test_one_burst_of_429s_raises_the_guard_once(store: RedisClient) -> None:
+    """Two requests sent under the same guard, both answered 429: one doubling, not two (the
+    second was judged by the guard the first one already raised)."""
+    config = keys_config({"key_id": "k", "qps_limit": 100, "rpm_limit": 6000})
+    pool = await pool_for(store, config)
+    leases = [(await pool.acquire()).lease for _ in range(2)]
+    for lease in leases:
+        assert lease is not None and (await pool.stamp(lease.lease_id)).granted
+    for lease in leases:
+        assert lease is not None
+        await pool.release(lease.lease_id, "rate_limited", retry_after_seconds=0)
+    assert await pool.window_guard_ms() == 20

@@ -139,6 +139,8 @@ async def worker_deps(settings: Settings, endpoints: Endpoints) -> AsyncIterator
     try:
         server = await check_server_version(redis)  # StoreVersionError when too old
         logger.info("key pool store: %s", server)
+        for warning in settings.capacity_warnings():
+            logger.warning("%s", warning)
         await KeyPool(redis, settings.keys.scheduler).sync(settings.keys)
         notify = _notify(settings, endpoints, notify_session, redis, channels)
         timeout = settings.llm.request_timeout_seconds

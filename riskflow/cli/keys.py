@@ -95,7 +95,7 @@ def _spent(spend: Spend, budget: SiteBudget | None, period: Period, currency: st
     tokens_limit = budget.limit(period, "tokens") if budget else None
     cost_limit = budget.limit(period, "cost") if budget else None
     tokens = f"{spend.tokens}" + (f"/{int(tokens_limit)}" if tokens_limit else "")
-    cost = f"{spend.cost:.2f}" + (f"/{cost_limit:.2f}" if cost_limit else "")
+    cost = f"{spend.cost:.6g}" + (f"/{cost_limit:.6g}" if cost_limit else "")
     return f"{tokens} tok · {cost} {currency}"
 
 
@@ -140,6 +140,8 @@ def status(ctx: typer.Context) -> None:
     states, guard_ms, spends = asyncio.run(_status(settings))
     _print_status(states, guard_ms)
     _print_spend(settings, spends)
+    for warning in settings.capacity_warnings():
+        console.print(f"[yellow]{warning}[/yellow]")
 
 
 @app.command("sync")

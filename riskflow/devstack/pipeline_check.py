@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import time
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from rich.console import Console
 
 from riskflow.devstack.simulate import scripted_events
@@ -15,7 +16,7 @@ from riskflow.endpoints import Endpoints
 from riskflow.events import DetectionEvent
 from riskflow.incidents import incident_workflow_id
 from riskflow.kafka import make_consumer, make_producer
-from riskflow.names import DETECTION_TOPIC
+from riskflow.names import DETECTION_TOPIC, RESULTS_TOPIC
 from riskflow.settings import Settings
 from workers.significance import assess_significance
 
@@ -64,25 +65,51 @@ async def produce(settings: Settings, cameras: list[str], frames: int) -> set[st
 async def consume(
     settings: Settings, topic: str, duration: float, wanted: set[str] | None = None
 ) -> dict[str, dict[str, object]]:
-    """Read `topic` for `duration` s (or until an assessment of every wanted workflow id is
-    seen, see `missing`)."""
+    """Read `topic` from its start for `duration` s (or until an assessment of every wanted
+    workflow id is seen, see `missing`)."""
     consumer = make_consumer(Endpoints.of(settings).kafka, settings.kafka, topic, group_id=None)
-    seen: dict[str, dict[str, object]] = {}
     await consumer.start()
     try:
-        deadline = time.monotonic() + duration
-        while time.monotonic() < deadline:
-            batch = await consumer.getmany(timeout_ms=500)
-            for records in batch.values():
-                for record in records:
-                    data = _decode(record.value)
-                    key = str(data.get("assessment_id") or f"{record.partition}/{record.offset}")
-                    seen[key] = data
-                    console.print(f"[{record.topic}] {_summary(data)}")
-            if wanted is not None and not missing(wanted, set(seen)):
-                break
+        return await _read(consumer, duration, wanted)
     finally:
         await consumer.stop()
+
+
+async def e2e(
+    settings: Settings, cameras: list[str], frames: int, duration: float
+) -> tuple[set[str], dict[str, dict[str, object]]]:
+    """Send scripted events and read the results topic from where it ended before them (an
+    earlier run's results never count): the workflow ids expected, and the results seen."""
+    consumer = make_consumer(Endpoints.of(settings).kafka, settings.kafka, group_id=None)
+    await consumer.start()
+    try:
+        await consumer.topics()  # the cluster's metadata, so the topic's partitions are known
+        parts = consumer.partitions_for_topic(RESULTS_TOPIC) or set()
+        partitions = [TopicPartition(RESULTS_TOPIC, p) for p in sorted(parts)]
+        consumer.assign(partitions)
+        for partition, end in (await consumer.end_offsets(partitions)).items():
+            consumer.seek(partition, end)
+        expected = await produce(settings, cameras, frames)
+        return expected, await _read(consumer, duration, expected)
+    finally:
+        await consumer.stop()
+
+
+async def _read(
+    consumer: AIOKafkaConsumer, duration: float, wanted: set[str] | None
+) -> dict[str, dict[str, object]]:
+    seen: dict[str, dict[str, object]] = {}
+    deadline = time.monotonic() + duration
+    while time.monotonic() < deadline:
+        batch = await consumer.getmany(timeout_ms=500)
+        for records in batch.values():
+            for record in records:
+                data = _decode(record.value)
+                key = str(data.get("assessment_id") or f"{record.partition}/{record.offset}")
+                seen[key] = data
+                console.print(f"[{record.topic}] {_summary(data)}")
+        if wanted is not None and not missing(wanted, set(seen)):
+            break
     return seen
 
 
