@@ -13,7 +13,6 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import (
-    AliasChoices,
     BaseModel,
     ConfigDict,
     Field,
@@ -272,9 +271,9 @@ class Settings(BaseSettings):
     significance: SignificanceConfig = SignificanceConfig()
     sites: list[SiteConfig] = Field(default_factory=list)
     incidents: IncidentConfig = IncidentConfig()
-    keys: KeysConfig = Field(
-        default_factory=KeysConfig, validation_alias=AliasChoices("keys", "key_pool")
-    )
+    # No alias: with one, pydantic-settings reads the environment without the RISKFLOW_ prefix
+    # and RISKFLOW_KEYS__SCHEDULER__... was silently ignored.
+    keys: KeysConfig = Field(default_factory=KeysConfig, description="config/api_keys.yaml")
     edge: EdgeSettings = EdgeSettings()
     replay: ReplaySettings = ReplaySettings()
     prices: PriceTable = PriceTable()

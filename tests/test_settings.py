@@ -31,9 +31,16 @@ def test_shipped_config_loads_in_the_seed_shape() -> None:
 def test_environment_overrides_yaml(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RISKFLOW_LOCAL__KAFKA_PORT", "19999")
     monkeypatch.setenv("RISKFLOW_REDIS_URL", "redis://redis.example:6379/1")
+    # api_keys.yaml too, merged into the file's other settings (the field once had an alias,
+    # and pydantic-settings then read it without the prefix: this was silently ignored).
+    monkeypatch.setenv("RISKFLOW_KEYS__SCHEDULER__PACING_MARGIN", "0.5")
+    monkeypatch.setenv("KEYS__SCHEDULER__WINDOW_GUARD_MS", "999")  # no prefix: not ours
     settings = load_settings(CONFIG)
     assert settings.local.kafka_port == 19999
     assert settings.redis_url == "redis://redis.example:6379/1"
+    scheduler = settings.keys.scheduler
+    assert scheduler.pacing_margin == 0.5 and scheduler.window_guard_ms == 20
+    assert [k.key_id for k in settings.keys.api_keys] == ["key_1", "key_2"]
 
 
 def test_bad_value_names_the_file_and_field(config_dir: Path) -> None:
@@ -51,6 +58,10 @@ def test_bad_value_names_the_file_and_field(config_dir: Path) -> None:
 def test_bad_environment_value_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RISKFLOW_LOCAL__KAFKA_PORT", "not-a-port")
     with pytest.raises(ConfigError, match="RISKFLOW_LOCAL__KAFKA_PORT"):
+        load_settings(CONFIG)
+    monkeypatch.delenv("RISKFLOW_LOCAL__KAFKA_PORT")
+    monkeypatch.setenv("RISKFLOW_KEYS__SCHEDULER__PACING_MARGIN", "-1")
+    with pytest.raises(ConfigError, match="RISKFLOW_KEYS__SCHEDULER__PACING_MARGIN"):
         load_settings(CONFIG)
 
 
