@@ -98,7 +98,7 @@ class SpendLedger:
     ) -> None:
         """Set the gauges, and tell operators (log and counter) the first time in a period
         that a limit is at its warning share or exhausted: a marker field in the period's hash
-        (`warned:<unit>`, `exhausted:<unit>`) makes it once for all workers."""
+        (`warning:<unit>`, `exhausted:<unit>`) makes it once for all workers."""
         _gauge(site, budget, spend)
         reached = levels(budget, spend)
         if not reached:

@@ -16,8 +16,9 @@ sites:
         on_exhausted: fallback       # or stop
 ```
 
-Every limit is optional. Every answer the provider charged for is counted, a malformed one too,
-against the site of the camera it assessed (`riskflow.sites.site_of`). When a limit is reached
+Every limit is optional, but a budget names at least one. Every answer the provider charged for
+is counted, a malformed one too, against the site of the camera it assessed
+(`riskflow.sites.site_of`). When a limit is reached
 the site's next assessments either **fall back**: they use only the last entry of the site's
 failover chain (`riskflow.capacity_config`; put the cheap one last, e.g. a text-only small
 model), or a text-only call with the task's text model when the site has no chain, marked

@@ -142,8 +142,11 @@ async def client(stack: Endpoints, settings: Settings) -> Client:
     return await connect(stack.temporal, settings.temporal.namespace)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 async def time_env() -> AsyncIterator[WorkflowEnvironment]:
+    """Temporal's time-skipping test server, one per test module: a whole-suite run once lost
+    the session's single server mid-run (it stopped answering, then refused connections) and
+    every later module failed with it; per module, its state also stays small."""
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=venv_binary("temporal-test-server"),
         data_converter=pydantic_data_converter,
