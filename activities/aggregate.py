@@ -18,8 +18,12 @@ from typing import Any, Protocol
 
 from temporalio import activity
 
-from riskflow.metrics import ASSESSMENTS, END_TO_END, CameraLabels
-from riskflow.models import AggregateResult, Assessment, RiskLevel
+from riskflow.config.llm import AggregateSettings
+from riskflow.contracts.assessment import AggregateResult, Assessment
+from riskflow.infra.metrics import ASSESSMENTS, END_TO_END, CameraLabels
+from riskflow.infra.redis import RedisClient
+from riskflow.infra.telemetry import tracer
+from riskflow.levels import RiskLevel
 from riskflow.names import (
     RESULTS_TOPIC,
     assessment_key,
@@ -28,9 +32,6 @@ from riskflow.names import (
     camera_latest_key,
     seen_key,
 )
-from riskflow.redis_client import RedisClient
-from riskflow.settings import AggregateSettings
-from riskflow.telemetry import tracer
 
 _SCRIPT = resources.files("activities").joinpath("aggregate.lua").read_text(encoding="utf-8")
 

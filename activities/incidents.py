@@ -10,7 +10,7 @@ from importlib import resources
 from temporalio import activity
 
 from activities.aggregate import ResultPublisher
-from riskflow.incidents import (
+from riskflow.contracts.incidents import (
     AUTO_RESOLVER,
     LLM_ACTOR,
     IncidentEvent,
@@ -20,7 +20,7 @@ from riskflow.incidents import (
     IncidentState,
     IncidentView,
 )
-from riskflow.metrics import (
+from riskflow.infra.metrics import (
     INCIDENT_ACK_SECONDS,
     INCIDENT_ESCALATIONS,
     INCIDENT_EVENTS,
@@ -29,7 +29,8 @@ from riskflow.metrics import (
     INCIDENTS_OPEN,
     CameraLabels,
 )
-from riskflow.models import RiskLevel
+from riskflow.infra.redis import RedisClient
+from riskflow.levels import RiskLevel
 from riskflow.names import (
     INCIDENT_CHANGES,
     INCIDENT_INDEX,
@@ -40,7 +41,6 @@ from riskflow.names import (
     incident_key,
     site_open_incidents_key,
 )
-from riskflow.redis_client import RedisClient
 
 _SCRIPT = resources.files("activities").joinpath("incidents.lua").read_text(encoding="utf-8")
 CLOSED_TTL_SECONDS = 30 * 24 * 3600  # a closed incident's view, and its close marker

@@ -26,11 +26,11 @@ from typing import Any, Literal
 
 from redis.exceptions import RedisError, ResponseError
 
+from riskflow.config.keys import KeysConfig, SchedulerConfig
+from riskflow.contracts.lease import KeyLease, LeaseResult
 from riskflow.errors import KeyNotInPool, KeyPoolUnavailable
-from riskflow.keyconfig import KeysConfig, SchedulerConfig
-from riskflow.models import KeyLease, LeaseResult
+from riskflow.infra.redis import RedisClient
 from riskflow.names import KEYPOOL_PREFIX
-from riskflow.redis_client import RedisClient
 
 logger = logging.getLogger(__name__)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from temporalio import activity
 
 from activities.keypool import KeyPool
-from riskflow.metrics import KEY_WAIT_SECONDS, KEY_WAITS
-from riskflow.models import LeaseRequest, LeaseResult
+from riskflow.contracts.lease import LeaseRequest, LeaseResult
+from riskflow.infra.metrics import KEY_WAIT_SECONDS, KEY_WAITS
 
 
 class LeaseActivities:

@@ -1,7 +1,7 @@
 """Call the LLM with a leased key: claim the send slot, resolve the secret here, classify.
 
 Every failure is raised as an `ApplicationError` whose `type` tells the workflow what to do
-(`riskflow.failure_kinds`, classified by `activities.providers.errors`); the lease is
+(`riskflow.contracts.failures`, classified by `activities.providers.errors`); the lease is
 released on every exit, with the outcome when there is one.
 """
 
@@ -21,20 +21,15 @@ from activities.providers import errors as provider_errors
 from activities.providers.base import LLMClient, LLMResponse
 from activities.providers.route import KeyRoutes, Route
 from activities.spend import SpendLedger
-from riskflow import failure_kinds as E
+from riskflow.config.keys import KeyRing, SchedulerConfig
+from riskflow.config.prices import TokenUsage
+from riskflow.contracts import failures as E
+from riskflow.contracts.lease import LeasedCallInput, LeasedCallOutput, LLMCallInput, LLMCallOutput
 from riskflow.errors import ConfigError, KeyPoolUnavailable, UnknownKeyError
-from riskflow.keyconfig import KeyRing, SchedulerConfig
-from riskflow.metrics import KEY_WAITS, LLM_LATENCY, LLM_REQUESTS, PROVIDER_REFUSALS
-from riskflow.models import (
-    LeasedCallInput,
-    LeasedCallOutput,
-    LLMCallInput,
-    LLMCallOutput,
-    TokenUsage,
-)
+from riskflow.infra.metrics import KEY_WAITS, LLM_LATENCY, LLM_REQUESTS, PROVIDER_REFUSALS
+from riskflow.infra.redis import RedisClient
+from riskflow.llm_text.prompt import REPAIR_PROMPT, parse_answer
 from riskflow.names import is_camera_snapshot_key
-from riskflow.prompt import REPAIR_PROMPT, parse_answer
-from riskflow.redis_client import RedisClient
 from riskflow.urls import UnsafeURLError, check_snapshot_url
 
 

@@ -1,4 +1,5 @@
-"""Site spend (`riskflow.budget`): each answer the provider charged for is counted against the
+"""Site spend (`riskflow.config.budget`): each answer the provider charged for is counted against
+the
 site of its camera, per day and per month in the site's time zone, in Redis (one script per
 charge, so concurrent workers never lose an increment and exactly one charge crosses each
 threshold); the task builder asks where a site stands before an assessment calls.
@@ -13,7 +14,7 @@ from importlib import resources
 
 from redis.exceptions import RedisError
 
-from riskflow.budget import (
+from riskflow.config.budget import (
     COST_SCALE,
     PERIODS,
     BudgetVerdict,
@@ -24,17 +25,16 @@ from riskflow.budget import (
     period_ids,
     verdict,
 )
-from riskflow.metrics import (
+from riskflow.config.prices import PriceTable, TokenUsage
+from riskflow.config.sites import SiteConfig, site_of
+from riskflow.infra.metrics import (
     SITE_BUDGET_ALERTS,
     SITE_BUDGET_USED,
     SITE_SPEND_COST,
     SITE_SPEND_TOKENS,
 )
-from riskflow.models import TokenUsage
+from riskflow.infra.redis import RedisClient
 from riskflow.names import site_spend_key
-from riskflow.prices import PriceTable
-from riskflow.redis_client import RedisClient
-from riskflow.sites import SiteConfig, site_of
 
 logger = logging.getLogger(__name__)
 

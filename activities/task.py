@@ -6,15 +6,17 @@ from __future__ import annotations
 from temporalio import activity
 
 from activities.spend import SpendLedger
-from riskflow.capacity_config import FailoverStep
-from riskflow.models import AssessmentInput, AssessmentTask
+from riskflow.config.capacity import FailoverStep
+from riskflow.config.llm import LLMSettings
+from riskflow.config.replay import Candidate
+from riskflow.config.settings import Settings
+from riskflow.config.significance import SignificanceConfig
+from riskflow.config.sites import SiteConfig, site_of
+from riskflow.contracts.assessment import AssessmentInput, AssessmentTask
+from riskflow.contracts.replay import ReplayTaskInput
+from riskflow.infra.redis import RedisClient
+from riskflow.llm_text.prompt import PromptSpec, prompt_spec, system_prompt, user_prompt
 from riskflow.names import camera_history_key
-from riskflow.prompt import PromptSpec, prompt_spec, system_prompt, user_prompt
-from riskflow.redis_client import RedisClient
-from riskflow.replay_config import Candidate, ReplayTaskInput
-from riskflow.settings import LLMSettings, Settings
-from riskflow.significance_config import SignificanceConfig
-from riskflow.sites import SiteConfig, site_of
 
 PROVIDER = "dashscope"  # the provider asked by default; the answer records the one that answered
 

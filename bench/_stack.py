@@ -11,10 +11,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from riskflow.devstack.localstack.process import ManagedProcess, on_free_ports
-from riskflow.devstack.localstack.services import local_services, wait_healthy
-from riskflow.endpoints import Endpoints
-from riskflow.settings import Settings, load_settings
+from devstack.localstack.process import ManagedProcess, on_free_ports
+from devstack.localstack.services import local_services, wait_healthy
+from riskflow.config.loader import load_settings
+from riskflow.config.settings import Settings
+from riskflow.infra.endpoints import Endpoints
 
 
 def bench_settings(state_dir: Path, config_dir: Path) -> Settings:

@@ -21,13 +21,15 @@ from temporalio.client import Client
 
 from bench._stack import bench_settings, report, services
 from bench.bare_workflow import BareWorkflow
-from riskflow.devstack.simulate import scene_event
-from riskflow.events import BBox, Detection, DetectionEvent, ImageSize
-from riskflow.kafka import ensure_topics, make_consumer, make_producer
+from devstack.simulate import scene_event
+from riskflow.config.bridge import BridgeSettings
+from riskflow.config.services import MetricsSettings
+from riskflow.config.settings import Settings
+from riskflow.contracts.events import BBox, Detection, DetectionEvent, ImageSize
+from riskflow.infra.kafka import ensure_topics, make_consumer, make_producer
 from riskflow.names import DETECTION_TOPIC
-from riskflow.settings import BridgeSettings, MetricsSettings, Settings
-from workers.bridge import Bridge
-from workers.client import connect
+from workers.bridge.bridge import Bridge
+from workers.common.client import connect
 
 CONFIG = Path(__file__).resolve().parent.parent / "config"
 

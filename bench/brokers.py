@@ -31,9 +31,10 @@ from typing import Any, get_args
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from riskflow.devstack.localstack.process import ManagedProcess, on_free_ports
-from riskflow.devstack.localstack.services import check_kafka, local_services, wait_healthy
-from riskflow.settings import LocalStackSettings, load_settings
+from devstack.localstack.process import ManagedProcess, on_free_ports
+from devstack.localstack.services import check_kafka, local_services, wait_healthy
+from riskflow.config.loader import load_settings
+from riskflow.config.services import LocalStackSettings
 
 RESULTS = Path(__file__).resolve().parent / "results"
 CONFIG = Path(__file__).resolve().parent.parent / "config"

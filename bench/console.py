@@ -39,13 +39,14 @@ from activities.incidents import IncidentActivities
 from bench._stack import bench_settings, report, services
 from console.app import create_app
 from console.auth import hash_password
-from riskflow.console_config import ConsoleUser, Role
-from riskflow.devstack.localstack.process import free_port
-from riskflow.incidents import IncidentEvent, IncidentRecord, IncidentState, IncidentView
-from riskflow.models import Assessment, RiskLevel
-from riskflow.redis_client import redis_client
-from riskflow.settings import Settings
-from riskflow.sites import SiteConfig
+from devstack.localstack.process import free_port
+from riskflow.config.console import ConsoleUser, Role
+from riskflow.config.settings import Settings
+from riskflow.config.sites import SiteConfig
+from riskflow.contracts.assessment import Assessment
+from riskflow.contracts.incidents import IncidentEvent, IncidentRecord, IncidentState, IncidentView
+from riskflow.infra.redis import redis_client
+from riskflow.levels import RiskLevel
 
 CONFIG = Path(__file__).resolve().parent.parent / "config"
 PASSWORD = "bench-password"

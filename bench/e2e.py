@@ -26,13 +26,14 @@ from temporalio.worker import Worker
 
 from bench._stack import bench_settings, report, services
 from bench.bare_workflow import BareWorkflow, echo
-from riskflow.devstack.simulate import scene_event
-from riskflow.kafka import ensure_topics, make_consumer, make_producer
+from devstack.simulate import scene_event
+from riskflow.config.services import MetricsSettings
+from riskflow.config.settings import Settings
+from riskflow.infra.kafka import ensure_topics, make_consumer, make_producer
 from riskflow.names import DETECTION_TOPIC, RESULTS_TOPIC
-from riskflow.settings import MetricsSettings, Settings
-from workers.bridge import run_bridge
-from workers.client import connect
-from workers.worker import build_worker, worker_deps
+from workers.bridge.bridge import run_bridge
+from workers.common.client import connect
+from workers.worker.worker import build_worker, worker_deps
 
 KEYS = {
     "api_keys": [

@@ -22,10 +22,11 @@ from prometheus_client import REGISTRY
 from bench._stack import bench_settings, report, services
 from detection_edge.detector import Detector
 from detection_edge.run import run_edge
-from riskflow.devstack.localstack.services import local_services
-from riskflow.edge_config import CameraConfig, EdgeSettings
-from riskflow.kafka import ensure_topics
-from riskflow.settings import MetricsSettings, Settings
+from devstack.localstack.services import local_services
+from riskflow.config.edge import CameraConfig, EdgeSettings
+from riskflow.config.services import MetricsSettings
+from riskflow.config.settings import Settings
+from riskflow.infra.kafka import ensure_topics
 
 CONFIG = Path(__file__).resolve().parent.parent / "config"
 

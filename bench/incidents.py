@@ -27,14 +27,15 @@ from temporalio import activity
 
 from bench._stack import bench_settings, report, services
 from bench.e2e import KEYS, bare, percentiles
-from riskflow.devstack.simulate import scene_event
-from riskflow.kafka import ensure_topics, make_producer
+from devstack.simulate import scene_event
+from riskflow.config.services import MetricsSettings
+from riskflow.config.settings import Settings
+from riskflow.contracts.notifications import NotificationRequest, NotificationResult
+from riskflow.infra.kafka import ensure_topics, make_producer
 from riskflow.names import DETECTION_TOPIC
-from riskflow.notifications import NotificationRequest, NotificationResult
-from riskflow.settings import MetricsSettings, Settings
-from workers.bridge import run_bridge
-from workers.client import connect
-from workers.worker import build_worker, worker_deps
+from workers.bridge.bridge import run_bridge
+from workers.common.client import connect
+from workers.worker.worker import build_worker, worker_deps
 
 
 class FirstNotifications:

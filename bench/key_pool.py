@@ -34,8 +34,8 @@ from activities.providers.errors import retry_after_seconds
 from activities.providers.route import compatible_mode_url
 from bench import litellm_router
 from bench._stack import bench_settings, report, services
-from riskflow.keyconfig import KeyRing, KeysConfig
-from riskflow.redis_client import redis_client
+from riskflow.config.keys import KeyRing, KeysConfig
+from riskflow.infra.redis import redis_client
 
 KEYS = {
     "api_keys": [

@@ -14,7 +14,7 @@ import time
 from typing import Any
 from urllib.parse import urlparse
 
-from riskflow.keyconfig import KeyRing, KeysConfig
+from riskflow.config.keys import KeyRing, KeysConfig
 
 MODEL = "qwen"
 

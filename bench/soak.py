@@ -22,11 +22,11 @@ import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench._stack import bench_settings, report, services
-from riskflow.devstack.localstack.process import free_port
-from riskflow.devstack.simulate import scene_event
-from riskflow.kafka import ensure_topics, make_consumer, make_producer
+from devstack.localstack.process import free_port
+from devstack.simulate import scene_event
+from riskflow.config.settings import Settings
+from riskflow.infra.kafka import ensure_topics, make_consumer, make_producer
 from riskflow.names import DETECTION_TOPIC, RESULTS_TOPIC
-from riskflow.settings import Settings
 
 CONFIG = Path(__file__).resolve().parent.parent / "config"
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -143,7 +143,7 @@ async def main(args: argparse.Namespace) -> None:
                 role: await asyncio.create_subprocess_exec(
                     sys.executable,
                     "-m",
-                    "riskflow.cli",
+                    "cli",
                     "--log-level",
                     "WARNING",
                     role,

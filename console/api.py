@@ -37,11 +37,11 @@ from console.models import (
 )
 from console.state import ConsoleState, state_of
 from console.views import Filters, alert_page, camera_page, camera_view
-from riskflow.console_config import Role
+from riskflow.config.console import Role
+from riskflow.contracts.incidents import IncidentState, OperatorAction
 from riskflow.errors import IncidentActionRefused, IncidentNotFound
-from riskflow.incidents import IncidentState, OperatorAction
-from riskflow.models import RiskLevel
-from workers.incident_client import show_incident
+from riskflow.levels import RiskLevel
+from workers.incidents.client import show_incident
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": Problem, "description": "not logged in"},

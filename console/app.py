@@ -27,10 +27,10 @@ from console import api, pages
 from console.auth import Authenticator, require_login
 from console.live import LiveTiles
 from console.state import ConsoleState
-from riskflow.endpoints import Endpoints
-from riskflow.redis_client import redis_client
-from riskflow.settings import Settings
-from riskflow.shutdown import stop_on_signals
+from riskflow.config.settings import Settings
+from riskflow.infra.endpoints import Endpoints
+from riskflow.infra.redis import redis_client
+from riskflow.infra.shutdown import stop_on_signals
 
 logger = logging.getLogger(__name__)
 
@@ -140,7 +140,7 @@ class _Server(uvicorn.Server):
 
 async def serve(settings: Settings, session_secret: str, stop: asyncio.Event | None = None) -> None:
     """Run the console on `console.host:console.port` until `stop` is set (default: until
-    SIGINT/SIGTERM, `riskflow.shutdown`). A port already taken ends it with SystemExit
+    SIGINT/SIGTERM, `riskflow.infra.shutdown`). A port already taken ends it with SystemExit
     (uvicorn's)."""
     config = uvicorn.Config(
         create_app(settings, session_secret),

@@ -23,7 +23,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from fastapi import HTTPException, Request, status
 
-from riskflow.console_config import ConsoleSettings, Role
+from riskflow.config.console import ConsoleSettings, Role
 
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "x-csrf-token"

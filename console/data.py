@@ -17,10 +17,10 @@ from pydantic import ValidationError
 
 from activities.keypool import KeyPool
 from console.models import AssessmentView, KeyPoolView, KeyView, QuotaGroupView
-from riskflow.keyconfig import KeysConfig
-from riskflow.models import Assessment
+from riskflow.config.keys import KeysConfig
+from riskflow.contracts.assessment import Assessment
+from riskflow.infra.redis import RedisClient
 from riskflow.names import camera_alerts_key, camera_latest_key, is_camera_snapshot_key
-from riskflow.redis_client import RedisClient
 
 logger = logging.getLogger(__name__)
 

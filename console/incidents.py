@@ -1,5 +1,5 @@
 """Incidents as the console shows them: read from issue 17's Redis views, acted on through the
-incident workflow's updates (`workers.incident_client`).
+incident workflow's updates (`workers.incidents.client`).
 
 Redis views (`riskflow.names`): `incident_key(id)` (JSON `IncidentView`), the open ids per
 camera and site (`camera_open_incidents_key`, `site_open_incidents_key`: sorted sets scored by
@@ -19,7 +19,8 @@ from temporalio.client import Client
 
 from console.data import parse_assessment, view_of
 from console.models import AssessmentView, IncidentDetail, IncidentItem, Page
-from riskflow.incidents import IncidentState, IncidentView, OperatorAction
+from riskflow.contracts.incidents import IncidentState, IncidentView, OperatorAction
+from riskflow.infra.redis import RedisClient
 from riskflow.names import (
     INCIDENT_OPEN_SEVERITY,
     camera_alerts_key,
@@ -28,8 +29,7 @@ from riskflow.names import (
     incident_key,
     site_open_incidents_key,
 )
-from riskflow.redis_client import RedisClient
-from workers.incident_client import Action, act, list_incidents, show_incident
+from workers.incidents.client import Action, act, list_incidents, show_incident
 
 logger = logging.getLogger(__name__)
 
@@ -184,7 +184,7 @@ async def act_on(
     client: Client, redis: RedisClient, incident_id: str, action: IncidentAction, by: OperatorAction
 ) -> IncidentState:
     """Send the action as the incident workflow's update; its new state. IncidentNotFound,
-    IncidentActionRefused (the state does not allow it) as `workers.incident_client.act`."""
+    IncidentActionRefused (the state does not allow it) as `workers.incidents.client.act`."""
     return await act(client, redis, incident_id, action.update, by)
 
 

@@ -22,10 +22,10 @@ from redis.exceptions import RedisError
 
 from console.data import discover_cameras, read_latest
 from console.incidents import open_incident_counts
-from riskflow.console_config import ConsoleSettings
-from riskflow.models import Assessment
+from riskflow.config.console import ConsoleSettings
+from riskflow.contracts.assessment import Assessment
+from riskflow.infra.redis import RedisClient
 from riskflow.names import INCIDENT_CHANGES
-from riskflow.redis_client import RedisClient
 
 logger = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ from typing import Generic, TypeVar
 
 from pydantic import BaseModel, Field
 
-from riskflow.incidents import IncidentState, IncidentView
-from riskflow.models import RiskLevel
+from riskflow.contracts.incidents import IncidentState, IncidentView
+from riskflow.levels import RiskLevel
 
 T = TypeVar("T")
 

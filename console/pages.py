@@ -34,9 +34,9 @@ from console.incidents import (
 from console.models import CAMERA_ID_PATTERN
 from console.state import ConsoleState, state_of
 from console.views import Filters, alert_page, camera_page
-from riskflow.console_config import Role
+from riskflow.config.console import Role
+from riskflow.contracts.incidents import IncidentState
 from riskflow.errors import IncidentNotFound
-from riskflow.incidents import IncidentState
 
 router = APIRouter(include_in_schema=False)
 State = Annotated[ConsoleState, Depends(state_of)]

@@ -13,12 +13,12 @@ from temporalio.client import Client
 
 from console.data import parse_assessment
 from console.live import LiveTiles
-from riskflow.endpoints import Endpoints
-from riskflow.models import Assessment
+from riskflow.config.settings import Settings
+from riskflow.contracts.assessment import Assessment
+from riskflow.infra.endpoints import Endpoints
+from riskflow.infra.redis import RedisClient
 from riskflow.names import camera_latest_key
-from riskflow.redis_client import RedisClient
-from riskflow.settings import Settings
-from workers.client import connect
+from workers.common.client import connect
 
 
 @dataclass

@@ -8,10 +8,11 @@ from dataclasses import dataclass
 from console.data import parse_assessment, read_alerts, read_latest, view_of
 from console.incidents import open_incident_counts
 from console.models import AssessmentView, CameraView, Page
-from riskflow.models import Assessment, RiskLevel
+from riskflow.config.settings import Settings
+from riskflow.contracts.assessment import Assessment
+from riskflow.infra.redis import RedisClient
+from riskflow.levels import RiskLevel
 from riskflow.names import camera_alerts_key
-from riskflow.redis_client import RedisClient
-from riskflow.settings import Settings
 
 
 @dataclass(frozen=True)

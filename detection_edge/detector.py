@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from riskflow.contracts.events import BBox, Detection
 from riskflow.errors import RiskflowError
-from riskflow.events import BBox, Detection
 
 logger = logging.getLogger(__name__)
 

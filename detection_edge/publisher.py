@@ -30,10 +30,10 @@ from aiokafka.errors import (
 )
 
 from detection_edge.backlog import Backlog, Dropped, Item, Kind
-from riskflow.events import DetectionEvent
-from riskflow.metrics import EDGE_DROPPED, EDGE_FRAMES, EDGE_PUBLISH
+from riskflow.contracts.events import DetectionEvent
+from riskflow.infra.metrics import EDGE_DROPPED, EDGE_FRAMES, EDGE_PUBLISH
+from riskflow.infra.telemetry import inject_headers, tracer
 from riskflow.names import DETECTION_TOPIC
-from riskflow.telemetry import inject_headers, tracer
 
 logger = logging.getLogger(__name__)
 

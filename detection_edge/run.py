@@ -22,16 +22,16 @@ from aiokafka import AIOKafkaProducer
 from detection_edge.detector import Detector
 from detection_edge.publisher import DetectionPublisher
 from detection_edge.sources import Frame, open_source
-from riskflow.edge_config import CameraConfig, EdgeSettings
-from riskflow.endpoints import Endpoints
-from riskflow.events import Detection, DetectionEvent, ImageSize, SnapshotRef
-from riskflow.kafka import make_producer, start_client
-from riskflow.metrics import EDGE_FRAMES, EDGE_INFERENCE, serve
+from riskflow.config.edge import CameraConfig, EdgeSettings
+from riskflow.config.settings import Settings
+from riskflow.contracts.events import Detection, DetectionEvent, ImageSize, SnapshotRef
+from riskflow.infra.endpoints import Endpoints
+from riskflow.infra.kafka import make_producer, start_client
+from riskflow.infra.metrics import EDGE_FRAMES, EDGE_INFERENCE, serve
+from riskflow.infra.redis import RedisClient, redis_client
+from riskflow.infra.shutdown import stop_on_signals
 from riskflow.names import camera_snapshot_key
 from riskflow.redact import redact_url
-from riskflow.redis_client import RedisClient, redis_client
-from riskflow.settings import Settings
-from riskflow.shutdown import stop_on_signals
 
 logger = logging.getLogger(__name__)
 

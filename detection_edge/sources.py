@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from riskflow.errors import RiskflowError
-from riskflow.metrics import EDGE_FRAME_AGE, EDGE_RECONNECTS, EDGE_STALLS
+from riskflow.infra.metrics import EDGE_FRAME_AGE, EDGE_RECONNECTS, EDGE_STALLS
 from riskflow.redact import redact_url
 
 logger = logging.getLogger(__name__)

@@ -5,7 +5,7 @@ from __future__ import annotations
 DETECTION_TOPIC = "detection-results"
 RESULTS_TOPIC = "risk-assessment-results"
 DEAD_LETTER_TOPIC = "detection-results-dlq"
-INCIDENT_TOPIC = "incident-events"  # riskflow.incidents.IncidentEvent, key: camera id
+INCIDENT_TOPIC = "incident-events"  # riskflow.contracts.incidents.IncidentEvent, key: camera id
 ALL_TOPICS = (DETECTION_TOPIC, RESULTS_TOPIC, DEAD_LETTER_TOPIC, INCIDENT_TOPIC)
 
 TASK_QUEUE = "risk-assessment"
@@ -92,7 +92,7 @@ INCIDENT_CHANGES = f"{INCIDENTS_TAG}:changes"
 
 
 def incident_key(incident_id: str) -> str:
-    """The incident's current state: `riskflow.incidents.IncidentView` as JSON."""
+    """The incident's current state: `riskflow.contracts.incidents.IncidentView` as JSON."""
     return f"{INCIDENTS_TAG}:incident:{incident_id}"
 
 

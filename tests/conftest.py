@@ -25,24 +25,20 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from riskflow.channels import NotificationSettings
-from riskflow.devstack.localstack.brokers import broker_of
-from riskflow.devstack.localstack.process import on_free_ports
-from riskflow.devstack.localstack.services import venv_binary
-from riskflow.devstack.localstack.stack import LocalStack
-from riskflow.endpoints import Endpoints
-from riskflow.kafka import ensure_topics
-from riskflow.redis_client import RedisClient, redis_client
-from riskflow.settings import (
-    KafkaSettings,
-    LocalStackSettings,
-    MetricsSettings,
-    Settings,
-    load_settings,
-)
+from devstack.localstack.brokers import broker_of
+from devstack.localstack.process import on_free_ports
+from devstack.localstack.services import venv_binary
+from devstack.localstack.stack import LocalStack
+from riskflow.config.channels import NotificationSettings
+from riskflow.config.loader import load_settings
+from riskflow.config.services import KafkaSettings, LocalStackSettings, MetricsSettings
+from riskflow.config.settings import Settings
+from riskflow.infra.endpoints import Endpoints
+from riskflow.infra.kafka import ensure_topics
+from riskflow.infra.redis import RedisClient, redis_client
 from tests.redis_cluster import valkey_cluster
-from workers.client import connect
-from workers.worker import WorkerDeps, build_worker, worker_deps
+from workers.common.client import connect
+from workers.worker.worker import WorkerDeps, build_worker, worker_deps
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIG = REPO / "config"
@@ -253,7 +249,7 @@ async def receiver_admin(stack: Endpoints) -> AsyncIterator[ReceiverAdmin]:
 
 class ReceiverAdmin:
     """What the local notification receiver got, and scripted vendor answers
-    (riskflow.devstack.receivers.server)."""
+    (devstack.receivers.server)."""
 
     def __init__(self, base: str) -> None:
         self._base = base

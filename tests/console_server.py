@@ -13,10 +13,10 @@ import uvicorn
 
 from console.app import create_app
 from console.auth import hash_password, hash_token
-from riskflow.console_config import ConsoleSettings, ConsoleToken, ConsoleUser, Role
-from riskflow.devstack.localstack.process import free_port
-from riskflow.settings import Settings
-from riskflow.sites import SiteConfig
+from devstack.localstack.process import free_port
+from riskflow.config.console import ConsoleSettings, ConsoleToken, ConsoleUser, Role
+from riskflow.config.settings import Settings
+from riskflow.config.sites import SiteConfig
 
 PASSWORD = "correct horse battery staple"
 OPERATOR_TOKEN = "op-token-0123456789abcdef0123456789abcdef"

@@ -6,8 +6,8 @@ import asyncio
 import time
 
 from activities.keypool import KeyPool
-from riskflow.keyconfig import KeysConfig
-from riskflow.redis_client import redis_client
+from riskflow.config.keys import KeysConfig
+from riskflow.infra.redis import redis_client
 
 Call = tuple[str, str, int]  # key id, quota group, sent at (Redis ms)
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 from redis.asyncio import Redis
 
-from riskflow.devstack.localstack.process import free_port
-from riskflow.devstack.localstack.services import valkey_binary
+from devstack.localstack.process import free_port
+from devstack.localstack.services import valkey_binary
 
 HOST = "127.0.0.1"
 SLOTS = 16384

@@ -19,13 +19,13 @@ from aiokafka.errors import (
 from aiokafka.structs import ConsumerRecord
 from temporalio.service import RPCStatusCode
 
-from riskflow.devstack.simulate import scene_event
-from riskflow.events import SnapshotRef
-from riskflow.metrics import OTHER_CAMERA, CameraLabels
-from riskflow.settings import BridgeSettings
-from workers.admission import Rejection, Stale, admit
-from workers.bridge import PERMANENT_START_ERRORS
-from workers.dead_letter import envelope, transient
+from devstack.simulate import scene_event
+from riskflow.config.bridge import BridgeSettings
+from riskflow.contracts.events import SnapshotRef
+from riskflow.infra.metrics import OTHER_CAMERA, CameraLabels
+from workers.bridge.admission import Rejection, Stale, admit
+from workers.bridge.bridge import PERMANENT_START_ERRORS
+from workers.bridge.dead_letter import envelope, transient
 
 NOW = datetime(2026, 11, 30, 12, 0, 0, tzinfo=UTC)
 

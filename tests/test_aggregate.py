@@ -14,8 +14,11 @@ from redis.crc import key_slot
 from temporalio.testing import ActivityEnvironment
 
 from activities.aggregate import AggregateActivities
-from riskflow.endpoints import Endpoints
-from riskflow.models import Assessment, RiskLevel
+from riskflow.config.llm import AggregateSettings
+from riskflow.contracts.assessment import Assessment
+from riskflow.infra.endpoints import Endpoints
+from riskflow.infra.redis import RedisClient
+from riskflow.levels import RiskLevel
 from riskflow.names import (
     assessment_key,
     camera_alerts_key,
@@ -23,8 +26,6 @@ from riskflow.names import (
     camera_latest_key,
     seen_key,
 )
-from riskflow.redis_client import RedisClient
-from riskflow.settings import AggregateSettings
 
 
 @pytest.fixture

@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from riskflow.answer_fields import LEVEL_WORDS, field_names
-from riskflow.answers import parse_answer
-from riskflow.models import RiskLevel
+from riskflow.levels import RiskLevel
+from riskflow.llm_text.answer_fields import LEVEL_WORDS, field_names
+from riskflow.llm_text.answers import parse_answer
 
 BODY = {
     "risk_level": "high",

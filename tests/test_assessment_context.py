@@ -10,15 +10,16 @@ from datetime import UTC, datetime
 from redis.asyncio import Redis
 from temporalio.testing import WorkflowEnvironment
 
-from riskflow.context_config import CameraContext, Rubric, SiteContext
-from riskflow.devstack.simulate import scene_event
-from riskflow.endpoints import Endpoints
-from riskflow.events import SnapshotRef
-from riskflow.models import AssessmentInput, RiskLevel
+from devstack.simulate import scene_event
+from riskflow.config.context import CameraContext, Rubric, SiteContext
+from riskflow.config.settings import Settings
+from riskflow.config.significance import CameraRules, Zone
+from riskflow.config.sites import SiteConfig
+from riskflow.contracts.assessment import AssessmentInput
+from riskflow.contracts.events import SnapshotRef
+from riskflow.infra.endpoints import Endpoints
+from riskflow.levels import RiskLevel
 from riskflow.names import assessment_key, camera_latest_key
-from riskflow.settings import Settings
-from riskflow.significance_config import CameraRules, Zone
-from riskflow.sites import SiteConfig
 from tests.conftest import DashScopeAdmin, running_worker
 from workflows.assessment import RiskAssessmentWorkflow
 

@@ -21,18 +21,19 @@ from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 from temporalio.client import Client
 
-from riskflow.devstack.simulate import scene_event
-from riskflow.endpoints import Endpoints
-from riskflow.events import DetectionEvent, SnapshotRef
-from riskflow.kafka import ensure_topics, make_consumer, make_producer
-from riskflow.metrics import OTHER_CAMERA, UNCOMMITTED_BATCHES
-from riskflow.models import Assessment
+from devstack.simulate import scene_event
+from riskflow.config.services import MetricsSettings
+from riskflow.config.settings import Settings
+from riskflow.contracts.assessment import Assessment
+from riskflow.contracts.events import DetectionEvent, SnapshotRef
+from riskflow.infra.endpoints import Endpoints
+from riskflow.infra.kafka import ensure_topics, make_consumer, make_producer
+from riskflow.infra.metrics import OTHER_CAMERA, UNCOMMITTED_BATCHES
 from riskflow.names import DEAD_LETTER_TOPIC, camera_latest_key
-from riskflow.settings import MetricsSettings, Settings
 from tests.conftest import eventually, read_topic, running_worker
-from workers.bridge import Bridge, Outcome
-from workers.client import connect
-from workers.significance import assess_significance
+from workers.bridge.bridge import Bridge, Outcome
+from workers.common.client import connect
+from workers.common.significance import assess_significance
 
 
 def tuned(settings: Settings, task_queue: str, **bridge: Any) -> Settings:

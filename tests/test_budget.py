@@ -1,4 +1,4 @@
-"""Site budgets (`riskflow.budget`): tokens and cost per day and month in the site's time
+"""Site budgets (`riskflow.config.budget`): tokens and cost per day and month in the site's time
 zone, charged with what the provider reported, on one Redis and on a Redis Cluster; at the
 warning share one warning, at 100% the site falls back to its chain's last entry or stops
 calling; `riskflow keys status` shows the spend. Pure rules first, then real Valkey, the
@@ -22,16 +22,17 @@ from redis.asyncio import Redis
 from temporalio.testing import WorkflowEnvironment
 
 from activities.spend import SpendLedger
-from riskflow.budget import SiteBudget, Spend, levels, period_ids, verdict
-from riskflow.capacity_config import FailoverStep, SiteCapacity
-from riskflow.endpoints import Endpoints
+from riskflow.config.budget import SiteBudget, Spend, levels, period_ids, verdict
+from riskflow.config.capacity import FailoverStep, SiteCapacity
+from riskflow.config.loader import load_settings
+from riskflow.config.prices import Price, PriceTable, TokenUsage
+from riskflow.config.replay import ReplaySettings
+from riskflow.config.settings import Settings
+from riskflow.config.sites import SiteConfig
 from riskflow.errors import ConfigError
-from riskflow.models import RiskLevel, TokenUsage
-from riskflow.prices import Price, PriceTable
-from riskflow.redis_client import RedisClient
-from riskflow.replay_config import ReplaySettings
-from riskflow.settings import Settings, load_settings
-from riskflow.sites import SiteConfig
+from riskflow.infra.endpoints import Endpoints
+from riskflow.infra.redis import RedisClient
+from riskflow.levels import RiskLevel
 from tests.conftest import CONFIG, DashScopeAdmin, cli_env
 from tests.test_failover import _fall, _run
 from tests.test_first_attempt import CONFIG as INCIDENTS
@@ -294,7 +295,7 @@ async def test_keys_status_shows_each_sites_spend_against_its_budget(
     (config / "sites.yaml").write_text(yaml.safe_dump({"sites": [site]}))
     env = {**cli_env(settings), "PYTHONPATH": os.environ.get("PYTHONPATH", ""), "COLUMNS": "200"}
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "riskflow.cli", "--config-dir", str(config), "keys", "status",
+        sys.executable, "-m", "cli", "--config-dir", str(config), "keys", "status",
         env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
     out, _ = await asyncio.wait_for(proc.communicate(), 60)

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from riskflow.channels import ChannelSecrets, local_receiver_url
+from riskflow.config.channels import ChannelSecrets, local_receiver_url
+from riskflow.config.loader import load_settings
 from riskflow.errors import ConfigError
-from riskflow.settings import load_settings
 from tests.conftest import CONFIG
 
 

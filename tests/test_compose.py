@@ -15,8 +15,9 @@ import yaml
 from pydantic import BaseModel
 from typer.testing import CliRunner
 
-from riskflow.cli.app import app
-from riskflow.settings import ENV_PREFIX, Settings, load_settings
+from cli.app import app
+from riskflow.config.loader import load_settings
+from riskflow.config.settings import ENV_PREFIX, Settings
 
 REPO = Path(__file__).resolve().parent.parent
 COMPOSE = REPO / "docker-compose.temporal.yml"

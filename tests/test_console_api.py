@@ -14,11 +14,13 @@ import yaml
 from redis.asyncio import Redis
 
 from activities.keypool import KeyPool
-from riskflow.endpoints import Endpoints
+from riskflow.config.loader import load_settings
+from riskflow.config.settings import Settings
+from riskflow.contracts.assessment import Assessment, Provenance
 from riskflow.errors import ConfigError
-from riskflow.models import Assessment, Provenance, RiskLevel
+from riskflow.infra.endpoints import Endpoints
+from riskflow.levels import RiskLevel
 from riskflow.names import camera_alerts_key, camera_latest_key
-from riskflow.settings import Settings, load_settings
 from tests.console_server import (
     OPERATOR_TOKEN,
     PASSWORD,

@@ -21,18 +21,20 @@ import pytest
 from redis.asyncio import Redis
 from temporalio.client import Client
 
-from riskflow.devstack.simulate import scene_event
-from riskflow.endpoints import Endpoints
-from riskflow.incidents import IncidentState, incident_workflow_id
-from riskflow.kafka import make_producer
-from riskflow.models import Assessment, RiskLevel
+from devstack.simulate import scene_event
+from riskflow.config.bridge import BridgeSettings
+from riskflow.config.settings import Settings
+from riskflow.contracts.assessment import Assessment
+from riskflow.contracts.incidents import IncidentState, incident_workflow_id
+from riskflow.infra.endpoints import Endpoints
+from riskflow.infra.kafka import make_producer
+from riskflow.levels import RiskLevel
 from riskflow.names import DETECTION_TOPIC, camera_latest_key
-from riskflow.settings import BridgeSettings, Settings
 from tests.conftest import running_worker
 from tests.console_server import PASSWORD, RunningConsole, console_settings, running_console
 from tests.test_bridge_faults import bridge_on, new_topic, sender, tuned
 from tests.test_incident_workflow import incident_worker
-from workers.bridge import run_bridge
+from workers.bridge.bridge import run_bridge
 from workflows.incident import IncidentWorkflow
 
 playwright_api = pytest.importorskip("playwright.async_api")

@@ -11,12 +11,12 @@ import httpx
 from argon2 import PasswordHasher
 
 from console.auth import hash_token
-from riskflow.devstack.localstack.process import free_port
-from riskflow.endpoints import Endpoints
-from riskflow.settings import Settings
+from devstack.localstack.process import free_port
+from riskflow.config.settings import Settings
+from riskflow.infra.endpoints import Endpoints
 from tests.conftest import cli_env
 
-RISKFLOW = [sys.executable, "-m", "riskflow.cli"]
+RISKFLOW = [sys.executable, "-m", "cli"]
 
 
 async def test_console_run_serves_until_sigterm(settings: Settings, stack: Endpoints) -> None:

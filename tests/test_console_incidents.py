@@ -15,17 +15,18 @@ from redis.asyncio import Redis
 from temporalio.testing import ActivityEnvironment
 
 from activities.incidents import IncidentActivities
-from riskflow.endpoints import Endpoints
-from riskflow.incidents import (
+from riskflow.config.settings import Settings
+from riskflow.contracts.assessment import Assessment
+from riskflow.contracts.incidents import (
     IncidentEvent,
     IncidentRecord,
     IncidentState,
     IncidentView,
     TimelineEntry,
 )
-from riskflow.models import Assessment, RiskLevel
+from riskflow.infra.endpoints import Endpoints
+from riskflow.levels import RiskLevel
 from riskflow.names import camera_alerts_key
-from riskflow.settings import Settings
 from tests.console_server import (
     OPERATOR_TOKEN,
     VIEWER_TOKEN,

@@ -18,12 +18,13 @@ from schemathesis.generation.modes import GenerationMode
 from temporalio.testing import ActivityEnvironment
 
 from activities.incidents import IncidentActivities
-from riskflow.endpoints import Endpoints
-from riskflow.incidents import IncidentEvent, IncidentRecord, IncidentState, IncidentView
-from riskflow.models import Assessment, RiskLevel
+from riskflow.config.settings import Settings
+from riskflow.contracts.assessment import Assessment
+from riskflow.contracts.incidents import IncidentEvent, IncidentRecord, IncidentState, IncidentView
+from riskflow.infra.endpoints import Endpoints
+from riskflow.infra.redis import redis_client
+from riskflow.levels import RiskLevel
 from riskflow.names import camera_alerts_key, camera_latest_key
-from riskflow.redis_client import redis_client
-from riskflow.settings import Settings
 from tests.console_server import (
     OPERATOR_TOKEN,
     RunningConsole,

@@ -9,8 +9,8 @@ import pytest
 from console.auth import Authenticator, LoginThrottled, hash_password
 from console.data import snapshot_key
 from console.i18n import _from_accept_language
-from riskflow.console_config import ConsoleSettings, ConsoleUser, Role
-from riskflow.models import Assessment, Provenance
+from riskflow.config.console import ConsoleSettings, ConsoleUser, Role
+from riskflow.contracts.assessment import Assessment, Provenance
 
 HASH = hash_password("pw")
 

@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from riskflow.devstack.localstack.process import free_port, port_is_free
-from riskflow.endpoints import Endpoints
-from riskflow.incidents import IncidentState, IncidentView
+from devstack.localstack.process import free_port, port_is_free
+from riskflow.config.services import LocalStackSettings
+from riskflow.contracts.incidents import IncidentState, IncidentView
+from riskflow.infra.endpoints import Endpoints
 from riskflow.names import INCIDENT_INDEX, camera_alerts_key, camera_latest_key, incident_key
-from riskflow.settings import LocalStackSettings
 from tests.conftest import group_timeouts
 
 
@@ -47,7 +47,7 @@ async def test_demo_once_opens_one_notified_incident_per_camera_and_cleans_up(
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "riskflow.cli",
+        "cli",
         "--log-level",
         "WARNING",
         "demo",

@@ -14,9 +14,9 @@ import pytest
 import yaml
 from prometheus_client import REGISTRY
 
-import riskflow.metrics  # noqa: F401  (registers riskflow's series)
-from riskflow.keyconfig import KeysConfig
-from workers.keypool_metrics import KeyPoolCollector
+import riskflow.infra.metrics  # noqa: F401  (registers riskflow's series)
+from riskflow.config.keys import KeysConfig
+from workers.worker.keypool_metrics import KeyPoolCollector
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 SERIES = re.compile(r"\b(riskflow_[a-z0-9_]+)")

@@ -21,12 +21,15 @@ from temporalio.client import Client, RetryConfig
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from detection_edge.publisher import DetectionPublisher
-from riskflow.devstack.localstack.stack import LocalStack
-from riskflow.devstack.simulate import scene_event
-from riskflow.endpoints import Endpoints
-from riskflow.kafka import ensure_topics, make_consumer, make_producer
-from riskflow.metrics import UNCOMMITTED_BATCHES
-from riskflow.models import Assessment
+from devstack.localstack.stack import LocalStack
+from devstack.simulate import scene_event
+from riskflow.config.bridge import BridgeSettings
+from riskflow.config.settings import Settings
+from riskflow.contracts.assessment import Assessment
+from riskflow.infra.endpoints import Endpoints
+from riskflow.infra.kafka import ensure_topics, make_consumer, make_producer
+from riskflow.infra.metrics import UNCOMMITTED_BATCHES
+from riskflow.infra.redis import redis_client
 from riskflow.names import (
     DEAD_LETTER_TOPIC,
     DETECTION_TOPIC,
@@ -34,11 +37,9 @@ from riskflow.names import (
     camera_alerts_key,
     camera_latest_key,
 )
-from riskflow.redis_client import redis_client
-from riskflow.settings import BridgeSettings, Settings
 from tests.conftest import cli_env, eventually, read_topic, run_command, running_worker
-from workers.bridge import Bridge, Outcome, run_bridge
-from workers.significance import assess_significance
+from workers.bridge.bridge import Bridge, Outcome, run_bridge
+from workers.common.significance import assess_significance
 
 
 @dataclass
@@ -306,7 +307,7 @@ async def test_cli_pipeline_test_and_temporal_queries(
     run = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "riskflow.cli",
+        "cli",
         "pipeline",
         "test",
         "--mode",
@@ -403,7 +404,7 @@ async def test_cli_keys_verify_and_status_never_print_secrets(pipeline: Pipeline
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "riskflow.cli",
+            "cli",
             *args,
             env={**env, "COLUMNS": "160"},
             stdout=subprocess.PIPE,

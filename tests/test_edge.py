@@ -15,12 +15,12 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY
 
-from riskflow.devstack.localstack.process import free_port
-from riskflow.devstack.localstack.services import local_services
-from riskflow.endpoints import Endpoints
-from riskflow.kafka import make_producer
+from devstack.localstack.process import free_port
+from devstack.localstack.services import local_services
+from riskflow.config.settings import Settings
+from riskflow.infra.endpoints import Endpoints
+from riskflow.infra.kafka import make_producer
 from riskflow.names import DETECTION_TOPIC
-from riskflow.settings import Settings
 from tests.conftest import local_settings, read_topic
 
 cv2 = pytest.importorskip("cv2") if not os.environ.get("CI") else __import__("cv2")
@@ -32,9 +32,9 @@ from detection_edge.detector import Detector, ModelError  # noqa: E402
 from detection_edge.publisher import DetectionPublisher  # noqa: E402
 from detection_edge.run import run_edge  # noqa: E402
 from detection_edge.sources import SourceError, open_source  # noqa: E402
-from riskflow.devstack.simulate import scene_event  # noqa: E402
-from riskflow.edge_config import CameraConfig, EdgeSettings  # noqa: E402
-from riskflow.redis_client import redis_client  # noqa: E402
+from devstack.simulate import scene_event  # noqa: E402
+from riskflow.config.edge import CameraConfig, EdgeSettings  # noqa: E402
+from riskflow.infra.redis import redis_client  # noqa: E402
 from tests.mjpeg_server import mjpeg_camera  # noqa: E402
 
 ASSETS = Path(ultralytics.__file__).parent / "assets"

@@ -18,11 +18,11 @@ from prometheus_client import REGISTRY
 
 from detection_edge.backlog import Backlog, Item
 from detection_edge.publisher import DetectionPublisher
-from riskflow.devstack.localstack.services import local_services
-from riskflow.devstack.simulate import scene_event
-from riskflow.kafka import ensure_topics, make_producer, start_client
+from devstack.localstack.services import local_services
+from devstack.simulate import scene_event
+from riskflow.config.settings import Settings
+from riskflow.infra.kafka import ensure_topics, make_producer, start_client
 from riskflow.names import DETECTION_TOPIC
-from riskflow.settings import Settings
 from tests.conftest import local_settings, read_topic
 
 # Short enough that a paused broker fails a send within seconds (the old publisher's task

@@ -16,7 +16,7 @@ from prometheus_client import REGISTRY
 cv2 = pytest.importorskip("cv2") if not os.environ.get("CI") else __import__("cv2")
 
 from detection_edge.sources import Frame, FrameSource, open_source  # noqa: E402
-from riskflow.devstack.localstack.process import free_port  # noqa: E402
+from devstack.localstack.process import free_port  # noqa: E402
 from tests.mjpeg_server import mjpeg_camera, shade  # noqa: E402
 
 

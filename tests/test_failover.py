@@ -1,4 +1,4 @@
-"""The failover chain (`riskflow.capacity_config`): account A's keys refused or cooling for
+"""The failover chain (`riskflow.config.capacity`): account A's keys refused or cooling for
 longer than the entry allows -> the assessment completes on account B (another provider and
 model) and records what answered, marked degraded; a last entry of detections only."""
 
@@ -11,14 +11,15 @@ from typing import Any
 from redis.asyncio import Redis
 from temporalio.testing import WorkflowEnvironment
 
-from riskflow.capacity_config import FailoverStep, SiteCapacity
-from riskflow.devstack.simulate import scene_event
-from riskflow.endpoints import Endpoints
-from riskflow.events import SnapshotRef
-from riskflow.keyconfig import QuotaGroupConfig
-from riskflow.models import AssessmentInput, RiskLevel
-from riskflow.settings import Settings
-from riskflow.sites import SiteConfig
+from devstack.simulate import scene_event
+from riskflow.config.capacity import FailoverStep, SiteCapacity
+from riskflow.config.keys import QuotaGroupConfig
+from riskflow.config.settings import Settings
+from riskflow.config.sites import SiteConfig
+from riskflow.contracts.assessment import AssessmentInput
+from riskflow.contracts.events import SnapshotRef
+from riskflow.infra.endpoints import Endpoints
+from riskflow.levels import RiskLevel
 from tests.conftest import DashScopeAdmin, running_worker
 from workflows.assessment import RiskAssessmentWorkflow
 

@@ -6,7 +6,7 @@ import json
 
 import aiohttp
 
-from riskflow.endpoints import Endpoints
+from riskflow.infra.endpoints import Endpoints
 from tests.conftest import DashScopeAdmin
 
 ARREARAGE = {

@@ -19,18 +19,19 @@ from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 from activities.keypool import KeyPool
 from activities.llm import LLMActivities
 from activities.task import PromptBook, TaskActivities
-from riskflow import failure_kinds as E
-from riskflow.endpoints import Endpoints
-from riskflow.incident_config import IncidentConfig
-from riskflow.models import AssessmentPolicy, LeasedCallInput
+from riskflow.config.incidents import IncidentConfig
+from riskflow.config.llm import AssessmentPolicy
+from riskflow.config.settings import Settings
+from riskflow.contracts import failures as E
+from riskflow.contracts.lease import LeasedCallInput
+from riskflow.infra.endpoints import Endpoints
 from riskflow.names import assessment_key, camera_latest_key
-from riskflow.settings import Settings
 from tests.conftest import DashScopeAdmin
 from tests.test_incident_workflow import LADDER, QUIET_CHECK, fall, incident_worker, open_incident
 from tests.test_incident_workflow import until as until_view
 from tests.test_provider_faults import leases_left
 from tests.test_workflow import make_input
-from workers.worker import worker_deps
+from workers.worker.worker import worker_deps
 
 CONFIG = IncidentConfig(escalation=LADDER, auto_resolve_after_seconds=QUIET_CHECK)
 

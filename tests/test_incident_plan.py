@@ -7,13 +7,13 @@ from datetime import UTC, datetime, time, timedelta
 
 import pytest
 
-from riskflow.devstack.simulate import scene_event
+from devstack.simulate import scene_event
+from riskflow.config.incidents import EscalationStep, IncidentConfig, QuietPeriod, quiet_until
+from riskflow.config.loader import load_settings
+from riskflow.contracts.incidents import IncidentFrame, IncidentStart, IncidentState, IncidentView
 from riskflow.errors import ConfigError
-from riskflow.incident_config import EscalationStep, IncidentConfig, QuietPeriod, quiet_until
-from riskflow.incident_plan import escalation_reason, next_step, notification, reassess_due
-from riskflow.incidents import IncidentFrame, IncidentStart, IncidentState, IncidentView
-from riskflow.settings import load_settings
 from tests.conftest import CONFIG
+from workflows.incident_plan import escalation_reason, next_step, notification, reassess_due
 
 NIGHT = QuietPeriod(days=["mon", "tue", "wed", "thu", "fri"], start=time(22), end=time(6))
 SHANGHAI = "Asia/Shanghai"

@@ -15,19 +15,19 @@ from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 from temporalio.client import Client
 
-from riskflow.devstack.simulate import scene_event
-from riskflow.endpoints import Endpoints
+from devstack.simulate import scene_event
+from riskflow.config.llm import AssessmentPolicy
+from riskflow.config.settings import Settings
+from riskflow.contracts.incidents import IncidentState, OperatorAction, incident_workflow_id
 from riskflow.errors import IncidentActionRefused, IncidentNotFound
-from riskflow.incidents import IncidentState, OperatorAction, incident_workflow_id
-from riskflow.models import AssessmentPolicy
+from riskflow.infra.endpoints import Endpoints
 from riskflow.names import INCIDENT_TOPIC, incident_key
-from riskflow.settings import Settings
 from tests.conftest import cli_env, eventually, read_topic
 from tests.test_bridge_faults import bridge_on, handled, new_topic, sender, tuned
 from tests.test_incident_workflow import incident_worker
-from workers.incident_client import act, list_incidents, show_incident
-from workers.incident_starts import IncidentStarts
-from workers.significance import assess_significance
+from workers.bridge.incident_starts import IncidentStarts
+from workers.common.significance import assess_significance
+from workers.incidents.client import act, list_incidents, show_incident
 from workflows.incident import IncidentWorkflow
 
 FPS = 2
@@ -153,7 +153,7 @@ async def cli(settings: Settings, *args: str) -> tuple[int, str]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "riskflow.cli",
+        "cli",
         "incidents",
         *args,
         env=env,

@@ -13,15 +13,16 @@ from redis.crc import key_slot
 from temporalio.testing import ActivityEnvironment
 
 from activities.incidents import IncidentActivities
-from riskflow.endpoints import Endpoints
-from riskflow.incidents import (
+from riskflow.contracts.incidents import (
     IncidentEvent,
     IncidentGate,
     IncidentRecord,
     IncidentState,
     IncidentView,
 )
-from riskflow.models import RiskLevel
+from riskflow.infra.endpoints import Endpoints
+from riskflow.infra.redis import RedisClient
+from riskflow.levels import RiskLevel
 from riskflow.names import (
     INCIDENT_CHANGES,
     INCIDENT_INDEX,
@@ -31,7 +32,6 @@ from riskflow.names import (
     incident_key,
     site_open_incidents_key,
 )
-from riskflow.redis_client import RedisClient
 
 OPENED = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
 

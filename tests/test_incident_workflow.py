@@ -22,10 +22,10 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
-from riskflow.devstack.simulate import scene_event
-from riskflow.endpoints import Endpoints
-from riskflow.incident_config import EscalationStep, IncidentConfig, QuietPeriod
-from riskflow.incidents import (
+from devstack.simulate import scene_event
+from riskflow.config.incidents import EscalationStep, IncidentConfig, QuietPeriod
+from riskflow.config.settings import Settings
+from riskflow.contracts.incidents import (
     INVALID_TRANSITION,
     IncidentFrame,
     IncidentStart,
@@ -34,11 +34,11 @@ from riskflow.incidents import (
     OperatorAction,
     incident_workflow_id,
 )
+from riskflow.contracts.notifications import NotificationRequest, NotificationResult
+from riskflow.infra.endpoints import Endpoints
 from riskflow.names import camera_open_incidents_key, incident_key
-from riskflow.notifications import NotificationRequest, NotificationResult
-from riskflow.settings import Settings
 from tests.conftest import DashScopeAdmin, eventually
-from workers.worker import build_worker, worker_deps
+from workers.worker.worker import build_worker, worker_deps
 from workflows.incident import IncidentWorkflow
 
 LADDER = [

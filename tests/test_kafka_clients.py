@@ -13,9 +13,9 @@ from collections.abc import Awaitable, Callable
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from riskflow.endpoints import Endpoints
-from riskflow.kafka import ensure_topics
-from riskflow.settings import Settings
+from riskflow.config.settings import Settings
+from riskflow.infra.endpoints import Endpoints
+from riskflow.infra.kafka import ensure_topics
 
 Records = list[tuple[str, str]]  # (key, value)
 COUNT = 30

@@ -17,10 +17,10 @@ from redis.crc import key_slot
 from redis.exceptions import ResponseError
 
 from activities.keypool import KeyPool, Layout
-from riskflow.devstack.localstack.process import free_port
+from devstack.localstack.process import free_port
+from riskflow.config.keys import KeysConfig
 from riskflow.errors import KeyNotInPool, KeyPoolUnavailable
-from riskflow.keyconfig import KeysConfig
-from riskflow.redis_client import RedisClient, redis_client
+from riskflow.infra.redis import RedisClient, redis_client
 from tests.conftest import eventually
 from tests.keypool_load import _run, max_in_window, run_lessees
 

@@ -3,7 +3,7 @@ Valkey Cluster (`store` runs both)."""
 
 from __future__ import annotations
 
-from riskflow.redis_client import RedisClient
+from riskflow.infra.redis import RedisClient
 from tests.test_keypool import account_config, lease_on, pool_for
 
 

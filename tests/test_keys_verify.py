@@ -7,8 +7,8 @@ import asyncio
 import subprocess
 import sys
 
-from riskflow.endpoints import Endpoints
-from riskflow.settings import Settings
+from riskflow.config.settings import Settings
+from riskflow.infra.endpoints import Endpoints
 from tests.conftest import DashScopeAdmin, cli_env
 
 JSON_MODE = {
@@ -21,7 +21,7 @@ async def keys_verify(settings: Settings) -> tuple[int, str]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "riskflow.cli",
+        "cli",
         "keys",
         "verify",
         env={**cli_env(settings), "COLUMNS": "200"},

@@ -12,12 +12,21 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("riskflow", "activities", "workflows", "workers", "detection_edge", "console")
+PACKAGES = (
+    "riskflow",
+    "activities",
+    "workflows",
+    "workers",
+    "detection_edge",
+    "console",
+    "cli",
+    "devstack",
+)
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 
 
 def _lint(tree: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(tree)}
+    env = {**os.environ, "PYTHONPATH": str(tree), "COLUMNS": "200"}  # one line per contract
     return subprocess.run(
         [str(LINT_IMPORTS), "--config", str(tree / "pyproject.toml"), "--no-cache"],
         cwd=tree,
@@ -39,11 +48,26 @@ def _copy_tree(tmp_path: Path) -> Path:
     return tree
 
 
-def test_every_kernel_module_is_under_the_kernel_contract() -> None:
+def _contract(contract_id: str) -> dict[str, object]:
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
-    kernel = next(c for c in config["contracts"] if c["id"] == "kernel")
-    flat = {f"riskflow.{p.stem}" for p in (ROOT / "riskflow").glob("*.py") if p.stem != "__init__"}
-    assert flat == set(kernel["source_modules"])
+    found: dict[str, object] = next(c for c in config["contracts"] if c["id"] == contract_id)
+    return found
+
+
+def _layer_names(layers: object) -> set[str]:
+    assert isinstance(layers, list)
+    return {name.strip() for layer in layers for name in str(layer).split("|")}
+
+
+def test_every_package_is_a_layer() -> None:
+    """A new top-level package, a new room of the kernel or a new base module is placed."""
+    assert _layer_names(_contract("layers")["layers"]) == set(PACKAGES)
+    rooms = {p.parent.name for p in (ROOT / "riskflow").glob("*/__init__.py")}
+    assert _layer_names(_contract("kernel-rooms")["layers"]) == rooms
+    base = {f"riskflow.{p.stem}" for p in (ROOT / "riskflow").glob("*.py") if p.stem != "__init__"}
+    source_modules = _contract("kernel-base")["source_modules"]
+    assert isinstance(source_modules, list)
+    assert base == set(source_modules)
 
 
 def test_the_tree_keeps_its_layers() -> None:
@@ -51,22 +75,44 @@ def test_the_tree_keeps_its_layers() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+LAYERS = "Entry points > dev tooling"
+ROOMS = "Inside the kernel"
+BASE = "base modules import none"
+DEVSTACK = "Dev tooling is imported only"
+PURE = "Workflows import no I/O"
+VISION = "Only the detection edge"
+
+
 @pytest.mark.parametrize(
     ("module", "line", "broken"),
     [
-        ("riskflow/events.py", "import workers.bridge", "kernel"),
-        ("riskflow/names.py", "from activities import keypool", "kernel"),
-        ("riskflow/prompt.py", "from riskflow.devstack import simulate", "kernel"),
-        ("activities/task.py", "import workflows.assessment", "Entry points > workers"),
-        ("workers/bridge.py", "import riskflow.cli.app", "Entry points > workers"),
-        ("workers/worker.py", "from riskflow.devstack.localstack import stack", "Dev tooling"),
-        ("workflows/assessment.py", "import redis", "Workflows import no I/O"),
-        ("activities/llm.py", "import cv2", "Only the detection edge"),
-        ("console/app.py", "from riskflow.devstack.localstack import stack", "Dev tooling"),
-        ("console/api.py", "import riskflow.cli.app", "Entry points > workers"),
-        ("activities/keypool.py", "import console.app", "Entry points > workers"),
-        ("workers/bridge.py", "import console.app", "Entry points > workers"),
-        ("riskflow/settings.py", "import console.auth", "kernel"),
+        # the floors, top to bottom
+        ("riskflow/contracts/events.py", "import workers.bridge.bridge", LAYERS),
+        ("riskflow/names.py", "from activities import keypool", LAYERS),
+        ("riskflow/llm_text/prompt.py", "from devstack import simulate", LAYERS),
+        ("riskflow/config/settings.py", "import console.auth", LAYERS),
+        ("riskflow/infra/kafka.py", "import cli.app", LAYERS),
+        ("activities/task.py", "import workflows.assessment", LAYERS),
+        ("workflows/incident_plan.py", "import workers.common.client", LAYERS),
+        ("workers/bridge/bridge.py", "import cli.app", LAYERS),
+        ("workers/bridge/bridge.py", "import console.app", LAYERS),
+        ("console/api.py", "import cli.app", LAYERS),
+        ("activities/keypool.py", "import console.app", LAYERS),
+        ("devstack/demo.py", "import cli.app", LAYERS),
+        # the kernel's rooms
+        ("riskflow/config/sites.py", "from riskflow.contracts import events", ROOMS),
+        ("riskflow/config/keys.py", "from riskflow.infra import redis", ROOMS),
+        ("riskflow/contracts/incidents.py", "from riskflow.llm_text import prompt", ROOMS),
+        ("riskflow/infra/metrics.py", "from riskflow.contracts import assessment", ROOMS),
+        ("riskflow/contracts/events.py", "from riskflow.infra import kafka", ROOMS),
+        ("riskflow/names.py", "from riskflow.config import settings", BASE),
+        ("riskflow/levels.py", "from riskflow.contracts import events", BASE),
+        # dev tooling, purity, vision
+        ("workers/worker/worker.py", "from devstack.localstack import stack", DEVSTACK),
+        ("console/app.py", "from devstack.localstack import stack", DEVSTACK),
+        ("workflows/assessment.py", "import redis", PURE),
+        ("activities/llm.py", "import cv2", VISION),
+        ("cli/app.py", "import torch", VISION),
     ],
 )
 def test_a_breach_is_caught(tmp_path: Path, module: str, line: str, broken: str) -> None:

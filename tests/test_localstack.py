@@ -15,15 +15,15 @@ import aiohttp
 import pytest
 from aiokafka import TopicPartition
 
-from riskflow.channels import NotificationSettings
-from riskflow.devstack.localstack.brokers import BROKERS, broker_of
-from riskflow.devstack.localstack.process import on_free_ports
-from riskflow.devstack.localstack.stack import LocalStack
+from devstack.localstack.brokers import BROKERS, broker_of
+from devstack.localstack.process import on_free_ports
+from devstack.localstack.stack import LocalStack
+from riskflow.config.channels import NotificationSettings
+from riskflow.config.services import LocalStackSettings
 from riskflow.errors import PortInUseError
-from riskflow.kafka import ensure_topics, make_consumer, make_producer
+from riskflow.infra.kafka import ensure_topics, make_consumer, make_producer
+from riskflow.infra.pids import pid_alive
 from riskflow.names import ALL_TOPICS
-from riskflow.pids import pid_alive
-from riskflow.settings import LocalStackSettings
 from tests.conftest import eventually, local_settings, read_topic, run_command
 
 
@@ -108,7 +108,7 @@ def test_cli_reports_bad_config_without_a_traceback(tmp_path: Path) -> None:
         "api_keys:\n  - {key_id: a, key: x, qps_limit: -1, rpm_limit: 1}\n"
     )
     result = subprocess.run(
-        [sys.executable, "-m", "riskflow.cli", "--config-dir", str(tmp_path), "dev", "status"],
+        [sys.executable, "-m", "cli", "--config-dir", str(tmp_path), "dev", "status"],
         capture_output=True,
         text=True,
         timeout=60,

@@ -15,12 +15,12 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from riskflow.devstack.localstack.process import free_port
-from riskflow.devstack.simulate import scene_event
-from riskflow.endpoints import Endpoints
-from riskflow.kafka import make_producer
+from devstack.localstack.process import free_port
+from devstack.simulate import scene_event
+from riskflow.config.settings import Settings
+from riskflow.infra.endpoints import Endpoints
+from riskflow.infra.kafka import make_producer
 from riskflow.names import DETECTION_TOPIC
-from riskflow.settings import Settings
 from tests.conftest import cli_env, eventually
 
 BRIDGE = "riskflow_bridge_messages_total"
@@ -79,7 +79,7 @@ async def processes(
         await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "riskflow.cli",
+            "cli",
             role,
             "run",
             env=env,

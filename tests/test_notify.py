@@ -25,7 +25,9 @@ from temporalio.worker import Worker
 from activities.notify import NotifyActivities
 from activities.notify.mail import SmtpMailer
 from activities.notify.webhook import signature
-from riskflow.channels import (
+from devstack.localstack.process import free_port
+from devstack.receivers.runtime import Receiver
+from riskflow.config.channels import (
     ChannelSecrets,
     DingTalkChannel,
     EmailChannel,
@@ -34,12 +36,8 @@ from riskflow.channels import (
     WebhookChannel,
     WeComChannel,
 )
-from riskflow.devstack.localstack.process import free_port
-from riskflow.devstack.receivers.runtime import Receiver
-from riskflow.endpoints import Endpoints
-from riskflow.models import RiskLevel
-from riskflow.names import notification_marker_key
-from riskflow.notifications import (
+from riskflow.config.settings import Settings
+from riskflow.contracts.notifications import (
     NOTIFY_CHANNEL_ERROR,
     NOTIFY_IN_FLIGHT,
     NOTIFY_RATE_LIMITED,
@@ -48,7 +46,9 @@ from riskflow.notifications import (
     NotificationRequest,
     NotificationResult,
 )
-from riskflow.settings import Settings
+from riskflow.infra.endpoints import Endpoints
+from riskflow.levels import RiskLevel
+from riskflow.names import notification_marker_key
 from tests.conftest import ReceiverAdmin, running_worker
 
 CLAIM_SECONDS = 30.0
@@ -376,7 +376,7 @@ async def test_redis_down_sends_nothing(rig: Rig) -> None:
 
 
 def _fault(channel: str, status: int = 200, body: dict[str, Any] | None = None, **kw: Any) -> Any:
-    from riskflow.devstack.receivers.records import Fault
+    from devstack.receivers.records import Fault
 
     return Fault(channel=channel, times=1, status=status, body=body or {}, **kw)
 
@@ -513,7 +513,7 @@ async def test_worker_sends_to_the_stack_receiver(
     receiver_admin: ReceiverAdmin,
     redis: Redis,
 ) -> None:
-    """The worker's own wiring (workers.worker) with the shipped channels reaches the local
+    """The worker's own wiring (workers.worker.worker) with the shipped channels reaches the local
     stack's receiver, e-mail over STARTTLS with the receiver's certificate included."""
     async with running_worker(client, settings, stack, task_queue) as deps:
         for name in settings.notifications.channels:

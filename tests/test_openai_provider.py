@@ -16,10 +16,11 @@ from activities.providers.dashscope import one_request_session
 from activities.providers.openai_compat import OpenAICompatClient, to_openai_messages
 from activities.providers.route import compatible_mode_url, open_routes
 from activities.providers.verify import verify_keys
-from riskflow import failure_kinds as E
-from riskflow.endpoints import Endpoints
-from riskflow.keyconfig import KeyRing
-from riskflow.settings import ProviderModels, Settings
+from riskflow.config.keys import KeyRing
+from riskflow.config.llm import ProviderModels
+from riskflow.config.settings import Settings
+from riskflow.contracts import failures as E
+from riskflow.infra.endpoints import Endpoints
 from tests.conftest import DashScopeAdmin
 
 QUOTA = "You exceeded your current quota, please check your plan and billing details."

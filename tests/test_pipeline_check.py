@@ -3,9 +3,9 @@ modes (the README's quick start runs it on the default, incidents)."""
 
 from __future__ import annotations
 
-from riskflow.devstack.pipeline_check import expected_workflow, missing
-from riskflow.devstack.simulate import scripted_events
-from riskflow.settings import load_settings
+from devstack.pipeline_check import expected_workflow, missing
+from devstack.simulate import scripted_events
+from riskflow.config.loader import load_settings
 from tests.conftest import CONFIG
 
 

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import pytest
 
 from riskflow.errors import PortInUseError
-from riskflow.metrics import serve
-from workers.client import sdk_runtime
+from riskflow.infra.metrics import serve
+from workers.common.client import sdk_runtime
 
 
 @pytest.fixture

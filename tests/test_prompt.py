@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from riskflow.devstack.fake_dashscope.answer import answer_for
-from riskflow.devstack.simulate import scene_event
-from riskflow.models import RiskLevel
-from riskflow.prompt import parse_answer, user_prompt
+from devstack.fake_dashscope.answer import answer_for
+from devstack.simulate import scene_event
+from riskflow.levels import RiskLevel
+from riskflow.llm_text.prompt import parse_answer, user_prompt
 from tests.test_significance import T0
 
 

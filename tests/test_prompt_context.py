@@ -7,14 +7,15 @@ from pathlib import Path
 import pytest
 
 from activities.task import PromptBook, candidate_spec
-from riskflow.context_config import DEFAULT_RUBRIC, Rubric
-from riskflow.devstack.fake_dashscope.answer import answer_for
-from riskflow.devstack.simulate import scene_event
+from devstack.fake_dashscope.answer import answer_for
+from devstack.simulate import scene_event
+from riskflow.config.context import DEFAULT_RUBRIC, Rubric
+from riskflow.config.loader import load_settings
+from riskflow.config.replay import Candidate
+from riskflow.config.settings import Settings
 from riskflow.errors import ConfigError
-from riskflow.models import RiskLevel
-from riskflow.prompt import parse_answer, system_prompt, user_prompt
-from riskflow.replay_config import Candidate
-from riskflow.settings import Settings, load_settings
+from riskflow.levels import RiskLevel
+from riskflow.llm_text.prompt import parse_answer, system_prompt, user_prompt
 from tests.conftest import CONFIG
 from tests.test_significance import T0
 

@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from activities.providers import errors
 from activities.providers.base import LLMResponse
 from activities.providers.dashscope import DashScopeClient, one_request_session
-from riskflow import failure_kinds as E
-from riskflow.endpoints import Endpoints
+from riskflow.contracts import failures as E
+from riskflow.infra.endpoints import Endpoints
 from tests.conftest import DashScopeAdmin
 
 JSON_WITH_THINKING = "Json mode response is not supported when enable_thinking is true"

@@ -15,14 +15,15 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.keypool import KeyPool
 from activities.providers.base import LLMResponse
-from riskflow.endpoints import Endpoints
-from riskflow.events import SnapshotRef
-from riskflow.models import AssessmentInput, AssessmentPolicy
+from riskflow.config.llm import AssessmentPolicy
+from riskflow.config.settings import Settings
+from riskflow.contracts.assessment import AssessmentInput
+from riskflow.contracts.events import SnapshotRef
+from riskflow.infra.endpoints import Endpoints
 from riskflow.names import KEYPOOL_PREFIX, camera_history_key
-from riskflow.settings import Settings
 from tests.conftest import DashScopeAdmin, eventually, running_worker
 from tests.test_workflow import make_input, run
-from workers.worker import build_worker, worker_deps
+from workers.worker.worker import build_worker, worker_deps
 from workflows.assessment import RiskAssessmentWorkflow
 
 ARREARAGE = {

@@ -12,12 +12,14 @@ import pytest
 from redis.asyncio import Redis
 from temporalio.testing import WorkflowEnvironment
 
-from riskflow.devstack.simulate import scene_event
-from riskflow.endpoints import Endpoints
-from riskflow.events import SnapshotRef
-from riskflow.keyconfig import Provider
-from riskflow.models import Assessment, AssessmentInput, RiskLevel
-from riskflow.settings import ProviderModels, Settings
+from devstack.simulate import scene_event
+from riskflow.config.keys import Provider
+from riskflow.config.llm import ProviderModels
+from riskflow.config.settings import Settings
+from riskflow.contracts.assessment import Assessment, AssessmentInput
+from riskflow.contracts.events import SnapshotRef
+from riskflow.infra.endpoints import Endpoints
+from riskflow.levels import RiskLevel
 from tests.conftest import DashScopeAdmin, running_worker
 from workflows.assessment import RiskAssessmentWorkflow
 

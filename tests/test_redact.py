@@ -9,7 +9,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from riskflow.events import DetectionEvent
+from riskflow.contracts.events import DetectionEvent
 from riskflow.redact import redact_url
 
 

@@ -12,14 +12,11 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisClusterException, ResponseError
 
+from riskflow.config.loader import load_settings
+from riskflow.config.redis import parse_cluster_url
+from riskflow.config.settings import Settings
 from riskflow.errors import ConfigError, StoreVersionError
-from riskflow.redis_client import (
-    check_server_version,
-    parse_cluster_url,
-    redis_client,
-    require_supported,
-)
-from riskflow.settings import Settings, load_settings
+from riskflow.infra.redis import check_server_version, redis_client, require_supported
 from tests.conftest import CONFIG, cli_env
 
 
@@ -94,7 +91,7 @@ async def test_keys_cli_runs_on_the_cluster(settings: Settings, cluster_url: str
 
     async def cli(*args: str) -> str:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "riskflow.cli", "keys", *args,
+            sys.executable, "-m", "cli", "keys", *args,
             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         )  # fmt: skip
         out, _ = await asyncio.wait_for(proc.communicate(), 60)

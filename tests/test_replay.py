@@ -16,22 +16,22 @@ import pytest
 from redis.asyncio import Redis
 from temporalio.client import Client
 
-from riskflow.context_config import SiteContext
-from riskflow.devstack.simulate import scene_event
-from riskflow.endpoints import Endpoints
+from devstack.simulate import scene_event
+from riskflow.config.context import SiteContext
+from riskflow.config.prices import Price, PriceTable
+from riskflow.config.replay import ReplaySettings
+from riskflow.config.settings import Settings
+from riskflow.config.sites import SiteConfig
+from riskflow.contracts.events import SnapshotRef
 from riskflow.errors import ConfigError
-from riskflow.events import SnapshotRef
-from riskflow.kafka import make_producer
-from riskflow.models import RiskLevel
+from riskflow.infra.endpoints import Endpoints
+from riskflow.infra.kafka import make_producer
+from riskflow.levels import RiskLevel
 from riskflow.names import DETECTION_TOPIC, RESULTS_TOPIC, camera_alerts_key, camera_latest_key
-from riskflow.prices import Price, PriceTable
-from riskflow.replay_config import ReplaySettings
-from riskflow.settings import Settings
-from riskflow.sites import SiteConfig
 from tests.conftest import CONFIG, DashScopeAdmin, cli_env, read_topic
 from tests.golden import make_golden
-from workers.replay import Budget, replay_to_files
-from workers.replay_files import load_events
+from workers.replay.files import load_events
+from workers.replay.replay import Budget, replay_to_files
 
 GOLDEN = make_golden.PATH
 CANDIDATES = """
@@ -153,7 +153,7 @@ async def test_replay_stops_at_a_budget(
 
 
 def test_bad_replay_files_name_the_line_and_field(tmp_path: Path) -> None:
-    from workers.replay_files import load_candidates
+    from workers.replay.files import load_candidates
 
     events = tmp_path / "events.jsonl"
     good = GOLDEN.read_text().splitlines()[0]
@@ -175,7 +175,7 @@ def test_bad_replay_files_name_the_line_and_field(tmp_path: Path) -> None:
 
 
 def test_report_percentiles_and_label_agreement() -> None:
-    from workers.replay_report import percentile
+    from workers.replay.report import percentile
 
     assert percentile([], 50) is None
     assert percentile([5.0], 95) == 5.0
@@ -189,7 +189,7 @@ async def _cli(settings: Settings, *argv: str) -> str:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "riskflow.cli",
+        "cli",
         "--config-dir",
         str(CONFIG),
         *argv,

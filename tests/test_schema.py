@@ -1,7 +1,7 @@
 import json
 from pathlib import Path
 
-from riskflow.events import DetectionEvent
+from riskflow.contracts.events import DetectionEvent
 
 SCHEMA = Path(__file__).resolve().parent.parent / "schemas" / "detection_event.schema.json"
 

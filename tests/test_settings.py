@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
+from riskflow.config.keys import KeyRing
+from riskflow.config.loader import load_settings
 from riskflow.errors import ConfigError
-from riskflow.keyconfig import KeyRing
-from riskflow.settings import load_settings
 from tests.conftest import CONFIG
 
 
@@ -119,8 +119,8 @@ def test_duplicate_key_ids_rejected(config_dir: Path) -> None:
 
 
 def test_temporal_security_options(tmp_path: Path) -> None:
-    from riskflow.settings import TemporalSettings
-    from workers.client import security
+    from riskflow.config.services import TemporalSettings
+    from workers.common.client import security
 
     assert security(TemporalSettings(), {}) == {}
     assert security(TemporalSettings(tls=True), {}) == {"tls": True}

@@ -12,11 +12,11 @@ from datetime import UTC, datetime
 from temporalio.client import Client
 
 from activities.keypool import KeyPool
-from riskflow.devstack.simulate import scene_event
-from riskflow.endpoints import Endpoints
-from riskflow.models import AssessmentInput
-from riskflow.redis_client import RedisClient
-from riskflow.settings import Settings
+from devstack.simulate import scene_event
+from riskflow.config.settings import Settings
+from riskflow.contracts.assessment import AssessmentInput
+from riskflow.infra.endpoints import Endpoints
+from riskflow.infra.redis import RedisClient
 from tests.conftest import DashScopeAdmin, eventually, running_worker
 from tests.test_keypool import keys_config, pool_for
 from workflows.assessment import RiskAssessmentWorkflow

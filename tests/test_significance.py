@@ -2,9 +2,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from riskflow.events import BBox, Detection, DetectionEvent, ImageSize
-from riskflow.significance_config import CameraRules, SignificanceConfig, Zone
-from workers.significance import assess_significance, point_in_polygon, window_start
+from riskflow.config.significance import CameraRules, SignificanceConfig, Zone
+from riskflow.contracts.events import BBox, Detection, DetectionEvent, ImageSize
+from workers.common.significance import assess_significance, point_in_polygon, window_start
 
 T0 = datetime(2026, 11, 29, 12, 0, 0, tzinfo=UTC)
 

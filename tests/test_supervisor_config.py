@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from supervisor.options import ServerOptions
 
-from riskflow.settings import MetricsSettings, SupervisorSettings, TemporalSettings
+from riskflow.config.services import MetricsSettings, SupervisorSettings, TemporalSettings
 from tests.conftest import local_settings
-from workers.supervisor import last_error_line, spawn_counts
-from workers.supervisor_config import Layout, programs, render
-from workers.supervisor_events import serve
+from workers.supervisor.config import Layout, programs, render
+from workers.supervisor.events import serve
+from workers.supervisor.supervisor import last_error_line, spawn_counts
 
 
 def _parsed(text: str) -> configparser.RawConfigParser:
@@ -78,7 +78,7 @@ def test_paths_survive_supervisords_parser(tmp_path: Path, awkward: str) -> None
     assert shlex.split(worker.command) == [
         "/bin/py",
         "-m",
-        "riskflow.cli",
+        "cli",
         "--config-dir",
         str(base / "config"),
         "worker",
@@ -113,11 +113,11 @@ def test_restarts_are_counted_since_the_daemon_last_started(tmp_path: Path) -> N
 def test_the_last_error_line_of_a_log(tmp_path: Path) -> None:
     log = tmp_path / "bridge.log"
     log.write_text(
-        "INFO workers.bridge: bridge on 127.0.0.1:9092\n"
+        "INFO workers.bridge.bridge: bridge on 127.0.0.1:9092\n"
         "Traceback (most recent call last):\n"
         '  File "x.py", line 1\n'
         "ConnectionRefusedError: [Errno 111] Connection refused\n"
-        "INFO workers.bridge: retrying\n"
+        "INFO workers.bridge.bridge: retrying\n"
     )
     assert last_error_line(log) == "ConnectionRefusedError: [Errno 111] Connection refused"
     log.write_text("INFO all well\n")

@@ -14,15 +14,15 @@ from redis.asyncio import Redis
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.service import RPCError
 
-from riskflow.context_config import SiteContext
-from riskflow.devstack.simulate import scene_event
-from riskflow.endpoints import Endpoints
-from riskflow.events import SnapshotRef
-from riskflow.keyconfig import QuotaGroupConfig
-from riskflow.models import AssessmentInput
-from riskflow.redis_client import RedisClient
-from riskflow.settings import Settings
-from riskflow.sites import SiteConfig
+from devstack.simulate import scene_event
+from riskflow.config.context import SiteContext
+from riskflow.config.keys import QuotaGroupConfig
+from riskflow.config.settings import Settings
+from riskflow.config.sites import SiteConfig
+from riskflow.contracts.assessment import AssessmentInput
+from riskflow.contracts.events import SnapshotRef
+from riskflow.infra.endpoints import Endpoints
+from riskflow.infra.redis import RedisClient
 from tests.conftest import DashScopeAdmin, eventually, running_worker
 from tests.test_keypool import keys_config, pool_for
 from workflows.assessment import RiskAssessmentWorkflow

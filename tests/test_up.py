@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from riskflow.devstack.localstack.process import free_port, port_is_free
-from riskflow.devstack.localstack.stack import LocalStack
-from riskflow.pids import pid_alive
-from riskflow.settings import Settings
+from devstack.localstack.process import free_port, port_is_free
+from devstack.localstack.stack import LocalStack
+from riskflow.config.settings import Settings
+from riskflow.infra.pids import pid_alive
 from tests.conftest import CONFIG, cli_env, eventually, local_settings
-from workers.supervisor import ProcessInfo, Supervisor
-from workers.supervisor_config import Layout
+from workers.supervisor.config import Layout
+from workers.supervisor.supervisor import ProcessInfo, Supervisor
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(480)]
 
@@ -50,7 +50,7 @@ async def _cli(env: dict[str, str], *argv: str) -> tuple[int, str]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "riskflow.cli",
+        "cli",
         *argv,
         env=env,
         stdout=asyncio.subprocess.PIPE,
@@ -245,7 +245,7 @@ async def test_a_taken_stack_port_stops_up_and_down_stops_what_it_started(tmp_pa
 
 def test_cli_help_lists_the_commands() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "riskflow.cli", "--help"],
+        [sys.executable, "-m", "cli", "--help"],
         capture_output=True,
         text=True,
         timeout=60,

@@ -12,8 +12,8 @@ from typing import BinaryIO
 
 from temporalio.client import Client
 
-from riskflow.endpoints import Endpoints
-from riskflow.settings import Settings
+from riskflow.config.settings import Settings
+from riskflow.infra.endpoints import Endpoints
 from tests.conftest import DashScopeAdmin, cli_env, eventually
 from tests.test_workflow import make_input
 from workflows.assessment import RiskAssessmentWorkflow
@@ -41,7 +41,7 @@ async def test_a_worker_stopped_mid_call_lets_the_call_finish(
     }
     with _log_file(tmp_path / "worker.log") as log:
         worker = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "riskflow.cli", "worker", "run", env=env, stdout=log, stderr=log
+            sys.executable, "-m", "cli", "worker", "run", env=env, stdout=log, stderr=log
         )
     inp = make_input(f"drain-{unique}")
     handle = await client.start_workflow(

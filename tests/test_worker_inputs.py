@@ -15,11 +15,13 @@ from activities.aggregate import AggregateActivities
 from activities.keypool import KeyPool
 from activities.llm import LLMActivities
 from activities.providers.dashscope import DashScopeClient
-from riskflow.endpoints import Endpoints
-from riskflow.keyconfig import KeyRing
-from riskflow.metrics import OTHER_CAMERA, CameraLabels
-from riskflow.models import Assessment, AssessmentTask, KeyLease, LLMCallInput, RiskLevel
-from riskflow.settings import Settings
+from riskflow.config.keys import KeyRing
+from riskflow.config.settings import Settings
+from riskflow.contracts.assessment import Assessment, AssessmentTask
+from riskflow.contracts.lease import KeyLease, LLMCallInput
+from riskflow.infra.endpoints import Endpoints
+from riskflow.infra.metrics import OTHER_CAMERA, CameraLabels
+from riskflow.levels import RiskLevel
 
 
 async def test_the_llm_activity_never_hands_on_snapshot_urls_that_name_local_files(

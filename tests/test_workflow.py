@@ -16,22 +16,18 @@ from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
 from activities.aggregate import AggregateActivities
 from activities.keypool import KeyPool
-from riskflow.devstack.simulate import scene_event
-from riskflow.endpoints import Endpoints
-from riskflow.events import SnapshotRef
-from riskflow.keyconfig import KeyRing
-from riskflow.models import (
-    Assessment,
-    AssessmentInput,
-    AssessmentPolicy,
-    AssessmentStatus,
-    RiskLevel,
-)
+from devstack.simulate import scene_event
+from riskflow.config.keys import KeyRing
+from riskflow.config.llm import AssessmentPolicy
+from riskflow.config.settings import Settings
+from riskflow.contracts.assessment import Assessment, AssessmentInput, AssessmentStatus
+from riskflow.contracts.events import SnapshotRef
+from riskflow.infra.endpoints import Endpoints
+from riskflow.infra.redis import RedisClient
+from riskflow.levels import RiskLevel
 from riskflow.names import RESULTS_TOPIC, assessment_key, camera_alerts_key, camera_latest_key
-from riskflow.redis_client import RedisClient
-from riskflow.settings import Settings
 from tests.conftest import DashScopeAdmin, read_topic, running_worker
-from workers.worker import build_worker, worker_deps
+from workers.worker.worker import build_worker, worker_deps
 from workflows.assessment import RiskAssessmentWorkflow
 
 SECRETS = ("sk-local-demo-1", "sk-local-demo-2")

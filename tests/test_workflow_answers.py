@@ -11,10 +11,10 @@ import pytest
 from redis.asyncio import Redis
 from temporalio.testing import WorkflowEnvironment
 
-from riskflow.endpoints import Endpoints
-from riskflow.models import RiskLevel
+from riskflow.config.settings import Settings
+from riskflow.infra.endpoints import Endpoints
+from riskflow.levels import RiskLevel
 from riskflow.names import camera_latest_key
-from riskflow.settings import Settings
 from tests.conftest import DashScopeAdmin, running_worker
 from tests.test_workflow import make_input, run
 

@@ -18,21 +18,18 @@ with workflow.unsafe.imports_passed_through():
     from activities.lease import LeaseActivities
     from activities.llm import LLMActivities
     from activities.task import TaskActivities
-    from riskflow import failure_kinds as E
-    from riskflow.models import (
+    from riskflow.contracts import failures as E
+    from riskflow.contracts.assessment import (
         Assessment,
         AssessmentInput,
         AssessmentStatus,
         AssessmentTask,
         CarriedState,
-        KeyLease,
-        LeaseRequest,
-        LLMCallInput,
-        LLMCallOutput,
         Provenance,
         StageTiming,
     )
-    from riskflow.prompt import class_counts
+    from riskflow.contracts.lease import KeyLease, LeaseRequest, LLMCallInput, LLMCallOutput
+    from riskflow.llm_text.prompt import class_counts
 
 # Redis and Kafka: retried until they answer (a 30 s outage is waited out, nothing is lost).
 INFRA_RETRY = RetryPolicy(

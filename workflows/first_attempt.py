@@ -23,13 +23,13 @@ with workflow.unsafe.imports_passed_through():
     from activities.aggregate import AggregateActivities
     from activities.llm import LLMActivities
     from activities.task import TaskActivities
-    from riskflow.models import (
+    from riskflow.contracts.assessment import (
         Assessment,
         AssessmentInput,
         CarriedState,
         FailedAttempt,
-        LeasedCallInput,
     )
+    from riskflow.contracts.lease import LeasedCallInput
     from workflows.assessment import (
         INFRA_RETRY,
         SINGLE_ATTEMPT,

@@ -21,9 +21,9 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities.incidents import IncidentActivities
     from activities.notify import NotifyActivities
-    from riskflow import incident_plan as plan
-    from riskflow.incident_config import quiet_until
-    from riskflow.incidents import (
+    from riskflow.config.incidents import quiet_until
+    from riskflow.contracts.assessment import Assessment, AssessmentInput
+    from riskflow.contracts.incidents import (
         AUTO_RESOLVER,
         INVALID_ACTION,
         INVALID_TRANSITION,
@@ -39,8 +39,8 @@ with workflow.unsafe.imports_passed_through():
         OperatorAction,
         TimelineEntry,
     )
-    from riskflow.models import Assessment, AssessmentInput
-    from riskflow.notifications import NotificationKind
+    from riskflow.contracts.notifications import NotificationKind
+    from workflows import incident_plan as plan
     from workflows.assessment import INFRA_RETRY, RiskAssessmentWorkflow
     from workflows.first_attempt import first_attempt
 

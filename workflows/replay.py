@@ -15,8 +15,10 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from activities.task import TaskActivities
-    from riskflow.models import AssessmentStatus, LLMCallOutput, TokenUsage
-    from riskflow.replay_config import ReplayOutcome, ReplayTaskInput
+    from riskflow.config.prices import TokenUsage
+    from riskflow.contracts.assessment import AssessmentStatus
+    from riskflow.contracts.lease import LLMCallOutput
+    from riskflow.contracts.replay import ReplayOutcome, ReplayTaskInput
     from workflows.assessment import INFRA_RETRY, RiskAssessmentWorkflow, _Failed
 
 

@@ -1,10 +1,11 @@
 """Notification channels: one module per vendor, and `NotifyActivities.notify`, the activity
-the incident workflow calls with a `riskflow.notifications.NotificationRequest`.
+the incident workflow calls with a `riskflow.contracts.notifications.NotificationRequest`.
 
 One idempotency key is at most one message (`activities.notify.markers` explains the claim,
 the crash between sending and recording, and why the generic webhook alone sends again when an
 outcome is unknown). Retries are Temporal's: a failure is an `ApplicationError` whose `type` is
-one of riskflow.notifications' NOTIFY_* kinds, non-retryable for bad configuration or format.
+one of riskflow.contracts.notifications' NOTIFY_* kinds, non-retryable for bad configuration or
+format.
 """
 
 from __future__ import annotations
@@ -26,15 +27,14 @@ from activities.notify.markers import Markers, Prior
 from activities.notify.texts import Message, render
 from activities.notify.webhook import WEBHOOK
 from activities.notify.wecom import WECOM
-from riskflow.channels import (
+from riskflow.config.channels import (
     ChannelSecrets,
     EmailChannel,
     HttpChannelConfig,
     NotificationSettings,
     local_receiver_url,
 )
-from riskflow.metrics import NOTIFICATIONS
-from riskflow.notifications import (
+from riskflow.contracts.notifications import (
     NOTIFY_CHANNEL_ERROR,
     NOTIFY_IN_FLIGHT,
     NOTIFY_RATE_LIMITED,
@@ -43,7 +43,8 @@ from riskflow.notifications import (
     NotificationRequest,
     NotificationResult,
 )
-from riskflow.redis_client import RedisClient
+from riskflow.infra.metrics import NOTIFICATIONS
+from riskflow.infra.redis import RedisClient
 
 VENDORS: dict[str, Vendor] = {v.name: v for v in (WEBHOOK, DINGTALK, WECOM, FEISHU)}
 _OUTCOMES = {

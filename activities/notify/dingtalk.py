@@ -23,7 +23,7 @@ from urllib.parse import quote_plus
 from activities.notify import errors
 from activities.notify.http import HttpRequest, Vendor, code_of, fit_utf8, json_body
 from activities.notify.texts import Message
-from riskflow.notifications import NotificationRequest
+from riskflow.contracts.notifications import NotificationRequest
 
 RATE_CODES = frozenset({130101, 410100})
 # 300001/400101 token does not exist, 310000 sign/keyword/IP check failed, 400102 robot

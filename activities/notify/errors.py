@@ -14,11 +14,15 @@ from datetime import timedelta
 
 from temporalio.exceptions import ApplicationError
 
-from riskflow.notifications import NOTIFY_CHANNEL_ERROR, NOTIFY_RATE_LIMITED, NOTIFY_REJECTED
+from riskflow.contracts.notifications import (
+    NOTIFY_CHANNEL_ERROR,
+    NOTIFY_RATE_LIMITED,
+    NOTIFY_REJECTED,
+)
 
 
 class Refused(Exception):
-    """Not delivered. `kind` is one of riskflow.notifications' NOTIFY_* error types."""
+    """Not delivered. `kind` is one of riskflow.contracts.notifications' NOTIFY_* error types."""
 
     def __init__(self, kind: str, message: str, retry_after_seconds: float | None = None) -> None:
         super().__init__(message)

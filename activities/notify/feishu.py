@@ -22,8 +22,8 @@ from typing import Any
 from activities.notify import errors
 from activities.notify.http import HttpRequest, Vendor, code_of, fit_utf8, json_body
 from activities.notify.texts import Message
-from riskflow.models import RiskLevel
-from riskflow.notifications import NotificationRequest
+from riskflow.contracts.notifications import NotificationRequest
+from riskflow.levels import RiskLevel
 
 RATE_CODES = frozenset({11232})
 CONFIG_CODES = frozenset({9499, 19001, 19002, 19021, 19022, 19024})

@@ -11,7 +11,7 @@ import aiohttp
 
 from activities.notify.errors import Uncertain, failed, http_status, rejected
 from activities.notify.texts import Message
-from riskflow.notifications import NotificationRequest
+from riskflow.contracts.notifications import NotificationRequest
 
 
 @dataclass(frozen=True)

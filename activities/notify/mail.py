@@ -20,8 +20,8 @@ import aiosmtplib
 
 from activities.notify.errors import Refused, Uncertain, failed, rejected
 from activities.notify.texts import Message
-from riskflow.channels import EmailChannel
-from riskflow.notifications import NotificationRequest
+from riskflow.config.channels import EmailChannel
+from riskflow.contracts.notifications import NotificationRequest
 
 
 class MailSender(Protocol):

@@ -19,8 +19,8 @@ import json
 from dataclasses import dataclass
 from typing import Literal
 
+from riskflow.infra.redis import RedisClient
 from riskflow.names import notification_marker_key
-from riskflow.redis_client import RedisClient
 
 State = Literal["sending", "sent", "unknown"]
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from riskflow.notifications import NotificationRequest
-from riskflow.sites import Language
+from riskflow.config.sites import Language
+from riskflow.contracts.notifications import NotificationRequest
 
 TEXTS: dict[Language, dict[str, str]] = {
     "en": {

@@ -1,6 +1,7 @@
 """Generic JSON webhook, signed.
 
-POST the request as JSON (`riskflow.notifications.NotificationRequest`'s fields plus `text`,
+POST the request as JSON (`riskflow.contracts.notifications.NotificationRequest`'s fields plus
+`text`,
 the rendered markdown, and `title`) with headers:
 - `X-Riskflow-Timestamp`: Unix time in seconds,
 - `X-Riskflow-Signature`: `sha256=` + hex HMAC-SHA256 with the channel's secret over
@@ -19,7 +20,7 @@ from typing import Any
 
 from activities.notify.http import HttpRequest, Vendor, json_body
 from activities.notify.texts import Message
-from riskflow.notifications import NotificationRequest
+from riskflow.contracts.notifications import NotificationRequest
 
 TIMESTAMP_HEADER = "X-Riskflow-Timestamp"
 SIGNATURE_HEADER = "X-Riskflow-Signature"

@@ -15,7 +15,7 @@ from typing import Any
 from activities.notify import errors
 from activities.notify.http import HttpRequest, Vendor, code_of, fit_utf8, json_body
 from activities.notify.texts import Message
-from riskflow.notifications import NotificationRequest
+from riskflow.contracts.notifications import NotificationRequest
 
 RATE_CODES = frozenset({45009, 45033})
 CONFIG_CODES = frozenset({93000, 93004, 40008, 40058, 44004, 40001, 45002})

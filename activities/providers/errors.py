@@ -1,5 +1,5 @@
 """Classify a provider's answer by what it means (its code and message, not only its HTTP
-status) into a `riskflow.failure_kinds` kind with a scope, and raise it.
+status) into a `riskflow.contracts.failures` kind with a scope, and raise it.
 
 The table follows DashScope's (Alibaba Cloud Model Studio) published error codes: the common
 status codes (InvalidParameter 400, Throttling / Throttling.RateQuota /
@@ -37,7 +37,7 @@ from email.utils import parsedate_to_datetime
 from temporalio.exceptions import ApplicationError
 
 from activities.providers.base import LLMResponse
-from riskflow import failure_kinds as E
+from riskflow.contracts import failures as E
 
 UNEXPECTED_RESPONSE = "UnexpectedResponse"  # our code for an answer the SDK could not read
 

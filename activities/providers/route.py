@@ -13,8 +13,8 @@ import httpx
 from activities.providers.base import LLMClient
 from activities.providers.dashscope import DashScopeClient
 from activities.providers.openai_compat import OpenAICompatClient
-from riskflow.keyconfig import KeysConfig, Provider
-from riskflow.settings import ProviderModels
+from riskflow.config.keys import KeysConfig, Provider
+from riskflow.config.llm import ProviderModels
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,9 @@ from typing import Any
 from activities.providers import errors as provider_errors
 from activities.providers.base import LLMClient
 from activities.providers.route import KeyRoutes, Route
-from riskflow import failure_kinds as E
-from riskflow.keyconfig import KeyRing, KeysConfig
-from riskflow.prompt import SYSTEM_PROMPT
+from riskflow.config.keys import KeyRing, KeysConfig
+from riskflow.contracts import failures as E
+from riskflow.llm_text.prompt import SYSTEM_PROMPT
 
 _USER = 'Camera check: nothing in view. Respond in JSON with risk_level "none".'
 

@@ -16,13 +16,13 @@ from typing import BinaryIO
 from redis.asyncio import Redis
 from temporalio.client import Client
 
-from riskflow.devstack.simulate import scene_event
-from riskflow.endpoints import Endpoints
-from riskflow.kafka import make_producer
+from devstack.simulate import scene_event
+from riskflow.config.settings import Settings
+from riskflow.infra.endpoints import Endpoints
+from riskflow.infra.kafka import make_producer
 from riskflow.names import DETECTION_TOPIC, RESULTS_TOPIC, assessment_key, camera_alerts_key
-from riskflow.settings import Settings
 from tests.conftest import cli_env, read_topic
-from workers.significance import assess_significance
+from workers.common.significance import assess_significance
 
 FULL = os.environ.get("RISKFLOW_CHAOS") == "full"
 
@@ -73,7 +73,7 @@ class Cluster:
         self._n += 1
         log = _log_file(self.logs / f"{role}-{self._n}.log")
         return await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "riskflow.cli", role, "run", env=self.env, stdout=log, stderr=log
+            sys.executable, "-m", "cli", role, "run", env=self.env, stdout=log, stderr=log
         )
 
     async def start_worker(self) -> None:

@@ -11,12 +11,12 @@ import sys
 from redis.asyncio import Redis
 from temporalio import activity
 
-from riskflow.endpoints import Endpoints
-from riskflow.notifications import NotificationRequest, NotificationResult
-from riskflow.settings import load_settings
-from riskflow.shutdown import stop_on_signals
-from workers.client import connect
-from workers.worker import build_worker, worker_deps
+from riskflow.config.loader import load_settings
+from riskflow.contracts.notifications import NotificationRequest, NotificationResult
+from riskflow.infra.endpoints import Endpoints
+from riskflow.infra.shutdown import stop_on_signals
+from workers.common.client import connect
+from workers.worker.worker import build_worker, worker_deps
 
 
 class RedisChannel:

@@ -22,12 +22,12 @@ from hypothesis import strategies as st
 from redis.asyncio import Redis
 from temporalio.client import Client
 
-from riskflow.devstack.localstack.stack import LocalStack
-from riskflow.endpoints import Endpoints
-from riskflow.kafka import make_producer
-from riskflow.keyconfig import KeyRing
+from devstack.localstack.stack import LocalStack
+from riskflow.config.keys import KeyRing
+from riskflow.config.settings import Settings
+from riskflow.infra.endpoints import Endpoints
+from riskflow.infra.kafka import make_producer
 from riskflow.names import ALL_TOPICS, DEAD_LETTER_TOPIC, DETECTION_TOPIC
-from riskflow.settings import Settings
 from tests.chaos.harness import (
     Cluster,
     Summary,

@@ -14,18 +14,18 @@ from pathlib import Path
 from redis.asyncio import Redis
 from temporalio.client import Client
 
-from riskflow.devstack.simulate import scene_event
-from riskflow.endpoints import Endpoints
-from riskflow.incident_config import EscalationStep, IncidentConfig
-from riskflow.incidents import IncidentState, incident_workflow_id
-from riskflow.models import AssessmentPolicy
+from devstack.simulate import scene_event
+from riskflow.config.incidents import EscalationStep, IncidentConfig
+from riskflow.config.llm import AssessmentPolicy
+from riskflow.config.settings import Settings
+from riskflow.contracts.incidents import IncidentState, incident_workflow_id
+from riskflow.infra.endpoints import Endpoints
 from riskflow.names import assessment_key
-from riskflow.settings import Settings
 from tests.chaos.harness import Cluster, scale
 from tests.conftest import DashScopeAdmin, eventually
 from tests.test_provider_faults import leases_left
-from workers.incident_starts import IncidentStarts
-from workers.significance import assess_significance
+from workers.bridge.incident_starts import IncidentStarts
+from workers.common.significance import assess_significance
 from workflows.incident import IncidentWorkflow
 
 LEVELS, STEP_SECONDS, REPEATS = 5, 3.0, 5

@@ -15,10 +15,10 @@ from redis.asyncio import Redis
 from temporalio.client import Client
 
 from activities.keypool import KeyPool
-from riskflow import failure_kinds as E
-from riskflow.endpoints import Endpoints
+from riskflow.config.settings import Settings
+from riskflow.contracts import failures as E
+from riskflow.infra.endpoints import Endpoints
 from riskflow.names import KEYPOOL_PREFIX
-from riskflow.settings import Settings
 from tests.chaos.harness import Cluster, scale
 from tests.chaos.test_chaos import logs, run_scenario
 from tests.conftest import DashScopeAdmin

@@ -1,4 +1,4 @@
-"""The golden set: scripted scenes (`riskflow.devstack.simulate`) with the level the default
+"""The golden set: scripted scenes (`devstack.simulate`) with the level the default
 rubric expects, an operator label on some, and one thumbnail of the bundled sample frame
 (ultralytics' bus.jpg at 64x48) as a snapshot. `python -m tests.golden.make_golden` rewrites
 `scenes.jsonl`; `tests/test_replay.py` checks the file is what this writes."""
@@ -10,9 +10,9 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from riskflow.devstack.simulate import scene_event
-from riskflow.models import RiskLevel
-from riskflow.replay_config import Label, RecordedEvent
+from devstack.simulate import scene_event
+from riskflow.contracts.replay import Label, RecordedEvent
+from riskflow.levels import RiskLevel
 
 PATH = Path(__file__).with_name("scenes.jsonl")
 T0 = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)

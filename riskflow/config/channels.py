@@ -1,0 +1,245 @@
+"""Notification channels (`notifications:` in riskflow.yaml) and their secrets.
+
+```yaml
+notifications:
+  claim_seconds: 60            # a send attempt older than this that left no outcome is unknown
+  marker_ttl_seconds: 604800   # how long an idempotency key is remembered
+  channels:
+    ops-group: {type: dingtalk, url_env: DINGTALK_OPS_URL, secret_env: DINGTALK_OPS_SECRET}
+    shift-lead: {type: wecom, url_env: WECOM_SHIFT_URL}
+    site-manager: {type: feishu, url_env: FEISHU_URL, secret_env: FEISHU_SECRET}
+    ticketing: {type: webhook, url: "https://hooks.example.com/riskflow", secret_env: HOOK_SECRET}
+    mail: {type: email, host: smtp.example.com, port: 587, username: riskflow,
+           password_env: SMTP_PASSWORD, sender: riskflow@example.com, recipients: [ops@example.com]}
+```
+
+Secrets are named like `key_env` in api_keys.yaml: `secret_env`, `url_env` (a robot's URL
+holds its access token), `password_env`; a literal `secret`/`url`/`password` is for the local
+receiver's placeholders. `ChannelSecrets` resolves them inside the worker and nowhere else; they
+never enter workflow history or logs. A channel without `url` (or, for e-mail, without `host`)
+goes to the local receiver of `riskflow dev up` (`devstack.receivers`), with the
+channel's name as its access token.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+
+from riskflow.errors import ConfigError
+
+ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+CHANNEL_NAME = r"^[A-Za-z0-9_.-]{1,64}$"
+
+
+class _HttpChannel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: SecretStr | None = None
+    url_env: str | None = Field(default=None, pattern=ENV_NAME)
+    secret: SecretStr | None = None
+    secret_env: str | None = Field(default=None, pattern=ENV_NAME)
+    timeout_seconds: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _one_source_each(self) -> _HttpChannel:
+        if self.url is not None and self.url_env is not None:
+            raise ValueError("give 'url' or 'url_env', not both")
+        if self.secret is not None and self.secret_env is not None:
+            raise ValueError("give 'secret' or 'secret_env', not both")
+        return self
+
+
+class WebhookChannel(_HttpChannel):
+    """Generic JSON webhook, signed with HMAC-SHA256 (a secret is required)."""
+
+    type: Literal["webhook"]
+
+    @model_validator(mode="after")
+    def _signed(self) -> WebhookChannel:
+        if self.secret is None and self.secret_env is None:
+            raise ValueError("a webhook channel needs 'secret' or 'secret_env' to sign with")
+        return self
+
+
+class DingTalkChannel(_HttpChannel):
+    """DingTalk custom robot; `secret` is the robot's 加签 secret (SEC...), if it has one."""
+
+    type: Literal["dingtalk"]
+
+
+class WeComChannel(_HttpChannel):
+    """WeCom group robot (its URL's `key` is the credential; no signature)."""
+
+    type: Literal["wecom"]
+
+
+class FeishuChannel(_HttpChannel):
+    """Feishu/Lark custom bot; `secret` is the bot's signature secret, if it has one."""
+
+    type: Literal["feishu"]
+
+
+class EmailChannel(BaseModel):
+    """E-mail over SMTP with STARTTLS. `ca_file` trusts a private CA (PEM)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: Literal["email"]
+    host: str = ""
+    port: int = Field(default=587, gt=0, lt=65536)
+    starttls: bool = True
+    username: str = ""
+    password: SecretStr | None = None
+    password_env: str | None = Field(default=None, pattern=ENV_NAME)
+    sender: str = Field(default="riskflow@localhost", min_length=3)
+    recipients: list[str] = Field(min_length=1)
+    ca_file: Path | None = None
+    timeout_seconds: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _password(self) -> EmailChannel:
+        if self.password is not None and self.password_env is not None:
+            raise ValueError("give 'password' or 'password_env', not both")
+        if (self.password is not None or self.password_env) and not self.username:
+            raise ValueError("a password needs a 'username'")
+        return self
+
+
+ChannelConfig = Annotated[
+    WebhookChannel | DingTalkChannel | WeComChannel | FeishuChannel | EmailChannel,
+    Field(discriminator="type"),
+]
+HttpChannelConfig = WebhookChannel | DingTalkChannel | WeComChannel | FeishuChannel
+
+
+class NotificationSettings(BaseModel):
+    """`notifications:`: the channels by name, and how long idempotency markers live."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    channels: dict[str, ChannelConfig] = Field(default_factory=dict)
+    claim_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="a send that recorded no outcome within this many seconds is unknown",
+    )
+    marker_ttl_seconds: int = Field(default=7 * 24 * 3600, gt=0)
+
+    def local_only(self) -> NotificationSettings:
+        """These settings with only the channels that name no address of their own (they send
+        to the local receiver)."""
+        local = {
+            name: c
+            for name, c in self.channels.items()
+            if (not c.host if isinstance(c, EmailChannel) else c.url is None and c.url_env is None)
+        }
+        return self.model_copy(update={"channels": local})
+
+    def uses_local_receiver(self) -> bool:
+        """Whether a channel sends to the local receiver."""
+        return bool(self.local_only().channels)
+
+    @model_validator(mode="after")
+    def _names(self) -> NotificationSettings:
+        import re
+
+        bad = [name for name in self.channels if not re.match(CHANNEL_NAME, name)]
+        if bad:
+            raise ValueError(f"channel names may use letters, digits and _.- only: {bad}")
+        return self
+
+
+class ChannelSecrets:
+    """Channel name -> its resolved URL, signing secret and SMTP password (any may be absent).
+
+    Built in the worker (`from_environment`); `ConfigError` names the channels whose
+    environment variables are not set."""
+
+    def __init__(
+        self,
+        urls: Mapping[str, str],
+        secrets: Mapping[str, str],
+        passwords: Mapping[str, str],
+    ) -> None:
+        self._urls = dict(urls)
+        self._secrets = dict(secrets)
+        self._passwords = dict(passwords)
+
+    @classmethod
+    def from_config(
+        cls, config: NotificationSettings, environ: Mapping[str, str]
+    ) -> ChannelSecrets:
+        urls: dict[str, str] = {}
+        secrets: dict[str, str] = {}
+        passwords: dict[str, str] = {}
+        missing: list[str] = []
+
+        def take(name: str, field: str, literal: SecretStr | None, env: str | None) -> str | None:
+            if literal is not None:
+                return literal.get_secret_value()
+            if env is None:
+                return None
+            if environ.get(env):
+                return environ[env]
+            missing.append(f"notifications.channels.{name}.{field} (${env})")
+            return None
+
+        for name, channel in config.channels.items():
+            if isinstance(channel, EmailChannel):
+                found = take(name, "password_env", channel.password, channel.password_env)
+                if found is not None:
+                    passwords[name] = found
+                continue
+            url = take(name, "url_env", channel.url, channel.url_env)
+            secret = take(name, "secret_env", channel.secret, channel.secret_env)
+            if url is not None:
+                urls[name] = url
+            if secret is not None:
+                secrets[name] = secret
+        if missing:
+            raise ConfigError(
+                "riskflow.yaml: these channels name an environment variable that is not set: "
+                + ", ".join(missing)
+            )
+        return cls(urls, secrets, passwords)
+
+    @classmethod
+    def from_environment(cls, config: NotificationSettings) -> ChannelSecrets:
+        return cls.from_config(config, os.environ)
+
+    def all_configured(self, config: NotificationSettings) -> bool:
+        """Whether every channel names its own address (none uses the local receiver)."""
+        return all(
+            (c.host if isinstance(c, EmailChannel) else self.url(name))
+            for name, c in config.channels.items()
+        )
+
+    def url(self, channel: str) -> str | None:
+        """The channel's configured URL (None: the local receiver's)."""
+        return self._urls.get(channel)
+
+    def secret(self, channel: str) -> str | None:
+        return self._secrets.get(channel)
+
+    def password(self, channel: str) -> str | None:
+        return self._passwords.get(channel)
+
+
+# Where the local receiver (dev tooling) serves each vendor; `{name}` is the channel's name,
+# used as its access token there.
+LOCAL_PATHS = {
+    "webhook": "/webhook/{name}",
+    "dingtalk": "/dingtalk/robot/send?access_token={name}",
+    "wecom": "/wecom/cgi-bin/webhook/send?key={name}",
+    "feishu": "/feishu/open-apis/bot/v2/hook/{name}",
+}
+
+
+def local_receiver_url(channel_type: str, name: str, receiver: str) -> str:
+    """The local receiver's URL for a channel configured without one."""
+    return receiver.rstrip("/") + LOCAL_PATHS[channel_type].format(name=name)

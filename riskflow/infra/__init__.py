@@ -1,0 +1,2 @@
+"""Connections to the outside: Kafka, Redis, telemetry, metrics, service endpoints, process ids and
+shutdown."""

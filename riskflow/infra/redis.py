@@ -1,0 +1,86 @@
+"""The one place that makes Redis clients: a single server or a Redis Cluster, by URL scheme.
+
+URLs:
+- `redis://host:port/0`, `rediss://...`, `unix://...`: one server (redis-py's own URL format).
+- `redis+cluster://[user[:password]@]host:port[,host:port...]`, or `rediss+cluster://` for TLS:
+  a Redis (or Valkey) Cluster; the listed nodes are only the first contacts, the client finds
+  every node and slot itself. Only database 0 exists on a Cluster, so a path other than empty
+  or `/0` is an error.
+
+Minimum server: Redis 5.0 or any Valkey. The key pool's Lua reads `TIME` before it writes,
+which a script may do only when scripts replicate their effects rather than their source:
+the default from Redis 5.0 (3.2-4.x needed `redis.replicate_commands()`; Redis 7.0 and every
+Valkey replicate effects only). `check_server_version` checks it at start.
+"""
+
+from __future__ import annotations
+
+import re
+
+from redis.asyncio import Redis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
+
+from riskflow.config.redis import is_cluster_url, parse_cluster_url
+from riskflow.errors import StoreVersionError
+
+RedisClient = Redis | RedisCluster
+"""What every activity and tool gets: either client has the commands riskflow uses."""
+MIN_REDIS_VERSION = (5, 0)
+
+
+def redis_client(url: str, *, timeout_seconds: float | None = None) -> RedisClient:
+    """A client for `url` (see the module docstring for the formats); `timeout_seconds`
+    bounds connecting and each reply (None: redis-py's defaults). Raises ConfigError for a
+    cluster URL it cannot read."""
+    if not is_cluster_url(url):
+        return Redis.from_url(
+            url, socket_timeout=timeout_seconds, socket_connect_timeout=timeout_seconds
+        )
+    nodes, username, password, tls = parse_cluster_url(url)
+    return RedisCluster(
+        startup_nodes=[ClusterNode(host, port) for host, port in nodes],
+        username=username,
+        password=password,
+        ssl=tls,
+        socket_timeout=timeout_seconds,
+        socket_connect_timeout=timeout_seconds,
+    )
+
+
+def parse_version(info: dict[str, object]) -> tuple[str, tuple[int, ...]]:
+    """("Valkey 8.1.1" or "Redis 7.2.4", (major, minor, ...)) from an `INFO server` reply.
+    Valkey reports `valkey_version` (and a `redis_version` of 7.2.4 for compatibility)."""
+    for field, name in (("valkey_version", "Valkey"), ("redis_version", "Redis")):
+        raw = info.get(field)
+        if raw is not None:
+            numbers = tuple(int(p) for p in re.findall(r"\d+", str(raw))[:3])
+            if name == "Valkey":
+                return f"Valkey {raw}", (99, *numbers)  # every Valkey is newer than the minimum
+            return f"Redis {raw}", numbers
+    return "an unknown server", ()
+
+
+def require_supported(info: dict[str, object]) -> str:
+    """The server's name and version from its `INFO server` reply ("Valkey 9.0.1").
+    Raises StoreVersionError when it is older than Redis 5.0."""
+    name, version = parse_version(info)
+    if version < MIN_REDIS_VERSION:
+        raise StoreVersionError(
+            f"the Redis server is {name}; riskflow needs Redis >= 5.0 or Valkey: the key "
+            "pool's scripts read TIME before writing, which needs script effects "
+            "replication (the default from Redis 5.0)"
+        )
+    return name
+
+
+async def check_server_version(client: RedisClient) -> str:
+    """The server's name and version ("Valkey 9.0.1"); on a Cluster every node is checked.
+    Raises StoreVersionError when a node is older than Redis 5.0."""
+    if isinstance(client, RedisCluster):
+        # {node name: INFO of that node}
+        replies = await client.info("server", target_nodes=RedisCluster.ALL_NODES)
+        infos = list(replies.values())
+    else:
+        infos = [await client.info("server")]
+    names = [require_supported(info) for info in infos]
+    return names[0] if names else "an unknown server"

@@ -1,0 +1,2 @@
+"""The bridge program: detection events from Kafka to Temporal (admission, significance, incident
+starts, dead letters)."""

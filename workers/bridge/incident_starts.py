@@ -1,0 +1,103 @@
+"""The bridge's incident mode: a significant frame becomes signal-with-start of its camera's
+incident (`IncidentWorkflow`, id `incident-{camera}-{family}`, conflict policy USE_EXISTING),
+so a continuous scene is one incident however many debounce windows it spans; frames without
+a match are passed (at most every `bridge.clear_signal_seconds` per camera) to the incidents
+this bridge started, so their auto-resolve check sees the camera's newest clear view."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+
+from temporalio.client import Client
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.service import RPCError, RPCStatusCode
+
+from riskflow.config.llm import AssessmentPolicy
+from riskflow.config.settings import Settings
+from riskflow.contracts.events import DetectionEvent
+from riskflow.contracts.incidents import IncidentFrame, IncidentStart, incident_workflow_id
+from workers.common.significance import Situation
+from workflows.incident import IncidentWorkflow
+
+logger = logging.getLogger(__name__)
+
+MAX_TRACKED_CAMERAS = 10_000
+
+
+class IncidentStarts:
+    def __init__(self, client: Client, settings: Settings, policy: AssessmentPolicy) -> None:
+        self._client = client
+        self._settings = settings
+        self._policy = policy
+        # camera -> (workflow ids this bridge signalled, monotonic time of the last clear frame)
+        self._open: OrderedDict[str, tuple[set[str], float]] = OrderedDict()
+
+    def opens_incident(self, camera_id: str, situation: Situation | None) -> bool:
+        if situation is None:
+            return False
+        return situation.severity >= self._settings.incident_config(camera_id).min_rule_severity
+
+    async def signal_with_start(self, event: DetectionEvent, situation: Situation) -> None:
+        """Start the camera's incident for this situation family, or signal the running one.
+        Raises what `Client.start_workflow` raises (the bridge retries or dead-letters)."""
+        settings = self._settings
+        config = settings.incident_config(event.camera_id)
+        family = config.family(situation.rule)
+        workflow_id = incident_workflow_id(event.camera_id, family)
+        site = settings.site(event.camera_id)
+        start = IncidentStart(
+            workflow_id=workflow_id,
+            camera_id=event.camera_id,
+            family=family,
+            site_id=site.id,
+            site_name=site.display_name,
+            language=site.language,
+            timezone=site.timezone,
+            config=config,
+            policy=self._policy,
+            console_url=settings.console.link_base(),
+        )
+        frame = IncidentFrame(
+            event=event, rule=situation.rule, severity=situation.severity, count=situation.count
+        )
+        await self._client.start_workflow(
+            IncidentWorkflow.run,
+            start,
+            id=workflow_id,
+            task_queue=settings.temporal.task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            start_signal="frame",
+            start_signal_args=[frame],
+        )
+        ids, last = self._open.pop(event.camera_id, (set(), 0.0))
+        self._open[event.camera_id] = ({*ids, workflow_id}, last)
+        while len(self._open) > MAX_TRACKED_CAMERAS:
+            self._open.popitem(last=False)
+
+    async def clear(self, event: DetectionEvent) -> bool:
+        """Pass a frame without a match to the camera's incidents (rate-limited); an incident
+        that has closed meanwhile is forgotten. True when a signal was sent."""
+        tracked = self._open.get(event.camera_id)
+        now = time.monotonic()
+        if tracked is None or now - tracked[1] < self._settings.bridge.clear_signal_seconds:
+            return False
+        ids, _ = tracked
+        self._open[event.camera_id] = (ids, now)
+        for workflow_id in sorted(ids):
+            try:
+                await self._client.get_workflow_handle(workflow_id).signal(
+                    IncidentWorkflow.frame, IncidentFrame(event=event)
+                )
+            except RPCError as exc:
+                if exc.status != RPCStatusCode.NOT_FOUND:
+                    logger.warning("clear frame to %s not sent: %s", workflow_id, exc)
+                    continue
+                ids.discard(workflow_id)
+            except RuntimeError as exc:  # Temporal unreachable: the next clear frame tries again
+                logger.warning("clear frame to %s not sent: %s", workflow_id, exc)
+        if not ids:
+            self._open.pop(event.camera_id, None)
+        return True

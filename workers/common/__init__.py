@@ -1,0 +1,1 @@
+"""What the programs share: the Temporal client, its interceptors, and significance rules."""

@@ -1,0 +1,1 @@
+"""The incident client: the operator actions and lists the console and the CLI use."""

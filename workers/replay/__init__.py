@@ -1,0 +1,1 @@
+"""The replay program: recorded events through candidate models, reports in JSON and Markdown."""

@@ -1,0 +1,1 @@
+"""The supervisor program: `riskflow up/down/status`, the services under supervisord."""
