@@ -27,7 +27,7 @@ from typing import Any, Literal
 from redis.exceptions import RedisError, ResponseError
 
 from riskflow.config.keys import KeysConfig, SchedulerConfig
-from riskflow.contracts.lease import KeyLease, LeaseResult
+from riskflow.contracts.lease import KeyLease, LeaseRequest, LeaseResult
 from riskflow.errors import KeyNotInPool, KeyPoolUnavailable
 from riskflow.infra.redis import RedisClient
 from riskflow.names import KEYPOOL_PREFIX
@@ -166,6 +166,17 @@ class KeyPool:
         except (RedisError, OSError) as exc:
             raise KeyPoolUnavailable(f"key pool store unreachable: {exc}") from exc
         raise KeyPoolUnavailable(f"the key pool's key list changed {_LAYOUT_TRIES} times in a row")
+
+    async def lease(self, request: LeaseRequest) -> LeaseResult:
+        """`acquire` for a `LeaseRequest` (the one shape both lease activities ask in)."""
+        return await self.acquire(
+            request.ttl_seconds,
+            request.quota_groups,
+            request.tokens,
+            waiter=request.waiter,
+            severity=request.severity,
+            camera=request.camera_id,
+        )
 
     async def acquire(
         self,

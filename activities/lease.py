@@ -17,14 +17,7 @@ class LeaseActivities:
     async def acquire_lease(self, request: LeaseRequest) -> LeaseResult:
         """A lease now, or when one may be granted. Redis down raises: Temporal retries it,
         and no LLM call is made without a lease (fail closed)."""
-        result = await self._pool.acquire(
-            request.ttl_seconds,
-            request.quota_groups,
-            request.tokens,
-            waiter=request.waiter,
-            severity=request.severity,
-            camera=request.camera_id,
-        )
+        result = await self._pool.lease(request)
         if result.lease is None:
             KEY_WAITS.labels(result.reason).inc()
             if result.retry_after_seconds > 0:

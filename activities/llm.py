@@ -24,7 +24,13 @@ from activities.spend import SpendLedger
 from riskflow.config.keys import KeyRing, SchedulerConfig
 from riskflow.config.prices import TokenUsage
 from riskflow.contracts import failures as E
-from riskflow.contracts.lease import LeasedCallInput, LeasedCallOutput, LLMCallInput, LLMCallOutput
+from riskflow.contracts.lease import (
+    LeasedCallInput,
+    LeasedCallOutput,
+    LeaseRequest,
+    LLMCallInput,
+    LLMCallOutput,
+)
 from riskflow.errors import ConfigError, KeyPoolUnavailable, UnknownKeyError
 from riskflow.infra.metrics import KEY_WAITS, LLM_LATENCY, LLM_REQUESTS, PROVIDER_REFUSALS
 from riskflow.infra.redis import RedisClient
@@ -82,28 +88,15 @@ class LLMActivities:
         Redis down raises `LeaseLost` (nothing was leased, nothing sent)."""
         task = inp.task
         step = task.failover[0] if task.failover else None  # the chain's first entry
+        request = LeaseRequest.for_step(inp.assessment_id, task, step, inp.ttl_seconds)
         try:
-            leased = await self._pool.acquire(
-                inp.ttl_seconds,
-                step.quota_groups if step else [],
-                task.estimated_tokens,
-                waiter=inp.assessment_id,  # in line with the waiters (severity first)
-                severity=task.severity,
-                camera=task.camera_id,
-            )
+            leased = await self._pool.lease(request)  # in line with the waiters
         except KeyPoolUnavailable as exc:
             raise ApplicationError(str(exc), type=E.LEASE_LOST) from None
         if leased.lease is None:
             KEY_WAITS.labels(leased.reason).inc()
             return LeasedCallOutput(wait=leased)
-        call = LLMCallInput(
-            task=task,
-            lease=leased.lease,
-            text_only=step is not None and step.text_only,
-            vision_model=step.model_for(True) if step else "",
-            text_model=step.model_for(False) if step else "",
-        )
-        output = await self.call_llm(call)
+        output = await self.call_llm(LLMCallInput.for_step(task, leased.lease, step))
         return LeasedCallOutput(output=output, key_id=leased.lease.key_id)
 
     async def _call(self, inp: LLMCallInput, guard: _LeaseGuard) -> LLMCallOutput:

@@ -37,11 +37,14 @@ CONFIG = IncidentConfig(escalation=LADDER, auto_resolve_after_seconds=QUIET_CHEC
 
 
 async def history_shape(handle: WorkflowHandle[Any, Any]) -> tuple[list[str], int]:
-    """(activity types scheduled, child workflows started) in the incident's history."""
+    """(activity types scheduled, child workflows started) in the incident's history, the
+    messages (`notify`, each an activity beside the incident's loop) left out."""
     activities, children = [], 0
     async for event in handle.fetch_history_events():
         if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
-            activities.append(event.activity_task_scheduled_event_attributes.activity_type.name)
+            name = event.activity_task_scheduled_event_attributes.activity_type.name
+            if name != "notify":
+                activities.append(name)
         if event.event_type == EventType.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED:
             children += 1
     return activities, children

@@ -13,7 +13,17 @@ from riskflow.config.loader import load_settings
 from riskflow.contracts.incidents import IncidentFrame, IncidentStart, IncidentState, IncidentView
 from riskflow.errors import ConfigError
 from tests.conftest import CONFIG
-from workflows.incident_plan import escalation_reason, next_step, notification, reassess_due
+from workflows.incident_plan import (
+    Step,
+    coalesced,
+    due_steps,
+    escalation_reason,
+    highest_level,
+    next_step,
+    notification,
+    reassess_due,
+    with_frame,
+)
 
 NIGHT = QuietPeriod(days=["mon", "tue", "wed", "thu", "fri"], start=time(22), end=time(6))
 SHANGHAI = "Asia/Shanghai"
@@ -75,13 +85,54 @@ def test_the_ladder_counts_from_the_first_notification_then_repeats_the_last_lev
         max_repeats=2,
     )
     notified = at("2026-11-30T10:01:00+00:00")
-    assert next_step(view(), config) == ("L0", 0, at("2026-11-30T10:00:00+00:00"))
+    assert next_step(view(), config) == Step(0, 0, at("2026-11-30T10:00:00+00:00"))
     steps = []
     current = view(notified_at=notified)
     while (step := next_step(current, config)) is not None:
-        steps.append((step[0], (step[2] - notified).total_seconds()))
-        current = current.model_copy(update={"steps_sent": [*current.steps_sent, step[0]]})
-    assert steps == [("L0", 0), ("L1", 300), ("L1r1", 900), ("L1r2", 1500)]
+        assert step.due is not None
+        steps.append((step.name, step.kind, (step.due - notified).total_seconds()))
+        current = current.model_copy(update={"steps_sent": [*current.steps_sent, step.name]})
+    assert steps == [
+        ("L0", "opened", 0),
+        ("L1", "escalated", 300),
+        ("L1r1", "reminder", 900),
+        ("L1r2", "reminder", 1500),
+    ]
+    # After an outage every step due at once comes back together (the workflow sends the last)
+    late = notified + timedelta(seconds=1000)
+    caught = due_steps(view(notified_at=notified, steps_sent=["L0"]), config, late)
+    assert [s.name for s in caught] == ["L1", "L1r1"]
+
+
+def test_step_names_read_back() -> None:
+    assert Step.of_name("L2r3") == Step(2, 3)
+    assert Step.of_name("L0") == Step(0)
+    assert highest_level(["L0", "L2r1", "L1"]) == 2
+    assert highest_level([]) == -1
+    for bad in ("summary-L0", "L", "Lx", "L1r"):
+        with pytest.raises(ValueError, match="not a step name"):
+            Step.of_name(bad)
+
+
+def test_the_plan_returns_new_views_and_never_changes_one() -> None:
+    config = IncidentConfig()
+    before = view(rule="crowd", rule_severity=2)
+    snapshot = before.model_dump()
+    after = with_frame(before, frame(3, 1, "fall", 5, 1), config, at("2026-11-30T10:05:00+00:00"))
+    assert before.model_dump() == snapshot
+    assert (after.rule, after.rule_severity, after.frames_seen) == ("fall", 5, 1)
+
+
+def test_a_backlog_is_coalesced_keeping_the_worst_and_the_newest_of_each_rule() -> None:
+    frames = [frame(5, 0, "crowd", 2, 5) for _ in range(30)]
+    frames[3] = frame(5, 1, "fall", 5, 1)
+    frames[-1] = IncidentFrame(event=frames[-1].event)  # a clear frame, the newest
+    kept = coalesced(frames, 6)
+    assert len(kept) == 6
+    assert kept[0] is frames[3]  # the fall, in arrival order
+    assert kept[-1] is frames[-1]
+    assert frames[-2] in kept  # the newest crowd frame
+    assert coalesced(frames[:4], 6) == frames[:4]
 
 
 def test_a_ladder_that_does_not_start_at_once_is_refused() -> None:

@@ -220,7 +220,13 @@ async def test_ack_during_escalation_stops_it_and_invalid_transitions_are_refuse
         state = await handle.execute_update(IncidentWorkflow.resolve, OperatorAction(by="li.wei"))
         assert state == IncidentState.RESOLVED
         view = await handle.result()
-    assert sent.keys() == ["L0:ops-group", "L1:shift-lead", "resolved:ops-group"]
+    # Whoever was told hears of the close: both levels reached.
+    assert sent.keys() == [
+        "L0:ops-group",
+        "L1:shift-lead",
+        "resolved:ops-group",
+        "resolved:shift-lead",
+    ]
     # Metrics: one more time to acknowledge (of at least the 6 minutes it took), level 1 once.
     assert _sample("riskflow_incident_time_to_acknowledge_seconds_count") == acks + 1
     assert _sample("riskflow_incident_time_to_acknowledge_seconds_sum") - ack_seconds >= 360
@@ -550,7 +556,7 @@ async def test_a_reassessment_that_answers_higher_escalates_and_lower_never_dism
         view = await until(handle, lambda v: v.assessments == 2)
         assert view.severity == "critical" and view.state == IncidentState.ACKNOWLEDGED
         assert sent.keys() == ["L0:ops-group", "up2:ops-group"]
-        assert sent.requests[-1].kind == "escalated" and sent.requests[-1].severity == "critical"
+        assert sent.requests[-1].kind == "upgraded" and sent.requests[-1].severity == "critical"
         # A later "no risk" neither lowers nor dismisses a notified incident.
         await _frames_every(handle, time_env, lambda i: make(i + 1), 1, timedelta(minutes=11))
         view = await until(handle, lambda v: v.assessments == 3)

@@ -1,71 +1,41 @@
-"""RiskAssessmentWorkflow: build the task, lease a key, call the LLM, aggregate.
+"""RiskAssessmentWorkflow: build the task, run the assessment loop (`workflows.loop`: lease a
+key, call the LLM, repair, degrade, wait), aggregate.
 
 Pure workflow code: no I/O, no clocks but Temporal's. Retries of infrastructure calls
-(Redis, Kafka) are activity retry policies; the LLM loop is here, because every attempt
-needs a fresh lease (the key pool decides which key and when).
+(Redis, Kafka) are activity retry policies (`workflows.policies`); the LLM loop is in the
+workflow, because every attempt needs a fresh lease (the key pool decides which key and when).
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import NoReturn
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.aggregate import AggregateActivities
-    from activities.lease import LeaseActivities
-    from activities.llm import LLMActivities
     from activities.task import TaskActivities
-    from riskflow.contracts import failures as E
     from riskflow.contracts.assessment import (
         Assessment,
         AssessmentInput,
         AssessmentStatus,
-        AssessmentTask,
         CarriedState,
-        Provenance,
-        StageTiming,
     )
-    from riskflow.contracts.lease import KeyLease, LeaseRequest, LLMCallInput, LLMCallOutput
-    from riskflow.llm_text.prompt import class_counts
-
-# Redis and Kafka: retried until they answer (a 30 s outage is waited out, nothing is lost).
-INFRA_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=30),
-)
-# One LLM attempt per lease: the workflow decides what follows a failed one.
-SINGLE_ATTEMPT = RetryPolicy(maximum_attempts=1)
-MAX_BACKOFF = 60.0
-MAX_UNSENT_ROUNDS = 50  # leases that sent nothing, 429s and refused accounts, per event
-KEY_WAIT_JITTER = 0.2  # each wait for a key is stretched by up to this share, at random
-
-
-class _Failed(Exception):
-    """The assessment cannot be made; the message is the reason recorded."""
+    from riskflow.contracts.lease import LLMCallOutput
+    from workflows.loop import AssessmentLoop, budget_stop_reason
+    from workflows.policies import INFRA_RETRY
 
 
 @workflow.defn
 class RiskAssessmentWorkflow:
     def __init__(self) -> None:
-        self._status = AssessmentStatus(assessment_id="")
+        self._loop: AssessmentLoop | None = None
         self._result: Assessment | None = None
-        self._key_waited = 0.0
-        self._next_key_wait = 0.0
-        self._runs = 1
-        self._free_rounds = 0
-        self._repair_of: str | None = None
-        self._without_history = False
-        self._text_only = False
-        self._step = 0  # the failover chain's entry in use (task.failover)
-        self._step_waited = 0.0
 
     @workflow.query(name="status")
     def status(self) -> AssessmentStatus:
-        return self._status
+        return self._loop.status if self._loop else AssessmentStatus(assessment_id="")
 
     @workflow.query(name="result")
     def result(self) -> Assessment | None:
@@ -73,9 +43,12 @@ class RiskAssessmentWorkflow:
 
     @workflow.run
     async def run(self, inp: AssessmentInput) -> Assessment:
-        self._status = AssessmentStatus(assessment_id=inp.assessment_id)
-        self._resume(inp.carried)
-        self._stage("building_task")
+        def continue_as_new(carried: CarriedState) -> NoReturn:
+            workflow.continue_as_new(inp.model_copy(update={"carried": carried}))
+
+        loop = self._loop = AssessmentLoop(inp.assessment_id, continue_as_new)
+        loop.resume(inp.carried)
+        loop.stage("building_task")
         # A local activity: one short Redis read with no side effect, run inside this
         # workflow task (a marker in history instead of a round trip through the server).
         task = await workflow.execute_local_activity_method(
@@ -84,16 +57,14 @@ class RiskAssessmentWorkflow:
             start_to_close_timeout=timedelta(seconds=10),
             retry_policy=INFRA_RETRY,
         )
-        try:
-            if task.budget_stop:
-                raise _Failed(budget_stop_reason(task))
-            output: LLMCallOutput | None = await self._assess(inp, task)
-            reason = ""
-        except _Failed as failed:
-            output, reason = None, str(failed)
+        output: LLMCallOutput | None = None
+        if task.budget_stop:
+            reason = budget_stop_reason(task)
             workflow.logger.warning("assessment %s failed: %s", inp.assessment_id, reason)
-        assessment = self._assessment(inp, task, output, reason)
-        self._stage("aggregating")
+        else:
+            output, reason = await loop.outcome(inp, task)
+        assessment = loop.assessment(inp, task, output, reason)
+        loop.stage("aggregating")
         await workflow.execute_activity_method(
             AggregateActivities.aggregate,
             assessment,
@@ -101,279 +72,5 @@ class RiskAssessmentWorkflow:
             retry_policy=INFRA_RETRY,
         )
         self._result = assessment
-        self._stage(assessment.status)
+        loop.stage(assessment.status)
         return assessment
-
-    def _stage(self, stage: str) -> None:
-        now = workflow.now()
-        timings = self._status.timings
-        if timings and timings[-1].seconds is None:
-            timings[-1].seconds = (now - timings[-1].started_at).total_seconds()
-        self._status.stage = stage
-        if stage not in ("assessed", "failed"):
-            timings.append(StageTiming(stage=stage, started_at=now))
-
-    def _resume(self, carried: CarriedState | None) -> None:
-        if carried is not None:
-            self._status.llm_attempts = carried.llm_attempts
-            self._status.repairs = carried.repairs
-            self._status.key_waits = carried.key_waits
-            self._key_waited = carried.key_waited_seconds
-            self._runs = carried.runs
-            self._free_rounds = carried.free_rounds
-            self._without_history = carried.without_history
-            self._text_only = carried.text_only
-            self._step = carried.failover_step
-
-    def _continue_if_long(self, inp: AssessmentInput) -> None:
-        """Continue as new while waiting for a key once the history is large (Temporal's
-        suggestion, or the policy's event budget): a wait of any length stays bounded."""
-        info = workflow.info()
-        if not (
-            info.is_continue_as_new_suggested()
-            or info.get_current_history_length() >= inp.policy.history_event_budget
-        ):
-            return
-        carried = CarriedState(
-            llm_attempts=self._status.llm_attempts,
-            repairs=self._status.repairs,
-            key_waits=self._status.key_waits,
-            key_waited_seconds=self._key_waited,
-            runs=self._runs + 1,
-            free_rounds=self._free_rounds,
-            without_history=self._without_history,
-            text_only=self._text_only,
-            failover_step=self._step,
-        )
-        workflow.continue_as_new(inp.model_copy(update={"carried": carried}))
-
-    def _key_wait(self, inp: AssessmentInput, retry_after_seconds: float, reason: str) -> timedelta:
-        """How long to wait for a key, stretched by up to `KEY_WAIT_JITTER` (the workflow's
-        deterministic random) so waiting workflows do not wake together. The pool's time is
-        exact for a cooldown or a rate window: at least the policy's minimum. For a full
-        concurrency it is a guess (a release may come sooner): a minimum that doubles with each
-        consecutive wait, up to the policy's longest. Every key disabled: the longest."""
-        policy = inp.policy
-        floor = policy.min_key_wait_seconds
-        if retry_after_seconds < 0:
-            floor = policy.max_key_poll_seconds
-        elif reason == "concurrency":
-            floor = max(self._next_key_wait, floor)
-            self._next_key_wait = min(floor * 2, policy.max_key_poll_seconds)
-        stretch = 1 + KEY_WAIT_JITTER * workflow.random().random()
-        return timedelta(seconds=max(retry_after_seconds, floor) * stretch)
-
-    async def _lease(self, inp: AssessmentInput, task: AssessmentTask) -> KeyLease | None:
-        """A lease, or None after waiting durably (see `_key_wait`) or moving to the next
-        entry of the failover chain."""
-        step = task.failover[self._step] if task.failover else None
-        request = LeaseRequest(
-            assessment_id=inp.assessment_id,
-            ttl_seconds=inp.policy.lease_ttl_seconds,
-            quota_groups=step.quota_groups if step else [],
-            tokens=task.estimated_tokens,
-            severity=task.severity,
-            waiter=inp.assessment_id,
-            camera_id=task.camera_id,
-        )
-        result = await workflow.execute_activity_method(
-            LeaseActivities.acquire_lease,
-            request,
-            start_to_close_timeout=timedelta(seconds=10),
-            retry_policy=INFRA_RETRY,
-        )
-        if result.lease is not None:
-            self._status.key_id = result.lease.key_id
-            self._status.waiting_until = None
-            self._next_key_wait = 0.0
-            return result.lease
-        if self._fail_over(task, result.retry_after_seconds):
-            return None
-        wait = self._key_wait(inp, result.retry_after_seconds, result.reason)
-        self._step_waited += wait.total_seconds()
-        self._key_waited += wait.total_seconds()
-        if self._key_waited > inp.policy.max_key_wait_seconds:
-            raise _Failed(f"no API key available for {self._key_waited:.0f}s ({result.reason})")
-        self._stage("waiting_for_key")
-        self._status.key_waits += 1
-        self._status.waiting_until = workflow.now() + wait
-        await workflow.sleep(wait)
-        self._continue_if_long(inp)
-        return None
-
-    def _fail_over(self, task: AssessmentTask, retry_after_seconds: float) -> bool:
-        """Move to the chain's next entry when this entry's keys are all disabled
-        (`retry_after_seconds` < 0) or free later than its `max_wait_seconds` allows."""
-        if self._step + 1 >= len(task.failover):
-            return False
-        step = task.failover[self._step]
-        later = self._step_waited + max(retry_after_seconds, 0.0) > step.max_wait_seconds
-        if retry_after_seconds >= 0 and not later:
-            return False
-        workflow.logger.info(
-            "assessment %s fails over to entry %d", task.assessment_id, self._step + 1
-        )
-        self._step += 1
-        self._step_waited = 0.0
-        self._next_key_wait = 0.0
-        return True
-
-    def _call_input(self, task: AssessmentTask, lease: KeyLease) -> LLMCallInput:
-        """The call for this lease, with the current failover entry's models and text-only."""
-        step = task.failover[self._step] if task.failover else None
-        return LLMCallInput(
-            task=task,
-            lease=lease,
-            repair_of=self._repair_of,
-            without_history=self._without_history,
-            text_only=self._text_only or (step is not None and step.text_only),
-            vision_model=step.model_for(True) if step else "",
-            text_model=step.model_for(False) if step else "",
-        )
-
-    async def _assess(self, inp: AssessmentInput, task: AssessmentTask) -> LLMCallOutput:
-        """Lease, call, react; bounded by LLM attempts, key-wait time and lease rounds. An
-        attempt made before this workflow (`CarriedState.failed_attempt`) is reacted to first,
-        as if it were its own: a repair, a degraded prompt, a backoff or the end."""
-        backoff = 1.0
-        failed = inp.carried.failed_attempt if inp.carried is not None else None
-        if failed is not None:
-            self._status.last_error = f"{failed.kind}: {failed.detail}"[:500]
-            if self._react(inp, task, failed.kind, failed.detail):
-                await workflow.sleep(timedelta(seconds=backoff))
-                backoff *= 2
-        while True:
-            lease = await self._lease(inp, task)
-            if lease is None:
-                continue
-            self._stage("calling_llm")
-            self._status.llm_attempts += 1
-            call = self._call_input(task, lease)
-            try:
-                return await workflow.execute_activity_method(
-                    LLMActivities.call_llm,
-                    call,
-                    start_to_close_timeout=timedelta(seconds=inp.policy.llm_timeout_seconds),
-                    retry_policy=SINGLE_ATTEMPT,
-                )
-            except ActivityError as err:
-                kind, detail = failure_of(err)
-            self._status.last_error = f"{kind}: {detail}"[:500]
-            if self._react(inp, task, kind, detail):
-                self._stage("backing_off")
-                await workflow.sleep(timedelta(seconds=backoff))
-                backoff = min(backoff * 2, MAX_BACKOFF)
-
-    def _react(self, inp: AssessmentInput, task: AssessmentTask, kind: str, detail: str) -> bool:
-        """What follows a failed call: raise `_Failed`, or True to back off before the next
-        lease, False to lease again at once."""
-        if kind in E.NOT_AN_ATTEMPT:  # nothing the event did: 429s, refused accounts, no slot
-            self._status.llm_attempts -= 1
-            self._free_rounds += 1
-            if self._free_rounds > MAX_UNSENT_ROUNDS:
-                raise _Failed(f"no usable key after {self._free_rounds} leases: {kind}: {detail}")
-            return False
-        if kind == E.MALFORMED_ANSWER and self._status.repairs < inp.policy.max_repairs:
-            self._status.repairs += 1
-            self._repair_of = detail
-            return False
-        if kind == E.CONTENT_REJECTED and self._degrade(task):
-            return False
-        if kind == E.IMAGE_UNAVAILABLE and not self._text_only:
-            self._text_only = True  # the image cannot be read: assess the detections alone
-            return False
-        attempts = self._status.llm_attempts
-        if kind in E.NON_RETRYABLE or kind == E.IMAGE_UNAVAILABLE:
-            raise _Failed(f"after {attempts} LLM attempt(s): {kind}: {detail}"[:1000])
-        if attempts >= inp.policy.max_llm_attempts:
-            raise _Failed(f"after {attempts} LLM attempt(s): {kind}: {detail}"[:1000])
-        return True
-
-    def _degrade(self, task: AssessmentTask) -> bool:
-        """After a moderation refusal: once without the camera's history (if the prompt had
-        any), then once text-only (if it had an image); False when nothing is left to drop."""
-        if not self._without_history and task.user_prompt_without_history is not None:
-            self._without_history = True
-            return True
-        if not self._text_only and task.image_ref:
-            self._text_only = True
-            return True
-        return False
-
-    def _assessment(
-        self, inp: AssessmentInput, task: AssessmentTask, output: LLMCallOutput | None, reason: str
-    ) -> Assessment:
-        status = self._status
-        degraded = output is not None and (self._step > 0 or bool(task.over_budget))
-        return assessment_of(
-            inp, task, output, reason, status.key_id, status.llm_attempts, degraded
-        )
-
-
-def budget_stop_reason(task: AssessmentTask) -> str:
-    """Why an over-budget site's assessment made no call (`on_exhausted: stop`)."""
-    return f"not assessed: site budget exhausted ({task.over_budget})"
-
-
-def assessment_of(
-    inp: AssessmentInput,
-    task: AssessmentTask,
-    output: LLMCallOutput | None,
-    reason: str,
-    key_id: str,
-    llm_attempts: int,
-    degraded: bool = False,
-) -> Assessment:
-    """The assessment of `inp`: `output`'s answer, or `failed` with `reason` when None;
-    `degraded` when a later entry of the failover chain, or an over-budget fallback, answered."""
-    event = inp.event
-    common = {
-        "assessment_id": inp.assessment_id,
-        "camera_id": event.camera_id,
-        "situation": inp.situation,
-        "captured_at": event.captured_at,
-        "captured_ms": int(event.captured_at.timestamp() * 1000),
-        "assessed_at": workflow.now(),
-        "frame_id": event.frame_id,
-        "key_id": key_id,
-        "llm_attempts": llm_attempts,
-        "detections": class_counts(event),
-        "provenance": _provenance(task, output),
-        "degraded": degraded,
-    }
-    if output is None:
-        return Assessment(status="failed", failure_reason=reason, **common)
-    answer = output.answer
-    return Assessment(
-        status="assessed",
-        risk_level=answer.risk_level,
-        risk_score=answer.risk_score,
-        summary=answer.summary,
-        hazards=answer.hazards,
-        recommended_actions=answer.recommended_actions,
-        adjustments=answer.adjustments,
-        **common,
-    )
-
-
-def _provenance(task: AssessmentTask, output: LLMCallOutput | None) -> Provenance:
-    """The task's provenance, with the model that really answered and the snapshot only when
-    it was sent (a text-only fallback answers with the text model and no image)."""
-    if output is None or not output.model:
-        return task.provenance
-    image_ref = task.provenance.image_ref if output.image_sent else None
-    update = {"model": output.model, "image_ref": image_ref}
-    if output.provider:  # the provider that answered (older workers left it empty)
-        update["provider"] = output.provider
-    return task.provenance.model_copy(update=update)
-
-
-def failure_of(err: ActivityError) -> tuple[str, str]:
-    """The error type the activity raised (or a timeout), and its detail."""
-    cause = err.cause
-    if isinstance(cause, ApplicationError):
-        kind = cause.type or E.PROVIDER_ERROR
-        if kind == E.MALFORMED_ANSWER and cause.details:
-            return kind, str(cause.details[0])
-        return kind, cause.message
-    return E.PROVIDER_ERROR, f"{type(cause).__name__}: {cause}"

@@ -1,13 +1,7 @@
 """An assessment's first attempt, inline in the workflow that needs it (the incident).
 
-Build the task (a local activity: one Redis read), lease + stamp + call + release (one
-activity, `lease_and_call_llm`: the lease lives only inside it), aggregate (a local activity:
-idempotent per assessment id, so re-running it after a lost workflow task writes nothing
-twice). Two workflow tasks and one activity, where the child `RiskAssessmentWorkflow` costs a
-child start and completion, four workflow tasks and three activities.
-
-When the first attempt does not answer (no key now, Redis down, or the call failed), the
-caller runs the full loop: `RiskAssessmentWorkflow` as a child, which waits for keys on
+When it does not answer (no key now, Redis down, or the call failed), the caller runs the
+full loop (`workflows.loop`) as the child `RiskAssessmentWorkflow`, which waits for keys on
 durable timers, continues as new before its history grows, repairs and degrades, with the
 attempt this one spent carried over (`CarriedState`). Pure workflow code.
 """
@@ -30,17 +24,17 @@ with workflow.unsafe.imports_passed_through():
         FailedAttempt,
     )
     from riskflow.contracts.lease import LeasedCallInput
-    from workflows.assessment import (
-        INFRA_RETRY,
-        SINGLE_ATTEMPT,
-        assessment_of,
-        budget_stop_reason,
-        failure_of,
-    )
+    from workflows.loop import assessment_of, budget_stop_reason, failure_of
+    from workflows.policies import INFRA_RETRY, SINGLE_ATTEMPT
 
 
 async def first_attempt(inp: AssessmentInput) -> tuple[Assessment | None, CarriedState]:
-    """The aggregated assessment, or None and what the attempt spent (for the full loop)."""
+    """One attempt inline: build the task (a local activity: one Redis read), lease + stamp
+    + call + release (one activity, `lease_and_call_llm`: the lease lives only inside it),
+    aggregate (a local activity: idempotent per assessment id). Two workflow tasks and one
+    activity, where the child `RiskAssessmentWorkflow` costs a child start and completion,
+    four workflow tasks and three activities. The aggregated assessment, or None and what
+    the attempt spent, for the full loop (no key now, Redis down, or the call failed)."""
     task = await workflow.execute_local_activity_method(
         TaskActivities.build_task,
         inp,

@@ -2,9 +2,17 @@
 
 open -> notified -> acknowledged -> resolved, plus dismissed (first assessment says no risk,
 or an operator: false alarm) and expired. Frames arrive as `frame` signals (deduplicated by
-camera + frame id, summarised, bounded); operators act through updates; the escalation
-ladder, quiet hours, auto-resolve and expiry run on durable timers. Pure: no I/O, no clock
-but `workflow.now()`.
+camera + frame id, coalesced, summarised, bounded); operators act through updates; the
+escalation ladder, quiet hours, auto-resolve and expiry run on durable timers. Pure: no I/O,
+no clock but `workflow.now()`.
+
+The alarm never waits (patch `ALARM_FIRST`): level 0 is told within
+`notify_within_seconds` of the first significant frame whether or not the LLM has answered;
+assessments run beside the loop and follow as updates; every message is its own activity
+beside the loop (`workflows.incident_sends`); a more severe situation is told at once to the
+levels reached. Runs started before that patch keep their old commands to the end of the run
+(the assessment first, messages one after the other) and take the new ones at their next
+continue-as-new.
 """
 
 from __future__ import annotations
@@ -15,7 +23,6 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -39,21 +46,22 @@ with workflow.unsafe.imports_passed_through():
         OperatorAction,
         TimelineEntry,
     )
-    from riskflow.contracts.notifications import NotificationKind
+    from riskflow.contracts.notifications import (
+        NotificationKind,
+        NotificationRequest,
+        NotificationResult,
+    )
     from workflows import incident_plan as plan
-    from workflows.assessment import INFRA_RETRY, RiskAssessmentWorkflow
+    from workflows.assessment import RiskAssessmentWorkflow
     from workflows.first_attempt import first_attempt
+    from workflows.incident_sends import Sends
+    from workflows.policies import INFRA_RETRY, NOTIFY_RETRY
 
-# A channel that keeps failing is retried for about an hour, then recorded as failed: the
-# incident goes on (the next level may reach somebody).
-NOTIFY_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=60),
-    maximum_attempts=70,
-)
+ALARM_FIRST = "alarm-first"  # workflow.patched id: the behaviour described above
 MAX_SEEN = 512  # camera:frame keys remembered for deduplication
+MAX_PENDING = 16  # frames continue-as-new carries, at most (coalesced beyond)
 S = IncidentState
+Purpose = str  # "first", "reassess", "resolution"
 
 
 @workflow.defn
@@ -67,6 +75,10 @@ class IncidentWorkflow:
         self._clear: IncidentFrame | None = None
         self._newest: IncidentFrame | None = None  # matching, not assessed yet
         self._unflushed: list[IncidentEvent] = []
+        self._alarm_first = False
+        self._sends = Sends(self._sent)
+        self._assessing: asyncio.Task[None] | None = None
+        self._queued: tuple[IncidentFrame, str, Purpose] | None = None
 
     # -- signals, queries, updates --------------------------------------------------------
     @workflow.signal(name="frame")
@@ -79,11 +91,11 @@ class IncidentWorkflow:
 
     @workflow.update(name="ack")
     async def ack(self, action: OperatorAction) -> IncidentState:
-        view = self._require(action, "acknowledge", (S.OPEN, S.NOTIFIED))
-        view.acknowledged_at, view.acknowledged_by = workflow.now(), action.by
+        self._require(action, "acknowledge", (S.OPEN, S.NOTIFIED))
+        self._set(acknowledged_at=workflow.now(), acknowledged_by=action.by)
         self._transition(S.ACKNOWLEDGED, "acknowledged", action.by, action.text)
         await self._flush()
-        return view.state
+        return self._state()
 
     @workflow.update(name="resolve")
     async def resolve(self, action: OperatorAction) -> IncidentState:
@@ -101,12 +113,12 @@ class IncidentWorkflow:
 
     @workflow.update(name="comment")
     async def comment(self, action: OperatorAction) -> IncidentState:
-        view = self._require(action, "comment on", tuple(IncidentState))
+        self._require(action, "comment on", tuple(IncidentState))
         if not action.text.strip():
             raise ApplicationError("a comment needs text", type=INVALID_ACTION)
         self._record("commented", action.by, action.text)
         await self._flush()
-        return view.state
+        return self._state()
 
     # Validators refuse an action the state does not allow before it enters history.
     @ack.validator
@@ -127,13 +139,9 @@ class IncidentWorkflow:
         if not action.text.strip():
             raise ApplicationError("a comment needs text", type=INVALID_ACTION)
 
-    def _state(self) -> IncidentState:
-        assert self._view is not None
-        return self._view.state
-
     def _require(
         self, action: OperatorAction, verb: str, allowed: tuple[IncidentState, ...]
-    ) -> IncidentView:
+    ) -> None:
         view = self._view
         if view is None:
             raise ApplicationError("the incident is not open yet", type=INVALID_TRANSITION)
@@ -143,46 +151,66 @@ class IncidentWorkflow:
                 view.state.value,
                 type=INVALID_TRANSITION,
             )
-        return view
+
+    # -- the view (only the workflow changes it; `plan` returns new ones) ------------------
+    @property
+    def _v(self) -> IncidentView:
+        assert self._view is not None
+        return self._view
+
+    @property
+    def _i(self) -> IncidentStart:
+        assert self._inp is not None
+        return self._inp
+
+    def _set(self, **update: object) -> None:
+        self._view = self._v.model_copy(update=update)
+
+    def _state(self) -> IncidentState:
+        return self._v.state
 
     # -- the run --------------------------------------------------------------------------
     @workflow.run
     async def run(self, inp: IncidentStart) -> IncidentView | None:
         self._inp = inp
+        self._alarm_first = workflow.patched(ALARM_FIRST)
         self._seen = list(inp.seen)
         self._pending = [*inp.pending, *self._pending]
         self._clear, self._newest = inp.clear, inp.newest
         if inp.carried is not None:
-            self._view = inp.carried
-            self._view.run_id = workflow.info().run_id
+            self._view = inp.carried.model_copy(update={"run_id": workflow.info().run_id})
+            for request in inp.sends:
+                self._sends.start(request)
         elif not await self._open(inp):
             return None
-        view = self._view
-        assert view is not None
-        while not view.state.closed:
-            if self._should_continue_as_new(inp):
+        while not self._v.state.closed:
+            if self._should_continue_as_new(inp) and self._assessing is None:
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 await self._flush()
-                if not view.state.closed:
-                    workflow.continue_as_new(self._carry(inp, view))
-            await self._take_frames(inp, view)
-            await self._due(inp, view)
+                if not self._v.state.closed:
+                    workflow.continue_as_new(self._carry(inp))
+            await self._take_frames(inp)
+            await self._due(inp)
             await self._flush()
-            if view.state.closed:
+            if self._v.state.closed:
                 break
             self._changed = False
-            wait = self._next_wake(inp, view) - workflow.now()
+            wait = self._next_wake(inp) - workflow.now()
             await _wait(  # operator updates grow history too: their growth wakes it as well
                 lambda: bool(self._pending) or self._changed or self._should_continue_as_new(inp),
                 max(wait, timedelta(seconds=1)),
             )
         await workflow.wait_condition(workflow.all_handlers_finished)
         await self._flush()
-        return view
+        if not self._sends.idle():  # the closing messages are delivered (or failed)
+            await workflow.wait_condition(self._sends.idle)
+            await self._flush()
+        return self._view
 
     async def _open(self, inp: IncidentStart) -> bool:
         """The first frame (the start signal) opens the incident, unless it belongs to an
-        incident that closed after it was captured (a redelivered old frame)."""
+        incident that closed after it was captured (a redelivered old frame) and is no more
+        severe than what that incident saw."""
         await _wait(lambda: bool(self._pending), timedelta(minutes=5))
         if not self._pending:
             return False
@@ -190,13 +218,16 @@ class IncidentWorkflow:
         if not first.rule:  # a clear frame never opens an incident
             self._pending.pop(0)
             return False
-        gate = await workflow.execute_local_activity_method(
+        gate = IncidentGate(workflow_id=inp.workflow_id, captured_at=first.event.captured_at)
+        if self._alarm_first:
+            gate.severity = first.severity
+        admitted = await workflow.execute_local_activity_method(
             IncidentActivities.gate,
-            IncidentGate(workflow_id=inp.workflow_id, captured_at=first.event.captured_at),
+            gate,
             start_to_close_timeout=timedelta(seconds=10),
             retry_policy=INFRA_RETRY,
         )
-        if not gate.admitted:
+        if not admitted.admitted:
             workflow.logger.info("frame of a closed incident %s: ignored", inp.workflow_id)
             return False
         now = workflow.now()
@@ -214,22 +245,17 @@ class IncidentWorkflow:
             updated_at=now,
         )
         self._pending.pop(0)
-        self._accept(inp, self._view, first)
+        self._accept(inp, first)
         self._record("opened", "system", f"{first.rule}: {first.count} detection(s)")
-        await self._first_assessment(inp, self._view, first)
+        if not self._alarm_first:
+            await self._assessed(inp, first, first.rule, "first")
+            return True
+        self._start_assessment(inp, first, first.rule, "first")
+        await _wait(lambda: self._assessing is None, _seconds(inp.config.notify_within_seconds))
         return True
 
-    async def _first_assessment(
-        self, inp: IncidentStart, view: IncidentView, first: IncidentFrame
-    ) -> None:
-        assessment = await self._assess(inp, view, first, first.rule)
-        if assessment is None or assessment.risk_level is None:
-            return  # failed: the incident stays open at its rule's severity, and is notified
-        if assessment.risk_level.rank <= inp.config.dismiss_at_or_below.rank:
-            await self._close(S.DISMISSED, "dismissed", LLM_ACTOR, assessment.summary)
-
     # -- frames ---------------------------------------------------------------------------
-    def _accept(self, inp: IncidentStart, view: IncidentView, frame: IncidentFrame) -> bool:
+    def _accept(self, inp: IncidentStart, frame: IncidentFrame) -> bool:
         """Keep a new matching frame; False for a duplicate or a clear frame."""
         key = plan.frame_key(frame)
         if key in self._seen:
@@ -238,36 +264,88 @@ class IncidentWorkflow:
         if not frame.rule:
             self._clear = frame
             return False
-        plan.keep_frame(view, frame, inp.config, workflow.now())
+        self._view = plan.with_frame(self._v, frame, inp.config, workflow.now())
         self._newest = frame
         return True
 
-    async def _take_frames(self, inp: IncidentStart, view: IncidentView) -> None:
+    async def _take_frames(self, inp: IncidentStart) -> None:
         frames, self._pending = self._pending, []
         for frame in frames:
-            if view.state.closed:
+            if self._v.state.closed:
                 return
-            reason = plan.escalation_reason(view, frame, inp.config)
-            if self._accept(inp, view, frame) and reason:
-                self._record("escalated", "system", reason)
-                await self._reassess(inp, view, frame)
-
-    async def _reassess(self, inp: IncidentStart, view: IncidentView, frame: IncidentFrame) -> None:
-        """Assess a later frame: an upgrade re-notifies an acknowledged incident; a downgrade
-        never lowers or dismisses it (only the first assessment may)."""
-        before = view.severity
-        await self._assess(inp, view, frame, frame.rule)
-        if view.severity.rank > before.rank and view.state == S.ACKNOWLEDGED:
-            await self._notify_level(inp, view, "escalated", 0, f"up{view.assessments}")
+            reason = plan.escalation_reason(self._v, frame, inp.config)
+            if not (self._accept(inp, frame) and reason):
+                continue
+            self._record("escalated", "system", reason)
+            if not self._alarm_first:
+                before = self._v.severity
+                await self._assessed(inp, frame, frame.rule, "reassess")
+                if self._v.severity.rank > before.rank and self._v.state == S.ACKNOWLEDGED:
+                    await self._notify_level(inp, "escalated", 0, f"up{self._v.assessments}")
+                continue
+            floor = plan.severity_of_rule(self._v.rule_severity)  # a worse rule: at once
+            if floor.rank > self._v.severity.rank:
+                self._set(severity=floor)
+                self._tell_upgrade(inp, reason, f"up-{frame.rule}")
+            self._start_assessment(inp, frame, frame.rule, "reassess")
 
     # -- assessments ----------------------------------------------------------------------
+    def _start_assessment(
+        self, inp: IncidentStart, frame: IncidentFrame, situation: str, purpose: Purpose
+    ) -> None:
+        """An assessment beside the loop; while one runs, the latest request waits its turn
+        (a more severe frame before a less severe one)."""
+        if frame.rule:  # the interval counts from here; this frame is no longer new
+            self._set(assessed_at=workflow.now())
+            self._newest = None
+        if self._assessing is not None:
+            queued = self._queued
+            if queued is None or frame.severity >= queued[0].severity:
+                self._queued = (frame, situation, purpose)
+            return
+        self._assessing = asyncio.create_task(self._assessed(inp, frame, situation, purpose))
+
+    async def _assessed(
+        self, inp: IncidentStart, frame: IncidentFrame, situation: str, purpose: Purpose
+    ) -> None:
+        try:
+            result = await self._assess(inp, frame, situation)
+            if not self._v.state.closed:
+                await self._after(inp, result, purpose)
+        finally:
+            if self._alarm_first:
+                self._assessing, queued, self._queued = None, self._queued, None
+                if queued is not None and not self._v.state.closed:
+                    self._start_assessment(inp, *queued)
+                self._changed = True
+
+    async def _after(self, inp: IncidentStart, result: Assessment | None, purpose: Purpose) -> None:
+        cfg = inp.config
+        level = result.risk_level if result is not None else None
+        if purpose == "first":
+            if (
+                result is not None
+                and level is not None
+                and level.rank <= cfg.dismiss_at_or_below.rank
+            ):
+                await self._close(S.DISMISSED, "dismissed", LLM_ACTOR, result.summary)
+            elif self._alarm_first and self._v.steps_sent:
+                self._tell("assessed", self._reached(), f"a{self._v.assessments}")
+        elif purpose == "resolution" and (
+            result is not None
+            and level is not None
+            and level.rank <= cfg.resolve_max_level.rank
+            and (result.risk_score or 0) <= cfg.resolve_max_score
+        ):
+            await self._close(S.RESOLVED, "resolved", AUTO_RESOLVER, result.summary[:300])
+
     async def _assess(
-        self, inp: IncidentStart, view: IncidentView, frame: IncidentFrame, situation: str
+        self, inp: IncidentStart, frame: IncidentFrame, situation: str
     ) -> Assessment | None:
         """The existing assessment (build task -> lease -> LLM -> validate -> aggregate): its
         first attempt inline (`workflows.first_attempt`), and when that does not answer, the
         full loop as a child workflow; its outcome goes into the incident's timeline."""
-        assessment_id = f"{view.incident_id}-a{view.assessments + 1}"
+        assessment_id = f"{self._v.incident_id}-a{self._v.assessments + 1}"
         request = AssessmentInput(
             assessment_id=assessment_id,
             situation=situation,
@@ -275,8 +353,9 @@ class IncidentWorkflow:
             event=frame.event,
             policy=inp.policy,
         )
-        if frame.rule:  # the interval counts from here; this frame is no longer new
-            view.assessed_at, self._newest = workflow.now(), None
+        if frame.rule and not self._alarm_first:
+            self._set(assessed_at=workflow.now())
+            self._newest = None
         result, carried = await first_attempt(request)
         if result is None:
             result = await workflow.execute_child_workflow(
@@ -284,125 +363,185 @@ class IncidentWorkflow:
                 request.model_copy(update={"carried": carried}),
                 id=assessment_id,
             )
-        view.assessments += 1
+        self._set(assessments=self._v.assessments + 1)
         if result.status != "assessed" or result.risk_level is None:
             self._record("assessed", LLM_ACTOR, f"failed: {result.failure_reason}"[:500])
             return None
-        if frame.rule:  # a resolution check does not change what the incident is about
-            if result.risk_level.rank > view.severity.rank or view.assessments == 1:
-                view.severity = result.risk_level
-            view.summary, view.hazards = result.summary, result.hazards
-            view.recommended_actions = result.recommended_actions
+        view, before = self._v, self._v.severity
+        if frame.rule and not (self._alarm_first and view.state.closed):  # not a resolution check
+            severity = view.severity
+            if result.risk_level.rank > severity.rank or view.assessments == 1:
+                severity = result.risk_level
+            if self._alarm_first and view.assessments > 1:  # never below the rule's floor
+                floor = plan.severity_of_rule(view.rule_severity)
+                severity = max(severity, floor, key=lambda level: level.rank)
+            self._set(
+                severity=severity,
+                summary=result.summary,
+                hazards=result.hazards,
+                recommended_actions=result.recommended_actions,
+            )
         detail = f"{result.risk_level.value} ({result.risk_score}): {result.summary}"
         self._record("assessed", LLM_ACTOR, detail[:500])
+        if self._alarm_first and self._v.severity.rank > before.rank and view.assessments > 1:
+            name = f"up{self._v.assessments}"
+            self._tell_upgrade(inp, f"assessed {self._v.severity.value}", name)
         return result
 
-    async def _resolution_check(self, inp: IncidentStart, view: IncidentView) -> None:
+    # -- timers ---------------------------------------------------------------------------
+    def _next_wake(self, inp: IncidentStart) -> datetime:
+        cfg, view = inp.config, self._v
+        times = [view.opened_at + timedelta(seconds=cfg.expire_after_seconds)]
+        times.append(_quiet_since(view) + timedelta(seconds=cfg.auto_resolve_after_seconds))
+        step = plan.next_step(view, cfg)
+        if step is not None and step.due is not None and view.state in (S.OPEN, S.NOTIFIED):
+            times.append(step.due)
+        reassess = plan.reassess_due(view, cfg, self._newest is not None)
+        if reassess is not None:
+            times.append(reassess)
+        quiet_end = self._quiet_end(inp)
+        if view.held and quiet_end is not None:
+            times.append(quiet_end)
+        return min(times)
+
+    async def _due(self, inp: IncidentStart) -> None:
+        cfg, now = inp.config, workflow.now()
+        if now >= self._v.opened_at + timedelta(seconds=cfg.expire_after_seconds):
+            await self._close(S.EXPIRED, "expired", "system", "open for too long")
+            return
+        if self._v.held and self._quiet_end(inp) is None:
+            await self._release_held(inp)
+        if self._alarm_first:
+            await self._catch_up(inp, plan.due_steps(self._v, cfg, now))
+        while not self._alarm_first and self._v.state in (S.OPEN, S.NOTIFIED):
+            step = plan.next_step(self._v, cfg)
+            if step is None or step.due is None or step.due > workflow.now():
+                break
+            await self._escalate(inp, step)
+        reassess = plan.reassess_due(self._v, cfg, self._newest is not None)
+        if self._newest is not None and reassess is not None and reassess <= workflow.now():
+            await self._run_assessment(inp, self._newest, self._newest.rule, "reassess")
+        if now >= _quiet_since(self._v) + timedelta(seconds=cfg.auto_resolve_after_seconds):
+            self._set(checked_at=now)  # a check that finds the hazard waits another period
+            await self._resolution_check(inp)
+
+    async def _run_assessment(
+        self, inp: IncidentStart, frame: IncidentFrame, situation: str, purpose: Purpose
+    ) -> None:
+        if self._alarm_first:
+            self._start_assessment(inp, frame, situation, purpose)
+            return
+        before = self._v.severity
+        await self._assessed(inp, frame, situation, purpose)
+        upgraded = self._v.severity.rank > before.rank
+        if purpose == "reassess" and upgraded and self._v.state == S.ACKNOWLEDGED:
+            await self._notify_level(inp, "escalated", 0, f"up{self._v.assessments}")
+
+    async def _resolution_check(self, inp: IncidentStart) -> None:
         """No matching frame for the quiet period: ask the LLM about the newest clear frame
         ("is the hazard still present?"); resolve only on a confident no."""
         clear, self._clear = self._clear, None
         if clear is None:
             self._record("assessed", "system", "no clear frame to check; stays open")
             return
+        view = self._v
         situation = f"resolution check: is the {view.rule or view.family} hazard still present?"
-        result = await self._assess(inp, view, clear, situation)
-        cfg = inp.config
-        if (
-            result is not None
-            and result.risk_level is not None
-            and result.risk_level.rank <= cfg.resolve_max_level.rank
-            and (result.risk_score or 0) <= cfg.resolve_max_score
-        ):
-            await self._close(S.RESOLVED, "resolved", AUTO_RESOLVER, result.summary[:300])
-
-    # -- timers ---------------------------------------------------------------------------
-    def _next_wake(self, inp: IncidentStart, view: IncidentView) -> datetime:
-        cfg = inp.config
-        times = [view.opened_at + timedelta(seconds=cfg.expire_after_seconds)]
-        times.append(_quiet_since(view) + timedelta(seconds=cfg.auto_resolve_after_seconds))
-        step = plan.next_step(view, cfg)
-        if step is not None and view.state in (S.OPEN, S.NOTIFIED):
-            times.append(step[2])
-        reassess = plan.reassess_due(view, cfg, self._newest is not None)
-        if reassess is not None:
-            times.append(reassess)
-        quiet_end = quiet_until(workflow.now(), cfg.quiet_hours, inp.timezone)
-        if view.held and quiet_end is not None:
-            times.append(quiet_end)
-        return min(times)
-
-    async def _due(self, inp: IncidentStart, view: IncidentView) -> None:
-        cfg, now = inp.config, workflow.now()
-        if now >= view.opened_at + timedelta(seconds=cfg.expire_after_seconds):
-            await self._close(S.EXPIRED, "expired", "system", "open for too long")
-            return
-        if view.held and self._quiet_end(inp) is None:
-            await self._release_held(inp, view)
-        while view.state in (S.OPEN, S.NOTIFIED):
-            step = plan.next_step(view, cfg)
-            if step is None or step[2] > workflow.now():
-                break
-            await self._escalate(inp, view, step[0], step[1])
-        reassess = plan.reassess_due(view, cfg, self._newest is not None)
-        if self._newest is not None and reassess is not None and reassess <= workflow.now():
-            await self._reassess(inp, view, self._newest)
-        if now >= _quiet_since(view) + timedelta(seconds=cfg.auto_resolve_after_seconds):
-            view.checked_at = now  # a check that finds the hazard waits another quiet period
-            await self._resolution_check(inp, view)
+        await self._run_assessment(inp, clear, situation, "resolution")
 
     def _quiet_end(self, inp: IncidentStart) -> datetime | None:
         return quiet_until(workflow.now(), inp.config.quiet_hours, inp.timezone)
 
-    async def _escalate(
-        self, inp: IncidentStart, view: IncidentView, name: str, level: int
-    ) -> None:
+    def _quiet_holds(self, inp: IncidentStart) -> datetime | None:
+        """Until when quiet hours hold this incident's messages (None: they go now)."""
         quiet_end = self._quiet_end(inp)
-        if quiet_end is not None and view.severity.rank < inp.config.quiet_hours_hold_below.rank:
-            view.held = [*view.held, name]
-            if view.notified_at is None:
-                view.notified_at = workflow.now()  # the ladder runs on, held
-            self._record("held", "system", f"{name} held until {quiet_end.isoformat()}")
-            return
-        kind: NotificationKind = "opened" if name == "L0" else "escalated"
-        if "r" in name:
-            kind = "reminder"
-        await self._notify_level(inp, view, kind, level, name)
+        if quiet_end is None or self._v.severity.rank >= inp.config.quiet_hours_hold_below.rank:
+            return None
+        if self._alarm_first and self._v.rule_severity >= inp.config.life_safety_severity:
+            return None  # life-safety breaks through, whatever the assessment said
+        return quiet_end
 
-    async def _release_held(self, inp: IncidentStart, view: IncidentView) -> None:
-        """Quiet hours ended: one summary of what was held, to the highest level held."""
-        held, view.held = view.held, []
-        view.steps_sent = [*view.steps_sent, *held]
-        if view.state not in (S.OPEN, S.NOTIFIED):
+    async def _escalate(self, inp: IncidentStart, step: plan.Step) -> None:
+        quiet_end = self._quiet_holds(inp)
+        if quiet_end is not None:
+            self._set(held=[*self._v.held, step.name])
+            if self._v.notified_at is None:
+                self._set(notified_at=workflow.now())  # the ladder runs on, held
+            self._record("held", "system", f"{step.name} held until {quiet_end.isoformat()}")
             return
-        level = max(int(name[1:].split("r")[0]) for name in held)
-        await self._notify_level(inp, view, "summary", level, f"summary-{held[-1]}")
+        await self._notify_level(inp, step.kind, step.level, step.name)
+
+    async def _catch_up(self, inp: IncidentStart, due: list[plan.Step]) -> None:
+        """Every step due now: one message, at the highest level due (after an outage the
+        ladder says once what was missed, not each step in a burst); the others are recorded
+        as sent."""
+        if not due or self._v.state not in (S.OPEN, S.NOTIFIED):
+            return
+        *missed, last = due
+        if missed:
+            names = [step.name for step in missed]
+            self._set(steps_sent=[*self._v.steps_sent, *names])
+            self._record("escalated", "system", f"caught up: {', '.join(names)} not sent")
+        await self._escalate(inp, last)
+
+    async def _release_held(self, inp: IncidentStart) -> None:
+        """Quiet hours ended: one summary of what was held, to the highest level held."""
+        held = self._v.held
+        self._set(held=[], steps_sent=[*self._v.steps_sent, *held])
+        if self._v.state not in (S.OPEN, S.NOTIFIED):
+            return
+        level = plan.highest_level(held)
+        await self._notify_level(inp, "summary", level, f"summary-{held[-1]}")
+
+    # -- notifications --------------------------------------------------------------------
+    def _reached(self) -> list[int]:
+        """The levels told so far (level 0 at least, once anything was sent)."""
+        return list(range(max(self._v.escalation_level, 0) + 1))
+
+    def _tell_upgrade(self, inp: IncidentStart, reason: str, name: str) -> None:
+        """A more severe situation, told at once to every level reached (held in quiet hours
+        unless life-safety or severe enough to break through)."""
+        if not self._v.steps_sent and not self._v.held:
+            return  # nobody was told yet: level 0 will say the new severity
+        self._record("escalated", "system", f"upgraded to {self._v.severity.value}: {reason}")
+        if self._quiet_holds(inp) is not None:
+            return
+        self._tell("upgraded", self._reached(), name)
+
+    def _tell(self, kind: NotificationKind, levels: list[int], name: str) -> None:
+        for level in levels:
+            for channel in self._i.config.escalation[level].channels:
+                self._sends.start(self._request(kind, level, name, channel))
+
+    def _request(
+        self, kind: NotificationKind, level: int, name: str, channel: str
+    ) -> NotificationRequest:
+        request = plan.notification(self._i, self._v, kind, level, name, channel)
+        if self._alarm_first and self._v.assessments == 0 and not self._v.summary:
+            request.assessment_pending = True
+            request.detected = f"{self._v.rule}: {self._v.max_count} detection(s)"
+        return request
 
     async def _notify_level(
-        self, inp: IncidentStart, view: IncidentView, kind: NotificationKind, level: int, name: str
+        self, inp: IncidentStart, kind: NotificationKind, level: int, name: str
     ) -> None:
         channels = inp.config.escalation[level].channels
         for channel in channels:
-            await self._notify(inp, view, kind, level, name, channel)
-        if name not in view.steps_sent:
-            view.steps_sent = [*view.steps_sent, name]
-        view.escalation_level = max(view.escalation_level, level)
-        if view.notified_at is None:
-            view.notified_at = workflow.now()
-        if view.state == S.OPEN:
-            view.state = S.NOTIFIED
+            if self._alarm_first:
+                self._sends.start(self._request(kind, level, name, channel))
+            else:
+                await self._notify_inline(self._request(kind, level, name, channel))
+        view = self._v
+        self._set(
+            steps_sent=view.steps_sent if name in view.steps_sent else [*view.steps_sent, name],
+            escalation_level=max(view.escalation_level, level),
+            notified_at=view.notified_at or workflow.now(),
+            state=S.NOTIFIED if view.state == S.OPEN else view.state,
+        )
         event: EventKind = "notified" if name in ("L0", "summary-L0") else "escalated"
         self._record(event, "system", f"{name} ({kind}) -> {', '.join(channels)}", level)
 
-    async def _notify(
-        self,
-        inp: IncidentStart,
-        view: IncidentView,
-        kind: NotificationKind,
-        level: int,
-        name: str,
-        channel: str,
-    ) -> None:
-        request = plan.notification(inp, view, kind, level, name, channel)
+    async def _notify_inline(self, request: NotificationRequest) -> None:
+        """Runs started before `ALARM_FIRST`: one message after the other, in the loop."""
         try:
             await workflow.execute_local_activity_method(
                 NotifyActivities.notify,
@@ -411,38 +550,57 @@ class IncidentWorkflow:
                 retry_policy=NOTIFY_RETRY,
             )
         except ActivityError as exc:
-            self._record("notified", "system", f"{channel} failed: {exc}"[:500], level)
+            detail = f"{request.channel} failed: {exc}"[:500]
+            self._record("notified", "system", detail, request.escalation_level)
+
+    def _sent(
+        self, request: NotificationRequest, result: NotificationResult | None, error: str
+    ) -> None:
+        """A send beside the loop ended: a failure is recorded, and the level's fallback
+        channels get the same message."""
+        self._changed = True
+        if result is not None or self._view is None:
+            return
+        level = request.escalation_level
+        self._record("notified", "system", f"{request.channel} failed: {error}"[:500], level)
+        if ":fallback:" in request.idempotency_key:
+            return
+        for channel in self._i.config.escalation[level].fallback_channels:
+            key = f"{request.idempotency_key}:fallback:{channel}"
+            update = {"channel": channel, "idempotency_key": key}
+            self._sends.start(request.model_copy(update=update))
 
     # -- state and records ----------------------------------------------------------------
     def _transition(self, state: IncidentState, kind: EventKind, actor: str, text: str) -> None:
-        assert self._view is not None
-        self._view.state = state
+        self._set(state=state)
         self._changed = True
         self._record(kind, actor, text)
 
     async def _close(self, state: IncidentState, kind: EventKind, actor: str, text: str) -> None:
-        view = self._view
-        assert view is not None and self._inp is not None
+        view = self._v
         if view.state.closed:
             return
         was_notified = bool(view.steps_sent)
-        view.closed_at, view.closed_by = workflow.now(), actor
+        self._set(closed_at=workflow.now(), closed_by=actor)
         self._transition(state, kind, actor, text)
         if was_notified and state != S.EXPIRED:
             closing: NotificationKind = "resolved" if state == S.RESOLVED else "dismissed"
-            for channel in self._inp.config.escalation[0].channels:
-                await self._notify(self._inp, view, closing, 0, closing, channel)
+            levels = self._reached() if self._alarm_first else [0]
+            for level in levels:
+                for channel in self._i.config.escalation[level].channels:
+                    request = self._request(closing, level, closing, channel)
+                    if self._alarm_first:
+                        self._sends.start(request)
+                    else:
+                        await self._notify_inline(request)
 
     def _record(self, kind: EventKind, actor: str, detail: str, level: int = -1) -> None:
         """A timeline entry and its event, sent with the view at the next `_flush`."""
-        view, inp = self._view, self._inp
-        assert view is not None and inp is not None
         now = workflow.now()
-        view.version += 1
-        view.updated_at = now
+        self._set(version=self._v.version + 1, updated_at=now)
         entry = TimelineEntry(at=now, kind=kind, actor=actor, detail=detail)
-        plan.add_entry(view, entry, inp.config.max_timeline)
-        self._unflushed.append(plan.event_of(view, kind, actor, detail, level))
+        self._view = plan.with_entry(self._v, entry, self._i.config.max_timeline)
+        self._unflushed.append(plan.event_of(self._v, kind, actor, detail, level))
 
     async def _flush(self) -> None:
         """One activity writes the view (Redis) and the events recorded since the last flush
@@ -454,9 +612,7 @@ class IncidentWorkflow:
         cooldown = inp.config.dismissed_cooldown_seconds if view.state == S.DISMISSED else 0.0
         await workflow.execute_local_activity_method(
             IncidentActivities.record,
-            IncidentRecord(
-                view=view.model_copy(deep=True), events=events, cooldown_seconds=cooldown
-            ),
+            IncidentRecord(view=view, events=events, cooldown_seconds=cooldown),
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=INFRA_RETRY,
         )
@@ -469,15 +625,27 @@ class IncidentWorkflow:
             or info.get_current_history_length() > inp.config.max_history_events
         )
 
-    def _carry(self, inp: IncidentStart, view: IncidentView) -> IncidentStart:
-        update = {"carried": view, "seen": self._seen, "pending": self._pending}
-        return inp.model_copy(update={**update, "clear": self._clear, "newest": self._newest})
+    def _carry(self, inp: IncidentStart) -> IncidentStart:
+        """The next run's input: the view, and bounded summaries of what is under way (never
+        raw backlogs: the payload stays far below Temporal's 2 MB)."""
+        pending = self._pending
+        if self._alarm_first:
+            pending = plan.coalesced(pending, MAX_PENDING)
+        update = {"carried": self._v, "seen": self._seen, "pending": pending}
+        update |= {"clear": self._clear, "newest": self._newest}
+        if self._alarm_first:
+            update["sends"] = self._sends.in_flight
+        return inp.model_copy(update=update)
 
 
 async def _wait(condition: Callable[[], bool], within: timedelta) -> None:
     """Until `condition` holds or `within` (a durable timer) passes."""
     with contextlib.suppress(asyncio.TimeoutError):
         await workflow.wait_condition(condition, timeout=within)
+
+
+def _seconds(seconds: float) -> timedelta:
+    return timedelta(seconds=seconds)
 
 
 def _quiet_since(view: IncidentView) -> datetime:

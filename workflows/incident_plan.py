@@ -1,9 +1,12 @@
 """Pure decisions of the incident workflow: which escalation step is due when, whether a new
-frame escalates the situation, and how the incident's bounded records are kept."""
+frame escalates the situation, and how the incident's bounded records are kept. Nothing here
+changes a view: each function returns a value (a `Step`, a reason, a new view)."""
 
 from __future__ import annotations
 
+import re
 from collections import Counter
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from riskflow.config.incidents import IncidentConfig
@@ -21,31 +24,74 @@ from riskflow.contracts.notifications import NotificationKind, NotificationReque
 from riskflow.levels import RiskLevel
 
 
-def step_name(level: int, repeat: int) -> str:
-    """`L1` for level 1, `L2r3` for the third repeat of level 2."""
-    return f"L{level}" if repeat == 0 else f"L{level}r{repeat}"
+@dataclass(frozen=True)
+class Step:
+    """One step of the escalation ladder: `level` (0 first) and `repeat` (0: the level
+    itself, n: its n-th repeat), `due` when known. Its `name` (`L1`, `L2r3`) is how the view
+    records it (`steps_sent`, `held`) and part of its messages' idempotency keys."""
+
+    level: int
+    repeat: int = 0
+    due: datetime | None = None
+
+    @property
+    def name(self) -> str:
+        return f"L{self.level}" if self.repeat == 0 else f"L{self.level}r{self.repeat}"
+
+    @property
+    def kind(self) -> NotificationKind:
+        if self.repeat:
+            return "reminder"
+        return "opened" if self.level == 0 else "escalated"
+
+    @classmethod
+    def of_name(cls, name: str) -> Step:
+        """The step a recorded name stands for (`L2r3` -> level 2, repeat 3)."""
+        match = _STEP_NAME.fullmatch(name)
+        if match is None:
+            raise ValueError(f"not a step name: {name!r}")
+        return cls(level=int(match[1]), repeat=int(match[2] or 0))
 
 
-def next_step(view: IncidentView, config: IncidentConfig) -> tuple[str, int, datetime] | None:
-    """The next escalation step not yet sent or held: (name, level, due time), or None when
-    the ladder (and its repeats) is done. Times count from the first notification (level 0
-    is due at once: `view.opened_at` when nothing was notified yet)."""
+_STEP_NAME = re.compile(r"L(\d+)(?:r(\d+))?")
+
+
+def next_step(view: IncidentView, config: IncidentConfig) -> Step | None:
+    """The next escalation step not yet sent or held, with its due time, or None when the
+    ladder (and its repeats) is done. Times count from the first notification (level 0 is
+    due at once: `view.opened_at` when nothing was notified yet)."""
     done = set(view.steps_sent) | set(view.held)
     origin = view.notified_at or view.opened_at
     ladder = config.escalation
-    for level, step in enumerate(ladder):
-        name = step_name(level, 0)
-        if name not in done:
-            return name, level, origin + timedelta(seconds=step.after_seconds)
+    for level, rung in enumerate(ladder):
+        if Step(level).name not in done:
+            return Step(level, 0, origin + timedelta(seconds=rung.after_seconds))
     if not config.repeat_seconds:
         return None
     last = len(ladder) - 1
     for repeat in range(1, config.max_repeats + 1):
-        name = step_name(last, repeat)
-        if name not in done:
+        if Step(last, repeat).name not in done:
             due = ladder[-1].after_seconds + repeat * config.repeat_seconds
-            return name, last, origin + timedelta(seconds=due)
+            return Step(last, repeat, origin + timedelta(seconds=due))
     return None
+
+
+def due_steps(view: IncidentView, config: IncidentConfig, now: datetime) -> list[Step]:
+    """Every step due at `now`, in ladder order (more than one after an outage, or when
+    levels share a time)."""
+    due: list[Step] = []
+    probe = view
+    while (step := next_step(probe, config)) is not None and step.due is not None:
+        if step.due > now:
+            break
+        due.append(step)
+        probe = probe.model_copy(update={"steps_sent": [*probe.steps_sent, step.name]})
+    return due
+
+
+def highest_level(names: list[str]) -> int:
+    """The highest ladder level among recorded step names (-1: none)."""
+    return max((Step.of_name(name).level for name in names), default=-1)
 
 
 def reassess_due(view: IncidentView, config: IncidentConfig, new_frame: bool) -> datetime | None:
@@ -101,26 +147,47 @@ def frame_key(frame: IncidentFrame) -> str:
     return f"{frame.event.camera_id}:{frame.event.frame_id}"
 
 
-def keep_frame(
+def with_frame(
     view: IncidentView, frame: IncidentFrame, config: IncidentConfig, now: datetime
-) -> None:
-    """Add a matching frame to the summary: counts, classes, the last `max_frames` refs;
-    `last_match_at` is when it arrived (`now`, the workflow's clock, not the camera's)."""
-    view.frames_seen += 1
-    view.recent_frames = [*view.recent_frames, frame_ref(frame)][-config.max_frames :]
-    view.max_count = max(view.max_count, frame.count)
-    view.classes = sorted(set(view.classes) | set(classes_of(frame)))
+) -> IncidentView:
+    """The view with a matching frame added to its summary: counts, classes, the last
+    `max_frames` refs, the most severe rule; `last_match_at` is when it arrived (`now`, the
+    workflow's clock, not the camera's)."""
+    update: dict[str, object] = {
+        "frames_seen": view.frames_seen + 1,
+        "recent_frames": [*view.recent_frames, frame_ref(frame)][-config.max_frames :],
+        "max_count": max(view.max_count, frame.count),
+        "classes": sorted(set(view.classes) | set(classes_of(frame))),
+        "last_match_at": now,
+    }
     if frame.severity > view.rule_severity:
-        view.rule, view.rule_severity = frame.rule, frame.severity
-    view.last_match_at = now
+        update |= {"rule": frame.rule, "rule_severity": frame.severity}
+    return view.model_copy(update=update)
 
 
-def add_entry(view: IncidentView, entry: TimelineEntry, limit: int) -> None:
-    """Append to the timeline; beyond `limit`, the oldest entries after the first go."""
+def with_entry(view: IncidentView, entry: TimelineEntry, limit: int) -> IncidentView:
+    """The view with `entry` appended to its timeline; beyond `limit`, the oldest entries
+    after the first go."""
     timeline = [*view.timeline, entry]
     if len(timeline) > limit:
         timeline = [timeline[0], *timeline[len(timeline) - limit + 1 :]]
-    view.timeline = timeline
+    return view.model_copy(update={"timeline": timeline})
+
+
+def coalesced(frames: list[IncidentFrame], limit: int) -> list[IncidentFrame]:
+    """At most `limit` (>= 2) frames, in arrival order: the most severe, the newest of each
+    rule (clear frames are rule ""), then the newest others. A backlog (a stall, a burst)
+    never grows without bound and never loses the worst it saw."""
+    if len(frames) <= limit:
+        return frames
+    worst = max(range(len(frames)), key=lambda i: (frames[i].severity, i))
+    newest = {frame.rule: i for i, frame in enumerate(frames)}
+    keep = {worst, *sorted(newest.values())[-(limit - 1) :]}
+    i = len(frames) - 1
+    while len(keep) < limit:
+        keep.add(i)
+        i -= 1
+    return [frames[i] for i in sorted(keep)]
 
 
 def notification(

@@ -1,6 +1,6 @@
 """ReplayAssessmentWorkflow: one recorded event under one candidate configuration, for
-`riskflow replay`. The live workflow's LLM loop (leases from the key pool, repairs, backoff,
-failure reasons) is inherited as it is; the task comes from `build_replay_task` (the
+`riskflow replay`. The live assessment loop (`workflows.loop`: leases from the key pool,
+repairs, backoff, failure reasons) runs as it is; the task comes from `build_replay_task` (the
 candidate's prompt, rubric, language and model) and nothing is aggregated: no `latest`, no
 alert, no results topic, no notification. The outcome is the workflow's result.
 
@@ -10,39 +10,55 @@ Pure workflow code, as `workflows.assessment`.
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import NoReturn
 
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from activities.task import TaskActivities
     from riskflow.config.prices import TokenUsage
-    from riskflow.contracts.assessment import AssessmentStatus
-    from riskflow.contracts.lease import LLMCallOutput
+    from riskflow.contracts.assessment import Assessment, AssessmentStatus, CarriedState
     from riskflow.contracts.replay import ReplayOutcome, ReplayTaskInput
-    from workflows.assessment import INFRA_RETRY, RiskAssessmentWorkflow, _Failed
+    from workflows.loop import AssessmentLoop
+    from workflows.policies import INFRA_RETRY
 
 
 @workflow.defn(name="ReplayAssessmentWorkflow")
-class ReplayAssessmentWorkflow(RiskAssessmentWorkflow):
+class ReplayAssessmentWorkflow:
+    def __init__(self) -> None:
+        self._loop: AssessmentLoop | None = None
+        self._result: Assessment | None = None
+
+    @workflow.query(name="status")
+    def status(self) -> AssessmentStatus:
+        return self._loop.status if self._loop else AssessmentStatus(assessment_id="")
+
+    @workflow.query(name="result")
+    def result(self) -> Assessment | None:
+        return self._result
+
     @workflow.run
-    async def run(self, inp: ReplayTaskInput) -> ReplayOutcome:  # type: ignore[override]
+    async def run(self, inp: ReplayTaskInput) -> ReplayOutcome:
         live = inp.assessment
-        self._status = AssessmentStatus(assessment_id=live.assessment_id)
-        self._stage("building_task")
+
+        def continue_as_new(carried: CarriedState) -> NoReturn:
+            # The replay's own input, carrying what the loop spent (not the live input).
+            update = {"assessment": live.model_copy(update={"carried": carried})}
+            workflow.continue_as_new(inp.model_copy(update=update))
+
+        loop = self._loop = AssessmentLoop(live.assessment_id, continue_as_new)
+        loop.resume(live.carried)
+        loop.stage("building_task")
         task = await workflow.execute_local_activity_method(
             TaskActivities.build_replay_task,
             inp,
             start_to_close_timeout=timedelta(seconds=10),
             retry_policy=INFRA_RETRY,
         )
-        try:
-            output: LLMCallOutput | None = await self._assess(live, task)
-            reason = ""
-        except _Failed as failed:
-            output, reason = None, str(failed)
-        assessment = self._assessment(live, task, output, reason)
+        output, reason = await loop.outcome(live, task)
+        assessment = loop.assessment(live, task, output, reason)
         self._result = assessment
-        self._stage(assessment.status)
+        loop.stage(assessment.status)
         return ReplayOutcome(
             candidate=inp.candidate.name,
             assessment=assessment,

@@ -43,6 +43,9 @@ class EscalationStep(BaseModel):
 
     after_seconds: float = Field(ge=0)
     channels: list[str] = Field(min_length=1)
+    fallback_channels: list[str] = Field(
+        default_factory=list, description="each gets the message a channel failed to deliver"
+    )
 
 
 class QuietPeriod(BaseModel):
@@ -62,6 +65,21 @@ class IncidentConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     min_rule_severity: int = Field(default=2, ge=0, le=10)
+    notify_within_seconds: float = Field(
+        default=3.0,
+        ge=0,
+        le=60,
+        description="level 0 is told this soon after a significant rule, whether or not the "
+        "LLM has answered (then: the detector's facts, assessment pending); the assessment "
+        "follows as an update",
+    )
+    life_safety_severity: int = Field(
+        default=5,
+        ge=0,
+        le=10,
+        description="rules at or above (a fall): an upgrade to one is told at once, quiet "
+        "hours or not",
+    )
     families: dict[str, str] = Field(
         default_factory=dict,
         description="significance rule -> situation family; unlisted rules are 'hazard', so "

@@ -19,6 +19,7 @@ from riskflow.config.incidents import IncidentConfig
 from riskflow.config.llm import AssessmentPolicy
 from riskflow.config.sites import Language
 from riskflow.contracts.events import DetectionEvent
+from riskflow.contracts.notifications import NotificationRequest
 from riskflow.levels import RiskLevel
 
 # Error types of the operator updates (ApplicationError.type), for clients to tell apart.
@@ -162,6 +163,9 @@ class IncidentStart(BaseModel):
     newest: IncidentFrame | None = Field(
         default=None, description="newest matching frame not assessed yet"
     )
+    sends: list[NotificationRequest] = Field(
+        default_factory=list, description="messages still in flight at continue-as-new"
+    )
 
 
 class OperatorAction(BaseModel):
@@ -200,10 +204,13 @@ class IncidentRecord(BaseModel):
 
 class IncidentGate(BaseModel):
     """Asked when a run starts: frames captured at or before `closed_until` belong to a
-    closed incident (or its dismissal cooldown) and open nothing."""
+    closed incident (or its dismissal cooldown) and open nothing, unless their rule is more
+    severe than any the closed incident saw (`severity`: the frame's rule severity; a
+    dismissed crowd never hides a fall)."""
 
     workflow_id: str
     captured_at: datetime
+    severity: int = 0
 
 
 class IncidentGateResult(BaseModel):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from riskflow.config.capacity import FailoverStep
 from riskflow.config.prices import TokenUsage
 from riskflow.contracts.assessment import AssessmentTask, RiskAnswer
 
@@ -16,6 +17,23 @@ class LeaseRequest(BaseModel):
     severity: int = Field(default=0, description="more severe waiters are served first")
     waiter: str = Field(default="", description="who waits (the assessment id; '' = none)")
     camera_id: str = Field(default="", description="the waiter's camera (fair turns)")
+
+    @classmethod
+    def for_step(
+        cls, assessment_id: str, task: AssessmentTask, step: FailoverStep | None, ttl: float
+    ) -> LeaseRequest:
+        """The lease an attempt of `task` asks for at failover entry `step` (None: no chain,
+        any key): that entry's quota groups, the task's token estimate, severity and camera;
+        the assessment waits in line under its own id."""
+        return cls(
+            assessment_id=assessment_id,
+            ttl_seconds=ttl,
+            quota_groups=step.quota_groups if step else [],
+            tokens=task.estimated_tokens,
+            severity=task.severity,
+            waiter=assessment_id,
+            camera_id=task.camera_id,
+        )
 
 
 class KeyLease(BaseModel):
@@ -45,6 +63,29 @@ class LLMCallInput(BaseModel):
     text_only: bool = Field(default=False, description="no image; the text model")
     vision_model: str = Field(default="", description="a failover entry's ('' = not pinned)")
     text_model: str = Field(default="", description="a failover entry's ('' = not pinned)")
+
+    @classmethod
+    def for_step(
+        cls,
+        task: AssessmentTask,
+        lease: KeyLease,
+        step: FailoverStep | None,
+        *,
+        repair_of: str | None = None,
+        without_history: bool = False,
+        text_only: bool = False,
+    ) -> LLMCallInput:
+        """The call for `lease` at failover entry `step`: the entry's models (pinned) and its
+        text-only, on top of what the loop decided (`text_only`, a repair, no history)."""
+        return cls(
+            task=task,
+            lease=lease,
+            repair_of=repair_of,
+            without_history=without_history,
+            text_only=text_only or (step is not None and step.text_only),
+            vision_model=step.model_for(True) if step else "",
+            text_model=step.model_for(False) if step else "",
+        )
 
 
 class LeasedCallInput(BaseModel):

@@ -21,7 +21,12 @@ NOTIFY_IN_FLIGHT = "NotificationInFlight"  # another attempt of this key is send
 NOTIFY_REJECTED = "NotificationRejected"  # bad configuration or format: non-retryable
 NOTIFY_UNKNOWN_CHANNEL = "UnknownChannel"  # the channel is not configured: non-retryable
 
-NotificationKind = Literal["opened", "escalated", "reminder", "summary", "resolved", "dismissed"]
+# opened: the first message (the detector's facts; `assessment_pending` until the LLM answers);
+# assessed: the assessment that followed, to whoever was told; upgraded: the situation became
+# more severe (a worse rule, a grown count, a reassessment), told at once to the levels reached.
+NotificationKind = Literal[
+    "opened", "assessed", "upgraded", "escalated", "reminder", "summary", "resolved", "dismissed"
+]
 
 
 class NotificationRequest(BaseModel):
@@ -49,6 +54,10 @@ class NotificationRequest(BaseModel):
     opened_at: datetime
     console_url: str = ""
     language: Language = "en"
+    assessment_pending: bool = Field(
+        default=False, description="sent before the LLM answered: the detector's facts only"
+    )
+    detected: str = Field(default="", description="what the detector saw, e.g. 'fall: 1 person'")
 
 
 class NotificationResult(BaseModel):
