@@ -86,6 +86,12 @@ class Recorder:
 RecordPath = Callable[[Recorder], Awaitable[None]]
 
 
+def expect(holds: bool, what: str) -> None:
+    """A path checks it was taken: one that went elsewhere would record something else."""
+    if not holds:
+        raise RuntimeError(f"the path was not taken: {what}")
+
+
 def traced(client: Client) -> Client:
     """The same server with the tracing interceptor every riskflow client has
     (`workers.client.connect`), so the time-skipping worker runs as a deployed one does."""
