@@ -1,0 +1,104 @@
+"""IncidentWorkflow with its notify step changed, each registered under the workflow's own
+name as a deploy of the changed code would be: tests/test_replay_histories.py shows that a
+change of commands without `workflow.patched` fails the replay of a recorded incident, and that
+the same change behind `workflow.patched` does not. Workflow code: a module of its own, so the
+sandbox can import it."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from riskflow import incident_plan as plan
+    from riskflow.incidents import IncidentStart, IncidentView
+    from riskflow.notifications import NotificationKind
+    from workflows.incident import IncidentWorkflow
+
+NOTIFY_PATCH = "notify-as-activity"
+
+
+async def _notify_as_activity(
+    inp: IncidentStart,
+    view: IncidentView,
+    kind: NotificationKind,
+    level: int,
+    name: str,
+    channel: str,
+) -> None:
+    """The notification as a normal activity instead of a local one."""
+    await workflow.execute_activity(
+        "notify",
+        plan.notification(inp, view, kind, level, name, channel),
+        start_to_close_timeout=timedelta(seconds=30),
+        retry_policy=RetryPolicy(maximum_attempts=70),
+    )
+
+
+@workflow.defn(name="IncidentWorkflow")
+class NotifyAsActivity(IncidentWorkflow):
+    """The notify local activity made a normal activity, unguarded."""
+
+    @workflow.run
+    async def run(self, inp: IncidentStart) -> IncidentView | None:
+        return await super().run(inp)
+
+    async def _notify(
+        self,
+        inp: IncidentStart,
+        view: IncidentView,
+        kind: NotificationKind,
+        level: int,
+        name: str,
+        channel: str,
+    ) -> None:
+        await _notify_as_activity(inp, view, kind, level, name, channel)
+
+
+@workflow.defn(name="IncidentWorkflow")
+class AuditBeforeNotify(IncidentWorkflow):
+    """One activity added before each notification, unguarded."""
+
+    @workflow.run
+    async def run(self, inp: IncidentStart) -> IncidentView | None:
+        return await super().run(inp)
+
+    async def _notify(
+        self,
+        inp: IncidentStart,
+        view: IncidentView,
+        kind: NotificationKind,
+        level: int,
+        name: str,
+        channel: str,
+    ) -> None:
+        await workflow.execute_activity(
+            "audit_notification", name, start_to_close_timeout=timedelta(seconds=10)
+        )
+        await super()._notify(inp, view, kind, level, name, channel)
+
+
+@workflow.defn(name="IncidentWorkflow")
+class PatchedNotifyAsActivity(IncidentWorkflow):
+    """NotifyAsActivity's change behind `workflow.patched`: a history recorded before it
+    takes the old path, a new run the new one."""
+
+    @workflow.run
+    async def run(self, inp: IncidentStart) -> IncidentView | None:
+        return await super().run(inp)
+
+    async def _notify(
+        self,
+        inp: IncidentStart,
+        view: IncidentView,
+        kind: NotificationKind,
+        level: int,
+        name: str,
+        channel: str,
+    ) -> None:
+        if workflow.patched(NOTIFY_PATCH):
+            await _notify_as_activity(inp, view, kind, level, name, channel)
+        else:
+            await super()._notify(inp, view, kind, level, name, channel)
