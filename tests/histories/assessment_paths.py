@@ -7,8 +7,9 @@ import uuid
 from typing import Any
 
 from activities.keypool import KeyPool
-from riskflow.models import AssessmentStatus
-from riskflow.replay_config import Candidate, ReplayTaskInput
+from riskflow.config.replay import Candidate
+from riskflow.contracts.assessment import AssessmentStatus
+from riskflow.contracts.replay import ReplayTaskInput
 from tests.conftest import eventually
 from tests.histories.record import (
     DEV,

@@ -12,26 +12,18 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from riskflow import incident_plan as plan
-    from riskflow.incidents import IncidentStart, IncidentView
-    from riskflow.notifications import NotificationKind
+    from riskflow.contracts.incidents import IncidentStart, IncidentView
+    from riskflow.contracts.notifications import NotificationRequest
     from workflows.incident import IncidentWorkflow
 
 NOTIFY_PATCH = "notify-as-activity"
 
 
-async def _notify_as_activity(
-    inp: IncidentStart,
-    view: IncidentView,
-    kind: NotificationKind,
-    level: int,
-    name: str,
-    channel: str,
-) -> None:
+async def _notify_as_activity(request: NotificationRequest) -> None:
     """The notification as a normal activity instead of a local one."""
     await workflow.execute_activity(
         "notify",
-        plan.notification(inp, view, kind, level, name, channel),
+        request,
         start_to_close_timeout=timedelta(seconds=30),
         retry_policy=RetryPolicy(maximum_attempts=70),
     )
@@ -45,16 +37,8 @@ class NotifyAsActivity(IncidentWorkflow):
     async def run(self, inp: IncidentStart) -> IncidentView | None:
         return await super().run(inp)
 
-    async def _notify(
-        self,
-        inp: IncidentStart,
-        view: IncidentView,
-        kind: NotificationKind,
-        level: int,
-        name: str,
-        channel: str,
-    ) -> None:
-        await _notify_as_activity(inp, view, kind, level, name, channel)
+    async def _notify_inline(self, request: NotificationRequest) -> None:
+        await _notify_as_activity(request)
 
 
 @workflow.defn(name="IncidentWorkflow")
@@ -65,19 +49,13 @@ class AuditBeforeNotify(IncidentWorkflow):
     async def run(self, inp: IncidentStart) -> IncidentView | None:
         return await super().run(inp)
 
-    async def _notify(
-        self,
-        inp: IncidentStart,
-        view: IncidentView,
-        kind: NotificationKind,
-        level: int,
-        name: str,
-        channel: str,
-    ) -> None:
+    async def _notify_inline(self, request: NotificationRequest) -> None:
         await workflow.execute_activity(
-            "audit_notification", name, start_to_close_timeout=timedelta(seconds=10)
+            "audit_notification",
+            request.idempotency_key,
+            start_to_close_timeout=timedelta(seconds=10),
         )
-        await super()._notify(inp, view, kind, level, name, channel)
+        await super()._notify_inline(request)
 
 
 @workflow.defn(name="IncidentWorkflow")
@@ -89,16 +67,8 @@ class PatchedNotifyAsActivity(IncidentWorkflow):
     async def run(self, inp: IncidentStart) -> IncidentView | None:
         return await super().run(inp)
 
-    async def _notify(
-        self,
-        inp: IncidentStart,
-        view: IncidentView,
-        kind: NotificationKind,
-        level: int,
-        name: str,
-        channel: str,
-    ) -> None:
+    async def _notify_inline(self, request: NotificationRequest) -> None:
         if workflow.patched(NOTIFY_PATCH):
-            await _notify_as_activity(inp, view, kind, level, name, channel)
+            await _notify_as_activity(request)
         else:
-            await super()._notify(inp, view, kind, level, name, channel)
+            await super()._notify_inline(request)

@@ -13,8 +13,8 @@ from zoneinfo import ZoneInfo
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy
 
-from riskflow.incident_config import IncidentConfig, QuietPeriod
-from riskflow.incidents import (
+from riskflow.config.incidents import IncidentConfig, QuietPeriod
+from riskflow.contracts.incidents import (
     IncidentFrame,
     IncidentStart,
     IncidentState,
@@ -91,13 +91,13 @@ async def dismissed(rec: Recorder) -> None:
 
 
 async def from_the_bridge(rec: Recorder) -> None:
-    """As the bridge starts incidents (`workers.incident_starts`, the configured ladder of
+    """As the bridge starts incidents (`workers.bridge.incident_starts`, the configured ladder of
     config/riskflow.yaml): a fall opens it, a later frame and a clear frame are signalled to
     it, an operator acknowledges and resolves it."""
-    from riskflow.devstack.simulate import scene_event
+    from devstack.simulate import scene_event
     from tests.test_bridge_faults import tuned
-    from workers.incident_starts import IncidentStarts
-    from workers.significance import assess_significance
+    from workers.bridge.incident_starts import IncidentStarts
+    from workers.common.significance import assess_significance
 
     settings = tuned(rec.settings, DEV_QUEUE, mode="incidents", clear_signal_seconds=0.0)
     starts = IncidentStarts(rec.dev, settings, settings.assessment_policy())

@@ -30,15 +30,15 @@ from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from riskflow.devstack.localstack.services import venv_binary
-from riskflow.devstack.localstack.stack import LocalStack
-from riskflow.endpoints import Endpoints
-from riskflow.kafka import ensure_topics
-from riskflow.settings import Settings
+from devstack.localstack.services import venv_binary
+from devstack.localstack.stack import LocalStack
+from riskflow.config.settings import Settings
+from riskflow.infra.endpoints import Endpoints
+from riskflow.infra.kafka import ensure_topics
 from tests.conftest import DashScopeAdmin, ReceiverAdmin, local_settings
-from workers.client import connect
-from workers.replay import replay_deps, replay_worker
-from workers.worker import WorkerDeps, build_worker, worker_deps
+from workers.common.client import connect
+from workers.replay.replay import replay_deps, replay_worker
+from workers.worker.worker import WorkerDeps, build_worker, worker_deps
 
 HERE = Path(__file__).resolve().parent
 DEV_QUEUE, SKIP_QUEUE, REPLAY_QUEUE = "histories-dev", "histories-skip", "histories-replay"
@@ -94,7 +94,7 @@ def expect(holds: bool, what: str) -> None:
 
 def traced(client: Client) -> Client:
     """The same server with the tracing interceptor every riskflow client has
-    (`workers.client.connect`), so the time-skipping worker runs as a deployed one does."""
+    (`workers.common.client.connect`), so the time-skipping worker runs as a deployed one does."""
     config = client.config()
     config["interceptors"] = [*config["interceptors"], TracingInterceptor()]
     return Client(**config)
