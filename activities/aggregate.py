@@ -1,13 +1,13 @@
 """Aggregate an assessment: Redis (`camera:{id}:latest`, `alerts:{id}`) and the results topic.
 
 Each Redis write touches one key (and that key's guard, in its slot), so the same code runs on
-one Redis and on Redis Cluster, where the seed guide's names (`camera:1:latest`, `alerts:1`)
+one Redis and on Redis Cluster, where the public camera key names (`camera:1:latest`, `alerts:1`)
 fall into different slots and no single script may touch them together. Each write is
 idempotent on its own, so a retry after a partial write finishes the rest without duplicating:
 the assessment's marker is SET NX; `latest` is a compare-and-set on capture time; alerts and
 history are pushed once per assessment id, guarded by `{<list name>}:seen` (see aggregate.lua).
 The alternative, a shared hash tag per camera (`camera:{1}:latest`), would have renamed the
-keys every reader and the seed guide use.
+keys every reader uses.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 -- KEYS: view, site open set, camera open set, index, closed marker, open severity hash,
 --       change counter
 -- ARGV: view json, version, incident id, opened_ms, closed (0/1), closed_until_ms,
---       ttl_seconds (of a closed view), index_max, severity
+--       ttl_seconds (of a closed view), index_max, severity, rule severity
+-- The closed marker is '<until ms>:<rule severity>' (older markers: '<until ms>').
 -- Returns: {applied (0/1), counts of open incidents by severity as name, count, ...}
 local current = redis.call('GET', KEYS[1])
 if current then
@@ -20,9 +21,9 @@ if ARGV[5] == '1' then
   redis.call('ZREM', KEYS[2], id)
   redis.call('ZREM', KEYS[3], id)
   redis.call('HDEL', KEYS[6], id)
-  local marker = tonumber(redis.call('GET', KEYS[5]) or '0')
+  local marker = tonumber(string.match(redis.call('GET', KEYS[5]) or '0', '^%d+') or '0')
   if tonumber(ARGV[6]) > marker then
-    redis.call('SET', KEYS[5], ARGV[6], 'EX', tonumber(ARGV[7]))
+    redis.call('SET', KEYS[5], ARGV[6] .. ':' .. (ARGV[10] or '0'), 'EX', tonumber(ARGV[7]))
   end
 else
   redis.call('SET', KEYS[1], ARGV[1])

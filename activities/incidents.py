@@ -67,12 +67,17 @@ class IncidentActivities:
     @activity.defn(name="incident_gate")
     async def gate(self, gate: IncidentGate) -> IncidentGateResult:
         """Admitted unless the frame was captured at or before the close marker of the last
-        incident of this workflow id (its close, plus a dismissal's cooldown)."""
+        incident of this workflow id (its close, plus a dismissal's cooldown) and its rule is
+        no more severe than the most severe that incident saw: a cooldown or a close never
+        hides a worse situation (a dismissed crowd, then a fall). A marker without a severity
+        (written before it was recorded) hides every rule, as it did."""
         raw = await self._redis.get(incident_closed_key(gate.workflow_id))
         if raw is None:
             return IncidentGateResult(admitted=True)
-        until = datetime.fromtimestamp(int(raw) / 1000, UTC)
-        return IncidentGateResult(admitted=gate.captured_at > until, closed_until=until)
+        until_ms, _, severity = _text(raw).partition(":")
+        until = datetime.fromtimestamp(int(until_ms) / 1000, UTC)
+        worse = bool(severity) and gate.severity > int(severity)
+        return IncidentGateResult(admitted=worse or gate.captured_at > until, closed_until=until)
 
     @activity.defn(name="record_incident")
     async def record(self, record: IncidentRecord) -> bool:
@@ -104,6 +109,7 @@ class IncidentActivities:
                 CLOSED_TTL_SECONDS,
                 INDEX_MAX,
                 view.severity.value,
+                view.rule_severity,
             ],
         )
         for event in record.events:

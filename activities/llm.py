@@ -223,7 +223,7 @@ class LLMActivities:
         kind = verdict.kind
         usage = TokenUsage(input_tokens=response.input_tokens, output_tokens=response.output_tokens)
         if self._ledger is not None:  # what the provider charged, whatever the answer says
-            await self._ledger.charge(inp.task.camera_id, model, usage)
+            await self._ledger.charge(inp.task.camera_id, model, usage, inp.task.site_id)
         LLM_REQUESTS.labels(inp.lease.key_id, kind).inc()
         LLM_LATENCY.labels(inp.lease.key_id).observe(latency_ms / 1000)
         if kind != E.OK:

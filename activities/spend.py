@@ -59,20 +59,28 @@ class SpendLedger:
         self._clock = clock or (lambda: datetime.now(UTC))
         self._script = redis.register_script(_SCRIPT)
 
-    def site(self, camera_id: str) -> SiteConfig:
+    def site(self, camera_id: str, site_id: str = "") -> SiteConfig:
+        """The site `site_id` (resolved once when the task was built and carried), else the
+        camera's."""
+        if site_id:
+            found = next((site for site in self._sites if site.id == site_id), None)
+            if found is not None:
+                return found
         return site_of(self._sites, camera_id)
 
     def _keys(self, site: SiteConfig) -> list[str]:
         ids = period_ids(self._clock(), site.zone)
         return [site_spend_key(site.id, period, ids[period]) for period in PERIODS]
 
-    async def charge(self, camera_id: str, model: str, usage: TokenUsage) -> None:
+    async def charge(
+        self, camera_id: str, model: str, usage: TokenUsage, site_id: str = ""
+    ) -> None:
         """Count `usage` of `model` against the camera's site. Redis down: logged and not
         counted (the answer it paid for is not thrown away for it)."""
         tokens = usage.input_tokens + usage.output_tokens
         if tokens <= 0:
             return
-        site = self.site(camera_id)
+        site = self.site(camera_id, site_id)
         cost_micro = round(self._prices.cost(model, usage) * COST_SCALE)
         try:
             reply = await self._script(
@@ -135,9 +143,12 @@ class SpendLedger:
             found[period] = Spend(tokens=int(tokens or 0), cost=int(cost or 0) / COST_SCALE)
         return found
 
-    async def standing(self, camera_id: str) -> tuple[SiteConfig, SiteBudget, BudgetVerdict] | None:
-        """The camera's site, its budget and where it stands; None when it has no budget."""
-        site = self.site(camera_id)
+    async def standing(
+        self, camera_id: str, site: SiteConfig | None = None
+    ) -> tuple[SiteConfig, SiteBudget, BudgetVerdict] | None:
+        """The camera's site (`site` when already resolved), its budget and where it
+        stands; None when it has no budget."""
+        site = site or self.site(camera_id)
         budget = site.capacity.budget
         if budget is None:
             return None

@@ -37,14 +37,17 @@ class PromptBook:
         """The situation's severity in the significance rules (0 when no rule names it)."""
         return max((r.severity for r in self._significance.rules if r.name == situation), default=0)
 
-    def failover(self, camera_id: str) -> list[FailoverStep]:
-        """The camera's failover chain (its site's `capacity`; empty: none)."""
-        return site_of(self._sites, camera_id).capacity.chain(camera_id)
+    def site(self, camera_id: str) -> SiteConfig:
+        return site_of(self._sites, camera_id)
 
-    def spec(self, camera_id: str) -> PromptSpec:
+    def failover(self, camera_id: str, site: SiteConfig | None = None) -> list[FailoverStep]:
+        """The camera's failover chain (its site's `capacity`; empty: none)."""
+        return (site or self.site(camera_id)).capacity.chain(camera_id)
+
+    def spec(self, camera_id: str, site: SiteConfig | None = None) -> PromptSpec:
         rules = self._significance.cameras.get(camera_id)
         zones = rules.zones if rules is not None and rules.zones is not None else None
-        site = site_of(self._sites, camera_id)
+        site = site or self.site(camera_id)
         return prompt_spec(
             site, camera_id, zones if zones is not None else self._significance.zones
         )
@@ -93,20 +96,22 @@ class TaskActivities:
                 camera_history_key(event.camera_id), 0, self._llm.history_context - 1
             )
             history = [item.decode() if isinstance(item, bytes) else str(item) for item in raw]
-        spec = self._book.spec(event.camera_id)
+        site = self._book.site(event.camera_id)  # once for the event: carried in the task
+        spec = self._book.spec(event.camera_id, site)
         model = self._llm.vision_model if event.snapshot else self._llm.text_model
         task = _task(inp, spec, history, PROVIDER, model, self._llm.text_model)
         update = {
-            "failover": self._book.failover(event.camera_id),
+            "site_id": site.id,
+            "failover": self._book.failover(event.camera_id, site),
             "estimated_tokens": estimate(task, self._llm),
             "severity": self._book.severity(inp.situation),
         }
-        return task.model_copy(update=update | await self._budget(event.camera_id))
+        return task.model_copy(update=update | await self._budget(event.camera_id, site))
 
-    async def _budget(self, camera_id: str) -> dict[str, object]:
+    async def _budget(self, camera_id: str, site: SiteConfig) -> dict[str, object]:
         """Over its site's budget: the fallback chain (`on_exhausted: fallback`) or no call
         (`stop`), and the limit reached; within it: nothing changes."""
-        standing = await self._ledger.standing(camera_id) if self._ledger else None
+        standing = await self._ledger.standing(camera_id, site) if self._ledger else None
         if standing is None or not standing[2].exhausted:
             return {}
         site, budget, verdict = standing

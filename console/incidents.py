@@ -1,4 +1,4 @@
-"""Incidents as the console shows them: read from issue 17's Redis views, acted on through the
+"""Incidents as the console shows them: read from the incidents' Redis views, acted on through the
 incident workflow's updates (`workers.incidents.client`).
 
 Redis views (`riskflow.names`): `incident_key(id)` (JSON `IncidentView`), the open ids per

@@ -1,5 +1,5 @@
 """Reading the LLM's reply: every reply that carries one valid assessment is read; a reply
-whose meaning is ambiguous is malformed (issue 14, part 1). Pure logic: unit and property
+whose meaning is ambiguous is malformed. Pure logic: unit and property
 tests (the same shapes through a real worker and the local DashScope server are in
 tests/test_workflow_answers.py)."""
 

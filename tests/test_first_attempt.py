@@ -99,7 +99,8 @@ async def test_a_first_attempt_without_an_answer_goes_to_the_full_loop_with_what
     camera = f"cam-{unique}"
     async with incident_worker(time_env.client, settings, stack, task_queue) as sent:
         handle = await open_incident(sent, time_env.client, task_queue, fall(camera, 1), CONFIG)
-        view = await until_view(handle, lambda v: v.steps_sent == ["L0"])
+        # The alarm does not wait for the full loop: level 0, then the assessment.
+        view = await until_view(handle, lambda v: v.steps_sent == ["L0"] and v.assessments == 1)
         activities, children = await history_shape(handle)
     assert activities == ["lease_and_call_llm"] and children == 1
     stored = json.loads(await redis.get(assessment_key(f"{view.incident_id}-a1")))

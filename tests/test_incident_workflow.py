@@ -221,12 +221,9 @@ async def test_ack_during_escalation_stops_it_and_invalid_transitions_are_refuse
         assert state == IncidentState.RESOLVED
         view = await handle.result()
     # Whoever was told hears of the close: both levels reached.
-    assert sent.keys() == [
-        "L0:ops-group",
-        "L1:shift-lead",
-        "resolved:ops-group",
-        "resolved:shift-lead",
-    ]
+    keys = sent.keys()  # the two closing messages go side by side, in either order
+    assert keys[:2] == ["L0:ops-group", "L1:shift-lead"]
+    assert sorted(keys[2:]) == ["resolved:ops-group", "resolved:shift-lead"]
     # Metrics: one more time to acknowledge (of at least the 6 minutes it took), level 1 once.
     assert _sample("riskflow_incident_time_to_acknowledge_seconds_count") == acks + 1
     assert _sample("riskflow_incident_time_to_acknowledge_seconds_sum") - ack_seconds >= 360

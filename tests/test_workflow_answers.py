@@ -1,6 +1,6 @@
 """Reply shapes through a real worker: the local DashScope server answers each exact text, and
 the workflow reads it without a repair call, or repairs it when its meaning is ambiguous
-(issue 14, part 1). Time-skipping Temporal, real Valkey, tansu and the local server."""
+Time-skipping Temporal, real Valkey, tansu and the local server."""
 
 from __future__ import annotations
 

@@ -186,8 +186,10 @@ class IncidentWorkflow:
         while not self._v.state.closed:
             if self._should_continue_as_new(inp) and self._assessing is None:
                 await workflow.wait_condition(workflow.all_handlers_finished)
+                if self._alarm_first:  # the frames so far go into the view, not the payload
+                    await self._take_frames(inp)
                 await self._flush()
-                if not self._v.state.closed:
+                if not self._v.state.closed and self._assessing is None:
                     workflow.continue_as_new(self._carry(inp))
             await self._take_frames(inp)
             await self._due(inp)
@@ -329,7 +331,7 @@ class IncidentWorkflow:
                 and level.rank <= cfg.dismiss_at_or_below.rank
             ):
                 await self._close(S.DISMISSED, "dismissed", LLM_ACTOR, result.summary)
-            elif self._alarm_first and self._v.steps_sent:
+            elif result is not None and self._alarm_first and self._v.steps_sent:
                 self._tell("assessed", self._reached(), f"a{self._v.assessments}")
         elif purpose == "resolution" and (
             result is not None

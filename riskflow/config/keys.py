@@ -1,7 +1,7 @@
 """`config/api_keys.yaml`: keys, quota groups and the pool's scheduling knobs.
 
-The shape follows the original guide (`api_keys: [{key, key_id, qps_limit, rpm_limit,
-enabled}]`, `scheduler: {key_cooldown_seconds}`), plus `key_env` (read the secret from an
+The shape is `api_keys: [{key, key_id, qps_limit, rpm_limit, enabled}]` and
+`scheduler: {key_cooldown_seconds}`, plus `key_env` (read the secret from an
 environment variable), `max_concurrency`, `quota_group` (keys of one account share one
 budget, DashScope limits apply per account), and `provider` / `base_url` (which API the key
 belongs to; without them a key is DashScope's native API at the configured base URL).

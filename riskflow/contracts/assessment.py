@@ -94,6 +94,7 @@ class AssessmentTask(BaseModel):
 
     assessment_id: str
     camera_id: str
+    site_id: str = Field(default="", description="the camera's site, resolved once per event")
     model: str
     system_prompt: str
     user_prompt: str

@@ -35,7 +35,7 @@ ARREARAGE = {
     "code": "Arrearage",
     "message": "Access denied, please make sure your account is in good standing.",
 }
-# (share of requests, answer): every kind of issue 14, section 2 and 3.
+# (share of requests, answer): every kind of provider answer the classifier knows.
 MIX: list[tuple[float, dict[str, Any]]] = [
     (0.08, error(429, {"code": "Throttling.RateQuota", "message": "rate"}, **{"Retry-After": "1"})),
     (

@@ -219,14 +219,15 @@ class Bridge:
     ) -> Outcome | Rejection:
         """Incident mode: the offset is committed only after the signal-with-start was
         acknowledged (or refused for good: dead-lettered)."""
-        if situation is None or not self._incidents.opens_incident(event.camera_id, situation):
+        start = self._incidents.start_of(event, situation)
+        if situation is None or start is None:
             await self._incidents.clear(event)
             return "insignificant"
         started = time.perf_counter()
         incident = situation
         outcome = await self._with_retries(
             f"incident of {event.camera_id}",
-            lambda: self._incidents.signal_with_start(event, incident),
+            lambda: self._incidents.signal_with_start(event, incident, start),
             "signalled",
         )
         BRIDGE_START.observe(time.perf_counter() - started)

@@ -34,20 +34,19 @@ class IncidentStarts:
         # camera -> (workflow ids this bridge signalled, monotonic time of the last clear frame)
         self._open: OrderedDict[str, tuple[set[str], float]] = OrderedDict()
 
-    def opens_incident(self, camera_id: str, situation: Situation | None) -> bool:
+    def start_of(self, event: DetectionEvent, situation: Situation | None) -> IncidentStart | None:
+        """The incident this situation opens or joins (its camera's site resolved once, here,
+        and carried in the start), or None when its rule opens none."""
         if situation is None:
-            return False
-        return situation.severity >= self._settings.incident_config(camera_id).min_rule_severity
-
-    async def signal_with_start(self, event: DetectionEvent, situation: Situation) -> None:
-        """Start the camera's incident for this situation family, or signal the running one.
-        Raises what `Client.start_workflow` raises (the bridge retries or dead-letters)."""
+            return None
         settings = self._settings
-        config = settings.incident_config(event.camera_id)
+        site = settings.site(event.camera_id)
+        config = site.incidents or settings.incidents
+        if situation.severity < config.min_rule_severity:
+            return None
         family = config.family(situation.rule)
         workflow_id = incident_workflow_id(event.camera_id, family)
-        site = settings.site(event.camera_id)
-        start = IncidentStart(
+        return IncidentStart(
             workflow_id=workflow_id,
             camera_id=event.camera_id,
             family=family,
@@ -59,6 +58,17 @@ class IncidentStarts:
             policy=self._policy,
             console_url=settings.console.link_base(),
         )
+
+    async def signal_with_start(
+        self, event: DetectionEvent, situation: Situation, start: IncidentStart | None = None
+    ) -> None:
+        """Start the camera's incident for this situation family (`start`, else `start_of`),
+        or signal the running one. Raises what `Client.start_workflow` raises (the bridge
+        retries or dead-letters); ValueError for a situation that opens no incident."""
+        start = start or self.start_of(event, situation)
+        if start is None:
+            raise ValueError(f"{situation.rule} opens no incident on {event.camera_id}")
+        workflow_id = start.workflow_id
         frame = IncidentFrame(
             event=event, rule=situation.rule, severity=situation.severity, count=situation.count
         )
@@ -66,7 +76,7 @@ class IncidentStarts:
             IncidentWorkflow.run,
             start,
             id=workflow_id,
-            task_queue=settings.temporal.task_queue,
+            task_queue=self._settings.temporal.task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
             start_signal="frame",
