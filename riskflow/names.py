@@ -21,9 +21,10 @@ DLQ_ENVELOPE_HEADER = "riskflow-envelope"
 
 
 # Per-camera keys keep their public names (`camera:1:latest`, `alerts:1`) on a single Redis
-# and on Redis Cluster alike: aggregation touches them one at a time (each key with its own guard in its slot), so they
-# need no shared hash tag. They expire `aggregate.camera_keys_ttl_seconds` after their last
-# write, so cameras that went away do not leave keys behind forever.
+# and on Redis Cluster alike: aggregation touches them one at a time (each key with its own
+# guard in its slot), so they need no shared hash tag. They expire
+# `aggregate.camera_keys_ttl_seconds` after their last write, so cameras that went away do not
+# leave keys behind forever.
 
 
 def camera_latest_key(camera_id: str) -> str:
