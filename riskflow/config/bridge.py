@@ -28,6 +28,12 @@ class BridgeSettings(BaseModel):
         description="incidents: how often a camera's frames without a match are passed to its "
         "open incident (the auto-resolve check looks at the newest)",
     )
+    incident_frame_seconds: float = Field(
+        default=1.0,
+        ge=0,
+        description="incidents: at most one frame per incident this often (capture time); "
+        "frames between are left out unless more severe (0: every frame)",
+    )
     group_id: str = BRIDGE_GROUP
     max_in_flight: int = Field(default=64, gt=0)
     max_message_bytes: int = Field(default=1_048_576, gt=0)

@@ -223,6 +223,8 @@ class Bridge:
         if situation is None or start is None:
             await self._incidents.clear(event)
             return "insignificant"
+        if self._incidents.left_out(event, situation, start):
+            return "coalesced"
         started = time.perf_counter()
         incident = situation
         outcome = await self._with_retries(

@@ -2,13 +2,20 @@
 incident (`IncidentWorkflow`, id `incident-{camera}-{family}`, conflict policy USE_EXISTING),
 so a continuous scene is one incident however many debounce windows it spans; frames without
 a match are passed (at most every `bridge.clear_signal_seconds` per camera) to the incidents
-this bridge started, so their auto-resolve check sees the camera's newest clear view."""
+this bridge started, so their auto-resolve check sees the camera's newest clear view.
+
+Signals stay bounded per incident: at most one frame per `bridge.incident_frame_seconds` of
+capture time goes to an incident, unless it is more severe than the last one sent (a burst or
+a backlog after a stall costs a few signals, never one per frame; Temporal advises a few
+signals a second per execution at most)."""
 
 from __future__ import annotations
 
 import logging
 import time
 from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
@@ -26,6 +33,23 @@ logger = logging.getLogger(__name__)
 MAX_TRACKED_CAMERAS = 10_000
 
 
+@dataclass(frozen=True)
+class Signalled:
+    """The last frame signalled to an incident: its capture time and rule severity."""
+
+    captured_at: datetime
+    severity: int
+
+
+def left_out(last: Signalled | None, frame: Signalled, interval: timedelta) -> bool:
+    """Whether `frame` can be left out of its incident: captured within `interval` after the
+    last frame signalled to it and no more severe. An older frame (out of order) or the
+    first is never left out."""
+    if last is None or frame.severity > last.severity:
+        return False
+    return timedelta(0) <= frame.captured_at - last.captured_at < interval
+
+
 class IncidentStarts:
     def __init__(self, client: Client, settings: Settings, policy: AssessmentPolicy) -> None:
         self._client = client
@@ -33,6 +57,7 @@ class IncidentStarts:
         self._policy = policy
         # camera -> (workflow ids this bridge signalled, monotonic time of the last clear frame)
         self._open: OrderedDict[str, tuple[set[str], float]] = OrderedDict()
+        self._signalled: OrderedDict[str, Signalled] = OrderedDict()  # by workflow id
 
     def start_of(self, event: DetectionEvent, situation: Situation | None) -> IncidentStart | None:
         """The incident this situation opens or joins (its camera's site resolved once, here,
@@ -59,6 +84,12 @@ class IncidentStarts:
             console_url=settings.console.link_base(),
         )
 
+    def left_out(self, event: DetectionEvent, situation: Situation, start: IncidentStart) -> bool:
+        """True when this frame is left out of its incident (see `left_out`)."""
+        interval = timedelta(seconds=self._settings.bridge.incident_frame_seconds)
+        frame = Signalled(event.captured_at, situation.severity)
+        return left_out(self._signalled.get(start.workflow_id), frame, interval)
+
     async def signal_with_start(
         self, event: DetectionEvent, situation: Situation, start: IncidentStart | None = None
     ) -> None:
@@ -82,6 +113,10 @@ class IncidentStarts:
             start_signal="frame",
             start_signal_args=[frame],
         )
+        self._signalled.pop(workflow_id, None)
+        self._signalled[workflow_id] = Signalled(event.captured_at, situation.severity)
+        while len(self._signalled) > MAX_TRACKED_CAMERAS:
+            self._signalled.popitem(last=False)
         ids, last = self._open.pop(event.camera_id, (set(), 0.0))
         self._open[event.camera_id] = ({*ids, workflow_id}, last)
         while len(self._open) > MAX_TRACKED_CAMERAS:
