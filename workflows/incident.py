@@ -6,80 +6,51 @@ camera + frame id, coalesced, summarised, bounded); operators act through update
 escalation ladder, quiet hours, auto-resolve and expiry run on durable timers. Pure: no I/O,
 no clock but `workflow.now()`.
 
-The alarm never waits (patch `ALARM_FIRST`): level 0 is told within
-`notify_within_seconds` of the first significant frame whether or not the LLM has answered;
-assessments run beside the loop and follow as updates; every message is its own activity
-beside the loop (`workflows.incident_sends`); a more severe situation is told at once to the
-levels reached. Runs started before that patch keep their old commands to the end of the run
-(the assessment first, messages one after the other) and take the new ones at their next
-continue-as-new.
+The alarm never waits (patch `ALARM_FIRST`): level 0 is told within `notify_within_seconds`
+whether or not the LLM has answered; assessments run beside the loop and follow as updates;
+messages go beside the loop (`workflows.incident_notices`). Runs started before the patch keep
+their old commands (assessment first, messages in turn) until their next continue-as-new.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.incidents import IncidentActivities
-    from activities.notify import NotifyActivities
-    from riskflow.config.incidents import quiet_until
     from riskflow.contracts.assessment import Assessment, AssessmentInput
     from riskflow.contracts.incidents import (
         AUTO_RESOLVER,
         INVALID_ACTION,
-        INVALID_TRANSITION,
         LLM_ACTOR,
-        EventKind,
-        IncidentEvent,
         IncidentFrame,
         IncidentGate,
-        IncidentRecord,
         IncidentStart,
         IncidentState,
         IncidentView,
         OperatorAction,
-        TimelineEntry,
-    )
-    from riskflow.contracts.notifications import (
-        NotificationKind,
-        NotificationRequest,
-        NotificationResult,
     )
     from workflows import incident_plan as plan
     from workflows.assessment import RiskAssessmentWorkflow
     from workflows.first_attempt import first_attempt
-    from workflows.incident_sends import Sends
-    from workflows.policies import INFRA_RETRY, NOTIFY_RETRY
-
-ALARM_FIRST = "alarm-first"  # workflow.patched id: the behaviour described above
-MAX_SEEN = 512  # camera:frame keys remembered for deduplication
-MAX_PENDING = 16  # frames continue-as-new carries, at most (coalesced beyond)
-S = IncidentState
-Purpose = str  # "first", "reassess", "resolution"
+    from workflows.incident_base import (
+        ALARM_FIRST,
+        MAX_SEEN,
+        Purpose,
+        S,
+        quiet_since,
+        wait_until,
+    )
+    from workflows.incident_notices import IncidentNotices
+    from workflows.policies import INFRA_RETRY
 
 
 @workflow.defn
-class IncidentWorkflow:
-    def __init__(self) -> None:
-        self._inp: IncidentStart | None = None
-        self._view: IncidentView | None = None
-        self._pending: list[IncidentFrame] = []
-        self._seen: list[str] = []
-        self._changed = False
-        self._clear: IncidentFrame | None = None
-        self._newest: IncidentFrame | None = None  # matching, not assessed yet
-        self._unflushed: list[IncidentEvent] = []
-        self._alarm_first = False
-        self._sends = Sends(self._sent)
-        self._assessing: asyncio.Task[None] | None = None
-        self._queued: tuple[IncidentFrame, str, Purpose] | None = None
-
+class IncidentWorkflow(IncidentNotices):
     # -- signals, queries, updates --------------------------------------------------------
     @workflow.signal(name="frame")
     def frame(self, frame: IncidentFrame) -> None:
@@ -139,36 +110,6 @@ class IncidentWorkflow:
         if not action.text.strip():
             raise ApplicationError("a comment needs text", type=INVALID_ACTION)
 
-    def _require(
-        self, action: OperatorAction, verb: str, allowed: tuple[IncidentState, ...]
-    ) -> None:
-        view = self._view
-        if view is None:
-            raise ApplicationError("the incident is not open yet", type=INVALID_TRANSITION)
-        if view.state not in allowed:
-            raise ApplicationError(
-                f"cannot {verb} incident {view.incident_id}: it is {view.state.value}",
-                view.state.value,
-                type=INVALID_TRANSITION,
-            )
-
-    # -- the view (only the workflow changes it; `plan` returns new ones) ------------------
-    @property
-    def _v(self) -> IncidentView:
-        assert self._view is not None
-        return self._view
-
-    @property
-    def _i(self) -> IncidentStart:
-        assert self._inp is not None
-        return self._inp
-
-    def _set(self, **update: object) -> None:
-        self._view = self._v.model_copy(update=update)
-
-    def _state(self) -> IncidentState:
-        return self._v.state
-
     # -- the run --------------------------------------------------------------------------
     @workflow.run
     async def run(self, inp: IncidentStart) -> IncidentView | None:
@@ -198,7 +139,7 @@ class IncidentWorkflow:
                 break
             self._changed = False
             wait = self._next_wake(inp) - workflow.now()
-            await _wait(  # operator updates grow history too: their growth wakes it as well
+            await wait_until(  # operator updates grow history too: their growth wakes it as well
                 lambda: bool(self._pending) or self._changed or self._should_continue_as_new(inp),
                 max(wait, timedelta(seconds=1)),
             )
@@ -213,7 +154,7 @@ class IncidentWorkflow:
         """The first frame (the start signal) opens the incident, unless it belongs to an
         incident that closed after it was captured (a redelivered old frame) and is no more
         severe than what that incident saw."""
-        await _wait(lambda: bool(self._pending), timedelta(minutes=5))
+        await wait_until(lambda: bool(self._pending), timedelta(minutes=5))
         if not self._pending:
             return False
         first = self._pending[0]
@@ -253,7 +194,9 @@ class IncidentWorkflow:
             await self._assessed(inp, first, first.rule, "first")
             return True
         self._start_assessment(inp, first, first.rule, "first")
-        await _wait(lambda: self._assessing is None, _seconds(inp.config.notify_within_seconds))
+        await wait_until(
+            lambda: self._assessing is None, timedelta(seconds=inp.config.notify_within_seconds)
+        )
         return True
 
     # -- frames ---------------------------------------------------------------------------
@@ -394,7 +337,7 @@ class IncidentWorkflow:
     def _next_wake(self, inp: IncidentStart) -> datetime:
         cfg, view = inp.config, self._v
         times = [view.opened_at + timedelta(seconds=cfg.expire_after_seconds)]
-        times.append(_quiet_since(view) + timedelta(seconds=cfg.auto_resolve_after_seconds))
+        times.append(quiet_since(view) + timedelta(seconds=cfg.auto_resolve_after_seconds))
         step = plan.next_step(view, cfg)
         if step is not None and step.due is not None and view.state in (S.OPEN, S.NOTIFIED):
             times.append(step.due)
@@ -423,7 +366,7 @@ class IncidentWorkflow:
         reassess = plan.reassess_due(self._v, cfg, self._newest is not None)
         if self._newest is not None and reassess is not None and reassess <= workflow.now():
             await self._run_assessment(inp, self._newest, self._newest.rule, "reassess")
-        if now >= _quiet_since(self._v) + timedelta(seconds=cfg.auto_resolve_after_seconds):
+        if now >= quiet_since(self._v) + timedelta(seconds=cfg.auto_resolve_after_seconds):
             self._set(checked_at=now)  # a check that finds the hazard waits another period
             await self._resolution_check(inp)
 
@@ -449,207 +392,3 @@ class IncidentWorkflow:
         view = self._v
         situation = f"resolution check: is the {view.rule or view.family} hazard still present?"
         await self._run_assessment(inp, clear, situation, "resolution")
-
-    def _quiet_end(self, inp: IncidentStart) -> datetime | None:
-        return quiet_until(workflow.now(), inp.config.quiet_hours, inp.timezone)
-
-    def _quiet_holds(self, inp: IncidentStart) -> datetime | None:
-        """Until when quiet hours hold this incident's messages (None: they go now)."""
-        quiet_end = self._quiet_end(inp)
-        if quiet_end is None or self._v.severity.rank >= inp.config.quiet_hours_hold_below.rank:
-            return None
-        if self._alarm_first and self._v.rule_severity >= inp.config.life_safety_severity:
-            return None  # life-safety breaks through, whatever the assessment said
-        return quiet_end
-
-    async def _escalate(self, inp: IncidentStart, step: plan.Step) -> None:
-        quiet_end = self._quiet_holds(inp)
-        if quiet_end is not None:
-            self._set(held=[*self._v.held, step.name])
-            if self._v.notified_at is None:
-                self._set(notified_at=workflow.now())  # the ladder runs on, held
-            self._record("held", "system", f"{step.name} held until {quiet_end.isoformat()}")
-            return
-        await self._notify_level(inp, step.kind, step.level, step.name)
-
-    async def _catch_up(self, inp: IncidentStart, due: list[plan.Step]) -> None:
-        """Every step due now: one message, at the highest level due (after an outage the
-        ladder says once what was missed, not each step in a burst); the others are recorded
-        as sent."""
-        if not due or self._v.state not in (S.OPEN, S.NOTIFIED):
-            return
-        *missed, last = due
-        if missed:
-            names = [step.name for step in missed]
-            self._set(steps_sent=[*self._v.steps_sent, *names])
-            self._record("escalated", "system", f"caught up: {', '.join(names)} not sent")
-        await self._escalate(inp, last)
-
-    async def _release_held(self, inp: IncidentStart) -> None:
-        """Quiet hours ended: one summary of what was held, to the highest level held."""
-        held = self._v.held
-        self._set(held=[], steps_sent=[*self._v.steps_sent, *held])
-        if self._v.state not in (S.OPEN, S.NOTIFIED):
-            return
-        level = plan.highest_level(held)
-        await self._notify_level(inp, "summary", level, f"summary-{held[-1]}")
-
-    # -- notifications --------------------------------------------------------------------
-    def _reached(self) -> list[int]:
-        """The levels told so far (level 0 at least, once anything was sent)."""
-        return list(range(max(self._v.escalation_level, 0) + 1))
-
-    def _tell_upgrade(self, inp: IncidentStart, reason: str, name: str) -> None:
-        """A more severe situation, told at once to every level reached (held in quiet hours
-        unless life-safety or severe enough to break through)."""
-        if not self._v.steps_sent and not self._v.held:
-            return  # nobody was told yet: level 0 will say the new severity
-        self._record("escalated", "system", f"upgraded to {self._v.severity.value}: {reason}")
-        if self._quiet_holds(inp) is not None:
-            return
-        self._tell("upgraded", self._reached(), name)
-
-    def _tell(self, kind: NotificationKind, levels: list[int], name: str) -> None:
-        for level in levels:
-            for channel in self._i.config.escalation[level].channels:
-                self._sends.start(self._request(kind, level, name, channel))
-
-    def _request(
-        self, kind: NotificationKind, level: int, name: str, channel: str
-    ) -> NotificationRequest:
-        request = plan.notification(self._i, self._v, kind, level, name, channel)
-        if self._alarm_first and self._v.assessments == 0 and not self._v.summary:
-            request.assessment_pending = True
-            request.detected = f"{self._v.rule}: {self._v.max_count} detection(s)"
-        return request
-
-    async def _notify_level(
-        self, inp: IncidentStart, kind: NotificationKind, level: int, name: str
-    ) -> None:
-        channels = inp.config.escalation[level].channels
-        for channel in channels:
-            if self._alarm_first:
-                self._sends.start(self._request(kind, level, name, channel))
-            else:
-                await self._notify_inline(self._request(kind, level, name, channel))
-        view = self._v
-        self._set(
-            steps_sent=view.steps_sent if name in view.steps_sent else [*view.steps_sent, name],
-            escalation_level=max(view.escalation_level, level),
-            notified_at=view.notified_at or workflow.now(),
-            state=S.NOTIFIED if view.state == S.OPEN else view.state,
-        )
-        event: EventKind = "notified" if name in ("L0", "summary-L0") else "escalated"
-        self._record(event, "system", f"{name} ({kind}) -> {', '.join(channels)}", level)
-
-    async def _notify_inline(self, request: NotificationRequest) -> None:
-        """Runs started before `ALARM_FIRST`: one message after the other, in the loop."""
-        try:
-            await workflow.execute_local_activity_method(
-                NotifyActivities.notify,
-                request,
-                start_to_close_timeout=timedelta(seconds=30),
-                retry_policy=NOTIFY_RETRY,
-            )
-        except ActivityError as exc:
-            detail = f"{request.channel} failed: {exc}"[:500]
-            self._record("notified", "system", detail, request.escalation_level)
-
-    def _sent(
-        self, request: NotificationRequest, result: NotificationResult | None, error: str
-    ) -> None:
-        """A send beside the loop ended: a failure is recorded, and the level's fallback
-        channels get the same message."""
-        self._changed = True
-        if result is not None or self._view is None:
-            return
-        level = request.escalation_level
-        self._record("notified", "system", f"{request.channel} failed: {error}"[:500], level)
-        if ":fallback:" in request.idempotency_key:
-            return
-        for channel in self._i.config.escalation[level].fallback_channels:
-            key = f"{request.idempotency_key}:fallback:{channel}"
-            update = {"channel": channel, "idempotency_key": key}
-            self._sends.start(request.model_copy(update=update))
-
-    # -- state and records ----------------------------------------------------------------
-    def _transition(self, state: IncidentState, kind: EventKind, actor: str, text: str) -> None:
-        self._set(state=state)
-        self._changed = True
-        self._record(kind, actor, text)
-
-    async def _close(self, state: IncidentState, kind: EventKind, actor: str, text: str) -> None:
-        view = self._v
-        if view.state.closed:
-            return
-        was_notified = bool(view.steps_sent)
-        self._set(closed_at=workflow.now(), closed_by=actor)
-        self._transition(state, kind, actor, text)
-        if was_notified and state != S.EXPIRED:
-            closing: NotificationKind = "resolved" if state == S.RESOLVED else "dismissed"
-            levels = self._reached() if self._alarm_first else [0]
-            for level in levels:
-                for channel in self._i.config.escalation[level].channels:
-                    request = self._request(closing, level, closing, channel)
-                    if self._alarm_first:
-                        self._sends.start(request)
-                    else:
-                        await self._notify_inline(request)
-
-    def _record(self, kind: EventKind, actor: str, detail: str, level: int = -1) -> None:
-        """A timeline entry and its event, sent with the view at the next `_flush`."""
-        now = workflow.now()
-        self._set(version=self._v.version + 1, updated_at=now)
-        entry = TimelineEntry(at=now, kind=kind, actor=actor, detail=detail)
-        self._view = plan.with_entry(self._v, entry, self._i.config.max_timeline)
-        self._unflushed.append(plan.event_of(self._v, kind, actor, detail, level))
-
-    async def _flush(self) -> None:
-        """One activity writes the view (Redis) and the events recorded since the last flush
-        (topic): a step costs one round trip, not one per event."""
-        view, inp = self._view, self._inp
-        if not self._unflushed or view is None or inp is None:
-            return
-        events, self._unflushed = self._unflushed, []
-        cooldown = inp.config.dismissed_cooldown_seconds if view.state == S.DISMISSED else 0.0
-        await workflow.execute_local_activity_method(
-            IncidentActivities.record,
-            IncidentRecord(view=view, events=events, cooldown_seconds=cooldown),
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=INFRA_RETRY,
-        )
-
-    # -- continue-as-new ------------------------------------------------------------------
-    def _should_continue_as_new(self, inp: IncidentStart) -> bool:
-        info = workflow.info()
-        return (
-            info.is_continue_as_new_suggested()
-            or info.get_current_history_length() > inp.config.max_history_events
-        )
-
-    def _carry(self, inp: IncidentStart) -> IncidentStart:
-        """The next run's input: the view, and bounded summaries of what is under way (never
-        raw backlogs: the payload stays far below Temporal's 2 MB)."""
-        pending = self._pending
-        if self._alarm_first:
-            pending = plan.coalesced(pending, MAX_PENDING)
-        update = {"carried": self._v, "seen": self._seen, "pending": pending}
-        update |= {"clear": self._clear, "newest": self._newest}
-        if self._alarm_first:
-            update["sends"] = self._sends.in_flight
-        return inp.model_copy(update=update)
-
-
-async def _wait(condition: Callable[[], bool], within: timedelta) -> None:
-    """Until `condition` holds or `within` (a durable timer) passes."""
-    with contextlib.suppress(asyncio.TimeoutError):
-        await workflow.wait_condition(condition, timeout=within)
-
-
-def _seconds(seconds: float) -> timedelta:
-    return timedelta(seconds=seconds)
-
-
-def _quiet_since(view: IncidentView) -> datetime:
-    """Since when the camera has shown nothing matching (or the last resolution check)."""
-    return max(t for t in (view.opened_at, view.last_match_at, view.checked_at) if t is not None)
