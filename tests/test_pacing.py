@@ -63,7 +63,7 @@ class Clock:
     """Scripted seconds, shared by the pacing and the receiver."""
 
     def __init__(self) -> None:
-        self.now = time.time()
+        self.now = float(int(time.time()))  # whole seconds: added seconds stay exact in ms
 
     def __call__(self) -> float:
         return self.now

@@ -216,8 +216,7 @@ class PacedSender:
             answer = await self._post(request, channel, digest)
         except Refused as exc:
             await self._markers.release(key)
-            await self._pacer.restore(robot, token, others)
-            raise await self._refused(robot, name, exc, entry) from None
+            raise await self._refused(robot, name, exc, entry, token, others) from None
         except Uncertain as exc:
             detail = f"{exc}; in a digest of {len(entries)} messages"
             await self._pacer.settle(robot, token, others, "unknown", detail)
@@ -230,13 +229,23 @@ class PacedSender:
         return await self._delivered(robot, request, token, digest, answer)
 
     async def _refused(
-        self, robot: Robot, name: str, exc: Refused, entry: Parked
+        self,
+        robot: Robot,
+        name: str,
+        exc: Refused,
+        entry: Parked,
+        token: str,
+        others: list[str],
     ) -> ApplicationError:
-        """The digest was certainly not delivered (its messages are parked again)."""
+        """The digest was certainly not delivered: its messages are parked again, after the
+        robot is closed when the vendor said "too fast" (so no other worker takes them back
+        to a robot that refuses)."""
         if exc.kind != NOTIFY_RATE_LIMITED:
+            await self._pacer.restore(robot, token, others)
             NOTIFICATIONS.labels(name, "failed" if exc.retryable else "rejected").inc()
             return application_error(name, exc)
         wait = await self._close(robot, name, str(exc), exc.retry_after_seconds, entry)
+        await self._pacer.restore(robot, token, others)
         return ApplicationError(
             f"channel {name!r}: {exc}; robot closed for {wait:.0f}s, the digest's messages parked",
             type=NOTIFY_RATE_LIMITED,
