@@ -43,6 +43,7 @@ from riskflow.config.channels import (
     DingTalkChannel,
     FeishuChannel,
     NotificationSettings,
+    WebhookChannel,
     WeComChannel,
 )
 from riskflow.contracts.notifications import (
@@ -148,8 +149,8 @@ class Rig:
                     del due[key]
                     continue
                 assert not out.non_retryable, out
-                assert out.next_retry_delay is not None, out
-                due[key] = (req, self.clock.now + out.next_retry_delay.total_seconds())
+                delay = out.next_retry_delay or timedelta(seconds=1)  # the policy's interval
+                due[key] = (req, self.clock.now + delay.total_seconds())
         raise AssertionError(f"still pending after 50 rounds: {sorted(due)}")
 
     def received(self, channel: str) -> list[dict[str, Any]]:
@@ -351,6 +352,63 @@ async def test_a_blocked_robot_gets_its_messages_merged_after_it_recovers(
 
 def ops_url(rig: Rig) -> str:
     return f"{rig.receiver.url}/dingtalk/robot/send?access_token=ops"
+
+
+@pytest.mark.parametrize(
+    ("channel", "status", "body", "headers", "block"),
+    [
+        (WeComChannel(type="wecom"), 200, {"errcode": 45009, "errmsg": "freq"}, {}, 60),
+        (FeishuChannel(type="feishu"), 200, {"code": 11232, "msg": "frequency limited"}, {}, 60),
+        (
+            WebhookChannel(type="webhook", secret=SecretStr("s"), rate_per_minute=30),
+            429,
+            {"error": "slow down"},
+            {"Retry-After": "7"},
+            7,
+        ),
+    ],
+    ids=["wecom-45009", "feishu-11232", "webhook-429"],
+)
+async def test_each_vendors_too_fast_closes_its_robot(
+    rig: Rig,
+    channel: ChannelConfig,
+    status: int,
+    body: dict[str, Any],
+    headers: dict[str, str],
+    block: int,
+) -> None:
+    rig.receiver.records.faults = [Fault("bot", 1, status, body, headers)]
+    await start(rig, config(bot=channel), workers=2)
+    first, second = request("bot", 1), request("bot", 2)
+    refused = await rig.attempt(first)
+    assert isinstance(refused, ApplicationError) and refused.type == NOTIFY_RATE_LIMITED
+    assert refused.next_retry_delay == timedelta(seconds=block)
+    held = await rig.attempt(second, 1)
+    assert isinstance(held, ApplicationError) and held.type == NOTIFY_PACED
+    assert held.next_retry_delay == timedelta(seconds=block)
+    results = await rig.deliver([first, second])
+    [digest] = rig.received("bot")
+    assert "2 notifications, merged" in json.dumps(digest["payload"])
+    assert sorted(r.status for r in results.values()) == ["already_sent", "sent"]
+
+
+async def test_a_digest_whose_answer_is_lost_is_not_sent_again(
+    rig: Rig, store: RedisClient
+) -> None:
+    """The robot got the digest but its answer never came: every message in it is `unknown`,
+    and their attempts answer uncertain instead of sending a second digest."""
+    ding = DingTalkChannel(type="dingtalk", rate_per_minute=1, timeout_seconds=0.5)
+    await start(rig, config(ops=ding), workers=2)
+    requests = [request("ops", n) for n in range(3)]
+    assert isinstance(await rig.attempt(requests[0]), NotificationResult)
+    for req in requests[1:]:
+        assert isinstance(await rig.attempt(req), ApplicationError)
+    rig.receiver.records.faults = [Fault("ops", 1, 200, {}, delay_seconds=3.0)]
+    results = await rig.deliver(requests[1:])
+    assert [r.uncertain for r in results.values()] == [True, True]
+    assert len(rig.received("ops")) == 2  # the first message, and the digest (answer lost)
+    for req in requests[1:]:
+        assert await marker_state(store, req.idempotency_key) == "unknown"
 
 
 # -- through Temporal, on Redis' own clock ------------------------------------------------------
