@@ -180,7 +180,7 @@ class PacedSender:
         outcome = taken_outcome(taken, self._markers.claim_seconds, channel.timeout_seconds)
         if isinstance(outcome, Merged):
             await self._markers.sent(key, outcome.detail)
-            NOTIFICATIONS.labels(name, "merged").inc()
+            NOTIFICATIONS.labels(name, "already_sent").inc()  # counted `merged` by the digest
             return NotificationResult(channel=name, status="already_sent", detail=outcome.detail)
         if isinstance(outcome, InFlight):
             await self._markers.release(key)
