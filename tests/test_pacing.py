@@ -20,6 +20,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from prometheus_client import REGISTRY
 from pydantic import SecretStr
 from temporalio import workflow
 from temporalio.client import Client
@@ -188,6 +189,11 @@ def text_of(notification: dict[str, Any]) -> str:
     return str(payload["card"]["elements"][0]["text"]["content"])
 
 
+def merged_count(channel: str) -> float:
+    labels = {"channel": channel, "outcome": "merged"}
+    return REGISTRY.get_sample_value("riskflow_notifications_total", labels) or 0.0
+
+
 async def marker_state(store: RedisClient, key: str) -> str:
     raw = await store.get(notification_marker_key(key))
     assert raw is not None, key
@@ -261,6 +267,7 @@ async def test_25_incidents_on_one_dingtalk_robot(
     rig.receiver.records.limits = [RateLimit("ops", 20, 60.0, block_seconds=600.0)]
     await start(rig, config(ops=DingTalkChannel(type="dingtalk", rate_per_minute=rate)))
     requests = [request("ops", n, LEVELS[n % 3]) for n in range(25)]
+    merged_before = merged_count("ops")
 
     first = await asyncio.gather(*(rig.attempt(r, i) for i, r in enumerate(requests)))
     sent = [o for o in first if isinstance(o, NotificationResult)]
@@ -287,6 +294,7 @@ async def test_25_incidents_on_one_dingtalk_robot(
     merged = [k for k, r in results.items() if r.status == "already_sent"]
     assert len(merged) == 25 - first_window - 1
     assert all(results[k].detail.startswith("merged: sent in a digest") for k in merged)
+    assert merged_count("ops") - merged_before == 25 - first_window - 1
     told = "\n".join(text_of(n) for n in ops)
     for n in range(25):  # every incident told, once
         assert (
