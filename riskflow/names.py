@@ -81,6 +81,16 @@ def notification_marker_key(idempotency_key: str) -> str:
     return f"notify:{idempotency_key}"
 
 
+NOTIFICATION_PACING_PARTS = ("sent", "block", "parked", "taken", "taken_at")
+
+
+def notification_pacing_keys(robot_id: str) -> list[str]:
+    """One robot's pacing keys (`activities.notify.pacing`), in NOTIFICATION_PACING_PARTS'
+    order: `notify-pace:{<robot id>}:<part>`. They share the robot's hash tag, so the one script
+    that reads and writes them runs in one slot of a Redis Cluster."""
+    return [f"notify-pace:{{{robot_id}}}:{part}" for part in NOTIFICATION_PACING_PARTS]
+
+
 # Incidents: each one's current state, the open ones per site and camera, an index of all.
 # Every incident key carries the hash tag {incidents}: one script writes several of them
 # atomically, so on a Redis Cluster they share one slot (as the key pool's keys do).

@@ -6,6 +6,10 @@ the crash between sending and recording, and why the generic webhook alone sends
 outcome is unknown). Retries are Temporal's: a failure is an `ApplicationError` whose `type` is
 one of riskflow.contracts.notifications' NOTIFY_* kinds, non-retryable for bad configuration or
 format.
+
+Robot channels are paced per robot for every worker (`activities.notify.paced`): a message
+that cannot go now is parked, merged into the robot's next message, and its activity retried
+when the robot frees.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import timedelta
+from functools import partial
 
 import aiohttp
 from temporalio import activity
@@ -24,6 +29,8 @@ from activities.notify.feishu import FEISHU
 from activities.notify.http import Vendor, post
 from activities.notify.mail import MailSender, compose
 from activities.notify.markers import Markers, Prior
+from activities.notify.paced import PacedSender, Robots
+from activities.notify.pacing import Pacer
 from activities.notify.texts import Message, render
 from activities.notify.webhook import WEBHOOK
 from activities.notify.wecom import WECOM
@@ -59,7 +66,8 @@ class NotifyActivities:
 
     `session` posts to the HTTP channels, `mailer` sends e-mail, `redis` keeps the idempotency
     markers, `config` names the channels, `secrets` holds their URLs and secrets (resolved in
-    this process), `receiver` is the local receiver's base URL for channels without a URL."""
+    this process), `receiver` is the local receiver's base URL for channels without a URL,
+    `pacing_clock` the robots' pacing clock (None: Redis' own)."""
 
     def __init__(
         self,
@@ -70,6 +78,7 @@ class NotifyActivities:
         secrets: ChannelSecrets,
         receiver: str = "",
         clock: Callable[[], float] = time.time,
+        pacing_clock: Callable[[], float] | None = None,
     ) -> None:
         self._session = session
         self._mailer = mailer
@@ -78,6 +87,9 @@ class NotifyActivities:
         self._secrets = secrets
         self._receiver = receiver
         self._clock = clock
+        pacer = Pacer(redis, config.marker_ttl_seconds, clock=pacing_clock)
+        robots = Robots(config, secrets, receiver)
+        self._pacing = PacedSender(pacer, self._markers, robots, VENDORS, session, clock)
 
     @activity.defn(name="notify")
     async def notify(self, request: NotificationRequest) -> NotificationResult:
@@ -101,7 +113,7 @@ class NotifyActivities:
             if early is not None:
                 NOTIFICATIONS.labels(name, "uncertain" if early.uncertain else early.status).inc()
                 return early
-        return await self._send_once(request, channel)
+        return await self._pacing.send(request, channel, partial(self._send_once, request, channel))
 
     async def _after(
         self, request: NotificationRequest, prior: Prior, redeliverable: bool

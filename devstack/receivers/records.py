@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from devstack.receivers.limits import RateLimit
 
 MAX_RECORDS = 1000
 
@@ -25,22 +28,24 @@ class Fault:
 
 
 class Records:
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock  # the receiver's time: `received_at` and the rate limits
         self.reset()
 
     def reset(self) -> None:
         self.notifications: deque[dict[str, Any]] = deque(maxlen=MAX_RECORDS)
         self.rejections: deque[dict[str, Any]] = deque(maxlen=MAX_RECORDS)
         self.faults: list[Fault] = []
+        self.limits: list[RateLimit] = []
         self.seen_keys: set[str] = set()
         self.duplicates = 0
 
     def accept(self, channel: str, vendor: str, payload: dict[str, Any], **extra: Any) -> None:
-        record = {"channel": channel, "vendor": vendor, "received_at": time.time()}
+        record = {"channel": channel, "vendor": vendor, "received_at": self.clock()}
         self.notifications.append({**record, **extra, "payload": payload})
 
     def refuse(self, channel: str, vendor: str, reason: str) -> None:
-        record = {"channel": channel, "vendor": vendor, "received_at": time.time()}
+        record = {"channel": channel, "vendor": vendor, "received_at": self.clock()}
         self.rejections.append({**record, "reason": reason})
 
     def fault_for(self, channel: str) -> Fault | None:
@@ -49,3 +54,9 @@ class Records:
                 fault.times -= 1
                 return fault
         return None
+
+    def over_limit(self, channel: str) -> bool:
+        """Whether a message of `channel` arriving now breaks one of its rate limits (each
+        limit that admits it counts it)."""
+        now = self.clock()
+        return not all([limit.admit(now) for limit in self.limits if limit.channel == channel])

@@ -6,6 +6,8 @@ paths of `riskflow.config.channels.LOCAL_PATHS`, plus `/admin`:
 - `POST /admin/faults` `{"faults": [{"channel": NAME or "*", "times": N, "status": 200,
   "body": {...}, "headers": {...}}]}`: answer the next valid requests so (vendor errors);
   with `"delay_seconds": S` accept them and answer only after S seconds (an answer lost),
+- a channel's `records.limits` (`devstack.receivers.limits.RateLimit`, in-process only): the
+  vendor's own rate limit, answered with its "too fast" code,
 - `POST /admin/reset`, `GET /health`.
 
 A channel is known by its token (the DingTalk `access_token`, the WeCom `key`, the Feishu hook
@@ -25,6 +27,7 @@ from urllib.parse import parse_qs, urlsplit
 from aiohttp import web
 
 from devstack.receivers import verify
+from devstack.receivers.limits import TOO_FAST
 from devstack.receivers.records import Fault, Records
 from riskflow.config.channels import ChannelSecrets, EmailChannel, NotificationSettings
 
@@ -115,6 +118,10 @@ def _handler(vendor: str) -> Any:
             records.refuse(known.name, vendor, result.reason)
             return web.json_response(result.body, status=result.status)
         fault = records.fault_for(known.name)
+        if fault is None and records.over_limit(known.name):
+            records.refuse(known.name, vendor, "rate limit")
+            status, body = TOO_FAST[vendor]
+            return web.json_response(body, status=status)
         if fault is None:
             return _accept(records, known.name, vendor, result)
         if fault.delay_seconds:

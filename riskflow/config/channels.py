@@ -4,8 +4,10 @@
 notifications:
   claim_seconds: 60            # a send attempt older than this that left no outcome is unknown
   marker_ttl_seconds: 604800   # how long an idempotency key is remembered
+  pacing_margin: 0.1           # pace robots this fraction below their vendor's published limit
   channels:
-    ops-group: {type: dingtalk, url_env: DINGTALK_OPS_URL, secret_env: DINGTALK_OPS_SECRET}
+    ops-group: {type: dingtalk, url_env: DINGTALK_OPS_URL, secret_env: DINGTALK_OPS_SECRET,
+                rate_per_minute: 10}   # optional: this robot's own per-minute budget
     shift-lead: {type: wecom, url_env: WECOM_SHIFT_URL}
     site-manager: {type: feishu, url_env: FEISHU_URL, secret_env: FEISHU_SECRET}
     ticketing: {type: webhook, url: "https://hooks.example.com/riskflow", secret_env: HOOK_SECRET}
@@ -19,6 +21,11 @@ receiver's placeholders. `ChannelSecrets` resolves them inside the worker and no
 never enter workflow history or logs. A channel without `url` (or, for e-mail, without `host`)
 goes to the local receiver of `riskflow dev up` (`devstack.receivers`), with the
 channel's name as its access token.
+
+Pacing (`activities.notify.pacing`): every robot (one URL) is sent to at most its vendor's
+published rate less `pacing_margin` (DingTalk and WeCom 20 a minute, Feishu 100 a minute and 5
+a second), shared by every worker; `rate_per_minute` replaces a channel's per-minute budget
+(used as given, no margin), and paces a generic webhook, which has no vendor limit of its own.
 """
 
 from __future__ import annotations
@@ -44,6 +51,11 @@ class _HttpChannel(BaseModel):
     secret: SecretStr | None = None
     secret_env: str | None = Field(default=None, pattern=ENV_NAME)
     timeout_seconds: float = Field(default=10.0, gt=0)
+    rate_per_minute: int | None = Field(
+        default=None,
+        ge=1,
+        description="this robot's messages a minute, replacing its vendor's published limit",
+    )
 
     @model_validator(mode="after")
     def _one_source_each(self) -> _HttpChannel:
@@ -129,6 +141,12 @@ class NotificationSettings(BaseModel):
         description="a send that recorded no outcome within this many seconds is unknown",
     )
     marker_ttl_seconds: int = Field(default=7 * 24 * 3600, gt=0)
+    pacing_margin: float = Field(
+        default=0.1,
+        ge=0,
+        lt=1,
+        description="how far below each vendor's published rate its robots are paced (0.1: 10%)",
+    )
 
     def local_only(self) -> NotificationSettings:
         """These settings with only the channels that name no address of their own (they send

@@ -18,6 +18,7 @@ from riskflow.levels import RiskLevel
 NOTIFY_RATE_LIMITED = "NotificationRateLimited"  # vendor rate limit: retried after a delay
 NOTIFY_CHANNEL_ERROR = "NotificationChannelError"  # 5xx, transport, unknown vendor code: retried
 NOTIFY_IN_FLIGHT = "NotificationInFlight"  # another attempt of this key is sending: retried
+NOTIFY_PACED = "NotificationPaced"  # the robot's window is full: parked, retried when it frees
 NOTIFY_REJECTED = "NotificationRejected"  # bad configuration or format: non-retryable
 NOTIFY_UNKNOWN_CHANNEL = "UnknownChannel"  # the channel is not configured: non-retryable
 

@@ -115,7 +115,9 @@ NOTIFICATIONS = Counter(
     "riskflow_notifications_total",
     "Notification attempts by configured channel and outcome: sent, already_sent, uncertain "
     "(an earlier attempt's outcome is unknown; not sent again), in_flight, rate_limited, failed "
-    "(retried), rejected (not retried), unknown_channel",
+    "(retried), rejected (not retried), unknown_channel; robot pacing: paced (parked until the "
+    "robot frees), merged (delivered inside another message's digest), blocked (the vendor said "
+    "too fast: the robot closed for every worker)",
     ["channel", "outcome"],
 )
 
