@@ -266,7 +266,7 @@ async def test_an_incident_of_a_stopped_site_still_opens_and_notifies(
     task_queue: str,
     unique: str,
 ) -> None:
-    """The incident's first attempt (`workflows.first_attempt`) honours the budget too: no
+    """The incident's first attempt (`workflows.loop.first_attempt`) honours the budget too: no
     call, the failed assessment recorded, and the fall still reaches the operators."""
     camera = f"bud-inc-{unique}"
     budgeted = _budgeted(settings, camera, SiteBudget(daily_tokens=10, on_exhausted="stop"), [])

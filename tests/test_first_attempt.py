@@ -1,4 +1,4 @@
-"""The incident's assessment runs its first attempt inline (`workflows.first_attempt`: one
+"""The incident's assessment runs its first attempt inline (`workflows.loop.first_attempt`: one
 activity leases, calls and releases; the task and the aggregation are local activities), and
 hands a first attempt that does not answer to the full loop (the child
 `RiskAssessmentWorkflow`) with what it spent. Time-skipping server, real worker, Valkey and

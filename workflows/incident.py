@@ -8,7 +8,7 @@ no clock but `workflow.now()`.
 
 The alarm never waits (patch `ALARM_FIRST`): level 0 is told within `notify_within_seconds`
 whether or not the LLM has answered; assessments run beside the loop and follow as updates;
-messages go beside the loop (`workflows.incident_notices`). Runs started before the patch keep
+messages go beside the loop (`workflows.incident_ladder`). Runs started before the patch keep
 their old commands (assessment first, messages in turn) until their next continue-as-new.
 """
 
@@ -36,16 +36,16 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows import incident_plan as plan
     from workflows.assessment import RiskAssessmentWorkflow
-    from workflows.first_attempt import first_attempt
-    from workflows.incident_base import (
+    from workflows.incident_ladder import (
         ALARM_FIRST,
         MAX_SEEN,
+        IncidentNotices,
         Purpose,
         S,
         quiet_since,
         wait_until,
     )
-    from workflows.incident_notices import IncidentNotices
+    from workflows.loop import first_attempt
     from workflows.policies import INFRA_RETRY
 
 
@@ -288,7 +288,7 @@ class IncidentWorkflow(IncidentNotices):
         self, inp: IncidentStart, frame: IncidentFrame, situation: str
     ) -> Assessment | None:
         """The existing assessment (build task -> lease -> LLM -> validate -> aggregate): its
-        first attempt inline (`workflows.first_attempt`), and when that does not answer, the
+        first attempt inline (`workflows.loop.first_attempt`), and when that does not answer, the
         full loop as a child workflow; its outcome goes into the incident's timeline."""
         assessment_id = f"{self._v.incident_id}-a{self._v.assessments + 1}"
         request = AssessmentInput(

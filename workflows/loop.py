@@ -3,8 +3,8 @@ lease a key, call, repair a malformed answer, degrade after a moderation refusal
 along the chain, wait for keys on durable timers, back off, give up with a reason.
 
 - `AssessmentLoop.assess`: the whole loop (`RiskAssessmentWorkflow`, `ReplayAssessmentWorkflow`).
-- `workflows.first_attempt`: one attempt inline, for the incident; when it does not answer,
-  the caller runs the loop as a child with what the attempt spent carried over.
+- `first_attempt`: one attempt inline, for the incident; when it does not answer, the
+  caller runs the loop as a child with what the attempt spent carried over (`CarriedState`).
 - `assessment_of`: the `Assessment` an outcome makes.
 
 Pure workflow code: no I/O, no clock but Temporal's; the retry policies are `workflows.policies`.
@@ -20,8 +20,10 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.aggregate import AggregateActivities
     from activities.lease import LeaseActivities
     from activities.llm import LLMActivities
+    from activities.task import TaskActivities
     from riskflow.config.capacity import FailoverStep
     from riskflow.contracts import failures as E
     from riskflow.contracts.assessment import (
@@ -30,11 +32,13 @@ with workflow.unsafe.imports_passed_through():
         AssessmentStatus,
         AssessmentTask,
         CarriedState,
+        FailedAttempt,
         Provenance,
         StageTiming,
     )
     from riskflow.contracts.lease import (
         KeyLease,
+        LeasedCallInput,
         LeaseRequest,
         LLMCallInput,
         LLMCallOutput,
@@ -286,6 +290,56 @@ class AssessmentLoop:
             self._text_only = True
             return True
         return False
+
+
+async def first_attempt(inp: AssessmentInput) -> tuple[Assessment | None, CarriedState]:
+    """One attempt inline: build the task (a local activity: one Redis read), lease + stamp
+    + call + release (one activity, `lease_and_call_llm`: the lease lives only inside it),
+    aggregate (a local activity: idempotent per assessment id). Two workflow tasks and one
+    activity, where the child `RiskAssessmentWorkflow` costs a child start and completion,
+    four workflow tasks and three activities. The aggregated assessment, or None and what
+    the attempt spent, for the full loop (no key now, Redis down, or the call failed)."""
+    task = await workflow.execute_local_activity_method(
+        TaskActivities.build_task,
+        inp,
+        start_to_close_timeout=timedelta(seconds=10),
+        retry_policy=INFRA_RETRY,
+    )
+    if task.budget_stop:  # the site's budget is spent and it stops calling: recorded as such
+        return await _aggregated(assessment_of(inp, task, None, budget_stop_reason(task), "", 0))
+    try:
+        result = await workflow.execute_activity_method(
+            LLMActivities.lease_and_call,
+            LeasedCallInput(
+                assessment_id=inp.assessment_id,
+                task=task,
+                ttl_seconds=inp.policy.lease_ttl_seconds,
+            ),
+            start_to_close_timeout=timedelta(seconds=inp.policy.llm_timeout_seconds),
+            retry_policy=SINGLE_ATTEMPT,
+        )
+    except ActivityError as err:
+        kind, detail = failure_of(err)
+        workflow.logger.info("first attempt of %s: %s: %s", inp.assessment_id, kind, detail)
+        # The full loop reacts to it as to its own attempt (and gives back a free one).
+        failed = FailedAttempt(kind=kind, detail=detail)
+        return None, CarriedState(llm_attempts=1, failed_attempt=failed)
+    if result.output is None:  # no key now: the full loop waits for one
+        return None, CarriedState()
+    degraded = bool(task.over_budget)
+    return await _aggregated(
+        assessment_of(inp, task, result.output, "", result.key_id, 1, degraded)
+    )
+
+
+async def _aggregated(assessment: Assessment) -> tuple[Assessment, CarriedState]:
+    await workflow.execute_local_activity_method(
+        AggregateActivities.aggregate,
+        assessment,
+        start_to_close_timeout=timedelta(seconds=30),
+        retry_policy=INFRA_RETRY,
+    )
+    return assessment, CarriedState()
 
 
 def budget_stop_reason(task: AssessmentTask) -> str:

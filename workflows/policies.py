@@ -26,7 +26,7 @@ NOTIFY_RETRY = RetryPolicy(
 MAX_BACKOFF = 60.0  # seconds between two failed LLM attempts, at most
 MAX_UNSENT_ROUNDS = 50  # leases that sent nothing, 429s and refused accounts, per event
 KEY_WAIT_JITTER = 0.2  # each wait for a key is stretched by up to this share, at random
-# A channel's send beside the incident's loop (`workflows.incident_sends`): about ten minutes
+# A channel's send beside the incident's loop (`workflows.incident_ladder`): about ten minutes
 # of a channel answering errors (a vendor's Retry-After or block time is honoured through the
 # activity's `next_retry_delay`), then it is recorded as failed and a fallback channel is used.
 NOTIFY_SEND_RETRY = RetryPolicy(

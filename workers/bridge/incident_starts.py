@@ -23,6 +23,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from riskflow.config.llm import AssessmentPolicy
 from riskflow.config.settings import Settings
+from riskflow.config.sites import site_of
 from riskflow.contracts.events import DetectionEvent
 from riskflow.contracts.incidents import IncidentFrame, IncidentStart, incident_workflow_id
 from workers.common.significance import Situation
@@ -55,6 +56,7 @@ class IncidentStarts:
         self._client = client
         self._settings = settings
         self._policy = policy
+        self._console_url = settings.console.link_base()  # fixed for the process
         # camera -> (workflow ids this bridge signalled, monotonic time of the last clear frame)
         self._open: OrderedDict[str, tuple[set[str], float]] = OrderedDict()
         self._signalled: OrderedDict[str, Signalled] = OrderedDict()  # by workflow id
@@ -65,7 +67,7 @@ class IncidentStarts:
         if situation is None:
             return None
         settings = self._settings
-        site = settings.site(event.camera_id)
+        site = site_of(settings.sites, event.camera_id)
         config = site.incidents or settings.incidents
         if situation.severity < config.min_rule_severity:
             return None
@@ -81,7 +83,7 @@ class IncidentStarts:
             timezone=site.timezone,
             config=config,
             policy=self._policy,
-            console_url=settings.console.link_base(),
+            console_url=self._console_url,
         )
 
     def left_out(self, event: DetectionEvent, situation: Situation, start: IncidentStart) -> bool:

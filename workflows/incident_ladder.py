@@ -1,0 +1,351 @@
+"""The incident's state, records and messages, under `IncidentWorkflow` (`workflows.incident`):
+
+- `IncidentBase`: the view (only the workflow changes it; `workflows.incident_plan` returns new
+  ones), its timeline and events, the flush to Redis and the topic, continue-as-new.
+- `IncidentNotices`: quiet hours, escalation steps, a missed ladder caught up, upgrades told to
+  the levels reached, closes told; every message beside the loop (`Sends`, after the
+  `ALARM_FIRST` patch) or, for runs started before it, one after the other in the loop.
+- `Sends`: each message to each channel is a normal activity run beside the incident's loop,
+  so a slow, throttled or dead channel delays nobody else; one that keeps failing ends as
+  failed (`NOTIFY_SEND_RETRY`) and the level's fallback channels get the message; sends in
+  flight at continue-as-new are carried over (the idempotency key makes a repeat of a
+  delivered message answer `already_sent`).
+
+Pure workflow code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.incidents import IncidentActivities
+    from activities.notify import NotifyActivities
+    from riskflow.config.incidents import quiet_until
+    from riskflow.contracts.incidents import (
+        INVALID_TRANSITION,
+        EventKind,
+        IncidentEvent,
+        IncidentFrame,
+        IncidentRecord,
+        IncidentStart,
+        IncidentState,
+        IncidentView,
+        OperatorAction,
+        TimelineEntry,
+    )
+    from riskflow.contracts.notifications import (
+        NotificationKind,
+        NotificationRequest,
+        NotificationResult,
+    )
+    from workflows import incident_plan as plan
+    from workflows.policies import INFRA_RETRY, NOTIFY_RETRY, NOTIFY_SEND_RETRY
+
+# One attempt: a vendor that answers within its own deadline, or a connection that fails.
+SEND_ATTEMPT_SECONDS = 30.0
+
+Done = Callable[[NotificationRequest, NotificationResult | None, str], None]
+
+
+class Sends:
+    """Sends in flight, by idempotency key. `done(request, result, error)` is called when
+    one ends: `result` when delivered (or already delivered), else None and the error."""
+
+    def __init__(self, done: Done) -> None:
+        self._done = done
+        self._running: dict[str, NotificationRequest] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def start(self, request: NotificationRequest) -> None:
+        """Send `request` beside the loop; a key already in flight is not sent twice."""
+        if request.idempotency_key in self._running:
+            return
+        self._running[request.idempotency_key] = request
+        task = asyncio.create_task(self._send(request))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    @property
+    def in_flight(self) -> list[NotificationRequest]:
+        """What has not ended yet, oldest first (continue-as-new carries it)."""
+        return list(self._running.values())
+
+    def idle(self) -> bool:
+        return not self._running
+
+    async def _send(self, request: NotificationRequest) -> None:
+        try:
+            result = await workflow.execute_activity_method(
+                NotifyActivities.notify,
+                request,
+                start_to_close_timeout=timedelta(seconds=SEND_ATTEMPT_SECONDS),
+                retry_policy=NOTIFY_SEND_RETRY,
+            )
+        except ActivityError as exc:
+            self._running.pop(request.idempotency_key, None)
+            self._done(request, None, str(exc.cause or exc))
+            return
+        self._running.pop(request.idempotency_key, None)
+        self._done(request, result, "")
+
+
+ALARM_FIRST = "alarm-first"  # workflow.patched id: the behaviour described above
+MAX_SEEN = 512  # camera:frame keys remembered for deduplication
+MAX_PENDING = 16  # frames continue-as-new carries, at most (coalesced beyond)
+S = IncidentState
+Purpose = str  # "first", "reassess", "resolution"
+
+
+class IncidentBase:
+    def __init__(self) -> None:
+        self._inp: IncidentStart | None = None
+        self._view: IncidentView | None = None
+        self._pending: list[IncidentFrame] = []
+        self._seen: list[str] = []
+        self._changed = False
+        self._clear: IncidentFrame | None = None
+        self._newest: IncidentFrame | None = None  # matching, not assessed yet
+        self._unflushed: list[IncidentEvent] = []
+        self._alarm_first = False
+        self._sends = Sends(self._sent)
+        self._assessing: asyncio.Task[None] | None = None
+        self._queued: tuple[IncidentFrame, str, Purpose] | None = None
+
+    # -- the view (only the workflow changes it; `plan` returns new ones) ------------------
+    @property
+    def _v(self) -> IncidentView:
+        assert self._view is not None
+        return self._view
+
+    @property
+    def _i(self) -> IncidentStart:
+        assert self._inp is not None
+        return self._inp
+
+    def _set(self, **update: object) -> None:
+        self._view = self._v.model_copy(update=update)
+
+    def _state(self) -> IncidentState:
+        return self._v.state
+
+    # -- state and records ----------------------------------------------------------------
+    def _require(
+        self, action: OperatorAction, verb: str, allowed: tuple[IncidentState, ...]
+    ) -> None:
+        view = self._view
+        if view is None:
+            raise ApplicationError("the incident is not open yet", type=INVALID_TRANSITION)
+        if view.state not in allowed:
+            raise ApplicationError(
+                f"cannot {verb} incident {view.incident_id}: it is {view.state.value}",
+                view.state.value,
+                type=INVALID_TRANSITION,
+            )
+
+    def _sent(
+        self, request: NotificationRequest, result: NotificationResult | None, error: str
+    ) -> None:
+        """A send beside the loop ended: a failure is recorded, and the level's fallback
+        channels get the same message."""
+        self._changed = True
+        if result is not None or self._view is None:
+            return
+        level = request.escalation_level
+        self._record("notified", "system", f"{request.channel} failed: {error}"[:500], level)
+        if ":fallback:" in request.idempotency_key:
+            return
+        for channel in self._i.config.escalation[level].fallback_channels:
+            key = f"{request.idempotency_key}:fallback:{channel}"
+            update = {"channel": channel, "idempotency_key": key}
+            self._sends.start(request.model_copy(update=update))
+
+    def _transition(self, state: IncidentState, kind: EventKind, actor: str, text: str) -> None:
+        self._set(state=state)
+        self._changed = True
+        self._record(kind, actor, text)
+
+    def _record(self, kind: EventKind, actor: str, detail: str, level: int = -1) -> None:
+        """A timeline entry and its event, sent with the view at the next `_flush`."""
+        now = workflow.now()
+        self._set(version=self._v.version + 1, updated_at=now)
+        entry = TimelineEntry(at=now, kind=kind, actor=actor, detail=detail)
+        self._view = plan.with_entry(self._v, entry, self._i.config.max_timeline)
+        self._unflushed.append(plan.event_of(self._v, kind, actor, detail, level))
+
+    async def _flush(self) -> None:
+        """One activity writes the view (Redis) and the events recorded since the last flush
+        (topic): a step costs one round trip, not one per event."""
+        view, inp = self._view, self._inp
+        if not self._unflushed or view is None or inp is None:
+            return
+        events, self._unflushed = self._unflushed, []
+        cooldown = inp.config.dismissed_cooldown_seconds if view.state == S.DISMISSED else 0.0
+        await workflow.execute_local_activity_method(
+            IncidentActivities.record,
+            IncidentRecord(view=view, events=events, cooldown_seconds=cooldown),
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=INFRA_RETRY,
+        )
+
+    # -- continue-as-new ------------------------------------------------------------------
+    def _should_continue_as_new(self, inp: IncidentStart) -> bool:
+        info = workflow.info()
+        return (
+            info.is_continue_as_new_suggested()
+            or info.get_current_history_length() > inp.config.max_history_events
+        )
+
+    def _carry(self, inp: IncidentStart) -> IncidentStart:
+        """The next run's input: the view, and bounded summaries of what is under way (never
+        raw backlogs: the payload stays far below Temporal's 2 MB)."""
+        pending = self._pending
+        if self._alarm_first:
+            pending = plan.coalesced(pending, MAX_PENDING)
+        update = {"carried": self._v, "seen": self._seen, "pending": pending}
+        update |= {"clear": self._clear, "newest": self._newest}
+        if self._alarm_first:
+            update["sends"] = self._sends.in_flight
+        return inp.model_copy(update=update)
+
+
+async def wait_until(condition: Callable[[], bool], within: timedelta) -> None:
+    """Until `condition` holds or `within` (a durable timer) passes."""
+    with contextlib.suppress(asyncio.TimeoutError):
+        await workflow.wait_condition(condition, timeout=within)
+
+
+def quiet_since(view: IncidentView) -> datetime:
+    """Since when the camera has shown nothing matching (or the last resolution check)."""
+    return max(t for t in (view.opened_at, view.last_match_at, view.checked_at) if t is not None)
+
+
+class IncidentNotices(IncidentBase):
+    def _quiet_end(self, inp: IncidentStart) -> datetime | None:
+        return quiet_until(workflow.now(), inp.config.quiet_hours, inp.timezone)
+
+    def _quiet_holds(self, inp: IncidentStart) -> datetime | None:
+        """Until when quiet hours hold this incident's messages (None: they go now)."""
+        quiet_end = self._quiet_end(inp)
+        if quiet_end is None or self._v.severity.rank >= inp.config.quiet_hours_hold_below.rank:
+            return None
+        if self._alarm_first and self._v.rule_severity >= inp.config.life_safety_severity:
+            return None  # life-safety breaks through, whatever the assessment said
+        return quiet_end
+
+    async def _escalate(self, inp: IncidentStart, step: plan.Step) -> None:
+        quiet_end = self._quiet_holds(inp)
+        if quiet_end is not None:
+            self._set(held=[*self._v.held, step.name])
+            if self._v.notified_at is None:
+                self._set(notified_at=workflow.now())  # the ladder runs on, held
+            self._record("held", "system", f"{step.name} held until {quiet_end.isoformat()}")
+            return
+        await self._notify_level(inp, step.kind, step.level, step.name)
+
+    async def _catch_up(self, inp: IncidentStart, due: list[plan.Step]) -> None:
+        """Every step due now: one message, at the highest level due (after an outage the
+        ladder says once what was missed, not each step in a burst); the others are recorded
+        as sent."""
+        if not due or self._v.state not in (S.OPEN, S.NOTIFIED):
+            return
+        *missed, last = due
+        if missed:
+            names = [step.name for step in missed]
+            self._set(steps_sent=[*self._v.steps_sent, *names])
+            self._record("escalated", "system", f"caught up: {', '.join(names)} not sent")
+        await self._escalate(inp, last)
+
+    async def _release_held(self, inp: IncidentStart) -> None:
+        """Quiet hours ended: one summary of what was held, to the highest level held."""
+        held = self._v.held
+        self._set(held=[], steps_sent=[*self._v.steps_sent, *held])
+        if self._v.state not in (S.OPEN, S.NOTIFIED):
+            return
+        level = plan.highest_level(held)
+        await self._notify_level(inp, "summary", level, f"summary-{held[-1]}")
+
+    # -- notifications --------------------------------------------------------------------
+    def _reached(self) -> list[int]:
+        """The levels told so far (level 0 at least, once anything was sent)."""
+        return list(range(max(self._v.escalation_level, 0) + 1))
+
+    def _tell_upgrade(self, inp: IncidentStart, reason: str, name: str) -> None:
+        """A more severe situation, told at once to every level reached (held in quiet hours
+        unless life-safety or severe enough to break through)."""
+        if not self._v.steps_sent and not self._v.held:
+            return  # nobody was told yet: level 0 will say the new severity
+        self._record("escalated", "system", f"upgraded to {self._v.severity.value}: {reason}")
+        if self._quiet_holds(inp) is not None:
+            return
+        self._tell("upgraded", self._reached(), name)
+
+    def _tell(self, kind: NotificationKind, levels: list[int], name: str) -> None:
+        for level in levels:
+            for channel in self._i.config.escalation[level].channels:
+                self._sends.start(self._request(kind, level, name, channel))
+
+    def _request(
+        self, kind: NotificationKind, level: int, name: str, channel: str
+    ) -> NotificationRequest:
+        request = plan.notification(self._i, self._v, kind, level, name, channel)
+        if self._alarm_first and self._v.assessments == 0 and not self._v.summary:
+            request.assessment_pending = True
+            request.detected = f"{self._v.rule}: {self._v.max_count} detection(s)"
+        return request
+
+    async def _notify_level(
+        self, inp: IncidentStart, kind: NotificationKind, level: int, name: str
+    ) -> None:
+        channels = inp.config.escalation[level].channels
+        for channel in channels:
+            if self._alarm_first:
+                self._sends.start(self._request(kind, level, name, channel))
+            else:
+                await self._notify_inline(self._request(kind, level, name, channel))
+        view = self._v
+        self._set(
+            steps_sent=view.steps_sent if name in view.steps_sent else [*view.steps_sent, name],
+            escalation_level=max(view.escalation_level, level),
+            notified_at=view.notified_at or workflow.now(),
+            state=S.NOTIFIED if view.state == S.OPEN else view.state,
+        )
+        event: EventKind = "notified" if name in ("L0", "summary-L0") else "escalated"
+        self._record(event, "system", f"{name} ({kind}) -> {', '.join(channels)}", level)
+
+    async def _notify_inline(self, request: NotificationRequest) -> None:
+        """Runs started before `ALARM_FIRST`: one message after the other, in the loop."""
+        try:
+            await workflow.execute_local_activity_method(
+                NotifyActivities.notify,
+                request,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=NOTIFY_RETRY,
+            )
+        except ActivityError as exc:
+            detail = f"{request.channel} failed: {exc}"[:500]
+            self._record("notified", "system", detail, request.escalation_level)
+
+    async def _close(self, state: IncidentState, kind: EventKind, actor: str, text: str) -> None:
+        view = self._v
+        if view.state.closed:
+            return
+        was_notified = bool(view.steps_sent)
+        self._set(closed_at=workflow.now(), closed_by=actor)
+        self._transition(state, kind, actor, text)
+        if was_notified and state != S.EXPIRED:
+            closing: NotificationKind = "resolved" if state == S.RESOLVED else "dismissed"
+            levels = self._reached() if self._alarm_first else [0]
+            for level in levels:
+                for channel in self._i.config.escalation[level].channels:
+                    request = self._request(closing, level, closing, channel)
+                    if self._alarm_first:
+                        self._sends.start(request)
+                    else:
+                        await self._notify_inline(request)
