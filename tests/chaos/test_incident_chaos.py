@@ -130,9 +130,9 @@ async def test_a_worker_killed_mid_first_assessment_notifies_once(
     unique: str,
 ) -> None:
     """kill -9 while the incident's inline first attempt waits for the provider (its lease
-    held inside `lease_and_call_llm`): the attempt times out, the full loop assesses, the
-    incident is notified once, and the killed worker's lease is the only one left (to its
-    TTL)."""
+    held inside `lease_and_call_llm`): level 0 is told without waiting for it, the attempt
+    times out, the full loop assesses, the assessment follows as one update, each message
+    once, and the killed worker's lease is the only one left (to its TTL)."""
     await dashscope_admin.faults(script=["hang"], hang_seconds=30)
     config = IncidentConfig(
         escalation=[EscalationStep(after_seconds=0, channels=["level-0"])],
@@ -182,7 +182,8 @@ async def test_a_worker_killed_mid_first_assessment_notifies_once(
 
         async def notified() -> bool:
             view = await handle.query(IncidentWorkflow.incident)
-            return view is not None and view.steps_sent == ["L0"]
+            sent = await redis.llen(f"{prefix}:sent")
+            return view is not None and view.steps_sent == ["L0"] and sent >= 2
 
         await eventually(notified, within=120)
         view = await handle.query(IncidentWorkflow.incident)
@@ -193,7 +194,7 @@ async def test_a_worker_killed_mid_first_assessment_notifies_once(
                 proc.send_signal(signal.SIGTERM)
                 await asyncio.wait_for(proc.wait(), 60)
     sent = [k.decode() for k in await redis.lrange(f"{prefix}:sent", 0, -1)]
-    assert sent == [f"{view.incident_id}:L0:level-0"]
+    assert sent == [f"{view.incident_id}:L0:level-0", f"{view.incident_id}:a1:level-0"]
     assert view.assessments == 1 and view.severity != "none"
     stored = json.loads(await redis.get(assessment_key(f"{view.incident_id}-a1")))
     assert stored["status"] == "assessed" and stored["llm_attempts"] == 2
