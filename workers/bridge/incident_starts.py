@@ -87,10 +87,23 @@ class IncidentStarts:
         )
 
     def left_out(self, event: DetectionEvent, situation: Situation, start: IncidentStart) -> bool:
-        """True when this frame is left out of its incident (see `left_out`)."""
+        """True when this frame is left out of its incident (see `left_out`); a frame that
+        goes is taken as the incident's last at once, before its signal is sent, so frames
+        the bridge handles side by side are judged against it."""
         interval = timedelta(seconds=self._settings.bridge.incident_frame_seconds)
         frame = Signalled(event.captured_at, situation.severity)
-        return left_out(self._signalled.get(start.workflow_id), frame, interval)
+        if left_out(self._signalled.get(start.workflow_id), frame, interval):
+            return True
+        self._signalled_now(start.workflow_id, frame)
+        return False
+
+    def _signalled_now(self, workflow_id: str, frame: Signalled) -> None:
+        last = self._signalled.pop(workflow_id, None)
+        if last is not None and last.captured_at > frame.captured_at:
+            frame = last  # an older frame (redelivered) does not move the window back
+        self._signalled[workflow_id] = frame
+        while len(self._signalled) > MAX_TRACKED_CAMERAS:
+            self._signalled.popitem(last=False)
 
     async def signal_with_start(
         self, event: DetectionEvent, situation: Situation, start: IncidentStart | None = None
@@ -115,10 +128,7 @@ class IncidentStarts:
             start_signal="frame",
             start_signal_args=[frame],
         )
-        self._signalled.pop(workflow_id, None)
-        self._signalled[workflow_id] = Signalled(event.captured_at, situation.severity)
-        while len(self._signalled) > MAX_TRACKED_CAMERAS:
-            self._signalled.popitem(last=False)
+        self._signalled_now(workflow_id, Signalled(event.captured_at, situation.severity))
         ids, last = self._open.pop(event.camera_id, (set(), 0.0))
         self._open[event.camera_id] = ({*ids, workflow_id}, last)
         while len(self._open) > MAX_TRACKED_CAMERAS:
