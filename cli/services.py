@@ -22,7 +22,8 @@ from riskflow.config.settings import Settings
 from riskflow.errors import ConfigError
 from riskflow.infra.kafka import ensure_topics
 from workers.supervisor.config import CONSOLE_HEALTH_PATH, Layout, programs, render
-from workers.supervisor.supervisor import ProcessInfo, Supervisor, probe_metrics
+from workers.supervisor.health import BridgeReading
+from workers.supervisor.supervisor import ProcessInfo, Supervisor, probe_metrics, scrape
 
 _SETTLING = ("STARTING", "BACKOFF")
 
@@ -73,18 +74,25 @@ def _uptime(seconds: float | None) -> str:
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
 
 
-def _health(info: ProcessInfo, settings: Settings, ports: dict[str, int | None]) -> str:
-    """ "" when healthy; else why not (gave up, not running, /metrics not answering)."""
+def _health(info: ProcessInfo, settings: Settings, ports: dict[str, int | None]) -> tuple[str, str]:
+    """("", note) when healthy; else (why not, note): gave up, not running, /metrics not
+    answering, a bridge reading no partition. The note: the bridge's periods without any."""
     if info.state == "FATAL":
         tries = settings.supervisor.start_retries + 1
         why = info.last_error or info.spawn_error or f"exit status {info.exit_status}"
-        return f"gave up after {tries} failed starts in a row: {why}"
+        return f"gave up after {tries} failed starts in a row: {why}", ""
     if info.state != "RUNNING":
-        return info.state.lower()
+        return info.state.lower(), ""
     port = ports.get(info.name)
-    if info.name == "console" and port is not None:
-        return probe_metrics(settings.console.host, port, path=CONSOLE_HEALTH_PATH)
-    return "" if port is None else probe_metrics(settings.metrics.host, port)
+    if port is None:
+        return "", ""
+    if info.name == "console":
+        return probe_metrics(settings.console.host, port, path=CONSOLE_HEALTH_PATH), ""
+    page, problem = scrape(settings.metrics.host, port)
+    reading = BridgeReading.parse(page) if info.name == "bridge" and page else None
+    if reading is None:
+        return problem, ""
+    return reading.problem(), reading.note()
 
 
 def _print_services(infos: list[ProcessInfo], settings: Settings, layout: Layout) -> bool:
@@ -95,7 +103,8 @@ def _print_services(infos: list[ProcessInfo], settings: Settings, layout: Layout
     table = Table(title="riskflow services (riskflow up)")
     for column in ("service", "state", "pid", "uptime", "restarts", "health", "last error"):
         table.add_column(column, overflow="fold")
-    problems = {info.name: _health(info, settings, ports) for info in infos}
+    healths = {info.name: _health(info, settings, ports) for info in infos}
+    problems = {name: problem for name, (problem, _) in healths.items()}
     for info in infos:
         problem = problems[info.name]
         shown = "[green]healthy[/green]" if not problem else "[red]not healthy[/red]"
@@ -109,9 +118,10 @@ def _print_services(infos: list[ProcessInfo], settings: Settings, layout: Layout
             info.last_error or "-",
         )
     console.print(table)
-    for name, problem in problems.items():  # whole, unwrapped: to read and to grep
-        if problem:
-            console.print(f"{name}: {problem}", markup=False, soft_wrap=True, highlight=False)
+    for name, (problem, note) in healths.items():  # whole, unwrapped: to read and to grep
+        for line in (problem, note):
+            if line:
+                console.print(f"{name}: {line}", markup=False, soft_wrap=True, highlight=False)
     console.print(f"logs: {layout.log_dir}/<service>.log  (riskflow logs [SERVICE] -f)")
     return not any(problems.values())
 
@@ -171,8 +181,9 @@ def down(ctx: typer.Context) -> None:
 
 
 def status(ctx: typer.Context) -> None:
-    """Every service: state, pid, uptime, restarts, health (/metrics), the last error line of
-    its log; then the local stack. Exit 1 if anything is not running or not healthy."""
+    """Every service: state, pid, uptime, restarts, health (/metrics; the bridge: whether it
+    reads any partition, and the periods it read none), the last error line of its log; then
+    the local stack. Exit 1 if anything is not running or not healthy."""
     settings = settings_of(ctx)
     layout = Layout(settings.local.state_dir)
     supervisor = Supervisor(layout)
