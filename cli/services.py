@@ -56,14 +56,34 @@ def _edge_wanted(settings: Settings, no_edge: bool) -> bool:
     return True
 
 
-def _settle(supervisor: Supervisor, timeout_seconds: float) -> list[ProcessInfo]:
-    """Wait until no service is still starting (or backing off), at most the timeout."""
+def _settle(
+    supervisor: Supervisor, timeout_seconds: float, settings: Settings
+) -> list[ProcessInfo]:
+    """Wait until no service is still starting (or backing off) and every running one is
+    healthy (its /metrics answers; the bridge reads a partition, which its group may take a
+    while to assign), at most the timeout."""
     deadline = time.monotonic() + timeout_seconds
+    ports = _ports(supervisor.layout)
     infos = supervisor.processes()
-    while any(p.state in _SETTLING for p in infos) and time.monotonic() < deadline:
+    while not _settled(infos, settings, ports) and time.monotonic() < deadline:
         time.sleep(0.5)
         infos = supervisor.processes()
     return infos
+
+
+def _settled(infos: list[ProcessInfo], settings: Settings, ports: dict[str, int | None]) -> bool:
+    if any(p.state in _SETTLING for p in infos):
+        return False
+    running = [p for p in infos if p.state == "RUNNING"]
+    return not any(_health(p, settings, ports)[0] for p in running)
+
+
+def _ports(layout: Layout) -> dict[str, int | None]:
+    """Each service's /metrics port as `up` configured it."""
+    if not layout.ports.exists():
+        return {}
+    ports: dict[str, int | None] = json.loads(layout.ports.read_text())
+    return ports
 
 
 def _uptime(seconds: float | None) -> str:
@@ -97,9 +117,7 @@ def _health(info: ProcessInfo, settings: Settings, ports: dict[str, int | None])
 
 def _print_services(infos: list[ProcessInfo], settings: Settings, layout: Layout) -> bool:
     """The services table; True when every service runs and answers."""
-    ports: dict[str, int | None] = {}
-    if layout.ports.exists():
-        ports = json.loads(layout.ports.read_text())
+    ports = _ports(layout)
     table = Table(title="riskflow services (riskflow up)")
     for column in ("service", "state", "pid", "uptime", "restarts", "health", "last error"):
         table.add_column(column, overflow="fold")
@@ -133,7 +151,9 @@ def up(
     with_console: Annotated[
         bool, typer.Option("--with-console", help="the operator console (riskflow console run)")
     ] = False,
-    wait: Annotated[float, typer.Option(help="seconds to wait for services to start")] = 120.0,
+    wait: Annotated[
+        float, typer.Option(help="seconds to wait for services to start (the bridge: to read)")
+    ] = 120.0,
 ) -> None:
     """Start the local stack (where used) and every service in the background, supervised:
     restarted when they crash, logs in <state_dir>/logs. Running it twice starts nothing new."""
@@ -158,7 +178,7 @@ def up(
         pid = supervisor.start(text)
         console.print(f"supervisord: pid {pid} ({layout.pid_file})")
     with console.status("starting services..."):
-        infos = _settle(supervisor, wait)
+        infos = _settle(supervisor, wait, settings)
     if not _print_services(infos, settings, layout):
         raise typer.Exit(1)
 
