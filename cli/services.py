@@ -22,7 +22,8 @@ from riskflow.config.settings import Settings
 from riskflow.errors import ConfigError
 from riskflow.infra.kafka import ensure_topics
 from workers.supervisor.config import CONSOLE_HEALTH_PATH, Layout, programs, render
-from workers.supervisor.supervisor import ProcessInfo, Supervisor, probe_metrics
+from workers.supervisor.health import BridgeReading
+from workers.supervisor.supervisor import ProcessInfo, Supervisor, probe_metrics, scrape
 
 _SETTLING = ("STARTING", "BACKOFF")
 
@@ -55,14 +56,34 @@ def _edge_wanted(settings: Settings, no_edge: bool) -> bool:
     return True
 
 
-def _settle(supervisor: Supervisor, timeout_seconds: float) -> list[ProcessInfo]:
-    """Wait until no service is still starting (or backing off), at most the timeout."""
+def _settle(
+    supervisor: Supervisor, timeout_seconds: float, settings: Settings
+) -> list[ProcessInfo]:
+    """Wait until no service is still starting (or backing off) and every running one is
+    healthy (its /metrics answers; the bridge reads a partition, which its group may take a
+    while to assign), at most the timeout."""
     deadline = time.monotonic() + timeout_seconds
+    ports = _ports(supervisor.layout)
     infos = supervisor.processes()
-    while any(p.state in _SETTLING for p in infos) and time.monotonic() < deadline:
+    while not _settled(infos, settings, ports) and time.monotonic() < deadline:
         time.sleep(0.5)
         infos = supervisor.processes()
     return infos
+
+
+def _settled(infos: list[ProcessInfo], settings: Settings, ports: dict[str, int | None]) -> bool:
+    if any(p.state in _SETTLING for p in infos):
+        return False
+    running = [p for p in infos if p.state == "RUNNING"]
+    return not any(_health(p, settings, ports)[0] for p in running)
+
+
+def _ports(layout: Layout) -> dict[str, int | None]:
+    """Each service's /metrics port as `up` configured it."""
+    if not layout.ports.exists():
+        return {}
+    ports: dict[str, int | None] = json.loads(layout.ports.read_text())
+    return ports
 
 
 def _uptime(seconds: float | None) -> str:
@@ -73,29 +94,35 @@ def _uptime(seconds: float | None) -> str:
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
 
 
-def _health(info: ProcessInfo, settings: Settings, ports: dict[str, int | None]) -> str:
-    """ "" when healthy; else why not (gave up, not running, /metrics not answering)."""
+def _health(info: ProcessInfo, settings: Settings, ports: dict[str, int | None]) -> tuple[str, str]:
+    """("", note) when healthy; else (why not, note): gave up, not running, /metrics not
+    answering, a bridge reading no partition. The note: the bridge's periods without any."""
     if info.state == "FATAL":
         tries = settings.supervisor.start_retries + 1
         why = info.last_error or info.spawn_error or f"exit status {info.exit_status}"
-        return f"gave up after {tries} failed starts in a row: {why}"
+        return f"gave up after {tries} failed starts in a row: {why}", ""
     if info.state != "RUNNING":
-        return info.state.lower()
+        return info.state.lower(), ""
     port = ports.get(info.name)
-    if info.name == "console" and port is not None:
-        return probe_metrics(settings.console.host, port, path=CONSOLE_HEALTH_PATH)
-    return "" if port is None else probe_metrics(settings.metrics.host, port)
+    if port is None:
+        return "", ""
+    if info.name == "console":
+        return probe_metrics(settings.console.host, port, path=CONSOLE_HEALTH_PATH), ""
+    page, problem = scrape(settings.metrics.host, port)
+    reading = BridgeReading.parse(page) if info.name == "bridge" and page else None
+    if reading is None:
+        return problem, ""
+    return reading.problem(), reading.note()
 
 
 def _print_services(infos: list[ProcessInfo], settings: Settings, layout: Layout) -> bool:
     """The services table; True when every service runs and answers."""
-    ports: dict[str, int | None] = {}
-    if layout.ports.exists():
-        ports = json.loads(layout.ports.read_text())
+    ports = _ports(layout)
     table = Table(title="riskflow services (riskflow up)")
     for column in ("service", "state", "pid", "uptime", "restarts", "health", "last error"):
         table.add_column(column, overflow="fold")
-    problems = {info.name: _health(info, settings, ports) for info in infos}
+    healths = {info.name: _health(info, settings, ports) for info in infos}
+    problems = {name: problem for name, (problem, _) in healths.items()}
     for info in infos:
         problem = problems[info.name]
         shown = "[green]healthy[/green]" if not problem else "[red]not healthy[/red]"
@@ -109,9 +136,10 @@ def _print_services(infos: list[ProcessInfo], settings: Settings, layout: Layout
             info.last_error or "-",
         )
     console.print(table)
-    for name, problem in problems.items():  # whole, unwrapped: to read and to grep
-        if problem:
-            console.print(f"{name}: {problem}", markup=False, soft_wrap=True, highlight=False)
+    for name, (problem, note) in healths.items():  # whole, unwrapped: to read and to grep
+        for line in (problem, note):
+            if line:
+                console.print(f"{name}: {line}", markup=False, soft_wrap=True, highlight=False)
     console.print(f"logs: {layout.log_dir}/<service>.log  (riskflow logs [SERVICE] -f)")
     return not any(problems.values())
 
@@ -123,7 +151,9 @@ def up(
     with_console: Annotated[
         bool, typer.Option("--with-console", help="the operator console (riskflow console run)")
     ] = False,
-    wait: Annotated[float, typer.Option(help="seconds to wait for services to start")] = 120.0,
+    wait: Annotated[
+        float, typer.Option(help="seconds to wait for services to start (the bridge: to read)")
+    ] = 120.0,
 ) -> None:
     """Start the local stack (where used) and every service in the background, supervised:
     restarted when they crash, logs in <state_dir>/logs. Running it twice starts nothing new."""
@@ -148,7 +178,7 @@ def up(
         pid = supervisor.start(text)
         console.print(f"supervisord: pid {pid} ({layout.pid_file})")
     with console.status("starting services..."):
-        infos = _settle(supervisor, wait)
+        infos = _settle(supervisor, wait, settings)
     if not _print_services(infos, settings, layout):
         raise typer.Exit(1)
 
@@ -171,8 +201,9 @@ def down(ctx: typer.Context) -> None:
 
 
 def status(ctx: typer.Context) -> None:
-    """Every service: state, pid, uptime, restarts, health (/metrics), the last error line of
-    its log; then the local stack. Exit 1 if anything is not running or not healthy."""
+    """Every service: state, pid, uptime, restarts, health (/metrics; the bridge: whether it
+    reads any partition, and the periods it read none), the last error line of its log; then
+    the local stack. Exit 1 if anything is not running or not healthy."""
     settings = settings_of(ctx)
     layout = Layout(settings.local.state_dir)
     supervisor = Supervisor(layout)

@@ -48,6 +48,10 @@ PANELS: list[tuple[str, str, list[tuple[str, str]]]] = [
     ("Consumer lag", "short", [
         ("max by (partition) (riskflow_bridge_consumer_lag)", "partition {{partition}}"),
     ]),
+    ("Partitions read by the bridges", "short", [
+        ("sum(riskflow_bridge_assigned_partitions)", "read"),
+        ("max(riskflow_bridge_topic_partitions)", "in the topic"),
+    ]),
     ("End to end, capture to Redis", "s", [
         (quantile(q, "riskflow_end_to_end_seconds"), f"p{int(q * 100)}") for q in (0.5, 0.95, 0.99)
     ]),

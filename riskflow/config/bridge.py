@@ -1,5 +1,5 @@
-"""`bridge:` in riskflow.yaml: how detection events become workflows (mode, batching, clocks,
-snapshot URLs)."""
+"""`bridge:` in riskflow.yaml: how detection events become workflows (mode, partitions,
+batching, clocks, snapshot URLs)."""
 
 from __future__ import annotations
 
@@ -35,6 +35,27 @@ class BridgeSettings(BaseModel):
         "frames between are left out unless more severe (0: every frame)",
     )
     group_id: str = BRIDGE_GROUP
+    assignment: Literal["auto", "group", "static"] = Field(
+        default="auto",
+        description="how the bridge gets partitions of detection-results. group: from the "
+        "consumer group (any number of bridges share them; the broker must evict a member "
+        "that died, as Apache Kafka does); static: it assigns itself every partition and "
+        "commits to the group without joining it (one bridge per group; nothing to evict "
+        "after a kill -9); auto: static on the local stack's broker (kafka_bootstrap unset), "
+        "group on a configured one",
+    )
+    partitions_refresh_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="static: how often the topic's partitions are looked up again (a topic "
+        "given more partitions is read whole within this)",
+    )
+    no_partition_alarm_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="a bridge that has read no partition this long logs an error (status and "
+        "the metrics show it from the first second)",
+    )
     max_in_flight: int = Field(default=64, gt=0)
     max_message_bytes: int = Field(default=1_048_576, gt=0)
     fetch_max_records: int = Field(default=200, gt=0)

@@ -83,6 +83,29 @@ UNCOMMITTED_BATCHES = Counter(
     "riskflow_bridge_uncommitted_batches_total",
     "Batches whose offsets the group refused after a rebalance (they are read again)",
 )
+BRIDGE_ASSIGNED = Gauge(
+    "riskflow_bridge_assigned_partitions",
+    "Partitions of detection-results this bridge reads now (0: it reads none; a standby among "
+    "several bridges of one group holds none by design, but their sum must not be 0)",
+)
+BRIDGE_TOPIC_PARTITIONS = Gauge(
+    "riskflow_bridge_topic_partitions",
+    "Partitions detection-results has, as this bridge's metadata last said",
+)
+BRIDGE_UNASSIGNED_SECONDS = Gauge(
+    "riskflow_bridge_unassigned_seconds",
+    "Seconds this bridge has read no partition: 0 while it reads one, since it started if it "
+    "never did",
+)
+BRIDGE_UNASSIGNED_PERIODS = Counter(
+    "riskflow_bridge_unassigned_periods_total",
+    "Periods in which this bridge read no partition after it had read some (a rebalance, a "
+    "group that moved on, a topic gone)",
+)
+BRIDGE_UNASSIGNED_TOTAL = Counter(
+    "riskflow_bridge_unassigned_period_seconds_total",
+    "Seconds of those periods, the current one included",
+)
 
 # -- worker -------------------------------------------------------------------------------
 ACTIVITY_SECONDS = Histogram(

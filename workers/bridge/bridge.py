@@ -26,7 +26,7 @@ from riskflow.config.settings import Settings
 from riskflow.contracts.assessment import AssessmentInput
 from riskflow.contracts.events import DetectionEvent
 from riskflow.infra.endpoints import Endpoints
-from riskflow.infra.kafka import make_consumer, make_producer, start_client
+from riskflow.infra.kafka import make_producer, start_client
 from riskflow.infra.metrics import (
     BRIDGE_DETECTIONS,
     BRIDGE_MESSAGES,
@@ -42,6 +42,12 @@ from riskflow.names import DETECTION_TOPIC
 from workers.bridge.admission import Rejection, Stale, admit, parse_message
 from workers.bridge.dead_letter import DeadLetters, Stopping
 from workers.bridge.incident_starts import IncidentStarts
+from workers.bridge.partitions import (
+    STATIC_COMMIT_REFUSED,
+    PartitionMonitor,
+    StaticPartitions,
+    bridge_consumer,
+)
 from workers.common.client import connect_process
 from workers.common.significance import Situation, assess_significance
 from workflows.assessment import RiskAssessmentWorkflow
@@ -78,8 +84,17 @@ class Bridge:
         producer: AIOKafkaProducer,
         client: Client,
         settings: Settings,
+        static: StaticPartitions | None = None,
     ) -> None:
+        """`static`: the bridge assigns itself its partitions (`bridge.assignment: static`);
+        without, `consumer` is subscribed and its group assigns them."""
         self._consumer = consumer
+        self._static = static
+        self._refusal_logged = float("-inf")
+        topics = sorted(consumer.subscription()) if static is None else [static.topic]
+        self.monitor = PartitionMonitor(
+            consumer, (topics or [DETECTION_TOPIC])[0], settings.bridge.no_partition_alarm_seconds
+        )
         self._client = client
         self._settings = settings
         self._limit = asyncio.Semaphore(settings.bridge.max_in_flight)
@@ -96,11 +111,16 @@ class Bridge:
         self._stop.set()
 
     async def run(self) -> None:
-        """Consume until `stop()`; the batch in hand is finished and committed first."""
+        """Consume until `stop()`; the batch in hand is finished and committed first. The
+        partitions it reads are sampled after every fetch (`run_bridge` also samples them
+        every second, while a batch is in hand or before the consumer started)."""
         while not self._stop.is_set():
+            if self._static is not None:
+                self._static.ensure()
             batch = await self._consumer.getmany(
                 timeout_ms=500, max_records=self._settings.bridge.fetch_max_records
             )
+            self.monitor.sample()
             if not batch:
                 continue
             try:
@@ -116,7 +136,8 @@ class Bridge:
         mid-batch (`IllegalStateError`: not assigned) or a group that moved on
         (`CommitFailedError`) both mean: its next owner reads these records again, and their
         starts meet the workflows this batch already started. The consumer rejoins on its
-        next fetch."""
+        next fetch. With static assignment a refused commit means the group has members
+        (STATIC_COMMIT_REFUSED: logged as an error at most once a minute)."""
         owned = self._consumer.assignment()
         offsets = {tp: rs[-1].offset + 1 for tp, rs in batch.items() if tp in owned}
         moved = len(offsets) < len(batch)
@@ -124,12 +145,17 @@ class Bridge:
             if offsets:
                 await self._consumer.commit(offsets)
         except (CommitFailedError, IllegalStateError) as exc:
-            logger.warning("batch offsets not committed, it will be read again: %s", exc)
+            if self._static is not None:
+                if time.monotonic() - self._refusal_logged >= 60:
+                    self._refusal_logged = time.monotonic()
+                    logger.error(STATIC_COMMIT_REFUSED, self._settings.bridge.group_id)
+            else:
+                logger.warning("batch offsets not committed, it will be read again: %s", exc)
             moved = True
             offsets = {}
         if moved:
             UNCOMMITTED_BATCHES.inc()
-            logger.info("not committed (moved to another member): %s", set(batch) - set(offsets))
+            logger.info("not committed (read again later): %s", set(batch) - set(offsets))
         return bool(offsets)
 
     async def _record_lag(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
@@ -276,26 +302,34 @@ class Bridge:
 
 
 async def run_bridge(settings: Settings, stop: asyncio.Event | None = None) -> Counter[str]:
-    """Run until SIGINT/SIGTERM (or `stop`): finish the batch in hand, commit, close."""
+    """Run until SIGINT/SIGTERM (or `stop`): finish the batch in hand, commit, close. The
+    partitions it reads are in its metrics from the start, also while a group keeps it
+    waiting for its first assignment (the consumer's start waits for it)."""
     endpoints = Endpoints.of(settings)
     stop = stop or stop_on_signals()
     metrics = settings.metrics
     client = await connect_process(settings, metrics.bridge_port, metrics.bridge_sdk_port)
-    consumer = make_consumer(
-        endpoints.kafka, settings.kafka, DETECTION_TOPIC, group_id=settings.bridge.group_id
-    )
+    consumer, static = bridge_consumer(endpoints.kafka, settings, DETECTION_TOPIC)
     producer = make_producer(endpoints.kafka, settings.kafka)
-    await start_client(producer)
-    await start_client(consumer)
-    bridge = Bridge(consumer, producer, client, settings)
-    stopper = asyncio.create_task(_stop_when(stop, bridge))
+    bridge = Bridge(consumer, producer, client, settings, static)
+    watching = asyncio.create_task(bridge.monitor.run())
     try:
-        logger.info("bridge consuming %s as group %s", DETECTION_TOPIC, settings.bridge.group_id)
-        await bridge.run()
+        await start_client(producer)
+        await start_client(consumer)
+        stopper = asyncio.create_task(_stop_when(stop, bridge))
+        try:
+            how = "group" if static is None else "static"
+            group = settings.bridge.group_id
+            logger.info(
+                "bridge consuming %s as group %s (assignment: %s)", DETECTION_TOPIC, group, how
+            )
+            await bridge.run()
+        finally:
+            stopper.cancel()
+            await consumer.stop()
+            await producer.stop()
     finally:
-        stopper.cancel()
-        await consumer.stop()
-        await producer.stop()
+        watching.cancel()
     logger.info("bridge stopped: %s", dict(bridge.counts))
     return bridge.counts
 

@@ -78,18 +78,26 @@ def spawn_counts(daemon_log: Path) -> dict[str, int]:
     return counts
 
 
-def probe_metrics(
+def scrape(
     host: str, port: int, timeout_seconds: float = 2.0, path: str = "/metrics"
-) -> str:
-    """ "" when http://host:port{path} (a service's /metrics, or the console's health) answers
-    200, else what went wrong."""
+) -> tuple[str, str]:
+    """(the page, "") when http://host:port{path} (a service's /metrics, or the console's
+    health) answers 200, else ("", what went wrong)."""
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
         with opener.open(f"http://{host}:{port}{path}", timeout=timeout_seconds) as response:
             status = int(response.status)
+            body = response.read().decode(errors="replace")
     except (OSError, ValueError) as exc:
-        return f"{path} on {port}: {type(exc).__name__}: {exc}"[:200]
-    return "" if status == 200 else f"{path} on {port}: HTTP {status}"
+        return "", f"{path} on {port}: {type(exc).__name__}: {exc}"[:200]
+    return (body, "") if status == 200 else ("", f"{path} on {port}: HTTP {status}")
+
+
+def probe_metrics(
+    host: str, port: int, timeout_seconds: float = 2.0, path: str = "/metrics"
+) -> str:
+    """ "" when http://host:port{path} answers 200, else what went wrong."""
+    return scrape(host, port, timeout_seconds, path)[1]
 
 
 class Supervisor:
