@@ -18,7 +18,7 @@ import asyncio
 from datetime import datetime, timedelta
 
 from temporalio import workflow
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
     from activities.incidents import IncidentActivities
@@ -303,11 +303,18 @@ class IncidentWorkflow(IncidentNotices):
             self._newest = None
         result, carried = await first_attempt(request)
         if result is None:
-            result = await workflow.execute_child_workflow(
-                RiskAssessmentWorkflow.run,
-                request.model_copy(update={"carried": carried}),
-                id=assessment_id,
-            )
+            try:
+                result = await workflow.execute_child_workflow(
+                    RiskAssessmentWorkflow.run,
+                    request.model_copy(update={"carried": carried}),
+                    id=assessment_id,
+                )
+            except ChildWorkflowError as err:  # terminated, timed out: the incident goes on
+                if not self._alarm_first:
+                    raise
+                self._set(assessments=self._v.assessments + 1)
+                self._record("assessed", LLM_ACTOR, f"failed: {err.cause or err}"[:500])
+                return None
         self._set(assessments=self._v.assessments + 1)
         if result.status != "assessed" or result.risk_level is None:
             self._record("assessed", LLM_ACTOR, f"failed: {result.failure_reason}"[:500])
