@@ -287,8 +287,7 @@ class IncidentWorkflow(IncidentNotices):
     async def _assess(
         self, inp: IncidentStart, frame: IncidentFrame, situation: str
     ) -> Assessment | None:
-        """The existing assessment (build task -> lease -> LLM -> validate -> aggregate): its
-        first attempt inline (`workflows.loop.first_attempt`), and when that does not answer, the
+        """The assessment: its first attempt inline (`workflows.loop.first_attempt`), else the
         full loop as a child workflow; its outcome goes into the incident's timeline."""
         assessment_id = f"{self._v.incident_id}-a{self._v.assessments + 1}"
         request = AssessmentInput(
