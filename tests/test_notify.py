@@ -10,7 +10,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 from prometheus_client import REGISTRY
 from pydantic import SecretStr
@@ -23,6 +22,7 @@ from temporalio.testing import ActivityEnvironment
 from temporalio.worker import Worker
 
 from activities.notify import NotifyActivities
+from activities.notify.http import fresh_connection_session
 from activities.notify.mail import SmtpMailer
 from activities.notify.webhook import signature
 from riskflow.channels import (
@@ -90,7 +90,7 @@ class Rig:
         self.receiver = receiver
         self.redis = redis
         self.tmp = tmp
-        self.http = aiohttp.ClientSession(trust_env=False)
+        self.http = fresh_connection_session()
 
     def activities(self, config: NotificationSettings | None = None) -> NotifyActivities:
         config = config or channels(self.receiver.url)

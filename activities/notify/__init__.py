@@ -3,15 +3,21 @@ the incident workflow calls with a `riskflow.notifications.NotificationRequest`.
 
 One idempotency key is at most one message (`activities.notify.markers` explains the claim,
 the crash between sending and recording, and why the generic webhook alone sends again when an
-outcome is unknown). Retries are Temporal's: a failure is an `ApplicationError` whose `type` is
-one of riskflow.notifications' NOTIFY_* kinds, non-retryable for bad configuration or format.
+outcome is unknown). Everything that can fail before the network (rendering, the e-mail, the
+signed request) is done before the claim is taken, so a claim only ever covers a send. What a
+failed send means, not sent or maybe sent, is decided by the phase it reached
+(`activities.notify.errors`). Retries are Temporal's: a failure is an `ApplicationError` whose
+`type` is one of riskflow.notifications' NOTIFY_* kinds, non-retryable for bad configuration or
+format.
 """
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from functools import partial
 
 import aiohttp
 from temporalio import activity
@@ -20,10 +26,10 @@ from temporalio.exceptions import ApplicationError
 from activities.notify.dingtalk import DINGTALK
 from activities.notify.errors import Refused, Uncertain, application_error
 from activities.notify.feishu import FEISHU
-from activities.notify.http import Vendor, post
+from activities.notify.http import Vendor, post, reuses_connections
 from activities.notify.mail import MailSender, compose
 from activities.notify.markers import Markers, Prior
-from activities.notify.texts import Message, render
+from activities.notify.texts import render
 from activities.notify.webhook import WEBHOOK
 from activities.notify.wecom import WECOM
 from riskflow.channels import (
@@ -45,6 +51,7 @@ from riskflow.notifications import (
 )
 from riskflow.redis_client import RedisClient
 
+logger = logging.getLogger(__name__)
 VENDORS: dict[str, Vendor] = {v.name: v for v in (WEBHOOK, DINGTALK, WECOM, FEISHU)}
 _OUTCOMES = {
     NOTIFY_RATE_LIMITED: "rate_limited",
@@ -56,9 +63,11 @@ _OUTCOMES = {
 class NotifyActivities:
     """Sends incident notifications through the configured channels.
 
-    `session` posts to the HTTP channels, `mailer` sends e-mail, `redis` keeps the idempotency
-    markers, `config` names the channels, `secrets` holds their URLs and secrets (resolved in
-    this process), `receiver` is the local receiver's base URL for channels without a URL."""
+    `session` posts to the HTTP channels (`http.fresh_connection_session`: it never reuses a
+    connection, so a lost connection is never a stale pooled one), `mailer` sends e-mail,
+    `redis` keeps the idempotency markers, `config` names the channels, `secrets` holds their
+    URLs and secrets (resolved in this process), `receiver` is the local receiver's base URL for
+    channels without a URL."""
 
     def __init__(
         self,
@@ -70,6 +79,11 @@ class NotifyActivities:
         receiver: str = "",
         clock: Callable[[], float] = time.time,
     ) -> None:
+        if reuses_connections(session):
+            logger.warning(
+                "the notification session pools connections: a disconnect on a stale one will "
+                "read as 'maybe sent' (build it with fresh_connection_session)"
+            )
         self._session = session
         self._mailer = mailer
         self._markers = Markers(redis, config.claim_seconds, config.marker_ttl_seconds)
@@ -94,13 +108,14 @@ class NotifyActivities:
         redeliverable = (
             not isinstance(channel, EmailChannel) and VENDORS[channel.type].redeliverable
         )
+        send = self._prepare(request, channel)
         prior = await self._markers.claim(request.idempotency_key)
         if prior is not None:
             early = await self._after(request, prior, redeliverable)
             if early is not None:
                 NOTIFICATIONS.labels(name, "uncertain" if early.uncertain else early.status).inc()
                 return early
-        return await self._send_once(request, channel)
+        return await self._send_once(request, send)
 
     async def _after(
         self, request: NotificationRequest, prior: Prior, redeliverable: bool
@@ -130,12 +145,11 @@ class NotifyActivities:
         )
 
     async def _send_once(
-        self, request: NotificationRequest, channel: HttpChannelConfig | EmailChannel
+        self, request: NotificationRequest, send: Callable[[], Awaitable[str]]
     ) -> NotificationResult:
         key, name = request.idempotency_key, request.channel
-        message = render(request)
         try:
-            detail = await self._deliver(request, channel, message)
+            detail = await send()
         except Refused as exc:
             await self._markers.release(key)
             NOTIFICATIONS.labels(name, _OUTCOMES.get(exc.kind, "failed")).inc()
@@ -151,19 +165,18 @@ class NotifyActivities:
         activity.logger.info("%s: sent %s (%s)", name, key, request.kind)
         return NotificationResult(channel=name, status="sent", detail=detail)
 
-    async def _deliver(
-        self,
-        request: NotificationRequest,
-        channel: HttpChannelConfig | EmailChannel,
-        message: Message,
-    ) -> str:
+    def _prepare(
+        self, request: NotificationRequest, channel: HttpChannelConfig | EmailChannel
+    ) -> Callable[[], Awaitable[str]]:
+        """The send, ready to go: the message rendered and composed or signed (no network)."""
         name = request.channel
+        message = render(request)
         if isinstance(channel, EmailChannel):
             mail = compose(request, message, channel)
-            return await self._mailer.send(channel, self._secrets.password(name), mail)
+            return partial(self._mailer.send, channel, self._secrets.password(name), mail)
         vendor = VENDORS[channel.type]
         url = self._secrets.url(name) or local_receiver_url(channel.type, name, self._receiver)
         http_request = vendor.build(
             request, message, url, self._secrets.secret(name), self._clock()
         )
-        return await post(self._session, vendor, http_request, channel.timeout_seconds)
+        return partial(post, self._session, vendor, http_request, channel.timeout_seconds)

@@ -1,11 +1,15 @@
 """What a send attempt learned when it did not succeed, and the ApplicationError it becomes.
 
-Two kinds, because they decide whether a retry may send again:
-- `Refused`: the message was certainly not delivered (the vendor answered with an error, the
-  connection was never made). The idempotency claim is released; Temporal retries when
-  `retryable`, after `retry_after_seconds` when the vendor named it.
-- `Uncertain`: the request may have reached the vendor (a timeout or a connection lost after
-  sending). A retry does not send again unless the channel's receiver dedupes by key.
+Two kinds, because they decide whether a retry may send again. The line between them is the
+phase the attempt reached, not the exception's name (a timeout is either):
+- `Refused`: the message was certainly not delivered: the vendor answered with an error, or the
+  attempt ended before the request could reach the vendor (no connection: refused, DNS, TLS
+  handshake, a connect timeout, a wait for a free pooled connection; SMTP: anything before the
+  DATA command). The idempotency claim is released; Temporal retries when `retryable`, after
+  `retry_after_seconds` when the vendor named it.
+- `Uncertain`: the request may have reached the vendor (connected, then a timeout or a lost
+  connection before the answer; SMTP: from the DATA command on). A retry does not send again
+  unless the channel's receiver dedupes by key.
 """
 
 from __future__ import annotations
