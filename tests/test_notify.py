@@ -237,6 +237,49 @@ async def test_long_wecom_message_is_cut_to_the_vendor_limit(rig: Rig) -> None:
     assert len(got["payload"]["markdown"]["content"].encode()) <= 4096
 
 
+# -- titles by kind, as the receiver got them -----------------------------
+
+KIND_STEPS: list[dict[str, Any]] = [
+    {"kind": "opened"},
+    {"kind": "escalated", "escalation_level": 1},
+    {"kind": "escalated", "escalation_level": 0},  # severity raised on an acknowledged incident
+    {"kind": "reminder", "escalation_level": 1},
+    {"kind": "summary", "escalation_level": 1},
+    {"kind": "resolved", "state": "resolved"},
+    {"kind": "dismissed", "state": "dismissed"},
+]
+
+
+@pytest.mark.parametrize("channel", ["ding", "wecom", "lark", "hook", "mail"])
+async def test_each_kind_arrives_with_its_own_title_in_the_site_language(
+    rig: Rig, channel: str
+) -> None:
+    for step in KIND_STEPS:
+        await rig.notify(request(channel, language="zh-CN", title="fall on camera cam1", **step))
+    assert not rig.receiver.records.rejections
+    got = rig.received(channel if channel != "mail" else "email")
+    titles = [n["title"] for n in got]
+    assert len(set(titles)) == len(KIND_STEPS), titles
+    assert titles[0].startswith("新事件") and titles[5].startswith("已解除"), titles
+    assert titles[6].startswith("已判定为误报") and titles[2].startswith("风险等级升至"), titles
+    assert not any("on camera" in t or "Incident" in t for t in titles), titles
+    closing = json.dumps(got[5]["payload"], ensure_ascii=False)
+    assert "事件已解除,无需处理" in closing
+    assert "确认处理" not in closing and "?action=ack" not in closing  # nothing to acknowledge
+
+
+async def test_feishu_closing_card_is_green_with_one_link(rig: Rig) -> None:
+    await rig.notify(request("lark", kind="resolved", state="resolved"))
+    [got] = rig.received("lark")
+    card = got["payload"]["card"]
+    assert card["header"]["template"] == "green"
+    [actions] = [e for e in card["elements"] if e["tag"] == "action"]
+    base = "https://console.example.com/incidents/inc-cam1-fall-1"
+    assert [(b["text"]["content"], b["url"]) for b in actions["actions"]] == [
+        ("Open the incident", base)
+    ]
+
+
 # -- signatures -------------------------------------------------------------------------------
 
 

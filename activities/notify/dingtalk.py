@@ -22,6 +22,7 @@ from urllib.parse import quote_plus
 
 from activities.notify import errors
 from activities.notify.http import HttpRequest, Vendor, code_of, fit_utf8, json_body
+from activities.notify.layout import markdown
 from activities.notify.texts import Message
 from riskflow.notifications import NotificationRequest
 
@@ -45,7 +46,10 @@ def build(
 ) -> HttpRequest:
     payload = {
         "msgtype": "markdown",
-        "markdown": {"title": message.title, "text": fit_utf8(message.markdown(), MAX_TEXT_BYTES)},
+        "markdown": {
+            "title": message.title(str),
+            "text": fit_utf8(markdown(message, str), MAX_TEXT_BYTES),
+        },
     }
     if secret is not None:
         timestamp = str(int(now * 1000))

@@ -27,6 +27,7 @@ from aiosmtplib.response import SMTPResponse
 from aiosmtplib.typing import Default
 
 from activities.notify.errors import Refused, Uncertain, failed, rejected
+from activities.notify.layout import plain_lines
 from activities.notify.texts import Message
 from riskflow.channels import EmailChannel
 from riskflow.notifications import NotificationRequest
@@ -40,18 +41,14 @@ class MailSender(Protocol):
 
 def compose(request: NotificationRequest, message: Message, channel: EmailChannel) -> EmailMessage:
     mail = EmailMessage()
-    mail["Subject"] = message.title
+    mail["Subject"] = message.title(str)
     mail["From"] = channel.sender
     mail["To"] = ", ".join(channel.recipients)
     mail["Date"] = formatdate(localtime=False)
     digest = hashlib.sha256(request.idempotency_key.encode()).hexdigest()[:32]
     mail["Message-ID"] = f"<{digest}@riskflow>"
     mail["X-Riskflow-Idempotency-Key"] = request.idempotency_key
-    lines = message.plain_lines()
-    if message.ack_url:
-        lines += ["", f"{message.ack_label}: {message.ack_url}"]
-        lines += [f"{message.dismiss_label}: {message.dismiss_url}"]
-    mail.set_content("\n".join(lines))
+    mail.set_content("\n".join(plain_lines(message, str)))
     return mail
 
 

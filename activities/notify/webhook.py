@@ -18,6 +18,7 @@ import hmac
 from typing import Any
 
 from activities.notify.http import HttpRequest, Vendor, json_body
+from activities.notify.layout import markdown
 from activities.notify.texts import Message
 from riskflow.notifications import NotificationRequest
 
@@ -36,8 +37,8 @@ def build(
     request: NotificationRequest, message: Message, url: str, secret: str | None, now: float
 ) -> HttpRequest:
     payload = request.model_dump(mode="json")
-    payload["title"] = message.title
-    payload["text"] = message.markdown()
+    payload["title"] = message.title(str)
+    payload["text"] = markdown(message, str)
     body = json_body(payload)
     timestamp = str(int(now))
     headers = {TIMESTAMP_HEADER: timestamp, IDEMPOTENCY_HEADER: request.idempotency_key}

@@ -14,6 +14,7 @@ from typing import Any
 
 from activities.notify import errors
 from activities.notify.http import HttpRequest, Vendor, code_of, fit_utf8, json_body
+from activities.notify.layout import markdown
 from activities.notify.texts import Message
 from riskflow.notifications import NotificationRequest
 
@@ -25,7 +26,7 @@ MAX_CONTENT_BYTES = 4096
 def build(
     request: NotificationRequest, message: Message, url: str, secret: str | None, now: float
 ) -> HttpRequest:
-    content = fit_utf8(message.markdown(), MAX_CONTENT_BYTES)
+    content = fit_utf8(markdown(message, str), MAX_CONTENT_BYTES)
     return HttpRequest(
         url=url, body=json_body({"msgtype": "markdown", "markdown": {"content": content}})
     )
