@@ -237,7 +237,7 @@ async def test_long_wecom_message_is_cut_to_the_vendor_limit(rig: Rig) -> None:
     assert len(got["payload"]["markdown"]["content"].encode()) <= 4096
 
 
-# -- titles by kind, as the receiver got them -----------------------------
+# -- titles by kind, and untrusted text, as the receiver got them -----------------------------
 
 KIND_STEPS: list[dict[str, Any]] = [
     {"kind": "opened"},
@@ -278,6 +278,34 @@ async def test_feishu_closing_card_is_green_with_one_link(rig: Rig) -> None:
     assert [(b["text"]["content"], b["url"]) for b in actions["actions"]] == [
         ("Open the incident", base)
     ]
+
+
+HOSTILE = (
+    '<at id=all></at> <at user_id="all">所有人</at> <@all> @all @13800000000 '
+    "[点击确认](http://evil.example.com/ack) ![x](https://evil.example.com/x.png) "
+    "<font color=\"warning\">已解除</font> <a href='https://evil.example.com'>x</a> "
+    "www.evil.example.com\n### Resolved\n> quoted"
+)
+
+
+@pytest.mark.parametrize("channel", ["hook", "ding", "wecom", "lark", "mail"])
+async def test_model_text_mentions_nobody_and_links_nowhere(rig: Rig, channel: str) -> None:
+    """Summary, hazards, actions and the camera label written to mention everyone, link, show
+    an image and colour text: the receiver finds only riskflow's console links."""
+    req = request(
+        channel,
+        summary=HOSTILE,
+        hazards=[HOSTILE, "<@zhangsan>"],
+        recommended_actions=[HOSTILE],
+        camera_id="cam1<at id=all></at>",
+    )
+    assert (await rig.notify(req)).status == "sent"
+    assert not rig.receiver.records.rejections
+    [got] = rig.received(channel if channel != "mail" else "email")
+    markup = got["markup"]
+    assert markup["mentions"] == markup["images"] == markup["colours"] == [], markup
+    base = "https://console.example.com/incidents/inc-cam1-fall-1"
+    assert set(markup["links"]) == {f"{base}?action=ack", f"{base}?action=dismiss"}, markup
 
 
 # -- signatures -------------------------------------------------------------------------------

@@ -1,22 +1,51 @@
-"""Pure logic of the notification messages: texts by kind and language. The same messages
-against the real receivers: tests/test_notify.py; what a failed send means:
-tests/test_notify_phases.py."""
+"""Pure logic of the notification messages: texts by kind and language, untrusted text made
+inert for each vendor. The same messages against the real receivers: tests/test_notify.py;
+what a failed send means: tests/test_notify_phases.py."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any, get_args
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from activities.notify import feishu
-from activities.notify.layout import markdown
+from activities.notify import dingtalk, feishu, mail, markup, webhook, wecom
+from activities.notify.layout import markdown, plain_lines
 from activities.notify.texts import TEXTS, headline_kind, render
+from riskflow.channels import EmailChannel
+from riskflow.devstack.receivers.markup import active_markup
 from riskflow.models import RiskLevel
 from riskflow.notifications import NotificationKind, NotificationRequest
 from riskflow.sites import Language
 
 CONSOLE = "https://console.example.com/incidents/inc-1"
+
+
+HOSTILE = [
+    "<at id=all></at>",
+    '<at user_id="all">所有人</at>',
+    "<@all> <@zhangsan>",
+    "@all @13800000000",
+    "[点击确认](http://evil.example.com/ack)",
+    "![x](https://evil.example.com/x.png)",
+    '<font color="warning">已解除</font> <font color=#ff0000>red</font>',
+    '<a href="https://evil.example.com">here</a> <link url="https://evil.example.com">x</link>',
+    "<text_tag color='red'>OK</text_tag>",
+    "visit www.evil.example.com or evil.example.cn or https://evil.example.com/path",
+    "line one\n### Resolved\n> quoted\n- [x](dingtalk://dingtalkclient/page/link?url=x)",
+    "\u202eevil\u200b text\r\nBcc: everyone@example.com",
+    "&lt;at id=all&gt;&lt;/at&gt; `code` **bold** ~~strike~~ | a | b |",
+]
+VENDORS = {
+    "dingtalk": dingtalk.NEUTRAL,
+    "wecom": wecom.NEUTRAL,
+    "feishu": feishu.NEUTRAL,
+    "webhook": webhook.NEUTRAL,
+    "email": markup.PLAIN,
+}
 
 
 def request(**extra: Any) -> NotificationRequest:
@@ -100,7 +129,7 @@ def test_an_escalation_at_level_zero_is_titled_as_a_raised_severity() -> None:
 def test_a_closing_message_offers_no_acknowledgement(kind: NotificationKind) -> None:
     message = render(request(kind=kind, language="zh-CN"))
     assert [(link.label, link.url) for link in message.links] == [("查看事件", CONSOLE)]
-    text = markdown(message, str)
+    text = markdown(message, wecom.NEUTRAL)
     assert "确认处理" not in text and "?action=" not in text
     opened = render(request())
     assert [link.url for link in opened.links] == [
@@ -117,3 +146,90 @@ def test_feishu_colours_a_resolution_green_and_a_dismissal_grey() -> None:
     ):
         card = feishu.card(request(kind=kind), render(request(kind=kind)))
         assert card["header"]["template"] == colour
+
+
+# -- untrusted text made inert, per vendor ---------------------------------------------------
+
+
+@pytest.mark.parametrize("vendor", list(VENDORS))
+@pytest.mark.parametrize("text", HOSTILE)
+def test_untrusted_text_activates_no_markup(vendor: str, text: str) -> None:
+    neutral = VENDORS[vendor]
+    out = neutral(text)
+    assert "\n" not in out and "\r" not in out and "\u202e" not in out and "\u200b" not in out
+    assert "://" not in out and "www." not in out and ".example.com" not in out
+    for char in neutral.specials:
+        assert char not in out, (char, out)
+    found = active_markup(vendor, _payload(vendor, out))
+    assert found == {"mentions": [], "links": [], "images": [], "colours": []}, out
+
+
+def _payload(vendor: str, text: str) -> dict[str, Any]:
+    if vendor == "dingtalk":
+        return {"msgtype": "markdown", "markdown": {"title": "t", "text": text}}
+    if vendor == "wecom":
+        return {"msgtype": "markdown", "markdown": {"content": text}}
+    if vendor == "feishu":
+        return {"card": {"elements": [{"tag": "div", "text": {"tag": "lark_md", "content": text}}]}}
+    if vendor == "webhook":
+        return {"title": "t", "text": text}
+    return {"subject": "s", "text": text}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.characters(codec="utf-8"), max_size=80))
+def test_no_text_activates_markup_in_any_vendor(text: str) -> None:
+    for vendor, neutral in VENDORS.items():
+        found = active_markup(vendor, _payload(vendor, neutral(text)))
+        assert found == {"mentions": [], "links": [], "images": [], "colours": []}, (
+            vendor,
+            text,
+        )
+
+
+def test_chinese_text_and_plain_words_read_the_same() -> None:
+    text = "一名工人倒在压力机旁,需要立即处理。Forklift near dock 3, 2.5 m away"
+    for neutral in VENDORS.values():
+        assert neutral(text) == text
+
+
+@pytest.mark.parametrize("vendor", ["dingtalk", "wecom", "feishu", "webhook", "email"])
+def test_a_hostile_request_leaves_only_the_console_links(vendor: str) -> None:
+    hostile = " ".join(HOSTILE)
+    req = request(
+        summary=hostile,
+        hazards=HOSTILE,
+        recommended_actions=HOSTILE,
+        camera_id="cam1 <at id=all></at> [x](http://evil.example.com)",
+        site_name="Plant <@all>",
+        situation="fall\n### Resolved",
+    )
+    payload = json.loads(_build(vendor, req))
+    found = active_markup(vendor, payload)
+    assert found["mentions"] == found["images"] == found["colours"] == [], found
+    assert set(found["links"]) == {f"{CONSOLE}?action=ack", f"{CONSOLE}?action=dismiss"}
+
+
+def _build(vendor: str, req: NotificationRequest) -> bytes:
+    message = render(req)
+    if vendor == "email":
+        composed = mail.compose(req, message, EmailChannel(type="email", recipients=["a@b.cn"]))
+        body = composed.get_content()
+        return json.dumps({"subject": str(composed["Subject"]), "text": body}).encode()
+    module = {
+        "dingtalk": dingtalk,
+        "wecom": wecom,
+        "feishu": feishu,
+        "webhook": webhook,
+    }[vendor]
+    built = module.build(req, message, "http://receiver/x", "secret", 1_700_000_000.0)
+    body_bytes: bytes = built.body
+    return body_bytes
+
+
+def test_e_mail_subject_is_one_line_whatever_the_camera_label() -> None:
+    req = request(camera_id="cam1\r\nBcc: everyone@example.com", site_name="A\nB")
+    composed = mail.compose(req, render(req), EmailChannel(type="email", recipients=["a@b.cn"]))
+    subject = str(composed["Subject"])
+    assert "\n" not in subject and "\r" not in subject and composed["Bcc"] is None
+    assert plain_lines(render(req), markup.PLAIN)[0] == "A new incident needs attention."

@@ -10,6 +10,11 @@ with the secret over `"{timestamp}\\n{secret}"`; DingTalk refuses timestamps mor
 hour off. The answer is HTTP 200 `{"errcode": 0, "errmsg": "ok"}`; a non-zero errcode is an
 error: 130101/410100 (sending too fast: 20 messages a minute per robot) are retried, the codes
 of a wrong token, signature, keyword, IP or message are not.
+
+Markup (https://open.dingtalk.com/document/orgapp/message-type, "markdown类型"): headings `#`,
+quotes `>`, bold and italic `*`, links `[text](url)`, images `![](url)`, lists, and the `<font>`
+tag clients render; `@<mobile>` in the text mentions a member listed in `at.atMobiles` (riskflow
+sends no `at`). `NEUTRAL` replaces the characters that open these in untrusted text.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from urllib.parse import quote_plus
 from activities.notify import errors
 from activities.notify.http import HttpRequest, Vendor, code_of, fit_utf8, json_body
 from activities.notify.layout import markdown
+from activities.notify.markup import Neutraliser
 from activities.notify.texts import Message
 from riskflow.notifications import NotificationRequest
 
@@ -32,6 +38,7 @@ RATE_CODES = frozenset({130101, 410100})
 # 400105 unsupported message type.
 CONFIG_CODES = frozenset({300001, 310000, 400013, 400101, 400102, 40035, 43004, 40044, 400105})
 MAX_TEXT_BYTES = 20_000
+NEUTRAL = Neutraliser("\\`*#>[]<&@")
 
 
 def sign(secret: str, timestamp_ms: str) -> str:
@@ -47,8 +54,8 @@ def build(
     payload = {
         "msgtype": "markdown",
         "markdown": {
-            "title": message.title(str),
-            "text": fit_utf8(markdown(message, str), MAX_TEXT_BYTES),
+            "title": message.title(NEUTRAL),
+            "text": fit_utf8(markdown(message, NEUTRAL), MAX_TEXT_BYTES),
         },
     }
     if secret is not None:

@@ -12,6 +12,12 @@ is green for a resolution and grey for a dismissal. The answer is
 `{"code": 0, "msg": "success", "data": {}}`; a non-zero code is an error: 11232 (frequency
 limited) is retried, 9499 (bad request), 19001 (invalid token), 19021 (signature or timestamp),
 19022 (IP not allowed), 19024 (keyword missing) are not.
+
+Markup (https://open.feishu.cn/document/uAjLw4CM/ukzMukzMukzM/feishu-cards/card-components/
+content-components/rich-text, the `lark_md` text): bold and italic `*`, strikethrough `~~`,
+links `[text](url)` and `<a href>`, `<at id=all></at>` (mentions everyone), `<font color>`,
+`<text_tag>`, `<link>`, images `![hover](img_key)`, headings, quotes and code. `NEUTRAL`
+replaces the characters that open these in untrusted text; the header is `plain_text`.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from typing import Any
 from activities.notify import errors
 from activities.notify.http import HttpRequest, Vendor, code_of, fit_utf8, json_body
 from activities.notify.layout import plain_lines
+from activities.notify.markup import Neutraliser
 from activities.notify.texts import Link, Message
 from riskflow.models import RiskLevel
 from riskflow.notifications import NotificationRequest
@@ -31,6 +38,7 @@ from riskflow.notifications import NotificationRequest
 RATE_CODES = frozenset({11232})
 CONFIG_CODES = frozenset({9499, 19001, 19002, 19021, 19022, 19024})
 MAX_TEXT_BYTES = 15_000  # the whole request must stay under 20 KB
+NEUTRAL = Neutraliser("\\`*~#>[]<&")
 CLOSING_TEMPLATES = {"resolved": "green", "dismissed": "grey"}
 TEMPLATES = {
     RiskLevel.CRITICAL: "red",
@@ -58,7 +66,7 @@ def _button(link: Link) -> dict[str, Any]:
 
 def card(request: NotificationRequest, message: Message) -> dict[str, Any]:
     """The interactive card: a coloured header, the text as lark_md, and the link buttons."""
-    body = fit_utf8("\n".join(plain_lines(message, str, links=False)), MAX_TEXT_BYTES)
+    body = fit_utf8("\n".join(plain_lines(message, NEUTRAL, links=False)), MAX_TEXT_BYTES)
     elements: list[dict[str, Any]] = [{"tag": "div", "text": {"tag": "lark_md", "content": body}}]
     if message.links:
         elements.append({"tag": "action", "actions": [_button(link) for link in message.links]})
@@ -66,7 +74,7 @@ def card(request: NotificationRequest, message: Message) -> dict[str, Any]:
     return {
         "config": {"wide_screen_mode": True},
         "header": {
-            "title": {"tag": "plain_text", "content": message.title(str)},
+            "title": {"tag": "plain_text", "content": message.title(NEUTRAL)},
             "template": template,
         },
         "elements": elements,

@@ -1,6 +1,6 @@
 """A `Message` laid out as markdown or as plain lines, its untrusted parts passed through the
-vendor's `neutral` and nothing else: riskflow's words, the markdown riskflow writes around them
-and the console links go out as they are.
+vendor's `Neutraliser` (`activities.notify.markup`) and nothing else: riskflow's words, the
+markdown riskflow writes around them and the console links go out as they are.
 
 Order, for every vendor: the title (markdown only: a card or a subject carries it elsewhere),
 the kind's first line, the summary, the fields, hazards, actions, the links.

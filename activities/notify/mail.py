@@ -2,7 +2,8 @@
 
 The message is plain text in the site's language with the console links; its `Message-ID`
 is derived from the idempotency key, so a mail system that dedupes by Message-ID sees one
-message.
+message. Untrusted text passes through `markup.PLAIN` (one line, no control characters, no
+link forms a mail reader would make clickable), the subject's labels included.
 
 Outcomes by phase (`errors`): until the DATA command nothing can have been delivered, so a
 refused or timed-out connection, a server that drops the connection or stops answering during
@@ -28,6 +29,7 @@ from aiosmtplib.typing import Default
 
 from activities.notify.errors import Refused, Uncertain, failed, rejected
 from activities.notify.layout import plain_lines
+from activities.notify.markup import PLAIN
 from activities.notify.texts import Message
 from riskflow.channels import EmailChannel
 from riskflow.notifications import NotificationRequest
@@ -41,14 +43,14 @@ class MailSender(Protocol):
 
 def compose(request: NotificationRequest, message: Message, channel: EmailChannel) -> EmailMessage:
     mail = EmailMessage()
-    mail["Subject"] = message.title(str)
+    mail["Subject"] = message.title(PLAIN)
     mail["From"] = channel.sender
     mail["To"] = ", ".join(channel.recipients)
     mail["Date"] = formatdate(localtime=False)
     digest = hashlib.sha256(request.idempotency_key.encode()).hexdigest()[:32]
     mail["Message-ID"] = f"<{digest}@riskflow>"
     mail["X-Riskflow-Idempotency-Key"] = request.idempotency_key
-    mail.set_content("\n".join(plain_lines(message, str)))
+    mail.set_content("\n".join(plain_lines(message, PLAIN)))
     return mail
 
 

@@ -8,8 +8,8 @@ dismissal, so a closing message never reads as a new alarm. An `escalated` reque
 the re-notification of an acknowledged incident whose severity a new assessment raised
 (`workflows.incident`, `_reassess`); it is titled as such (`headline_kind`).
 
-The request's untrusted text (summary, hazards, actions, camera and site labels) is kept apart
-in the `Message`, so that a vendor's layout can tell it from riskflow's words.
+The request's untrusted text (summary, hazards, actions, camera and site labels) is kept raw in
+the `Message`; each vendor neutralises it for its own markup (`activities.notify.markup`).
 """
 
 from __future__ import annotations
@@ -116,8 +116,8 @@ class Link:
 @dataclass(frozen=True)
 class Message:
     """One notification in words. Trusted (riskflow's): `kind`, `title_pattern`, `lead`, field
-    labels, section labels, `links`. Untrusted (as the request had them): `title_values`, field
-    values, `summary`, `hazards`, `actions`."""
+    labels, section labels, `links`. Untrusted (raw, for each vendor to neutralise):
+    `title_values`, field values, `summary`, `hazards`, `actions`."""
 
     kind: HeadlineKind
     title_pattern: str

@@ -6,6 +6,11 @@ Format (https://developer.work.weixin.qq.com/document/path/91770): POST JSON
 is no signature. The answer is HTTP 200 `{"errcode": 0, "errmsg": "ok"}`; a non-zero errcode
 is an error: 45009 (over 20 messages a minute) and -1 (system busy) are retried, 93000 (invalid
 webhook URL), 40008 (message type), 40058 (parameter), 44004 (empty content) are not.
+
+Markup (same page, "markdown类型"): headings `#`, bold `**`, links `[text](url)`, inline code
+`` ` ``, quotes `>`, `<font color="info|comment|warning">`, and `<@userid>`, which mentions a
+member from the content itself. `NEUTRAL` replaces the characters that open these in untrusted
+text.
 """
 
 from __future__ import annotations
@@ -15,18 +20,20 @@ from typing import Any
 from activities.notify import errors
 from activities.notify.http import HttpRequest, Vendor, code_of, fit_utf8, json_body
 from activities.notify.layout import markdown
+from activities.notify.markup import Neutraliser
 from activities.notify.texts import Message
 from riskflow.notifications import NotificationRequest
 
 RATE_CODES = frozenset({45009, 45033})
 CONFIG_CODES = frozenset({93000, 93004, 40008, 40058, 44004, 40001, 45002})
 MAX_CONTENT_BYTES = 4096
+NEUTRAL = Neutraliser("\\`*#>[]<&")
 
 
 def build(
     request: NotificationRequest, message: Message, url: str, secret: str | None, now: float
 ) -> HttpRequest:
-    content = fit_utf8(markdown(message, str), MAX_CONTENT_BYTES)
+    content = fit_utf8(markdown(message, NEUTRAL), MAX_CONTENT_BYTES)
     return HttpRequest(
         url=url, body=json_body({"msgtype": "markdown", "markdown": {"content": content}})
     )
