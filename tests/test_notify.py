@@ -237,6 +237,27 @@ async def test_long_wecom_message_is_cut_to_the_vendor_limit(rig: Rig) -> None:
     assert len(got["payload"]["markdown"]["content"].encode()) <= 4096
 
 
+LONG_ZH = "一名工人倒在压力机旁,周围有液压油泄漏,需要立即停机并派急救员到场。" * 400
+
+
+@pytest.mark.parametrize("channel", ["wecom", "ding", "lark", "hook", "mail"])
+async def test_a_long_chinese_summary_is_cut_and_the_fields_and_links_arrive(
+    rig: Rig, channel: str
+) -> None:
+    """The summary is what gets cut (by the vendor's unit: WeCom's 4096 bytes of content,
+    DingTalk's and Feishu's 20000-byte body), never the fields after it or the console links."""
+    req = request(channel, language="zh-CN", summary=LONG_ZH, hazards=[LONG_ZH[:400]] * 20)
+    assert (await rig.notify(req)).status == "sent"
+    assert not rig.receiver.records.rejections
+    [got] = rig.received(channel if channel != "mail" else "email")
+    text = json.dumps(got["payload"], ensure_ascii=False)
+    for word in ("风险等级", "极高", "状态", "已通知", "事件编号", "inc-cam1-fall-1", "发生时间"):
+        assert word in text, word
+    assert "?action=ack" in text and "?action=dismiss" in text
+    if channel in ("wecom", "ding", "lark"):  # the vendors with a limit cut the free text
+        assert "…" in text and LONG_ZH not in text
+
+
 # -- titles by kind, and untrusted text, as the receiver got them -----------------------------
 
 KIND_STEPS: list[dict[str, Any]] = [

@@ -1,6 +1,6 @@
 """Pure logic of the notification messages: texts by kind and language, untrusted text made
-inert for each vendor. The same messages against the real receivers: tests/test_notify.py;
-what a failed send means: tests/test_notify_phases.py."""
+inert for each vendor, messages fitted to a vendor's limit. The same messages against the real
+receivers: tests/test_notify.py; what a failed send means: tests/test_notify_phases.py."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from activities.notify import dingtalk, feishu, mail, markup, webhook, wecom
 from activities.notify.layout import markdown, plain_lines
-from activities.notify.texts import TEXTS, headline_kind, render
+from activities.notify.texts import TEXTS, Message, headline_kind, render
 from riskflow.channels import EmailChannel
 from riskflow.devstack.receivers.markup import active_markup
 from riskflow.models import RiskLevel
@@ -22,8 +22,6 @@ from riskflow.notifications import NotificationKind, NotificationRequest
 from riskflow.sites import Language
 
 CONSOLE = "https://console.example.com/incidents/inc-1"
-
-
 HOSTILE = [
     "<at id=all></at>",
     '<at user_id="all">所有人</at>',
@@ -225,6 +223,61 @@ def _build(vendor: str, req: NotificationRequest) -> bytes:
     built = module.build(req, message, "http://receiver/x", "secret", 1_700_000_000.0)
     body_bytes: bytes = built.body
     return body_bytes
+
+
+# -- fitted to the vendor's limit: the free text is cut, fields and links kept -----------------
+
+LONG = "一名工人倒在压力机旁,周围有液压油泄漏,需要立即停机并派急救员到场。" * 300
+
+
+@pytest.mark.parametrize(
+    ("vendor", "limit"),
+    [("wecom", 4096), ("dingtalk", 20_000), ("feishu", 20_000)],
+)
+def test_long_chinese_text_is_cut_and_fields_and_links_survive(vendor: str, limit: int) -> None:
+    req = request(
+        language="zh-CN",
+        summary=LONG,
+        hazards=[LONG[:500]] * 30,
+        recommended_actions=[LONG[:300]] * 30,
+    )
+    body = _build(vendor, req)
+    payload = json.loads(body)
+    text = wecom.content(render(req)) if vendor == "wecom" else body.decode()
+    size = len(text.encode()) if vendor == "wecom" else len(body)
+    assert size <= limit
+    assert size > limit * 0.9  # cut, not emptied
+    for label, value in render(req).fields:
+        assert label in text and value in text
+    assert f"{CONSOLE}?action=ack" in text and f"{CONSOLE}?action=dismiss" in text
+    assert "…" in text
+    assert payload
+
+
+def test_fit_counts_characters_where_the_vendor_counts_characters() -> None:
+    message = render(request(language="zh-CN", summary=LONG))
+
+    def chars(m: Message) -> int:
+        return len(markdown(m, wecom.NEUTRAL))
+
+    fitted = markup.fit(message, chars, 1000)
+    assert 950 < chars(fitted) <= 1000  # in bytes the same text would be about 3000
+    assert markup.fit(message, chars, 10**6) is message  # fits: unchanged
+
+
+def test_cut_keeps_the_order_summary_hazards_actions() -> None:
+    message = render(request(summary="abcdef", hazards=["123", "456"], recommended_actions=["x"]))
+    assert message.cut(100) == message
+    cut = message.cut(8)
+    assert (cut.summary, cut.hazards, cut.actions) == ("abcdef", ("12…", "…"), ("…",))
+    empty = message.cut(0)
+    assert (empty.summary, empty.hazards, empty.actions) == ("…", ("…",), ("…",))
+
+
+def test_untrusted_labels_are_clipped_in_titles_and_fields() -> None:
+    message = render(request(camera_id="c" * 500, incident_id="i" * 500, site_name="s" * 500))
+    assert len(message.title(str)) < 250
+    assert all(len(value) <= 128 for _, value in message.fields)
 
 
 def test_e_mail_subject_is_one_line_whatever_the_camera_label() -> None:

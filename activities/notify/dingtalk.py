@@ -14,7 +14,8 @@ of a wrong token, signature, keyword, IP or message are not.
 Markup (https://open.dingtalk.com/document/orgapp/message-type, "markdown类型"): headings `#`,
 quotes `>`, bold and italic `*`, links `[text](url)`, images `![](url)`, lists, and the `<font>`
 tag clients render; `@<mobile>` in the text mentions a member listed in `at.atMobiles` (riskflow
-sends no `at`). `NEUTRAL` replaces the characters that open these in untrusted text.
+sends no `at`). `NEUTRAL` replaces the characters that open these in untrusted text. Size: the
+whole body at most 20000 bytes (errcode 460101), counted in UTF-8 bytes; the free text is cut.
 """
 
 from __future__ import annotations
@@ -26,9 +27,9 @@ from typing import Any
 from urllib.parse import quote_plus
 
 from activities.notify import errors
-from activities.notify.http import HttpRequest, Vendor, code_of, fit_utf8, json_body
+from activities.notify.http import HttpRequest, Vendor, code_of, json_body
 from activities.notify.layout import markdown
-from activities.notify.markup import Neutraliser
+from activities.notify.markup import Neutraliser, fit
 from activities.notify.texts import Message
 from riskflow.notifications import NotificationRequest
 
@@ -37,7 +38,7 @@ RATE_CODES = frozenset({130101, 410100})
 # stopped, 400013 group dissolved, 40035 missing parameter, 43004 bad Content-Type, 40044 and
 # 400105 unsupported message type.
 CONFIG_CODES = frozenset({300001, 310000, 400013, 400101, 400102, 40035, 43004, 40044, 400105})
-MAX_TEXT_BYTES = 20_000
+MAX_BODY_BYTES = 20_000
 NEUTRAL = Neutraliser("\\`*#>[]<&@")
 
 
@@ -48,21 +49,22 @@ def sign(secret: str, timestamp_ms: str) -> str:
     return base64.b64encode(digest).decode()
 
 
+def body(message: Message) -> bytes:
+    title = message.title(NEUTRAL)
+    return json_body(
+        {"msgtype": "markdown", "markdown": {"title": title, "text": markdown(message, NEUTRAL)}}
+    )
+
+
 def build(
     request: NotificationRequest, message: Message, url: str, secret: str | None, now: float
 ) -> HttpRequest:
-    payload = {
-        "msgtype": "markdown",
-        "markdown": {
-            "title": message.title(NEUTRAL),
-            "text": fit_utf8(markdown(message, NEUTRAL), MAX_TEXT_BYTES),
-        },
-    }
+    payload = body(fit(message, lambda m: len(body(m)), MAX_BODY_BYTES))
     if secret is not None:
         timestamp = str(int(now * 1000))
         separator = "&" if "?" in url else "?"
         url = f"{url}{separator}timestamp={timestamp}&sign={quote_plus(sign(secret, timestamp))}"
-    return HttpRequest(url=url, body=json_body(payload))
+    return HttpRequest(url=url, body=payload)
 
 
 def check(answer: Any) -> str:

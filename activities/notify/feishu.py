@@ -17,7 +17,9 @@ Markup (https://open.feishu.cn/document/uAjLw4CM/ukzMukzMukzM/feishu-cards/card-
 content-components/rich-text, the `lark_md` text): bold and italic `*`, strikethrough `~~`,
 links `[text](url)` and `<a href>`, `<at id=all></at>` (mentions everyone), `<font color>`,
 `<text_tag>`, `<link>`, images `![hover](img_key)`, headings, quotes and code. `NEUTRAL`
-replaces the characters that open these in untrusted text; the header is `plain_text`.
+replaces the characters that open these in untrusted text; the header is `plain_text`. Size: the
+request body at most 20 KB, counted in UTF-8 bytes of the JSON sent (signature included); the
+free text is cut, never the fields or the buttons.
 """
 
 from __future__ import annotations
@@ -28,16 +30,16 @@ import hmac
 from typing import Any
 
 from activities.notify import errors
-from activities.notify.http import HttpRequest, Vendor, code_of, fit_utf8, json_body
+from activities.notify.http import HttpRequest, Vendor, code_of, json_body
 from activities.notify.layout import plain_lines
-from activities.notify.markup import Neutraliser
+from activities.notify.markup import Neutraliser, fit
 from activities.notify.texts import Link, Message
 from riskflow.models import RiskLevel
 from riskflow.notifications import NotificationRequest
 
 RATE_CODES = frozenset({11232})
 CONFIG_CODES = frozenset({9499, 19001, 19002, 19021, 19022, 19024})
-MAX_TEXT_BYTES = 15_000  # the whole request must stay under 20 KB
+MAX_BODY_BYTES = 20_000
 NEUTRAL = Neutraliser("\\`*~#>[]<&")
 CLOSING_TEMPLATES = {"resolved": "green", "dismissed": "grey"}
 TEMPLATES = {
@@ -66,7 +68,7 @@ def _button(link: Link) -> dict[str, Any]:
 
 def card(request: NotificationRequest, message: Message) -> dict[str, Any]:
     """The interactive card: a coloured header, the text as lark_md, and the link buttons."""
-    body = fit_utf8("\n".join(plain_lines(message, NEUTRAL, links=False)), MAX_TEXT_BYTES)
+    body = "\n".join(plain_lines(message, NEUTRAL, links=False))
     elements: list[dict[str, Any]] = [{"tag": "div", "text": {"tag": "lark_md", "content": body}}]
     if message.links:
         elements.append({"tag": "action", "actions": [_button(link) for link in message.links]})
@@ -84,11 +86,15 @@ def card(request: NotificationRequest, message: Message) -> dict[str, Any]:
 def build(
     request: NotificationRequest, message: Message, url: str, secret: str | None, now: float
 ) -> HttpRequest:
-    payload: dict[str, Any] = {"msg_type": "interactive", "card": card(request, message)}
+    signed: dict[str, str] = {}
     if secret is not None:
         timestamp = str(int(now))
-        payload = {"timestamp": timestamp, "sign": sign(secret, timestamp), **payload}
-    return HttpRequest(url=url, body=json_body(payload))
+        signed = {"timestamp": timestamp, "sign": sign(secret, timestamp)}
+
+    def body(m: Message) -> bytes:
+        return json_body({**signed, "msg_type": "interactive", "card": card(request, m)})
+
+    return HttpRequest(url=url, body=body(fit(message, lambda m: len(body(m)), MAX_BODY_BYTES)))
 
 
 def check(answer: Any) -> str:

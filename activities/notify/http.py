@@ -154,11 +154,3 @@ def code_of(answer: Any, field_name: str) -> tuple[int, str]:
     if isinstance(code, bool) or not isinstance(code, int):
         return -1, f"answer without {field_name}: {json.dumps(answer)[:200]}"
     return code, message
-
-
-def fit_utf8(text: str, limit_bytes: int) -> str:
-    """`text` cut to at most `limit_bytes` of UTF-8, never inside a character."""
-    data = text.encode()
-    if len(data) <= limit_bytes:
-        return text
-    return data[: limit_bytes - 3].decode(errors="ignore") + "..."

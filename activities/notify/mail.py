@@ -3,7 +3,9 @@
 The message is plain text in the site's language with the console links; its `Message-ID`
 is derived from the idempotency key, so a mail system that dedupes by Message-ID sees one
 message. Untrusted text passes through `markup.PLAIN` (one line, no control characters, no
-link forms a mail reader would make clickable), the subject's labels included.
+link forms a mail reader would make clickable); the subject is the title, whose untrusted labels
+are clipped (`texts.MAX_LABEL_CHARS`), well within RFC 5322's 998 characters a line (the email
+package folds longer headers in any case).
 
 Outcomes by phase (`errors`): until the DATA command nothing can have been delivered, so a
 refused or timed-out connection, a server that drops the connection or stops answering during

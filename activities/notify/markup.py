@@ -1,4 +1,4 @@
-"""Untrusted text made inert in a vendor's markup.
+"""Untrusted text made inert in a vendor's markup, and messages fitted to a vendor's size limit.
 
 Everything riskflow did not write is untrusted: the model's summary, hazards and recommended
 actions, and the camera and site labels (a camera id is whatever the edge sent). Each vendor
@@ -16,14 +16,24 @@ English text and is markup in no vendor's subset. On top of that, for every vend
 - anything a client could turn into a link loses its link form: `scheme://` gets a full-width
   colon, the dots of a host name (`evil.example.com`, `www.x.cn`) become `․` (U+2024), because
   chat clients and mail readers link bare URLs and host names by themselves.
+
+`fit` keeps a message within a limit counted in the vendor's unit (UTF-8 bytes of the body or
+content, or characters) by cutting the untrusted free text (summary first kept, then hazards,
+then actions) and never the title, fields or links.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
+if TYPE_CHECKING:
+    from activities.notify.texts import Message
+
+ELLIPSIS = "…"
 _ASCII_PUNCTUATION = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"
 _SCHEME = re.compile(r"(?i)\b([a-z][a-z0-9+.-]{0,30}):(?=/)")
 _HOST = re.compile(r"(?i)\b(?:[a-z0-9-]+\.)+[a-z]{2,63}\b")
@@ -69,3 +79,25 @@ class Neutraliser:
 
 
 PLAIN = Neutraliser("")  # e-mail: plain text, no markup, but links and line breaks still count
+
+
+def fit(message: Message, size: Callable[[Message], int], limit: int) -> Message:
+    """`message` with its untrusted free text cut so that `size(message) <= limit` (size in the
+    vendor's unit); title, fields and links are kept whole. When even no free text does not
+    fit, the message without free text (the vendor's own limit check then refuses it)."""
+    if size(message) <= limit:
+        return message
+    low, high = 0, message.free_chars  # cut(low) is the best known to fit
+    if size(message.cut(0)) > limit:
+        return message.cut(0)
+    while low < high:
+        middle = (low + high + 1) // 2
+        if size(message.cut(middle)) <= limit:
+            low = middle
+        else:
+            high = middle - 1
+    return message.cut(low)
+
+
+def utf8_size(text: str) -> int:
+    return len(text.encode())

@@ -15,10 +15,11 @@ the `Message`; each vendor neutralises it for its own markup (`activities.notify
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from activities.notify.markup import ELLIPSIS
 from riskflow.notifications import NotificationRequest
 from riskflow.sites import Language
 
@@ -26,6 +27,8 @@ HeadlineKind = Literal[
     "opened", "escalated", "upgraded", "reminder", "summary", "resolved", "dismissed"
 ]
 CLOSING: frozenset[str] = frozenset({"resolved", "dismissed"})
+MAX_LABEL_CHARS = 64  # one untrusted label (camera, site) in a title or field
+MAX_FIELD_CHARS = 128
 
 _EN: dict[str, str] = {
     "title:opened": "New incident: {severity} risk at {site}, camera {camera}",
@@ -139,6 +142,34 @@ class Message:
         """The title, its untrusted values passed through `neutral`."""
         return self.title_pattern.format(**{k: neutral(v) for k, v in self.title_values})
 
+    @property
+    def free_chars(self) -> int:
+        """Characters of untrusted free text (what `cut` may shorten)."""
+        return len(self.summary) + sum(map(len, self.hazards)) + sum(map(len, self.actions))
+
+    def cut(self, budget: int) -> Message:
+        """This message with at most `budget` characters of free text, in order: summary,
+        hazards, actions. The item that crosses the budget ends with `…`; a list that lost
+        items ends with a `…` item; a summary cut to nothing is `…`."""
+        left = budget
+
+        def take(text: str) -> str | None:
+            nonlocal left
+            if len(text) <= left:
+                left -= len(text)
+                return text
+            piece = text[: max(left, 0)].rstrip()
+            left = 0
+            return piece + ELLIPSIS if piece else None
+
+        def take_all(items: tuple[str, ...]) -> tuple[str, ...]:
+            kept = [t for t in (take(item) for item in items) if t is not None]
+            return (*kept, ELLIPSIS) if len(kept) < len(items) else tuple(kept)
+
+        summary = (take(self.summary) or ELLIPSIS) if self.summary else ""
+        hazards, actions = take_all(self.hazards), take_all(self.actions)
+        return replace(self, summary=summary, hazards=hazards, actions=actions)
+
 
 def with_query(url: str, **params: str) -> str:
     """`url` with `params` added to its query string."""
@@ -152,6 +183,11 @@ def headline_kind(request: NotificationRequest) -> HeadlineKind:
     if request.kind == "escalated" and request.escalation_level == 0:
         return "upgraded"
     return request.kind
+
+
+def clip(text: str, limit: int) -> str:
+    """An untrusted label kept to `limit` characters."""
+    return text if len(text) <= limit else text[: limit - 1] + ELLIPSIS
 
 
 def _links(request: NotificationRequest, kind: HeadlineKind, t: dict[str, str]) -> tuple[Link, ...]:
@@ -170,22 +206,22 @@ def render(request: NotificationRequest) -> Message:
     t = TEXTS[request.language]
     kind = headline_kind(request)
     severity = t.get(request.severity.value, request.severity.value)
-    site = request.site_name or request.site_id
+    site = clip(request.site_name or request.site_id, MAX_LABEL_CHARS)
     level = str(request.escalation_level)
     fields = [
         (t["severity"], severity),
         (t["state"], t.get(f"state:{request.state}", request.state)),
     ]
     if request.situation:
-        fields.append((t["situation"], request.situation))
+        fields.append((t["situation"], clip(request.situation, MAX_FIELD_CHARS)))
     fields += [
-        (t["incident"], request.incident_id),
+        (t["incident"], clip(request.incident_id, MAX_FIELD_CHARS)),
         (t["opened_at"], request.opened_at.isoformat(timespec="seconds")),
     ]
     return Message(
         kind=kind,
         title_pattern=t[f"title:{kind}"].replace("{severity}", severity).replace("{level}", level),
-        title_values=(("site", site), ("camera", request.camera_id)),
+        title_values=(("site", site), ("camera", clip(request.camera_id, MAX_LABEL_CHARS))),
         lead=t[f"lead:{kind}"].format(level=level),
         summary=request.summary,
         fields=tuple(fields),
