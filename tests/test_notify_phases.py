@@ -3,7 +3,7 @@ a listener whose backlog is full (the connect never completes), a session whose 
 connection is busy, a server that accepts and never answers, SMTP servers that drop or fall
 silent before DATA and after the message. Not sent -> the claim is released and the retry
 sends; maybe sent -> the marker says `unknown` and the retry answers `already_sent`, uncertain.
-And the pure part: SMTP failures sorted by what they mean.
+And the pure part: vendor answers and SMTP failures sorted by what they mean.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import contextlib
 import json
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
 
 import aiohttp
 import aiosmtplib
@@ -20,16 +21,22 @@ import pytest
 from pydantic import SecretStr
 from redis.asyncio import Redis
 
-from activities.notify import NotifyActivities, mail
-from activities.notify.errors import Refused
+from activities.notify import NotifyActivities, dingtalk, feishu, mail, webhook, wecom
+from activities.notify.errors import Refused, Uncertain
+from activities.notify.http import Answer, verdict
 from activities.notify.mail import SmtpMailer
 from riskflow.channels import ChannelSecrets, EmailChannel, NotificationSettings
 from riskflow.devstack.localstack.process import free_port
 from riskflow.names import notification_marker_key
-from riskflow.notifications import NOTIFY_CHANNEL_ERROR, NOTIFY_REJECTED
+from riskflow.notifications import (
+    NOTIFY_CHANNEL_ERROR,
+    NOTIFY_RATE_LIMITED,
+    NOTIFY_REJECTED,
+)
 from tests.test_notify import Rig, channels, expect_error, request, rig
 
 __all__ = ["rig"]  # the fixture, shared with tests/test_notify.py
+RATE, REJECTED, OGW = NOTIFY_RATE_LIMITED, NOTIFY_REJECTED, "x-ogw-ratelimit-reset"
 
 
 async def marker(redis: Redis, key: str) -> str | None:
@@ -275,6 +282,86 @@ async def test_smtp_that_drops_or_stalls_after_the_message_leaves_it_unknown(
 ) -> None:
     async with tcp_server(smtp(".", silent)) as (port, _, _):
         await assert_uncertain(rig, "mail", plain_mail(rig, port))
+
+
+# -- vendor codes and answers --------------------------------------------------------------
+
+
+def _refused(vendor: Any, status: int, body: dict[str, Any], headers: dict[str, str]) -> Refused:
+    with pytest.raises(Refused) as caught:
+        retry_after = headers.get("Retry-After") or headers.get(OGW)
+        verdict(vendor, Answer(status, retry_after, json.dumps(body)))
+    return caught.value
+
+
+FREQUENCY = "request trigger frequency limit"
+ANSWERS: list[tuple[Any, int, dict[str, Any], dict[str, str], str, float | None]] = [
+    (
+        dingtalk.DINGTALK,
+        200,
+        {"errcode": 130101, "errmsg": "send too fast"},
+        {},
+        RATE,
+        600,
+    ),
+    (
+        dingtalk.DINGTALK,
+        200,
+        {"errcode": 460101, "errmsg": "body 大小不合法"},
+        {},
+        REJECTED,
+        None,
+    ),
+    (
+        dingtalk.DINGTALK,
+        200,
+        {"errcode": 90030, "errmsg": "webhook over limit"},
+        {},
+        REJECTED,
+        None,
+    ),
+    (
+        wecom.WECOM,
+        200,
+        {"errcode": 45009, "errmsg": "api freq out of limit"},
+        {},
+        RATE,
+        60,
+    ),
+    (
+        wecom.WECOM,
+        200,
+        {"errcode": 40058, "errmsg": "exceed max length 4096"},
+        {},
+        REJECTED,
+        None,
+    ),
+    (feishu.FEISHU, 200, {"code": 11232, "msg": "frequency limited"}, {}, RATE, 60),
+    (feishu.FEISHU, 400, {"code": 99991400, "msg": FREQUENCY}, {OGW: "12"}, RATE, 12),
+    (feishu.FEISHU, 429, {"code": 99991400, "msg": FREQUENCY}, {OGW: "7"}, RATE, 7),
+    (feishu.FEISHU, 400, {"code": 9499, "msg": "Bad Request"}, {}, REJECTED, None),
+    (webhook.WEBHOOK, 503, {"error": "down"}, {}, NOTIFY_CHANNEL_ERROR, None),
+]
+
+
+@pytest.mark.parametrize(("vendor", "status", "body", "headers", "kind", "delay"), ANSWERS)
+def test_vendor_answers_are_classified_with_the_vendors_wait(
+    vendor: Any,
+    status: int,
+    body: dict[str, Any],
+    headers: dict[str, str],
+    kind: str,
+    delay: float | None,
+) -> None:
+    refused = _refused(vendor, status, body, headers)
+    assert refused.kind == kind and refused.retry_after_seconds == delay, refused
+
+
+def test_a_success_status_whose_answer_was_lost_is_uncertain() -> None:
+    with pytest.raises(Uncertain):
+        verdict(dingtalk.DINGTALK, Answer(200, None, None))
+    with pytest.raises(Refused):  # an error status says enough without its body
+        verdict(dingtalk.DINGTALK, Answer(502, None, None))
 
 
 # -- SMTP failures by phase ----------------------------------------------------------------

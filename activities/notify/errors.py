@@ -51,13 +51,19 @@ def failed(message: str) -> Refused:
 
 
 def vendor_code(
-    vendor: str, code: int, message: str, rate_codes: frozenset[int], config_codes: frozenset[int]
+    vendor: str,
+    code: int,
+    message: str,
+    rate_codes: frozenset[int],
+    config_codes: frozenset[int],
+    rate_delay_seconds: float = 60.0,
 ) -> Refused:
-    """A vendor's error answer (HTTP 200 with a non-zero code): rate limits are retried, codes
-    that name bad configuration or format are not, any other code is retried."""
+    """A vendor's error answer (a non-zero code): rate limits are retried after
+    `rate_delay_seconds` (the vendor's window or block), codes that name bad configuration or
+    format are not retried, any other code is."""
     text = f"{vendor} answered code {code}: {message[:200]}"
     if code in rate_codes:
-        return rate_limited(text, 60.0)
+        return rate_limited(text, rate_delay_seconds)
     if code in config_codes:
         return rejected(text)
     return failed(text)
@@ -68,13 +74,14 @@ def http_status(vendor: str, status: int, text: str, retry_after: str | None) ->
     other 4xx (bad URL, token, format) not."""
     message = f"{vendor} answered HTTP {status}: {text[:200]}"
     if status == 429:
-        return rate_limited(message, _seconds(retry_after))
+        return rate_limited(message, seconds(retry_after))
     if status >= 500 or status == 408:
         return failed(message)
     return rejected(message)
 
 
-def _seconds(value: str | None) -> float | None:
+def seconds(value: str | None) -> float | None:
+    """A Retry-After given in seconds; None when absent or not a number."""
     try:
         return max(0.0, float(value)) if value else None
     except ValueError:

@@ -10,8 +10,11 @@ bot's card buttons can only open links: Acknowledge and False alarm open the con
 message has one button, to the incident's page). The header's colour follows the severity, and
 is green for a resolution and grey for a dismissal. The answer is
 `{"code": 0, "msg": "success", "data": {}}`; a non-zero code is an error: 11232 (frequency
-limited) is retried, 9499 (bad request), 19001 (invalid token), 19021 (signature or timestamp),
-19022 (IP not allowed), 19024 (keyword missing) are not.
+limited: 100 a minute, 5 a second per bot) and 99991400 (the Open Platform's "request trigger
+frequency limit", also answered with HTTP 400 or 429 and `x-ogw-ratelimit-reset`,
+https://open.feishu.cn/document/server-docs/api-call-guide/frequency-control) are retried, 9499
+(bad request), 19001 (invalid token), 19021 (signature or timestamp), 19022 (IP not allowed),
+19024 (keyword missing) are not.
 
 Markup (https://open.feishu.cn/document/uAjLw4CM/ukzMukzMukzM/feishu-cards/card-components/
 content-components/rich-text, the `lark_md` text): bold and italic `*`, strikethrough `~~`,
@@ -37,7 +40,7 @@ from activities.notify.texts import Link, Message
 from riskflow.models import RiskLevel
 from riskflow.notifications import NotificationRequest
 
-RATE_CODES = frozenset({11232})
+RATE_CODES = frozenset({11232, 99991400})
 CONFIG_CODES = frozenset({9499, 19001, 19002, 19021, 19022, 19024})
 MAX_BODY_BYTES = 20_000
 NEUTRAL = Neutraliser("\\`*~#>[]<&")

@@ -21,15 +21,26 @@ nothing that matters.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 
-from activities.notify.errors import Uncertain, failed, http_status, rejected
+from activities.notify.errors import (
+    Refused,
+    Uncertain,
+    failed,
+    http_status,
+    rate_limited,
+    rejected,
+    seconds,
+)
 from activities.notify.texts import Message
-from riskflow.notifications import NotificationRequest
+from riskflow.notifications import NOTIFY_RATE_LIMITED, NotificationRequest
+
+# Retry-After (RFC 9110); Feishu's gateway names its wait x-ogw-ratelimit-reset (seconds).
+RETRY_AFTER_HEADERS = ("Retry-After", "x-ogw-ratelimit-reset")
 
 
 @dataclass(frozen=True)
@@ -86,6 +97,10 @@ def timeouts(total_seconds: float) -> aiohttp.ClientTimeout:
     )
 
 
+def _retry_after(headers: Mapping[str, str]) -> str | None:
+    return next((headers[h] for h in RETRY_AFTER_HEADERS if h in headers), None)
+
+
 async def _exchange(
     client: aiohttp.ClientSession, request: HttpRequest, timeout_seconds: float
 ) -> Answer:
@@ -101,7 +116,7 @@ async def _exchange(
             text: str | None = await response.text(errors="replace")
         except (TimeoutError, aiohttp.ClientError):
             text = None
-        return Answer(response.status, response.headers.get("Retry-After"), text)
+        return Answer(response.status, _retry_after(response.headers), text)
 
 
 async def post(
@@ -126,6 +141,7 @@ def verdict(vendor: Vendor, answer: Answer) -> str:
     """The vendor's detail of a success, or the `Refused`/`Uncertain` an answer means."""
     parsed = _json(answer.text)
     if not 200 <= answer.status < 300:
+        _raise_vendor_rate_limit(vendor, parsed, answer.retry_after)
         raise http_status(vendor.name, answer.status, answer.text or "", answer.retry_after)
     if answer.text is None:
         raise Uncertain(f"{vendor.name}: HTTP {answer.status}, then the answer was lost")
@@ -134,6 +150,18 @@ def verdict(vendor: Vendor, answer: Answer) -> str:
             f"{vendor.name} answered HTTP {answer.status} with non-JSON: {answer.text[:200]}"
         )
     return vendor.check(parsed if parsed is not None else {})
+
+
+def _raise_vendor_rate_limit(vendor: Vendor, parsed: Any, retry_after: str | None) -> None:
+    """An error status whose body carries the vendor's own rate-limit code (Feishu answers
+    HTTP 400 or 429 with code 99991400) is a rate limit, not a refusal."""
+    if not isinstance(parsed, dict):
+        return
+    try:
+        vendor.check(parsed)
+    except Refused as exc:
+        if exc.kind == NOTIFY_RATE_LIMITED:
+            raise rate_limited(str(exc), seconds(retry_after) or exc.retry_after_seconds) from None
 
 
 def _json(text: str | None) -> Any:
