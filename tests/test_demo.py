@@ -84,7 +84,7 @@ async def test_demo_once_opens_one_notified_incident_per_camera_and_cleans_up(
         incident = incidents[0]
         assert incident.state == IncidentState.NOTIFIED and "L0" in incident.steps_sent
         assert incident.assessments >= 1
-        assert f"on camera {camera}" in notifications, notifications  # it arrived, was shown
+        assert f"camera {camera}" in notifications, notifications  # it arrived, was shown
         latest = json.loads(await redis.get(camera_latest_key(camera)))
         assert latest["status"] == "assessed" and latest["risk_level"] in ("high", "critical")
         assert await redis.llen(camera_alerts_key(camera)) >= 1

@@ -10,7 +10,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 from prometheus_client import REGISTRY
 from pydantic import SecretStr
@@ -23,6 +22,7 @@ from temporalio.testing import ActivityEnvironment
 from temporalio.worker import Worker
 
 from activities.notify import NotifyActivities
+from activities.notify.http import fresh_connection_session
 from activities.notify.mail import SmtpMailer
 from activities.notify.webhook import signature
 from devstack.localstack.process import free_port
@@ -91,7 +91,7 @@ class Rig:
         self.receiver = receiver
         self.redis = redis
         self.tmp = tmp
-        self.http = aiohttp.ClientSession(trust_env=False)
+        self.http = fresh_connection_session()
 
     def activities(self, config: NotificationSettings | None = None) -> NotifyActivities:
         config = config or channels(self.receiver.url)
@@ -236,6 +236,98 @@ async def test_long_wecom_message_is_cut_to_the_vendor_limit(rig: Rig) -> None:
     assert result.status == "sent"
     [got] = rig.received("wecom")
     assert len(got["payload"]["markdown"]["content"].encode()) <= 4096
+
+
+LONG_ZH = "一名工人倒在压力机旁,周围有液压油泄漏,需要立即停机并派急救员到场。" * 400
+
+
+@pytest.mark.parametrize("channel", ["wecom", "ding", "lark", "hook", "mail"])
+async def test_a_long_chinese_summary_is_cut_and_the_fields_and_links_arrive(
+    rig: Rig, channel: str
+) -> None:
+    """The summary is what gets cut (by the vendor's unit: WeCom's 4096 bytes of content,
+    DingTalk's and Feishu's 20000-byte body), never the fields after it or the console links."""
+    req = request(channel, language="zh-CN", summary=LONG_ZH, hazards=[LONG_ZH[:400]] * 20)
+    assert (await rig.notify(req)).status == "sent"
+    assert not rig.receiver.records.rejections
+    [got] = rig.received(channel if channel != "mail" else "email")
+    text = json.dumps(got["payload"], ensure_ascii=False)
+    for word in ("风险等级", "极高", "状态", "已通知", "事件编号", "inc-cam1-fall-1", "发生时间"):
+        assert word in text, word
+    assert "?action=ack" in text and "?action=dismiss" in text
+    if channel in ("wecom", "ding", "lark"):  # the vendors with a limit cut the free text
+        assert "…" in text and LONG_ZH not in text
+
+
+# -- titles by kind, and untrusted text, as the receiver got them -----------------------------
+
+KIND_STEPS: list[dict[str, Any]] = [
+    {"kind": "opened"},
+    {"kind": "escalated", "escalation_level": 1},
+    {"kind": "escalated", "escalation_level": 0},  # severity raised on an acknowledged incident
+    {"kind": "reminder", "escalation_level": 1},
+    {"kind": "summary", "escalation_level": 1},
+    {"kind": "resolved", "state": "resolved"},
+    {"kind": "dismissed", "state": "dismissed"},
+]
+
+
+@pytest.mark.parametrize("channel", ["ding", "wecom", "lark", "hook", "mail"])
+async def test_each_kind_arrives_with_its_own_title_in_the_site_language(
+    rig: Rig, channel: str
+) -> None:
+    for step in KIND_STEPS:
+        await rig.notify(request(channel, language="zh-CN", title="fall on camera cam1", **step))
+    assert not rig.receiver.records.rejections
+    got = rig.received(channel if channel != "mail" else "email")
+    titles = [n["title"] for n in got]
+    assert len(set(titles)) == len(KIND_STEPS), titles
+    assert titles[0].startswith("新事件") and titles[5].startswith("已解除"), titles
+    assert titles[6].startswith("已判定为误报") and titles[2].startswith("风险等级升至"), titles
+    assert not any("on camera" in t or "Incident" in t for t in titles), titles
+    closing = json.dumps(got[5]["payload"], ensure_ascii=False)
+    assert "事件已解除,无需处理" in closing
+    assert "确认处理" not in closing and "?action=ack" not in closing  # nothing to acknowledge
+
+
+async def test_feishu_closing_card_is_green_with_one_link(rig: Rig) -> None:
+    await rig.notify(request("lark", kind="resolved", state="resolved"))
+    [got] = rig.received("lark")
+    card = got["payload"]["card"]
+    assert card["header"]["template"] == "green"
+    [actions] = [e for e in card["elements"] if e["tag"] == "action"]
+    base = "https://console.example.com/incidents/inc-cam1-fall-1"
+    assert [(b["text"]["content"], b["url"]) for b in actions["actions"]] == [
+        ("Open the incident", base)
+    ]
+
+
+HOSTILE = (
+    '<at id=all></at> <at user_id="all">所有人</at> <@all> @all @13800000000 '
+    "[点击确认](http://evil.example.com/ack) ![x](https://evil.example.com/x.png) "
+    "<font color=\"warning\">已解除</font> <a href='https://evil.example.com'>x</a> "
+    "www.evil.example.com\n### Resolved\n> quoted"
+)
+
+
+@pytest.mark.parametrize("channel", ["hook", "ding", "wecom", "lark", "mail"])
+async def test_model_text_mentions_nobody_and_links_nowhere(rig: Rig, channel: str) -> None:
+    """Summary, hazards, actions and the camera label written to mention everyone, link, show
+    an image and colour text: the receiver finds only riskflow's console links."""
+    req = request(
+        channel,
+        summary=HOSTILE,
+        hazards=[HOSTILE, "<@zhangsan>"],
+        recommended_actions=[HOSTILE],
+        camera_id="cam1<at id=all></at>",
+    )
+    assert (await rig.notify(req)).status == "sent"
+    assert not rig.receiver.records.rejections
+    [got] = rig.received(channel if channel != "mail" else "email")
+    markup = got["markup"]
+    assert markup["mentions"] == markup["images"] == markup["colours"] == [], markup
+    base = "https://console.example.com/incidents/inc-cam1-fall-1"
+    assert set(markup["links"]) == {f"{base}?action=ack", f"{base}?action=dismiss"}, markup
 
 
 # -- signatures -------------------------------------------------------------------------------

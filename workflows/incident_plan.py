@@ -211,7 +211,7 @@ def notification(
         severity=view.severity,
         state=view.state.value,
         escalation_level=level,
-        title=f"{view.rule or view.family} on camera {view.camera_id}",
+        situation=view.rule or view.family,
         summary=view.summary,
         hazards=view.hazards,
         recommended_actions=view.recommended_actions,

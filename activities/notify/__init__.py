@@ -3,9 +3,12 @@ the incident workflow calls with a `riskflow.contracts.notifications.Notificatio
 
 One idempotency key is at most one message (`activities.notify.markers` explains the claim,
 the crash between sending and recording, and why the generic webhook alone sends again when an
-outcome is unknown). Retries are Temporal's: a failure is an `ApplicationError` whose `type` is
-one of riskflow.contracts.notifications' NOTIFY_* kinds, non-retryable for bad configuration or
-format.
+outcome is unknown). Everything that can fail before the network (rendering, the e-mail, the
+signed request) is done before the claim is taken, so a claim only ever covers a send. What a
+failed send means, not sent or maybe sent, is decided by the phase it reached
+(`activities.notify.errors`). Retries are Temporal's: a failure is an `ApplicationError` whose
+`type` is one of riskflow.contracts.notifications' NOTIFY_* kinds, non-retryable for bad
+configuration or format.
 
 Robot channels are paced per robot for every worker (`activities.notify.paced`): a message
 that cannot go now is parked, merged into the robot's next message, and its activity retried
@@ -14,8 +17,9 @@ when the robot frees.
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from functools import partial
 
@@ -26,12 +30,12 @@ from temporalio.exceptions import ApplicationError
 from activities.notify.dingtalk import DINGTALK
 from activities.notify.errors import Refused, Uncertain, application_error
 from activities.notify.feishu import FEISHU
-from activities.notify.http import Vendor, post
+from activities.notify.http import Vendor, post, reuses_connections
 from activities.notify.mail import MailSender, compose
 from activities.notify.markers import Markers, Prior
 from activities.notify.paced import PacedSender, Robots
 from activities.notify.pacing import Pacer
-from activities.notify.texts import Message, render
+from activities.notify.texts import render
 from activities.notify.webhook import WEBHOOK
 from activities.notify.wecom import WECOM
 from riskflow.config.channels import (
@@ -53,6 +57,7 @@ from riskflow.contracts.notifications import (
 from riskflow.infra.metrics import NOTIFICATIONS
 from riskflow.infra.redis import RedisClient
 
+logger = logging.getLogger(__name__)
 VENDORS: dict[str, Vendor] = {v.name: v for v in (WEBHOOK, DINGTALK, WECOM, FEISHU)}
 _OUTCOMES = {
     NOTIFY_RATE_LIMITED: "rate_limited",
@@ -64,10 +69,11 @@ _OUTCOMES = {
 class NotifyActivities:
     """Sends incident notifications through the configured channels.
 
-    `session` posts to the HTTP channels, `mailer` sends e-mail, `redis` keeps the idempotency
-    markers, `config` names the channels, `secrets` holds their URLs and secrets (resolved in
-    this process), `receiver` is the local receiver's base URL for channels without a URL,
-    `pacing_clock` the robots' pacing clock (None: Redis' own)."""
+    `session` posts to the HTTP channels (`http.fresh_connection_session`: it never reuses a
+    connection, so a lost connection is never a stale pooled one), `mailer` sends e-mail,
+    `redis` keeps the idempotency markers, `config` names the channels, `secrets` holds their
+    URLs and secrets (resolved in this process), `receiver` is the local receiver's base URL for
+    channels without a URL, `pacing_clock` the robots' pacing clock (None: Redis' own)."""
 
     def __init__(
         self,
@@ -80,6 +86,11 @@ class NotifyActivities:
         clock: Callable[[], float] = time.time,
         pacing_clock: Callable[[], float] | None = None,
     ) -> None:
+        if reuses_connections(session):
+            logger.warning(
+                "the notification session pools connections: a disconnect on a stale one will "
+                "read as 'maybe sent' (build it with fresh_connection_session)"
+            )
         self._session = session
         self._mailer = mailer
         self._markers = Markers(redis, config.claim_seconds, config.marker_ttl_seconds)
@@ -107,13 +118,14 @@ class NotifyActivities:
         redeliverable = (
             not isinstance(channel, EmailChannel) and VENDORS[channel.type].redeliverable
         )
+        send = self._prepare(request, channel)
         prior = await self._markers.claim(request.idempotency_key)
         if prior is not None:
             early = await self._after(request, prior, redeliverable)
             if early is not None:
                 NOTIFICATIONS.labels(name, "uncertain" if early.uncertain else early.status).inc()
                 return early
-        return await self._pacing.send(request, channel, partial(self._send_once, request, channel))
+        return await self._pacing.send(request, channel, partial(self._send_once, request, send))
 
     async def _after(
         self, request: NotificationRequest, prior: Prior, redeliverable: bool
@@ -143,12 +155,11 @@ class NotifyActivities:
         )
 
     async def _send_once(
-        self, request: NotificationRequest, channel: HttpChannelConfig | EmailChannel
+        self, request: NotificationRequest, send: Callable[[], Awaitable[str]]
     ) -> NotificationResult:
         key, name = request.idempotency_key, request.channel
-        message = render(request)
         try:
-            detail = await self._deliver(request, channel, message)
+            detail = await send()
         except Refused as exc:
             await self._markers.release(key)
             NOTIFICATIONS.labels(name, _OUTCOMES.get(exc.kind, "failed")).inc()
@@ -164,19 +175,18 @@ class NotifyActivities:
         activity.logger.info("%s: sent %s (%s)", name, key, request.kind)
         return NotificationResult(channel=name, status="sent", detail=detail)
 
-    async def _deliver(
-        self,
-        request: NotificationRequest,
-        channel: HttpChannelConfig | EmailChannel,
-        message: Message,
-    ) -> str:
+    def _prepare(
+        self, request: NotificationRequest, channel: HttpChannelConfig | EmailChannel
+    ) -> Callable[[], Awaitable[str]]:
+        """The send, ready to go: the message rendered and composed or signed (no network)."""
         name = request.channel
+        message = render(request)
         if isinstance(channel, EmailChannel):
             mail = compose(request, message, channel)
-            return await self._mailer.send(channel, self._secrets.password(name), mail)
+            return partial(self._mailer.send, channel, self._secrets.password(name), mail)
         vendor = VENDORS[channel.type]
         url = self._secrets.url(name) or local_receiver_url(channel.type, name, self._receiver)
         http_request = vendor.build(
             request, message, url, self._secrets.secret(name), self._clock()
         )
-        return await post(self._session, vendor, http_request, channel.timeout_seconds)
+        return partial(post, self._session, vendor, http_request, channel.timeout_seconds)

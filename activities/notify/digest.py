@@ -184,4 +184,4 @@ def digest_message(
             "console_url": "",
         }
     )
-    return carried, replace(render(carried), fields=[])
+    return carried, replace(render(carried), fields=())

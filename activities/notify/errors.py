@@ -1,11 +1,15 @@
 """What a send attempt learned when it did not succeed, and the ApplicationError it becomes.
 
-Two kinds, because they decide whether a retry may send again:
-- `Refused`: the message was certainly not delivered (the vendor answered with an error, the
-  connection was never made). The idempotency claim is released; Temporal retries when
-  `retryable`, after `retry_after_seconds` when the vendor named it.
-- `Uncertain`: the request may have reached the vendor (a timeout or a connection lost after
-  sending). A retry does not send again unless the channel's receiver dedupes by key.
+Two kinds, because they decide whether a retry may send again. The line between them is the
+phase the attempt reached, not the exception's name (a timeout is either):
+- `Refused`: the message was certainly not delivered: the vendor answered with an error, or the
+  attempt ended before the request could reach the vendor (no connection: refused, DNS, TLS
+  handshake, a connect timeout, a wait for a free pooled connection; SMTP: anything before the
+  DATA command). The idempotency claim is released; Temporal retries when `retryable`, after
+  `retry_after_seconds` when the vendor named it.
+- `Uncertain`: the request may have reached the vendor (connected, then a timeout or a lost
+  connection before the answer; SMTP: from the DATA command on). A retry does not send again
+  unless the channel's receiver dedupes by key.
 """
 
 from __future__ import annotations
@@ -51,13 +55,19 @@ def failed(message: str) -> Refused:
 
 
 def vendor_code(
-    vendor: str, code: int, message: str, rate_codes: frozenset[int], config_codes: frozenset[int]
+    vendor: str,
+    code: int,
+    message: str,
+    rate_codes: frozenset[int],
+    config_codes: frozenset[int],
+    rate_delay_seconds: float = 60.0,
 ) -> Refused:
-    """A vendor's error answer (HTTP 200 with a non-zero code): rate limits are retried, codes
-    that name bad configuration or format are not, any other code is retried."""
+    """A vendor's error answer (a non-zero code): rate limits are retried after
+    `rate_delay_seconds` (the vendor's window or block), codes that name bad configuration or
+    format are not retried, any other code is."""
     text = f"{vendor} answered code {code}: {message[:200]}"
     if code in rate_codes:
-        return rate_limited(text, 60.0)
+        return rate_limited(text, rate_delay_seconds)
     if code in config_codes:
         return rejected(text)
     return failed(text)
@@ -68,13 +78,14 @@ def http_status(vendor: str, status: int, text: str, retry_after: str | None) ->
     other 4xx (bad URL, token, format) not."""
     message = f"{vendor} answered HTTP {status}: {text[:200]}"
     if status == 429:
-        return rate_limited(message, _seconds(retry_after))
+        return rate_limited(message, seconds(retry_after))
     if status >= 500 or status == 408:
         return failed(message)
     return rejected(message)
 
 
-def _seconds(value: str | None) -> float | None:
+def seconds(value: str | None) -> float | None:
+    """A Retry-After given in seconds; None when absent or not a number."""
     try:
         return max(0.0, float(value)) if value else None
     except ValueError:

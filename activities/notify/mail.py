@@ -2,9 +2,18 @@
 
 The message is plain text in the site's language with the console links; its `Message-ID`
 is derived from the idempotency key, so a mail system that dedupes by Message-ID sees one
-message. SMTP answers: 4xx codes are temporary (retried), 5xx permanent (not retried), a
-server without STARTTLS is refused when `starttls` is set (no plaintext fallback). A timeout or
-a dropped connection may come after the server accepted the data: `Uncertain`.
+message. Untrusted text passes through `markup.PLAIN` (one line, no control characters, no
+link forms a mail reader would make clickable); the subject is the title, whose untrusted labels
+are clipped (`texts.MAX_LABEL_CHARS`), well within RFC 5322's 998 characters a line (the email
+package folds longer headers in any case).
+
+Outcomes by phase (`errors`): until the DATA command nothing can have been delivered, so a
+refused or timed-out connection, a server that drops the connection or stops answering during
+EHLO, STARTTLS, AUTH, MAIL or RCPT is `Refused` and retried; from DATA on, a timeout or a dropped
+connection before the server's answer is `Uncertain` (the server may have queued the message).
+SMTP answers: 4xx codes are temporary (retried), 5xx permanent (not retried), a server without
+STARTTLS is refused when `starttls` is set (no plaintext fallback), and so is a certificate the
+configured CA does not trust.
 """
 
 from __future__ import annotations
@@ -14,11 +23,15 @@ import ssl
 from email.message import EmailMessage
 from email.utils import formatdate
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
 import aiosmtplib
+from aiosmtplib.response import SMTPResponse
+from aiosmtplib.typing import Default
 
 from activities.notify.errors import Refused, Uncertain, failed, rejected
+from activities.notify.layout import plain_lines
+from activities.notify.markup import PLAIN
 from activities.notify.texts import Message
 from riskflow.config.channels import EmailChannel
 from riskflow.contracts.notifications import NotificationRequest
@@ -32,19 +45,32 @@ class MailSender(Protocol):
 
 def compose(request: NotificationRequest, message: Message, channel: EmailChannel) -> EmailMessage:
     mail = EmailMessage()
-    mail["Subject"] = message.title
+    mail["Subject"] = message.title(PLAIN)
     mail["From"] = channel.sender
     mail["To"] = ", ".join(channel.recipients)
     mail["Date"] = formatdate(localtime=False)
     digest = hashlib.sha256(request.idempotency_key.encode()).hexdigest()[:32]
     mail["Message-ID"] = f"<{digest}@riskflow>"
     mail["X-Riskflow-Idempotency-Key"] = request.idempotency_key
-    lines = message.plain_lines()
-    if message.ack_url:
-        lines += ["", f"{message.ack_label}: {message.ack_url}"]
-        lines += [f"{message.dismiss_label}: {message.dismiss_url}"]
-    mail.set_content("\n".join(lines))
+    mail.set_content("\n".join(plain_lines(message, PLAIN)))
     return mail
+
+
+class PhasedSMTP(aiosmtplib.SMTP):
+    """aiosmtplib's client, noting when the DATA command starts: before it the server cannot
+    have the message; from it on, a lost answer leaves the outcome unknown."""
+
+    data_started = False
+
+    async def data(
+        self,
+        message: str | bytes,
+        /,
+        *,
+        timeout: float | Literal[Default.token] | None = Default.token,  # noqa: ASYNC109 (aiosmtplib's)
+    ) -> SMTPResponse:
+        self.data_started = True
+        return await super().data(message, timeout=timeout)
 
 
 class SmtpMailer:
@@ -60,36 +86,39 @@ class SmtpMailer:
         host, port, ca_file = channel.host, channel.port, channel.ca_file
         if not host:
             host, port, ca_file = self._local
-        context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
         try:
-            _, answer = await aiosmtplib.send(
-                mail,
-                hostname=host,
-                port=port,
-                start_tls=channel.starttls,
-                tls_context=context if channel.starttls else None,
-                username=channel.username or None,
-                password=password,
-                timeout=channel.timeout_seconds,
-            )
-        except aiosmtplib.SMTPException as exc:
-            raise classify(exc) from None
+            context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+        except OSError as exc:
+            raise rejected(f"SMTP: CA file {ca_file}: {exc.strerror or exc}") from None
+        client = PhasedSMTP(
+            hostname=host,
+            port=port,
+            start_tls=channel.starttls,
+            tls_context=context if channel.starttls else None,
+            username=channel.username or None,
+            password=password,
+            timeout=channel.timeout_seconds,
+        )
+        try:
+            async with client:
+                _, answer = await client.send_message(mail)
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            raise classify(exc, client.data_started) from None
         return answer[:200]
 
 
-def classify(exc: aiosmtplib.SMTPException) -> Refused | Uncertain:
-    """Sort an aiosmtplib error: never connected or a 4xx answer -> retried, a 5xx answer or no
-    STARTTLS -> not retried, a timeout or disconnect -> Uncertain."""
+def classify(exc: aiosmtplib.SMTPException | OSError, data_started: bool) -> Refused | Uncertain:
+    """Sort an SMTP failure by what the server answered, else by phase: no answer before DATA
+    -> not sent (retried), no answer from DATA on -> Uncertain; a 4xx answer -> retried, a 5xx
+    answer, no STARTTLS, failed authentication or an untrusted certificate -> not retried."""
     text = f"SMTP: {type(exc).__name__}: {exc}"[:300]
-    if isinstance(exc, aiosmtplib.SMTPConnectError):
-        return failed(text)
-    if isinstance(exc, aiosmtplib.SMTPTimeoutError | aiosmtplib.SMTPServerDisconnected):
-        return Uncertain(text)
-    if isinstance(exc, aiosmtplib.SMTPNotSupported | aiosmtplib.SMTPAuthenticationError):
-        return rejected(text)
     if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
         codes = [r.code for r in exc.recipients]
         return failed(text) if codes and all(400 <= c < 500 for c in codes) else rejected(text)
-    if isinstance(exc, aiosmtplib.SMTPResponseException):
-        return failed(text) if 400 <= exc.code < 500 else rejected(text)
+    if isinstance(exc, aiosmtplib.SMTPResponseException) and exc.code >= 400:
+        return failed(text) if exc.code < 500 else rejected(text)
+    if isinstance(exc, aiosmtplib.SMTPNotSupported | ssl.SSLCertVerificationError):
+        return rejected(text)
+    if data_started and not isinstance(exc, aiosmtplib.SMTPConnectError):
+        return Uncertain(text)
     return failed(text)

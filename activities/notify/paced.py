@@ -129,7 +129,7 @@ class PacedSender:
         robot = self._robots.robot(request.channel, channel)
         if robot is None or isinstance(channel, EmailChannel):
             return await send_once()
-        entry = parked_entry(request, render(request).title)
+        entry = parked_entry(request, render(request).title(str))
         token = f"{request.idempotency_key}#{uuid.uuid4().hex[:12]}"
         decision = await self._pacer.acquire(robot, entry, token)
         if isinstance(decision, Taken):

@@ -1,117 +1,180 @@
 """Message texts in the site's language: every word a channel shows is here, one table per
-language. `render` turns a `NotificationRequest` into a `Message` each vendor module lays out
-in its own format."""
+language (the site's `language`, `riskflow.sites.Language`: zh-CN or en). `render` turns a
+`NotificationRequest` into a `Message`; `activities.notify.layout` lays it out for a vendor.
+
+A message says what happened by its kind: its title and first line differ for a new incident,
+an escalation, a reminder, a raised severity, a summary after quiet hours, a resolution and a
+dismissal, so a closing message never reads as a new alarm. An `escalated` request at level 0 is
+the re-notification of an acknowledged incident whose severity a new assessment raised
+(`workflows.incident`, `_reassess`); it is titled as such (`headline_kind`).
+
+The request's untrusted text (summary, hazards, actions, camera and site labels) is kept raw in
+the `Message`; each vendor neutralises it for its own markup (`activities.notify.markup`).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from activities.notify.markup import ELLIPSIS
 from riskflow.config.sites import Language
 from riskflow.contracts.notifications import NotificationRequest
 
-TEXTS: dict[Language, dict[str, str]] = {
-    "en": {
-        "opened": "Incident: {severity} risk at {site}, camera {camera}",
-        "escalated": "Escalated (level {level}): {severity} risk at {site}, camera {camera}",
-        "reminder": "Not acknowledged yet: {severity} risk at {site}, camera {camera}",
-        "summary": "Held during quiet hours: {severity} risk at {site}, camera {camera}",
-        "resolved": "Resolved: incident at {site}, camera {camera}",
-        "dismissed": "Dismissed as a false alarm: incident at {site}, camera {camera}",
-        "severity": "Severity",
-        "state": "State",
-        "incident": "Incident",
-        "opened_at": "Opened at",
-        "hazards": "Hazards",
-        "actions": "Recommended actions",
-        "acknowledge": "Acknowledge",
-        "false_alarm": "False alarm",
-        "none": "none",
-        "critical": "critical",
-        "high": "high",
-        "medium": "medium",
-        "low": "low",
-        "state:open": "open",
-        "state:notified": "notified",
-        "state:acknowledged": "acknowledged",
-        "state:resolved": "resolved",
-        "state:dismissed": "dismissed",
-        "state:expired": "expired",
-    },
-    "zh-CN": {
-        "opened": "事件:{site} 摄像头 {camera} 出现{severity}风险",
-        "escalated": "已升级(第 {level} 级):{site} 摄像头 {camera} 出现{severity}风险",
-        "reminder": "尚未确认:{site} 摄像头 {camera} 出现{severity}风险",
-        "summary": "静默时段内暂缓:{site} 摄像头 {camera} 出现{severity}风险",
-        "resolved": "已解除:{site} 摄像头 {camera} 的事件",
-        "dismissed": "已判定为误报:{site} 摄像头 {camera} 的事件",
-        "severity": "风险等级",
-        "state": "状态",
-        "incident": "事件编号",
-        "opened_at": "发生时间",
-        "hazards": "危险因素",
-        "actions": "建议措施",
-        "acknowledge": "确认处理",
-        "false_alarm": "误报",
-        "none": "无",
-        "critical": "极高",
-        "high": "高",
-        "medium": "中",
-        "low": "低",
-        "state:open": "待处理",
-        "state:notified": "已通知",
-        "state:acknowledged": "已确认",
-        "state:resolved": "已解除",
-        "state:dismissed": "已撤销",
-        "state:expired": "已过期",
-    },
+HeadlineKind = Literal[
+    "opened", "assessed", "escalated", "upgraded", "reminder", "summary", "resolved", "dismissed"
+]
+CLOSING: frozenset[str] = frozenset({"resolved", "dismissed"})
+MAX_LABEL_CHARS = 64  # one untrusted label (camera, site) in a title or field
+MAX_FIELD_CHARS = 128
+
+_EN: dict[str, str] = {
+    "title:opened": "New incident: {severity} risk at {site}, camera {camera}",
+    "title:escalated": "Escalated to level {level}: {severity} risk at {site}, camera {camera}",
+    "title:upgraded": "Severity raised to {severity}: incident at {site}, camera {camera}",
+    "title:assessed": "Assessed {severity}: incident at {site}, camera {camera}",
+    "title:reminder": "Reminder, not acknowledged: {severity} risk at {site}, camera {camera}",
+    "title:summary": "Held during quiet hours: {severity} risk at {site}, camera {camera}",
+    "title:resolved": "Resolved: incident at {site}, camera {camera}",
+    "title:dismissed": "Dismissed as a false alarm: incident at {site}, camera {camera}",
+    "lead:opened": "A new incident needs attention.",
+    "lead:escalated": "Nobody has acknowledged this incident yet: escalated to level {level}.",
+    "lead:upgraded": "The situation got worse: the incident's severity was raised.",
+    "lead:assessed": "The assessment of the incident you were told about has come in.",
+    "pending": "Assessment pending. The detector saw: {detected}.",
+    "lead:reminder": "This incident is still waiting for acknowledgement.",
+    "lead:summary": "This notification was held during quiet hours and is sent now.",
+    "lead:resolved": "The incident is resolved. No action is needed.",
+    "lead:dismissed": "The incident was dismissed as a false alarm. No action is needed.",
+    "severity": "Severity",
+    "state": "State",
+    "situation": "Situation",
+    "incident": "Incident",
+    "opened_at": "Opened at",
+    "hazards": "Hazards",
+    "actions": "Recommended actions",
+    "acknowledge": "Acknowledge",
+    "false_alarm": "False alarm",
+    "open_incident": "Open the incident",
+    "none": "none",
+    "critical": "critical",
+    "high": "high",
+    "medium": "medium",
+    "low": "low",
+    "state:open": "open",
+    "state:notified": "notified",
+    "state:acknowledged": "acknowledged",
+    "state:resolved": "resolved",
+    "state:dismissed": "dismissed",
+    "state:expired": "expired",
 }
+_ZH: dict[str, str] = {
+    "title:opened": "新事件:{site} 摄像头 {camera} 出现{severity}风险",
+    "title:escalated": "已升级至第 {level} 级:{site} 摄像头 {camera} 出现{severity}风险",
+    "title:upgraded": "风险等级升至{severity}:{site} 摄像头 {camera} 的事件",
+    "title:assessed": "评估结果{severity}:{site} 摄像头 {camera} 的事件",
+    "title:reminder": "提醒,尚未确认:{site} 摄像头 {camera} 出现{severity}风险",
+    "title:summary": "静默时段内暂缓:{site} 摄像头 {camera} 出现{severity}风险",
+    "title:resolved": "已解除:{site} 摄像头 {camera} 的事件",
+    "title:dismissed": "已判定为误报:{site} 摄像头 {camera} 的事件",
+    "lead:opened": "新事件需要处理。",
+    "lead:escalated": "该事件尚无人确认,已升级至第 {level} 级。",
+    "lead:upgraded": "情况恶化:事件的风险等级已提高。",
+    "lead:assessed": "已通知的事件的评估结果到了。",
+    "pending": "评估进行中。检测到:{detected}。",
+    "lead:reminder": "该事件仍在等待确认。",
+    "lead:summary": "该通知在静默时段内暂缓,现在补发。",
+    "lead:resolved": "事件已解除,无需处理。",
+    "lead:dismissed": "事件已判定为误报,无需处理。",
+    "severity": "风险等级",
+    "state": "状态",
+    "situation": "情况",
+    "incident": "事件编号",
+    "opened_at": "发生时间",
+    "hazards": "危险因素",
+    "actions": "建议措施",
+    "acknowledge": "确认处理",
+    "false_alarm": "误报",
+    "open_incident": "查看事件",
+    "none": "无",
+    "critical": "极高",
+    "high": "高",
+    "medium": "中",
+    "low": "低",
+    "state:open": "待处理",
+    "state:notified": "已通知",
+    "state:acknowledged": "已确认",
+    "state:resolved": "已解除",
+    "state:dismissed": "已撤销",
+    "state:expired": "已过期",
+}
+TEXTS: dict[Language, dict[str, str]] = {"en": _EN, "zh-CN": _ZH}
+
+
+@dataclass(frozen=True)
+class Link:
+    """A console link riskflow wrote: its label, URL and the button style a card gives it."""
+
+    label: str
+    url: str
+    style: Literal["primary", "danger", "default"] = "default"
 
 
 @dataclass(frozen=True)
 class Message:
-    """One notification in words: `title` (one line), `summary` (the assessment's), `fields`
-    (label, value) in order, `hazards` and `actions` as lists, and the console links ("" without
-    a console)."""
+    """One notification in words. Trusted (riskflow's): `kind`, `title_pattern`, `lead`, field
+    labels, section labels, `links`. Untrusted (raw, for each vendor to neutralise):
+    `title_values`, field values, `summary`, `hazards`, `actions`."""
 
-    title: str
+    kind: HeadlineKind
+    title_pattern: str
+    title_values: tuple[tuple[str, str], ...]
+    lead: str
     summary: str
-    fields: list[tuple[str, str]]
+    fields: tuple[tuple[str, str], ...]
     hazards_label: str
-    hazards: list[str]
+    hazards: tuple[str, ...]
     actions_label: str
-    actions: list[str]
-    ack_label: str
-    ack_url: str
-    dismiss_label: str
-    dismiss_url: str
+    actions: tuple[str, ...]
+    links: tuple[Link, ...]
 
-    def plain_lines(self) -> list[str]:
-        """The body as plain text lines (e-mail, and the text part of other formats)."""
-        lines = [self.summary, ""] if self.summary else []
-        lines += [f"{label}: {value}" for label, value in self.fields]
-        if self.hazards:
-            lines += ["", f"{self.hazards_label}:"] + [f"- {h}" for h in self.hazards]
-        if self.actions:
-            lines += ["", f"{self.actions_label}:"] + [f"- {a}" for a in self.actions]
-        return lines
+    @property
+    def closing(self) -> bool:
+        return self.kind in CLOSING
 
-    def markdown(self) -> str:
-        """Markdown understood by DingTalk and WeCom robots (headings, bold, lists, links)."""
-        lines = [f"### {self.title}", ""]
-        if self.summary:
-            lines += [self.summary, ""]
-        lines += [f"**{label}**: {value}  " for label, value in self.fields]
-        if self.hazards:
-            lines += ["", f"**{self.hazards_label}**"] + [f"- {h}" for h in self.hazards]
-        if self.actions:
-            lines += ["", f"**{self.actions_label}**"] + [f"- {a}" for a in self.actions]
-        if self.ack_url:
-            links = (
-                f"[{self.ack_label}]({self.ack_url}) | [{self.dismiss_label}]({self.dismiss_url})"
-            )
-            lines += ["", links]
-        return "\n".join(lines)
+    def title(self, neutral: Callable[[str], str]) -> str:
+        """The title, its untrusted values passed through `neutral`."""
+        return self.title_pattern.format(**{k: neutral(v) for k, v in self.title_values})
+
+    @property
+    def free_chars(self) -> int:
+        """Characters of untrusted free text (what `cut` may shorten)."""
+        return len(self.summary) + sum(map(len, self.hazards)) + sum(map(len, self.actions))
+
+    def cut(self, budget: int) -> Message:
+        """This message with at most `budget` characters of free text, in order: summary,
+        hazards, actions. The item that crosses the budget ends with `…`; a list that lost
+        items ends with a `…` item; a summary cut to nothing is `…`."""
+        left = budget
+
+        def take(text: str) -> str | None:
+            nonlocal left
+            if len(text) <= left:
+                left -= len(text)
+                return text
+            piece = text[: max(left, 0)].rstrip()
+            left = 0
+            return piece + ELLIPSIS if piece else None
+
+        def take_all(items: tuple[str, ...]) -> tuple[str, ...]:
+            kept = [t for t in (take(item) for item in items) if t is not None]
+            return (*kept, ELLIPSIS) if len(kept) < len(items) else tuple(kept)
+
+        summary = (take(self.summary) or ELLIPSIS) if self.summary else ""
+        hazards, actions = take_all(self.hazards), take_all(self.actions)
+        return replace(self, summary=summary, hazards=hazards, actions=actions)
 
 
 def with_query(url: str, **params: str) -> str:
@@ -121,34 +184,64 @@ def with_query(url: str, **params: str) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
+def headline_kind(request: NotificationRequest) -> HeadlineKind:
+    """The kind a message is titled by (see the module docstring for `upgraded`)."""
+    if request.kind == "escalated" and request.escalation_level == 0:
+        return "upgraded"
+    return request.kind
+
+
+def clip(text: str, limit: int) -> str:
+    """An untrusted label kept to `limit` characters."""
+    return text if len(text) <= limit else text[: limit - 1] + ELLIPSIS
+
+
+def _links(request: NotificationRequest, kind: HeadlineKind, t: dict[str, str]) -> tuple[Link, ...]:
+    if not request.console_url:
+        return ()
+    if kind in CLOSING:  # nothing left to acknowledge: the incident's page only
+        return (Link(t["open_incident"], request.console_url),)
+    return (
+        Link(t["acknowledge"], with_query(request.console_url, action="ack"), "primary"),
+        Link(t["false_alarm"], with_query(request.console_url, action="dismiss"), "danger"),
+    )
+
+
+def _summary(request: NotificationRequest, t: dict[str, str]) -> str:
+    """The assessment's summary; before the LLM answered, what the detector saw (untrusted
+    either way: a camera label may be in `detected`)."""
+    if request.assessment_pending and not request.summary:
+        return t["pending"].format(detected=clip(request.detected, MAX_FIELD_CHARS))
+    return request.summary
+
+
 def render(request: NotificationRequest) -> Message:
     """The words of `request` in `request.language`."""
     t = TEXTS[request.language]
+    kind = headline_kind(request)
     severity = t.get(request.severity.value, request.severity.value)
-    site = request.site_name or request.site_id
-    title = request.title or t[request.kind].format(
-        severity=severity, site=site, camera=request.camera_id, level=request.escalation_level
-    )
+    site = clip(request.site_name or request.site_id, MAX_LABEL_CHARS)
+    level = str(request.escalation_level)
     fields = [
         (t["severity"], severity),
         (t["state"], t.get(f"state:{request.state}", request.state)),
-        (t["incident"], request.incident_id),
+    ]
+    if request.situation:
+        fields.append((t["situation"], clip(request.situation, MAX_FIELD_CHARS)))
+    fields += [
+        (t["incident"], clip(request.incident_id, MAX_FIELD_CHARS)),
         (t["opened_at"], request.opened_at.isoformat(timespec="seconds")),
     ]
-    ack = dismiss = ""
-    if request.console_url:
-        ack = with_query(request.console_url, action="ack")
-        dismiss = with_query(request.console_url, action="dismiss")
     return Message(
-        title=title,
-        summary=request.summary,
-        fields=fields,
+        kind=kind,
+        title_pattern=t[f"title:{kind}"].replace("{severity}", severity).replace("{level}", level),
+        title_values=(("site", site), ("camera", clip(request.camera_id, MAX_LABEL_CHARS))),
+        lead=t[f"lead:{kind}"].format(level=level),
+        summary=_summary(request, t),
+        fields=tuple(fields),
         hazards_label=t["hazards"],
-        hazards=list(request.hazards),
+        hazards=tuple(request.hazards),
         actions_label=t["actions"],
-        actions=list(request.recommended_actions),
-        ack_label=t["acknowledge"],
-        ack_url=ack,
-        dismiss_label=t["false_alarm"],
-        dismiss_url=dismiss,
+        actions=tuple(request.recommended_actions),
+        links=_links(request, kind, t),
     )

@@ -1,8 +1,8 @@
 """Generic JSON webhook, signed.
 
-POST the request as JSON (`riskflow.contracts.notifications.NotificationRequest`'s fields plus
-`text`,
-the rendered markdown, and `title`) with headers:
+POST the request as JSON (`riskflow.contracts.notifications.NotificationRequest`'s fields, raw,
+plus `title` and `text`, the message rendered as CommonMark with the untrusted parts
+neutralised by `NEUTRAL`, for a receiver that shows `text` as it is) with headers:
 - `X-Riskflow-Timestamp`: Unix time in seconds,
 - `X-Riskflow-Signature`: `sha256=` + hex HMAC-SHA256 with the channel's secret over
   `"{timestamp}." + body` (the scheme of Stripe's and GitHub's webhook signatures: a receiver
@@ -19,12 +19,17 @@ import hmac
 from typing import Any
 
 from activities.notify.http import HttpRequest, Vendor, json_body
+from activities.notify.layout import markdown
+from activities.notify.markup import Neutraliser
 from activities.notify.texts import Message
 from riskflow.contracts.notifications import NotificationRequest
 
 TIMESTAMP_HEADER = "X-Riskflow-Timestamp"
 SIGNATURE_HEADER = "X-Riskflow-Signature"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+# CommonMark (https://spec.commonmark.org/0.31.2/): emphasis, code, headings, quotes, links,
+# images, raw HTML and entities, GFM tables and strikethrough.
+NEUTRAL = Neutraliser("\\`*~#>[]<&!|")
 
 
 def signature(secret: str, timestamp: str, body: bytes) -> str:
@@ -37,8 +42,8 @@ def build(
     request: NotificationRequest, message: Message, url: str, secret: str | None, now: float
 ) -> HttpRequest:
     payload = request.model_dump(mode="json")
-    payload["title"] = message.title
-    payload["text"] = message.markdown()
+    payload["title"] = message.title(NEUTRAL)
+    payload["text"] = markdown(message, NEUTRAL)
     body = json_body(payload)
     timestamp = str(int(now))
     headers = {TIMESTAMP_HEADER: timestamp, IDEMPOTENCY_HEADER: request.idempotency_key}

@@ -1,7 +1,8 @@
 """The receiver's HTTP app: the generic webhook, DingTalk, WeCom and Feishu endpoints at the
 paths of `riskflow.config.channels.LOCAL_PATHS`, plus `/admin`:
 
-- `GET /admin/notifications[?channel=NAME]`: accepted notifications, oldest first,
+- `GET /admin/notifications[?channel=NAME]`: accepted notifications, oldest first, each with
+  `markup`, the mentions, links, images and colours a client would make of it (`markup`),
 - `GET /admin/rejections`: refused requests with the reason,
 - `POST /admin/faults` `{"faults": [{"channel": NAME or "*", "times": N, "status": 200,
   "body": {...}, "headers": {...}}]}`: answer the next valid requests so (vendor errors);
@@ -28,6 +29,7 @@ from aiohttp import web
 
 from devstack.receivers import verify
 from devstack.receivers.limits import TOO_FAST
+from devstack.receivers.markup import active_markup
 from devstack.receivers.records import Fault, Records
 from riskflow.config.channels import ChannelSecrets, EmailChannel, NotificationSettings
 
@@ -134,15 +136,18 @@ def _handler(vendor: str) -> Any:
 
 
 def _accept(records: Records, name: str, vendor: str, payload: dict[str, Any]) -> web.Response:
+    markup = active_markup(vendor, payload)
     if vendor == "webhook":
         key = payload["idempotency_key"]
         if key in records.seen_keys:  # the receiver dedupes, as webhook receivers should
             records.duplicates += 1
             return web.json_response({"status": "duplicate", "id": key})
         records.seen_keys.add(key)
-        records.accept(name, vendor, payload, idempotency_key=key, title=payload["title"])
+        records.accept(
+            name, vendor, payload, idempotency_key=key, title=payload["title"], markup=markup
+        )
         return web.json_response({"status": "accepted", "id": key})
-    records.accept(name, vendor, payload, title=_title(vendor, payload))
+    records.accept(name, vendor, payload, title=_title(vendor, payload), markup=markup)
     if vendor == "feishu":
         return web.json_response(
             {"StatusCode": 0, "StatusMessage": "success", "code": 0, "data": {}, "msg": "success"}

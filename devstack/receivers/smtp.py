@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from devstack.receivers.markup import active_markup
 from devstack.receivers.records import Records
 
 
@@ -86,6 +87,7 @@ class RecordingHandler:
             payload,
             title=payload["subject"],
             idempotency_key=str(mail["X-Riskflow-Idempotency-Key"] or ""),
+            markup=active_markup("email", payload),
         )
         return "250 Message accepted for delivery"
 

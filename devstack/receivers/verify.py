@@ -88,9 +88,14 @@ def _ding(code: int, message: str) -> Refusal:
     return Refusal(200, {"errcode": code, "errmsg": message}, message)
 
 
+DINGTALK_MAX_BYTES = 20_000  # errcode 460101 "body 大小不合法;请保持大小在 20000bytes 以内"
+
+
 def dingtalk(
     query: Mapping[str, str], headers: Mapping[str, str], raw: bytes, secret: str | None, now: float
 ) -> dict[str, Any] | Refusal:
+    if len(raw) > DINGTALK_MAX_BYTES:
+        return _ding(460101, "description: body 大小不合法;solution:请保持大小在 20000bytes 以内;")
     if secret is not None:
         timestamp, sign = query.get("timestamp", ""), query.get("sign", "")
         if (

@@ -36,7 +36,9 @@ class NotificationRequest(BaseModel):
     `idempotency_key` names the step (e.g. `<incident id>:escalation-1:<channel>`): one key is
     at most one message, however often the activity is retried. `escalation_level` counts from
     0 (the first notification). `console_url` is where the message's acknowledge link points
-    ("" when no console is configured)."""
+    ("" when no console is configured). `situation` names what was seen (the rule or family).
+    `title` is ignored: a channel titles each message by its `kind`, in `language`; the field
+    stays so that requests already in workflow histories still validate."""
 
     idempotency_key: str = Field(min_length=1, max_length=300)
     channel: str
@@ -49,6 +51,7 @@ class NotificationRequest(BaseModel):
     state: str
     escalation_level: int = Field(default=0, ge=0)
     title: str = ""
+    situation: str = ""
     summary: str = ""
     hazards: list[str] = Field(default_factory=list)
     recommended_actions: list[str] = Field(default_factory=list)

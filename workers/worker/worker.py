@@ -21,6 +21,7 @@ from activities.keypool import KeyPool
 from activities.lease import LeaseActivities
 from activities.llm import LLMActivities
 from activities.notify import NotifyActivities
+from activities.notify.http import fresh_connection_session
 from activities.notify.mail import SmtpMailer
 from activities.providers.base import LLMClient
 from activities.providers.dashscope import one_request_session
@@ -133,9 +134,7 @@ async def worker_deps(settings: Settings, endpoints: Endpoints) -> AsyncIterator
     producer = make_producer(endpoints.kafka, settings.kafka)
     loopback = "127.0.0.1" in endpoints.dashscope or "localhost" in endpoints.dashscope
     session = one_request_session(trust_env=not loopback)
-    notify_session = aiohttp.ClientSession(
-        trust_env=channels.all_configured(settings.notifications)
-    )
+    notify_session = fresh_connection_session(channels.all_configured(settings.notifications))
     await start_client(producer)
     try:
         server = await check_server_version(redis)  # StoreVersionError when too old
