@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-BENCHMARKS = ["key_pool", "edge", "e2e", "incidents", "bridge", "soak", "console"]
+BENCHMARKS = ["key_pool", "edge", "e2e", "incidents", "bridge", "priority", "soak", "console"]
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
