@@ -11,13 +11,14 @@ import time
 from collections import OrderedDict
 
 from temporalio.client import Client
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.common import Priority, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.service import RPCError, RPCStatusCode
 
 from riskflow.config.llm import AssessmentPolicy
 from riskflow.config.settings import Settings
 from riskflow.contracts.events import DetectionEvent
 from riskflow.contracts.incidents import IncidentFrame, IncidentStart, incident_workflow_id
+from riskflow.priority import priority_key
 from workers.common.significance import Situation
 from workflows.incident import IncidentWorkflow
 
@@ -63,7 +64,8 @@ class IncidentStarts:
         self, event: DetectionEvent, situation: Situation, start: IncidentStart | None = None
     ) -> None:
         """Start the camera's incident for this situation family (`start`, else `start_of`),
-        or signal the running one. Raises what `Client.start_workflow` raises (the bridge
+        at its rule's task-queue priority, or signal the running one (which keeps the priority
+        it was started with). Raises what `Client.start_workflow` raises (the bridge
         retries or dead-letters); ValueError for a situation that opens no incident."""
         start = start or self.start_of(event, situation)
         if start is None:
@@ -81,6 +83,9 @@ class IncidentStarts:
             id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
             start_signal="frame",
             start_signal_args=[frame],
+            priority=Priority(
+                priority_key=priority_key(situation.severity, start.config.life_safety_severity)
+            ),
         )
         ids, last = self._open.pop(event.camera_id, (set(), 0.0))
         self._open[event.camera_id] = ({*ids, workflow_id}, last)
