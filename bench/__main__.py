@@ -15,7 +15,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-BENCHMARKS = ["key_pool", "edge", "e2e", "incidents", "bridge", "soak", "console", "walk"]
+BENCHMARKS = [
+    "key_pool",
+    "edge",
+    "e2e",
+    "incidents",
+    "bridge",
+    "priority",
+    "soak",
+    "console",
+    "walk",
+]
 RESULTS = Path(__file__).resolve().parent / "results"
 
 

