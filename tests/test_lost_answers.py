@@ -2,11 +2,12 @@
 lease nobody has. A grant asked again under its lease id is the same grant (an acquire_lease
 attempt whose answer was lost, retried by Temporal, gets the lease back); a grant whose answer
 was lost inside lease_and_call is released; a release Redis did not take is retried until it
-does. On the real Valkey (single and cluster) and on a Valkey of the test's own that it stops
-(SIGSTOP)."""
+does; a worker started while Redis is stalled waits for it instead of exiting. On the real
+Valkey (single and cluster) and on a Valkey of the test's own that it stops (SIGSTOP)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -30,13 +31,16 @@ from activities.releases import Releases
 from devstack.localstack.process import free_port
 from devstack.localstack.services import valkey_binary
 from riskflow.config.keys import KeyRing
+from riskflow.config.settings import Settings
 from riskflow.contracts import failures as E
 from riskflow.contracts.assessment import AssessmentTask
 from riskflow.contracts.lease import LeasedCallInput, LeaseRequest
 from riskflow.errors import KeyPoolUnavailable
+from riskflow.infra.endpoints import Endpoints
 from riskflow.infra.redis import RedisClient, redis_client
 from tests.conftest import eventually
 from tests.test_keypool import keys_config, pool_for
+from workers.worker.worker import worker_deps
 
 ONE_KEY = {"key_id": "k", "qps_limit": 100, "rpm_limit": 1000, "max_concurrency": 2}
 OTHER_KEY = {**ONE_KEY, "key_id": "l"}  # a second grant would go to the key with more room
@@ -175,3 +179,31 @@ async def test_a_release_redis_did_not_take_frees_the_slot_once_it_answers(
         return releases.retrying == 0 and await in_flight(pool) == 0
 
     await eventually(released, within=60)
+
+
+async def test_a_worker_started_while_redis_is_stalled_serves_once_it_answers(
+    own_valkey: OwnValkey,
+    own_store: RedisClient,
+    settings: Settings,
+    stack: Endpoints,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The worker's start (server version, key pool sync) meets a stalled Redis: it waits and
+    retries instead of exiting, and serves with the pool synced once Redis answers."""
+    endpoints = replace(stack, redis=own_valkey.url)
+
+    async def start() -> list[str]:
+        async with worker_deps(settings, endpoints) as deps:
+            pool = KeyPool(deps.redis, settings.keys.scheduler)
+            return [k.key_id for k in await pool.snapshot()]
+
+    async def waiting() -> bool:
+        return "Redis unreachable" in caplog.text
+
+    with caplog.at_level(logging.WARNING):
+        with own_valkey.stalled():
+            starting = asyncio.create_task(start())
+            await eventually(waiting, within=60)  # it met the stall, and it is still trying
+            assert not starting.done()
+        keys = await asyncio.wait_for(starting, 60)
+    assert keys == sorted(k.key_id for k in settings.keys.api_keys)
