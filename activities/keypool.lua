@@ -314,6 +314,14 @@ end
 
 if op == 'acquire' then
   local lease_id, ttl = ARGV[3], tonumber(ARGV[4])
+  -- Idempotent: a lease id granted before (and neither released nor expired) is answered
+  -- with its grant again. A caller whose answer was lost (a reply that timed out, an activity
+  -- completed after its timeout and retried) asks again with the same id and gets the lease
+  -- it already holds, instead of a second one while the first keeps a slot until it expires.
+  local held = redis.call('HMGET', KEYS[2], 'key', 'group', 'exp')
+  if held[1] and tonumber(held[3]) > now then
+    return {1, held[1], held[2], tonumber(held[3])}
+  end
   local guard = window_guard(ARGV[5], now)
   -- ARGV[6]: JSON list of the quota groups a lease may come from ([]: any key)
   -- ARGV[7]: the tokens the call is estimated to use (reserved now, settled at release)

@@ -167,7 +167,7 @@ class KeyPool:
             raise KeyPoolUnavailable(f"key pool store unreachable: {exc}") from exc
         raise KeyPoolUnavailable(f"the key pool's key list changed {_LAYOUT_TRIES} times in a row")
 
-    async def lease(self, request: LeaseRequest) -> LeaseResult:
+    async def lease(self, request: LeaseRequest, lease_id: str | None = None) -> LeaseResult:
         """`acquire` for a `LeaseRequest` (the one shape both lease activities ask in)."""
         return await self.acquire(
             request.ttl_seconds,
@@ -176,6 +176,7 @@ class KeyPool:
             waiter=request.waiter,
             severity=request.severity,
             camera=request.camera_id,
+            lease_id=lease_id,
         )
 
     async def acquire(
@@ -186,6 +187,7 @@ class KeyPool:
         waiter: str = "",
         severity: int = 0,
         camera: str = "",
+        lease_id: str | None = None,
     ) -> LeaseResult:
         """A lease on the key with the most spare capacity, valid `ttl_seconds` (default: the
         scheduler's), or when one may be granted (`retry_after_seconds`; -1.0 when every key is
@@ -197,9 +199,11 @@ class KeyPool:
         `severity_first`: refused while a waiter ahead of it is waiting (more severe; or as
         severe and earlier in the camera-fair order, see keypool.lua), and below the
         scheduler's `reserved_min_severity` refused the last `reserved_share` of each key's
-        capacity; a refused waiter is recorded as waiting."""
+        capacity; a refused waiter is recorded as waiting. `lease_id` (default: a new one) makes
+        asking again idempotent: a lease already granted under that id, still held, is
+        answered again (an answer lost to a timeout costs no second slot)."""
         ttl_ms = int((ttl_seconds or self._cfg.lease_ttl_seconds) * 1000)
-        lease_id = uuid.uuid4().hex
+        lease_id = lease_id or uuid.uuid4().hex
         groups = json.dumps(sorted(set(quota_groups or [])))
         cfg = self._cfg
         reply = await self._run(

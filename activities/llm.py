@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
+import uuid
 from collections.abc import Callable, Collection
 from typing import Any, NoReturn
 
@@ -20,6 +21,7 @@ from activities.keypool import KeyPool, Outcome
 from activities.providers import errors as provider_errors
 from activities.providers.base import LLMClient, LLMResponse
 from activities.providers.route import KeyRoutes, Route
+from activities.releases import Releases
 from activities.spend import SpendLedger
 from riskflow.config.keys import KeyRing, SchedulerConfig
 from riskflow.config.prices import TokenUsage
@@ -55,6 +57,7 @@ class LLMActivities:
         empty: any DNS name, see `riskflow.urls.check_snapshot_url`). `ledger`: where each
         answer's tokens are charged to its site's budget (None: not counted, as in a replay)."""
         self._pool = pool
+        self._releases = Releases(pool)
         self._ledger = ledger
         self._snapshot_url_hosts = tuple(snapshot_url_hosts)
         self._ring = ring
@@ -73,7 +76,7 @@ class LLMActivities:
         """One LLM request with the leased key. The lease is released on every exit: with the
         classified outcome, or (an exception, a Redis error, cancellation on shutdown) as
         "error" once the request may have been sent and "unused" before."""
-        guard = _LeaseGuard(self, inp.lease.lease_id)
+        guard = _LeaseGuard(self, inp.lease.lease_id, inp.lease.expires_at_ms)
         try:
             return await self._call(inp, guard)
         finally:
@@ -85,13 +88,19 @@ class LLMActivities:
         one round trip instead of two. The lease never exists outside this activity: it is
         released on every exit as in `call_llm` (a worker killed mid-call leaves it to its
         TTL, as for `call_llm`). No key now: `output` None and the pool's wait in `wait`.
-        Redis down raises `LeaseLost` (nothing was leased, nothing sent)."""
+        Redis down raises `LeaseLost` (nothing sent; a grant whose answer was lost, or one cut
+        short by cancellation, is released once Redis answers)."""
         task = inp.task
         step = task.failover[0] if task.failover else None  # the chain's first entry
         request = LeaseRequest.for_step(inp.assessment_id, task, step, inp.ttl_seconds)
+        lease_id = uuid.uuid4().hex
         try:
-            leased = await self._pool.lease(request)  # in line with the waiters
-        except KeyPoolUnavailable as exc:
+            leased = await self._pool.lease(request, lease_id=lease_id)  # in line with waiters
+        except (KeyPoolUnavailable, asyncio.CancelledError) as exc:
+            until_ms = int((time.time() + inp.ttl_seconds) * 1000)
+            await asyncio.shield(self._releases.release(lease_id, "unused", until_ms))
+            if isinstance(exc, asyncio.CancelledError):
+                raise
             raise ApplicationError(str(exc), type=E.LEASE_LOST) from None
         if leased.lease is None:
             KEY_WAITS.labels(leased.reason).inc()
@@ -135,13 +144,13 @@ class LLMActivities:
                 raise UnknownKeyError(key_id) from exc
             return self._ring.secret(key_id)
 
-    async def _release(self, lease_id: str, outcome: Outcome, **details: Any) -> None:
-        """Report the outcome; if Redis is down the lease expires on its own, and an answer
-        already received is not thrown away for it."""
-        try:
-            await self._pool.release(lease_id, outcome, **details)
-        except KeyPoolUnavailable as exc:
-            activity.logger.warning("lease %s not released (%s); it will expire", lease_id, exc)
+    async def _release(
+        self, lease_id: str, outcome: Outcome, until_ms: int, **details: Any
+    ) -> None:
+        """Report the outcome; if Redis is down it is retried in the background until Redis
+        answers (`activities.releases`), and an answer already received is not held up or
+        thrown away for it."""
+        await self._releases.release(lease_id, outcome, until_ms, **details)
 
     async def _claim_slot(self, lease_id: str, call_seconds: float) -> None:
         """Wait (briefly, heartbeating) until the key's windows have room for this request;
@@ -289,16 +298,17 @@ class LLMActivities:
 class _LeaseGuard:
     """Releases one lease exactly once: `settle` with the outcome, or `close` on any exit."""
 
-    def __init__(self, owner: LLMActivities, lease_id: str) -> None:
+    def __init__(self, owner: LLMActivities, lease_id: str, expires_at_ms: int) -> None:
         self._owner = owner
         self.lease_id = lease_id
+        self._expires_at_ms = expires_at_ms
         self.sent = False
         self._settled = False
 
     async def settle(self, outcome: Outcome, **details: Any) -> None:
         if not self._settled:
             self._settled = True
-            await self._owner._release(self.lease_id, outcome, **details)
+            await self._owner._release(self.lease_id, outcome, self._expires_at_ms, **details)
 
     async def close(self) -> None:
         """Release an unsettled lease (shielded: a cancelled activity still releases)."""

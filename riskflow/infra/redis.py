@@ -15,13 +15,25 @@ Valkey replicate effects only). `check_server_version` checks it at start.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
+from redis.exceptions import AuthenticationError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from riskflow.config.redis import is_cluster_url, parse_cluster_url
-from riskflow.errors import StoreVersionError
+from riskflow.errors import KeyPoolUnavailable, StoreVersionError
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+# What a store that is restarting, stalled or failing over answers: worth waiting out.
+UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError, KeyPoolUnavailable)
 
 RedisClient = Redis | RedisCluster
 """What every activity and tool gets: either client has the commands riskflow uses."""
@@ -84,3 +96,23 @@ async def check_server_version(client: RedisClient) -> str:
         infos = [await client.info("server")]
     names = [require_supported(info) for info in infos]
     return names[0] if names else "an unknown server"
+
+
+async def when_reachable(step: Callable[[], Awaitable[T]], within: float = 60.0) -> T:
+    """`step()`, retried while the store cannot be reached (a restart, a stalled server, a
+    failover) for up to `within` seconds; then the last error propagates. A program that
+    starts during a short outage waits it out instead of exiting (as `start_client` does
+    for Kafka); any other error (a server too old, a refused password) propagates at once."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    delay = 0.5
+    while True:
+        try:
+            return await step()
+        except UNREACHABLE as exc:
+            refused = any(isinstance(e, AuthenticationError) for e in (exc, exc.__cause__))
+            if refused or loop.time() + delay > deadline:
+                raise
+            logger.warning("Redis unreachable (%s); retrying in %.1fs", exc, delay)
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 5.0)

@@ -44,7 +44,7 @@ from riskflow.contracts.assessment import AssessmentInput
 from riskflow.contracts.events import DetectionEvent, SnapshotRef
 from riskflow.contracts.replay import RecordedEvent, ReplayOutcome, ReplayTaskInput
 from riskflow.infra.endpoints import Endpoints
-from riskflow.infra.redis import RedisClient, redis_client
+from riskflow.infra.redis import RedisClient, redis_client, when_reachable
 from riskflow.names import camera_snapshot_prefix
 from workers.common.client import connect
 from workers.common.significance import assess_significance
@@ -98,7 +98,7 @@ async def replay_deps(settings: Settings, endpoints: Endpoints) -> AsyncIterator
     loopback = "127.0.0.1" in endpoints.dashscope or "localhost" in endpoints.dashscope
     session = aiohttp.ClientSession(trust_env=not loopback)
     try:
-        await KeyPool(redis, settings.keys.scheduler).sync(settings.keys)
+        await when_reachable(lambda: KeyPool(redis, settings.keys.scheduler).sync(settings.keys))
         llm = DashScopeClient(endpoints.dashscope, session, settings.llm.request_timeout_seconds)
         yield ReplayDeps(redis=redis, llm=llm, ring=ring)
     finally:

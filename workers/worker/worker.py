@@ -35,7 +35,7 @@ from riskflow.config.settings import Settings
 from riskflow.infra.endpoints import Endpoints
 from riskflow.infra.kafka import make_producer, start_client
 from riskflow.infra.metrics import CameraLabels
-from riskflow.infra.redis import RedisClient, check_server_version, redis_client
+from riskflow.infra.redis import RedisClient, check_server_version, redis_client, when_reachable
 from riskflow.infra.shutdown import stop_on_signals
 from workers.common.client import connect_process
 from workers.common.interceptors import MetricsInterceptor
@@ -137,11 +137,12 @@ async def worker_deps(settings: Settings, endpoints: Endpoints) -> AsyncIterator
     notify_session = fresh_connection_session(channels.all_configured(settings.notifications))
     await start_client(producer)
     try:
-        server = await check_server_version(redis)  # StoreVersionError when too old
+        # A store stalled or restarting at start is waited out, not a reason to exit.
+        server = await when_reachable(lambda: check_server_version(redis))  # too old: raises
         logger.info("key pool store: %s", server)
         for warning in settings.capacity_warnings():
             logger.warning("%s", warning)
-        await KeyPool(redis, settings.keys.scheduler).sync(settings.keys)
+        await when_reachable(lambda: KeyPool(redis, settings.keys.scheduler).sync(settings.keys))
         notify = _notify(settings, endpoints, notify_session, redis, channels)
         timeout = settings.llm.request_timeout_seconds
         models = settings.llm.models
