@@ -125,7 +125,7 @@ class IncidentWorkflow(IncidentNotices):
         elif not await self._open(inp):
             return None
         while not self._v.state.closed:
-            if self._should_continue_as_new(inp) and self._assessing is None:
+            if self._may_continue_as_new(inp):
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 if self._alarm_first:  # the frames so far go into the view, not the payload
                     await self._take_frames(inp)
@@ -140,7 +140,7 @@ class IncidentWorkflow(IncidentNotices):
             self._changed = False
             wait = self._next_wake(inp) - workflow.now()
             await wait_until(  # operator updates grow history too: their growth wakes it as well
-                lambda: bool(self._pending) or self._changed or self._should_continue_as_new(inp),
+                lambda: bool(self._pending) or self._changed or self._may_continue_as_new(inp),
                 max(wait, timedelta(seconds=1)),
             )
         await workflow.wait_condition(workflow.all_handlers_finished)
@@ -149,6 +149,13 @@ class IncidentWorkflow(IncidentNotices):
             await workflow.wait_condition(self._sends.idle)
             await self._flush()
         return self._view
+
+    def _may_continue_as_new(self, inp: IncidentStart) -> bool:
+        """The history is long and no assessment runs beside the loop (it cannot be carried
+        over). While one runs, a long history is no reason to wake: the assessment's end
+        wakes the loop (`_changed`), which then continues as new; waking for it would spin
+        the loop without yielding until Temporal fails the task as a deadlock."""
+        return self._assessing is None and self._should_continue_as_new(inp)
 
     async def _open(self, inp: IncidentStart) -> bool:
         """The first frame (the start signal) opens the incident, unless it belongs to an
