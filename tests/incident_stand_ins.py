@@ -141,8 +141,8 @@ async def stand_in_worker(
                     await client.get_workflow_handle(handle.id).terminate("test over")
 
 
-def fall(camera: str, frame_id: int) -> IncidentFrame:
-    event = scene_event(camera, frame_id, datetime.now(UTC), people=2, falls=1)
+def fall(camera: str, frame_id: int, captured_at: datetime | None = None) -> IncidentFrame:
+    event = scene_event(camera, frame_id, captured_at or datetime.now(UTC), people=2, falls=1)
     return IncidentFrame(event=event, rule="fall", severity=5, count=1)
 
 

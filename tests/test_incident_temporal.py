@@ -9,10 +9,11 @@ time."""
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 from typing import Any
 
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import WorkflowHandle
+from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
@@ -23,6 +24,7 @@ from tests.incident_stand_ins import StandIns, fall, signal_with_start, stand_in
 from workflows.incident import IncidentWorkflow
 
 QUIET_CHECK = 3 * 3600.0  # auto-resolve out of the way
+QUERY_TIMEOUT = timedelta(seconds=3)
 
 
 async def view_of(handle: WorkflowHandle[Any, Any]) -> IncidentView:
@@ -33,10 +35,10 @@ async def view_of(handle: WorkflowHandle[Any, Any]) -> IncidentView:
 
 async def until(handle: WorkflowHandle[Any, Any], check: Any) -> IncidentView:
     async def holds() -> bool:
-        try:
-            view = await handle.query(IncidentWorkflow.incident)
-        except RPCError as exc:  # a query racing a run's continue-as-new on the test server
-            if exc.status != RPCStatusCode.DEADLINE_EXCEEDED:
+        try:  # on the test server, a query racing a run's continue-as-new is never answered
+            view = await handle.query(IncidentWorkflow.incident, rpc_timeout=QUERY_TIMEOUT)
+        except RPCError as exc:
+            if exc.status not in (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED):
                 raise
             return False
         return view is not None and bool(check(view))
@@ -84,3 +86,41 @@ async def test_a_long_history_waits_for_the_running_assessment_without_freezing(
         view = await until(latest, lambda v: v.run_id != before.run_id)
     assert view.state == IncidentState.ACKNOWLEDGED and view.assessments == 1
     assert view.incident_id == before.incident_id and view.frames_seen == 39
+
+
+async def test_a_new_fall_after_the_close_opens_an_incident_while_a_message_still_retries(
+    time_env: WorkflowEnvironment, task_queue: str, unique: str
+) -> None:
+    """An operator resolves the incident while a channel keeps answering "too fast": the
+    run waits for that message, and the bridge's signal-with-start (USE_EXISTING) still
+    reaches it. A frame of the closed incident changes nothing; a fall captured after the
+    close opens a new incident at once (the message still under way goes on beside it)."""
+    client = time_env.client
+    config = IncidentConfig(
+        escalation=[EscalationStep(after_seconds=0, channels=["ops", "slow"])],
+        auto_resolve_after_seconds=QUIET_CHECK,
+    )
+    stand_ins = StandIns()
+    stand_ins.throttled = {"slow"}
+    camera = f"cam-{unique}"
+    first = fall(camera, 1)
+    async with stand_in_worker(client, task_queue, stand_ins) as started:
+        handle = await signal_with_start(client, task_queue, first, config)
+        started.append(handle)
+        await until(handle, lambda v: v.steps_sent == ["L0"])
+        await handle.execute_update(IncidentWorkflow.resolve, OperatorAction(by="li.wei"))
+        closed = await view_of(handle)
+        assert closed.closed_at is not None
+        old = fall(camera, 2, first.event.captured_at)  # the closed incident's own, late
+        await signal_with_start(client, task_queue, old, config)
+        later = closed.closed_at + timedelta(seconds=2)
+        await signal_with_start(client, task_queue, fall(camera, 3, later), config)
+        latest = client.get_workflow_handle(handle.id)
+        view = await until(latest, lambda v: v.incident_id != closed.incident_id and v.steps_sent)
+        first_run = client.get_workflow_handle(handle.id, run_id=closed.run_id)
+        description = await first_run.describe()
+    assert closed.state == IncidentState.RESOLVED
+    assert description.status == WorkflowExecutionStatus.CONTINUED_AS_NEW
+    assert view.incident_id.endswith(str(int(later.timestamp()))) and view.frames_seen == 1
+    told = stand_ins.keys()
+    assert told.count("L0:ops") == 2 and told.count("resolved:ops") == 1

@@ -120,9 +120,11 @@ class IncidentWorkflow(IncidentNotices):
         self._clear, self._newest = inp.clear, inp.newest
         if inp.carried is not None:
             self._view = inp.carried.model_copy(update={"run_id": workflow.info().run_id})
-            for request in inp.sends:
-                self._sends.start(request)
-        elif not await self._open(inp):
+        for request in inp.sends:  # messages under way when the last run continued as new
+            self._sends.start(request)
+        if inp.carried is None and not await self._open(inp):
+            if not self._sends.idle():
+                await workflow.wait_condition(self._sends.idle)
             return None
         while not self._v.state.closed:
             if self._may_continue_as_new(inp):
@@ -145,9 +147,13 @@ class IncidentWorkflow(IncidentNotices):
             )
         await workflow.wait_condition(workflow.all_handlers_finished)
         await self._flush()
-        if not self._sends.idle():  # the closing messages are delivered (or failed)
-            await workflow.wait_condition(self._sends.idle)
+        if not self._sends.idle():  # the closing messages are delivered (or failed) ...
+            # ... unless a new incident's frame comes first: this run holds the workflow id
+            # until it ends, so the bridge's signal-with-start reaches it, not a new run
+            await workflow.wait_condition(lambda: self._sends.idle() or bool(self._reopening(inp)))
             await self._flush()
+            if not self._sends.idle():
+                workflow.continue_as_new(self._fresh(inp))
         return self._view
 
     def _may_continue_as_new(self, inp: IncidentStart) -> bool:
