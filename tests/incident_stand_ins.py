@@ -147,10 +147,14 @@ def fall(camera: str, frame_id: int, captured_at: datetime | None = None) -> Inc
 
 
 async def signal_with_start(
-    client: Client, task_queue: str, frame: IncidentFrame, config: IncidentConfig
+    client: Client,
+    task_queue: str,
+    frame: IncidentFrame,
+    config: IncidentConfig,
+    task_timeout: timedelta | None = None,
 ) -> WorkflowHandle[Any, Any]:
     """As the bridge does (`workers.bridge.incident_starts`): the camera's incident, started
-    or signalled."""
+    or signalled (`task_timeout`: the workflow task's, Temporal's 10 s when None)."""
     camera = frame.event.camera_id
     workflow_id = incident_workflow_id(camera, "hazard")
     start = IncidentStart(
@@ -170,4 +174,5 @@ async def signal_with_start(
         id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
         start_signal="frame",
         start_signal_args=[frame],
+        task_timeout=task_timeout,
     )

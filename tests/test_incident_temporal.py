@@ -124,3 +124,40 @@ async def test_a_new_fall_after_the_close_opens_an_incident_while_a_message_stil
     assert view.incident_id.endswith(str(int(later.timestamp()))) and view.frames_seen == 1
     told = stand_ins.keys()
     assert told.count("L0:ops") == 2 and told.count("resolved:ops") == 1
+
+
+async def test_an_operator_update_during_the_last_records_is_answered_before_continuing(
+    time_env: WorkflowEnvironment, task_queue: str, unique: str
+) -> None:
+    """The history is long; the assessment's end lets the run continue as new, and its
+    records are written first: slowly (Redis slow or briefly down), longer than a workflow
+    task may last, so Temporal delivers the next one meanwhile. An acknowledgement in it is
+    answered (its own records written) before the run continues as new, not abandoned with
+    it (the operator would get an error for an acknowledgement the view carries)."""
+    client = time_env.client
+    config = IncidentConfig(
+        escalation=[EscalationStep(after_seconds=0, channels=["ops"])],
+        max_history_events=100,
+        auto_resolve_after_seconds=QUIET_CHECK,
+    )
+    stand_ins = StandIns()
+    stand_ins.llm_open.clear()
+    stand_ins.slow_records = {"assessed": 4.0, "acknowledged": 6.0}  # > 80% of the task's 2 s
+    last_records = stand_ins.record_started["assessed"] = asyncio.Event()
+    camera = f"cam-{unique}"
+    task_timeout = timedelta(seconds=2)
+    async with stand_in_worker(client, task_queue, stand_ins) as started:
+        handle = await signal_with_start(client, task_queue, fall(camera, 1), config, task_timeout)
+        started.append(handle)
+        before = await until(handle, lambda v: v.steps_sent == ["L0"])
+        for frame_id in range(2, 40):
+            await handle.signal(IncidentWorkflow.frame, fall(camera, frame_id))
+        await until(handle, lambda v: v.frames_seen == 39)
+        stand_ins.llm_open.set()
+        await asyncio.wait_for(last_records.wait(), 20)
+        async with asyncio.timeout(30):
+            state = await handle.execute_update(IncidentWorkflow.ack, OperatorAction(by="li.wei"))
+        latest = client.get_workflow_handle(handle.id)
+        view = await until(latest, lambda v: v.run_id != before.run_id)
+    assert state == IncidentState.ACKNOWLEDGED
+    assert view.state == IncidentState.ACKNOWLEDGED and view.acknowledged_by == "li.wei"

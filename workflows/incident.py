@@ -132,7 +132,7 @@ class IncidentWorkflow(IncidentNotices):
                 if self._alarm_first:  # the frames so far go into the view, not the payload
                     await self._take_frames(inp)
                 await self._flush()
-                if not self._v.state.closed and self._assessing is None:
+                if self._settled():
                     workflow.continue_as_new(self._carry(inp))
             await self._take_frames(inp)
             await self._due(inp)
@@ -155,6 +155,15 @@ class IncidentWorkflow(IncidentNotices):
             if not self._sends.idle():
                 workflow.continue_as_new(self._fresh(inp))
         return self._view
+
+    def _settled(self) -> bool:
+        """Nothing would be cut off by continuing as new now: open, no assessment beside the
+        loop and, after `ALARM_FIRST`, no handler and no record that came in during the
+        flush before it (a flush that outlasts a workflow task lets the next one deliver an
+        update; its operator would get an error). Otherwise the loop goes round once more."""
+        if self._v.state.closed or self._assessing is not None:
+            return False
+        return not self._alarm_first or (workflow.all_handlers_finished() and not self._unflushed)
 
     def _may_continue_as_new(self, inp: IncidentStart) -> bool:
         """The history is long and no assessment runs beside the loop (it cannot be carried
