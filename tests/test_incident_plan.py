@@ -22,6 +22,7 @@ from workflows.incident_plan import (
     next_step,
     notification,
     reassess_due,
+    reopens,
     with_frame,
 )
 
@@ -251,3 +252,24 @@ def test_reassessment_is_due_an_interval_after_the_last_assessment_with_a_new_fr
 def test_a_reassessment_interval_under_a_minute_is_refused(seconds: float) -> None:
     with pytest.raises(ValueError, match="reassess_every_seconds"):
         IncidentConfig(reassess_every_seconds=seconds)
+
+
+def test_which_frames_reaching_a_closed_incident_open_a_new_one() -> None:
+    """As the close marker the next run's gate reads: captured after the close (its newest
+    frame, plus a dismissal's cooldown), or more severe than any rule the incident saw."""
+    closed_at = at("2026-11-30T10:30:00+00:00")
+    resolved = view(rule="crowd", rule_severity=2, state="resolved", closed_at=closed_at)
+
+    def seen(rule: str, severity: int, captured_at: datetime) -> IncidentFrame:
+        event = scene_event("1", 9, captured_at, people=5, falls=0)
+        return IncidentFrame(event=event, rule=rule, severity=severity, count=5)
+
+    second = timedelta(seconds=1)
+    assert not reopens(resolved, seen("crowd", 2, closed_at - second), 0)  # its own, late
+    assert reopens(resolved, seen("crowd", 2, closed_at + second), 0)
+    assert reopens(resolved, seen("fall", 5, closed_at - second), 0)  # worse than it saw
+    assert not reopens(resolved, seen("", 0, closed_at + second), 0)  # clear frames never
+    cooldown = 300
+    assert not reopens(resolved, seen("crowd", 2, closed_at + second), cooldown)
+    assert reopens(resolved, seen("crowd", 2, closed_at + 301 * second), cooldown)
+    assert not reopens(view(rule="crowd", rule_severity=2), seen("fall", 5, closed_at), 0)

@@ -120,17 +120,19 @@ class IncidentWorkflow(IncidentNotices):
         self._clear, self._newest = inp.clear, inp.newest
         if inp.carried is not None:
             self._view = inp.carried.model_copy(update={"run_id": workflow.info().run_id})
-            for request in inp.sends:
-                self._sends.start(request)
-        elif not await self._open(inp):
+        for request in inp.sends:  # messages under way when the last run continued as new
+            self._sends.start(request)
+        if inp.carried is None and not await self._open(inp):
+            if not self._sends.idle():
+                await workflow.wait_condition(self._sends.idle)
             return None
         while not self._v.state.closed:
-            if self._should_continue_as_new(inp) and self._assessing is None:
+            if self._may_continue_as_new(inp):
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 if self._alarm_first:  # the frames so far go into the view, not the payload
                     await self._take_frames(inp)
                 await self._flush()
-                if not self._v.state.closed and self._assessing is None:
+                if self._settled():
                     workflow.continue_as_new(self._carry(inp))
             await self._take_frames(inp)
             await self._due(inp)
@@ -140,15 +142,35 @@ class IncidentWorkflow(IncidentNotices):
             self._changed = False
             wait = self._next_wake(inp) - workflow.now()
             await wait_until(  # operator updates grow history too: their growth wakes it as well
-                lambda: bool(self._pending) or self._changed or self._should_continue_as_new(inp),
+                lambda: bool(self._pending) or self._changed or self._may_continue_as_new(inp),
                 max(wait, timedelta(seconds=1)),
             )
         await workflow.wait_condition(workflow.all_handlers_finished)
         await self._flush()
-        if not self._sends.idle():  # the closing messages are delivered (or failed)
-            await workflow.wait_condition(self._sends.idle)
+        if not self._sends.idle():  # the closing messages are delivered (or failed) ...
+            # ... unless a new incident's frame comes first: this run holds the workflow id
+            # until it ends, so the bridge's signal-with-start reaches it, not a new run
+            await workflow.wait_condition(lambda: self._sends.idle() or bool(self._reopening(inp)))
             await self._flush()
+            if not self._sends.idle():
+                workflow.continue_as_new(self._fresh(inp))
         return self._view
+
+    def _settled(self) -> bool:
+        """Nothing would be cut off by continuing as new now: open, no assessment beside the
+        loop and, after `ALARM_FIRST`, no handler and no record that came in during the
+        flush before it (a flush that outlasts a workflow task lets the next one deliver an
+        update; its operator would get an error). Otherwise the loop goes round once more."""
+        if self._v.state.closed or self._assessing is not None:
+            return False
+        return not self._alarm_first or (workflow.all_handlers_finished() and not self._unflushed)
+
+    def _may_continue_as_new(self, inp: IncidentStart) -> bool:
+        """The history is long and no assessment runs beside the loop (it cannot be carried
+        over). While one runs, a long history is no reason to wake: the assessment's end
+        wakes the loop (`_changed`), which then continues as new; waking for it would spin
+        the loop without yielding until Temporal fails the task as a deadlock."""
+        return self._assessing is None and self._should_continue_as_new(inp)
 
     async def _open(self, inp: IncidentStart) -> bool:
         """The first frame (the start signal) opens the incident, unless it belongs to an

@@ -155,10 +155,14 @@ class IncidentBase:
         """A send beside the loop ended: a failure is recorded, and the level's fallback
         channels get the same message."""
         self._changed = True
-        if result is not None or self._view is None:
+        if result is not None:
             return
         level = request.escalation_level
-        self._record("notified", "system", f"{request.channel} failed: {error}"[:500], level)
+        detail = f"{request.channel} failed: {error}"[:500]
+        if self._view is not None and request.incident_id == self._view.incident_id:
+            self._record("notified", "system", detail, level)
+        else:  # a closed incident's message, carried into a new incident's run
+            workflow.logger.warning("%s: %s", request.incident_id, detail)
         if ":fallback:" in request.idempotency_key:
             return
         for channel in self._i.config.escalation[level].fallback_channels:
@@ -201,6 +205,19 @@ class IncidentBase:
             info.is_continue_as_new_suggested()
             or info.get_current_history_length() > inp.config.max_history_events
         )
+
+    def _reopening(self, inp: IncidentStart) -> list[IncidentFrame]:
+        """The frames that reached this closed incident and open a new one (`plan.reopens`)."""
+        cooldown = inp.config.dismissed_cooldown_seconds if self._v.state == S.DISMISSED else 0.0
+        return [f for f in self._pending if plan.reopens(self._v, f, cooldown)]
+
+    def _fresh(self, inp: IncidentStart) -> IncidentStart:
+        """The next run's input when a new incident's frames reach this closed one while its
+        messages are still under way: no view (the frames open a new incident, through the
+        gate), those messages going on beside it."""
+        pending = plan.coalesced(self._reopening(inp), MAX_PENDING)
+        update = {"carried": None, "seen": [], "pending": pending, "clear": None, "newest": None}
+        return inp.model_copy(update={**update, "sends": self._sends.in_flight})
 
     def _carry(self, inp: IncidentStart) -> IncidentStart:
         """The next run's input: the view, and bounded summaries of what is under way (never

@@ -142,6 +142,18 @@ def frame_ref(frame: IncidentFrame) -> FrameRef:
     )
 
 
+def reopens(view: IncidentView, frame: IncidentFrame, cooldown_seconds: float) -> bool:
+    """Whether a frame reaching the closed incident `view` opens a new one: the close marker's
+    rule (`activities.incidents.IncidentActivities.gate`, which a new run asks): a matching
+    frame captured after the close (its newest frame, plus a dismissal's `cooldown_seconds`),
+    or one more severe than any the incident saw."""
+    if not frame.rule or view.closed_at is None:
+        return False
+    last = max([view.closed_at, *(f.captured_at for f in view.recent_frames)])
+    until = last + timedelta(seconds=cooldown_seconds)
+    return frame.severity > view.rule_severity or frame.event.captured_at > until
+
+
 def frame_key(frame: IncidentFrame) -> str:
     """Identity of a frame for deduplication: camera + frame id."""
     return f"{frame.event.camera_id}:{frame.event.frame_id}"

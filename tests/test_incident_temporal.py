@@ -1,0 +1,163 @@
+"""IncidentWorkflow (after the `alarm-first` patch) where it meets Temporal's own limits: the
+history's continue-as-new point reached while an assessment runs beside the loop, update
+handlers still running when it continues as new, a closed incident still waiting for a
+message while the camera's next frame arrives (the bridge signals-with-start, conflict policy
+USE_EXISTING), and local activities of concurrent tasks replayed. Stand-in activities
+(tests/incident_stand_ins.py) on the time-skipping server; no assertion depends on elapsed
+time."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
+from temporalio.service import RPCError, RPCStatusCode
+from temporalio.testing import WorkflowEnvironment
+
+from riskflow.config.incidents import EscalationStep, IncidentConfig
+from riskflow.contracts.incidents import IncidentState, IncidentView, OperatorAction
+from tests.conftest import eventually
+from tests.incident_stand_ins import StandIns, fall, signal_with_start, stand_in_worker
+from workflows.incident import IncidentWorkflow
+
+QUIET_CHECK = 3 * 3600.0  # auto-resolve out of the way
+QUERY_TIMEOUT = timedelta(seconds=3)
+
+
+async def view_of(handle: WorkflowHandle[Any, Any]) -> IncidentView:
+    view = await handle.query(IncidentWorkflow.incident)
+    assert isinstance(view, IncidentView)
+    return view
+
+
+async def until(handle: WorkflowHandle[Any, Any], check: Any) -> IncidentView:
+    async def holds() -> bool:
+        try:  # on the test server, a query racing a run's continue-as-new is never answered
+            view = await handle.query(IncidentWorkflow.incident, rpc_timeout=QUERY_TIMEOUT)
+        except RPCError as exc:
+            if exc.status not in (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED):
+                raise
+            return False
+        return view is not None and bool(check(view))
+
+    await eventually(holds, within=30)
+    return await view_of(handle)
+
+
+async def failed_tasks(handle: WorkflowHandle[Any, Any]) -> list[str]:
+    return [
+        e.workflow_task_failed_event_attributes.failure.message
+        async for e in handle.fetch_history_events()
+        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED
+    ]
+
+
+async def test_a_long_history_waits_for_the_running_assessment_without_freezing(
+    time_env: WorkflowEnvironment, task_queue: str, unique: str
+) -> None:
+    """The history passes `max_history_events` while the first assessment is still waiting
+    for the model: the loop keeps serving frames and operators (no workflow task spins
+    until Temporal calls it a deadlock) and continues as new once the assessment is in."""
+    client = time_env.client
+    config = IncidentConfig(
+        escalation=[EscalationStep(after_seconds=0, channels=["ops"])],
+        max_history_events=100,
+        auto_resolve_after_seconds=QUIET_CHECK,
+    )
+    stand_ins = StandIns()
+    stand_ins.llm_open.clear()
+    camera = f"cam-{unique}"
+    async with stand_in_worker(client, task_queue, stand_ins) as started:
+        handle = await signal_with_start(client, task_queue, fall(camera, 1), config)
+        started.append(handle)
+        before = await until(handle, lambda v: v.steps_sent == ["L0"])
+        for frame_id in range(2, 40):  # well past 100 events
+            await handle.signal(IncidentWorkflow.frame, fall(camera, frame_id))
+        await until(handle, lambda v: v.frames_seen == 39)
+        async with asyncio.timeout(20):
+            state = await handle.execute_update(IncidentWorkflow.ack, OperatorAction(by="li.wei"))
+        assert state == IncidentState.ACKNOWLEDGED
+        assert await failed_tasks(handle) == []
+        stand_ins.llm_open.set()
+        latest = client.get_workflow_handle(handle.id)
+        view = await until(latest, lambda v: v.run_id != before.run_id)
+    assert view.state == IncidentState.ACKNOWLEDGED and view.assessments == 1
+    assert view.incident_id == before.incident_id and view.frames_seen == 39
+
+
+async def test_a_new_fall_after_the_close_opens_an_incident_while_a_message_still_retries(
+    time_env: WorkflowEnvironment, task_queue: str, unique: str
+) -> None:
+    """An operator resolves the incident while a channel keeps answering "too fast": the
+    run waits for that message, and the bridge's signal-with-start (USE_EXISTING) still
+    reaches it. A frame of the closed incident changes nothing; a fall captured after the
+    close opens a new incident at once (the message still under way goes on beside it)."""
+    client = time_env.client
+    config = IncidentConfig(
+        escalation=[EscalationStep(after_seconds=0, channels=["ops", "slow"])],
+        auto_resolve_after_seconds=QUIET_CHECK,
+    )
+    stand_ins = StandIns()
+    stand_ins.throttled = {"slow"}
+    camera = f"cam-{unique}"
+    first = fall(camera, 1)
+    async with stand_in_worker(client, task_queue, stand_ins) as started:
+        handle = await signal_with_start(client, task_queue, first, config)
+        started.append(handle)
+        await until(handle, lambda v: v.steps_sent == ["L0"])
+        await handle.execute_update(IncidentWorkflow.resolve, OperatorAction(by="li.wei"))
+        closed = await view_of(handle)
+        assert closed.closed_at is not None
+        old = fall(camera, 2, first.event.captured_at)  # the closed incident's own, late
+        await signal_with_start(client, task_queue, old, config)
+        later = closed.closed_at + timedelta(seconds=2)
+        await signal_with_start(client, task_queue, fall(camera, 3, later), config)
+        latest = client.get_workflow_handle(handle.id)
+        view = await until(latest, lambda v: v.incident_id != closed.incident_id and v.steps_sent)
+        first_run = client.get_workflow_handle(handle.id, run_id=closed.run_id)
+        description = await first_run.describe()
+    assert closed.state == IncidentState.RESOLVED
+    assert description.status == WorkflowExecutionStatus.CONTINUED_AS_NEW
+    assert view.incident_id.endswith(str(int(later.timestamp()))) and view.frames_seen == 1
+    told = stand_ins.keys()
+    assert told.count("L0:ops") == 2 and told.count("resolved:ops") == 1
+
+
+async def test_an_operator_update_during_the_last_records_is_answered_before_continuing(
+    time_env: WorkflowEnvironment, task_queue: str, unique: str
+) -> None:
+    """The history is long; the assessment's end lets the run continue as new, and its
+    records are written first: slowly (Redis slow or briefly down), longer than a workflow
+    task may last, so Temporal delivers the next one meanwhile. An acknowledgement in it is
+    answered (its own records written) before the run continues as new, not abandoned with
+    it (the operator would get an error for an acknowledgement the view carries)."""
+    client = time_env.client
+    config = IncidentConfig(
+        escalation=[EscalationStep(after_seconds=0, channels=["ops"])],
+        max_history_events=100,
+        auto_resolve_after_seconds=QUIET_CHECK,
+    )
+    stand_ins = StandIns()
+    stand_ins.llm_open.clear()
+    stand_ins.slow_records = {"assessed": 4.0, "acknowledged": 6.0}  # > 80% of the task's 2 s
+    last_records = stand_ins.record_started["assessed"] = asyncio.Event()
+    camera = f"cam-{unique}"
+    task_timeout = timedelta(seconds=2)
+    async with stand_in_worker(client, task_queue, stand_ins) as started:
+        handle = await signal_with_start(client, task_queue, fall(camera, 1), config, task_timeout)
+        started.append(handle)
+        before = await until(handle, lambda v: v.steps_sent == ["L0"])
+        for frame_id in range(2, 40):
+            await handle.signal(IncidentWorkflow.frame, fall(camera, frame_id))
+        await until(handle, lambda v: v.frames_seen == 39)
+        stand_ins.llm_open.set()
+        await asyncio.wait_for(last_records.wait(), 20)
+        async with asyncio.timeout(30):
+            state = await handle.execute_update(IncidentWorkflow.ack, OperatorAction(by="li.wei"))
+        latest = client.get_workflow_handle(handle.id)
+        view = await until(latest, lambda v: v.run_id != before.run_id)
+    assert state == IncidentState.ACKNOWLEDGED
+    assert view.state == IncidentState.ACKNOWLEDGED and view.acknowledged_by == "li.wei"
