@@ -22,7 +22,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.incidents import IncidentActivities
     from activities.notify import NotifyActivities
     from riskflow import incident_plan as plan
-    from riskflow.incident_config import quiet_until
+    from riskflow.incident_config import quiet_until, quiet_until_v1
     from riskflow.incidents import (
         AUTO_RESOLVER,
         INVALID_ACTION,
@@ -53,6 +53,9 @@ NOTIFY_RETRY = RetryPolicy(
     maximum_attempts=70,
 )
 MAX_SEEN = 512  # camera:frame keys remembered for deduplication
+# Quiet hours computed on instants, safe across daylight-saving changes (runs that started
+# before it keep `quiet_until_v1`: holding or sending a step is a command).
+QUIET_HOURS_DST_PATCH = "quiet-hours-dst"
 S = IncidentState
 
 
@@ -326,7 +329,7 @@ class IncidentWorkflow:
         reassess = plan.reassess_due(view, cfg, self._newest is not None)
         if reassess is not None:
             times.append(reassess)
-        quiet_end = quiet_until(workflow.now(), cfg.quiet_hours, inp.timezone)
+        quiet_end = self._quiet_end(inp)
         if view.held and quiet_end is not None:
             times.append(quiet_end)
         return min(times)
@@ -351,7 +354,12 @@ class IncidentWorkflow:
             await self._resolution_check(inp, view)
 
     def _quiet_end(self, inp: IncidentStart) -> datetime | None:
-        return quiet_until(workflow.now(), inp.config.quiet_hours, inp.timezone)
+        periods = inp.config.quiet_hours
+        if not periods:
+            return None
+        if workflow.patched(QUIET_HOURS_DST_PATCH):
+            return quiet_until(workflow.now(), periods, inp.timezone)
+        return quiet_until_v1(workflow.now(), periods, inp.timezone)
 
     async def _escalate(
         self, inp: IncidentStart, view: IncidentView, name: str, level: int
