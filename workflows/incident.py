@@ -28,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
         INVALID_ACTION,
         INVALID_TRANSITION,
         LLM_ACTOR,
+        OTHER_INCIDENT,
         EventKind,
         IncidentEvent,
         IncidentFrame,
@@ -138,6 +139,14 @@ class IncidentWorkflow:
         self, action: OperatorAction, verb: str, allowed: tuple[IncidentState, ...]
     ) -> IncidentView:
         view = self._view
+        meant = action.incident_id
+        if meant and (view is None or view.incident_id != meant):
+            current = f"its current incident is {view.incident_id}" if view else "none is open"
+            raise ApplicationError(
+                f"cannot {verb} incident {meant}: it is not the camera's current incident "
+                f"({current})",
+                type=OTHER_INCIDENT,
+            )
         if view is None:
             raise ApplicationError("the incident is not open yet", type=INVALID_TRANSITION)
         if view.state not in allowed:
