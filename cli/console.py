@@ -39,14 +39,18 @@ def console_run(
     ctx: typer.Context,
     port: Annotated[int | None, typer.Option(help="instead of console.port")] = None,
 ) -> None:
-    """Serve the console on console.host:console.port until SIGINT/SIGTERM."""
+    """Serve the console on console.host:console.port until SIGINT/SIGTERM (and its
+    /metrics on metrics.console_port when that is set and metrics are on)."""
     from console.app import serve
+    from riskflow.infra import metrics
 
     settings = settings_of(ctx)
     if port is not None:
         settings = settings.model_copy(
             update={"console": settings.console.model_copy(update={"port": port})}
         )
+    if settings.metrics.enabled and settings.metrics.console_port:
+        metrics.serve(settings.metrics.host, settings.metrics.console_port)
     console.print(f"console: http://{settings.console.host}:{settings.console.port}/")
     with traced(settings, "console"):
         asyncio.run(serve(settings, session_secret(settings)))

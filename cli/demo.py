@@ -10,6 +10,7 @@ import typer
 
 from cli.common import settings_of
 from devstack.demo import DemoOptions, console, run_demo
+from riskflow.infra.shutdown import cancel_on_signals
 
 
 def demo(
@@ -27,9 +28,9 @@ def demo(
     root = logging.getLogger()
     if root.level == logging.INFO:  # the default: keep the live table readable
         root.setLevel(logging.WARNING)
-    try:
-        ok = asyncio.run(run_demo(settings, options))
-    except KeyboardInterrupt:
+    try:  # SIGTERM and SIGHUP stop it as Ctrl-C does: what it started is stopped
+        ok = asyncio.run(cancel_on_signals(run_demo(settings, options)))
+    except (KeyboardInterrupt, asyncio.CancelledError):
         return
     if not ok:
         console.print("[red]not every situation was assessed in time[/red]")

@@ -4,12 +4,15 @@ the incident workflow's updates), live tile and incident-list events (server-sen
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
+import anyio
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response
 from redis.exceptions import RedisError
-from sse_starlette.sse import EventSourceResponse
+from sse_starlette.sse import EventSourceResponse, SendTimeoutError
+from starlette.types import Message, Receive, Scope, Send
 from temporalio.service import RPCError
 
 from console.auth import Principal, check_csrf, require_login, require_role
@@ -21,7 +24,7 @@ from console.incidents import (
     incident_detail,
     incident_page,
 )
-from console.live import TileChange
+from console.live import Dropped, TileChange
 from console.models import (
     CAMERA_ID_PATTERN,
     ActionBody,
@@ -40,8 +43,11 @@ from console.views import Filters, alert_page, camera_page, camera_view
 from riskflow.config.console import Role
 from riskflow.contracts.incidents import IncidentState, OperatorAction
 from riskflow.errors import IncidentActionRefused, IncidentNotFound
+from riskflow.infra.metrics import CONSOLE_STREAMS_DROPPED
 from riskflow.levels import RiskLevel
 from workers.incidents.client import show_incident
+
+logger = logging.getLogger(__name__)
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": Problem, "description": "not logged in"},
@@ -158,6 +164,8 @@ async def events(state: State) -> EventSourceResponse:
             yield {"event": "hello", "data": "{}"}
             while True:
                 change = await queue.get()
+                if isinstance(change, Dropped):
+                    return  # too far behind: the browser reconnects and reloads its state
                 if not isinstance(change, TileChange):
                     yield {"event": "incidents", "data": "{}"}
                     continue
@@ -166,7 +174,30 @@ async def events(state: State) -> EventSourceResponse:
                 )
                 yield {"event": "tile", "data": tile.model_dump_json()}
 
-    return EventSourceResponse(stream(), ping=15)
+    return _LiveStream(stream(), state.settings.console.stream_send_timeout_seconds)
+
+
+class _LiveStream(EventSourceResponse):
+    """Any send the browser takes longer than `send_timeout` seconds to take (an event, a
+    ping, or the stream's end, which sse-starlette's own `send_timeout` does not bound) ends
+    the response: counted, not an error. The connection is then closed under it."""
+
+    def __init__(self, stream: AsyncIterator[dict[str, str]], send_timeout: float) -> None:
+        super().__init__(stream, ping=15)
+        self._deadline = send_timeout
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def bounded(message: Message) -> None:
+            with anyio.move_on_after(self._deadline) as waited:
+                await send(message)
+            if waited.cancelled_caught:
+                raise SendTimeoutError
+
+        try:
+            await super().__call__(scope, receive, bounded)
+        except SendTimeoutError:
+            CONSOLE_STREAMS_DROPPED.labels(reason="send_timeout").inc()
+            logger.info("a live stream's browser took no event for %.0f s: ended", self._deadline)
 
 
 @router.get("/incidents", response_model=Page[IncidentItem])

@@ -3,6 +3,11 @@
 hands every change to the browsers' server-sent-event streams (`TileChange`, or
 `INCIDENTS_CHANGED` when any incident opened, changed or closed: `INCIDENT_CHANGES` moved).
 
+Each stream has a bounded queue (`console.stream_queue_size`). A browser that falls that far
+behind is not skipped (its stream would stay open and silently stop updating): its queue is
+emptied and given `DROPPED`, the stream ends there, and the browser's EventSource reconnects
+and reloads the page's state (`riskflow_console_streams_dropped_total{reason="queue_full"}`).
+
 Why Redis and not the results topic: `latest` only moves forward in capture time (a late or
 redelivered result never turns a tile back), and a restarted console is current at once; the
 topic is at-least-once and a new consumer would have to replay it. One pipelined GET per
@@ -24,12 +29,11 @@ from console.data import discover_cameras, read_latest
 from console.incidents import open_incident_counts
 from riskflow.config.console import ConsoleSettings
 from riskflow.contracts.assessment import Assessment
+from riskflow.infra.metrics import CONSOLE_STREAMS_DROPPED
 from riskflow.infra.redis import RedisClient
 from riskflow.names import INCIDENT_CHANGES
 
 logger = logging.getLogger(__name__)
-
-QUEUE_SIZE = 1000
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,14 @@ INCIDENTS_CHANGED = "incidents"
 Change = TileChange | str
 
 
+class Dropped:
+    """The last item of a stream that fell `console.stream_queue_size` changes behind."""
+
+
+DROPPED = Dropped()
+Item = Change | Dropped
+
+
 class LiveTiles:
     """Polls Redis; `subscribe()` yields the camera ids' new latest assessments as they come."""
 
@@ -55,7 +67,7 @@ class LiveTiles:
         self._configured = set(self.cameras)
         self._seen: dict[str, tuple[str, int]] = {}
         self._incidents = ""
-        self._subscribers: set[asyncio.Queue[Change]] = set()
+        self._subscribers: set[asyncio.Queue[Item]] = set()
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
 
@@ -122,9 +134,19 @@ class LiveTiles:
             for queue in list(self._subscribers):
                 try:
                     queue.put_nowait(change)
-                except asyncio.QueueFull:  # a stalled browser: drop it, it reconnects
-                    self._subscribers.discard(queue)
+                except asyncio.QueueFull:
+                    self._drop(queue)
         return changed
+
+    def _drop(self, queue: asyncio.Queue[Item]) -> None:
+        """A browser this far behind: what it has not taken is stale anyway, so its queue is
+        emptied and ends with `DROPPED`; the stream ends there and the browser reconnects."""
+        self._subscribers.discard(queue)
+        while not queue.empty():
+            queue.get_nowait()
+        queue.put_nowait(DROPPED)
+        CONSOLE_STREAMS_DROPPED.labels(reason="queue_full").inc()
+        logger.info("a live stream fell %d changes behind: ended", queue.maxsize)
 
     async def _incident_fingerprint(self) -> str:
         """The incident views' change counter (`INCIDENT_CHANGES`, raised by every applied
@@ -132,8 +154,12 @@ class LiveTiles:
         return _text(await self._redis.get(INCIDENT_CHANGES) or b"")
 
     @contextlib.asynccontextmanager
-    async def subscribe(self) -> AsyncIterator[asyncio.Queue[Change]]:
-        queue: asyncio.Queue[Change] = asyncio.Queue(QUEUE_SIZE)
+    async def subscribe(self) -> AsyncIterator[asyncio.Queue[Item]]:
+        """A queue of the changes from now on; `DROPPED` ends it (see the module). It holds
+        one poll's worth (every camera and the incident list) on top of
+        `stream_queue_size`: a poll hands its changes over at once."""
+        size = self._settings.stream_queue_size + len(self.cameras) + 1
+        queue: asyncio.Queue[Item] = asyncio.Queue(size)
         self._subscribers.add(queue)
         try:
             yield queue

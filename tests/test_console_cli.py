@@ -20,8 +20,12 @@ RISKFLOW = [sys.executable, "-m", "cli"]
 
 
 async def test_console_run_serves_until_sigterm(settings: Settings, stack: Endpoints) -> None:
-    port = free_port()
-    env = {**cli_env(settings), "RISKFLOW_CONSOLE_SECRET": "s" * 40}
+    port, metrics_port = free_port(), free_port()
+    env = {
+        **cli_env(settings),
+        "RISKFLOW_CONSOLE_SECRET": "s" * 40,
+        "RISKFLOW_METRICS__CONSOLE_PORT": str(metrics_port),
+    }
     proc = await asyncio.create_subprocess_exec(
         *RISKFLOW, "console", "run", "--port", str(port),
         env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
@@ -38,6 +42,8 @@ async def test_console_run_serves_until_sigterm(settings: Settings, stack: Endpo
                 raise AssertionError("the console did not answer")
             assert health.json() == {"status": "ok", "redis": True}
             assert (await http.get("/api/cameras")).status_code == 401
+            metrics = await http.get(f"http://127.0.0.1:{metrics_port}/metrics")
+            assert "riskflow_console_streams_dropped_total" in metrics.text
     finally:
         proc.send_signal(signal.SIGTERM)
         out, _ = await asyncio.wait_for(proc.communicate(), 30)

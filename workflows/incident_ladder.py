@@ -27,9 +27,10 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities.incidents import IncidentActivities
     from activities.notify import NotifyActivities
-    from riskflow.config.incidents import quiet_until
+    from riskflow.config.incidents import quiet_until, quiet_until_v1
     from riskflow.contracts.incidents import (
         INVALID_TRANSITION,
+        OTHER_INCIDENT,
         EventKind,
         IncidentEvent,
         IncidentFrame,
@@ -97,6 +98,9 @@ class Sends:
 
 
 ALARM_FIRST = "alarm-first"  # workflow.patched id: the behaviour described above
+# Quiet hours computed on instants, safe across daylight-saving changes (runs that started
+# before it keep `quiet_until_v1`).
+QUIET_HOURS_DST_PATCH = "quiet-hours-dst"
 MAX_SEEN = 512  # camera:frame keys remembered for deduplication
 MAX_PENDING = 16  # frames continue-as-new carries, at most (coalesced beyond)
 S = IncidentState
@@ -140,6 +144,14 @@ class IncidentBase:
         self, action: OperatorAction, verb: str, allowed: tuple[IncidentState, ...]
     ) -> None:
         view = self._view
+        meant = action.incident_id
+        if meant and (view is None or view.incident_id != meant):
+            current = f"its current incident is {view.incident_id}" if view else "none is open"
+            raise ApplicationError(
+                f"cannot {verb} incident {meant}: it is not the camera's current incident "
+                f"({current})",
+                type=OTHER_INCIDENT,
+            )
         if view is None:
             raise ApplicationError("the incident is not open yet", type=INVALID_TRANSITION)
         if view.state not in allowed:
@@ -245,7 +257,12 @@ def quiet_since(view: IncidentView) -> datetime:
 
 class IncidentNotices(IncidentBase):
     def _quiet_end(self, inp: IncidentStart) -> datetime | None:
-        return quiet_until(workflow.now(), inp.config.quiet_hours, inp.timezone)
+        periods = inp.config.quiet_hours
+        if not periods:
+            return None
+        if workflow.patched(QUIET_HOURS_DST_PATCH):  # holding or sending a step is a command
+            return quiet_until(workflow.now(), periods, inp.timezone)
+        return quiet_until_v1(workflow.now(), periods, inp.timezone)
 
     def _quiet_holds(self, inp: IncidentStart) -> datetime | None:
         """Until when quiet hours hold this incident's messages (None: they go now)."""

@@ -82,8 +82,24 @@
     }
   }
 
+  // After a reconnect (the stream ended: this browser fell behind, or the console restarted)
+  // the changes in between were never sent: read every tile again.
+  function reload(offset) {
+    fetch("/api/cameras?limit=500&offset=" + offset).then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (page) {
+        if (!page) { return; }
+        page.items.forEach(update);
+        if (offset + page.items.length < page.total && page.items.length) { reload(offset + page.items.length); }
+      });
+  }
+
+  var connected = false;
   var source = new EventSource("/api/events");
-  source.addEventListener("hello", function () { status.textContent = status.dataset.live; document.body.dataset.live = "yes"; });
+  source.addEventListener("hello", function () {
+    status.textContent = status.dataset.live; document.body.dataset.live = "yes";
+    if (connected) { reload(0); }
+    connected = true;
+  });
   source.addEventListener("tile", function (e) { update(JSON.parse(e.data)); });
   source.onerror = function () { status.textContent = status.dataset.offline; document.body.dataset.live = "no"; };
   tick();

@@ -121,10 +121,14 @@
   }
 
   var onList = !!document.getElementById("incident-list");
+  var connected = false;
   var source = new EventSource("/api/events");
   source.addEventListener("hello", function () {
     if (status) { status.textContent = status.dataset.live; }
     document.body.dataset.live = "yes";
+    // A reconnect: what changed while the stream was down was never sent.
+    if (connected) { if (onList) { refreshList(); } else { refreshDetail(); } }
+    connected = true;
   });
   source.addEventListener("incidents", function () { if (onList) { refreshList(); } else { refreshDetail(); } });
   source.onerror = function () {

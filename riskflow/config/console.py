@@ -78,6 +78,19 @@ class ConsoleSettings(BaseModel):
         default=10.0, gt=0, description="how often cameras not in the configuration are looked up"
     )
     login_attempts: int = Field(default=5, gt=0, description="failed logins per user and minute")
+    stream_queue_size: int = Field(
+        default=1000,
+        ge=1,
+        description="live changes a browser's event stream may fall behind by, beyond one "
+        "poll's worth (every camera and the incident list); one more and the stream is ended "
+        "(its EventSource reconnects and reloads the page's state)",
+    )
+    stream_send_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="a live event stream whose browser takes longer than this to take one "
+        "event (it reads nothing) is disconnected",
+    )
     public_url: str = Field(
         default="",
         max_length=2000,

@@ -21,7 +21,8 @@ incidents:
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
+import math
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
@@ -139,22 +140,84 @@ class IncidentConfig(BaseModel):
         return self.families.get(rule, "hazard")
 
 
-def _period_spans(period: QuietPeriod, day: datetime) -> tuple[datetime, datetime] | None:
-    """The period's span starting on `day` (local midnight), if it starts that weekday."""
+def _period_spans(
+    period: QuietPeriod, day: date, zone: ZoneInfo
+) -> tuple[datetime, datetime] | None:
+    """The period's span starting on local `day`, if it starts that weekday, as instants
+    (UTC): from the first moment the wall clock shows `start` to the last moment it shows
+    `end` (see `wall_instant`)."""
     if WEEKDAYS[day.weekday()] not in period.days:
         return None
-    start = day.replace(hour=period.start.hour, minute=period.start.minute)
-    end = day.replace(hour=period.end.hour, minute=period.end.minute)
-    if end <= start:
-        end += timedelta(days=1)
-    return start, end
+    start_at, end_at = period.start.replace(tzinfo=None), period.end.replace(tzinfo=None)
+    end_day = day + timedelta(days=1) if end_at <= start_at else day
+    start = wall_instant(day, start_at, zone, later=False)
+    return start, wall_instant(end_day, end_at, zone, later=True)
+
+
+def wall_instant(day: date, at: time, zone: ZoneInfo, *, later: bool) -> datetime:
+    """The instant (UTC) the wall clock of `zone` shows `at` on `day`. A time shown twice
+    (the repeated hour when clocks fall back) gives its first instant, or its second when
+    `later`; a time never shown (the hour skipped when clocks spring forward) gives the
+    moment the clock jumps past it. Compare instants, never wall times: two datetimes of one
+    ZoneInfo compare by wall time and ignore `fold`, and adding a timedelta resets it."""
+    wall = datetime.combine(day, at)
+    first = wall.replace(tzinfo=zone, fold=0).astimezone(UTC)
+    second = wall.replace(tzinfo=zone, fold=1).astimezone(UTC)
+    if first <= second:  # shown once (equal) or twice (fold 0 is the earlier offset)
+        return second if later else first
+    return _jump(second, first, zone)  # skipped: fold=1 reads it with the later offset
+
+
+def _jump(before: datetime, after: datetime, zone: ZoneInfo) -> datetime:
+    """The first whole second in (before, after] at which `zone` has the offset it has at
+    `after`: where its clock jumps forward (transitions fall on whole seconds)."""
+    offset = after.astimezone(zone).utcoffset()
+    low, high = math.floor(before.timestamp()), math.ceil(after.timestamp())
+    while high - low > 1:
+        middle = (low + high) // 2
+        if datetime.fromtimestamp(middle, zone).utcoffset() == offset:
+            high = middle
+        else:
+            low = middle
+    return datetime.fromtimestamp(high, UTC)
 
 
 def quiet_until(now: datetime, periods: list[QuietPeriod], zone: str) -> datetime | None:
     """When the quiet period that `now` (aware) falls in ends (aware, in `zone`), or None
-    outside quiet hours. Adjacent or overlapping periods are joined, up to a week: periods
-    that never end (every day round the clock) end a week from `now`, and are looked at again
-    then."""
+    outside quiet hours; when it ends, it is after `now`. Adjacent or overlapping periods are
+    joined, up to a week: periods that never end (every day round the clock) end a week from
+    `now`, and are looked at again then. Safe across daylight-saving changes (`wall_instant`):
+    a period ending in the repeated hour ends at that time's second occurrence; one ending in
+    the skipped hour ends when the clock jumps."""
+    tz = ZoneInfo(zone)
+    probe = now.astimezone(UTC)
+    end: datetime | None = None
+    for _ in range(MAX_JOINED_DAYS):
+        found = _covering_end(probe, periods, tz)
+        if found is None or (end is not None and found <= end):
+            break
+        end = probe = found
+    return end.astimezone(tz) if end is not None else None
+
+
+def _covering_end(probe: datetime, periods: list[QuietPeriod], tz: ZoneInfo) -> datetime | None:
+    """The latest end of the periods whose span holds `probe` (UTC), or None."""
+    today = probe.astimezone(tz).date()
+    ends = [
+        span[1]
+        for back in (1, 0)
+        for period in periods
+        if (span := _period_spans(period, today - timedelta(days=back), tz))
+        and span[0] <= probe < span[1]
+    ]
+    return max(ends, default=None)
+
+
+def quiet_until_v1(now: datetime, periods: list[QuietPeriod], zone: str) -> datetime | None:
+    """`quiet_until` before it was safe across daylight-saving changes (it compared wall
+    times and lost `fold`: a period ending in the repeated hour could end before `now`). Kept
+    only so incident runs that started before the `quiet-hours-dst` patch replay as they ran;
+    remove with the patch."""
     local = now.astimezone(ZoneInfo(zone))
     end: datetime | None = None
     moved = True
@@ -167,7 +230,17 @@ def quiet_until(now: datetime, periods: list[QuietPeriod], zone: str) -> datetim
         for back in (1, 0):
             day = midnight - timedelta(days=back)
             for period in periods:
-                span = _period_spans(period, day)
+                span = _period_spans_v1(period, day)
                 if span and span[0] <= probe < span[1] and (end is None or span[1] > end):
                     end, moved = span[1], True
     return end
+
+
+def _period_spans_v1(period: QuietPeriod, day: datetime) -> tuple[datetime, datetime] | None:
+    if WEEKDAYS[day.weekday()] not in period.days:
+        return None
+    start = day.replace(hour=period.start.hour, minute=period.start.minute)
+    end = day.replace(hour=period.end.hour, minute=period.end.minute)
+    if end <= start:
+        end += timedelta(days=1)
+    return start, end

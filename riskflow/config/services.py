@@ -86,6 +86,9 @@ class MetricsSettings(BaseModel):
     worker_port: int = 9464
     bridge_port: int = 9465
     edge_port: int = 9466
+    console_port: int = Field(
+        default=0, ge=0, lt=65536, description="`console run` serves /metrics here; 0: not"
+    )
     worker_sdk_port: int = 9474
     bridge_sdk_port: int = 9475
     keypool_refresh_seconds: float = Field(default=5.0, gt=0)

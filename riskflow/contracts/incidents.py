@@ -25,6 +25,7 @@ from riskflow.levels import RiskLevel
 # Error types of the operator updates (ApplicationError.type), for clients to tell apart.
 INVALID_TRANSITION = "InvalidTransition"
 INVALID_ACTION = "InvalidAction"
+OTHER_INCIDENT = "OtherIncident"  # meant for an incident that is not the workflow's current one
 # Actors in the timeline besides operators.
 SYSTEM_ACTOR = "system"
 LLM_ACTOR = "llm"
@@ -169,10 +170,17 @@ class IncidentStart(BaseModel):
 
 
 class OperatorAction(BaseModel):
-    """An operator's ack / resolve / dismiss / comment. `by`: the operator's name."""
+    """An operator's ack / resolve / dismiss / comment. `by`: the operator's name.
+
+    `incident_id`: the incident it is meant for. One workflow id serves a camera's
+    situation family across incidents (a closed incident's workflow ends; the next one
+    starts under the same id), so an action sent to the workflow id can reach the next
+    incident: the workflow refuses one whose incident id is not its current incident's.
+    Empty (senders from before the field) is not checked."""
 
     by: str = Field(min_length=1, max_length=64)
     text: str = Field(default="", max_length=2000, description="reason or comment")
+    incident_id: str = Field(default="", max_length=300, description="the incident it is for")
 
 
 class IncidentEvent(BaseModel):

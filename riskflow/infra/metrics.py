@@ -55,6 +55,15 @@ EDGE_FRAME_AGE = Gauge(
     ["camera"],
 )
 
+# -- console ------------------------------------------------------------------------------
+CONSOLE_STREAMS_DROPPED = Counter(
+    "riskflow_console_streams_dropped_total",
+    "Live event streams the console ended because the browser fell behind, by reason: "
+    "queue_full (console.stream_queue_size changes waiting), send_timeout (it read nothing "
+    "for console.stream_send_timeout_seconds)",
+    ["reason"],
+)
+
 # -- bridge -------------------------------------------------------------------------------
 BRIDGE_MESSAGES = Counter(
     "riskflow_bridge_messages_total",

@@ -18,7 +18,6 @@ from riskflow.names import (
     incident_key,
     site_open_incidents_key,
 )
-from workflows.incident import IncidentWorkflow
 
 Action = Literal["ack", "resolve", "dismiss", "comment"]
 _UPDATES: dict[str, str] = {"ack": "ack", "resolve": "resolve", "dismiss": "dismiss"}
@@ -65,16 +64,17 @@ async def act(
 ) -> IncidentState:
     """Send an operator action; the incident's new state. IncidentNotFound for an unknown
     id, IncidentActionRefused for an action its state does not allow (acking a resolved
-    incident, an empty comment)."""
+    incident, an empty comment) or one that reaches another incident: the workflow id is
+    the camera's (one per situation family), so the action carries `incident_id` and the
+    workflow refuses it unless that is its current incident (no check-then-act here: the
+    incident could close and the next one start between a check and the update)."""
     view = await show_incident(redis, incident_id)
     if view.state.closed and action != "comment":
         raise IncidentActionRefused(f"cannot {action} incident {incident_id}: it is {view.state}")
     handle = client.get_workflow_handle(view.workflow_id)
+    meant = by.model_copy(update={"incident_id": incident_id})
     try:
-        current = await handle.query(IncidentWorkflow.incident)
-        if current is None or current.incident_id != incident_id:
-            raise IncidentActionRefused(f"incident {incident_id} is closed")
-        answer = await handle.execute_update(_UPDATES.get(action, action), by)
+        answer = await handle.execute_update(_UPDATES.get(action, action), meant)
         state = IncidentState(answer)
     except WorkflowUpdateFailedError as exc:
         cause = exc.cause
