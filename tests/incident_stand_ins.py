@@ -49,10 +49,12 @@ from workflows.incident import IncidentWorkflow
 class StandIns:
     """The activities. `llm_open` cleared holds every first attempt until it is set again;
     `slow_records` delays a record (seconds) whose events include that kind, and
-    `record_started` is set when such a record begins; `throttled` channels answer
-    "too fast, retry in 30 s" to every attempt."""
+    `record_started` is set when such a record begins; `pause` delays every call of an
+    activity (by name); `throttled` channels answer "too fast, retry in 30 s" to every
+    attempt."""
 
     def __init__(self) -> None:
+        self.pause: dict[str, float] = {}
         self.llm_open = asyncio.Event()
         self.llm_open.set()
         self.slow_records: dict[str, float] = {}
@@ -66,6 +68,7 @@ class StandIns:
 
     @activity.defn(name="record_incident")
     async def record(self, record: IncidentRecord) -> bool:
+        await asyncio.sleep(self.pause.get("record_incident", 0.0))
         kinds = {event.kind for event in record.events}
         for kind, seconds in self.slow_records.items():
             if kind in kinds:
@@ -75,6 +78,7 @@ class StandIns:
 
     @activity.defn(name="build_task")
     async def build_task(self, inp: AssessmentInput) -> AssessmentTask:
+        await asyncio.sleep(self.pause.get("build_task", 0.0))
         return AssessmentTask(
             assessment_id=inp.assessment_id,
             camera_id=inp.event.camera_id,
@@ -91,6 +95,7 @@ class StandIns:
 
     @activity.defn(name="aggregate")
     async def aggregate(self, assessment: Assessment) -> AggregateResult:
+        await asyncio.sleep(self.pause.get("aggregate", 0.0))
         return AggregateResult(latest_updated=True, alerted=False, published=True)
 
     @activity.defn(name="notify")
@@ -139,6 +144,11 @@ async def stand_in_worker(
             for handle in started:
                 with contextlib.suppress(Exception):
                     await client.get_workflow_handle(handle.id).terminate("test over")
+
+
+def crowd(camera: str, frame_id: int, people: int) -> IncidentFrame:
+    event = scene_event(camera, frame_id, datetime.now(UTC), people=people, falls=0)
+    return IncidentFrame(event=event, rule="crowd", severity=2, count=people)
 
 
 def fall(camera: str, frame_id: int, captured_at: datetime | None = None) -> IncidentFrame:

@@ -9,18 +9,24 @@ time."""
 from __future__ import annotations
 
 import asyncio
+import json
+from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
 from temporalio.api.enums.v1 import EventType
+from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Replayer
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from riskflow.config.incidents import EscalationStep, IncidentConfig
 from riskflow.contracts.incidents import IncidentState, IncidentView, OperatorAction
 from tests.conftest import eventually
-from tests.incident_stand_ins import StandIns, fall, signal_with_start, stand_in_worker
+from tests.incident_stand_ins import StandIns, crowd, fall, signal_with_start, stand_in_worker
+from workflows.assessment import RiskAssessmentWorkflow
 from workflows.incident import IncidentWorkflow
 
 QUIET_CHECK = 3 * 3600.0  # auto-resolve out of the way
@@ -53,6 +59,19 @@ async def failed_tasks(handle: WorkflowHandle[Any, Any]) -> list[str]:
         async for e in handle.fetch_history_events()
         if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED
     ]
+
+
+def local_activities_per_task(events: Iterable[HistoryEvent]) -> list[set[str]]:
+    """The local activity types whose markers each workflow task completion recorded."""
+    per_task: list[set[str]] = [set()]
+    for event in events:
+        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
+            per_task.append(set())
+        elif event.event_type == EventType.EVENT_TYPE_MARKER_RECORDED:
+            details = event.marker_recorded_event_attributes.details
+            if "data" in details:
+                per_task[-1].add(json.loads(details["data"].payloads[0].data)["activity_type"])
+    return per_task
 
 
 async def test_a_long_history_waits_for_the_running_assessment_without_freezing(
@@ -161,3 +180,51 @@ async def test_an_operator_update_during_the_last_records_is_answered_before_con
         view = await until(latest, lambda v: v.run_id != before.run_id)
     assert state == IncidentState.ACKNOWLEDGED
     assert view.state == IncidentState.ACKNOWLEDGED and view.acknowledged_by == "li.wei"
+
+
+async def test_local_activities_of_tasks_beside_the_loop_replay_in_their_recorded_order(
+    time_env: WorkflowEnvironment, task_queue: str, unique: str
+) -> None:
+    """The loop's records, an update's records and an assessment's task and aggregation are
+    local activities in flight together, finishing in another order than they started.
+    Replayed from history after every workflow task (no cache) and by the Replayer, each
+    result reaches its own caller: no nondeterminism, no decoding failure (sdk-python
+    issues #1578 and #1881 report both for concurrent local activities)."""
+    client = time_env.client
+    config = IncidentConfig(
+        escalation=[EscalationStep(after_seconds=0, channels=["ops", "lead"])],
+        count_step=1,
+        auto_resolve_after_seconds=QUIET_CHECK,
+    )
+    stand_ins = StandIns()
+    stand_ins.pause = {"record_incident": 0.3, "aggregate": 0.2}
+    camera = f"cam-{unique}"
+    async with stand_in_worker(client, task_queue, stand_ins, max_cached_workflows=0) as started:
+        handle = await signal_with_start(client, task_queue, crowd(camera, 1, 5), config)
+        started.append(handle)
+        await until(handle, lambda v: v.steps_sent == ["L0"])
+        for frame_id in range(2, 10):  # each one more person: each reassessed
+            await handle.signal(IncidentWorkflow.frame, crowd(camera, frame_id, 5 + frame_id))
+            if frame_id % 3 == 0:
+                comment = OperatorAction(by="li.wei", text=f"seen {frame_id}")
+                await handle.execute_update(IncidentWorkflow.comment, comment)
+        await until(handle, lambda v: v.frames_seen == 9 and v.assessments >= 2)
+        await handle.execute_update(IncidentWorkflow.resolve, OperatorAction(by="li.wei"))
+        view = await handle.result()
+        assert await failed_tasks(handle) == []
+        history = await handle.fetch_history()
+    runner = SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules(
+            "opentelemetry", "redis", "workflows"
+        )
+    )
+    replayer = Replayer(
+        workflows=[IncidentWorkflow, RiskAssessmentWorkflow],
+        data_converter=client.data_converter,
+        workflow_runner=runner,
+    )
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+    assert result.replay_failure is None, repr(result.replay_failure)
+    together = [types for types in local_activities_per_task(history.events) if len(types) > 1]
+    assert any({"record_incident", "build_task"} <= types for types in together)
+    assert isinstance(view, IncidentView) and view.state == IncidentState.RESOLVED
