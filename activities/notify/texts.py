@@ -10,6 +10,11 @@ the re-notification of an acknowledged incident whose severity a new assessment 
 
 The request's untrusted text (summary, hazards, actions, camera and site labels) is kept raw in
 the `Message`; each vendor neutralises it for its own markup (`activities.notify.markup`).
+
+A digest of messages parked for a rate-limited robot (`activities.notify.digest`) is riskflow's
+own message too, kind `merged` (`merged`): its title and first line are here, each parked
+message is an `Entry` (its title's pattern trusted, its labels untrusted, its console link
+trusted).
 """
 
 from __future__ import annotations
