@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from activities.notify.digest import (
+    Digest,
     Parked,
     build_digest,
     digest_message,
@@ -19,8 +20,11 @@ from activities.notify.digest import (
 )
 from activities.notify.dingtalk import DINGTALK
 from activities.notify.feishu import FEISHU
+from activities.notify.layout import markdown, markdown_link, plain_lines
 from activities.notify.limits import VENDOR_LIMITS, Window, block_seconds, paced_windows
 from activities.notify.pacing import InFlight, Lost, Merged, Robot, Taken, taken_outcome
+from activities.notify.texts import render
+from activities.notify.webhook import WEBHOOK
 from activities.notify.wecom import WECOM
 from riskflow.contracts.notifications import NotificationRequest
 from riskflow.levels import RiskLevel
@@ -109,12 +113,21 @@ def test_taken_outcome(state: Any, age: float, expected: object) -> None:
 def entry(n: int, severity: RiskLevel = RiskLevel.HIGH, minutes: int = 0, **kw: Any) -> Parked:
     fields: dict[str, Any] = {
         "key": f"inc-{n}:L0:ops",
-        "title": f"Incident: {severity.value} risk at Plant A, camera cam{n}",
+        "title": f"Incident: {severity.value} risk at {{site}}, camera {{camera}}",
+        "title_values": (("site", "Plant A"), ("camera", f"cam{n}")),
         "severity": severity,
         "link": f"{CONSOLE}/inc-{n}",
         "opened_ms": int((OPENED + timedelta(minutes=minutes)).timestamp() * 1000),
     }
     return Parked(**{**fields, **kw})
+
+
+def lines_of(digest: Digest, neutral: Any = DINGTALK.neutral) -> list[str]:
+    """The digest's lines after its title and first line, as markdown."""
+    title, blank, lead, blank_too, *lines = markdown(digest.message, neutral).split("\n")
+    assert title == f"### {digest.title}" and lead == digest.message.lead
+    assert blank == blank_too == ""
+    return lines
 
 
 def test_most_severe_first_then_oldest() -> None:
@@ -124,46 +137,74 @@ def test_most_severe_first_then_oldest() -> None:
         entry(3, RiskLevel.CRITICAL, 1),
         entry(4, RiskLevel.HIGH, 0),
     ]
-    digest = build_digest(entries, "en", 10_000, CONSOLE)
+    digest = build_digest(entries, "en", 10_000, CONSOLE, neutral=DINGTALK.neutral)
     assert digest.listed == ("inc-3:L0:ops", "inc-2:L0:ops", "inc-4:L0:ops", "inc-1:L0:ops")
     assert digest.counted == () and digest.severity == RiskLevel.CRITICAL
     assert digest.title == "4 notifications, merged (the robot's rate limit)"
-    lines = digest.body.splitlines()
+    assert digest.message.kind == "merged"
+    lines = lines_of(digest)
     assert lines[0] == (
         f"- **critical** [Incident: critical risk at Plant A, camera cam3]({CONSOLE}/inc-3)"
     )
-    assert "more" not in digest.body
+    assert len(lines) == 4 and "more" not in "\n".join(lines)
 
 
 def test_what_does_not_fit_is_counted_with_the_console_link() -> None:
     entries = [entry(n, minutes=n) for n in range(40)]
-    digest = build_digest(entries, "en", 2_000, CONSOLE)
+    digest = build_digest(entries, "en", 2_000, CONSOLE, neutral=DINGTALK.neutral)
     assert 0 < len(digest.listed) < 40
     assert set(digest.keys) == {e.key for e in entries} and len(digest.keys) == 40
     assert digest.listed == tuple(f"inc-{n}:L0:ops" for n in range(len(digest.listed)))
-    last = digest.body.splitlines()[-1]
+    last = lines_of(digest)[-1]
     assert last == f"and {len(digest.counted)} more: [all open incidents]({CONSOLE})"
-    text = f"### {digest.title}\n\n{digest.body}"
+    text = markdown(digest.message, DINGTALK.neutral)
     assert len(json.dumps(text, ensure_ascii=False).encode()) - 2 <= 2_000
 
 
 def test_a_tiny_budget_counts_everybody() -> None:
-    digest = build_digest([entry(1), entry(2)], "zh-CN", 10)
+    digest = build_digest([entry(1), entry(2)], "zh-CN", 10, neutral=DINGTALK.neutral)
     assert digest.listed == () and len(digest.counted) == 2
-    assert digest.body == "以及另外 2 条" and digest.title.startswith("2 条通知")
+    assert lines_of(digest) == ["以及另外 2 条"] and digest.title.startswith("2 条通知")
 
 
-def test_titles_cannot_break_the_markdown_link() -> None:
-    odd = entry(1, title="Camera [dock](x) 3\n### injected")
-    digest = build_digest([odd], "en", 10_000, CONSOLE)
-    assert digest.body == f"- **high** [Camera (dock)(x) 3 ### injected]({CONSOLE}/inc-1)"
-    bare = build_digest([entry(2, link="")], "en", 10_000)
-    assert bare.body == "- **high** Incident: high risk at Plant A, camera cam2"
+@pytest.mark.parametrize("vendor", [DINGTALK, WECOM, FEISHU, WEBHOOK], ids=lambda v: v.name)
+def test_untrusted_labels_are_inert_and_the_link_is_real(vendor: Any) -> None:
+    """A camera label with markup and a URL: neutralised by the vendor's own NEUTRAL, inside a
+    link label it cannot close; the console link itself stays a real URL."""
+    camera = "[dock](https://evil.example.com) 3\n### injected <at id=all></at>"
+    odd = entry(1, title_values=(("site", "Plant A"), ("camera", camera)))
+    digest = build_digest([odd], "en", 10_000, CONSOLE, neutral=vendor.neutral)
+    [line] = lines_of(digest, vendor.neutral)
+    shown = f"Incident: high risk at Plant A, camera {vendor.neutral(camera)}"
+    assert line == f"- **high** [{shown}]({CONSOLE}/inc-1)"
+    assert "https://evil" not in line and "[dock]" not in line and "\n" not in line
+    assert "<at" not in line
+    bare = build_digest([entry(2, link="")], "en", 10_000, neutral=vendor.neutral)
+    assert lines_of(bare, vendor.neutral) == [
+        "- **high** Incident: high risk at Plant A, camera cam2"
+    ]
+
+
+def test_an_entry_parked_before_titles_had_slots_is_all_untrusted() -> None:
+    raw = json.dumps(
+        {
+            "key": "inc-1:L0:ops",
+            "title": "New incident: high risk at [x](https://evil.example.com), camera {c}",
+            "severity": "high",
+            "link": f"{CONSOLE}/inc-1",
+            "opened_ms": 0,
+        }
+    )
+    old = Parked.from_json(raw)
+    digest = build_digest([old], "en", 10_000, CONSOLE, neutral=DINGTALK.neutral)
+    [line] = lines_of(digest)
+    assert "https://evil" not in line and "[x]" not in line and "{c}" in line
+    assert line.endswith(f"]({CONSOLE}/inc-1)")
 
 
 def test_an_empty_digest_is_refused() -> None:
     with pytest.raises(ValueError):
-        build_digest([], "en", 1000)
+        build_digest([], "en", 1000, neutral=DINGTALK.neutral)
 
 
 @pytest.mark.parametrize(
@@ -198,34 +239,49 @@ def request(n: int, language: str = "zh-CN") -> NotificationRequest:
 
 
 def test_parked_entry_round_trips() -> None:
-    parked = parked_entry(request(1), "标题 [1]")
+    parked = parked_entry(request(1), render(request(1)))
     assert Parked.from_json(parked.to_json()) == parked
+    assert "{site}" in parked.title and "第一工厂" not in parked.title  # the labels are values
+    assert dict(parked.title_values) == {"site": "第一工厂", "camera": "cam1"}
     assert parked.opened_ms == int(OPENED.timestamp() * 1000)
 
 
 @pytest.mark.parametrize("vendor", [DINGTALK, WECOM, FEISHU], ids=lambda v: v.name)
 def test_a_large_digest_fits_each_vendor_whole(vendor: Any) -> None:
-    """500 long Chinese titles: the vendor's request stays within its limit, its own cut never
-    happens (no entry lost half-way), and every key is listed or counted."""
-    long_title = "事件:第一工厂 摄像头 装卸区三号门 出现极高风险,人员在压力机旁倒地" * 3
-    entries = [entry(n, minutes=n, title=f"{long_title} #{n}") for n in range(500)]
-    digest = build_digest(entries, "zh-CN", VENDOR_LIMITS[vendor.name].digest_bytes, CONSOLE)
+    """500 long Chinese camera labels: the vendor's request stays within its limit, its own cut
+    never happens (no entry lost half-way), every key is listed or counted, and every listed
+    entry's console link is there as a real URL."""
+    long_camera = "装卸区三号门 出现极高风险,人员在压力机旁倒地 [dock.example.com]" * 3
+    entries = [
+        entry(n, minutes=n, title_values=(("site", "第一工厂"), ("camera", f"{long_camera} #{n}")))
+        for n in range(500)
+    ]
+    budget = VENDOR_LIMITS[vendor.name].digest_bytes
+    digest = build_digest(entries, "zh-CN", budget, CONSOLE, neutral=vendor.neutral)
     assert len(digest.keys) == 500 and digest.counted and digest.listed
     carried, message = digest_message(request(0), digest)
     built = vendor.build(carried, message, "http://robot.example/x", "secret", 1.8e9)
     payload = json.loads(built.body)
     if vendor is DINGTALK:
         text = payload["markdown"]["text"]
-        assert len(text.encode()) <= 20_000 and text == message.markdown()
+        assert len(text.encode()) <= 20_000 and text == markdown(message, vendor.neutral)
+        assert payload["markdown"]["title"] == digest.title
     elif vendor is WECOM:
         text = payload["markdown"]["content"]
-        assert len(text.encode()) <= 4096 and text == message.markdown()
+        assert len(text.encode()) <= 4096 and text == markdown(message, vendor.neutral)
     else:
         assert len(built.body) <= 20 * 1024
         [div] = payload["card"]["elements"]  # no buttons on a digest
-        assert div["text"]["content"].rstrip() == digest.body
+        lines = plain_lines(message, vendor.neutral, links=False, link=markdown_link)
+        assert div["text"]["content"] == "\n".join(lines)
+        assert payload["card"]["header"]["title"]["content"] == digest.title
     assert text_of(payload).rstrip().endswith(f"[全部未关闭事件]({CONSOLE})")
+    assert digest.title.startswith("500 条通知合并发送")
     assert "Severity" not in text_of(payload) and "风险等级" not in text_of(payload)
+    listed = {int(k.split(":")[0].removeprefix("inc-")) for k in digest.listed}
+    for n in range(500):  # each listed entry's link, real; none of a counted one
+        assert (f"]({CONSOLE}/inc-{n})" in text_of(payload)) == (n in listed), n
+    assert "dock.example.com" not in text_of(payload)  # the label's host name is inert
 
 
 def text_of(payload: dict[str, Any]) -> str:

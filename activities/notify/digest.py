@@ -1,9 +1,13 @@
 """One message for many: the digest a robot gets when messages were parked for it.
 
 A parked message is kept as a `Parked` entry (its idempotency key, title, severity, link and
-when its incident opened). `build_digest` lays every entry out as one markdown line, most
-severe first and then the oldest, within the vendor's size (`limits.VendorLimits.digest_bytes`,
-measured as the JSON-escaped UTF-8 the request carries); entries that do not fit are counted
+when its incident opened). A digest is riskflow's own message (`texts.merged`, kind `merged`):
+its title ("N notifications, merged") and first line are riskflow's words, each entry is one
+line whose link is the console URL riskflow wrote and whose label is the severity and the
+parked message's title, that title's untrusted values (site and camera labels) passed through
+the vendor's `NEUTRAL`. `build_digest` lists the entries most severe first and then the oldest,
+within the vendor's size (`limits.VendorLimits.digest_bytes`, measured on the neutralised
+markdown the vendor sends, as JSON-escaped UTF-8); entries that do not fit are counted
 ("and N more") with a link to the console's incident list. `digest_message` turns it into the
 request and message a vendor module lays out. Pure: no clock, no I/O.
 """
@@ -11,52 +15,37 @@ request and message a vendor module lays out. Pure: no clock, no I/O.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass
 
-from activities.notify.texts import Message, render
+from activities.notify.layout import markdown, markdown_entry
+from activities.notify.texts import Entry, Message, merged, severity_word
 from riskflow.config.sites import Language
 from riskflow.contracts.notifications import NotificationRequest
 from riskflow.levels import RiskLevel
 
-TEXTS: dict[Language, dict[str, str]] = {
-    "en": {
-        "title": "{count} notifications, merged (the robot's rate limit)",
-        "more": "and {count} more",
-        "all": "all open incidents",
-        "critical": "critical",
-        "high": "high",
-        "medium": "medium",
-        "low": "low",
-        "none": "none",
-    },
-    "zh-CN": {
-        "title": "{count} 条通知合并发送(机器人发送频率限制)",
-        "more": "以及另外 {count} 条",
-        "all": "全部未关闭事件",
-        "critical": "极高",
-        "high": "高",
-        "medium": "中",
-        "low": "低",
-        "none": "无",
-    },
-}
+Neutral = Callable[[str], str]
 
 
 @dataclass(frozen=True)
 class Parked:
-    """A message that waits for its robot: what a digest shows of it."""
+    """A message that waits for its robot: what a digest shows of it. `title` is its title
+    pattern (riskflow's words, with `{site}`/`{camera}` slots: `texts.Message.title_pattern`),
+    `title_values` the untrusted labels that fill the slots, `link` its console page."""
 
     key: str
     title: str
     severity: RiskLevel
     link: str
     opened_ms: int
+    title_values: tuple[tuple[str, str], ...] = ()
 
     def to_json(self) -> str:
         return json.dumps(
             {
                 "key": self.key,
                 "title": self.title,
+                "title_values": [list(pair) for pair in self.title_values],
                 "severity": self.severity.value,
                 "link": self.link,
                 "opened_ms": self.opened_ms,
@@ -66,37 +55,54 @@ class Parked:
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> Parked:
+        """An entry from its JSON; one parked before titles had slots (no `title_values`)
+        has a raw title, so all of it is an untrusted value."""
         data = json.loads(raw)
+        if "title_values" in data:
+            title = data["title"]
+            values = tuple((str(k), str(v)) for k, v in data["title_values"])
+        else:
+            title, values = "{title}", (("title", str(data["title"])),)
         return cls(
             key=data["key"],
-            title=data["title"],
+            title=title,
             severity=RiskLevel(data["severity"]),
             link=data["link"],
             opened_ms=int(data["opened_ms"]),
+            title_values=values,
         )
 
+    def entry(self, language: Language) -> Entry:
+        """This message as one line of a digest in `language`."""
+        severity = severity_word(language, self.severity.value)
+        return Entry(severity, self.title, self.title_values, self.link)
 
-def parked_entry(request: NotificationRequest, title: str) -> Parked:
-    """`request` as a digest shows it; `title` is its rendered title."""
+
+def parked_entry(request: NotificationRequest, message: Message) -> Parked:
+    """`request` as a digest shows it; `message` is its rendering (`texts.render`)."""
     return Parked(
         key=request.idempotency_key,
-        title=title,
+        title=message.title_pattern,
         severity=request.severity,
         link=request.console_url,
         opened_ms=int(request.opened_at.timestamp() * 1000),
+        title_values=message.title_values,
     )
 
 
 @dataclass(frozen=True)
 class Digest:
-    """`title` and markdown `body`; `listed` keys have a line each, `counted` keys are only
-    counted; `severity` is the highest of all."""
+    """The digest's `message` (kind `merged`); `listed` keys have a line each, `counted` keys
+    are only counted; `severity` is the highest of all."""
 
-    title: str
-    body: str
+    message: Message
     severity: RiskLevel
     listed: tuple[str, ...]
     counted: tuple[str, ...]
+
+    @property
+    def title(self) -> str:
+        return self.message.title_pattern  # riskflow's words only
 
     @property
     def keys(self) -> tuple[str, ...]:
@@ -115,52 +121,41 @@ def _escaped_bytes(text: str) -> int:
     return len(json.dumps(text, ensure_ascii=False).encode()) - 2
 
 
-def _label(text: str) -> str:
-    """Text safe inside a markdown link label."""
-    return " ".join(text.replace("[", "(").replace("]", ")").split())
-
-
-def _line(entry: Parked, words: dict[str, str]) -> str:
-    severity = words.get(entry.severity.value, entry.severity.value)
-    title = _label(entry.title)
-    shown = f"[{title}]({entry.link})" if entry.link else title
-    return f"- **{severity}** {shown}"
-
-
-def _more(count: int, words: dict[str, str], list_url: str) -> str:
-    more = words["more"].format(count=count)
-    return f"{more}: [{words['all']}]({list_url})" if list_url else more
-
-
 def build_digest(
-    entries: list[Parked], language: Language, budget_bytes: int, list_url: str = ""
+    entries: list[Parked],
+    language: Language,
+    budget_bytes: int,
+    list_url: str = "",
+    *,
+    neutral: Neutral,
 ) -> Digest:
-    """One digest of `entries` whose `### title` + body fits `budget_bytes` (JSON-escaped
-    UTF-8); what does not fit is counted with a link to `list_url` (see the module docstring).
-    The title and the count line are always there, so a tiny budget lists nobody."""
+    """One digest of `entries` whose markdown (`layout.markdown`, untrusted values passed
+    through `neutral`, the vendor's `NEUTRAL`) fits `budget_bytes` (JSON-escaped UTF-8); what
+    does not fit is counted with a link to `list_url` (see the module docstring). The title,
+    the first line and the count line are always there, so a tiny budget lists nobody."""
     if not entries:
         raise ValueError("a digest needs at least one entry")
-    words = TEXTS[language]
+    count = len(entries)
     ordered = sorted(entries, key=lambda e: (-e.severity.rank, e.opened_ms, e.key))
-    title = words["title"].format(count=len(ordered))
-    used = _escaped_bytes(f"### {title}\n\n")
-    lines: list[str] = []
-    for position, entry in enumerate(ordered):
-        line = _line(entry, words)
-        rest = len(ordered) - position - 1
-        tail = _escaped_bytes("\n" + _more(rest, words, list_url)) if rest else 0
-        cost = _escaped_bytes(line + "\n")
+
+    def size(message: Message) -> int:
+        return _escaped_bytes(markdown(message, neutral))
+
+    head = size(merged(language, count, ()))  # "### title\n\nlead\n"
+    used = head
+    lines: list[Entry] = []
+    for position, parked in enumerate(ordered):
+        line = parked.entry(language)
+        rest = count - position - 1
+        tail = size(merged(language, count, (), rest, list_url)) - head if rest else 0
+        cost = _escaped_bytes("\n" + markdown_entry(line, neutral))
         if used + cost + tail > budget_bytes:
             break
         lines.append(line)
         used += cost
-    listed = ordered[: len(lines)]
-    counted = ordered[len(lines) :]
-    if counted:
-        lines.append(_more(len(counted), words, list_url))
+    listed, counted = ordered[: len(lines)], ordered[len(lines) :]
     return Digest(
-        title=title,
-        body="\n".join(lines),
+        message=merged(language, count, tuple(lines), len(counted), list_url),
         severity=ordered[0].severity,
         listed=tuple(e.key for e in listed),
         counted=tuple(e.key for e in counted),
@@ -171,17 +166,17 @@ def digest_message(
     request: NotificationRequest, digest: Digest
 ) -> tuple[NotificationRequest, Message]:
     """What a vendor module lays out for `digest`: `request` (its key, channel and language)
-    as a held summary of the digest's severity, title and lines, and its message without one
-    incident's fields or buttons."""
+    carrying the digest's severity and title, none of one incident's text or links, and the
+    digest's own message."""
     carried = request.model_copy(
         update={
             "kind": "summary",
             "severity": digest.severity,
             "title": digest.title,
-            "summary": digest.body,
+            "summary": "",
             "hazards": [],
             "recommended_actions": [],
             "console_url": "",
         }
     )
-    return carried, replace(render(carried), fields=())
+    return carried, digest.message

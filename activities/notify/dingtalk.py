@@ -81,4 +81,4 @@ def check(answer: Any) -> str:
     return message or "ok"
 
 
-DINGTALK = Vendor("dingtalk", build, check)
+DINGTALK = Vendor("dingtalk", build, check, NEUTRAL)

@@ -34,7 +34,7 @@ from typing import Any
 
 from activities.notify import errors
 from activities.notify.http import HttpRequest, Vendor, code_of, json_body
-from activities.notify.layout import plain_lines
+from activities.notify.layout import markdown_link, plain_lines
 from activities.notify.markup import Neutraliser, fit
 from activities.notify.texts import Link, Message
 from riskflow.contracts.notifications import NotificationRequest
@@ -71,7 +71,7 @@ def _button(link: Link) -> dict[str, Any]:
 
 def card(request: NotificationRequest, message: Message) -> dict[str, Any]:
     """The interactive card: a coloured header, the text as lark_md, and the link buttons."""
-    body = "\n".join(plain_lines(message, NEUTRAL, links=False))
+    body = "\n".join(plain_lines(message, NEUTRAL, links=False, link=markdown_link))
     elements: list[dict[str, Any]] = [{"tag": "div", "text": {"tag": "lark_md", "content": body}}]
     if message.links:
         elements.append({"tag": "action", "actions": [_button(link) for link in message.links]})
@@ -108,4 +108,4 @@ def check(answer: Any) -> str:
     return message or "success"
 
 
-FEISHU = Vendor("feishu", build, check)
+FEISHU = Vendor("feishu", build, check, NEUTRAL)

@@ -53,12 +53,14 @@ class HttpRequest:
 @dataclass(frozen=True)
 class Vendor:
     """A vendor's format: `build(request, message, url, secret, now_seconds)` makes the POST;
-    `check(answer)` returns the detail of a 2xx JSON answer or raises `Refused`. A
-    `redeliverable` vendor's receivers dedupe by idempotency key."""
+    `check(answer)` returns the detail of a 2xx JSON answer or raises `Refused`; `neutral` is
+    the module's `NEUTRAL`, what makes untrusted text inert in its markup (a digest measures
+    its lines with it). A `redeliverable` vendor's receivers dedupe by idempotency key."""
 
     name: str
     build: Callable[[NotificationRequest, Message, str, str | None, float], HttpRequest]
     check: Callable[[Any], str]
+    neutral: Callable[[str], str]
     redeliverable: bool = False
 
 

@@ -129,7 +129,7 @@ class PacedSender:
         robot = self._robots.robot(request.channel, channel)
         if robot is None or isinstance(channel, EmailChannel):
             return await send_once()
-        entry = parked_entry(request, render(request).title(str))
+        entry = parked_entry(request, render(request))
         token = f"{request.idempotency_key}#{uuid.uuid4().hex[:12]}"
         decision = await self._pacer.acquire(robot, entry, token)
         if isinstance(decision, Taken):
@@ -210,7 +210,11 @@ class PacedSender:
         others = [p.key for p in granted.parked]
         list_url = next((incidents_list_url(e.link) for e in entries if e.link), "")
         digest = build_digest(
-            entries, request.language, VENDOR_LIMITS[robot.vendor].digest_bytes, list_url
+            entries,
+            request.language,
+            VENDOR_LIMITS[robot.vendor].digest_bytes,
+            list_url,
+            neutral=self._vendors[channel.type].neutral,
         )
         try:
             answer = await self._post(request, channel, digest)

@@ -10,6 +10,11 @@ the re-notification of an acknowledged incident whose severity a new assessment 
 
 The request's untrusted text (summary, hazards, actions, camera and site labels) is kept raw in
 the `Message`; each vendor neutralises it for its own markup (`activities.notify.markup`).
+
+A digest of messages parked for a rate-limited robot (`activities.notify.digest`) is riskflow's
+own message too, kind `merged` (`merged`): its title and first line are here, each parked
+message is an `Entry` (its title's pattern trusted, its labels untrusted, its console link
+trusted).
 """
 
 from __future__ import annotations
@@ -24,7 +29,15 @@ from riskflow.config.sites import Language
 from riskflow.contracts.notifications import NotificationRequest
 
 HeadlineKind = Literal[
-    "opened", "assessed", "escalated", "upgraded", "reminder", "summary", "resolved", "dismissed"
+    "opened",
+    "assessed",
+    "escalated",
+    "upgraded",
+    "reminder",
+    "summary",
+    "resolved",
+    "dismissed",
+    "merged",
 ]
 CLOSING: frozenset[str] = frozenset({"resolved", "dismissed"})
 MAX_LABEL_CHARS = 64  # one untrusted label (camera, site) in a title or field
@@ -48,6 +61,10 @@ _EN: dict[str, str] = {
     "lead:summary": "This notification was held during quiet hours and is sent now.",
     "lead:resolved": "The incident is resolved. No action is needed.",
     "lead:dismissed": "The incident was dismissed as a false alarm. No action is needed.",
+    "title:merged": "{count} notifications, merged (the robot's rate limit)",
+    "lead:merged": "The robot takes only so many messages a minute: these are sent together.",
+    "more": "and {count} more",
+    "all_incidents": "all open incidents",
     "severity": "Severity",
     "state": "State",
     "situation": "Situation",
@@ -88,6 +105,10 @@ _ZH: dict[str, str] = {
     "lead:summary": "该通知在静默时段内暂缓,现在补发。",
     "lead:resolved": "事件已解除,无需处理。",
     "lead:dismissed": "事件已判定为误报,无需处理。",
+    "title:merged": "{count} 条通知合并发送(机器人发送频率限制)",
+    "lead:merged": "机器人每分钟可发送的消息有限,以下通知合并发送。",
+    "more": "以及另外 {count} 条",
+    "all_incidents": "全部未关闭事件",
     "severity": "风险等级",
     "state": "状态",
     "situation": "情况",
@@ -123,10 +144,30 @@ class Link:
 
 
 @dataclass(frozen=True)
+class Entry:
+    """One line of a digest: a message that waited for its robot. Trusted: `severity` (the
+    word), `title_pattern` (the message's title with `{site}`/`{camera}` slots) and `url` (its
+    console link, "" for none). Untrusted: `title_values`."""
+
+    severity: str
+    title_pattern: str
+    title_values: tuple[tuple[str, str], ...]
+    url: str
+
+    def title(self, neutral: Callable[[str], str]) -> str:
+        """The title, its untrusted values passed through `neutral`."""
+        return self.title_pattern.format(**{k: neutral(v) for k, v in self.title_values})
+
+
+@dataclass(frozen=True)
 class Message:
     """One notification in words. Trusted (riskflow's): `kind`, `title_pattern`, `lead`, field
     labels, section labels, `links`. Untrusted (raw, for each vendor to neutralise):
-    `title_values`, field values, `summary`, `hazards`, `actions`."""
+    `title_values`, field values, `summary`, `hazards`, `actions`.
+
+    A digest (`kind` "merged", `merged`) has no summary, fields or links of its own: its
+    `entries` (each one line with its link), then `more` ("and N more", trusted) with
+    `more_link` (the console's incident list)."""
 
     kind: HeadlineKind
     title_pattern: str
@@ -139,6 +180,9 @@ class Message:
     actions_label: str
     actions: tuple[str, ...]
     links: tuple[Link, ...]
+    entries: tuple[Entry, ...] = ()
+    more: str = ""
+    more_link: Link | None = None
 
     @property
     def closing(self) -> bool:
@@ -245,3 +289,36 @@ def render(request: NotificationRequest) -> Message:
         actions=tuple(request.recommended_actions),
         links=_links(request, kind, t),
     )
+
+
+def merged(
+    language: Language,
+    count: int,
+    entries: tuple[Entry, ...],
+    more: int = 0,
+    list_url: str = "",
+) -> Message:
+    """A digest of `count` messages in `language`: `entries` listed one a line, `more` of them
+    only counted (with a link to `list_url`, the console's incident list, when there is one)."""
+    t = TEXTS[language]
+    return Message(
+        kind="merged",
+        title_pattern=t["title:merged"].format(count=count),
+        title_values=(),
+        lead=t["lead:merged"],
+        summary="",
+        fields=(),
+        hazards_label=t["hazards"],
+        hazards=(),
+        actions_label=t["actions"],
+        actions=(),
+        links=(),
+        entries=entries,
+        more=t["more"].format(count=more) if more else "",
+        more_link=Link(t["all_incidents"], list_url) if more and list_url else None,
+    )
+
+
+def severity_word(language: Language, severity: str) -> str:
+    """The severity `severity` (a `RiskLevel` value) in `language`."""
+    return TEXTS[language].get(severity, severity)

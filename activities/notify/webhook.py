@@ -58,4 +58,4 @@ def check(answer: Any) -> str:
     return "ok"
 
 
-WEBHOOK = Vendor("webhook", build, check, redeliverable=True)
+WEBHOOK = Vendor("webhook", build, check, NEUTRAL, redeliverable=True)

@@ -52,4 +52,4 @@ def check(answer: Any) -> str:
     return message or "ok"
 
 
-WECOM = Vendor("wecom", build, check)
+WECOM = Vendor("wecom", build, check, NEUTRAL)
