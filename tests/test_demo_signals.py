@@ -92,7 +92,7 @@ async def test_a_terminated_demo_stops_every_service_it_started(
     }
     env.pop("RISKFLOW_REDIS_URL", None)  # the demo starts all five
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "riskflow.cli", "--log-level", "WARNING", "demo",
+        sys.executable, "-m", "cli", "--log-level", "WARNING", "demo",
         "--cameras", "1", "--duration", "600",
         env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
