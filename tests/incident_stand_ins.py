@@ -36,7 +36,13 @@ from riskflow.contracts.incidents import (
     IncidentStart,
     incident_workflow_id,
 )
-from riskflow.contracts.lease import LeasedCallInput, LeasedCallOutput, LLMCallOutput
+from riskflow.contracts.lease import (
+    LeasedCallInput,
+    LeasedCallOutput,
+    LeaseRequest,
+    LeaseResult,
+    LLMCallOutput,
+)
 from riskflow.contracts.notifications import (
     NOTIFY_RATE_LIMITED,
     NotificationRequest,
@@ -50,8 +56,9 @@ class StandIns:
     """The activities. `llm_open` cleared holds every first attempt until it is set again;
     `slow_records` delays a record (seconds) whose events include that kind, and
     `record_started` is set when such a record begins; `pause` delays every call of an
-    activity (by name); `throttled` channels answer "too fast, retry in 30 s" to every
-    attempt."""
+    activity (by name); `no_key` makes every first attempt find no key, so the child
+    assessment takes over, and its lease fails for good (the child fails); `throttled`
+    channels answer "too fast, retry in 30 s" to every attempt."""
 
     def __init__(self) -> None:
         self.pause: dict[str, float] = {}
@@ -59,6 +66,7 @@ class StandIns:
         self.llm_open.set()
         self.slow_records: dict[str, float] = {}
         self.record_started: dict[str, asyncio.Event] = {}
+        self.no_key = False
         self.throttled: set[str] = set()
         self.sent: list[NotificationRequest] = []
 
@@ -90,8 +98,14 @@ class StandIns:
     @activity.defn(name="lease_and_call_llm")
     async def lease_and_call(self, inp: LeasedCallInput) -> LeasedCallOutput:
         await self.llm_open.wait()
+        if self.no_key:
+            return LeasedCallOutput()
         answer = RiskAnswer(risk_level="high", risk_score=80, summary="a person on the floor")
         return LeasedCallOutput(output=LLMCallOutput(answer=answer), key_id="k1")
+
+    @activity.defn(name="acquire_lease")
+    async def acquire_lease(self, request: LeaseRequest) -> LeaseResult:
+        raise ApplicationError("the key pool refused the request", non_retryable=True)
 
     @activity.defn(name="aggregate")
     async def aggregate(self, assessment: Assessment) -> AggregateResult:
@@ -132,6 +146,7 @@ async def stand_in_worker(
             stand_ins.record,
             stand_ins.build_task,
             stand_ins.lease_and_call,
+            stand_ins.acquire_lease,
             stand_ins.aggregate,
             stand_ins.notify,
         ],

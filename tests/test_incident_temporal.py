@@ -228,3 +228,29 @@ async def test_local_activities_of_tasks_beside_the_loop_replay_in_their_recorde
     together = [types for types in local_activities_per_task(history.events) if len(types) > 1]
     assert any({"record_incident", "build_task"} <= types for types in together)
     assert isinstance(view, IncidentView) and view.state == IncidentState.RESOLVED
+
+
+async def test_a_child_assessment_that_fails_is_recorded_as_failed(
+    time_env: WorkflowEnvironment, task_queue: str, unique: str
+) -> None:
+    """The first attempt finds no key and the child assessment takes over; the child fails
+    (here its lease fails for good; terminated by hand or timed out, it ends the same way
+    on a real server - the test server never tells a parent of a terminated child,
+    sdk-java #2921). The incident records the assessment as failed and counts it, so its
+    messages stop saying an assessment is pending; it is not lost in the task beside the
+    loop."""
+    client = time_env.client
+    config = IncidentConfig(
+        escalation=[EscalationStep(after_seconds=0, channels=["ops"])],
+        auto_resolve_after_seconds=QUIET_CHECK,
+    )
+    stand_ins = StandIns()
+    stand_ins.no_key = True
+    camera = f"cam-{unique}"
+    async with stand_in_worker(client, task_queue, stand_ins) as started:
+        handle = await signal_with_start(client, task_queue, fall(camera, 1), config)
+        started.append(handle)
+        view = await until(handle, lambda v: v.assessments == 1 and v.steps_sent == ["L0"])
+    assessed = [e for e in view.timeline if e.kind == "assessed"]
+    assert len(assessed) == 1 and assessed[0].detail.startswith("failed")
+    assert view.state == IncidentState.NOTIFIED

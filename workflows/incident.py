@@ -276,7 +276,13 @@ class IncidentWorkflow(IncidentNotices):
         self, inp: IncidentStart, frame: IncidentFrame, situation: str, purpose: Purpose
     ) -> None:
         try:
-            result = await self._assess(inp, frame, situation)
+            try:
+                result = await self._assess(inp, frame, situation)
+            except ChildWorkflowError as err:
+                if not self._alarm_first:
+                    raise  # runs before the patch fail with it, as they did
+                self._child_failed(err)
+                result = None
             if not self._v.state.closed:
                 await self._after(inp, result, purpose)
         finally:
@@ -285,6 +291,13 @@ class IncidentWorkflow(IncidentNotices):
                 if queued is not None and not self._v.state.closed:
                     self._start_assessment(inp, *queued)
                 self._changed = True
+
+    def _child_failed(self, err: ChildWorkflowError) -> None:
+        """The child assessment ended without an answer (terminated, timed out): recorded and
+        counted as a failed assessment. Raised in the task beside the loop, it would only
+        end that task, unseen."""
+        self._set(assessments=self._v.assessments + 1)
+        self._record("assessed", LLM_ACTOR, f"failed: {err.cause or err}"[:500])
 
     async def _after(self, inp: IncidentStart, result: Assessment | None, purpose: Purpose) -> None:
         cfg = inp.config
