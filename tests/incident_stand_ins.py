@@ -69,6 +69,7 @@ class StandIns:
         self.no_key = False
         self.throttled: set[str] = set()
         self.sent: list[NotificationRequest] = []
+        self.refused: list[NotificationRequest] = []
 
     @activity.defn(name="incident_gate")
     async def gate(self, gate: IncidentGate) -> IncidentGateResult:
@@ -115,6 +116,7 @@ class StandIns:
     @activity.defn(name="notify")
     async def notify(self, request: NotificationRequest) -> NotificationResult:
         if request.channel in self.throttled:
+            self.refused.append(request)
             raise ApplicationError(
                 "too fast", type=NOTIFY_RATE_LIMITED, next_retry_delay=timedelta(seconds=30)
             )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterable
-from datetime import timedelta
+from datetime import UTC, timedelta
 from typing import Any
 
 from temporalio.api.enums.v1 import EventType
@@ -23,11 +23,19 @@ from temporalio.worker import Replayer
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from riskflow.config.incidents import EscalationStep, IncidentConfig
-from riskflow.contracts.incidents import IncidentState, IncidentView, OperatorAction
+from riskflow.contracts.incidents import (
+    IncidentStart,
+    IncidentState,
+    IncidentView,
+    OperatorAction,
+    incident_workflow_id,
+)
 from tests.conftest import eventually
 from tests.incident_stand_ins import StandIns, crowd, fall, signal_with_start, stand_in_worker
 from workflows.assessment import RiskAssessmentWorkflow
 from workflows.incident import IncidentWorkflow
+from workflows.incident_plan import notification
+from workflows.policies import NOTIFY_SEND_GIVE_UP
 
 QUIET_CHECK = 3 * 3600.0  # auto-resolve out of the way
 QUERY_TIMEOUT = timedelta(seconds=3)
@@ -254,3 +262,118 @@ async def test_a_child_assessment_that_fails_is_recorded_as_failed(
     assessed = [e for e in view.timeline if e.kind == "assessed"]
     assert len(assessed) == 1 and assessed[0].detail.startswith("failed")
     assert view.state == IncidentState.NOTIFIED
+
+
+def notify_scheduled(events: Iterable[HistoryEvent]) -> list[HistoryEvent]:
+    return [
+        e
+        for e in events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+        and e.activity_task_scheduled_event_attributes.activity_type.name == "notify"
+    ]
+
+
+async def test_a_message_carried_into_the_next_run_keeps_the_time_it_spent(
+    time_env: WorkflowEnvironment, task_queue: str, unique: str
+) -> None:
+    """A message still trying when the run continues as new is carried with the time of its
+    first attempt, and the next run tries it only for what is left of NOTIFY_SEND_GIVE_UP.
+    Before, each run started it again from its first attempt (15 more): a busy scene that
+    continues as new every few minutes kept a failing channel from ever giving up to its
+    fallback."""
+    client = time_env.client
+    config = IncidentConfig(
+        escalation=[EscalationStep(after_seconds=0, channels=["slow"], fallback_channels=["mail"])],
+        max_history_events=100,
+        auto_resolve_after_seconds=QUIET_CHECK,
+    )
+    stand_ins = StandIns()
+    stand_ins.throttled = {"slow"}
+    camera = f"cam-{unique}"
+    async with stand_in_worker(client, task_queue, stand_ins) as started:
+        handle = await signal_with_start(client, task_queue, fall(camera, 1), config)
+        started.append(handle)
+        view = await until(handle, lambda v: v.steps_sent == ["L0"])
+        first_run, frame_id = view.run_id, 1
+        while view.run_id == first_run:  # frames until the history is long
+            for _ in range(10):
+                frame_id += 1
+                await handle.signal(IncidentWorkflow.frame, fall(camera, frame_id))
+            view = await until(handle, lambda v: True)
+        old = client.get_workflow_handle(handle.id, run_id=first_run)
+        new = client.get_workflow_handle(handle.id, run_id=view.run_id)
+        [tried] = notify_scheduled([e async for e in old.fetch_history_events()])
+        events = [e async for e in new.fetch_history_events()]
+    payloads = events[0].workflow_execution_started_event_attributes.input.payloads
+    [carried] = client.data_converter.payload_converter.from_payloads(payloads, [IncidentStart])
+    [key] = carried.sends_since
+    assert key.endswith(":L0:slow")
+    first_tried = tried.event_time.ToDatetime(UTC)
+    assert abs(carried.sends_since[key] - first_tried) < timedelta(seconds=1)
+    [retried] = notify_scheduled(events)
+    continued = events[0].event_time.ToDatetime(UTC)
+    left = retried.activity_task_scheduled_event_attributes.schedule_to_close_timeout
+    expected = NOTIFY_SEND_GIVE_UP - (continued - first_tried)
+    assert abs(left.ToTimedelta() - expected) < timedelta(seconds=2)
+
+
+async def test_a_message_carried_past_its_time_gives_up_and_its_fallback_is_told(
+    time_env: WorkflowEnvironment, task_queue: str, unique: str
+) -> None:
+    """A run that starts with a message first tried longer ago than NOTIFY_SEND_GIVE_UP does
+    not try it again: it is recorded as failed and the level's fallback channel is told."""
+    client = time_env.client
+    config = IncidentConfig(
+        escalation=[EscalationStep(after_seconds=0, channels=["slow"], fallback_channels=["mail"])],
+        auto_resolve_after_seconds=QUIET_CHECK,
+    )
+    stand_ins = StandIns()
+    stand_ins.throttled = {"slow"}
+    camera = f"cam-{unique}"
+    workflow_id = incident_workflow_id(camera, "hazard")
+    now = await time_env.get_current_time()
+    start = IncidentStart(
+        workflow_id=workflow_id,
+        camera_id=camera,
+        family="hazard",
+        site_id="plant-a",
+        timezone="UTC",
+        config=config,
+    )
+    view = IncidentView(
+        incident_id=f"{workflow_id}-1",
+        workflow_id=workflow_id,
+        camera_id=camera,
+        site_id="plant-a",
+        family="hazard",
+        rule="fall",
+        rule_severity=5,
+        severity="high",
+        state=IncidentState.NOTIFIED,
+        steps_sent=["L0"],
+        escalation_level=0,
+        opened_at=now,
+        notified_at=now,
+        updated_at=now,
+    )
+    message = notification(start, view, "opened", 0, "L0", "slow")
+    long_ago = now - NOTIFY_SEND_GIVE_UP - timedelta(minutes=1)
+    carried = start.model_copy(
+        update={
+            "carried": view,
+            "sends": [message],
+            "sends_since": {message.idempotency_key: long_ago},
+        }
+    )
+    async with stand_in_worker(client, task_queue, stand_ins) as started:
+        handle = await client.start_workflow(
+            IncidentWorkflow.run, carried, id=workflow_id, task_queue=task_queue
+        )
+        started.append(handle)
+        view = await until(handle, lambda v: any("slow failed" in e.detail for e in v.timeline))
+
+        async def fallback_told() -> bool:
+            return stand_ins.keys() == ["L0:slow:fallback:mail"]
+
+        await eventually(fallback_told)
+    assert stand_ins.refused == []  # not tried again

@@ -121,7 +121,7 @@ class IncidentWorkflow(IncidentNotices):
         if inp.carried is not None:
             self._view = inp.carried.model_copy(update={"run_id": workflow.info().run_id})
         for request in inp.sends:  # messages under way when the last run continued as new
-            self._sends.start(request)
+            self._sends.start(request, inp.sends_since.get(request.idempotency_key))
         if inp.carried is None and not await self._open(inp):
             if not self._sends.idle():
                 await workflow.wait_condition(self._sends.idle)

@@ -47,7 +47,12 @@ with workflow.unsafe.imports_passed_through():
         NotificationResult,
     )
     from workflows import incident_plan as plan
-    from workflows.policies import INFRA_RETRY, NOTIFY_RETRY, NOTIFY_SEND_RETRY
+    from workflows.policies import (
+        INFRA_RETRY,
+        NOTIFY_RETRY,
+        NOTIFY_SEND_GIVE_UP,
+        NOTIFY_SEND_RETRY,
+    )
 
 # One attempt: a vendor that answers within its own deadline, or a connection that fails.
 SEND_ATTEMPT_SECONDS = 30.0
@@ -62,13 +67,17 @@ class Sends:
     def __init__(self, done: Done) -> None:
         self._done = done
         self._running: dict[str, NotificationRequest] = {}
+        self._since: dict[str, datetime] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def start(self, request: NotificationRequest) -> None:
-        """Send `request` beside the loop; a key already in flight is not sent twice."""
-        if request.idempotency_key in self._running:
+    def start(self, request: NotificationRequest, since: datetime | None = None) -> None:
+        """Send `request` beside the loop, first tried at `since` (now when None: a carried
+        message keeps the time it spent); a key already in flight is not sent twice."""
+        key = request.idempotency_key
+        if key in self._running:
             return
-        self._running[request.idempotency_key] = request
+        self._running[key] = request
+        self._since[key] = since or workflow.now()
         task = asyncio.create_task(self._send(request))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -78,23 +87,39 @@ class Sends:
         """What has not ended yet, oldest first (continue-as-new carries it)."""
         return list(self._running.values())
 
+    @property
+    def since(self) -> dict[str, datetime]:
+        """When each message in flight was first tried, by key (carried with it)."""
+        return {key: self._since[key] for key in self._running}
+
     def idle(self) -> bool:
         return not self._running
 
     async def _send(self, request: NotificationRequest) -> None:
+        key = request.idempotency_key
+        left = self._since[key] + NOTIFY_SEND_GIVE_UP - workflow.now()
+        if left <= timedelta(0):  # carried past its time: given up without another attempt
+            self._ended(request, None, f"gave up after {NOTIFY_SEND_GIVE_UP}")
+            return
         try:
             result = await workflow.execute_activity_method(
                 NotifyActivities.notify,
                 request,
                 start_to_close_timeout=timedelta(seconds=SEND_ATTEMPT_SECONDS),
+                schedule_to_close_timeout=left,
                 retry_policy=NOTIFY_SEND_RETRY,
             )
         except ActivityError as exc:
-            self._running.pop(request.idempotency_key, None)
-            self._done(request, None, str(exc.cause or exc))
+            self._ended(request, None, str(exc.cause or exc))
             return
+        self._ended(request, result, "")
+
+    def _ended(
+        self, request: NotificationRequest, result: NotificationResult | None, error: str
+    ) -> None:
         self._running.pop(request.idempotency_key, None)
-        self._done(request, result, "")
+        self._since.pop(request.idempotency_key, None)
+        self._done(request, result, error)
 
 
 ALARM_FIRST = "alarm-first"  # workflow.patched id: the behaviour described above
@@ -228,8 +253,10 @@ class IncidentBase:
         messages are still under way: no view (the frames open a new incident, through the
         gate), those messages going on beside it."""
         pending = plan.coalesced(self._reopening(inp), MAX_PENDING)
-        update = {"carried": None, "seen": [], "pending": pending, "clear": None, "newest": None}
-        return inp.model_copy(update={**update, "sends": self._sends.in_flight})
+        update: dict[str, object] = {"carried": None, "seen": [], "pending": pending}
+        update |= {"clear": None, "newest": None}
+        update |= {"sends": self._sends.in_flight, "sends_since": self._sends.since}
+        return inp.model_copy(update=update)
 
     def _carry(self, inp: IncidentStart) -> IncidentStart:
         """The next run's input: the view, and bounded summaries of what is under way (never
@@ -240,7 +267,7 @@ class IncidentBase:
         update = {"carried": self._v, "seen": self._seen, "pending": pending}
         update |= {"clear": self._clear, "newest": self._newest}
         if self._alarm_first:
-            update["sends"] = self._sends.in_flight
+            update |= {"sends": self._sends.in_flight, "sends_since": self._sends.since}
         return inp.model_copy(update=update)
 
 

@@ -29,6 +29,9 @@ KEY_WAIT_JITTER = 0.2  # each wait for a key is stretched by up to this share, a
 # A channel's send beside the incident's loop (`workflows.incident_ladder`): about ten minutes
 # of a channel answering errors (a vendor's Retry-After or block time is honoured through the
 # activity's `next_retry_delay`), then it is recorded as failed and a fallback channel is used.
+# ... and at most this long after its first attempt, however often the incident continues as
+# new meanwhile (a message still trying is carried into the next run with the time it spent).
+NOTIFY_SEND_GIVE_UP = timedelta(minutes=30)
 NOTIFY_SEND_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     backoff_coefficient=2.0,

@@ -167,6 +167,10 @@ class IncidentStart(BaseModel):
     sends: list[NotificationRequest] = Field(
         default_factory=list, description="messages still in flight at continue-as-new"
     )
+    sends_since: dict[str, datetime] = Field(
+        default_factory=dict,
+        description="when each carried message (by idempotency key) was first tried",
+    )
 
 
 class OperatorAction(BaseModel):
