@@ -16,11 +16,13 @@ from typing import Any
 
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
-from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
+from temporalio.client import WorkflowExecutionStatus, WorkflowHandle, WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+from temporalio.workflow import NondeterminismError
 
 from riskflow.config.incidents import EscalationStep, IncidentConfig
 from riskflow.contracts.incidents import (
@@ -31,6 +33,7 @@ from riskflow.contracts.incidents import (
     incident_workflow_id,
 )
 from tests.conftest import eventually
+from tests.histories.changed import ReorderedChannels
 from tests.incident_stand_ins import StandIns, crowd, fall, signal_with_start, stand_in_worker
 from workflows.assessment import RiskAssessmentWorkflow
 from workflows.incident import IncidentWorkflow
@@ -67,6 +70,22 @@ async def failed_tasks(handle: WorkflowHandle[Any, Any]) -> list[str]:
         async for e in handle.fetch_history_events()
         if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED
     ]
+
+
+async def replayed(history: WorkflowHistory, incident: type) -> Exception | None:
+    """The failure replaying `history` on `incident` (sandboxed as the worker does)."""
+    runner = SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules(
+            "opentelemetry", "redis", "workflows"
+        )
+    )
+    replayer = Replayer(
+        workflows=[incident, RiskAssessmentWorkflow],
+        data_converter=pydantic_data_converter,
+        workflow_runner=runner,
+    )
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+    return result.replay_failure
 
 
 def local_activities_per_task(events: Iterable[HistoryEvent]) -> list[set[str]]:
@@ -221,18 +240,8 @@ async def test_local_activities_of_tasks_beside_the_loop_replay_in_their_recorde
         view = await handle.result()
         assert await failed_tasks(handle) == []
         history = await handle.fetch_history()
-    runner = SandboxedWorkflowRunner(
-        restrictions=SandboxRestrictions.default.with_passthrough_modules(
-            "opentelemetry", "redis", "workflows"
-        )
-    )
-    replayer = Replayer(
-        workflows=[IncidentWorkflow, RiskAssessmentWorkflow],
-        data_converter=client.data_converter,
-        workflow_runner=runner,
-    )
-    result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
-    assert result.replay_failure is None, repr(result.replay_failure)
+    failure = await replayed(history, IncidentWorkflow)
+    assert failure is None, repr(failure)
     together = [types for types in local_activities_per_task(history.events) if len(types) > 1]
     assert any({"record_incident", "build_task"} <= types for types in together)
     assert isinstance(view, IncidentView) and view.state == IncidentState.RESOLVED
@@ -377,3 +386,32 @@ async def test_a_message_carried_past_its_time_gives_up_and_its_fallback_is_told
 
         await eventually(fallback_told)
     assert stand_ins.refused == []  # not tried again
+
+
+async def test_a_levels_messages_started_in_another_order_fail_the_replay(
+    time_env: WorkflowEnvironment, task_queue: str, unique: str
+) -> None:
+    """A level's two messages start in one workflow task; its history replayed on code that
+    starts them in the other order. Replay compares an activity's type and id, not its input:
+    with ids by sequence number the two `notify` activities swapped silently, each task
+    getting the other's outcome (one channel's failure recorded against the other, the
+    wrong fallback told) and the replay test saw nothing. With the message's idempotency
+    key as its activity id the reorder is a nondeterminism error, as for any other change
+    of commands (README: Versioning)."""
+    client = time_env.client
+    config = IncidentConfig(
+        escalation=[EscalationStep(after_seconds=0, channels=["ops", "lead"])],
+        auto_resolve_after_seconds=QUIET_CHECK,
+    )
+    stand_ins = StandIns()
+    camera = f"cam-{unique}"
+    async with stand_in_worker(client, task_queue, stand_ins) as started:
+        handle = await signal_with_start(client, task_queue, fall(camera, 1), config)
+        started.append(handle)
+        await until(handle, lambda v: v.steps_sent == ["L0"])
+        await handle.execute_update(IncidentWorkflow.resolve, OperatorAction(by="li.wei"))
+        await handle.result()
+        history = await handle.fetch_history()
+    assert sorted(stand_ins.keys()) == ["L0:lead", "L0:ops", "resolved:lead", "resolved:ops"]
+    assert await replayed(history, IncidentWorkflow) is None
+    assert isinstance(await replayed(history, ReorderedChannels), NondeterminismError)

@@ -105,6 +105,9 @@ class Sends:
             result = await workflow.execute_activity_method(
                 NotifyActivities.notify,
                 request,
+                # Replay compares activity ids (not inputs): with the key, two messages
+                # started in another order fail the replay instead of swapping outcomes.
+                activity_id=key,
                 start_to_close_timeout=timedelta(seconds=SEND_ATTEMPT_SECONDS),
                 schedule_to_close_timeout=left,
                 retry_policy=NOTIFY_SEND_RETRY,

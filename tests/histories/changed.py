@@ -72,3 +72,15 @@ class PatchedNotifyAsActivity(IncidentWorkflow):
             await _notify_as_activity(request)
         else:
             await super()._notify_inline(request)
+
+
+@workflow.defn(name="IncidentWorkflow")
+class ReorderedChannels(IncidentWorkflow):
+    """A level's messages started in the other order, unguarded (after alarm-first they go
+    beside the loop, started in one workflow task, each a `notify` activity)."""
+
+    @workflow.run
+    async def run(self, inp: IncidentStart) -> IncidentView | None:
+        for step in inp.config.escalation:
+            step.channels.reverse()
+        return await super().run(inp)
