@@ -16,7 +16,13 @@ from typing import Any
 
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
-from temporalio.client import WorkflowExecutionStatus, WorkflowHandle, WorkflowHistory
+from temporalio.client import (
+    WithStartWorkflowOperation,
+    WorkflowExecutionStatus,
+    WorkflowHandle,
+    WorkflowHistory,
+)
+from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
@@ -415,3 +421,58 @@ async def test_a_levels_messages_started_in_another_order_fail_the_replay(
     assert sorted(stand_ins.keys()) == ["L0:lead", "L0:ops", "resolved:lead", "resolved:ops"]
     assert await replayed(history, IncidentWorkflow) is None
     assert isinstance(await replayed(history, ReorderedChannels), NondeterminismError)
+
+
+async def test_an_update_in_a_continued_runs_first_task_finds_the_carried_incident(
+    time_env: WorkflowEnvironment, task_queue: str, unique: str
+) -> None:
+    """Temporal runs signal and update handlers of a workflow task before the workflow's
+    `run` starts (an acknowledgement sent as a run continues as new lands in the next
+    run's first task). The carried incident is there for it: acknowledged, not refused
+    as "not open yet"."""
+    client = time_env.client
+    config = IncidentConfig(
+        escalation=[EscalationStep(after_seconds=0, channels=["ops"])],
+        auto_resolve_after_seconds=QUIET_CHECK,
+    )
+    camera = f"cam-{unique}"
+    workflow_id = incident_workflow_id(camera, "hazard")
+    now = await time_env.get_current_time()
+    start = IncidentStart(
+        workflow_id=workflow_id,
+        camera_id=camera,
+        family="hazard",
+        site_id="plant-a",
+        timezone="UTC",
+        config=config,
+    )
+    view = IncidentView(
+        incident_id=f"{workflow_id}-1",
+        workflow_id=workflow_id,
+        camera_id=camera,
+        site_id="plant-a",
+        family="hazard",
+        rule="fall",
+        rule_severity=5,
+        severity="high",
+        state=IncidentState.NOTIFIED,
+        steps_sent=["L0"],
+        opened_at=now,
+        notified_at=now,
+        updated_at=now,
+    )
+    continued = WithStartWorkflowOperation(
+        IncidentWorkflow.run,
+        start.model_copy(update={"carried": view}),
+        id=workflow_id,
+        task_queue=task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+    )
+    async with stand_in_worker(client, task_queue, StandIns()) as started:
+        state = await client.execute_update_with_start_workflow(
+            IncidentWorkflow.ack, OperatorAction(by="li.wei"), start_workflow_operation=continued
+        )
+        handle = await continued.workflow_handle()
+        started.append(handle)
+        after = await until(handle, lambda v: v.state == IncidentState.ACKNOWLEDGED)
+    assert state == IncidentState.ACKNOWLEDGED and after.acknowledged_by == "li.wei"

@@ -6,10 +6,11 @@ camera + frame id, coalesced, summarised, bounded); operators act through update
 escalation ladder, quiet hours, auto-resolve and expiry run on durable timers. Pure: no I/O,
 no clock but `workflow.now()`.
 
-The alarm never waits (patch `ALARM_FIRST`): level 0 is told within `notify_within_seconds`
-whether or not the LLM has answered; assessments run beside the loop and follow as updates;
-messages go beside the loop (`workflows.incident_ladder`). Runs started before the patch keep
-their old commands (assessment first, messages in turn) until their next continue-as-new.
+The alarm never waits (patch `ALARM_FIRST`, asked once per run, in `__init__`): level 0 is
+told within `notify_within_seconds` whether or not the LLM has answered; assessments run
+beside the loop and follow as updates; messages go beside the loop
+(`workflows.incident_ladder`). Runs started before the patch keep their old commands
+(assessment first, messages in turn) until their next continue-as-new.
 """
 
 from __future__ import annotations
@@ -51,6 +52,18 @@ with workflow.unsafe.imports_passed_through():
 
 @workflow.defn
 class IncidentWorkflow(IncidentNotices):
+    @workflow.init
+    def __init__(self, inp: IncidentStart) -> None:
+        """The input, before any handler: Temporal runs a workflow task's signal and update
+        handlers before `run` starts, and an operator's update sent as a run continues as
+        new lands in the next run's first task; it must find the carried incident (and the
+        patch's answer), not an incident "not open yet"."""
+        super().__init__()
+        self._inp = inp
+        self._alarm_first = workflow.patched(ALARM_FIRST)
+        if inp.carried is not None:
+            self._view = inp.carried.model_copy(update={"run_id": workflow.info().run_id})
+
     # -- signals, queries, updates --------------------------------------------------------
     @workflow.signal(name="frame")
     def frame(self, frame: IncidentFrame) -> None:
@@ -113,13 +126,11 @@ class IncidentWorkflow(IncidentNotices):
     # -- the run --------------------------------------------------------------------------
     @workflow.run
     async def run(self, inp: IncidentStart) -> IncidentView | None:
-        self._inp = inp
-        self._alarm_first = workflow.patched(ALARM_FIRST)
+        # `__init__` took the input, the patch's answer and a carried view (handlers may have
+        # changed it since)
         self._seen = list(inp.seen)
         self._pending = [*inp.pending, *self._pending]
         self._clear, self._newest = inp.clear, inp.newest
-        if inp.carried is not None:
-            self._view = inp.carried.model_copy(update={"run_id": workflow.info().run_id})
         for request in inp.sends:  # messages under way when the last run continued as new
             self._sends.start(request, inp.sends_since.get(request.idempotency_key))
         if inp.carried is None and not await self._open(inp):
