@@ -1,16 +1,8 @@
-"""The one place that makes Redis clients: a single server or a Redis Cluster, by URL scheme.
-
-URLs:
-- `redis://host:port/0`, `rediss://...`, `unix://...`: one server (redis-py's own URL format).
-- `redis+cluster://[user[:password]@]host:port[,host:port...]`, or `rediss+cluster://` for TLS:
-  a Redis (or Valkey) Cluster; the listed nodes are only the first contacts, the client finds
-  every node and slot itself. Only database 0 exists on a Cluster, so a path other than empty
-  or `/0` is an error.
-
-Minimum server: Redis 5.0 or any Valkey. The key pool's Lua reads `TIME` before it writes,
-which a script may do only when scripts replicate their effects rather than their source:
-the default from Redis 5.0 (3.2-4.x needed `redis.replicate_commands()`; Redis 7.0 and every
-Valkey replicate effects only). `check_server_version` checks it at start.
+"""Redis URLs, read without connecting (the settings validate them; `riskflow.infra.redis`
+makes the clients): `redis://host:port/0`, `rediss://...`, `unix://...` for one server, and
+`redis+cluster://[user[:password]@]host:port[,host:port...]` (or `rediss+cluster://`) for a
+Redis or Valkey Cluster, whose listed nodes are only the first contacts; a Cluster has only
+database 0.
 """
 
 from __future__ import annotations

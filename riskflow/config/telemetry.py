@@ -1,8 +1,5 @@
-"""Tracing and logging set-up, called by entry points only.
-
-One trace per event: the edge's publish span travels in Kafka headers (W3C trace context),
-the bridge continues it around the workflow start, and Temporal's tracing interceptor carries
-it into the workflow and each activity.
+"""`tracing:` in riskflow.yaml: where spans go (`riskflow.infra.telemetry` sets them up in the
+entry points).
 """
 
 from __future__ import annotations

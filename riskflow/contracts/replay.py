@@ -1,17 +1,7 @@
-"""Replay (shadow evaluation): candidate configurations and the typed inputs and outputs of
-the replay workflow. `riskflow replay` compares candidates on recorded events without alerting
-or touching `camera:*` / `alerts:*`; its costs come from the top-level `prices:`
-(`riskflow.config.prices`).
-
-`config/riskflow.yaml`:
-
-```yaml
-replay:
-  concurrency: 4                 # assessments in flight at once (the key pool still decides)
-```
-
-A candidates file (YAML): `candidates: [{name: current}, {name: new, prompt: v2, model: qwen-max,
-rubric: {...}, instructions: ..., language: zh-CN}]`; unset fields keep the live configuration.
+"""Replay's records and the typed input and output of the replay workflow: a recorded event
+with its live assessment (and, optionally, a label), one candidate's task input, and the
+outcome a candidate produced (`riskflow replay`; the candidates themselves are
+`riskflow.config.replay`).
 """
 
 from __future__ import annotations
