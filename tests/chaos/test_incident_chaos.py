@@ -122,8 +122,11 @@ async def test_incident_worker_kill_9_sends_no_duplicate(
     # carries the news (the ladder says once what was missed).
     assert len(sent) == len(set(sent)) and set(sent) <= set(expected)
     assert sorted(view.steps_sent) == sorted(e.split(":")[-2] for e in expected)
-    caught = {name for e in view.timeline if e.detail.startswith("caught up: ")
-              for name in e.detail.removeprefix("caught up: ").removesuffix(" not sent").split(", ")}  # fmt: skip
+    caught: set[str] = set()
+    for entry in view.timeline:
+        if entry.detail.startswith("caught up: "):
+            names = entry.detail.removeprefix("caught up: ").removesuffix(" not sent")
+            caught |= set(names.split(", "))
     told = {key.split(":")[-2] for key in sent}
     assert told | caught == set(view.steps_sent) and not told & caught
     assert expected[-1] in sent  # the last step went
