@@ -11,6 +11,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from redis.asyncio import Redis
 from temporalio.client import Client
 
@@ -27,6 +28,10 @@ from tests.test_provider_faults import leases_left
 from workers.bridge.incident_starts import IncidentStarts
 from workers.common.significance import assess_significance
 from workflows.incident import IncidentWorkflow
+
+# A message in flight when its worker is killed is retried after its attempt's timeout
+# (workflows/incident_ladder.py SEND_ATTEMPT_SECONDS): a few kills can add minutes.
+pytestmark = [pytest.mark.chaos, pytest.mark.timeout(900)]
 
 LEVELS, STEP_SECONDS, REPEATS = 5, 3.0, 5
 
@@ -95,7 +100,7 @@ async def test_incident_worker_kill_9_sends_no_duplicate(
             view = await handle.query(IncidentWorkflow.incident)
             return view is not None and len(view.steps_sent) == total
 
-        await eventually(escalated, within=120)
+        await eventually(escalated, within=600)
         view = await handle.query(IncidentWorkflow.incident)
         await handle.terminate("test over")
     finally:
