@@ -73,11 +73,15 @@ class Progress:
         published = _metric("riskflow_edge_frames_total", camera=camera, stage="published")
         return published + self.simulated[camera]
 
-    def bridged(self, camera: str) -> dict[str, int]:
-        outcomes = ("signalled", "started", "duplicate", "insignificant")
-        return {
-            o: _metric("riskflow_bridge_messages_total", camera=camera, outcome=o) for o in outcomes
-        }
+    def bridged(self, camera: str) -> Counter[str]:
+        """The bridge's outcomes for this camera's frames (every outcome it counts: signalled,
+        coalesced, insignificant, stale, dead-lettered, ...)."""
+        found: Counter[str] = Counter()
+        for metric in BRIDGE_MESSAGES.collect():
+            for sample in metric.samples:
+                if sample.name.endswith("_total") and sample.labels.get("camera") == camera:
+                    found[sample.labels["outcome"]] += int(sample.value)
+        return found
 
     def notified(self, camera: str) -> int:
         """Incident steps notified (the incidents' own record)."""

@@ -322,17 +322,24 @@ async def read_topic(
     match: Callable[[dict[str, Any]], bool],
     count: int,
     within: float = 20.0,
+    distinct: Callable[[dict[str, Any]], Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Read `topic` from the start until at least `count` JSON messages match, or `within`
     seconds pass (headers under '_headers'). Batches are read whole, so a topic holding more
-    matches than `count` may give more: on a live source assert `>= count`, not `== count`."""
+    matches than `count` may give more: on a live source assert `>= count`, not `== count`.
+    With `distinct`, `count` counts distinct values of it: an at-least-once producer may have
+    written a message twice (an activity retried after a broker restart), and a duplicate must
+    not end the read before every distinct message was seen."""
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
     found: list[dict[str, Any]] = []
     await consumer.start()
     try:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + within
-        while len(found) < count and loop.time() < deadline:
+        def seen() -> int:
+            return len({distinct(d) for d in found}) if distinct else len(found)
+
+        while seen() < count and loop.time() < deadline:
             batch = await consumer.getmany(timeout_ms=300)
             for record in (r for records in batch.values() for r in records):
                 try:
