@@ -274,7 +274,9 @@ local function raise_guard(spec, now, stamped_gen)
   return 0
 end
 
--- The queue position of `waiter` (its stored score, or the one it would get now).
+-- The queue position of `waiter` (its stored score, or the one it would get now). Positions
+-- are unique: a waiter whose position another one already holds (two asking in the same ms)
+-- queues 1 ms behind it, so one of two ties is never "not ahead" of the other both ways.
 local function waiter_score(waiter, severity, camera, now)
   local score = tonumber(redis.call('ZSCORE', WAITERS, waiter))
   if score then return score end
@@ -282,7 +284,11 @@ local function waiter_score(waiter, severity, camera, now)
   if camera ~= '' then
     start = math.max(now, tonumber(redis.call('HGET', WFAIR, camera) or '0') or 0)
   end
-  return -severity * 1e13 + start
+  score = -severity * 1e13 + start
+  while redis.call('ZCOUNT', WAITERS, string.format('%.0f', score), string.format('%.0f', score)) > 0 do
+    score = score + 1
+  end
+  return score
 end
 
 -- True when another waiter ahead of `score` is waiting (asked within `ttl` ms); waiters that
