@@ -15,7 +15,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -34,7 +34,7 @@ from riskflow.config.loader import load_settings
 from riskflow.config.services import KafkaSettings, LocalStackSettings, MetricsSettings
 from riskflow.config.settings import Settings
 from riskflow.infra.endpoints import Endpoints
-from riskflow.infra.kafka import ensure_topics
+from riskflow.infra.kafka import ensure_topics, make_consumer
 from riskflow.infra.redis import RedisClient, redis_client
 from tests.redis_cluster import valkey_cluster
 from workers.common.client import connect
@@ -336,6 +336,7 @@ async def read_topic(
     try:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + within
+
         def seen() -> int:
             return len({distinct(d) for d in found}) if distinct else len(found)
 
@@ -355,6 +356,22 @@ async def read_topic(
     finally:
         await consumer.stop()
     return found
+
+
+async def group_from_now(bootstrap: str, kafka: KafkaSettings, topic: str, group: str) -> None:
+    """Commit `group`'s offsets at `topic`'s current end, so that a bridge of this new group
+    reads only what is sent from now on, not every message earlier tests of the session sent
+    to a shared topic (a backlog that keeps the key pool busy for minutes)."""
+    consumer = make_consumer(bootstrap, kafka, group_id=group)
+    await consumer.start()
+    try:
+        await consumer.topics()  # fetches the metadata partitions_for_topic reads
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        assert partitions, f"{topic} has no partitions"
+        consumer.assign(partitions)
+        await consumer.commit(await consumer.end_offsets(partitions))
+    finally:
+        await consumer.stop()
 
 
 async def run_command(*argv: str | Path) -> str:

@@ -30,7 +30,7 @@ from riskflow.infra.endpoints import Endpoints
 from riskflow.infra.kafka import make_producer
 from riskflow.levels import RiskLevel
 from riskflow.names import DETECTION_TOPIC, camera_latest_key
-from tests.conftest import running_worker
+from tests.conftest import group_from_now, running_worker
 from tests.console_server import PASSWORD, RunningConsole, console_settings, running_console
 from tests.test_bridge_faults import bridge_on, new_topic, sender, tuned
 from tests.test_incident_workflow import incident_worker
@@ -145,6 +145,7 @@ async def test_a_fall_on_kafka_turns_the_tile_red_without_reload(
             "temporal": settings.temporal.model_copy(update={"task_queue": task_queue}),
         }
     )
+    await group_from_now(stack.kafka, settings.kafka, DETECTION_TOPIC, f"ui-{unique}")
     stop = asyncio.Event()
     producer = make_producer(stack.kafka, settings.kafka)
     await producer.start()

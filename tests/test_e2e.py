@@ -37,7 +37,14 @@ from riskflow.names import (
     camera_alerts_key,
     camera_latest_key,
 )
-from tests.conftest import cli_env, eventually, read_topic, run_command, running_worker
+from tests.conftest import (
+    cli_env,
+    eventually,
+    group_from_now,
+    read_topic,
+    run_command,
+    running_worker,
+)
 from workers.bridge.bridge import Bridge, Outcome, run_bridge
 from workers.common.significance import assess_significance
 
@@ -62,6 +69,7 @@ async def pipeline(settings: Settings, stack: Endpoints, client: Client) -> Asyn
             )
         }
     )
+    await group_from_now(stack.kafka, settings.kafka, DETECTION_TOPIC, "e2e-bridge")
     stop = asyncio.Event()
     producer = make_producer(stack.kafka, settings.kafka)
     await producer.start()
