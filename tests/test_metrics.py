@@ -123,7 +123,13 @@ async def test_metrics_move_as_events_flow(
 
     async def assessed() -> bool:
         text = await scrape(processes["worker"])
-        return value(text, "riskflow_assessments_total", camera=camera, status="assessed") >= 1
+        # Every figure of the one assessment is in (they are recorded one after the other).
+        return (
+            value(text, "riskflow_assessments_total", camera=camera, status="assessed") >= 1
+            and value(text, "riskflow_end_to_end_seconds_count", camera=camera) >= 1
+            and value(text, "riskflow_llm_requests_total", outcome="Ok") >= 1
+            and value(text, "riskflow_keypool_leases_total") >= 1
+        )
 
     async def settled() -> bool:  # every message judged, the key pool refreshed since
         worker, bridge = await scrape(processes["worker"]), await scrape(processes["bridge"])

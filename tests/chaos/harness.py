@@ -77,17 +77,25 @@ class Cluster:
         )
 
     async def start_worker(self) -> None:
+        """Start a worker and wait until it polls its task queue (a worker still importing,
+        killed or stopped then, would not be the worker the scenario means to stop)."""
         self.workers.append(await self._spawn("worker"))
+        await self._until_logged(self.workers[-1], "worker", b"worker on ")
 
     async def start_bridge(self) -> None:
         """Start a bridge and wait until it consumes (its SIGTERM handler is in place by then:
         a bridge still importing would die of a SIGTERM instead of stopping cleanly)."""
         self.bridges.append(await self._spawn("bridge"))
-        log, loop = self.logs / f"bridge-{self._n}.log", asyncio.get_running_loop()
+        await self._until_logged(self.bridges[-1], "bridge", b"bridge consuming")
+
+    async def _until_logged(
+        self, proc: asyncio.subprocess.Process, role: str, marker: bytes
+    ) -> None:
+        log, loop = self.logs / f"{role}-{self._n}.log", asyncio.get_running_loop()
         deadline = loop.time() + 120
-        while b"bridge consuming" not in log.read_bytes():
-            assert self.bridges[-1].returncode is None, log.read_text(errors="replace")[-2000:]
-            assert loop.time() < deadline, f"bridge not consuming after 120 s: {log}"
+        while marker not in log.read_bytes():
+            assert proc.returncode is None, log.read_text(errors="replace")[-2000:]
+            assert loop.time() < deadline, f"{role} not ready after 120 s: {log}"
             await asyncio.sleep(0.1)
 
     def kill_worker(self) -> None:

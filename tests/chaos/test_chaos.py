@@ -38,6 +38,7 @@ from tests.chaos.harness import (
 )
 from tests.conftest import (
     DashScopeAdmin,
+    eventually,
     group_timeouts,
     kafka_of_its_own,
     read_topic,
@@ -143,6 +144,10 @@ async def test_llm_fault_mix(
     assert summary.assessed + summary.failed == summary.events
 
 
+async def _positive(count: Callable[[], Awaitable[int]]) -> bool:
+    return await count() > 0
+
+
 async def test_redis_outage(
     settings: Settings,
     stack: Endpoints,
@@ -162,7 +167,9 @@ async def test_redis_outage(
         return sum(k["requests"] for k in stats["keys"].values())
 
     async def chaos() -> None:
-        await asyncio.sleep(1)
+        # Mid-stream: once the first call was made (a slow start must not put the whole
+        # outage before the first lease, when it proves nothing).
+        await eventually(lambda: _positive(requests), within=120)
         os.kill(pid, signal.SIGSTOP)
         try:
             await asyncio.sleep(2)  # calls already holding a send slot may finish
