@@ -37,6 +37,7 @@ from riskflow.contracts.incidents import IncidentView
 from riskflow.errors import ConfigError, RiskflowError
 from riskflow.infra.endpoints import Endpoints
 from riskflow.infra.kafka import ensure_topics, make_consumer, make_producer
+from riskflow.infra.metrics import BRIDGE_MESSAGES
 from riskflow.infra.redis import RedisClient, redis_client
 from riskflow.names import (
     DETECTION_TOPIC,

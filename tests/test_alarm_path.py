@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
-from typing import Any
 
 from redis.asyncio import Redis
 from temporalio import activity
@@ -28,22 +26,30 @@ from riskflow.contracts.notifications import (
 )
 from riskflow.infra.endpoints import Endpoints
 from tests.conftest import DashScopeAdmin, eventually
-from tests.test_incident_workflow import QUIET_CHECK, crowd, fall, open_incident, until, view_of
-from workers.worker.worker import build_worker, worker_deps
+from tests.test_incident_workflow import (
+    QUIET_CHECK,
+    Recorder,
+    crowd,
+    fall,
+    open_incident,
+    until,
+    view_of,
+    worker_with,
+)
 from workflows.incident import IncidentWorkflow
 
 
-class Channels:
+class Channels(Recorder):
     """The `notify` activity of these tests: `failing` channels answer "rate limited, retry in
     120 s" to every attempt, `rejecting` ones refuse for good (bad configuration); the others
     record the request with the server time it was scheduled at."""
 
     def __init__(self, failing: set[str] | None = None, rejecting: set[str] | None = None) -> None:
+        super().__init__()
         self.failing = failing or set()
         self.rejecting = rejecting or set()
         self.delivered: list[tuple[NotificationRequest, datetime]] = []
         self.refused: list[tuple[str, datetime]] = []
-        self.started: list[Any] = []
 
     @activity.defn(name="notify")
     async def notify(self, request: NotificationRequest) -> NotificationResult:
@@ -68,20 +74,10 @@ class Channels:
         return next((r, at) for r, at in self.delivered if r.idempotency_key.endswith(key))
 
 
-@contextlib.asynccontextmanager
-async def alarm_worker(
+def alarm_worker(
     client: Client, settings: Settings, stack: Endpoints, task_queue: str, channels: Channels
-) -> AsyncIterator[Channels]:
-    async with (
-        worker_deps(settings, stack) as deps,
-        build_worker(client, settings, deps, task_queue, notify=channels.notify),
-    ):
-        try:
-            yield channels
-        finally:  # the time-skipping server is shared: leave no timers without a worker
-            for handle in channels.started:
-                with contextlib.suppress(Exception):
-                    await handle.terminate("test over")
+) -> contextlib.AbstractAsyncContextManager[Channels]:
+    return worker_with(channels, client, settings, stack, task_queue)
 
 
 async def test_the_provider_down_delays_no_alarm_and_the_assessment_follows(

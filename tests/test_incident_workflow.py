@@ -9,7 +9,7 @@ import json
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -65,11 +65,21 @@ class Recorder:
         return [r.idempotency_key.split(":", 1)[1] for r in self.requests]
 
 
-@contextlib.asynccontextmanager
-async def incident_worker(
+RecorderT = TypeVar("RecorderT", bound=Recorder)
+
+
+def incident_worker(
     client: Client, settings: Settings, stack: Endpoints, task_queue: str
-) -> AsyncIterator[Recorder]:
-    recorder = Recorder()
+) -> contextlib.AbstractAsyncContextManager[Recorder]:
+    return worker_with(Recorder(), client, settings, stack, task_queue)
+
+
+@contextlib.asynccontextmanager
+async def worker_with(
+    recorder: RecorderT, client: Client, settings: Settings, stack: Endpoints, task_queue: str
+) -> AsyncIterator[RecorderT]:
+    """A real worker whose notify activity is `recorder`'s; the incidents the test put in
+    `recorder.started` are terminated at the end."""
     async with (
         worker_deps(settings, stack) as deps,
         build_worker(client, settings, deps, task_queue, notify=recorder.notify),

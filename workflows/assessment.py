@@ -19,28 +19,15 @@ with workflow.unsafe.imports_passed_through():
     from riskflow.contracts.assessment import (
         Assessment,
         AssessmentInput,
-        AssessmentStatus,
         CarriedState,
     )
     from riskflow.contracts.lease import LLMCallOutput
-    from workflows.loop import AssessmentLoop, budget_stop_reason
+    from workflows.loop import AssessmentLoop, LoopQueries, budget_stop_reason
     from workflows.policies import INFRA_RETRY
 
 
 @workflow.defn
-class RiskAssessmentWorkflow:
-    def __init__(self) -> None:
-        self._loop: AssessmentLoop | None = None
-        self._result: Assessment | None = None
-
-    @workflow.query(name="status")
-    def status(self) -> AssessmentStatus:
-        return self._loop.status if self._loop else AssessmentStatus(assessment_id="")
-
-    @workflow.query(name="result")
-    def result(self) -> Assessment | None:
-        return self._result
-
+class RiskAssessmentWorkflow(LoopQueries):
     @workflow.run
     async def run(self, inp: AssessmentInput) -> Assessment:
         def continue_as_new(carried: CarriedState) -> NoReturn:

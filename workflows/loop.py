@@ -409,3 +409,21 @@ def failure_of(err: ActivityError) -> tuple[str, str]:
             return kind, str(cause.details[0])
         return kind, cause.message
     return E.PROVIDER_ERROR, f"{type(cause).__name__}: {cause}"
+
+
+class LoopQueries:
+    """The `status` and `result` queries of a workflow that runs an `AssessmentLoop` (the
+    live assessment and its replay answer them alike); the workflow sets `_loop` when it
+    starts and `_result` when it has one."""
+
+    def __init__(self) -> None:
+        self._loop: AssessmentLoop | None = None
+        self._result: Assessment | None = None
+
+    @workflow.query(name="status")
+    def status(self) -> AssessmentStatus:
+        return self._loop.status if self._loop else AssessmentStatus(assessment_id="")
+
+    @workflow.query(name="result")
+    def result(self) -> Assessment | None:
+        return self._result

@@ -17,26 +17,14 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from activities.task import TaskActivities
     from riskflow.config.prices import TokenUsage
-    from riskflow.contracts.assessment import Assessment, AssessmentStatus, CarriedState
+    from riskflow.contracts.assessment import CarriedState
     from riskflow.contracts.replay import ReplayOutcome, ReplayTaskInput
-    from workflows.loop import AssessmentLoop
+    from workflows.loop import AssessmentLoop, LoopQueries
     from workflows.policies import INFRA_RETRY
 
 
 @workflow.defn(name="ReplayAssessmentWorkflow")
-class ReplayAssessmentWorkflow:
-    def __init__(self) -> None:
-        self._loop: AssessmentLoop | None = None
-        self._result: Assessment | None = None
-
-    @workflow.query(name="status")
-    def status(self) -> AssessmentStatus:
-        return self._loop.status if self._loop else AssessmentStatus(assessment_id="")
-
-    @workflow.query(name="result")
-    def result(self) -> Assessment | None:
-        return self._result
-
+class ReplayAssessmentWorkflow(LoopQueries):
     @workflow.run
     async def run(self, inp: ReplayTaskInput) -> ReplayOutcome:
         live = inp.assessment

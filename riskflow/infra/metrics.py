@@ -68,7 +68,8 @@ CONSOLE_STREAMS_DROPPED = Counter(
 BRIDGE_MESSAGES = Counter(
     "riskflow_bridge_messages_total",
     "Detection messages by outcome: started, duplicate (debounced/redelivered), insignificant, "
-    "stale (older than the maximum age), dead_lettered",
+    "stale (older than the maximum age), dead_lettered; in incident mode signalled and "
+    "coalesced (within bridge.incident_frame_seconds of the last frame sent to its incident)",
     ["camera", "outcome"],
 )
 BRIDGE_DETECTIONS = Counter("riskflow_detections_total", "Detections received", ["camera"])
