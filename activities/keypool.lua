@@ -341,6 +341,7 @@ if op == 'acquire' then
   -- capacity kept for severities >= ARGV[11], how long a waiter counts without asking (ms),
   -- its camera ('' = none) and the camera fairness interval (ms).
   local waiter, severity = ARGV[8] or '', tonumber(ARGV[9] or '0') or 0
+  severity = math.max(0, math.min(math.floor(severity), 100))  -- scores stay exact integers
   local share, top = tonumber(ARGV[10] or '0') or 0, tonumber(ARGV[11] or '0') or 0
   local camera, fair_ms = ARGV[13] or '', tonumber(ARGV[14] or '0') or 0
   local score, blocked = 0, false

@@ -1,7 +1,19 @@
 """Soak: simulated cameras for minutes through real worker and bridge processes; consumer lag,
-capture-to-result latency and each process's RSS sampled over time, plotted to a PNG.
+latency and each process's RSS sampled over time, plotted to a PNG.
 
-    python -m bench.soak [--cameras 50] [--fps 2] [--minutes 10]
+    python -m bench.soak [--mode incidents|assessments] [--cameras 50] [--fps 2] [--minutes 10]
+
+The scene changes for every camera at once every 30 s (at 2 fps: every 60 frames): a fifth of
+the cameras start falling and the fallen ones stand up.
+
+`--mode incidents` (the default path, `bridge.mode: incidents`): the latency is capture ->
+first notification of each incident: from the capture time of the first fall frame of the
+camera's current fall scene to the moment the local receiver got the incident's first message.
+Level 0 of the ladder is the signed JSON webhook channel `ticketing` (a channel with no
+per-minute quota, so the figure is riskflow's, not a robot's 20 messages a minute), and
+incidents resolve `--resolve-after` s (60) after their last significant frame, so each camera
+opens a new incident at each of its fall scenes. `--mode assessments`: capture -> the
+assessment on the results topic.
 """
 
 from __future__ import annotations
@@ -10,6 +22,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import signal
 import statistics
 import sys
@@ -19,16 +32,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench._stack import bench_settings, report, services
 from devstack.localstack.process import free_port
+from devstack.receivers.client import notifications
 from devstack.simulate import scene_event
 from riskflow.config.settings import Settings
 from riskflow.infra.kafka import ensure_topics, make_consumer, make_producer
 from riskflow.names import DETECTION_TOPIC, RESULTS_TOPIC
 
 CONFIG = Path(__file__).resolve().parent.parent / "config"
+CHANNEL = "ticketing"  # the webhook channel of config/riskflow.yaml
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -57,8 +73,15 @@ async def lag(port: int) -> float:
 
 
 async def cameras(
-    settings: Settings, count: int, fps: float, until: float, sent: list[int]
+    settings: Settings,
+    count: int,
+    fps: float,
+    until: float,
+    sent: list[int],
+    falls_from: dict[str, list[float]],
 ) -> None:
+    """`count` cameras at `fps` until `until` (monotonic s); `falls_from[camera]` gets the
+    capture time (epoch s) of the first frame of each of its fall scenes."""
     producer = make_producer(settings.kafka_bootstrap or "", settings.kafka, linger_ms=20)
     await producer.start()
     try:
@@ -67,9 +90,10 @@ async def cameras(
             tick = time.monotonic()
             for n in range(count):
                 falls = 1 if (frame // 60 + n) % 5 == 0 else 0  # now and then somebody falls
-                event = scene_event(
-                    f"soak{n}", frame, datetime.now(UTC), 1 + (frame + n) % 3, falls
-                )
+                captured = datetime.now(UTC)
+                if falls and (frame % 60 == 0 or frame == 0):
+                    falls_from.setdefault(f"soak{n}", []).append(captured.timestamp())
+                event = scene_event(f"soak{n}", frame, captured, 1 + (frame + n) % 3, falls)
                 await producer.send(
                     DETECTION_TOPIC, event.model_dump_json().encode(), key=event.camera_id.encode()
                 )
@@ -99,6 +123,41 @@ async def results(
         await consumer.stop()
 
 
+async def first_notifications(
+    receiver: str,
+    falls_from: dict[str, list[float]],
+    latencies: list[tuple[float, float]],
+    stop: asyncio.Event,
+) -> None:
+    """Poll the local receiver: each incident's first message, as (received at, seconds since
+    the capture of the first frame of its camera's fall scene then)."""
+    seen: set[str] = set()
+    while not stop.is_set():
+        for record in await notifications(receiver, CHANNEL):
+            payload = record.get("payload", {})
+            incident, at = payload.get("incident_id"), record["received_at"]
+            if not incident or incident in seen:
+                continue
+            seen.add(incident)
+            starts = [t for t in falls_from.get(payload.get("camera_id", ""), []) if t <= at]
+            if starts:
+                latencies.append((at, at - starts[-1]))
+        await asyncio.sleep(0.5)
+
+
+def incident_config(source: Path, target: Path, resolve_after: float) -> Path:
+    """The repository's configuration with level 0 on the `ticketing` webhook only and
+    incidents resolving `resolve_after` s after their last significant frame."""
+    shutil.copytree(source, target)
+    path = target / "riskflow.yaml"
+    config = yaml.safe_load(path.read_text())
+    incidents = config.setdefault("incidents", {})
+    incidents["escalation"] = [{"after_seconds": 0, "channels": [CHANNEL]}]
+    incidents["auto_resolve_after_seconds"] = resolve_after
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return target
+
+
 def plot(samples: list[dict[str, float]], path: Path) -> None:
     import matplotlib
 
@@ -111,7 +170,7 @@ def plot(samples: list[dict[str, float]], path: Path) -> None:
     axes[0].set_ylabel("consumer lag (messages)")
     axes[1].plot(t, [s["latency_p95"] for s in samples], "o-", markersize=3, label="p95")
     axes[1].plot(t, [s["latency_p50"] for s in samples], "o-", markersize=3, label="p50")
-    axes[1].set_ylabel("capture -> result (s)")
+    axes[1].set_ylabel("latency (s)")
     axes[1].legend()
     axes[2].plot(t, [s["rss_worker"] for s in samples], label="worker")
     axes[2].plot(t, [s["rss_bridge"] for s in samples], label="bridge")
@@ -124,9 +183,14 @@ def plot(samples: list[dict[str, float]], path: Path) -> None:
 
 
 async def main(args: argparse.Namespace) -> None:
+    incidents = args.mode == "incidents"
     with tempfile.TemporaryDirectory() as tmp:
-        base = bench_settings(Path(tmp) / "state", CONFIG)
-        async with services(base, {"temporal", "kafka", "redis", "dashscope"}) as endpoints:
+        config = CONFIG
+        if incidents:
+            config = incident_config(CONFIG, Path(tmp) / "config", args.resolve_after)
+        base = bench_settings(Path(tmp) / "state", config)
+        names = {"temporal", "kafka", "redis", "dashscope"} | ({"receiver"} if incidents else set())
+        async with services(base, names) as endpoints:
             settings = base.model_copy(update={"kafka_bootstrap": endpoints.kafka})
             await ensure_topics(endpoints.kafka, settings.kafka)
             ports = {k: free_port() for k in ("WORKER", "BRIDGE", "WORKER_SDK", "BRIDGE_SDK")}
@@ -136,7 +200,9 @@ async def main(args: argparse.Namespace) -> None:
                 "RISKFLOW_KAFKA_BOOTSTRAP": endpoints.kafka,
                 "RISKFLOW_REDIS_URL": endpoints.redis,
                 "RISKFLOW_DASHSCOPE_BASE_URL": endpoints.dashscope,
-                "RISKFLOW_BRIDGE__MODE": settings.bridge.mode,
+                "RISKFLOW_BRIDGE__MODE": args.mode,
+                "RISKFLOW_LOCAL__RECEIVER_PORT": str(settings.local.receiver_port),
+                "RISKFLOW_LOCAL__SMTP_PORT": str(settings.local.smtp_port),
                 **{f"RISKFLOW_METRICS__{k}_PORT": str(v) for k, v in ports.items()},
             }
             procs = {
@@ -144,6 +210,8 @@ async def main(args: argparse.Namespace) -> None:
                     sys.executable,
                     "-m",
                     "cli",
+                    "--config-dir",
+                    str(config),
                     "--log-level",
                     "WARNING",
                     role,
@@ -156,10 +224,19 @@ async def main(args: argparse.Namespace) -> None:
             }
             await asyncio.sleep(5)
             until = time.monotonic() + args.minutes * 60
-            sent, latencies, samples = [0], [], []
+            sent: list[int] = [0]
+            latencies: list[tuple[float, float]] = []
+            samples: list[dict[str, float]] = []
+            falls_from: dict[str, list[float]] = {}
             stop = asyncio.Event()
-            producing = asyncio.create_task(cameras(settings, args.cameras, args.fps, until, sent))
-            collecting = asyncio.create_task(results(settings, latencies, stop))
+            producing = asyncio.create_task(
+                cameras(settings, args.cameras, args.fps, until, sent, falls_from)
+            )
+            collecting = asyncio.create_task(
+                first_notifications(endpoints.receiver, falls_from, latencies, stop)
+                if incidents
+                else results(settings, latencies, stop)
+            )
             started = time.monotonic()
             while time.monotonic() < until:
                 await asyncio.sleep(args.sample)
@@ -179,7 +256,7 @@ async def main(args: argparse.Namespace) -> None:
                     }
                 )
             await producing
-            await asyncio.sleep(10)
+            await asyncio.sleep(args.settle)
             stop.set()
             await collecting
             for proc in procs.values():
@@ -193,11 +270,15 @@ async def main(args: argparse.Namespace) -> None:
     report(
         "soak",
         {
+            "mode": args.mode,
+            "latency_of": "capture -> first notification of each incident"
+            if incidents
+            else "capture -> assessment on the results topic",
             "cameras": args.cameras,
             "fps": args.fps,
             "minutes": args.minutes,
             "detection_messages": sent[0],
-            "assessments": len(latencies),
+            ("incidents_told" if incidents else "assessments"): len(latencies),
             "latency": {"p50": round(qs[49], 3), "p95": round(qs[94], 3), "p99": round(qs[98], 3)},
             "max_lag": max(s["lag"] for s in samples),
             "rss_mb": {
@@ -222,8 +303,15 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--mode", choices=("incidents", "assessments"), default="incidents")
     parser.add_argument("--cameras", type=int, default=50)
     parser.add_argument("--fps", type=float, default=2.0)
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--sample", type=float, default=5.0, help="seconds between samples")
+    parser.add_argument(
+        "--resolve-after", type=float, default=60.0, help="incidents: auto-resolve after (s)"
+    )
+    parser.add_argument(
+        "--settle", type=float, default=10.0, help="s to wait for results after the last frame"
+    )
     asyncio.run(main(parser.parse_args()))

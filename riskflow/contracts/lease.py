@@ -14,7 +14,9 @@ class LeaseRequest(BaseModel):
     ttl_seconds: float = 120.0
     quota_groups: list[str] = Field(default_factory=list, description="only these ([]: any)")
     tokens: int = Field(default=0, ge=0, description="estimated tokens to reserve")
-    severity: int = Field(default=0, description="more severe waiters are served first")
+    severity: int = Field(
+        default=0, ge=0, le=100, description="more severe waiters are served first (rules: 0-10)"
+    )
     waiter: str = Field(default="", description="who waits (the assessment id; '' = none)")
     camera_id: str = Field(default="", description="the waiter's camera (fair turns)")
 
