@@ -21,10 +21,18 @@ def config_dir(tmp_path: Path) -> Path:
     return target
 
 
-def _with_channels(config_dir: Path, channels: str) -> None:
+def _with_channels(config_dir: Path, channels: str, ladder: str | None = None) -> None:
+    """Replace the channels (and what follows them) with `channels`, and the ladder with one
+    level naming `ladder` (default: the first channel given)."""
     path = config_dir / "riskflow.yaml"
     text = path.read_text().split("\nnotifications:")[0]
-    path.write_text(text + "\nnotifications:\n  channels:\n" + channels)
+    first = ladder or channels.strip().split(":")[0]
+    path.write_text(
+        text
+        + "\nnotifications:\n  channels:\n"
+        + channels
+        + f"\nincidents:\n  escalation:\n    - {{after_seconds: 0, channels: [{first}]}}\n"
+    )
 
 
 def test_shipped_channels_go_to_the_local_receiver() -> None:
@@ -103,3 +111,20 @@ def test_only_channels_without_an_address_use_the_local_receiver(config_dir: Pat
     assert list(notifications.local_only().channels) == ["local"]
     # The receiver resolves only its channels: the real robot's variables need not be set.
     ChannelSecrets.from_config(notifications.local_only(), {})
+
+
+def test_a_ladder_naming_an_unknown_channel_stops_the_start(config_dir: Path) -> None:
+    """A typo in an escalation level's channels (or fallback channels), in the default ladder
+    or a site's, is refused when the settings load, not at the first send."""
+    _with_channels(config_dir, "    ops-group: {type: wecom}\n", ladder="ops-grup")
+    with pytest.raises(ConfigError, match=r"escalation level 0 names channels \['ops-grup'\]"):
+        load_settings(config_dir)
+    _with_channels(config_dir, "    ops-group: {type: wecom}\n")
+    path = config_dir / "riskflow.yaml"
+    path.write_text(
+        path.read_text().replace(
+            "channels: [ops-group]}", "channels: [ops-group], fallback_channels: [mail]}"
+        )
+    )
+    with pytest.raises(ConfigError, match=r"names channels \['mail'\]"):
+        load_settings(config_dir)

@@ -164,12 +164,15 @@ def test_a_site_sets_its_own_incident_behaviour(tmp_path: object) -> None:
                 "id": "plant-a",
                 "timezone": SHANGHAI,
                 "cameras": ["7"],
-                "incidents": {"escalation": [{"after_seconds": 0, "channels": ["plant-a-ops"]}]},
+                "incidents": {"escalation": [{"after_seconds": 0, "channels": ["shift-lead"]}]},
             }
         ],
     )
-    assert settings.incident_config("7").escalation[0].channels == ["plant-a-ops"]
+    assert settings.incident_config("7").escalation[0].channels == ["shift-lead"]
     assert settings.incident_config("8") == settings.incidents
+    unknown = {"escalation": [{"after_seconds": 0, "channels": ["plant-a-ops"]}]}
+    with pytest.raises(ConfigError, match=r"site 'plant-a': escalation level 0 .*plant-a-ops"):
+        load_settings(CONFIG, sites=[{"id": "plant-a", "cameras": ["7"], "incidents": unknown}])
     with pytest.raises(ConfigError, match="quiet_hours"):
         load_settings(CONFIG, incidents={"quiet_hours": [{"start": "25:00", "end": "06:00"}]})
 

@@ -40,7 +40,7 @@ def defined_workflows() -> dict[str, type]:
 
 
 def replayer(*classes: type) -> Replayer:
-    """A replayer as the worker is built (workers/worker.py): the pydantic converter, the
+    """A replayer as the worker is built (workers/worker/worker.py): the pydantic converter, the
     tracing interceptor of every client, the sandbox with the same modules passed through."""
     return Replayer(
         workflows=list(classes),

@@ -9,7 +9,7 @@ no clock but `workflow.now()`.
 The alarm never waits (patch `ALARM_FIRST`, asked once per run, in `__init__`): level 0 is
 told within `notify_within_seconds` whether or not the LLM has answered; assessments run
 beside the loop and follow as updates; messages go beside the loop
-(`workflows.incident_ladder`). Runs started before the patch keep their old commands
+(`workflows.incident_state`). Runs started before the patch keep their old commands
 (assessment first, messages in turn) until their next continue-as-new.
 """
 
@@ -37,7 +37,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows import incident_plan as plan
     from workflows.assessment import RiskAssessmentWorkflow
-    from workflows.incident_ladder import (
+    from workflows.incident_state import (
         ALARM_FIRST,
         MAX_SEEN,
         IncidentNotices,

@@ -14,8 +14,9 @@ INFRA_RETRY = RetryPolicy(
 )
 # One LLM attempt per lease: the assessment loop decides what follows a failed one.
 SINGLE_ATTEMPT = RetryPolicy(maximum_attempts=1)
-# A channel that keeps failing is retried for about an hour, then recorded as failed: the
-# incident goes on (the next level may reach somebody).
+# Runs started before the ALARM_FIRST patch (workflows/incident_state.py) only: a channel that
+# keeps failing is retried for about an hour, then recorded as failed: the incident goes on
+# (the next level may reach somebody). Later runs send with NOTIFY_SEND_RETRY, beside the loop.
 NOTIFY_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     backoff_coefficient=2.0,
@@ -26,7 +27,7 @@ NOTIFY_RETRY = RetryPolicy(
 MAX_BACKOFF = 60.0  # seconds between two failed LLM attempts, at most
 MAX_UNSENT_ROUNDS = 50  # leases that sent nothing, 429s and refused accounts, per event
 KEY_WAIT_JITTER = 0.2  # each wait for a key is stretched by up to this share, at random
-# A channel's send beside the incident's loop (`workflows.incident_ladder`): about ten minutes
+# A channel's send beside the incident's loop (`workflows.incident_state`): about ten minutes
 # of a channel answering errors (a vendor's Retry-After or block time is honoured through the
 # activity's `next_retry_delay`), then it is recorded as failed and a fallback channel is used.
 # ... and at most this long after its first attempt, however often the incident continues as

@@ -1,5 +1,5 @@
 """Message texts in the site's language: every word a channel shows is here, one table per
-language (the site's `language`, `riskflow.sites.Language`: zh-CN or en). `render` turns a
+language (the site's `language`, `riskflow.config.sites.Language`: zh-CN or en). `render` turns a
 `NotificationRequest` into a `Message`; `activities.notify.layout` lays it out for a vendor.
 
 A message says what happened by its kind: its title and first line differ for a new incident,

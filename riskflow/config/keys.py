@@ -75,7 +75,7 @@ class SchedulerConfig(BaseModel):
     lease_ttl_seconds: float = Field(default=120.0, gt=0)
     # The provider counts a request when it arrives; the pool, when the send slot is stamped.
     # Event-loop lag in a busy worker and network jitter sit between the two. Measured with
-    # bench/key_pool (3 processes x 8 callers, 2 cores), without pacing: at a load of 1-3, 20 ms
+    # bench.key_pool (3 processes x 8 callers, 2 cores), without pacing: at a load of 1-3, 20 ms
     # let 1 request over the limits in one run of 4 (the first second's burst queues at the
     # provider) and 30 ms none; at a load of 9, 20 ms let 4 over and 50 ms none. With the
     # default pacing below, bursts are gone and 20 ms holds. The guard starts at
@@ -91,7 +91,7 @@ class SchedulerConfig(BaseModel):
     # Even pacing (GCRA, no burst): each send booked one emission interval (1000/qps ms,
     # stretched by this share) after the previous one, so no window fills in a burst that
     # queues at the provider. 2%: 0.98 of a per-second limit; None: off (windows and guard
-    # only). bench/key_pool: 0.974 of the limits with 0 violations (bench/README.md).
+    # only). bench.key_pool: 0.974 of the limits with 0 violations (bench/README.md).
     pacing_margin: float | None = Field(
         default=0.02, ge=0, le=1, description="share added to each emission interval"
     )

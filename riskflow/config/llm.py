@@ -44,7 +44,7 @@ class LLMSettings(BaseModel):
     text_model: str = "qwen-plus"
     vision_model: str = "qwen-vl-plus"
     models: dict[Provider, ProviderModels] = Field(
-        default_factory=dict, description="models per provider (keyconfig.Provider)"
+        default_factory=dict, description="models per provider (riskflow.config.keys.Provider)"
     )
     # The tokens a call reserves against tokens-per-minute limits until its answer reports
     # the real count: prompt characters / chars_per_token + image_tokens per image +

@@ -149,6 +149,27 @@ class Settings(BaseSettings):
                     )
         return self
 
+    @model_validator(mode="after")
+    def _ladders_name_known_channels(self) -> Settings:
+        """Every channel an escalation ladder names (default or a site's, `channels` and
+        `fallback_channels`) is configured under `notifications.channels`: a typo stops the
+        process at start instead of failing each send later. Not checked while no channel is
+        configured at all (settings without a notifications section)."""
+        known = set(self.notifications.channels)
+        if not known:
+            return self
+        ladders = [("incidents", self.incidents)]
+        ladders += [(f"site {s.id!r}", s.incidents) for s in self.sites if s.incidents]
+        for where, config in ladders:
+            for level, step in enumerate(config.escalation):
+                unknown = sorted({*step.channels, *step.fallback_channels} - known)
+                if unknown:
+                    raise ValueError(
+                        f"{where}: escalation level {level} names channels {unknown} that "
+                        f"notifications.channels does not define (defined: {sorted(known)})"
+                    )
+        return self
+
     def capacity_warnings(self) -> list[str]:
         """Budget settings that are valid but probably not meant (logged by workers at start,
         printed by `riskflow keys status`): a cost limit over models without a price (their

@@ -47,10 +47,10 @@ class SiteConfig(BaseModel):
         default=None, description="this site's incident behaviour; unset: `incidents:`"
     )
     context: SiteContext = Field(
-        default=DEFAULT_CONTEXT, description="assessment context and rubric (context_config)"
+        default=DEFAULT_CONTEXT, description="context and rubric (riskflow.config.context)"
     )
     capacity: SiteCapacity = Field(
-        default_factory=SiteCapacity, description="failover chain (capacity_config)"
+        default_factory=SiteCapacity, description="failover chain (riskflow.config.capacity)"
     )
 
     @model_validator(mode="after")

@@ -103,7 +103,7 @@ class AssessmentTask(BaseModel):
     text_model: str = Field(default="", description="for a text-only assessment ('' = model)")
     user_prompt_without_history: str | None = None
     failover: list[FailoverStep] = Field(
-        default_factory=list, description="the camera's failover chain (capacity_config)"
+        default_factory=list, description="the camera's failover chain (riskflow.config.capacity)"
     )
     estimated_tokens: int = Field(default=0, description="reserved per call (0: not counted)")
     severity: int = Field(default=0, description="the situation's severity (significance rules)")

@@ -30,7 +30,7 @@ from workers.common.significance import assess_significance
 from workflows.incident import IncidentWorkflow
 
 # A message in flight when its worker is killed is retried after its attempt's timeout
-# (workflows/incident_ladder.py SEND_ATTEMPT_SECONDS): a few kills can add minutes.
+# (workflows/incident_state.py SEND_ATTEMPT_SECONDS): a few kills can add minutes.
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(900)]
 
 LEVELS, STEP_SECONDS, REPEATS = 5, 3.0, 5
