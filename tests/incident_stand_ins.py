@@ -70,6 +70,7 @@ class StandIns:
         self.throttled: set[str] = set()
         self.sent: list[NotificationRequest] = []
         self.refused: list[NotificationRequest] = []
+        self.repeated: list[NotificationRequest] = []  # a key sent before: already_sent
 
     @activity.defn(name="incident_gate")
     async def gate(self, gate: IncidentGate) -> IncidentGateResult:
@@ -120,10 +121,17 @@ class StandIns:
             raise ApplicationError(
                 "too fast", type=NOTIFY_RATE_LIMITED, next_retry_delay=timedelta(seconds=30)
             )
+        if any(r.idempotency_key == request.idempotency_key for r in self.sent):
+            # As a real channel (its idempotency marker): one key is at most one message. An
+            # attempt the server timed out and retried (a loaded machine, a time skip) is a
+            # second attempt, not a second message.
+            self.repeated.append(request)
+            return NotificationResult(channel=request.channel, status="already_sent")
         self.sent.append(request)
         return NotificationResult(channel=request.channel, status="sent")
 
     def keys(self) -> list[str]:
+        """The messages delivered, by idempotency key without the incident id."""
         return [r.idempotency_key.split(":", 1)[1] for r in self.sent]
 
 

@@ -34,6 +34,9 @@ from workflows.incident import IncidentWorkflow
 pytestmark = [pytest.mark.chaos, pytest.mark.timeout(900)]
 
 LEVELS, STEP_SECONDS, REPEATS = 5, 3.0, 5
+# One configured channel per level (config/riskflow.yaml: a ladder may only name configured
+# channels); the worker's notify activity is the recorder of tests/chaos/incident_worker.py.
+CHANNELS = ["ops-group", "shift-lead", "site-manager", "ticketing", "mail"]
 
 
 async def test_incident_worker_kill_9_sends_no_duplicate(
@@ -47,7 +50,7 @@ async def test_incident_worker_kill_9_sends_no_duplicate(
 ) -> None:
     config = IncidentConfig(
         escalation=[
-            EscalationStep(after_seconds=i * STEP_SECONDS, channels=[f"level-{i}"])
+            EscalationStep(after_seconds=i * STEP_SECONDS, channels=[CHANNELS[i]])
             for i in range(LEVELS)
         ],
         repeat_seconds=STEP_SECONDS,
@@ -122,8 +125,8 @@ async def test_incident_worker_kill_9_sends_no_duplicate(
                 await asyncio.wait_for(proc.wait(), 60)
     sent = [k.decode() for k in await redis.lrange(f"{prefix}:sent", 0, -1)]
     attempts = await redis.llen(f"{prefix}:attempts")
-    expected = [f"{view.incident_id}:L{i}:level-{i}" for i in range(LEVELS)] + [
-        f"{view.incident_id}:L{LEVELS - 1}r{r}:level-{LEVELS - 1}" for r in range(1, REPEATS + 1)
+    expected = [f"{view.incident_id}:L{i}:{CHANNELS[i]}" for i in range(LEVELS)] + [
+        f"{view.incident_id}:L{LEVELS - 1}r{r}:{CHANNELS[-1]}" for r in range(1, REPEATS + 1)
     ]
     figures = {
         "kills": kills,
@@ -164,7 +167,7 @@ async def test_a_worker_killed_mid_first_assessment_notifies_once(
     once, and the killed worker's lease is the only one left (to its TTL)."""
     await dashscope_admin.faults(script=["hang"], hang_seconds=30)
     config = IncidentConfig(
-        escalation=[EscalationStep(after_seconds=0, channels=["level-0"])],
+        escalation=[EscalationStep(after_seconds=0, channels=[CHANNELS[0]])],
         auto_resolve_after_seconds=3600,
     )
     prefix = f"chaosfirst:{unique}"
@@ -223,7 +226,7 @@ async def test_a_worker_killed_mid_first_assessment_notifies_once(
                 proc.send_signal(signal.SIGTERM)
                 await asyncio.wait_for(proc.wait(), 60)
     sent = [k.decode() for k in await redis.lrange(f"{prefix}:sent", 0, -1)]
-    assert sent == [f"{view.incident_id}:L0:level-0", f"{view.incident_id}:a1:level-0"]
+    assert sent == [f"{view.incident_id}:L0:{CHANNELS[0]}", f"{view.incident_id}:a1:{CHANNELS[0]}"]
     assert view.assessments == 1 and view.severity != "none"
     stored = json.loads(await redis.get(assessment_key(f"{view.incident_id}-a1")))
     assert stored["status"] == "assessed" and stored["llm_attempts"] == 2
