@@ -137,9 +137,14 @@ class StandIns:
 
 @contextlib.asynccontextmanager
 async def stand_in_worker(
-    client: Client, task_queue: str, stand_ins: StandIns, **options: Any
+    client: Client,
+    task_queue: str,
+    stand_ins: StandIns,
+    incident: type = IncidentWorkflow,
+    **options: Any,
 ) -> AsyncIterator[list[WorkflowHandle[Any, Any]]]:
-    """A worker of both workflows over the stand-ins, sandboxed as the real one; yields the
+    """A worker of both workflows over the stand-ins, sandboxed as the real one (`incident`:
+    the incident workflow's class, a changed one registered under its name); yields the
     list of handles to terminate when it stops (shared servers keep no timers behind)."""
     runner = SandboxedWorkflowRunner(
         restrictions=SandboxRestrictions.default.with_passthrough_modules(
@@ -150,7 +155,7 @@ async def stand_in_worker(
     async with Worker(
         client,
         task_queue=task_queue,
-        workflows=[IncidentWorkflow, RiskAssessmentWorkflow],
+        workflows=[incident, RiskAssessmentWorkflow],
         activities=[
             stand_ins.gate,
             stand_ins.record,

@@ -49,16 +49,16 @@ class Channels(Recorder):
         self.failing = failing or set()
         self.rejecting = rejecting or set()
         self.delivered: list[tuple[NotificationRequest, datetime]] = []
-        self.refused: list[tuple[str, datetime]] = []
+        self.refused: list[tuple[str, datetime]] = []  # step:channel, scheduled at
 
     @activity.defn(name="notify")
     async def notify(self, request: NotificationRequest) -> NotificationResult:
         at = activity.info().current_attempt_scheduled_time
         if request.channel in self.rejecting:
-            self.refused.append((request.channel, at))
+            self.refused.append((request.idempotency_key.split(":", 1)[1], at))
             raise ApplicationError("invalid webhook", type=NOTIFY_REJECTED, non_retryable=True)
         if request.channel in self.failing:
-            self.refused.append((request.channel, at))
+            self.refused.append((request.idempotency_key.split(":", 1)[1], at))
             raise ApplicationError(
                 "429: send too fast",
                 type=NOTIFY_RATE_LIMITED,
@@ -124,14 +124,68 @@ async def test_a_healthy_assessment_is_in_the_first_message(
         escalation=[EscalationStep(after_seconds=0, channels=["ops-group"])],
         auto_resolve_after_seconds=QUIET_CHECK,
     )
+    """A rule below life-safety (a crowd) waits up to `notify_within_seconds` for the model:
+    a healthy answer is in the first message."""
     channels = Channels()
     async with alarm_worker(time_env.client, settings, stack, task_queue, channels):
-        frame = fall(f"cam-{unique}", 1)
+        frame = crowd(f"cam-{unique}", 1, people=9)
         handle = await open_incident(channels, time_env.client, task_queue, frame, config)
         await until(handle, lambda v: v.steps_sent == ["L0"])
         request, _ = channels.first(":L0:ops-group")
     assert not request.assessment_pending and request.summary
     assert channels.keys() == ["L0:ops-group"]  # one message, not an alarm and an update
+
+
+async def test_a_fall_is_told_before_the_model_is_asked(
+    time_env: WorkflowEnvironment,
+    settings: Settings,
+    stack: Endpoints,
+    redis: Redis,
+    dashscope_admin: DashScopeAdmin,
+    task_queue: str,
+    unique: str,
+) -> None:
+    """A life-safety rule with a healthy model: level 0 is scheduled in the incident's first
+    workflow task (before the LLM activity), says what the detector saw, and the assessment
+    follows as an update to the same channel."""
+    config = IncidentConfig(
+        escalation=[EscalationStep(after_seconds=0, channels=["ops-group"])],
+        auto_resolve_after_seconds=QUIET_CHECK,
+    )
+    channels = Channels()
+    async with alarm_worker(time_env.client, settings, stack, task_queue, channels):
+        frame = fall(f"cam-{unique}", 1)
+        handle = await open_incident(channels, time_env.client, task_queue, frame, config)
+        view = await until(handle, lambda v: v.assessments == 1 and len(channels.keys()) == 2)
+        history = await handle.fetch_history()
+    request, _ = channels.first(":L0:ops-group")
+    assert request.assessment_pending and request.detected == "fall: 1 detection(s)"
+    assert channels.keys() == ["L0:ops-group", "a1:ops-group"]
+    update, _ = channels.first(":a1:ops-group")
+    assert update.kind == "assessed" and update.summary and not update.assessment_pending
+    kinds = [entry.kind for entry in view.timeline]
+    assert kinds.index("notified") < kinds.index("assessed")
+    scheduled = [
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+    ]
+    assert scheduled[:2] == ["notify", "lease_and_call_llm"]  # the alarm's send goes first
+    # Between the gate (the incident's first local activity) and level 0's send nothing was
+    # waited for: no activity ended, no timer fired (a workflow task may end between them
+    # when the SDK heartbeats a task that runs local activities).
+    gate = next(
+        i
+        for i, e in enumerate(history.events)
+        if e.marker_recorded_event_attributes.marker_name == "core_local_activity"
+    )
+    send = next(
+        i
+        for i, e in enumerate(history.events)
+        if e.activity_task_scheduled_event_attributes.activity_type.name == "notify"
+    )
+    waited = ("activity_task_completed_event_attributes", "timer_fired_event_attributes")
+    assert not any(e.HasField(field) for e in history.events[gate:send] for field in waited)
 
 
 async def test_a_throttled_channel_delays_no_other_channel_and_no_level(
@@ -162,8 +216,12 @@ async def test_a_throttled_channel_delays_no_other_channel_and_no_level(
             return any(r.channel == "site-manager" for r, _ in channels.delivered)
 
         await eventually(manager_told)
-        assert sorted(r.channel for r, _ in channels.delivered) == ["shift-lead", "site-manager"]
-        assert [channel for channel, _ in channels.refused] == ["ops-group"]  # no retry yet
+        ladder = [r.channel for r, _ in channels.delivered if r.kind != "assessed"]
+        assert sorted(ladder) == ["shift-lead", "site-manager"]
+        # One attempt of each message to ops-group (the alarm, and the assessment that
+        # followed it if it was ready by now): no retry yet, nothing waited for them.
+        refused = [key for key, _ in channels.refused]
+        assert refused[0] == "L0:ops-group" and len(refused) == len(set(refused))
 
 
 async def test_a_channel_that_fails_for_good_is_recorded_and_its_fallback_told(
@@ -196,7 +254,8 @@ async def test_a_channel_that_fails_for_good_is_recorded_and_its_fallback_told(
         await eventually(fallback_told)
         fallback, _ = channels.first(":L0:ops-group:fallback:mail")
     assert fallback.kind == "opened" and view.state == IncidentState.NOTIFIED
-    assert sorted(r.channel for r, _ in channels.delivered) == ["mail", "shift-lead"]
+    level_0 = [r.channel for r, _ in channels.delivered if ":L0:" in r.idempotency_key]
+    assert sorted(level_0) == ["mail", "shift-lead"]
 
 
 async def test_a_fall_in_a_crowd_incident_is_told_at_once_to_every_level_reached(
@@ -330,11 +389,17 @@ async def test_after_an_outage_the_ladder_says_once_what_was_missed(
     async with alarm_worker(client, settings, stack, task_queue, channels):
         frame = fall(f"o-{unique}", 1)
         handle = await open_incident(channels, client, task_queue, frame, config)
-        await until(handle, lambda v: v.steps_sent == ["L0"])
+        await until(handle, lambda v: v.steps_sent == ["L0"] and v.assessments == 1)
+
+        async def assessment_told() -> bool:
+            told = channels.keys()  # the keys delivered (a list)
+            return "a1:ops-group" in told
+
+        await eventually(assessment_told)
         channels.started.clear()  # the incident stays open while no worker runs
     await asyncio.sleep(10)  # longer than the ladder (8 s): every step is due when it is back
     async with alarm_worker(client, settings, stack, task_queue, channels):
         channels.started.append(handle)
         view = await until(handle, lambda v: "L2r2" in v.steps_sent)
-    assert channels.keys() == ["L0:ops-group", "L2r2:site-manager"]
+    assert channels.keys() == ["L0:ops-group", "a1:ops-group", "L2r2:site-manager"]
     assert any("caught up: L1, L2, L2r1 not sent" in e.detail for e in view.timeline)

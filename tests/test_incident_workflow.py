@@ -179,14 +179,17 @@ async def test_three_level_ladder_over_thirty_minutes(
         wall = time.monotonic() - started
     print(f"30 simulated minutes of escalation: {wall:.2f}s wall")
     assert wall < 10  # 1800 s of workflow time were skipped, not waited
-    # L0 at once, L1 after 5 min, L2 after 15, the first repeat of L2 at 25 (the next at 35).
+    # L0 at once (a fall: before the model; its assessment follows to the level told), L1
+    # after 5 min, L2 after 15, the first repeat of L2 at 25 (the next at 35).
     assert sent.keys() == [
         "L0:ops-group",
+        "a1:ops-group",
         "L1:shift-lead",
         "L2:site-manager",
         "L2r1:site-manager",
     ]
-    assert [r.kind for r in sent.requests] == ["opened", "escalated", "escalated", "reminder"]
+    kinds = ["opened", "assessed", "escalated", "escalated", "reminder"]
+    assert [r.kind for r in sent.requests] == kinds
     assert view.escalation_level == 2 and view.state == IncidentState.NOTIFIED
     stored = json.loads(await redis.get(incident_key(view.incident_id)))
     assert stored["state"] == "notified" and stored["steps_sent"] == view.steps_sent
@@ -211,7 +214,7 @@ async def test_ack_during_escalation_stops_it_and_invalid_transitions_are_refuse
     escalations = _sample("riskflow_incident_escalations_total", level="1")
     async with incident_worker(time_env.client, settings, stack, task_queue) as sent:
         handle = await open_incident(sent, time_env.client, task_queue, fall(camera, 1), config)
-        await until(handle, lambda v: v.steps_sent == ["L0"])
+        await until(handle, lambda v: v.steps_sent == ["L0"] and v.assessments == 1)
         await time_env.sleep(timedelta(minutes=6))
         await until(handle, lambda v: v.steps_sent == ["L0", "L1"])
         state = await handle.execute_update(IncidentWorkflow.ack, OperatorAction(by="li.wei"))
@@ -232,8 +235,8 @@ async def test_ack_during_escalation_stops_it_and_invalid_transitions_are_refuse
         view = await handle.result()
     # Whoever was told hears of the close: both levels reached.
     keys = sent.keys()  # the two closing messages go side by side, in either order
-    assert keys[:2] == ["L0:ops-group", "L1:shift-lead"]
-    assert sorted(keys[2:]) == ["resolved:ops-group", "resolved:shift-lead"]
+    assert keys[:3] == ["L0:ops-group", "a1:ops-group", "L1:shift-lead"]
+    assert sorted(keys[3:]) == ["resolved:ops-group", "resolved:shift-lead"]
     # Metrics: one more time to acknowledge (of at least the 6 minutes it took), level 1 once.
     assert _sample("riskflow_incident_time_to_acknowledge_seconds_count") == acks + 1
     assert _sample("riskflow_incident_time_to_acknowledge_seconds_sum") - ack_seconds >= 360
@@ -282,17 +285,27 @@ async def test_first_assessment_of_no_risk_dismisses_silently(
     task_queue: str,
     unique: str,
 ) -> None:
-    answer = {"risk_level": "none", "risk_score": 3, "summary": "a mannequin on the floor"}
-    await dashscope_admin.faults(script=[{"content": json.dumps(answer)}])
+    """A rule below life-safety waits for the model, which dismisses it before anyone is
+    told; a fall was told at once, so its dismissal is told too."""
+    answer = {"risk_level": "none", "risk_score": 3, "summary": "a queue at the canteen"}
+    await dashscope_admin.faults(script=[{"content": json.dumps(answer)}] * 2)
     camera = f"cam-{unique}"
     async with incident_worker(time_env.client, settings, stack, task_queue) as sent:
         handle = await open_incident(
-            sent, time_env.client, task_queue, fall(camera, 1), IncidentConfig()
+            sent, time_env.client, task_queue, crowd(camera, 1), IncidentConfig()
+        )
+        view = await handle.result()
+        assert view.state == IncidentState.DISMISSED and view.closed_by == "llm"
+        assert sent.requests == []
+        assert [e.kind for e in view.timeline] == ["opened", "assessed", "dismissed"]
+        other = f"{camera}-b"
+        handle = await open_incident(
+            sent, time_env.client, task_queue, fall(other, 1), IncidentConfig()
         )
         view = await handle.result()
     assert view.state == IncidentState.DISMISSED and view.closed_by == "llm"
-    assert sent.requests == []
-    assert [e.kind for e in view.timeline] == ["opened", "assessed", "dismissed"]
+    assert sent.keys() == ["L0:ops-group", "dismissed:ops-group"]
+    assert [e.kind for e in view.timeline] == ["opened", "notified", "assessed", "dismissed"]
 
 
 async def test_quiet_hours_hold_then_release_one_summary_and_life_safety_breaks_through(
@@ -405,7 +418,7 @@ async def test_continue_as_new_keeps_the_incident(
     async with incident_worker(time_env.client, settings, stack, task_queue) as sent:
         first = fall(camera, 1)
         handle = await open_incident(sent, time_env.client, task_queue, first, config)
-        before = await until(handle, lambda v: v.steps_sent == ["L0"])
+        before = await until(handle, lambda v: v.steps_sent == ["L0"] and v.assessments == 1)
         for frame_id in range(2, 62):
             await handle.signal(IncidentWorkflow.frame, fall(camera, frame_id))
         await handle.signal(IncidentWorkflow.frame, first)  # seen before the continue-as-new
@@ -415,7 +428,7 @@ async def test_continue_as_new_keeps_the_incident(
     assert view.incident_id == before.incident_id
     assert [e.kind for e in view.timeline].count("opened") == 1 and view.assessments == 1
     assert len(view.recent_frames) == config.max_frames
-    assert sent.keys() == ["L0:ops-group", "L1:shift-lead"]
+    assert sent.keys() == ["L0:ops-group", "a1:ops-group", "L1:shift-lead"]
 
 
 def _sample(name: str, **labels: str) -> float:
@@ -438,7 +451,7 @@ async def test_a_failed_first_assessment_keeps_a_fall_open_and_notified(
     camera = f"cam-{unique}"
     async with incident_worker(time_env.client, settings, stack, task_queue) as sent:
         handle = await open_incident(sent, time_env.client, task_queue, fall(camera, 1), config)
-        view = await until(handle, lambda v: v.steps_sent == ["L0"])
+        view = await until(handle, lambda v: v.steps_sent == ["L0"] and v.assessments == 1)
     # Not dismissed, not held in quiet hours: a fall is high until an assessment says otherwise.
     assert view.state == IncidentState.NOTIFIED and view.severity == "high"
     assert any(e.kind == "assessed" and e.detail.startswith("failed") for e in view.timeline)

@@ -10,7 +10,9 @@ The alarm never waits (patch `ALARM_FIRST`, asked once per run, in `__init__`): 
 told within `notify_within_seconds` whether or not the LLM has answered; assessments run
 beside the loop and follow as updates; messages go beside the loop
 (`workflows.incident_state`). Runs started before the patch keep their old commands
-(assessment first, messages in turn) until their next continue-as-new.
+(assessment first, messages in turn) until their next continue-as-new. A life-safety rule
+(`life_safety_severity`, a fall) does not wait for the model at all (patch `TELL_AT_ONCE`):
+level 0's sends leave in the incident's first workflow task.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ with workflow.unsafe.imports_passed_through():
     from workflows.incident_state import (
         ALARM_FIRST,
         MAX_SEEN,
+        SERIAL_LOCAL,
+        TELL_AT_ONCE,
         IncidentNotices,
         Purpose,
         S,
@@ -60,7 +64,13 @@ class IncidentWorkflow(IncidentNotices):
         patch's answer), not an incident "not open yet"."""
         super().__init__()
         self._inp = inp
+        # Patches are asked here, before any local activity: asked after one, a replay can
+        # ask in the workflow task before the one that recorded the marker (the SDK groups
+        # local activity resolutions differently on replay) and be answered no.
         self._alarm_first = workflow.patched(ALARM_FIRST)
+        if workflow.patched(SERIAL_LOCAL):
+            self._serial.enable()
+        self._tell_at_once = self._alarm_first and workflow.patched(TELL_AT_ONCE)
         if inp.carried is not None:
             self._view = inp.carried.model_copy(update={"run_id": workflow.info().run_id})
 
@@ -197,12 +207,13 @@ class IncidentWorkflow(IncidentNotices):
         gate = IncidentGate(workflow_id=inp.workflow_id, captured_at=first.event.captured_at)
         if self._alarm_first:
             gate.severity = first.severity
-        admitted = await workflow.execute_local_activity_method(
-            IncidentActivities.gate,
-            gate,
-            start_to_close_timeout=timedelta(seconds=10),
-            retry_policy=INFRA_RETRY,
-        )
+        async with self._serial.held():
+            admitted = await workflow.execute_local_activity_method(
+                IncidentActivities.gate,
+                gate,
+                start_to_close_timeout=timedelta(seconds=10),
+                retry_policy=INFRA_RETRY,
+            )
         if not admitted.admitted:
             workflow.logger.info("frame of a closed incident %s: ignored", inp.workflow_id)
             return False
@@ -226,11 +237,21 @@ class IncidentWorkflow(IncidentNotices):
         if not self._alarm_first:
             await self._assessed(inp, first, first.rule, "first")
             return True
+        if self._tells_at_once(inp, first):
+            # Level 0's sends are scheduled in this workflow task; the assessment follows.
+            await self._catch_up(inp, plan.due_steps(self._v, inp.config, workflow.now()))
+            self._start_assessment(inp, first, first.rule, "first")
+            return True
         self._start_assessment(inp, first, first.rule, "first")
         await wait_until(
             lambda: self._assessing is None, timedelta(seconds=inp.config.notify_within_seconds)
         )
         return True
+
+    def _tells_at_once(self, inp: IncidentStart, first: IncidentFrame) -> bool:
+        """A life-safety rule is told before the model is asked (runs of a release before the
+        `TELL_AT_ONCE` patch wait up to `notify_within_seconds` for the first assessment)."""
+        return self._tell_at_once and first.severity >= inp.config.life_safety_severity
 
     # -- frames ---------------------------------------------------------------------------
     def _accept(self, inp: IncidentStart, frame: IncidentFrame) -> bool:
@@ -346,7 +367,7 @@ class IncidentWorkflow(IncidentNotices):
         if frame.rule and not self._alarm_first:
             self._set(assessed_at=workflow.now())
             self._newest = None
-        result, carried = await first_attempt(request)
+        result, carried = await first_attempt(request, self._serial)
         if result is None:
             try:
                 result = await workflow.execute_child_workflow(

@@ -53,6 +53,7 @@ with workflow.unsafe.imports_passed_through():
         NOTIFY_SEND_GIVE_UP,
         NOTIFY_SEND_RETRY,
     )
+    from workflows.serial import SerialLocal
 
 # One attempt: a vendor that answers within its own deadline, or a connection that fails.
 SEND_ATTEMPT_SECONDS = 30.0
@@ -126,6 +127,12 @@ class Sends:
 
 
 ALARM_FIRST = "alarm-first"  # workflow.patched id: the behaviour described above
+# After ALARM_FIRST: a life-safety rule's level 0 leaves before the model is asked (runs
+# started before it wait up to `notify_within_seconds` for the first assessment).
+TELL_AT_ONCE = "tell-at-once"
+# One local activity at a time in an incident (`workflows.serial`: the SDK replays side-by-side
+# local activities in another order than they ran).
+SERIAL_LOCAL = "serial-local-activities"
 # Quiet hours computed on instants, safe across daylight-saving changes (runs that started
 # before it keep `quiet_until_v1`).
 QUIET_HOURS_DST_PATCH = "quiet-hours-dst"
@@ -146,9 +153,11 @@ class IncidentBase:
         self._newest: IncidentFrame | None = None  # matching, not assessed yet
         self._unflushed: list[IncidentEvent] = []
         self._alarm_first = False
+        self._tell_at_once = False
         self._sends = Sends(self._sent)
         self._assessing: asyncio.Task[None] | None = None
         self._queued: tuple[IncidentFrame, str, Purpose] | None = None
+        self._serial = SerialLocal()  # on from `SERIAL_LOCAL` (`workflows.serial`)
 
     # -- the view (only the workflow changes it; `plan` returns new ones) ------------------
     @property
@@ -231,12 +240,13 @@ class IncidentBase:
             return
         events, self._unflushed = self._unflushed, []
         cooldown = inp.config.dismissed_cooldown_seconds if view.state == S.DISMISSED else 0.0
-        await workflow.execute_local_activity_method(
-            IncidentActivities.record,
-            IncidentRecord(view=view, events=events, cooldown_seconds=cooldown),
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=INFRA_RETRY,
-        )
+        async with self._serial.held():
+            await workflow.execute_local_activity_method(
+                IncidentActivities.record,
+                IncidentRecord(view=view, events=events, cooldown_seconds=cooldown),
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=INFRA_RETRY,
+            )
 
     # -- continue-as-new ------------------------------------------------------------------
     def _should_continue_as_new(self, inp: IncidentStart) -> bool:

@@ -70,16 +70,18 @@ class IncidentConfig(BaseModel):
         default=3.0,
         ge=0,
         le=60,
-        description="level 0 is told this soon after a significant rule, whether or not the "
-        "LLM has answered (then: the detector's facts, assessment pending); the assessment "
-        "follows as an update",
+        description="level 0 is told this soon after a significant rule below "
+        "life_safety_severity, whether or not the LLM has answered (then: the detector's "
+        "facts, assessment pending; the assessment follows as an update); a model that "
+        "answers sooner is in the first message and may dismiss the incident silently",
     )
     life_safety_severity: int = Field(
         default=5,
         ge=0,
         le=10,
-        description="rules at or above (a fall): an upgrade to one is told at once, quiet "
-        "hours or not",
+        description="rules at or above (a fall): told at once, before the model is asked "
+        "(the assessment follows as an update), and so is an upgrade to one, quiet hours "
+        "or not",
     )
     families: dict[str, str] = Field(
         default_factory=dict,
