@@ -327,8 +327,15 @@ async def test_quiet_hours_never_hold_a_fall(
         handle = await open_incident(
             channels, time_env.client, task_queue, fall(f"q-{unique}", 1), config
         )
-        view = await until(handle, lambda v: v.steps_sent == ["L0"])
-    assert view.held == [] and channels.keys() == ["L0:ops-group"]
+        view = await until(handle, lambda v: v.steps_sent == ["L0"] and v.assessments == 1)
+
+        async def assessment_told() -> bool:
+            told = channels.keys()  # the keys delivered (a list)
+            return "a1:ops-group" in told
+
+        await eventually(assessment_told)
+    # The alarm and the assessment that followed it: neither held.
+    assert view.held == [] and channels.keys() == ["L0:ops-group", "a1:ops-group"]
 
 
 async def test_a_dismissed_crowd_does_not_hide_a_fall(

@@ -179,8 +179,8 @@ def test_the_incident_asks_its_patches_before_any_local_activity() -> None:
     SDK groups that activity's resolution into the workflow task before the marker's (seen:
     `tell-at-once` asked after the gate replayed the old path, one run in five). Every patch
     of the incident is asked in `__init__`; `quiet-hours-dst`, from an earlier release, is
-    the one exception (asked where quiet hours are computed; moving it would change when
-    runs of that release record it)."""
+    the one exception: asked where quiet hours are computed, and only by runs from before
+    `tell-at-once` (which implies it), so that their recorded markers still match."""
     import ast
     import inspect
 
@@ -200,8 +200,9 @@ def test_the_incident_asks_its_patches_before_any_local_activity() -> None:
                         asked.append((node.name, ast.unparse(call.args[0])))
     outside = [(where, patch) for where, patch in asked if where != "__init__"]
     assert outside == [("_quiet_end", "QUIET_HOURS_DST_PATCH")]
+    quiet_end = inspect.getsource(workflows.incident_state.IncidentNotices._quiet_end)
+    assert "if self._tell_at_once or workflow.patched(QUIET_HOURS_DST_PATCH)" in quiet_end
     assert {patch for where, patch in asked if where == "__init__"} == {
         "ALARM_FIRST",
-        "SERIAL_LOCAL",
         "TELL_AT_ONCE",
     }

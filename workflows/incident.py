@@ -12,7 +12,8 @@ beside the loop and follow as updates; messages go beside the loop
 (`workflows.incident_state`). Runs started before the patch keep their old commands
 (assessment first, messages in turn) until their next continue-as-new. A life-safety rule
 (`life_safety_severity`, a fall) does not wait for the model at all (patch `TELL_AT_ONCE`):
-level 0's sends leave in the incident's first workflow task.
+level 0's sends leave in the incident's first workflow task; the same patch runs the
+incident's local activities one at a time (`workflows.serial`).
 """
 
 from __future__ import annotations
@@ -42,7 +43,6 @@ with workflow.unsafe.imports_passed_through():
     from workflows.incident_state import (
         ALARM_FIRST,
         MAX_SEEN,
-        SERIAL_LOCAL,
         TELL_AT_ONCE,
         IncidentNotices,
         Purpose,
@@ -68,9 +68,9 @@ class IncidentWorkflow(IncidentNotices):
         # ask in the workflow task before the one that recorded the marker (the SDK groups
         # local activity resolutions differently on replay) and be answered no.
         self._alarm_first = workflow.patched(ALARM_FIRST)
-        if workflow.patched(SERIAL_LOCAL):
-            self._serial.enable()
         self._tell_at_once = self._alarm_first and workflow.patched(TELL_AT_ONCE)
+        if self._tell_at_once:  # one patch per release: each is a marker and an upsert
+            self._serial.enable()
         if inp.carried is not None:
             self._view = inp.carried.model_copy(update={"run_id": workflow.info().run_id})
 

@@ -128,11 +128,10 @@ class Sends:
 
 ALARM_FIRST = "alarm-first"  # workflow.patched id: the behaviour described above
 # After ALARM_FIRST: a life-safety rule's level 0 leaves before the model is asked (runs
-# started before it wait up to `notify_within_seconds` for the first assessment).
+# started before it wait up to `notify_within_seconds` for the first assessment), and the
+# incident's local activities run one at a time (`workflows.serial`: the SDK replays local
+# activities that ran side by side in another order than they ran).
 TELL_AT_ONCE = "tell-at-once"
-# One local activity at a time in an incident (`workflows.serial`: the SDK replays side-by-side
-# local activities in another order than they ran).
-SERIAL_LOCAL = "serial-local-activities"
 # Quiet hours computed on instants, safe across daylight-saving changes (runs that started
 # before it keep `quiet_until_v1`).
 QUIET_HOURS_DST_PATCH = "quiet-hours-dst"
@@ -157,7 +156,7 @@ class IncidentBase:
         self._sends = Sends(self._sent)
         self._assessing: asyncio.Task[None] | None = None
         self._queued: tuple[IncidentFrame, str, Purpose] | None = None
-        self._serial = SerialLocal()  # on from `SERIAL_LOCAL` (`workflows.serial`)
+        self._serial = SerialLocal()  # on from `TELL_AT_ONCE` (`workflows.serial`)
 
     # -- the view (only the workflow changes it; `plan` returns new ones) ------------------
     @property
@@ -300,7 +299,9 @@ class IncidentNotices(IncidentBase):
         periods = inp.config.quiet_hours
         if not periods:
             return None
-        if workflow.patched(QUIET_HOURS_DST_PATCH):  # holding or sending a step is a command
+        # Runs from `TELL_AT_ONCE` on (asked in `__init__`) do not ask the older patch here,
+        # after local activities, where a replay may answer no (README: Versioning).
+        if self._tell_at_once or workflow.patched(QUIET_HOURS_DST_PATCH):
             return quiet_until(workflow.now(), periods, inp.timezone)
         return quiet_until_v1(workflow.now(), periods, inp.timezone)
 

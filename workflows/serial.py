@@ -23,7 +23,8 @@ from collections.abc import AsyncIterator
 
 
 class SerialLocal:
-    """Off until `enable()` (a run that started before it was guarded keeps its commands)."""
+    """Off until `enable()` (IncidentWorkflow: from the `tell-at-once` patch; a run that
+    started before it keeps its commands)."""
 
     def __init__(self) -> None:
         self._lock: asyncio.Lock | None = None
