@@ -37,7 +37,10 @@ async def _next_incident(
     captured = max(datetime.now(UTC), after.opened_at + timedelta(seconds=2))
     frame.event = frame.event.model_copy(update={"captured_at": captured})
     handle = await open_incident(sent, client, task_queue, frame, CONFIG)
-    view = await reaches(handle, lambda v: v.incident_id != after.incident_id and v.steps_sent)
+    view = await reaches(  # told, and assessed (a fall is told first): nothing more to come
+        handle,
+        lambda v: v.incident_id != after.incident_id and bool(v.steps_sent) and v.assessments == 1,
+    )
     return handle, view
 
 
