@@ -56,9 +56,10 @@ class StandIns:
     """The activities. `llm_open` cleared holds every first attempt until it is set again;
     `slow_records` delays a record (seconds) whose events include that kind, and
     `record_started` is set when such a record begins; `pause` delays every call of an
-    activity (by name); `no_key` makes every first attempt find no key, so the child
-    assessment takes over, and its lease fails for good (the child fails); `throttled`
-    channels answer "too fast, retry in 30 s" to every attempt."""
+    activity (by name); `answers` are the model's answers in turn; `no_key` makes every
+    first attempt find no key, so the child assessment takes over, and its lease fails for
+    good (the child fails); `throttled` channels answer "too fast, retry in 30 s" to every
+    attempt."""
 
     def __init__(self) -> None:
         self.pause: dict[str, float] = {}
@@ -67,6 +68,7 @@ class StandIns:
         self.slow_records: dict[str, float] = {}
         self.record_started: dict[str, asyncio.Event] = {}
         self.no_key = False
+        self.answers: list[RiskAnswer] = []  # answered in turn, then "high" (a person down)
         self.throttled: set[str] = set()
         self.sent: list[NotificationRequest] = []
         self.refused: list[NotificationRequest] = []
@@ -103,6 +105,8 @@ class StandIns:
         if self.no_key:
             return LeasedCallOutput()
         answer = RiskAnswer(risk_level="high", risk_score=80, summary="a person on the floor")
+        if self.answers:
+            answer = self.answers.pop(0)
         return LeasedCallOutput(output=LLMCallOutput(answer=answer), key_id="k1")
 
     @activity.defn(name="acquire_lease")

@@ -31,6 +31,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from temporalio.workflow import NondeterminismError
 
 from riskflow.config.incidents import EscalationStep, IncidentConfig
+from riskflow.contracts.assessment import RiskAnswer
 from riskflow.contracts.incidents import (
     IncidentStart,
     IncidentState,
@@ -522,3 +523,105 @@ async def test_an_incidents_local_activities_end_in_the_order_they_started(
     assert ended(serial) == ["record_incident", "build_task"]
     assert await replayed(serial, IncidentWorkflow) is None
     assert ended(side_by_side) == ["build_task", "record_incident"]
+
+
+async def test_a_fall_while_a_crowd_waits_for_the_model_is_told_at_once(
+    time_env: WorkflowEnvironment, task_queue: str, unique: str
+) -> None:
+    """A crowd opens the incident and waits (here up to a minute) for its first assessment;
+    a fall comes in meanwhile: level 0 goes at once, as a fall, the model still silent."""
+    client = time_env.client
+    config = IncidentConfig(
+        escalation=[EscalationStep(after_seconds=0, channels=["ops"])],
+        notify_within_seconds=60,
+        auto_resolve_after_seconds=QUIET_CHECK,
+    )
+    stand_ins = StandIns()
+    stand_ins.llm_open.clear()
+    camera = f"cam-{unique}"
+    async with stand_in_worker(client, task_queue, stand_ins) as started:
+        handle = await signal_with_start(client, task_queue, crowd(camera, 1, 6), config)
+        started.append(handle)
+        await until(handle, lambda v: v.frames_seen == 1)
+        await handle.signal(IncidentWorkflow.frame, fall(camera, 2))
+        view = await until(handle, lambda v: v.steps_sent == ["L0"])
+        stand_ins.llm_open.set()
+    assert view.assessments == 0 and view.rule == "fall"
+    [alarm] = stand_ins.sent
+    assert alarm.kind == "opened" and alarm.severity == "high" and alarm.assessment_pending
+
+
+async def test_a_crowds_no_risk_never_dismisses_the_fall_that_followed(
+    time_env: WorkflowEnvironment, task_queue: str, unique: str
+) -> None:
+    """The crowd's first assessment, asked before the fall came, answers "no risk": the
+    incident stays open at the fall's severity (it was told as a fall), and the fall's own
+    assessment follows."""
+    client = time_env.client
+    config = IncidentConfig(
+        escalation=[EscalationStep(after_seconds=0, channels=["ops"])],
+        notify_within_seconds=60,
+        auto_resolve_after_seconds=QUIET_CHECK,
+    )
+    stand_ins = StandIns()
+    stand_ins.llm_open.clear()
+    stand_ins.answers = [RiskAnswer(risk_level="none", risk_score=2, summary="a queue")]
+    camera = f"cam-{unique}"
+    async with stand_in_worker(client, task_queue, stand_ins) as started:
+        handle = await signal_with_start(client, task_queue, crowd(camera, 1, 6), config)
+        started.append(handle)
+        await until(handle, lambda v: v.frames_seen == 1)
+        await handle.signal(IncidentWorkflow.frame, fall(camera, 2))
+        await until(handle, lambda v: v.steps_sent == ["L0"])
+        stand_ins.llm_open.set()
+        view = await until(handle, lambda v: v.assessments == 2)
+    assert view.state == IncidentState.NOTIFIED and view.severity == "high"
+    assert "dismissed" not in [r.kind for r in stand_ins.sent]
+
+
+async def test_the_model_never_dismisses_what_a_person_acknowledged(
+    time_env: WorkflowEnvironment, task_queue: str, unique: str
+) -> None:
+    """A fall is told at once and acknowledged before the model answers "no risk": the
+    person's acknowledgement stands (no dismissal, no cooldown hiding the next fall)."""
+    client = time_env.client
+    config = IncidentConfig(
+        escalation=[EscalationStep(after_seconds=0, channels=["ops"])],
+        auto_resolve_after_seconds=QUIET_CHECK,
+    )
+    stand_ins = StandIns()
+    stand_ins.llm_open.clear()
+    stand_ins.answers = [RiskAnswer(risk_level="none", risk_score=2, summary="a mannequin")]
+    camera = f"cam-{unique}"
+    async with stand_in_worker(client, task_queue, stand_ins) as started:
+        handle = await signal_with_start(client, task_queue, fall(camera, 1), config)
+        started.append(handle)
+        await until(handle, lambda v: v.steps_sent == ["L0"])
+        await handle.execute_update(IncidentWorkflow.ack, OperatorAction(by="li.wei"))
+        stand_ins.llm_open.set()
+        view = await until(handle, lambda v: v.assessments == 1)
+    assert view.state == IncidentState.ACKNOWLEDGED and view.closed_at is None
+    assert [r.kind for r in stand_ins.sent] == ["opened", "assessed"]
+
+
+async def test_levels_that_share_time_zero_are_all_told_at_once(
+    time_env: WorkflowEnvironment, task_queue: str, unique: str
+) -> None:
+    """Two levels both due at once: each is told (a catch-up after an outage says only the
+    highest; levels due at the same moment are not a missed past)."""
+    client = time_env.client
+    config = IncidentConfig(
+        escalation=[
+            EscalationStep(after_seconds=0, channels=["ops"]),
+            EscalationStep(after_seconds=0, channels=["lead"]),
+        ],
+        auto_resolve_after_seconds=QUIET_CHECK,
+    )
+    stand_ins = StandIns()
+    camera = f"cam-{unique}"
+    async with stand_in_worker(client, task_queue, stand_ins) as started:
+        handle = await signal_with_start(client, task_queue, fall(camera, 1), config)
+        started.append(handle)
+        view = await until(handle, lambda v: v.steps_sent == ["L0", "L1"])
+    assert {"L0:ops", "L1:lead"} <= set(stand_ins.keys())
+    assert not any(e.detail.startswith("caught up") for e in view.timeline)

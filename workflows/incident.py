@@ -243,10 +243,17 @@ class IncidentWorkflow(IncidentNotices):
             self._start_assessment(inp, first, first.rule, "first")
             return True
         self._start_assessment(inp, first, first.rule, "first")
-        await wait_until(
-            lambda: self._assessing is None, timedelta(seconds=inp.config.notify_within_seconds)
+        await wait_until(  # a fall arriving meanwhile ends the wait: the loop tells it now
+            lambda: self._assessing is None or self._life_safety_pending(inp),
+            timedelta(seconds=inp.config.notify_within_seconds),
         )
         return True
+
+    def _life_safety_pending(self, inp: IncidentStart) -> bool:
+        """After `TELL_AT_ONCE`: a life-safety frame waits to be taken (runs before it wait
+        for the first assessment whatever comes)."""
+        floor = inp.config.life_safety_severity
+        return self._tell_at_once and any(frame.severity >= floor for frame in self._pending)
 
     def _tells_at_once(self, inp: IncidentStart, first: IncidentFrame) -> bool:
         """A life-safety rule is told before the model is asked (runs of a release before the
@@ -316,13 +323,22 @@ class IncidentWorkflow(IncidentNotices):
                 self._child_failed(err)
                 result = None
             if not self._v.state.closed:
-                await self._after(inp, result, purpose)
+                await self._after(inp, result, purpose, frame)
         finally:
             if self._alarm_first:
                 self._assessing, queued, self._queued = None, self._queued, None
                 if queued is not None and not self._v.state.closed:
                     self._start_assessment(inp, *queued)
                 self._changed = True
+
+    def _may_dismiss(self, frame: IncidentFrame) -> bool:
+        """A first assessment of "no risk" dismisses, except (after `TELL_AT_ONCE`) over a
+        person who acknowledged meanwhile, or when a more severe rule than the assessed
+        frame's came in since (a crowd's answer never dismisses the fall that followed)."""
+        if not self._tell_at_once:
+            return True
+        view = self._v
+        return view.state != S.ACKNOWLEDGED and view.rule_severity <= frame.severity
 
     def _child_failed(self, err: ChildWorkflowError) -> None:
         """The child assessment ended without an answer (terminated, timed out): recorded and
@@ -331,7 +347,13 @@ class IncidentWorkflow(IncidentNotices):
         self._set(assessments=self._v.assessments + 1)
         self._record("assessed", LLM_ACTOR, f"failed: {err.cause or err}"[:500])
 
-    async def _after(self, inp: IncidentStart, result: Assessment | None, purpose: Purpose) -> None:
+    async def _after(
+        self,
+        inp: IncidentStart,
+        result: Assessment | None,
+        purpose: Purpose,
+        frame: IncidentFrame,
+    ) -> None:
         cfg = inp.config
         level = result.risk_level if result is not None else None
         if purpose == "first":
@@ -339,6 +361,7 @@ class IncidentWorkflow(IncidentNotices):
                 result is not None
                 and level is not None
                 and level.rank <= cfg.dismiss_at_or_below.rank
+                and self._may_dismiss(frame)
             ):
                 await self._close(S.DISMISSED, "dismissed", LLM_ACTOR, result.summary)
             elif result is not None and self._alarm_first and self._v.steps_sent:
@@ -390,7 +413,8 @@ class IncidentWorkflow(IncidentNotices):
             severity = view.severity
             if result.risk_level.rank > severity.rank or view.assessments == 1:
                 severity = result.risk_level
-            if self._alarm_first and view.assessments > 1:  # never below the rule's floor
+            worse_since = self._tell_at_once and view.rule_severity > frame.severity
+            if (self._alarm_first and view.assessments > 1) or worse_since:  # the rule's floor
                 floor = plan.severity_of_rule(view.rule_severity)
                 severity = max(severity, floor, key=lambda level: level.rank)
             self._set(

@@ -327,14 +327,21 @@ class IncidentNotices(IncidentBase):
     async def _catch_up(self, inp: IncidentStart, due: list[plan.Step]) -> None:
         """Every step due now: one message, at the highest level due (after an outage the
         ladder says once what was missed, not each step in a burst); the others are recorded
-        as sent."""
+        as sent. After `TELL_AT_ONCE`, steps due at the same moment as the highest (levels
+        that share a time) are each sent: they are not a missed past."""
         if not due or self._v.state not in (S.OPEN, S.NOTIFIED):
             return
         *missed, last = due
+        together = []  # after TELL_AT_ONCE: levels due at the same time as the last all go
+        if self._tell_at_once:
+            together = [step for step in missed if step.due == last.due]
+            missed = [step for step in missed if step.due != last.due]
         if missed:
             names = [step.name for step in missed]
             self._set(steps_sent=[*self._v.steps_sent, *names])
             self._record("escalated", "system", f"caught up: {', '.join(names)} not sent")
+        for step in together:
+            await self._escalate(inp, step)
         await self._escalate(inp, last)
 
     async def _release_held(self, inp: IncidentStart) -> None:

@@ -99,7 +99,10 @@ class IncidentConfig(BaseModel):
         default=RiskLevel.HIGH, description="held in quiet hours; at or above breaks through"
     )
     dismiss_at_or_below: RiskLevel = Field(
-        default=RiskLevel.LOW, description="a first assessment at or below: dismissed, silent"
+        default=RiskLevel.LOW,
+        description="a first assessment at or below: dismissed (silent when nobody was told "
+        "yet; told when a fall was), unless acknowledged meanwhile or a more severe rule came "
+        "in since the assessed frame",
     )
     count_step: int = Field(default=3, ge=1, description="reassess when the count grows by it")
     reassess_every_seconds: float = Field(
