@@ -40,7 +40,7 @@ from riskflow.contracts.incidents import (
     incident_workflow_id,
 )
 from tests.conftest import eventually
-from tests.histories.changed import ReorderedChannels, SideBySideLocalActivities
+from tests.histories.changed import ReorderedChannels
 from tests.incident_stand_ins import StandIns, crowd, fall, signal_with_start, stand_in_worker
 from workflows.assessment import RiskAssessmentWorkflow
 from workflows.incident import IncidentWorkflow
@@ -479,50 +479,6 @@ async def test_an_update_in_a_continued_runs_first_task_finds_the_carried_incide
         started.append(handle)
         after = await until(handle, lambda v: v.state == IncidentState.ACKNOWLEDGED)
     assert state == IncidentState.ACKNOWLEDGED and after.acknowledged_by == "li.wei"
-
-
-async def test_an_incidents_local_activities_end_in_the_order_they_started(
-    time_env: WorkflowEnvironment, task_queue: str, unique: str
-) -> None:
-    """A fall is told at once and its assessment starts beside the loop: the loop's record
-    (held 0.5 s here) and the assessment's build_task would be local activities at the same
-    time, the later one done first. The SDK replays local activities in the order they were
-    scheduled and groups their resolutions by its own rules (sdk-python issues 1578, 1881,
-    open): a history where they ended out of order may not replay. One at a time
-    (`workflows.serial`), they end in the order they started, and the history replays; the
-    same run side by side ends them out of order."""
-    client = time_env.client
-    config = IncidentConfig(
-        escalation=[EscalationStep(after_seconds=0, channels=["ops"])],
-        auto_resolve_after_seconds=QUIET_CHECK,
-    )
-    histories = []
-    for incident in (IncidentWorkflow, SideBySideLocalActivities):
-        stand_ins = StandIns()
-        stand_ins.pause["record_incident"] = 0.5
-        camera = f"cam-{unique}-{len(histories)}"
-        queue = f"{task_queue}-{len(histories)}"
-        async with stand_in_worker(client, queue, stand_ins, incident) as started:
-            handle = await signal_with_start(client, queue, fall(camera, 1), config)
-            started.append(handle)
-            sent = stand_ins.sent  # the assessment's update told: nothing runs beside the loop
-            await until(handle, lambda v, sent=sent: any(r.kind == "assessed" for r in sent))
-            histories.append(await handle.fetch_history())
-    serial, side_by_side = histories
-
-    def ended(history: WorkflowHistory) -> list[str]:
-        """The first record and build_task markers, in the order they were recorded."""
-        kinds = [
-            json.loads(e.marker_recorded_event_attributes.details["data"].payloads[0].data)
-            for e in history.events
-            if "data" in e.marker_recorded_event_attributes.details
-        ]
-        types = [kind["activity_type"] for kind in kinds]
-        return [t for t in types if t in ("record_incident", "build_task")][:2]
-
-    assert ended(serial) == ["record_incident", "build_task"]
-    assert await replayed(serial, IncidentWorkflow) is None
-    assert ended(side_by_side) == ["build_task", "record_incident"]
 
 
 async def test_a_fall_while_a_crowd_waits_for_the_model_is_told_at_once(

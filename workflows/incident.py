@@ -12,8 +12,7 @@ beside the loop and follow as updates; messages go beside the loop
 (`workflows.incident_state`). Runs started before the patch keep their old commands
 (assessment first, messages in turn) until their next continue-as-new. A life-safety rule
 (`life_safety_severity`, a fall) does not wait for the model at all (patch `TELL_AT_ONCE`):
-level 0's sends leave in the incident's first workflow task; the same patch runs the
-incident's local activities one at a time (`workflows.serial`).
+level 0's sends leave in the incident's first workflow task, ahead of the LLM call.
 """
 
 from __future__ import annotations
@@ -69,8 +68,6 @@ class IncidentWorkflow(IncidentNotices):
         # local activity resolutions differently on replay) and be answered no.
         self._alarm_first = workflow.patched(ALARM_FIRST)
         self._tell_at_once = self._alarm_first and workflow.patched(TELL_AT_ONCE)
-        if self._tell_at_once:  # one patch per release: each is a marker and an upsert
-            self._serial.enable()
         if inp.carried is not None:
             self._view = inp.carried.model_copy(update={"run_id": workflow.info().run_id})
 
@@ -207,13 +204,12 @@ class IncidentWorkflow(IncidentNotices):
         gate = IncidentGate(workflow_id=inp.workflow_id, captured_at=first.event.captured_at)
         if self._alarm_first:
             gate.severity = first.severity
-        async with self._serial.held():
-            admitted = await workflow.execute_local_activity_method(
-                IncidentActivities.gate,
-                gate,
-                start_to_close_timeout=timedelta(seconds=10),
-                retry_policy=INFRA_RETRY,
-            )
+        admitted = await workflow.execute_local_activity_method(
+            IncidentActivities.gate,
+            gate,
+            start_to_close_timeout=timedelta(seconds=10),
+            retry_policy=INFRA_RETRY,
+        )
         if not admitted.admitted:
             workflow.logger.info("frame of a closed incident %s: ignored", inp.workflow_id)
             return False
@@ -238,10 +234,11 @@ class IncidentWorkflow(IncidentNotices):
             await self._assessed(inp, first, first.rule, "first")
             return True
         if self._tells_at_once(inp, first):
-            # Level 0's sends are scheduled in this workflow task; the assessment follows.
+            # Level 0's sends are scheduled in this workflow task, ahead of the LLM call. The
+            # loop then waits for the first assessment as a lesser rule's does (no flush beside
+            # the assessment's local activities: the SDK may replay side-by-side local
+            # activities in another order than they ran, sdk-python issues 1578 and 1881).
             await self._catch_up(inp, plan.due_steps(self._v, inp.config, workflow.now()))
-            self._start_assessment(inp, first, first.rule, "first")
-            return True
         self._start_assessment(inp, first, first.rule, "first")
         await wait_until(  # a fall arriving meanwhile ends the wait: the loop tells it now
             lambda: self._assessing is None or self._life_safety_pending(inp),
@@ -314,6 +311,7 @@ class IncidentWorkflow(IncidentNotices):
     async def _assessed(
         self, inp: IncidentStart, frame: IncidentFrame, situation: str, purpose: Purpose
     ) -> None:
+        evicted = False
         try:
             try:
                 result = await self._assess(inp, frame, situation)
@@ -324,8 +322,11 @@ class IncidentWorkflow(IncidentNotices):
                 result = None
             if not self._v.state.closed:
                 await self._after(inp, result, purpose, frame)
+        except GeneratorExit:  # the worker evicted the run from its cache: no workflow calls
+            evicted = True
+            raise
         finally:
-            if self._alarm_first:
+            if self._alarm_first and not evicted:
                 self._assessing, queued, self._queued = None, self._queued, None
                 if queued is not None and not self._v.state.closed:
                     self._start_assessment(inp, *queued)
@@ -390,7 +391,7 @@ class IncidentWorkflow(IncidentNotices):
         if frame.rule and not self._alarm_first:
             self._set(assessed_at=workflow.now())
             self._newest = None
-        result, carried = await first_attempt(request, self._serial)
+        result, carried = await first_attempt(request)
         if result is None:
             try:
                 result = await workflow.execute_child_workflow(

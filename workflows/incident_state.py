@@ -53,7 +53,6 @@ with workflow.unsafe.imports_passed_through():
         NOTIFY_SEND_GIVE_UP,
         NOTIFY_SEND_RETRY,
     )
-    from workflows.serial import SerialLocal
 
 # One attempt: a vendor that answers within its own deadline, or a connection that fails.
 SEND_ATTEMPT_SECONDS = 30.0
@@ -128,9 +127,7 @@ class Sends:
 
 ALARM_FIRST = "alarm-first"  # workflow.patched id: the behaviour described above
 # After ALARM_FIRST: a life-safety rule's level 0 leaves before the model is asked (runs
-# started before it wait up to `notify_within_seconds` for the first assessment), and the
-# incident's local activities run one at a time (`workflows.serial`: the SDK replays local
-# activities that ran side by side in another order than they ran).
+# started before it wait up to `notify_within_seconds` for the first assessment).
 TELL_AT_ONCE = "tell-at-once"
 # Quiet hours computed on instants, safe across daylight-saving changes (runs that started
 # before it keep `quiet_until_v1`).
@@ -156,7 +153,6 @@ class IncidentBase:
         self._sends = Sends(self._sent)
         self._assessing: asyncio.Task[None] | None = None
         self._queued: tuple[IncidentFrame, str, Purpose] | None = None
-        self._serial = SerialLocal()  # on from `TELL_AT_ONCE` (`workflows.serial`)
 
     # -- the view (only the workflow changes it; `plan` returns new ones) ------------------
     @property
@@ -239,13 +235,12 @@ class IncidentBase:
             return
         events, self._unflushed = self._unflushed, []
         cooldown = inp.config.dismissed_cooldown_seconds if view.state == S.DISMISSED else 0.0
-        async with self._serial.held():
-            await workflow.execute_local_activity_method(
-                IncidentActivities.record,
-                IncidentRecord(view=view, events=events, cooldown_seconds=cooldown),
-                start_to_close_timeout=timedelta(seconds=30),
-                retry_policy=INFRA_RETRY,
-            )
+        await workflow.execute_local_activity_method(
+            IncidentActivities.record,
+            IncidentRecord(view=view, events=events, cooldown_seconds=cooldown),
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=INFRA_RETRY,
+        )
 
     # -- continue-as-new ------------------------------------------------------------------
     def _should_continue_as_new(self, inp: IncidentStart) -> bool:

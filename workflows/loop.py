@@ -51,7 +51,6 @@ with workflow.unsafe.imports_passed_through():
         MAX_UNSENT_ROUNDS,
         SINGLE_ATTEMPT,
     )
-    from workflows.serial import SerialLocal
 
 
 class AssessmentFailed(Exception):
@@ -293,27 +292,21 @@ class AssessmentLoop:
         return False
 
 
-async def first_attempt(
-    inp: AssessmentInput, serial: SerialLocal | None = None
-) -> tuple[Assessment | None, CarriedState]:
+async def first_attempt(inp: AssessmentInput) -> tuple[Assessment | None, CarriedState]:
     """One attempt inline: build the task (a local activity: one Redis read), lease + stamp
     + call + release (one activity, `lease_and_call_llm`: the lease lives only inside it),
     aggregate (a local activity: idempotent per assessment id). Two workflow tasks and one
     activity, where the child `RiskAssessmentWorkflow` costs a child start and completion,
     four workflow tasks and three activities. The aggregated assessment, or None and what
-    the attempt spent, for the full loop (no key now, Redis down, or the call failed).
-    `serial`: the caller's local activities run one at a time (`workflows.serial`)."""
-    serial = serial or SerialLocal()
-    async with serial.held():
-        task = await workflow.execute_local_activity_method(
-            TaskActivities.build_task,
-            inp,
-            start_to_close_timeout=timedelta(seconds=10),
-            retry_policy=INFRA_RETRY,
-        )
+    the attempt spent, for the full loop (no key now, Redis down, or the call failed)."""
+    task = await workflow.execute_local_activity_method(
+        TaskActivities.build_task,
+        inp,
+        start_to_close_timeout=timedelta(seconds=10),
+        retry_policy=INFRA_RETRY,
+    )
     if task.budget_stop:  # the site's budget is spent and it stops calling: recorded as such
-        stopped = assessment_of(inp, task, None, budget_stop_reason(task), "", 0)
-        return await _aggregated(stopped, serial)
+        return await _aggregated(assessment_of(inp, task, None, budget_stop_reason(task), "", 0))
     try:
         result = await workflow.execute_activity_method(
             LLMActivities.lease_and_call,
@@ -334,20 +327,18 @@ async def first_attempt(
     if result.output is None:  # no key now: the full loop waits for one
         return None, CarriedState()
     degraded = bool(task.over_budget)
-    assessed = assessment_of(inp, task, result.output, "", result.key_id, 1, degraded)
-    return await _aggregated(assessed, serial)
+    return await _aggregated(
+        assessment_of(inp, task, result.output, "", result.key_id, 1, degraded)
+    )
 
 
-async def _aggregated(
-    assessment: Assessment, serial: SerialLocal
-) -> tuple[Assessment, CarriedState]:
-    async with serial.held():
-        await workflow.execute_local_activity_method(
-            AggregateActivities.aggregate,
-            assessment,
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=INFRA_RETRY,
-        )
+async def _aggregated(assessment: Assessment) -> tuple[Assessment, CarriedState]:
+    await workflow.execute_local_activity_method(
+        AggregateActivities.aggregate,
+        assessment,
+        start_to_close_timeout=timedelta(seconds=30),
+        retry_policy=INFRA_RETRY,
+    )
     return assessment, CarriedState()
 
 

@@ -15,7 +15,6 @@ with workflow.unsafe.imports_passed_through():
     from riskflow.contracts.incidents import IncidentFrame, IncidentStart, IncidentView
     from riskflow.contracts.notifications import NotificationRequest
     from workflows.incident import IncidentWorkflow
-    from workflows.serial import SerialLocal
 
 NOTIFY_PATCH = "notify-as-activity"
 
@@ -99,18 +98,3 @@ class UnguardedTellAtOnce(IncidentWorkflow):
 
     def _tells_at_once(self, inp: IncidentStart, first: IncidentFrame) -> bool:
         return self._alarm_first and first.severity >= inp.config.life_safety_severity
-
-
-@workflow.defn(name="IncidentWorkflow")
-class SideBySideLocalActivities(IncidentWorkflow):
-    """The incident's local activities not serialised (`workflows.serial` off): its loop's
-    and its assessment's local activities run side by side, as before the patch."""
-
-    @workflow.init
-    def __init__(self, inp: IncidentStart) -> None:
-        super().__init__(inp)
-        self._serial = SerialLocal()
-
-    @workflow.run
-    async def run(self, inp: IncidentStart) -> IncidentView | None:
-        return await super().run(inp)
