@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
 from redis.asyncio import Redis
@@ -69,6 +70,18 @@ class Channels(Recorder):
 
     def keys(self) -> list[str]:
         return [r.idempotency_key.split(":", 1)[1] for r, _ in self.delivered]
+
+    def told(self, channel: str, step: str = "") -> Callable[[], Awaitable[bool]]:
+        """A predicate for `eventually`: `channel` received a message (of `step`, when given)."""
+
+        async def delivered() -> bool:
+            return any(
+                r.channel == channel
+                and (not step or r.idempotency_key.endswith(f":{step}:{channel}"))
+                for r, _ in self.delivered
+            )
+
+        return delivered
 
     def first(self, key: str) -> tuple[NotificationRequest, datetime]:
         return next((r, at) for r, at in self.delivered if r.idempotency_key.endswith(key))
@@ -212,10 +225,7 @@ async def test_a_throttled_channel_delays_no_other_channel_and_no_level(
         handle = await open_incident(channels, client, task_queue, frame, config)
         await until(handle, lambda v: "L1" in v.steps_sent)
 
-        async def manager_told() -> bool:
-            return any(r.channel == "site-manager" for r, _ in channels.delivered)
-
-        await eventually(manager_told)
+        await eventually(channels.told("site-manager"))
         ladder = [r.channel for r, _ in channels.delivered if r.kind != "assessed"]
         assert sorted(ladder) == ["shift-lead", "site-manager"]
         # One attempt of each message to ops-group (the alarm, and the assessment that
@@ -248,10 +258,7 @@ async def test_a_channel_that_fails_for_good_is_recorded_and_its_fallback_told(
             handle, lambda v: any("ops-group failed" in e.detail for e in v.timeline)
         )
 
-        async def fallback_told() -> bool:
-            return any(r.channel == "mail" for r, _ in channels.delivered)
-
-        await eventually(fallback_told)
+        await eventually(channels.told("mail"))
         fallback, _ = channels.first(":L0:ops-group:fallback:mail")
     assert fallback.kind == "opened" and view.state == IncidentState.NOTIFIED
     level_0 = [r.channel for r, _ in channels.delivered if ":L0:" in r.idempotency_key]
@@ -329,11 +336,7 @@ async def test_quiet_hours_never_hold_a_fall(
         )
         view = await until(handle, lambda v: v.steps_sent == ["L0"] and v.assessments == 1)
 
-        async def assessment_told() -> bool:
-            told = channels.keys()  # the keys delivered (a list)
-            return "a1:ops-group" in told
-
-        await eventually(assessment_told)
+        await eventually(channels.told("ops-group", "a1"))
     # The alarm and the assessment that followed it: neither held.
     assert view.held == [] and channels.keys() == ["L0:ops-group", "a1:ops-group"]
 
@@ -398,11 +401,7 @@ async def test_after_an_outage_the_ladder_says_once_what_was_missed(
         handle = await open_incident(channels, client, task_queue, frame, config)
         await until(handle, lambda v: v.steps_sent == ["L0"] and v.assessments == 1)
 
-        async def assessment_told() -> bool:
-            told = channels.keys()  # the keys delivered (a list)
-            return "a1:ops-group" in told
-
-        await eventually(assessment_told)
+        await eventually(channels.told("ops-group", "a1"))
         channels.started.clear()  # the incident stays open while no worker runs
     await asyncio.sleep(10)  # longer than the ladder (8 s): every step is due when it is back
     async with alarm_worker(client, settings, stack, task_queue, channels):

@@ -57,6 +57,15 @@ async def view_of(handle: WorkflowHandle[Any, Any]) -> IncidentView:
     return view
 
 
+def level_0(*channels: str, **settings: Any) -> IncidentConfig:
+    """A one-level ladder to `channels`, auto-resolve out of the way, and `settings`."""
+    return IncidentConfig(
+        escalation=[EscalationStep(after_seconds=0, channels=list(channels))],
+        auto_resolve_after_seconds=QUIET_CHECK,
+        **settings,
+    )
+
+
 async def until(handle: WorkflowHandle[Any, Any], check: Any) -> IncidentView:
     async def holds() -> bool:
         try:  # on the test server, a query racing a run's continue-as-new is never answered
@@ -115,11 +124,7 @@ async def test_a_long_history_waits_for_the_running_assessment_without_freezing(
     for the model: the loop keeps serving frames and operators (no workflow task spins
     until Temporal calls it a deadlock) and continues as new once the assessment is in."""
     client = time_env.client
-    config = IncidentConfig(
-        escalation=[EscalationStep(after_seconds=0, channels=["ops"])],
-        max_history_events=100,
-        auto_resolve_after_seconds=QUIET_CHECK,
-    )
+    config = level_0("ops", max_history_events=100)
     stand_ins = StandIns()
     stand_ins.llm_open.clear()
     camera = f"cam-{unique}"
@@ -149,10 +154,7 @@ async def test_a_new_fall_after_the_close_opens_an_incident_while_a_message_stil
     reaches it. A frame of the closed incident changes nothing; a fall captured after the
     close opens a new incident at once (the message still under way goes on beside it)."""
     client = time_env.client
-    config = IncidentConfig(
-        escalation=[EscalationStep(after_seconds=0, channels=["ops", "slow"])],
-        auto_resolve_after_seconds=QUIET_CHECK,
-    )
+    config = level_0("ops", "slow")
     stand_ins = StandIns()
     stand_ins.throttled = {"slow"}
     camera = f"cam-{unique}"
@@ -188,11 +190,7 @@ async def test_an_operator_update_during_the_last_records_is_answered_before_con
     answered (its own records written) before the run continues as new, not abandoned with
     it (the operator would get an error for an acknowledgement the view carries)."""
     client = time_env.client
-    config = IncidentConfig(
-        escalation=[EscalationStep(after_seconds=0, channels=["ops"])],
-        max_history_events=100,
-        auto_resolve_after_seconds=QUIET_CHECK,
-    )
+    config = level_0("ops", max_history_events=100)
     stand_ins = StandIns()
     stand_ins.llm_open.clear()
     stand_ins.slow_records = {"assessed": 4.0, "acknowledged": 6.0}  # > 80% of the task's 2 s
@@ -225,11 +223,7 @@ async def test_local_activities_of_tasks_beside_the_loop_replay_in_their_recorde
     result reaches its own caller: no nondeterminism, no decoding failure (sdk-python
     issues #1578 and #1881 report both for concurrent local activities)."""
     client = time_env.client
-    config = IncidentConfig(
-        escalation=[EscalationStep(after_seconds=0, channels=["ops", "lead"])],
-        count_step=1,
-        auto_resolve_after_seconds=QUIET_CHECK,
-    )
+    config = level_0("ops", "lead", count_step=1)
     stand_ins = StandIns()
     stand_ins.pause = {"record_incident": 0.3, "aggregate": 0.2}
     camera = f"cam-{unique}"
@@ -264,10 +258,7 @@ async def test_a_child_assessment_that_fails_is_recorded_as_failed(
     messages stop saying an assessment is pending; it is not lost in the task beside the
     loop."""
     client = time_env.client
-    config = IncidentConfig(
-        escalation=[EscalationStep(after_seconds=0, channels=["ops"])],
-        auto_resolve_after_seconds=QUIET_CHECK,
-    )
+    config = level_0("ops")
     stand_ins = StandIns()
     stand_ins.no_key = True
     camera = f"cam-{unique}"
@@ -407,10 +398,7 @@ async def test_a_levels_messages_started_in_another_order_fail_the_replay(
     key as its activity id the reorder is a nondeterminism error, as for any other change
     of commands (README: Versioning)."""
     client = time_env.client
-    config = IncidentConfig(
-        escalation=[EscalationStep(after_seconds=0, channels=["ops", "lead"])],
-        auto_resolve_after_seconds=QUIET_CHECK,
-    )
+    config = level_0("ops", "lead")
     stand_ins = StandIns()
     camera = f"cam-{unique}"
     async with stand_in_worker(client, task_queue, stand_ins) as started:
@@ -434,10 +422,7 @@ async def test_an_update_in_a_continued_runs_first_task_finds_the_carried_incide
     run's first task). The carried incident is there for it: acknowledged, not refused
     as "not open yet"."""
     client = time_env.client
-    config = IncidentConfig(
-        escalation=[EscalationStep(after_seconds=0, channels=["ops"])],
-        auto_resolve_after_seconds=QUIET_CHECK,
-    )
+    config = level_0("ops")
     camera = f"cam-{unique}"
     workflow_id = incident_workflow_id(camera, "hazard")
     now = await time_env.get_current_time()
@@ -487,11 +472,7 @@ async def test_a_fall_while_a_crowd_waits_for_the_model_is_told_at_once(
     """A crowd opens the incident and waits (here up to a minute) for its first assessment;
     a fall comes in meanwhile: level 0 goes at once, as a fall, the model still silent."""
     client = time_env.client
-    config = IncidentConfig(
-        escalation=[EscalationStep(after_seconds=0, channels=["ops"])],
-        notify_within_seconds=60,
-        auto_resolve_after_seconds=QUIET_CHECK,
-    )
+    config = level_0("ops", notify_within_seconds=60)
     stand_ins = StandIns()
     stand_ins.llm_open.clear()
     camera = f"cam-{unique}"
@@ -514,11 +495,7 @@ async def test_a_crowds_no_risk_never_dismisses_the_fall_that_followed(
     incident stays open at the fall's severity (it was told as a fall), and the fall's own
     assessment follows."""
     client = time_env.client
-    config = IncidentConfig(
-        escalation=[EscalationStep(after_seconds=0, channels=["ops"])],
-        notify_within_seconds=60,
-        auto_resolve_after_seconds=QUIET_CHECK,
-    )
+    config = level_0("ops", notify_within_seconds=60)
     stand_ins = StandIns()
     stand_ins.llm_open.clear()
     stand_ins.answers = [RiskAnswer(risk_level="none", risk_score=2, summary="a queue")]
@@ -541,10 +518,7 @@ async def test_the_model_never_dismisses_what_a_person_acknowledged(
     """A fall is told at once and acknowledged before the model answers "no risk": the
     person's acknowledgement stands (no dismissal, no cooldown hiding the next fall)."""
     client = time_env.client
-    config = IncidentConfig(
-        escalation=[EscalationStep(after_seconds=0, channels=["ops"])],
-        auto_resolve_after_seconds=QUIET_CHECK,
-    )
+    config = level_0("ops")
     stand_ins = StandIns()
     stand_ins.llm_open.clear()
     stand_ins.answers = [RiskAnswer(risk_level="none", risk_score=2, summary="a mannequin")]
