@@ -15,7 +15,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -34,7 +34,7 @@ from riskflow.config.loader import load_settings
 from riskflow.config.services import KafkaSettings, LocalStackSettings, MetricsSettings
 from riskflow.config.settings import Settings
 from riskflow.infra.endpoints import Endpoints
-from riskflow.infra.kafka import ensure_topics, make_consumer
+from riskflow.infra.kafka import Consumer, ensure_topics, make_consumer
 from riskflow.infra.redis import RedisClient, redis_client
 from tests.redis_cluster import valkey_cluster
 from workers.common.client import connect
@@ -330,7 +330,7 @@ async def read_topic(
     With `distinct`, `count` counts distinct values of it: an at-least-once producer may have
     written a message twice (an activity retried after a broker restart), and a duplicate must
     not end the read before every distinct message was seen."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    consumer = Consumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
     found: list[dict[str, Any]] = []
     await consumer.start()
     try:

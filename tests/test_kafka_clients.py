@@ -15,7 +15,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from riskflow.config.settings import Settings
 from riskflow.infra.endpoints import Endpoints
-from riskflow.infra.kafka import ensure_topics
+from riskflow.infra.kafka import ensure_topics, make_consumer
 
 Records = list[tuple[str, str]]  # (key, value)
 COUNT = 30
@@ -227,5 +227,47 @@ async def test_group_offsets_committed_by_librdkafka_are_seen_by_aiokafka(
                     for r in records
                 ]
         assert sorted(found) == sorted(later)
+    finally:
+        await consumer.stop()
+
+
+async def test_an_idle_consumer_paces_the_fetches_the_broker_answers_empty_at_once(
+    stack: Endpoints, settings: Settings
+) -> None:
+    """Kafka holds a fetch that finds nothing for up to `fetch_max_wait_ms`; the local broker
+    answers it at once (thousands of fetches a second from one idle aiokafka consumer).
+    riskflow's consumer starts its next fetch to a broker no sooner than
+    `empty_fetch_backoff_ms` after an empty one, still reads a record produced while it
+    idles, and stops cleanly with a paced fetch pending."""
+    topic = f"clients-idle-{uuid.uuid4().hex[:6]}"
+    await ensure_topics(stack.kafka, settings.kafka, (topic,))
+    consumer = make_consumer(stack.kafka, settings.kafka, topic, group_id=None)
+    await consumer.start()
+    try:
+        assert consumer.paced_fetches
+        fetcher = consumer._fetcher
+        paced = fetcher._proc_fetch_request
+        fetches = 0
+
+        async def counted(*args: object) -> object:
+            nonlocal fetches
+            fetches += 1
+            return await paced(*args)
+
+        fetcher._proc_fetch_request = counted
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        for _ in range(5):
+            assert await consumer.getmany(timeout_ms=200) == {}
+        elapsed = loop.time() - began
+        # One broker: each counted fetch starts at least the backoff after the one before.
+        assert fetches <= elapsed / (settings.kafka.empty_fetch_backoff_ms / 1000) + 2
+        await aiokafka_produce(stack.kafka, topic, [("camera-0", "after the idle spell")])
+        found: Records = []
+        async with asyncio.timeout(60):
+            while not found:
+                batch = await consumer.getmany(timeout_ms=500)
+                found += [(r.key.decode(), r.value.decode()) for rs in batch.values() for r in rs]
+        assert found == [("camera-0", "after the idle spell")]
     finally:
         await consumer.stop()

@@ -43,6 +43,10 @@ class KafkaSettings(BaseModel):
     compression: str | None = "gzip"
     session_timeout_ms: int = Field(default=10_000, gt=0)
     heartbeat_interval_ms: int = Field(default=3_000, gt=0)
+    # A consumer's next fetch after an empty one that the broker answered sooner than this
+    # waits out the rest (a broker that does not hold empty fetches would make it spin;
+    # riskflow.infra.kafka.Consumer). 0: never wait.
+    empty_fetch_backoff_ms: int = Field(default=20, ge=0, le=1000)
     security_protocol: str = "PLAINTEXT"
     sasl_mechanism: str | None = None
     sasl_username: str | None = None
