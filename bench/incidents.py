@@ -8,8 +8,10 @@ row injects a fault.
    significant events of N new cameras, back to back, in alternating order (bare first in
    even rounds, incidents first in odd), so a load that comes or goes on a shared machine
    hits both; a warm-up round of each (N/4) comes first and is not counted. Each round's
-   ratio is its first notifications/s over its own bare workflows/s. Reported: median, min,
-   max and quartiles of each, and every round.
+   ratio is its first notifications/s over its own bare workflows/s. Each subject starts
+   once this process (bench, bridge, both workers) is idle again, so neither runs beside
+   the work the other left behind. Reported: median, min, max and quartiles of each, and
+   every round. Each round's incidents are terminated once all were told.
 2. Latency at a fixed rate (default 10 events/s of new cameras): capture to first
    notification, p50/p95/p99.
 3. The same latency with the provider failing, a row each, fewer events at a lower rate,
@@ -165,31 +167,68 @@ async def bare_round(client: Client, queue: str, n: int) -> float:
     return n / (time.perf_counter() - started)
 
 
-async def incident_round(settings: Settings, seen: FirstNotifications, n: int) -> float:
-    """First notifications/s of `n` new incidents produced at once."""
+async def incident_round(
+    settings: Settings, client: Client, seen: FirstNotifications, n: int
+) -> float:
+    """First notifications/s of `n` new incidents produced at once; the incidents are
+    terminated once each was told (their ladders would otherwise run beside later rounds)."""
     cameras = cameras_of("tp", n)
     started = time.perf_counter()
     await produce(settings, cameras, None, seen)
     done = await seen.wait(cameras)
-    return len(done) / (time.perf_counter() - started)
+    rate = len(done) / (time.perf_counter() - started)
+    await terminate(client, [seen.workflows[c] for c in cameras], "bench round over")
+    return rate
+
+
+async def terminate(client: Client, workflow_ids: list[str], reason: str) -> None:
+    """Terminate incidents the bench opened; their children (the assessments) go with them."""
+    for workflow_id in workflow_ids:
+        with contextlib.suppress(RPCError):
+            await client.get_workflow_handle(workflow_id).terminate(reason)
+
+
+async def settled(quiet: float = 0.1, step: float = 0.5, within: float = 60.0) -> float:
+    """Wait until this process (bench, bridge and both workers) is idle: less than `quiet` of
+    a core used over `step` s, or `within` s passed. Returns the seconds waited. The incident
+    rounds leave work behind (each incident's assessment and view after its first message);
+    without this, whichever subject runs second in a round shares the CPU with it."""
+    started = time.perf_counter()
+    while time.perf_counter() - started < within:
+        cpu = time.process_time()
+        await asyncio.sleep(step)
+        if time.process_time() - cpu < quiet * step:
+            break
+    return time.perf_counter() - started
 
 
 async def rounds(
     args: argparse.Namespace, settings: Settings, client: Client, seen: FirstNotifications
 ) -> dict[str, Any]:
-    """Throughput rounds, bare and incidents back to back in alternating order."""
+    """Throughput rounds, bare and incidents back to back in alternating order, each subject
+    started on an idle process (`settled`)."""
     queue = f"bare-{uuid.uuid4().hex[:8]}"
     bare: list[float] = []
     incidents: list[float] = []
+    waited: list[float] = []
+
+    async def bare_subject(events: int) -> float:
+        waited.append(await settled())
+        return await bare_round(client, queue, events)
+
+    async def incident_subject(events: int) -> float:
+        waited.append(await settled())
+        return await incident_round(settings, client, seen, events)
+
     async with Worker(client, task_queue=queue, workflows=[BareWorkflow], activities=[echo]):
         for n in range(args.rounds + 1):
             events = args.events if n else max(10, args.events // 4)  # round 0: warm-up
             if n % 2 == 0:
-                b = await bare_round(client, queue, events)
-                i = await incident_round(settings, seen, events)
+                b = await bare_subject(events)
+                i = await incident_subject(events)
             else:
-                i = await incident_round(settings, seen, events)
-                b = await bare_round(client, queue, events)
+                i = await incident_subject(events)
+                b = await bare_subject(events)
             if n:
                 bare.append(b)
                 incidents.append(i)
@@ -197,6 +236,7 @@ async def rounds(
         "events_per_round": args.events,
         "rounds": args.rounds,
         "order": "bare first in even rounds, incidents first in odd; a warm-up round before",
+        "settled_before_each_s": spread(waited, 1),
         "bare_workflows_per_s": spread(bare, 2),
         "first_notifications_per_s": spread(incidents, 2),
         "ratio_vs_bare_workflow": spread([i / b for i, b in zip(incidents, bare, strict=True)]),
@@ -252,9 +292,7 @@ async def fault_row(
         finally:
             await provider.post("/admin/reset")
     ours = [w for c, w in seen.workflows.items() if c.startswith(f"{row}-")]
-    for workflow_id in ours:  # their children (the assessments) are terminated with them
-        with contextlib.suppress(RPCError):
-            await client.get_workflow_handle(workflow_id).terminate(f"bench row {row} over")
+    await terminate(client, ours, f"bench row {row} over")
     pool = KeyPool(deps.redis, settings.keys.scheduler)
     for key in settings.keys.api_keys:
         await pool.set_disabled(key.key_id, None)  # enabled, no strikes, no cooldown

@@ -51,9 +51,12 @@ class Consumer(AIOKafkaConsumer):  # type: ignore[misc]  # aiokafka has no type 
     fetcher into a busy loop: an idle consumer used 0.8 of a core, beside the worker and the
     bridge on a two-core single box. After an empty fetch that came back sooner than
     `empty_fetch_backoff_ms`, the fetcher waits out the rest before its next fetch to that
-    broker; a fetch that brought records goes again at once, and a broker that holds empty
-    fetches (Apache Kafka) is never waited on. A record that arrives during the wait is read
-    at most `empty_fetch_backoff_ms` later.
+    broker; a fetch that brought records goes again at once. A broker that holds empty
+    fetches for `fetch_max_wait_ms` (Apache Kafka, 500 by default) is waited on only after
+    answers it gives at once: a partition error (NotLeader, UnknownTopic: aiokafka would
+    otherwise retry those at once too, aio-libs/aiokafka#1155), an offset reset, a response
+    dropped after a `seek()`. A record that arrives during the wait, and a `seek()`,
+    `resume()` or offset reset meanwhile, take effect at most `empty_fetch_backoff_ms` later.
 
     The wait wraps the fetcher's per-broker fetch (`Fetcher._proc_fetch_request`, aiokafka
     0.12-0.14) once the consumer started; `paced_fetches` says whether it did."""
@@ -78,7 +81,15 @@ class Consumer(AIOKafkaConsumer):  # type: ignore[misc]  # aiokafka has no type 
             started = time.monotonic()
             has_records = await fetch(assignment, node_id, request)
             left = backoff - (time.monotonic() - started)
-            if not has_records and left > 0:
+            # aiokafka's fetch answers a cancel (`stop()`, a lost assignment) with "no
+            # records" too: that one is not waited on, or `stop()` would wait for it.
+            task = asyncio.current_task()
+            ending = (
+                fetcher._closed
+                or not assignment.active
+                or (task is not None and task.cancelling() > 0)
+            )
+            if not has_records and left > 0 and not ending:
                 # Cancelled by `close()` or a lost assignment: answered as aiokafka's own
                 # fetch answers a cancelled request (no records), which `close()` expects.
                 with contextlib.suppress(asyncio.CancelledError):
