@@ -16,7 +16,14 @@ from pydantic import (
 from riskflow.config.settings import ENV_PREFIX, YAML_DATA, Settings
 from riskflow.errors import ConfigError
 
-CONFIG_FILES = ("riskflow.yaml", "api_keys.yaml", "cameras.yaml", "sites.yaml", "console.yaml")
+CONFIG_FILES = (
+    "riskflow.yaml",
+    "api_keys.yaml",
+    "cameras.yaml",
+    "sites.yaml",
+    "console.yaml",
+    "people.yaml",
+)
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

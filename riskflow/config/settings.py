@@ -24,6 +24,7 @@ from riskflow.config.edge import CameraConfig, EdgeSettings
 from riskflow.config.incidents import IncidentConfig
 from riskflow.config.keys import KeysConfig
 from riskflow.config.llm import AggregateSettings, AssessmentPolicy, LLMSettings
+from riskflow.config.people import PeopleDirectory
 from riskflow.config.prices import PriceTable
 from riskflow.config.redis import is_cluster_url, parse_cluster_url
 from riskflow.config.replay import ReplaySettings
@@ -35,7 +36,7 @@ from riskflow.config.services import (
     TemporalSettings,
 )
 from riskflow.config.significance import CameraRules, SignificanceConfig
-from riskflow.config.sites import SiteConfig, check_sites, site_of
+from riskflow.config.sites import DEFAULT_SITE_ID, SiteConfig, check_sites, site_of
 from riskflow.config.telemetry import TracingSettings
 from riskflow.errors import ConfigError
 
@@ -88,6 +89,9 @@ class Settings(BaseSettings):
     prices: PriceTable = PriceTable()
     supervisor: SupervisorSettings = SupervisorSettings()
     console: ConsoleSettings = ConsoleSettings()
+    people: PeopleDirectory = Field(
+        default_factory=PeopleDirectory, description="config/people.yaml"
+    )
     config_dir: Path = Path("config")
 
     @field_validator("cameras")
@@ -134,6 +138,31 @@ class Settings(BaseSettings):
     def incident_config(self, camera_id: str) -> IncidentConfig:
         """The incident behaviour of a camera: its site's, else the default `incidents:`."""
         return self.site(camera_id).incidents or self.incidents
+
+    @field_validator("people")
+    @classmethod
+    def _people_name_known_sites_and_users(
+        cls, people: PeopleDirectory, info: ValidationInfo
+    ) -> PeopleDirectory:
+        """A person's roles name configured sites (or `default`, or `*`) and their console
+        account a configured user: a typo must not silently give nobody a role. (Sites and
+        the console are validated before `people`; when they failed, their error is given.)"""
+        sites: list[SiteConfig] | None = info.data.get("sites")
+        console: ConsoleSettings | None = info.data.get("console")
+        if sites is not None:
+            unknown = people.unknown_sites([DEFAULT_SITE_ID, *(s.id for s in sites)])
+            if unknown:
+                raise ValueError(f"roles at sites that are not configured: {unknown}")
+        if console is not None:
+            users = {u.username for u in console.users}
+            strangers = [
+                f"{p.id}: {p.console_user}"
+                for p in people.root
+                if p.console_user is not None and p.console_user not in users
+            ]
+            if strangers:
+                raise ValueError(f"console users that are not configured: {strangers}")
+        return people
 
     @model_validator(mode="after")
     def _chains_name_known_groups(self) -> Settings:
