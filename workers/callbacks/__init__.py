@@ -1,0 +1,3 @@
+"""Chat-app callbacks (issue 25): the listener that will take button clicks from DingTalk,
+Feishu and WeCom cards and turn them into incident updates. So far: each vendor's callback
+crypto (docs/design/chat-app-actions.md)."""
