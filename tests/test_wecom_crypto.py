@@ -11,7 +11,8 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from hypothesis import given
 from hypothesis import strategies as st
 
-from workers.callbacks.wecom_crypto import CallbackRejected, WeComCrypto, signature
+from workers.callbacks.rejection import CallbackRejected
+from workers.callbacks.wecom_crypto import WeComCrypto, signature
 
 # The vendor's sample app: token, EncodingAESKey, corp id.
 TOKEN, KEY, CORP = "QDG6eK", "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C", "wx5823bf96d3bd56c7"

@@ -25,20 +25,12 @@ import hmac
 import os
 import struct
 from dataclasses import dataclass
-from typing import Literal
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from workers.callbacks.rejection import CallbackRejected
+
 BLOCK = 32  # WeCom pads to 32 bytes, not AES's 16
-Reason = Literal["bad_signature", "bad_ciphertext", "bad_padding", "bad_length", "wrong_receiver"]
-
-
-class CallbackRejected(Exception):
-    """A callback that is not WeCom's for this app: `reason` says which check failed."""
-
-    def __init__(self, reason: Reason, detail: str = "") -> None:
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason: Reason = reason
 
 
 @dataclass(frozen=True)

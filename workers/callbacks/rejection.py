@@ -1,0 +1,24 @@
+"""Why a chat app's callback was refused: one exception for every vendor, with a reason the
+listener counts and answers in the vendor's error shape."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+Reason = Literal[
+    "bad_signature",  # the signature does not match the body, timestamp and secret
+    "bad_ciphertext",  # not base64, or not whole cipher blocks
+    "bad_padding",  # decrypted, but the padding is not PKCS#7: another key, or tampering
+    "bad_length",  # WeCom: the length inside does not fit the message
+    "wrong_receiver",  # WeCom: sealed for another corp
+    "bad_token",  # Feishu: the verification token inside is not this app's
+    "malformed",  # not the JSON or XML shape the vendor sends
+]
+
+
+class CallbackRejected(Exception):
+    """A callback that is not the vendor's for this app: `reason` says which check failed."""
+
+    def __init__(self, reason: Reason, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason: Reason = reason
