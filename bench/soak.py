@@ -12,8 +12,10 @@ camera's current fall scene to the moment the local receiver got the incident's 
 Level 0 of the ladder is the signed JSON webhook channel `ticketing` (a channel with no
 per-minute quota, so the figure is riskflow's, not a robot's 20 messages a minute), and
 incidents resolve `--resolve-after` s (60) after their last significant frame, so each camera
-opens a new incident at each of its fall scenes. `--mode assessments`: capture -> the
-assessment on the results topic.
+opens a new incident at each of its fall scenes. The incidents' histories then say where that
+time went (`latency_breakdown`: to the run's start, to its first workflow task, that task, to
+the receiver; `breakdown`). `--mode assessments`: capture -> the assessment on the results
+topic.
 """
 
 from __future__ import annotations
@@ -28,20 +30,25 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client
 
 from bench._stack import bench_settings, report, services
 from devstack.localstack.process import free_port
 from devstack.receivers.client import notifications
 from devstack.simulate import scene_event
 from riskflow.config.settings import Settings
+from riskflow.contracts.incidents import incident_workflow_id
 from riskflow.infra.kafka import ensure_topics, make_consumer, make_producer
 from riskflow.names import DETECTION_TOPIC, RESULTS_TOPIC
+from workers.common.client import connect
 
 CONFIG = Path(__file__).resolve().parent.parent / "config"
 CHANNEL = "ticketing"  # the webhook channel of config/riskflow.yaml
@@ -123,14 +130,25 @@ async def results(
         await consumer.stop()
 
 
+@dataclass(frozen=True)
+class Told:
+    """An incident's first message: its camera, the capture of its fall scene's first frame
+    and when the receiver got the message (epoch s)."""
+
+    camera: str
+    captured: float
+    received: float
+
+
 async def first_notifications(
     receiver: str,
     falls_from: dict[str, list[float]],
     latencies: list[tuple[float, float]],
     stop: asyncio.Event,
+    told: list[Told] | None = None,
 ) -> None:
     """Poll the local receiver: each incident's first message, as (received at, seconds since
-    the capture of the first frame of its camera's fall scene then)."""
+    the capture of the first frame of its camera's fall scene then), and in `told`."""
     seen: set[str] = set()
     while not stop.is_set():
         for record in await notifications(receiver, CHANNEL):
@@ -139,10 +157,62 @@ async def first_notifications(
             if not incident or incident in seen:
                 continue
             seen.add(incident)
-            starts = [t for t in falls_from.get(payload.get("camera_id", ""), []) if t <= at]
+            camera = payload.get("camera_id", "")
+            starts = [t for t in falls_from.get(camera, []) if t <= at]
             if starts:
                 latencies.append((at, at - starts[-1]))
+                if told is not None:
+                    told.append(Told(camera, starts[-1], at))
         await asyncio.sleep(0.5)
+
+
+PHASES = ("to_workflow_started", "to_first_task_started", "first_task", "to_received")
+
+
+async def breakdown(client: Client, told: list[Told]) -> dict[str, dict[str, float]]:
+    """Where each first message's time went, from its incident's history (server clock; one
+    machine, so one clock): capture -> the run started (the producer, the broker, the bridge,
+    its signal-with-start), -> its first workflow task started (matching, the worker's poll),
+    -> that task completed (the worker: the gate, the sends scheduled), -> the receiver got
+    the message (the send: an eager activity, its HTTP POST). Median, p95 and max of each."""
+    phases: dict[str, list[float]] = {name: [] for name in PHASES}
+    for one in told:
+        workflow_id = incident_workflow_id(one.camera, "hazard")
+        runs = [
+            run
+            async for run in client.list_workflows(f"WorkflowId = '{workflow_id}'")
+            if run.start_time.timestamp() >= one.captured - 1
+        ]
+        if not runs:
+            continue
+        run = min(runs, key=lambda r: r.start_time)
+        history = await client.get_workflow_handle(workflow_id, run_id=run.run_id).fetch_history()
+        marks: dict[str, float] = {}
+        for event in history.events:
+            at = event.event_time.ToDatetime(tzinfo=UTC).timestamp()
+            kind = EventType.Name(event.event_type)
+            if kind == "EVENT_TYPE_WORKFLOW_TASK_STARTED":
+                marks.setdefault("task_started", at)
+            elif kind == "EVENT_TYPE_WORKFLOW_TASK_COMPLETED":
+                marks.setdefault("task_completed", at)
+                break
+        started = run.start_time.timestamp()
+        if len(marks) < 2:
+            continue
+        phases["to_workflow_started"].append(started - one.captured)
+        phases["to_first_task_started"].append(marks["task_started"] - started)
+        phases["first_task"].append(marks["task_completed"] - marks["task_started"])
+        phases["to_received"].append(one.received - marks["task_completed"])
+    return {
+        name: {
+            "median": round(statistics.median(values), 3),
+            "p95": round(statistics.quantiles(values, n=20)[18], 3),
+            "max": round(max(values), 3),
+            "incidents": len(values),
+        }
+        for name, values in phases.items()
+        if len(values) > 1
+    }
 
 
 def incident_config(source: Path, target: Path, resolve_after: float) -> Path:
@@ -232,8 +302,9 @@ async def main(args: argparse.Namespace) -> None:
             producing = asyncio.create_task(
                 cameras(settings, args.cameras, args.fps, until, sent, falls_from)
             )
+            told: list[Told] = []
             collecting = asyncio.create_task(
-                first_notifications(endpoints.receiver, falls_from, latencies, stop)
+                first_notifications(endpoints.receiver, falls_from, latencies, stop, told)
                 if incidents
                 else results(settings, latencies, stop)
             )
@@ -262,6 +333,10 @@ async def main(args: argparse.Namespace) -> None:
             for proc in procs.values():
                 proc.send_signal(signal.SIGTERM)
                 await proc.wait()
+            phases: dict[str, dict[str, float]] = {}
+            if incidents:
+                client = await connect(endpoints.temporal, settings.temporal.namespace)
+                phases = await breakdown(client, told)
     RESULTS.mkdir(exist_ok=True)
     png = RESULTS / "soak.png"
     plot(samples, png)
@@ -281,6 +356,7 @@ async def main(args: argparse.Namespace) -> None:
             ("incidents_told" if incidents else "assessments"): len(latencies),
             "latency": {"p50": round(qs[49], 3), "p95": round(qs[94], 3), "p99": round(qs[98], 3)},
             "max_lag": max(s["lag"] for s in samples),
+            **({"latency_breakdown": phases} if incidents else {}),
             "rss_mb": {
                 role: {
                     "first": round(samples[0][f"rss_{role}"], 1),
