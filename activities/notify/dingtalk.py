@@ -31,12 +31,13 @@ from urllib.parse import quote_plus
 from activities.notify import errors
 from activities.notify.http import HttpRequest, Vendor, code_of, json_body
 from activities.notify.layout import markdown
+from activities.notify.limits import DINGTALK_BLOCK_SECONDS
 from activities.notify.markup import Neutraliser, fit
 from activities.notify.texts import Message
 from riskflow.contracts.notifications import NotificationRequest
 
 RATE_CODES = frozenset({130101, 410100})
-BLOCKED_SECONDS = 600.0  # over 20 a minute: "限流10分钟"
+BLOCKED_SECONDS = DINGTALK_BLOCK_SECONDS  # over 20 a minute: "限流10分钟"
 # 300001/400101 token does not exist, 310000 sign/keyword/IP check failed, 400102 robot
 # stopped, 400013 group dissolved, 40035 missing parameter, 43004 bad Content-Type, 40044 and
 # 400105 unsupported message type, 460101/101002 too long, 90030 quota used up.

@@ -53,8 +53,11 @@ class VendorLimits:
     digest_bytes: int
 
 
+DINGTALK_BLOCK_SECONDS = 600.0  # a robot over 20 a minute is throttled for 10 minutes
 VENDOR_LIMITS: dict[str, VendorLimits] = {
-    "dingtalk": VendorLimits((Window(20, MINUTE),), block_seconds=600.0, digest_bytes=18_000),
+    "dingtalk": VendorLimits(
+        (Window(20, MINUTE),), block_seconds=DINGTALK_BLOCK_SECONDS, digest_bytes=18_000
+    ),
     "feishu": VendorLimits(
         (Window(100, MINUTE), Window(5, 1.0)), block_seconds=None, digest_bytes=13_000
     ),
