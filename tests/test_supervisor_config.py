@@ -8,6 +8,7 @@ import shlex
 from pathlib import Path
 
 import pytest
+from supervisor.datatypes import RestartUnconditionally
 from supervisor.options import ServerOptions
 
 from riskflow.config.services import MetricsSettings, SupervisorSettings, TemporalSettings
@@ -50,6 +51,10 @@ def test_each_worker_has_its_own_ports_log_and_stop_timeout(tmp_path: Path) -> N
     assert settings.worker_shutdown_seconds() == 50
     assert worker["stopwaitsecs"] == "53"
     assert worker["stopasgroup"] == worker["killasgroup"] == "true"
+    # Services come back after any exit of their own; the edge, whose video file may end, only
+    # after an unexpected one.
+    assert worker["autorestart"] == conf["program:bridge"]["autorestart"] == "true"
+    assert conf["program:edge"]["autorestart"] == "unexpected"
     assert conf["supervisord"]["pidfile"] == str(tmp_path / "state" / "pids" / "supervisord.pid")
 
 
@@ -77,6 +82,7 @@ def test_paths_survive_supervisords_parser(tmp_path: Path, awkward: str) -> None
     worker = configs["worker-1"]
     assert shlex.split(worker.command) == [
         "/bin/py",
+        "-P",  # not the caller's folder first on the import path
         "-m",
         "cli",
         "--config-dir",
@@ -85,6 +91,8 @@ def test_paths_survive_supervisords_parser(tmp_path: Path, awkward: str) -> None
         "run",
     ]
     assert worker.stdout_logfile == str(layout.log("worker-1"))
+    # Restarted whatever its exit status (a plain `kill` ends a worker with 0).
+    assert worker.autorestart is RestartUnconditionally
 
 
 def test_a_deep_state_directory_gets_its_socket_in_the_temp_directory(tmp_path: Path) -> None:
@@ -122,6 +130,8 @@ def test_the_last_error_line_of_a_log(tmp_path: Path) -> None:
     assert last_error_line(log) == "ConnectionRefusedError: [Errno 111] Connection refused"
     log.write_text("INFO all well\n")
     assert last_error_line(log) == ""
+    log.write_text("2026-12-07 17:52:31 INFO uvicorn.error: Uvicorn running on http://x\n")
+    assert last_error_line(log) == ""  # the logger's name is not an error
     assert last_error_line(tmp_path / "missing.log") == ""
 
 

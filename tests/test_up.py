@@ -116,9 +116,10 @@ async def test_up_assesses_restarts_and_down_leaves_nothing(tmp_path: Path) -> N
             n: p.pid for n, p in first.items()
         }
 
-        # Both workers killed with -9: restarted (counted), and the next event is assessed.
-        for name in ("worker-1", "worker-2"):
-            os.kill(first[name].pid or 0, signal.SIGKILL)
+        # worker-1 killed with -9, worker-2 stopped with a plain `kill` (SIGTERM: it exits 0):
+        # both restarted (counted), and the next event is assessed.
+        os.kill(first["worker-1"].pid or 0, signal.SIGKILL)
+        os.kill(first["worker-2"].pid or 0, signal.SIGTERM)
 
         async def restarted() -> bool:
             now = _by_name(layout)

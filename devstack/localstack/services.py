@@ -213,6 +213,7 @@ def _dashscope(settings: Settings) -> Service:
             name="dashscope",
             argv=[
                 sys.executable,
+                "-P",  # the caller's folder is not put first on the import path
                 "-m",
                 "devstack.fake_dashscope",
                 "--host",
@@ -239,6 +240,7 @@ def _receiver(settings: Settings) -> Service:
             name="receiver",
             argv=[
                 sys.executable,
+                "-P",  # the caller's folder is not put first on the import path
                 "-m",
                 "devstack.receivers",
                 "--host",

@@ -19,6 +19,9 @@ from workers.supervisor.events import LISTENER
 
 # supervisord's control socket is an AF_UNIX path: Linux allows 107 bytes.
 MAX_SOCKET_PATH = 107
+# `python -P` (3.11+): the folder `up` was typed in is not put first on the services' import
+# path, so a `console.py` or `workflows.py` there never stands in for riskflow's own.
+SAFE_PATH = ("-P",)
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,7 @@ class Program:
     stop_seconds: float
     metrics_port: int | None
     env: dict[str, str] = field(default_factory=dict)
+    restart_always: bool = True  # False: only an unexpected exit status restarts it
 
 
 @dataclass(frozen=True)
@@ -111,7 +115,13 @@ def programs(settings: Settings, workers: int, edge: bool, console: bool = False
     )
     if edge:
         result.append(
-            Program("edge", ["edge", "run"], up.edge_stop_seconds, port(metrics.edge_port))
+            Program(
+                "edge",
+                ["edge", "run"],
+                up.edge_stop_seconds,
+                port(metrics.edge_port),
+                restart_always=False,
+            )
         )
     if console:
         # Its health is probed on its own port (CONSOLE_HEALTH_PATH), metrics on or off.
@@ -136,7 +146,7 @@ def _quote(value: str) -> str:
 def render(
     layout: Layout, settings: Settings, python: str, config_dir: Path, items: list[Program]
 ) -> str:
-    """The supervisord.conf text, running `python -m cli --config-dir ...`."""
+    """The supervisord.conf text, running `python -P -m cli --config-dir ...`."""
     up = settings.supervisor
     lines = [
         "[unix_http_server]",
@@ -155,7 +165,8 @@ def render(
         "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface",
         "",
     ]
-    listener = [python, "-m", "workers.supervisor.events", str(layout.pid_file.parent.absolute())]
+    pids = str(layout.pid_file.parent.absolute())
+    listener = [python, *SAFE_PATH, "-m", "workers.supervisor.events", pids]
     lines += [
         f"[eventlistener:{LISTENER}]",
         f"command={' '.join(_quote(part) for part in listener)}",
@@ -165,7 +176,7 @@ def render(
         f"stderr_logfile_maxbytes={up.log_max_bytes}",
         "",
     ]
-    base = [python, "-m", "cli", "--config-dir", str(config_dir.absolute())]
+    base = [python, *SAFE_PATH, "-m", "cli", "--config-dir", str(config_dir.absolute())]
     for program in items:
         command = " ".join(_quote(part) for part in [*base, *program.argv])
         env = ",".join(f"{k}={_quote(v)}" for k, v in program.env.items())
@@ -174,7 +185,10 @@ def render(
             f"command={command}",
             *([f"environment={env}"] if env else []),
             "autostart=true",
-            "autorestart=unexpected",
+            # A service that stops by itself is started again, even with exit status 0 (a
+            # plain `kill` of a worker); only `down` (supervisorctl stop) keeps it stopped. The
+            # edge ends with 0 at the end of a video file, which is not restarted.
+            f"autorestart={'true' if program.restart_always else 'unexpected'}",
             "exitcodes=0",
             f"startsecs={max(1, round(up.start_seconds))}",
             f"startretries={up.start_retries}",

@@ -25,11 +25,14 @@ from supervisor.xmlrpc import SupervisorTransport
 
 from riskflow.errors import ServiceError
 from riskflow.infra.pids import pid_alive
-from workers.supervisor.config import Layout
+from workers.supervisor.config import SAFE_PATH, Layout
 from workers.supervisor.events import LISTENER
 
 # Log lines worth showing as "the last error" of a service.
 _ERROR_LINE = re.compile(r"\b(ERROR|CRITICAL|FATAL|Traceback|error:|\w+Error\b|\w+Exception\b)")
+# An INFO or DEBUG record whose logger's name looks like an error (uvicorn logs its startup
+# as `INFO uvicorn.error: Uvicorn running on ...`).
+_QUIET_RECORD = re.compile(r"\b(INFO|DEBUG)\s+[\w.]+:")
 _SPAWNED = re.compile(r"spawned: '([^']+)' with pid")
 _DAEMON_START = "supervisord started with pid"
 
@@ -58,7 +61,7 @@ def last_error_line(log: Path, tail_bytes: int = 65_536) -> str:
     except OSError:
         return ""
     for line in reversed(text.splitlines()):
-        if _ERROR_LINE.search(line):
+        if _ERROR_LINE.search(line) and not _QUIET_RECORD.search(line):
             return line.strip()[:300]
     return ""
 
@@ -124,7 +127,14 @@ class Supervisor:
         for path in (self.layout.conf, self.layout.pid_file, self.layout.daemon_log):
             path.parent.mkdir(parents=True, exist_ok=True)
         self.layout.conf.write_text(conf_text)
-        argv = [sys.executable, "-m", "supervisor.supervisord", "-c", str(self.layout.conf)]
+        argv = [
+            sys.executable,
+            *SAFE_PATH,
+            "-m",
+            "supervisor.supervisord",
+            "-c",
+            str(self.layout.conf),
+        ]
         done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
         if done.returncode != 0:
             msg = f"supervisord did not start: {(done.stderr or done.stdout).strip()[-500:]}"
