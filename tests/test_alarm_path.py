@@ -303,6 +303,39 @@ async def test_a_fall_in_a_crowd_incident_is_told_at_once_to_every_level_reached
     assert view.rule == "fall" and view.rule_severity == 5
 
 
+async def test_an_upgrade_before_any_assessment_counts_the_new_rules_own_detections(
+    client: Client,
+    settings: Settings,
+    stack: Endpoints,
+    redis: Redis,
+    dashscope_admin: DashScopeAdmin,
+    task_queue: str,
+    unique: str,
+) -> None:
+    """The provider down from the start: a crowd of nine is told as detected, then one fall
+    in the scene is told as "fall: 1", not as the crowd's nine (a trial read "fall: 6")."""
+    config = IncidentConfig(
+        escalation=[EscalationStep(after_seconds=0, channels=["ops-group"])],
+        auto_resolve_after_seconds=QUIET_CHECK,
+    )
+    camera = f"cam-{unique}"
+    channels = Channels()
+    await dashscope_admin.faults(rate_5xx=1.0)
+    async with alarm_worker(client, settings, stack, task_queue, channels):
+        handle = await open_incident(channels, client, task_queue, crowd(camera, 1, 9), config)
+        await until(handle, lambda v: v.steps_sent == ["L0"])
+        await handle.signal(IncidentWorkflow.frame, fall(camera, 2))
+        await until(handle, lambda v: v.rule == "fall")
+
+        async def upgrade_told() -> bool:
+            return any(r.kind == "upgraded" for r, _ in channels.delivered)
+
+        await eventually(upgrade_told)
+    told = {r.kind: r.detected for r, _ in channels.delivered}
+    assert told["opened"] == "crowd: 9 detection(s)"
+    assert told["upgraded"] == "fall: 1 detection(s)"
+
+
 async def test_quiet_hours_never_hold_a_fall(
     time_env: WorkflowEnvironment,
     settings: Settings,

@@ -124,6 +124,18 @@ def test_the_plan_returns_new_views_and_never_changes_one() -> None:
     assert (after.rule, after.rule_severity, after.frames_seen) == ("fall", 5, 1)
 
 
+def test_the_rules_own_count_is_kept_apart_from_any_rules() -> None:
+    config, now = IncidentConfig(), at("2026-11-30T10:05:00+00:00")
+    crowd = with_frame(view(), frame(9, 0, "crowd", 2, 9), config, now)
+    assert (crowd.max_count, crowd.rule_count) == (9, 9)
+    fell = with_frame(crowd, frame(9, 1, "fall", 5, 1), config, now)
+    assert (fell.rule, fell.max_count, fell.rule_count) == ("fall", 9, 1)
+    # a lesser rule's frame changes neither; the fall's own larger count does
+    lesser = with_frame(fell, frame(12, 0, "crowd", 2, 12), config, now)
+    assert (lesser.max_count, lesser.rule_count) == (12, 1)
+    assert with_frame(lesser, frame(4, 2, "fall", 5, 2), config, now).rule_count == 2
+
+
 def test_a_backlog_is_coalesced_keeping_the_worst_and_the_newest_of_each_rule() -> None:
     frames = [frame(5, 0, "crowd", 2, 5) for _ in range(30)]
     frames[3] = frame(5, 1, "fall", 5, 1)

@@ -162,8 +162,9 @@ def frame_key(frame: IncidentFrame) -> str:
 def with_frame(
     view: IncidentView, frame: IncidentFrame, config: IncidentConfig, now: datetime
 ) -> IncidentView:
-    """The view with a matching frame added to its summary: counts, classes, the last
-    `max_frames` refs, the most severe rule; `last_match_at` is when it arrived (`now`, the
+    """The view with a matching frame added to its summary: counts (of any rule, and of the
+    most severe rule itself), classes, the last `max_frames` refs, the most severe rule;
+    `last_match_at` is when it arrived (`now`, the
     workflow's clock, not the camera's)."""
     update: dict[str, object] = {
         "frames_seen": view.frames_seen + 1,
@@ -173,7 +174,9 @@ def with_frame(
         "last_match_at": now,
     }
     if frame.severity > view.rule_severity:
-        update |= {"rule": frame.rule, "rule_severity": frame.severity}
+        update |= {"rule": frame.rule, "rule_severity": frame.severity, "rule_count": frame.count}
+    elif frame.rule == view.rule:
+        update["rule_count"] = max(view.rule_count, frame.count)
     return view.model_copy(update=update)
 
 

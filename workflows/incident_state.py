@@ -374,7 +374,10 @@ class IncidentNotices(IncidentBase):
         request = plan.notification(self._i, self._v, kind, level, name, channel)
         if self._alarm_first and self._v.assessments == 0 and not self._v.summary:
             request.assessment_pending = True
-            request.detected = f"{self._v.rule}: {self._v.max_count} detection(s)"
+            # The rule's own count: a crowd of six that became one fall is "fall: 1" (runs
+            # opened before `rule_count` have only the count of any rule).
+            count = self._v.rule_count or self._v.max_count
+            request.detected = f"{self._v.rule}: {count} detection(s)"
         return request
 
     async def _notify_level(

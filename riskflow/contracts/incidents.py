@@ -115,6 +115,7 @@ class IncidentView(BaseModel):
     rule: str = ""
     rule_severity: int = 0
     max_count: int = 0
+    rule_count: int = Field(default=0, description="the largest count seen of `rule` itself")
     classes: list[str] = Field(default_factory=list)
     summary: str = ""
     hazards: list[str] = Field(default_factory=list)
