@@ -185,6 +185,30 @@ def test_no_text_activates_markup_in_any_vendor(text: str) -> None:
         )
 
 
+@pytest.mark.parametrize(
+    ("zone", "shown"),
+    [
+        ("Asia/Shanghai", "2026-11-30 12:00:00 UTC+08:00"),
+        ("UTC", "2026-11-30 04:00:00 UTC+00:00"),
+        ("America/St_Johns", "2026-11-30 00:30:00 UTC-03:30"),
+        ("Not/AZone", "2026-11-30 04:00:00 UTC+00:00"),
+    ],
+)
+def test_times_are_on_the_sites_wall_clock(zone: str, shown: str) -> None:
+    fields = dict(render(request(language="zh-CN", timezone=zone)).fields)
+    assert fields["发生时间"] == shown
+
+
+def test_what_the_detector_saw_is_in_the_sites_language() -> None:
+    pending = {"summary": "", "assessment_pending": True, "detected": "fall: 1 detection(s)"}
+    chinese = render(request(language="zh-CN", detected_count=1, **pending))
+    assert chinese.summary == "评估进行中。检测到:fall 1 处。"
+    english = render(request(detected_count=2, **pending))
+    assert english.summary == "Assessment pending. The detector saw: fall: 2 detection(s)."
+    # a request from a run before `detected_count` keeps the workflow's own words
+    assert "fall: 1 detection(s)" in render(request(language="zh-CN", **pending)).summary
+
+
 def test_chinese_text_and_plain_words_read_the_same() -> None:
     text = "一名工人倒在压力机旁,需要立即处理。Forklift near dock 3, 2.5 m away"
     for neutral in VENDORS.values():

@@ -233,6 +233,7 @@ def notification(
         opened_at=view.opened_at,
         console_url=incident_link(inp.console_url, view.incident_id),
         language=inp.language,
+        timezone=inp.timezone,
     )
 
 

@@ -378,6 +378,7 @@ class IncidentNotices(IncidentBase):
             # opened before `rule_count` have only the count of any rule).
             count = self._v.rule_count or self._v.max_count
             request.detected = f"{self._v.rule}: {count} detection(s)"
+            request.detected_count = count  # shown in the site's language
         return request
 
     async def _notify_level(

@@ -21,8 +21,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Literal
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from activities.notify.markup import ELLIPSIS
 from riskflow.config.sites import Language
@@ -57,6 +59,7 @@ _EN: dict[str, str] = {
     "lead:upgraded": "The situation got worse: the incident's severity was raised.",
     "lead:assessed": "The assessment of the incident you were told about has come in.",
     "pending": "Assessment pending. The detector saw: {detected}.",
+    "detected": "{rule}: {count} detection(s)",
     "lead:reminder": "This incident is still waiting for acknowledgement.",
     "lead:summary": "This notification was held during quiet hours and is sent now.",
     "lead:resolved": "The incident is resolved. No action is needed.",
@@ -101,6 +104,7 @@ _ZH: dict[str, str] = {
     "lead:upgraded": "情况恶化:事件的风险等级已提高。",
     "lead:assessed": "已通知的事件的评估结果到了。",
     "pending": "评估进行中。检测到:{detected}。",
+    "detected": "{rule} {count} 处",
     "lead:reminder": "该事件仍在等待确认。",
     "lead:summary": "该通知在静默时段内暂缓,现在补发。",
     "lead:resolved": "事件已解除,无需处理。",
@@ -255,8 +259,22 @@ def _summary(request: NotificationRequest, t: dict[str, str]) -> str:
     """The assessment's summary; before the LLM answered, what the detector saw (untrusted
     either way: a camera label may be in `detected`)."""
     if request.assessment_pending and not request.summary:
-        return t["pending"].format(detected=clip(request.detected, MAX_FIELD_CHARS))
+        detected = request.detected  # runs before `detected_count`: the workflow's English
+        if request.detected_count:
+            detected = t["detected"].format(rule=request.situation, count=request.detected_count)
+        return t["pending"].format(detected=clip(detected, MAX_FIELD_CHARS))
     return request.summary
+
+
+def local_time(at: datetime, zone: str) -> str:
+    """`at` on the site's wall clock, with its UTC offset: "2026-12-08 01:52:31 UTC+08:00"
+    (an unknown zone: UTC)."""
+    try:
+        local = at.astimezone(ZoneInfo(zone))
+    except (ZoneInfoNotFoundError, ValueError):
+        local = at.astimezone(UTC)
+    offset = local.strftime("%z") or "+0000"
+    return f"{local:%Y-%m-%d %H:%M:%S} UTC{offset[:3]}:{offset[3:]}"
 
 
 def render(request: NotificationRequest) -> Message:
@@ -274,7 +292,7 @@ def render(request: NotificationRequest) -> Message:
         fields.append((t["situation"], clip(request.situation, MAX_FIELD_CHARS)))
     fields += [
         (t["incident"], clip(request.incident_id, MAX_FIELD_CHARS)),
-        (t["opened_at"], request.opened_at.isoformat(timespec="seconds")),
+        (t["opened_at"], local_time(request.opened_at, request.timezone)),
     ]
     return Message(
         kind=kind,

@@ -62,6 +62,10 @@ class NotificationRequest(BaseModel):
         default=False, description="sent before the LLM answered: the detector's facts only"
     )
     detected: str = Field(default="", description="what the detector saw, e.g. 'fall: 1 person'")
+    detected_count: int = Field(
+        default=0, ge=0, description="how many of `situation` the detector saw (0: see detected)"
+    )
+    timezone: str = Field(default="UTC", description="the site's IANA zone: times are shown in it")
 
 
 class NotificationResult(BaseModel):
