@@ -374,8 +374,15 @@ def ops_url(rig: Rig) -> str:
             {"Retry-After": "7"},
             7,
         ),
+        (  # no rate of its own: never held for a slot, but its 429 closes it all the same
+            WebhookChannel(type="webhook", secret=SecretStr("s")),
+            429,
+            {"error": "slow down"},
+            {"Retry-After": "120"},
+            120,
+        ),
     ],
-    ids=["wecom-45009", "feishu-11232", "webhook-429"],
+    ids=["wecom-45009", "feishu-11232", "webhook-429", "unpaced-webhook-429"],
 )
 async def test_each_vendors_too_fast_closes_its_robot(
     rig: Rig,

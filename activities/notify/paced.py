@@ -15,8 +15,10 @@ WeCom 45009, Feishu 11232, HTTP 429) closes the robot for every worker for the v
 time (`limits.block_seconds`), logged and recorded in Redis, and parks the refused message.
 
 A digest whose outcome is unknown (a timeout after sending) leaves its messages `unknown`, as a
-lost answer does for one message on a robot: not sent again. E-mail, and webhooks without a
-`rate_per_minute`, are not paced.
+lost answer does for one message on a robot: not sent again. E-mail is not paced; a webhook
+without a `rate_per_minute` has no windows, but its 429 closes it for every worker as a
+robot's "too fast" does (a trial saw five other messages reach a webhook inside the 120 s its
+429 asked for).
 """
 
 from __future__ import annotations
@@ -90,12 +92,12 @@ class Robots:
         return self._secrets.secret(name)
 
     def robot(self, name: str, channel: HttpChannelConfig | EmailChannel) -> Robot | None:
-        """The robot `channel` sends to, or None when it is not paced."""
+        """The robot `channel` sends to (None for e-mail). A webhook without a
+        `rate_per_minute` has no windows: its sends are never held for a slot, only while its
+        own "too fast" answer (429 and its Retry-After) closes it for every worker."""
         if isinstance(channel, EmailChannel):
             return None
         windows = paced_windows(channel.type, channel.rate_per_minute, self._margin)
-        if not windows:
-            return None
         return Robot(Robot.id_of(self.url(name, channel)), channel.type, windows)
 
 
