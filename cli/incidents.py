@@ -43,12 +43,21 @@ def list_(
     camera: Annotated[str | None, typer.Option(help="camera id")] = None,
     state: Annotated[IncidentState | None, typer.Option(help="default: the open ones")] = None,
     limit: Annotated[int, typer.Option(min=1, max=1000)] = 100,
+    ids: Annotated[bool, typer.Option("--ids", help="only the ids, one a line")] = False,
 ) -> None:
-    """Incidents, newest first."""
+    """Incidents, newest first. The id column is never cut, whatever the terminal's width
+    (`ack`, `resolve` and `dismiss` take it); the other columns give way."""
     views = _with_redis(settings_of(ctx), lambda r: list_incidents(r, site, camera, state, limit))
+    if ids:
+        for v in views:
+            typer.echo(v.incident_id)
+        return
     table = Table(title=f"{len(views)} incident(s)")
-    for column in ("id", "site", "camera", "state", "severity", "level", "opened", "summary"):
+    widest = max((len(v.incident_id) for v in views), default=2)
+    table.add_column("id", no_wrap=True, min_width=widest)
+    for column in ("site", "camera", "state", "severity", "level", "opened"):
         table.add_column(column)
+    table.add_column("summary", overflow="ellipsis", no_wrap=True)
     for v in views:
         table.add_row(
             v.incident_id,

@@ -158,7 +158,8 @@ async def lifecycle(stack: Endpoints, incident_id: str, last: str) -> list[str]:
 
 async def cli(settings: Settings, *args: str) -> tuple[int, str]:
     """`riskflow incidents ARGS` in a process of its own: exit code and output."""
-    env = {**cli_env(settings), "PYTHONPATH": os.environ.get("PYTHONPATH", "")}
+    # An 80-column terminal, where a trial saw the id column cut.
+    env = {**cli_env(settings), "PYTHONPATH": os.environ.get("PYTHONPATH", ""), "COLUMNS": "80"}
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -203,6 +204,9 @@ async def test_cli_lists_shows_acts_and_refuses_clearly(
         (view,) = await list_incidents(redis, camera=camera)
         code, out = await cli(settings, "list", "--camera", camera)
         assert code == 0 and "1 incident(s)" in out
+        assert view.incident_id in out, out  # whole, to be copied into ack/resolve/dismiss
+        code, out = await cli(settings, "list", "--camera", camera, "--ids")
+        assert (code, out.split()) == (0, [view.incident_id])
         code, out = await cli(settings, "ack", view.incident_id, "--by", "wang.fang")
         assert code == 0 and "acknowledged" in out, out
         code, out = await cli(settings, "ack", view.incident_id, "--by", "wang.fang")
