@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from importlib import resources
 
+from redis.exceptions import RedisError
 from temporalio import activity
 
 from activities.aggregate import ResultPublisher
@@ -70,8 +71,18 @@ class IncidentActivities:
         incident of this workflow id (its close, plus a dismissal's cooldown) and its rule is
         no more severe than the most severe that incident saw: a cooldown or a close never
         hides a worse situation (a dismissed crowd, then a fall). A marker without a severity
-        (written before it was recorded) hides every rule, as it did."""
-        raw = await self._redis.get(incident_closed_key(gate.workflow_id))
+        (written before it was recorded) hides every rule, as it did. Redis unreachable: the
+        frame is admitted unchecked (an alarm never waits for Redis; at worst a frame of a
+        closed incident, redelivered meanwhile, opens it again)."""
+        try:
+            raw = await self._redis.get(incident_closed_key(gate.workflow_id))
+        except (RedisError, OSError) as exc:
+            activity.logger.warning(
+                "Redis unreachable (%s): the frame of %s is admitted without its close marker",
+                exc,
+                gate.workflow_id,
+            )
+            return IncidentGateResult(admitted=True)
         if raw is None:
             return IncidentGateResult(admitted=True)
         until_ms, _, severity = _text(raw).partition(":")

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
@@ -442,3 +444,38 @@ async def test_after_an_outage_the_ladder_says_once_what_was_missed(
         view = await until(handle, lambda v: "L2r2" in v.steps_sent)
     assert channels.keys() == ["L0:ops-group", "a1:ops-group", "L2r2:site-manager"]
     assert any("caught up: L1, L2, L2r1 not sent" in e.detail for e in view.timeline)
+
+
+async def test_a_fall_is_told_while_redis_is_stalled(
+    client: Client,
+    settings: Settings,
+    stack: Endpoints,
+    redis: Redis,
+    task_queue: str,
+    unique: str,
+) -> None:
+    """On the dev server, Redis stopped (SIGSTOP: every call times out) before a fall: the
+    gate admits the frame unchecked and level 0 is told while Redis is still stopped; the
+    assessment, which needs Redis for its key, follows once it is back."""
+    config = IncidentConfig(
+        escalation=[EscalationStep(after_seconds=0, channels=["ops-group"])],
+        auto_resolve_after_seconds=QUIET_CHECK,
+    )
+    pid = int((settings.local.state_dir / "pids" / "redis.pid").read_text())
+    channels = Channels()
+    async with alarm_worker(client, settings, stack, task_queue, channels):
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            frame = fall(f"cam-{unique}", 1)
+            handle = await open_incident(channels, client, task_queue, frame, config)
+
+            async def told() -> bool:
+                return bool(channels.keys())
+
+            await eventually(told, within=90)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        view = await until(handle, lambda v: v.assessments == 1)
+    request, _ = channels.first(":L0:ops-group")
+    assert request.assessment_pending and request.kind == "opened"
+    assert view.severity == "high"

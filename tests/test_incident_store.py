@@ -9,10 +9,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from aiokafka import AIOKafkaProducer
+from redis.asyncio import Redis
 from redis.crc import key_slot
 from temporalio.testing import ActivityEnvironment
 
 from activities.incidents import IncidentActivities
+from devstack.localstack.process import free_port
 from riskflow.contracts.incidents import (
     IncidentEvent,
     IncidentGate,
@@ -109,3 +111,16 @@ async def test_open_then_close_then_a_late_older_write(
     after = IncidentGate(workflow_id=opened.workflow_id, captured_at=OPENED + timedelta(hours=1))
     assert not (await env.run(incidents.gate, before)).admitted  # an old frame reopens nothing
     assert (await env.run(incidents.gate, after)).admitted
+
+
+async def test_redis_unreachable_admits_the_frame(stack: Endpoints) -> None:
+    """The gate that keeps a closed incident's redelivered frames out reads Redis; with Redis
+    refusing connections it admits the frame (an alarm never waits for Redis)."""
+    gone = Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=2)
+    producer = AIOKafkaProducer(bootstrap_servers=stack.kafka)
+    unreachable = IncidentActivities(gone, producer)
+    try:
+        gate = IncidentGate(workflow_id="incident-gone-hazard", captured_at=OPENED)
+        assert (await ActivityEnvironment().run(unreachable.gate, gate)).admitted
+    finally:
+        await gone.aclose()

@@ -624,3 +624,28 @@ async def test_worker_sends_to_the_stack_receiver(
         "email" if name == "mail" else name for name in settings.notifications.channels
     )
     assert not await receiver_admin.rejections()
+
+
+@pytest.mark.parametrize("channel", ["ding", "hook", "mail"])
+async def test_redis_unreachable_holds_no_alarm(rig: Rig, channel: str) -> None:
+    """Redis keeps the idempotency markers and the robots' pacing; with Redis refusing
+    connections the message is still delivered (once per attempt, counted `unguarded`),
+    instead of failing every attempt until Redis is back (a trial saw a fall told 61 s late)."""
+    gone = Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=2)
+    config = channels(rig.receiver.url)
+    mailer = SmtpMailer(rig.receiver.host, rig.receiver.smtp_port, rig.receiver.cert_file)
+    secrets = ChannelSecrets.from_config(config, {})
+    acts = NotifyActivities(rig.http, mailer, gone, config, secrets, rig.receiver.url)
+    before = REGISTRY.get_sample_value(
+        "riskflow_notifications_total", {"channel": channel, "outcome": "unguarded"}
+    )
+    try:
+        result = await rig.notify(request(channel), acts)
+    finally:
+        await gone.aclose()
+    assert result.status == "sent" and "Redis unreachable" in result.detail
+    assert len(rig.received(channel if channel != "mail" else "email")) == 1
+    after = REGISTRY.get_sample_value(
+        "riskflow_notifications_total", {"channel": channel, "outcome": "unguarded"}
+    )
+    assert (after or 0) - (before or 0) == 1

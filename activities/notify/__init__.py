@@ -12,7 +12,8 @@ configuration or format.
 
 Robot channels are paced per robot for every worker (`activities.notify.paced`): a message
 that cannot go now is parked, merged into the robot's next message, and its activity retried
-when the robot frees.
+when the robot frees. While Redis (markers and pacing) is unreachable a message is sent
+without either (`unguarded`): an alarm never waits for Redis.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from datetime import timedelta
 from functools import partial
 
 import aiohttp
+from redis.exceptions import RedisError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -119,7 +121,10 @@ class NotifyActivities:
             not isinstance(channel, EmailChannel) and VENDORS[channel.type].redeliverable
         )
         send = self._prepare(request, channel)
-        prior = await self._markers.claim(request.idempotency_key)
+        try:
+            prior = await self._markers.claim(request.idempotency_key)
+        except (RedisError, OSError) as exc:
+            return await self._unguarded(request, send, exc)
         if prior is not None:
             early = await self._after(request, prior, redeliverable)
             if early is not None:
@@ -152,6 +157,40 @@ class NotifyActivities:
         activity.logger.warning("%s: outcome of %s unknown, not sent again: %s", name, key, detail)
         return NotificationResult(
             channel=name, status="already_sent", detail=detail, uncertain=True
+        )
+
+    async def _unguarded(
+        self,
+        request: NotificationRequest,
+        send: Callable[[], Awaitable[str]],
+        error: Exception,
+    ) -> NotificationResult:
+        """Redis, which keeps the idempotency markers and the robots' pacing, is unreachable:
+        an alarm must not wait for it. Sent without a marker or a slot: a retry after an
+        uncertain outcome may send it again, and a robot may be sent more than its vendor's
+        rate while Redis is away (a duplicate or a throttled robot, rather than no alarm)."""
+        name, key = request.channel, request.idempotency_key
+        activity.logger.warning(
+            "%s: Redis unreachable (%s): %s sent without its idempotency marker or pacing",
+            name,
+            error,
+            key,
+        )
+        try:
+            detail = await send()
+        except Refused as exc:
+            NOTIFICATIONS.labels(name, _OUTCOMES.get(exc.kind, "failed")).inc()
+            raise application_error(name, exc) from None
+        except Uncertain as exc:
+            NOTIFICATIONS.labels(name, "failed").inc()
+            raise ApplicationError(
+                f"channel {name!r}: {exc}; the outcome is unknown (Redis unreachable: "
+                "a retry sends it again)",
+                type=NOTIFY_CHANNEL_ERROR,
+            ) from None
+        NOTIFICATIONS.labels(name, "unguarded").inc()
+        return NotificationResult(
+            channel=name, status="sent", detail=f"{detail} (Redis unreachable: no marker)"
         )
 
     async def _send_once(

@@ -150,7 +150,8 @@ NOTIFICATIONS = Counter(
     "(an earlier attempt's outcome is unknown; not sent again), in_flight, rate_limited, failed "
     "(retried), rejected (not retried), unknown_channel; robot pacing: paced (parked until the "
     "robot frees), merged (delivered inside another message's digest), blocked (the vendor said "
-    "too fast: the robot closed for every worker)",
+    "too fast: the robot closed for every worker); unguarded (sent while Redis was unreachable, "
+    "without an idempotency marker or pacing)",
     ["channel", "outcome"],
 )
 
