@@ -12,6 +12,7 @@ import signal
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
+import pytest
 from redis.asyncio import Redis
 from temporalio import activity
 from temporalio.client import Client
@@ -84,6 +85,9 @@ class Channels(Recorder):
             )
 
         return delivered
+
+    def told_now(self, channel: str) -> bool:
+        return any(r.channel == channel for r, _ in self.delivered)
 
     def first(self, key: str) -> tuple[NotificationRequest, datetime]:
         return next((r, at) for r, at in self.delivered if r.idempotency_key.endswith(key))
@@ -265,6 +269,52 @@ async def test_a_channel_that_fails_for_good_is_recorded_and_its_fallback_told(
     assert fallback.kind == "opened" and view.state == IncidentState.NOTIFIED
     level_0 = [r.channel for r, _ in channels.delivered if ":L0:" in r.idempotency_key]
     assert sorted(level_0) == ["mail", "shift-lead"]
+
+
+@pytest.mark.parametrize("acknowledged", [False, True])
+async def test_a_fallback_tells_the_incident_as_it_is_now(
+    time_env: WorkflowEnvironment,
+    settings: Settings,
+    stack: Endpoints,
+    redis: Redis,
+    task_queue: str,
+    unique: str,
+    acknowledged: bool,
+) -> None:
+    """A channel answering "retry in 120 s" to every attempt is given up on half an hour
+    later (time skipped). Its fallback then says what the incident is by then, the model's
+    assessment in, not the first alarm's "assessment pending"; and when somebody has
+    acknowledged it meanwhile, no fallback goes at all (a trial's mail fallback said "new
+    incident, open" about an incident resolved minutes before)."""
+    config = IncidentConfig(
+        escalation=[
+            EscalationStep(
+                after_seconds=0, channels=["ops-group", "shift-lead"], fallback_channels=["mail"]
+            )
+        ],
+        auto_resolve_after_seconds=QUIET_CHECK,
+    )
+    channels = Channels(failing={"ops-group"})
+    async with alarm_worker(time_env.client, settings, stack, task_queue, channels):
+        frame = fall(f"fb-{unique}", 1)
+        handle = await open_incident(channels, time_env.client, task_queue, frame, config)
+        await until(handle, lambda v: v.assessments == 1)
+        if acknowledged:
+            await handle.execute_update(IncidentWorkflow.ack, OperatorAction(by="li.wei"))
+        await time_env.sleep(timedelta(minutes=40))  # 15 attempts 120 s apart: given up
+        view = await until(
+            handle, lambda v: any("ops-group failed" in e.detail for e in v.timeline)
+        )
+        if not acknowledged:
+            await eventually(channels.told("mail"))
+    first, _ = channels.first(":L0:shift-lead")
+    assert first.assessment_pending  # the alarm went before the model answered
+    if acknowledged:
+        assert not channels.told_now("mail")
+        assert any(e.detail == "fallback not sent: acknowledged" for e in view.timeline)
+    else:
+        fallback, _ = channels.first(":L0:ops-group:fallback:mail")
+        assert not fallback.assessment_pending and fallback.summary
 
 
 async def test_a_fall_in_a_crowd_incident_is_told_at_once_to_every_level_reached(

@@ -197,7 +197,8 @@ class IncidentBase:
         self, request: NotificationRequest, result: NotificationResult | None, error: str
     ) -> None:
         """A send beside the loop ended: a failure is recorded, and the level's fallback
-        channels get the same message."""
+        channels get the message as the incident is now (its state, assessment, severity);
+        in runs of `TELL_AT_ONCE`, none when it was acknowledged or closed meanwhile."""
         self._changed = True
         if result is not None:
             return
@@ -209,10 +210,39 @@ class IncidentBase:
             workflow.logger.warning("%s: %s", request.incident_id, detail)
         if ":fallback:" in request.idempotency_key:
             return
-        for channel in self._i.config.escalation[level].fallback_channels:
+        current = self._view is not None and request.incident_id == self._view.incident_id
+        fallbacks = self._i.config.escalation[level].fallback_channels
+        if fallbacks and current and self._tell_at_once and self._answered():
+            # Somebody has it already (or it is over): a fallback "new incident, open" minutes
+            # later would send a second responder to a closed scene.
+            self._record("notified", "system", f"fallback not sent: {self._v.state.value}", level)
+            return
+        for channel in fallbacks:
             key = f"{request.idempotency_key}:fallback:{channel}"
-            update = {"channel": channel, "idempotency_key": key}
-            self._sends.start(request.model_copy(update=update))
+            if current:  # what the incident is now, not what it was when the send began
+                fresh = self._request(request.kind, level, "fallback", channel)
+                self._sends.start(fresh.model_copy(update={"idempotency_key": key}))
+            else:
+                self._sends.start(
+                    request.model_copy(update={"channel": channel, "idempotency_key": key})
+                )
+
+    def _request(
+        self, kind: NotificationKind, level: int, name: str, channel: str
+    ) -> NotificationRequest:
+        request = plan.notification(self._i, self._v, kind, level, name, channel)
+        if self._alarm_first and self._v.assessments == 0 and not self._v.summary:
+            request.assessment_pending = True
+            # The rule's own count: a crowd of six that became one fall is "fall: 1" (runs
+            # opened before `rule_count` have only the count of any rule).
+            count = self._v.rule_count or self._v.max_count
+            request.detected = f"{self._v.rule}: {count} detection(s)"
+            request.detected_count = count  # shown in the site's language
+        return request
+
+    def _answered(self) -> bool:
+        """Acknowledged, or closed: a person has the incident, or it is over."""
+        return self._v.state == IncidentState.ACKNOWLEDGED or self._v.state.closed
 
     def _transition(self, state: IncidentState, kind: EventKind, actor: str, text: str) -> None:
         self._set(state=state)
@@ -367,19 +397,6 @@ class IncidentNotices(IncidentBase):
         for level in levels:
             for channel in self._i.config.escalation[level].channels:
                 self._sends.start(self._request(kind, level, name, channel))
-
-    def _request(
-        self, kind: NotificationKind, level: int, name: str, channel: str
-    ) -> NotificationRequest:
-        request = plan.notification(self._i, self._v, kind, level, name, channel)
-        if self._alarm_first and self._v.assessments == 0 and not self._v.summary:
-            request.assessment_pending = True
-            # The rule's own count: a crowd of six that became one fall is "fall: 1" (runs
-            # opened before `rule_count` have only the count of any rule).
-            count = self._v.rule_count or self._v.max_count
-            request.detected = f"{self._v.rule}: {count} detection(s)"
-            request.detected_count = count  # shown in the site's language
-        return request
 
     async def _notify_level(
         self, inp: IncidentStart, kind: NotificationKind, level: int, name: str
