@@ -4,10 +4,10 @@ the gate that keeps a redelivered old frame from reopening a closed incident."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from importlib import resources
 
-from redis.exceptions import RedisError
 from temporalio import activity
 
 from activities.aggregate import ResultPublisher
@@ -30,7 +30,7 @@ from riskflow.infra.metrics import (
     INCIDENTS_OPEN,
     CameraLabels,
 )
-from riskflow.infra.redis import RedisClient
+from riskflow.infra.redis import FAIL_OPEN_SECONDS, RedisClient, store_outage
 from riskflow.levels import RiskLevel
 from riskflow.names import (
     INCIDENT_CHANGES,
@@ -75,8 +75,11 @@ class IncidentActivities:
         frame is admitted unchecked (an alarm never waits for Redis; at worst a frame of a
         closed incident, redelivered meanwhile, opens it again)."""
         try:
-            raw = await self._redis.get(incident_closed_key(gate.workflow_id))
-        except (RedisError, OSError) as exc:
+            async with asyncio.timeout(FAIL_OPEN_SECONDS):
+                raw = await self._redis.get(incident_closed_key(gate.workflow_id))
+        except Exception as exc:
+            if not store_outage(exc):
+                raise
             activity.logger.warning(
                 "Redis unreachable (%s): the frame of %s is admitted without its close marker",
                 exc,

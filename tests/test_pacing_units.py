@@ -19,6 +19,7 @@ from activities.notify.digest import (
     parked_entry,
 )
 from activities.notify.dingtalk import DINGTALK
+from activities.notify.errors import seconds
 from activities.notify.feishu import FEISHU
 from activities.notify.layout import markdown, markdown_link, plain_lines
 from activities.notify.limits import VENDOR_LIMITS, Window, block_seconds, paced_windows
@@ -288,3 +289,20 @@ def text_of(payload: dict[str, Any]) -> str:
     if "markdown" in payload:
         return str(payload["markdown"].get("text") or payload["markdown"].get("content"))
     return str(payload["card"]["elements"][0]["text"]["content"])
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("7", 7.0),
+        ("0", 0.0),
+        ("-5", 0.0),
+        ("86400", 3600.0),  # a day closes a channel an hour at most
+        ("inf", None),  # not a finite number: as if absent
+        ("nan", None),
+        ("Wed, 21 Oct 2026 07:28:00 GMT", None),
+        (None, None),
+    ],
+)
+def test_a_retry_after_is_bounded(header: str | None, expected: float | None) -> None:
+    assert seconds(header) == expected

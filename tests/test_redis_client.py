@@ -10,13 +10,27 @@ import sys
 import pytest
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import RedisClusterException, ResponseError
+from redis.exceptions import (
+    ClusterDownError,
+    MaxConnectionsError,
+    ReadOnlyError,
+    RedisClusterException,
+    RedisClusterUnreachableError,
+    ResponseError,
+)
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from riskflow.config.loader import load_settings
 from riskflow.config.redis import parse_cluster_url
 from riskflow.config.settings import Settings
 from riskflow.errors import ConfigError, StoreVersionError
-from riskflow.infra.redis import check_server_version, redis_client, require_supported
+from riskflow.infra.redis import (
+    check_server_version,
+    redis_client,
+    require_supported,
+    store_outage,
+)
 from tests.conftest import CONFIG, cli_env
 
 
@@ -123,3 +137,22 @@ async def test_the_cluster_fixture_is_a_real_three_master_cluster(cluster_url: s
             await client.eval("return redis.call('GET', ARGV[1])", 1, "alerts:1", elsewhere)
     finally:
         await client.aclose()
+
+
+@pytest.mark.parametrize(
+    ("error", "outage"),
+    [
+        (RedisConnectionError("Connection refused"), True),
+        (RedisTimeoutError("Timeout reading from socket"), True),
+        (TimeoutError(), True),  # asyncio.timeout around the call
+        (ConnectionRefusedError(), True),
+        (RedisClusterUnreachableError("no node answers"), True),  # not a RedisError
+        (ClusterDownError("CLUSTERDOWN"), True),
+        (MaxConnectionsError("Too many connections"), False),  # this process's pool: load
+        (ResponseError("OOM command not allowed"), False),  # an answer, not an outage
+        (ReadOnlyError("READONLY"), False),
+        (ValueError("a bug"), False),
+    ],
+)
+def test_what_counts_as_an_outage_for_failing_open(error: BaseException, outage: bool) -> None:
+    assert store_outage(error) is outage

@@ -18,6 +18,7 @@ without either (`unguarded`): an alarm never waits for Redis.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -25,7 +26,6 @@ from datetime import timedelta
 from functools import partial
 
 import aiohttp
-from redis.exceptions import RedisError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -57,7 +57,7 @@ from riskflow.contracts.notifications import (
     NotificationResult,
 )
 from riskflow.infra.metrics import NOTIFICATIONS
-from riskflow.infra.redis import RedisClient
+from riskflow.infra.redis import FAIL_OPEN_SECONDS, RedisClient, store_outage
 
 logger = logging.getLogger(__name__)
 VENDORS: dict[str, Vendor] = {v.name: v for v in (WEBHOOK, DINGTALK, WECOM, FEISHU)}
@@ -122,8 +122,11 @@ class NotifyActivities:
         )
         send = self._prepare(request, channel)
         try:
-            prior = await self._markers.claim(request.idempotency_key)
-        except (RedisError, OSError) as exc:
+            async with asyncio.timeout(FAIL_OPEN_SECONDS):
+                prior = await self._markers.claim(request.idempotency_key)
+        except Exception as exc:
+            if not store_outage(exc):
+                raise
             return await self._unguarded(request, send, exc)
         if prior is not None:
             early = await self._after(request, prior, redeliverable)

@@ -14,6 +14,7 @@ phase the attempt reached, not the exception's name (a timeout is either):
 
 from __future__ import annotations
 
+import math
 from datetime import timedelta
 
 from temporalio.exceptions import ApplicationError
@@ -84,12 +85,19 @@ def http_status(vendor: str, status: int, text: str, retry_after: str | None) ->
     return rejected(message)
 
 
+MAX_RETRY_AFTER_SECONDS = 3600.0  # a longer (or infinite) Retry-After closes a channel an hour
+
+
 def seconds(value: str | None) -> float | None:
-    """A Retry-After given in seconds; None when absent or not a number."""
+    """A Retry-After given in seconds, at most `MAX_RETRY_AFTER_SECONDS`; None when absent or
+    not a finite number ("inf" and "nan" too: a receiver must not close a channel for ever)."""
     try:
-        return max(0.0, float(value)) if value else None
+        parsed = float(value) if value else None
     except ValueError:
         return None
+    if parsed is None or not math.isfinite(parsed):
+        return None
+    return min(max(0.0, parsed), MAX_RETRY_AFTER_SECONDS)
 
 
 def application_error(channel: str, exc: Refused) -> ApplicationError:

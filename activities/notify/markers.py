@@ -9,8 +9,9 @@ The crash between sending and recording `sent` (a worker killed with -9) leaves 
 A retry that finds a claim younger than `claim_seconds` waits (another attempt may still be
 sending); an older one is taken as `unknown`. Unknown is not sent again — at most one message
 — unless the channel's receiver dedupes by the idempotency key (the generic webhook sends it
-as a header), where sending again is harmless. Redis unreachable: nothing is sent (the activity
-fails and Temporal retries).
+as a header), where sending again is harmless. Redis unreachable: the message is sent without
+a claim (`NotifyActivities._unguarded`: an alarm never waits for Redis), at the price of a
+possible second message when that attempt's outcome is unknown.
 """
 
 from __future__ import annotations

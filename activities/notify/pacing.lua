@@ -96,12 +96,18 @@ if op == 'acquire' then
     return {'held', blocked - now, 1, park(entry)}
   end
   local wait, longest = wait_for_slot(7)
-  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - longest)
+  -- No windows (a webhook without a rate: only a block holds it): its sends are not logged,
+  -- and a log another channel of the same URL keeps is left as it is.
+  if longest > 0 then
+    redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - longest)
+  end
   if wait > 0 then
     return {'held', wait, 0, park(entry)}
   end
-  redis.call('ZADD', KEYS[1], now, token)
-  redis.call('PEXPIRE', KEYS[1], longest)
+  if longest > 0 then
+    redis.call('ZADD', KEYS[1], now, token)
+    redis.call('PEXPIRE', KEYS[1], longest)
+  end
   return take_parked(key, token)
 end
 

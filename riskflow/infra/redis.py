@@ -23,7 +23,12 @@ from typing import TypeVar
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
-from redis.exceptions import AuthenticationError
+from redis.exceptions import (
+    AuthenticationError,
+    ClusterDownError,
+    MaxConnectionsError,
+    RedisClusterUnreachableError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -34,6 +39,24 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 # What a store that is restarting, stalled or failing over answers: worth waiting out.
 UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError, KeyPoolUnavailable)
+# How long an alarm's Redis call (the incident gate, a message's idempotency claim) may take
+# before the alarm goes on without it (`store_outage`).
+FAIL_OPEN_SECONDS = 3.0
+_OUTAGE = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    RedisClusterUnreachableError,  # not a RedisError: a cluster none of whose nodes answers
+    ClusterDownError,
+    OSError,  # builtins TimeoutError too (asyncio.timeout)
+)
+
+
+def store_outage(exc: BaseException) -> bool:
+    """Whether `exc` says Redis cannot be reached (refused, stalled, a cluster down), as
+    opposed to its answers (out of memory, read-only, no permission: not an outage) or this
+    process's own full connection pool (`MaxConnectionsError`: load, not an outage)."""
+    return isinstance(exc, _OUTAGE) and not isinstance(exc, MaxConnectionsError)
+
 
 RedisClient = Redis | RedisCluster
 """What every activity and tool gets: either client has the commands riskflow uses."""
