@@ -26,6 +26,17 @@ from workers.supervisor.supervisor import ProcessInfo, Supervisor
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(480)]
 
 
+def consecutive_free_ports(count: int = 2) -> int:
+    """A free port whose next `count - 1` are free too (a worker's and the next workers')."""
+    for _ in range(100):
+        port = free_port()
+        if port + count <= 65536 and all(
+            port_is_free("127.0.0.1", port + n) for n in range(1, count)
+        ):
+            return port
+    raise RuntimeError(f"no {count} consecutive free ports")
+
+
 def _env(settings: Settings, **extra: str) -> dict[str, str]:
     """The CLI's environment: this test's stack ports, metrics on free ports."""
     env = cli_env(settings)
@@ -88,9 +99,11 @@ def _ports(settings: Settings, env: dict[str, str]) -> list[int]:
 
 async def test_up_assesses_restarts_and_down_leaves_nothing(tmp_path: Path) -> None:
     settings = local_settings(tmp_path / "s")
-    # worker-2's ports are worker-1's + 1 (the step): keep them free of worker-1's neighbours.
+    # worker-2's ports are worker-1's + 1 (the step): four ports in a row, each free now.
     env = _env(settings)
-    env["RISKFLOW_METRICS__WORKER_SDK_PORT"] = str(int(env["RISKFLOW_METRICS__WORKER_PORT"]) + 2)
+    first = consecutive_free_ports(4)
+    env["RISKFLOW_METRICS__WORKER_PORT"] = str(first)
+    env["RISKFLOW_METRICS__WORKER_SDK_PORT"] = str(first + 2)
     layout = Layout(settings.local.state_dir)
     try:
         code, out = await _cli(env, "up", "--workers", "2", "--no-edge")
@@ -179,7 +192,11 @@ async def test_services_that_cannot_start_are_reported(tmp_path: Path) -> None:
         RISKFLOW_SUPERVISOR__START_RETRIES="0",
         RISKFLOW_SUPERVISOR__START_SECONDS="90",  # the edge's imports are slow on a busy box
     )
-    worker2_sdk = int(env["RISKFLOW_METRICS__WORKER_SDK_PORT"]) + 1
+    # worker-2's SDK port is worker-1's + 1 (the step): both must be free, not just one
+    # (a fresh clone's run found the second one taken by another process).
+    first_sdk = consecutive_free_ports()
+    env["RISKFLOW_METRICS__WORKER_SDK_PORT"] = str(first_sdk)
+    worker2_sdk = first_sdk + 1
     bridge_port = int(env["RISKFLOW_METRICS__BRIDGE_PORT"])
     stack = LocalStack(settings)
     layout = Layout(settings.local.state_dir)
