@@ -30,6 +30,7 @@ from riskflow.contracts.notifications import (
 )
 from riskflow.infra.endpoints import Endpoints
 from tests.conftest import DashScopeAdmin, eventually
+from tests.test_incident_temporal import level_0
 from tests.test_incident_workflow import (
     QUIET_CHECK,
     Recorder,
@@ -119,11 +120,7 @@ async def test_the_provider_down_delays_no_alarm_and_the_assessment_follows(
     """Every provider call answers 500: level 0 is told when `notify_within_seconds` have
     passed, with the detector's facts, the assessment pending."""
     await dashscope_admin.faults(rate_5xx=1.0)
-    config = IncidentConfig(
-        escalation=[EscalationStep(after_seconds=0, channels=["ops-group"])],
-        notify_within_seconds=3,
-        auto_resolve_after_seconds=QUIET_CHECK,
-    )
+    config = level_0("ops-group", notify_within_seconds=3)
     camera = f"cam-{unique}"
     channels = Channels()
     async with alarm_worker(time_env.client, settings, stack, task_queue, channels):
@@ -147,10 +144,7 @@ async def test_a_healthy_assessment_is_in_the_first_message(
     task_queue: str,
     unique: str,
 ) -> None:
-    config = IncidentConfig(
-        escalation=[EscalationStep(after_seconds=0, channels=["ops-group"])],
-        auto_resolve_after_seconds=QUIET_CHECK,
-    )
+    config = level_0("ops-group")
     """A rule below life-safety (a crowd) waits up to `notify_within_seconds` for the model:
     a healthy answer is in the first message."""
     channels = Channels()
@@ -175,10 +169,7 @@ async def test_a_fall_is_told_before_the_model_is_asked(
     """A life-safety rule with a healthy model: level 0 is scheduled in the incident's first
     workflow task (before the LLM activity), says what the detector saw, and the assessment
     follows as an update to the same channel."""
-    config = IncidentConfig(
-        escalation=[EscalationStep(after_seconds=0, channels=["ops-group"])],
-        auto_resolve_after_seconds=QUIET_CHECK,
-    )
+    config = level_0("ops-group")
     channels = Channels()
     async with alarm_worker(time_env.client, settings, stack, task_queue, channels):
         frame = fall(f"cam-{unique}", 1)
@@ -386,10 +377,7 @@ async def test_an_upgrade_before_any_assessment_counts_the_new_rules_own_detecti
 ) -> None:
     """The provider down from the start: a crowd of nine is told as detected, then one fall
     in the scene is told as "fall: 1", not as the crowd's nine (a trial read "fall: 6")."""
-    config = IncidentConfig(
-        escalation=[EscalationStep(after_seconds=0, channels=["ops-group"])],
-        auto_resolve_after_seconds=QUIET_CHECK,
-    )
+    config = level_0("ops-group")
     camera = f"cam-{unique}"
     channels = Channels()
     await dashscope_admin.faults(rate_5xx=1.0)
@@ -428,12 +416,7 @@ async def test_quiet_hours_never_hold_a_fall(
         ]
     )
     always = QuietPeriod(start=datetime.min.time(), end=datetime.min.time())
-    config = IncidentConfig(
-        escalation=[EscalationStep(after_seconds=0, channels=["ops-group"])],
-        quiet_hours=[always],
-        quiet_hours_hold_below="critical",
-        auto_resolve_after_seconds=QUIET_CHECK,
-    )
+    config = level_0("ops-group", quiet_hours=[always], quiet_hours_hold_below="critical")
     channels = Channels()
     async with alarm_worker(time_env.client, settings, stack, task_queue, channels):
         handle = await open_incident(
@@ -457,11 +440,7 @@ async def test_a_dismissed_crowd_does_not_hide_a_fall(
 ) -> None:
     """An operator dismisses a crowd incident (a cooldown of an hour); a fall on the same
     camera a minute later opens a new incident, and is told."""
-    config = IncidentConfig(
-        escalation=[EscalationStep(after_seconds=0, channels=["ops-group"])],
-        dismissed_cooldown_seconds=3600,
-        auto_resolve_after_seconds=QUIET_CHECK,
-    )
+    config = level_0("ops-group", dismissed_cooldown_seconds=3600)
     camera = f"cam-{unique}"
     channels = Channels()
     async with alarm_worker(time_env.client, settings, stack, task_queue, channels):
@@ -527,10 +506,7 @@ async def test_a_fall_is_told_while_redis_is_stalled(
     """On the dev server, Redis stopped (SIGSTOP: every call times out) before a fall: the
     gate admits the frame unchecked and level 0 is told while Redis is still stopped; the
     assessment, which needs Redis for its key, follows once it is back."""
-    config = IncidentConfig(
-        escalation=[EscalationStep(after_seconds=0, channels=["ops-group"])],
-        auto_resolve_after_seconds=QUIET_CHECK,
-    )
+    config = level_0("ops-group")
     pid = int((settings.local.state_dir / "pids" / "redis.pid").read_text())
     channels = Channels()
     async with alarm_worker(client, settings, stack, task_queue, channels):
