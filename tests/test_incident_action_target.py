@@ -6,6 +6,7 @@ current incident, with a clear error and nothing changed. Real worker, dev serve
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -21,7 +22,14 @@ from riskflow.errors import IncidentActionRefused
 from riskflow.infra.endpoints import Endpoints
 from riskflow.names import incident_key
 from tests.conftest import DashScopeAdmin
-from tests.test_incident_workflow import LADDER, QUIET_CHECK, fall, incident_worker, open_incident
+from tests.test_incident_workflow import (
+    LADDER,
+    QUIET_CHECK,
+    fall,
+    incident_worker,
+    open_incident,
+    stored,
+)
 from tests.test_incident_workflow import until as reaches
 from workers.incidents.client import act
 from workflows.incident import IncidentWorkflow
@@ -58,8 +66,8 @@ async def test_an_action_meant_for_a_closed_incident_never_lands_on_the_next_one
     async with incident_worker(client, settings, stack, task_queue) as sent:
         first = await open_incident(sent, client, task_queue, fall(camera, 1), CONFIG)
         old = await reaches(first, lambda v: v.steps_sent == ["L0"])
-        stale = await redis.get(incident_key(old.incident_id))  # what a console showed
-        assert stale is not None
+        shown = await stored(redis, old.incident_id, lambda v: v["steps_sent"] == ["L0"])
+        stale = json.dumps(shown)  # what a console showed
         assert await act(client, redis, old.incident_id, "resolve", OperatorAction(by="a")) == (
             IncidentState.RESOLVED
         )

@@ -24,7 +24,6 @@ from temporalio.client import (
 )
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
@@ -42,19 +41,13 @@ from riskflow.contracts.incidents import (
 from tests.conftest import eventually
 from tests.histories.changed import ReorderedChannels
 from tests.incident_stand_ins import StandIns, crowd, fall, signal_with_start, stand_in_worker
+from tests.test_incident_workflow import until, view_of
 from workflows.assessment import RiskAssessmentWorkflow
 from workflows.incident import IncidentWorkflow
 from workflows.incident_plan import notification
 from workflows.policies import NOTIFY_SEND_GIVE_UP
 
 QUIET_CHECK = 3 * 3600.0  # auto-resolve out of the way
-QUERY_TIMEOUT = timedelta(seconds=3)
-
-
-async def view_of(handle: WorkflowHandle[Any, Any]) -> IncidentView:
-    view = await handle.query(IncidentWorkflow.incident)
-    assert isinstance(view, IncidentView)
-    return view
 
 
 def level_0(*channels: str, **settings: Any) -> IncidentConfig:
@@ -64,20 +57,6 @@ def level_0(*channels: str, **settings: Any) -> IncidentConfig:
         auto_resolve_after_seconds=QUIET_CHECK,
         **settings,
     )
-
-
-async def until(handle: WorkflowHandle[Any, Any], check: Any) -> IncidentView:
-    async def holds() -> bool:
-        try:  # on the test server, a query racing a run's continue-as-new is never answered
-            view = await handle.query(IncidentWorkflow.incident, rpc_timeout=QUERY_TIMEOUT)
-        except RPCError as exc:
-            if exc.status not in (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED):
-                raise
-            return False
-        return view is not None and bool(check(view))
-
-    await eventually(holds, within=30)
-    return await view_of(handle)
 
 
 async def failed_tasks(handle: WorkflowHandle[Any, Any]) -> list[str]:

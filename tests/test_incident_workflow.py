@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -19,7 +18,7 @@ from temporalio import activity
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.exceptions import ApplicationError
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
 from devstack.simulate import scene_event
@@ -138,22 +137,56 @@ async def open_incident(
 
 
 async def view_of(handle: WorkflowHandle[Any, Any]) -> IncidentView:
-    view = await handle.query(IncidentWorkflow.incident)
-    assert isinstance(view, IncidentView)
-    return view
+    """The incident's view now (see `until` for queries that are not answered)."""
+    return await until(handle, lambda view: True)
+
+
+QUERY_TIMEOUT = timedelta(seconds=3)
 
 
 async def until(handle: WorkflowHandle[Any, Any], check: Any) -> IncidentView:
+    """The incident's view once `check` holds for it (30 s at most).
+
+    A query that is not answered in QUERY_TIMEOUT counts as "not yet": on the time-skipping
+    test server a run's continue-as-new is not atomic (temporalio/sdk-java#1538), and a query
+    that reaches the run being closed is never answered ("query deadline exceeded"); waiting
+    for it without a bound blocked the server's later queries as well."""
+    last: list[IncidentView | None] = [None]
+
     async def holds() -> bool:
-        view = await handle.query(IncidentWorkflow.incident)
+        try:
+            view = await handle.query(IncidentWorkflow.incident, rpc_timeout=QUERY_TIMEOUT)
+        except RPCError as exc:
+            if exc.status not in (RPCStatusCode.DEADLINE_EXCEEDED, RPCStatusCode.CANCELLED):
+                raise
+            return False
+        last[0] = view
         return view is not None and bool(check(view))
 
     try:
         await eventually(holds, within=30)
     except AssertionError:
-        view = await handle.query(IncidentWorkflow.incident)
-        raise AssertionError(f"not reached; incident is {view!r}") from None
-    return await view_of(handle)
+        raise AssertionError(f"not reached; incident is {last[0]!r}") from None
+    assert isinstance(last[0], IncidentView)
+    return last[0]
+
+
+async def stored(redis: Redis, incident_id: str, check: Any) -> dict[str, Any]:
+    """The incident's view in Redis once `check` holds for it. The workflow writes it in a
+    local activity after the change a query already shows, so it may lag the query."""
+    found: dict[str, Any] = {}
+
+    async def holds() -> bool:
+        raw = await redis.get(incident_key(incident_id))
+        found.clear()
+        found.update(json.loads(raw) if raw is not None else {})
+        return bool(found) and bool(check(found))
+
+    try:
+        await eventually(holds, within=30)
+    except AssertionError:
+        raise AssertionError(f"stored view never matched; it is {found!r}") from None
+    return found
 
 
 async def test_three_level_ladder_over_thirty_minutes(
@@ -173,12 +206,9 @@ async def test_three_level_ladder_over_thirty_minutes(
         handle = await open_incident(sent, time_env.client, task_queue, fall(camera, 1), config)
         view = await until(handle, lambda v: v.steps_sent == ["L0"])
         assert view.state == IncidentState.NOTIFIED and view.severity == "high"
-        started = time.monotonic()
+        # Skipped, not waited: `until` gives up after 30 s of wall time, L1 is due at 300 s.
         await time_env.sleep(timedelta(minutes=30))
         view = await until(handle, lambda v: len(v.steps_sent) == 4)
-        wall = time.monotonic() - started
-    print(f"30 simulated minutes of escalation: {wall:.2f}s wall")
-    assert wall < 10  # 1800 s of workflow time were skipped, not waited
     # L0 at once (a fall: before the model; its assessment follows to the level told), L1
     # after 5 min, L2 after 15, the first repeat of L2 at 25 (the next at 35).
     assert sent.keys() == [
@@ -191,8 +221,11 @@ async def test_three_level_ladder_over_thirty_minutes(
     kinds = ["opened", "assessed", "escalated", "escalated", "reminder"]
     assert [r.kind for r in sent.requests] == kinds
     assert view.escalation_level == 2 and view.state == IncidentState.NOTIFIED
-    stored = json.loads(await redis.get(incident_key(view.incident_id)))
-    assert stored["state"] == "notified" and stored["steps_sent"] == view.steps_sent
+    await stored(
+        redis,
+        view.incident_id,
+        lambda v: v["state"] == "notified" and v["steps_sent"] == view.steps_sent,
+    )
     assert await redis.zscore(camera_open_incidents_key(camera), view.incident_id) is not None
 
 
@@ -245,8 +278,7 @@ async def test_ack_during_escalation_stops_it_and_invalid_transitions_are_refuse
     kinds = [(e.kind, e.actor) for e in view.timeline]
     assert ("acknowledged", "li.wei") in kinds and ("commented", "li.wei") in kinds
     assert kinds[-1] == ("resolved", "li.wei")
-    stored = json.loads(await redis.get(incident_key(view.incident_id)))
-    assert stored["state"] == "resolved"
+    await stored(redis, view.incident_id, lambda v: v["state"] == "resolved")
     assert await redis.zscore(camera_open_incidents_key(camera), view.incident_id) is None
 
 
