@@ -30,6 +30,9 @@ class Fault:
 class Records:
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self.clock = clock  # the receiver's time: `received_at` and the rate limits
+        # Called by `reset` too: what else the receiver keeps (the WeCom app simulator's
+        # tokens and cards, `devstack.receivers.wecom_app`).
+        self.on_reset: list[Callable[[], None]] = []
         self.reset()
 
     def reset(self) -> None:
@@ -39,6 +42,8 @@ class Records:
         self.limits: list[RateLimit] = []
         self.seen_keys: set[str] = set()
         self.duplicates = 0
+        for clear in self.on_reset:
+            clear()
 
     def accept(self, channel: str, vendor: str, payload: dict[str, Any], **extra: Any) -> None:
         record = {"channel": channel, "vendor": vendor, "received_at": self.clock()}
