@@ -14,7 +14,20 @@ import typer
 from aiokafka.errors import KafkaError
 from redis.exceptions import RedisError
 
-from cli import bridge, demo, dev, edge, incidents, keys, pipeline, replay, services, topics, worker
+from cli import (
+    bridge,
+    callbacks,
+    demo,
+    dev,
+    edge,
+    incidents,
+    keys,
+    pipeline,
+    replay,
+    services,
+    topics,
+    worker,
+)
 from cli import console as console_cli
 from cli.common import console
 from riskflow.config.loader import load_settings
@@ -37,6 +50,7 @@ app.add_typer(pipeline.app, name="pipeline", no_args_is_help=True)
 app.add_typer(replay.app, name="replay", no_args_is_help=True)
 app.add_typer(console_cli.app, name="console", no_args_is_help=True)
 app.add_typer(incidents.app, name="incidents", no_args_is_help=True)
+app.add_typer(callbacks.app, name="callbacks", no_args_is_help=True)
 app.command("demo")(demo.demo)
 app.command("up")(services.up)
 app.command("down")(services.down)

@@ -21,7 +21,13 @@ from devstack.localstack.stack import LocalStack
 from riskflow.config.settings import Settings
 from riskflow.errors import ConfigError
 from riskflow.infra.kafka import ensure_topics
-from workers.supervisor.config import CONSOLE_HEALTH_PATH, Layout, programs, render
+from workers.supervisor.config import (
+    CALLBACKS_HEALTH_PATH,
+    CONSOLE_HEALTH_PATH,
+    Layout,
+    programs,
+    render,
+)
 from workers.supervisor.health import BridgeReading
 from workers.supervisor.supervisor import ProcessInfo, Supervisor, probe_metrics, scrape
 
@@ -108,6 +114,8 @@ def _health(info: ProcessInfo, settings: Settings, ports: dict[str, int | None])
         return "", ""
     if info.name == "console":
         return probe_metrics(settings.console.host, port, path=CONSOLE_HEALTH_PATH), ""
+    if info.name == "callbacks":
+        return probe_metrics(settings.callbacks.host, port, path=CALLBACKS_HEALTH_PATH), ""
     page, problem = scrape(settings.metrics.host, port)
     reading = BridgeReading.parse(page) if info.name == "bridge" and page else None
     if reading is None:

@@ -128,3 +128,14 @@ def site_spend_key(site_id: str, period: str, period_id: str) -> str:
     `spend:{plant-a}:day:2026-11-30`; the site's keys share its hash tag (one script charges
     the day and the month together, also on Redis Cluster)."""
     return f"spend:{{{site_id}}}:{period}:{period_id}"
+
+
+def app_card_key(channel: str, task_id: str) -> str:
+    """A card an app channel sent (JSON, kept as long as its buttons can be answered): what
+    the callback listener updates when one of them is pressed."""
+    return f"rf:card:{channel}:{task_id}"
+
+
+def card_click_key(channel: str, event_id: str) -> str:
+    """Set once per click the callback listener acted on: a retried callback acts once."""
+    return f"rf:click:{channel}:{event_id}"

@@ -24,6 +24,7 @@ from temporalio.testing import WorkflowEnvironment
 from devstack.simulate import scene_event
 from riskflow.config.incidents import EscalationStep, IncidentConfig, QuietPeriod
 from riskflow.config.settings import Settings
+from riskflow.config.sites import Language
 from riskflow.contracts.incidents import (
     INVALID_TRANSITION,
     IncidentFrame,
@@ -112,6 +113,7 @@ async def open_incident(
     frame: IncidentFrame,
     config: IncidentConfig,
     timezone: str = "UTC",
+    language: Language = "en",
 ) -> WorkflowHandle[Any, Any]:
     camera = frame.event.camera_id
     workflow_id = incident_workflow_id(camera, "hazard")
@@ -121,6 +123,7 @@ async def open_incident(
         family="hazard",
         site_id="plant-a",
         timezone=timezone,
+        language=language,
         config=config,
     )
     handle = await client.start_workflow(

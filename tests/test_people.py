@@ -68,6 +68,7 @@ def test_people_load_from_their_file(tmp_path: Path) -> None:
         ("feishu", {"union_id": "on_94a1"}),
         ("feishu", {"user_id": "5d9bdxxx", "open_id": "ou_of_another_app"}),
         ("wecom", {"userid": "WangGong"}),
+        ("wecom", {"userid": "wanggong"}),  # WeCom userids are not case-sensitive
     ],
 )
 def test_a_callbacks_ids_lead_to_the_person(vendor: Any, ids: dict[str, str | None]) -> None:
@@ -78,7 +79,7 @@ def test_a_callbacks_ids_lead_to_the_person(vendor: Any, ids: dict[str, str | No
 @pytest.mark.parametrize(
     ("vendor", "ids"),
     [
-        ("wecom", {"userid": "wanggong"}),  # ids are compared exactly
+        ("feishu", {"open_id": "OU_7D8A"}),  # Feishu ids are compared exactly
         ("dingtalk", {"userid": ""}),
         ("feishu", {}),
         ("wecom", {"userid": "manager4220"}),  # a DingTalk id is not a WeCom one
@@ -109,8 +110,8 @@ def test_roles_are_per_site_with_a_fallback_for_every_site() -> None:
     [
         ([WANG, {**LI, "id": "wang.gong"}], "person id 'wang.gong' is listed twice"),
         (
-            [WANG, {**LI, "wecom": {"userid": "WangGong"}}],
-            "wecom id 'WangGong' belongs to both 'wang.gong' and 'li'",
+            [WANG, {**LI, "wecom": {"userid": "wanggong"}}],
+            "wecom id 'wanggong' belongs to both 'wang.gong' and 'li'",
         ),
         ([{**LI, "roles": {"plant-c": "operator"}}], "not configured: ['li: plant-c']"),
         ([{**LI, "roles": {"plant-b": "boss"}}], "people.0.roles.plant-b"),

@@ -166,3 +166,19 @@ def test_with_console_the_console_is_a_supervised_service(tmp_path: Path) -> Non
     assert console.argv == ["console", "run"] and console.metrics_port == settings.console.port
     conf = _parsed(render(Layout(tmp_path / "state"), settings, "/py", Path("config"), items))
     assert conf["program:console"]["command"].endswith('"console" "run"')
+
+
+def test_an_app_channel_brings_the_callback_listener_as_a_supervised_service(
+    tmp_path: Path,
+) -> None:
+    from riskflow.config.channels import NotificationSettings
+    from tests.test_wecom_app_actions import CHANNELS
+
+    settings = local_settings(tmp_path / "state")
+    assert "callbacks" not in [p.name for p in programs(settings, workers=1, edge=False)]
+    with_app = settings.model_copy(
+        update={"notifications": NotificationSettings.model_validate(CHANNELS.model_dump())}
+    )
+    listener = programs(with_app, workers=1, edge=False)[-1]
+    assert listener.name == "callbacks" and listener.argv == ["callbacks", "run"]
+    assert listener.metrics_port == settings.callbacks.port  # health probed on its own port

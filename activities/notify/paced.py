@@ -60,6 +60,7 @@ from riskflow.config.channels import (
     EmailChannel,
     HttpChannelConfig,
     NotificationSettings,
+    WeComAppChannel,
     local_receiver_url,
 )
 from riskflow.contracts.notifications import (
@@ -95,8 +96,8 @@ class Robots:
         """The robot `channel` sends to (None for e-mail). A webhook without a
         `rate_per_minute` has no windows: its sends are never held for a slot, only while its
         own "too fast" answer (429 and its Retry-After) closes it for every worker."""
-        if isinstance(channel, EmailChannel):
-            return None
+        if isinstance(channel, EmailChannel | WeComAppChannel):
+            return None  # an app's limits are per member and per app, not per robot
         windows = paced_windows(channel.type, channel.rate_per_minute, self._margin)
         return Robot(Robot.id_of(self.url(name, channel)), channel.type, windows)
 

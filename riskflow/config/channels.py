@@ -90,6 +90,47 @@ class WeComChannel(_HttpChannel):
     type: Literal["wecom"]
 
 
+class WeComAppChannel(_HttpChannel):
+    """WeCom self-built app (企业微信自建应用): a template card with buttons
+    (`template_card`, `button_interaction`) sent to members, whose clicks come back to the
+    callback listener (`workers.callbacks`) and act on the incident.
+
+    `url` is the API's base (`https://qyapi.weixin.qq.com`; without one, the local
+    receiver's simulator), `secret` the app's Secret (for `gettoken`), `corp_id` and
+    `agent_id` the app's; `to_users` member userids (`@all`: everyone the app reaches),
+    `to_parties` department ids, `to_tags` tag ids. The receive URL's `callback_token` and
+    `callback_aes_key` (EncodingAESKey, 43 characters) are set on the app's 接收消息 page
+    (developer.work.weixin.qq.com/document/path/90930)."""
+
+    type: Literal["wecom_app"]
+    corp_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    agent_id: int = Field(gt=0)
+    to_users: list[str] = Field(default_factory=list, max_length=1000)
+    to_parties: list[str] = Field(default_factory=list, max_length=100)
+    to_tags: list[str] = Field(default_factory=list, max_length=100)
+    callback_token: SecretStr | None = None
+    callback_token_env: str | None = Field(default=None, pattern=ENV_NAME)
+    callback_aes_key: SecretStr | None = None
+    callback_aes_key_env: str | None = Field(default=None, pattern=ENV_NAME)
+
+    @model_validator(mode="after")
+    def _app(self) -> WeComAppChannel:
+        if not (self.to_users or self.to_parties or self.to_tags):
+            raise ValueError("a wecom_app channel needs to_users, to_parties or to_tags")
+        if self.secret is None and self.secret_env is None:
+            raise ValueError("a wecom_app channel needs the app's 'secret' or 'secret_env'")
+        for field in ("callback_token", "callback_aes_key"):
+            literal, env = getattr(self, field), getattr(self, f"{field}_env")
+            if literal is not None and env is not None:
+                raise ValueError(f"give '{field}' or '{field}_env', not both")
+            if literal is None and env is None:
+                raise ValueError(f"a wecom_app channel needs '{field}' or '{field}_env'")
+        key = self.callback_aes_key
+        if key is not None and len(key.get_secret_value()) != 43:
+            raise ValueError("'callback_aes_key' (EncodingAESKey) has 43 characters")
+        return self
+
+
 class FeishuChannel(_HttpChannel):
     """Feishu/Lark custom bot; `secret` is the bot's signature secret, if it has one."""
 
@@ -123,10 +164,18 @@ class EmailChannel(BaseModel):
 
 
 ChannelConfig = Annotated[
-    WebhookChannel | DingTalkChannel | WeComChannel | FeishuChannel | EmailChannel,
+    WebhookChannel
+    | DingTalkChannel
+    | WeComChannel
+    | WeComAppChannel
+    | FeishuChannel
+    | EmailChannel,
     Field(discriminator="type"),
 ]
-HttpChannelConfig = WebhookChannel | DingTalkChannel | WeComChannel | FeishuChannel
+HttpChannelConfig = (
+    WebhookChannel | DingTalkChannel | WeComChannel | WeComAppChannel | FeishuChannel
+)
+AppChannelConfig = WeComAppChannel  # channels whose messages carry buttons (workers.callbacks)
 
 
 class NotificationSettings(BaseModel):
@@ -158,6 +207,10 @@ class NotificationSettings(BaseModel):
         }
         return self.model_copy(update={"channels": local})
 
+    def app_channels(self) -> list[str]:
+        """The channels whose messages carry buttons (their clicks come to `callbacks`)."""
+        return [n for n, c in self.channels.items() if isinstance(c, WeComAppChannel)]
+
     def uses_local_receiver(self) -> bool:
         """Whether a channel sends to the local receiver."""
         return bool(self.local_only().channels)
@@ -183,10 +236,12 @@ class ChannelSecrets:
         urls: Mapping[str, str],
         secrets: Mapping[str, str],
         passwords: Mapping[str, str],
+        callbacks: Mapping[str, tuple[str, str]] | None = None,
     ) -> None:
         self._urls = dict(urls)
         self._secrets = dict(secrets)
         self._passwords = dict(passwords)
+        self._callbacks = dict(callbacks or {})
 
     @classmethod
     def from_config(
@@ -195,6 +250,7 @@ class ChannelSecrets:
         urls: dict[str, str] = {}
         secrets: dict[str, str] = {}
         passwords: dict[str, str] = {}
+        callbacks: dict[str, tuple[str, str]] = {}
         missing: list[str] = []
 
         def take(name: str, field: str, literal: SecretStr | None, env: str | None) -> str | None:
@@ -219,12 +275,24 @@ class ChannelSecrets:
                 urls[name] = url
             if secret is not None:
                 secrets[name] = secret
+            if isinstance(channel, WeComAppChannel):
+                token = take(
+                    name, "callback_token_env", channel.callback_token, channel.callback_token_env
+                )
+                key = take(
+                    name,
+                    "callback_aes_key_env",
+                    channel.callback_aes_key,
+                    channel.callback_aes_key_env,
+                )
+                if token is not None and key is not None:
+                    callbacks[name] = (token, key)
         if missing:
             raise ConfigError(
                 "riskflow.yaml: these channels name an environment variable that is not set: "
                 + ", ".join(missing)
             )
-        return cls(urls, secrets, passwords)
+        return cls(urls, secrets, passwords, callbacks)
 
     @classmethod
     def from_environment(cls, config: NotificationSettings) -> ChannelSecrets:
@@ -247,6 +315,10 @@ class ChannelSecrets:
     def password(self, channel: str) -> str | None:
         return self._passwords.get(channel)
 
+    def callback(self, channel: str) -> tuple[str, str] | None:
+        """An app channel's receive-URL token and EncodingAESKey (None: not an app channel)."""
+        return self._callbacks.get(channel)
+
 
 # Where the local receiver (dev tooling) serves each vendor; `{name}` is the channel's name,
 # used as its access token there.
@@ -255,6 +327,7 @@ LOCAL_PATHS = {
     "dingtalk": "/dingtalk/robot/send?access_token={name}",
     "wecom": "/wecom/cgi-bin/webhook/send?key={name}",
     "feishu": "/feishu/open-apis/bot/v2/hook/{name}",
+    "wecom_app": "/wecom-app/{name}",  # the API's base: /cgi-bin/gettoken etc. below it
 }
 
 

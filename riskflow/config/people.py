@@ -45,6 +45,14 @@ ID_KINDS: dict[Vendor, tuple[str, ...]] = {
     "feishu": ("user_id", "union_id", "open_id"),
     "wecom": ("userid",),
 }
+# WeCom userids are not case-sensitive (its API answers them lower-cased, document/path/90236).
+_FOLDED = {"wecom": str.casefold}
+
+
+def _same(value: str) -> str:
+    return value
+
+
 VendorId = str  # an id as the vendor sends it: non-empty, at most 128 characters
 _ID = Field(default=None, min_length=1, max_length=128, pattern=r"^\S+$")
 
@@ -116,9 +124,9 @@ class PeopleDirectory(RootModel[list[Person]]):
             seen.add(person.id)
         owners: dict[tuple[str, str], str] = {}
         for person in self.root:
-            for key in sorted(set(_keys(person))):
+            for vendor, value in sorted(set(_keys(person))):
+                key = (vendor, _FOLDED.get(vendor, _same)(value))
                 if key in owners:
-                    vendor, value = key
                     raise ValueError(
                         f"{vendor} id {value!r} belongs to both {owners[key]!r} and {person.id!r}"
                     )
@@ -129,12 +137,13 @@ class PeopleDirectory(RootModel[list[Person]]):
         """The person a vendor's callback names: `ids` as the callback gives them (kind ->
         id, e.g. Feishu's operator `{"open_id": ..., "union_id": ..., "user_id": ...}`),
         tried strongest kind first; None when the directory knows none of them."""
+        fold = _FOLDED.get(vendor, _same)
         for kind in ID_KINDS[vendor]:
             value = ids.get(kind)
             if not value:
                 continue
             for person in self.root:
-                if (kind, value) in person.ids(vendor):
+                if (kind, fold(value)) in [(k, fold(v)) for k, v in person.ids(vendor)]:
                     return person
         return None
 

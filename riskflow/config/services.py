@@ -93,8 +93,10 @@ class MetricsSettings(BaseModel):
     console_port: int = Field(
         default=0, ge=0, lt=65536, description="`console run` serves /metrics here; 0: not"
     )
+    callbacks_port: int = 9467
     worker_sdk_port: int = 9474
     bridge_sdk_port: int = 9475
+    callbacks_sdk_port: int = 9477
     keypool_refresh_seconds: float = Field(default=5.0, gt=0)
     max_camera_labels: int = Field(
         default=200, ge=0, description="camera label values beyond these are 'other'"

@@ -18,6 +18,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from riskflow.config.bridge import BridgeSettings
+from riskflow.config.callbacks import CallbackSettings
 from riskflow.config.channels import NotificationSettings
 from riskflow.config.console import ConsoleSettings
 from riskflow.config.edge import CameraConfig, EdgeSettings
@@ -89,6 +90,7 @@ class Settings(BaseSettings):
     prices: PriceTable = PriceTable()
     supervisor: SupervisorSettings = SupervisorSettings()
     console: ConsoleSettings = ConsoleSettings()
+    callbacks: CallbackSettings = CallbackSettings()
     people: PeopleDirectory = Field(
         default_factory=PeopleDirectory, description="config/people.yaml"
     )

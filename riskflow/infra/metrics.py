@@ -155,6 +155,15 @@ NOTIFICATIONS = Counter(
     ["channel", "outcome"],
 )
 
+CARD_CLICKS = Counter(
+    "riskflow_card_clicks_total",
+    "Clicks on incident cards by vendor and result: acted, duplicate (a retried callback), "
+    "refused (not riskflow's button, an unknown or unauthorised person, an incident that "
+    "refused the action), failed (Temporal unreachable), rejected (the callback failed its "
+    "signature, decryption or replay checks: nothing acted on)",
+    ["vendor", "result"],
+)
+
 # -- key pool (wait side observed in the lease activity; the rest read from Redis) ----------
 KEY_WAITS = Counter("riskflow_keypool_waits_total", "Lease requests answered 'not yet'", ["reason"])
 KEY_WAIT_SECONDS = Histogram(

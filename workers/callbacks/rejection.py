@@ -13,6 +13,7 @@ Reason = Literal[
     "wrong_receiver",  # WeCom: sealed for another corp
     "bad_token",  # Feishu: the verification token inside is not this app's
     "malformed",  # not the JSON or XML shape the vendor sends
+    "stale",  # signed outside the replay window
 ]
 
 

@@ -84,11 +84,13 @@ class Layout:
 
 
 CONSOLE_HEALTH_PATH = "/api/health"  # the console has no /metrics; its health endpoint
+CALLBACKS_HEALTH_PATH = "/health"  # the callback listener's, on its own port
 
 
 def programs(settings: Settings, workers: int, edge: bool, console: bool = False) -> list[Program]:
-    """worker-1..worker-N, the bridge, (when `edge`) the edge and (when `console`) the
-    operator console, each on its own ports."""
+    """worker-1..worker-N, the bridge, (when `edge`) the edge, (when `console`) the
+    operator console and (when an app channel is configured) the callback listener, each on
+    its own ports."""
     up, metrics = settings.supervisor, settings.metrics
 
     def port(value: int) -> int | None:
@@ -128,6 +130,10 @@ def programs(settings: Settings, workers: int, edge: bool, console: bool = False
         result.append(
             Program("console", ["console", "run"], up.bridge_stop_seconds, settings.console.port)
         )
+    if settings.notifications.app_channels():
+        # The receive URLs of the app channels' cards; health probed like the console's.
+        listen = settings.callbacks.port
+        result.append(Program("callbacks", ["callbacks", "run"], up.bridge_stop_seconds, listen))
     return result
 
 

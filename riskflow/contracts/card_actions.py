@@ -1,0 +1,43 @@
+"""What a button on an incident card asks for, and how that travels in the button's key.
+
+A card's buttons (`activities.notify.wecom_card`) each carry a key the chat app sends back
+unchanged with the click (WeCom's `EventKey`, at most 1024 bytes): `rf1:<action>:<incident
+id>`. The key is not a secret and proves nothing by itself; the callback listener trusts it
+because the vendor's signed, encrypted callback delivered it (`workers.callbacks`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+CardAction = Literal["claim", "on_my_way", "false_alarm", "resolve"]
+CARD_ACTIONS: tuple[CardAction, ...] = get_args(CardAction)
+KEY_PREFIX = "rf1"
+MAX_KEY_BYTES = 1024
+ETA_MINUTES = (5, 10, 15, 30)  # what "On my way" offers
+ETA_QUESTION = "eta"  # the key of the ETA choice (WeCom: button_selection.question_key)
+
+
+@dataclass(frozen=True)
+class ButtonKey:
+    """A button's request: `action` on the incident `incident_id`."""
+
+    action: CardAction
+    incident_id: str
+
+    def encode(self) -> str:
+        """`rf1:<action>:<incident id>`; ValueError when it would pass `MAX_KEY_BYTES`."""
+        key = f"{KEY_PREFIX}:{self.action}:{self.incident_id}"
+        if len(key.encode()) > MAX_KEY_BYTES or not self.incident_id:
+            raise ValueError(f"no button key fits incident id {self.incident_id[:80]!r}")
+        return key
+
+    @classmethod
+    def decode(cls, key: str) -> ButtonKey | None:
+        """The request a key carries; None for a key riskflow did not write."""
+        prefix, _, rest = key.partition(":")
+        action, _, incident_id = rest.partition(":")
+        if prefix != KEY_PREFIX or action not in CARD_ACTIONS or not incident_id:
+            return None
+        return cls(action, incident_id)

@@ -1,0 +1,339 @@
+"""Answering an incident from its WeCom card, end to end: a real worker sends the incident's
+card through the WeCom app simulator (devstack.receivers.wecom_app), a member's click comes
+back encrypted and signed to the real callback listener (workers.callbacks), which
+acknowledges or closes the incident through Temporal (dev server) and updates the card for
+everyone; a click from somebody the people directory does not allow changes nothing and is
+told why on that person's card. Valkey, the local broker and the fake DashScope are real."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from redis.asyncio import Redis
+from temporalio.client import Client, WorkflowHandle
+
+from devstack.localstack.process import free_port
+from devstack.receivers.records import Records
+from devstack.receivers.runtime import Receiver
+from riskflow.config.channels import ChannelSecrets, NotificationSettings
+from riskflow.config.incidents import EscalationStep, IncidentConfig
+from riskflow.config.people import PeopleDirectory
+from riskflow.config.settings import Settings
+from riskflow.config.sites import SiteConfig
+from riskflow.contracts.card_actions import ButtonKey, CardAction
+from riskflow.contracts.incidents import IncidentState, IncidentView
+from riskflow.infra.endpoints import Endpoints
+from riskflow.infra.metrics import CARD_CLICKS
+from tests.conftest import DashScopeAdmin, eventually
+from tests.test_incident_workflow import QUIET_CHECK, Recorder, fall, open_incident, until
+from workers.callbacks.listener import listening
+from workers.worker.worker import build_worker, worker_deps
+
+APP = "shift-app"
+AES_KEY = "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C"
+CHANNELS = NotificationSettings.model_validate(
+    {
+        "channels": {
+            APP: {
+                "type": "wecom_app",
+                "corp_id": "ww5823bf96d3bd56c7",
+                "agent_id": 1000002,
+                "secret": "app-secret",
+                "to_users": ["WangGong", "LiWei", "Zhao"],
+                "callback_token": "cb-token",
+                "callback_aes_key": AES_KEY,
+            }
+        }
+    }
+)
+WANG, LI, ZHAO = {"userid": "WangGong"}, {"userid": "LiWei"}, {"userid": "Zhao"}
+PEOPLE = PeopleDirectory.model_validate(
+    [
+        {
+            "id": "wang.gong",
+            "name": "王工",
+            "roles": {"plant-a": "operator"},
+            "wecom": {"userid": "WangGong"},
+        },
+        {
+            "id": "li.wei",
+            "name": "李伟",
+            "roles": {"plant-a": "viewer"},
+            "wecom": {"userid": "LiWei"},
+        },
+        {
+            "id": "zhao",
+            "name": "赵工",
+            "roles": {"plant-b": "operator"},
+            "wecom": {"userid": "Zhao"},
+        },
+    ]
+)
+SITE = SiteConfig(id="plant-a", name="一号厂区", language="zh-CN", timezone="Asia/Shanghai")
+LEVEL_0 = IncidentConfig(
+    escalation=[EscalationStep(after_seconds=0, channels=[APP])],
+    auto_resolve_after_seconds=QUIET_CHECK,
+)
+
+
+@dataclass
+class World:
+    """The pieces of one test: the simulator's admin base, the listener's callback URL."""
+
+    admin: str
+    callback_url: str
+    http: aiohttp.ClientSession
+    sent: Recorder
+    records: Records
+
+    async def cards(self) -> list[dict[str, Any]]:
+        async with self.http.get(f"{self.admin}/admin/wecom-app/cards?channel={APP}") as r:
+            assert r.status == 200
+            found = await r.json()
+            assert isinstance(found, list)
+            return found
+
+    async def card_of(self, incident_id: str) -> dict[str, Any]:
+        found: list[dict[str, Any]] = []
+
+        async def sent() -> bool:
+            found[:] = [c for c in await self.cards() if _incident_of(c) == incident_id]
+            return bool(found)
+
+        await eventually(sent, within=30)
+        return found[0]
+
+    async def admin_post(self, path: str, body: dict[str, Any]) -> None:
+        async with self.http.post(f"{self.admin}{path}", json=body) as r:
+            assert r.status == 200, await r.text()
+
+    async def by_task(self, task_id: str) -> dict[str, Any]:
+        """The card as it is now (after updates its buttons may be gone)."""
+        return next(c for c in await self.cards() if c["task_id"] == task_id)
+
+    async def click(
+        self, card: dict[str, Any], userid: str, action: CardAction, **extra: Any
+    ) -> dict[str, Any]:
+        key = ButtonKey(action, _incident_of(card)).encode()
+        body = {
+            "channel": APP,
+            "task_id": card["task_id"],
+            "userid": userid,
+            "event_key": key,
+            "callback_url": self.callback_url,
+            **extra,
+        }
+        async with self.http.post(f"{self.admin}/admin/wecom-app/click", json=body) as r:
+            answer = await r.json()
+            assert r.status == 200, answer
+            assert isinstance(answer, dict)
+            return answer
+
+
+def _incident_of(card: dict[str, Any]) -> str:
+    buttons = card["card"].get("button_list") or []
+    keys = [ButtonKey.decode(b.get("key", "")) for b in buttons]
+    return next((k.incident_id for k in keys if k is not None), "")
+
+
+def _clicks(result: str) -> float:
+    return CARD_CLICKS.labels("wecom", result)._value.get()
+
+
+@contextlib.asynccontextmanager
+async def wecom_world(
+    client: Client, settings: Settings, stack: Endpoints, task_queue: str, tmp: Path
+) -> AsyncIterator[World]:
+    """The simulator (a receiver of its own), a worker whose notify activity sends to it, and
+    the callback listener on a free port; incidents the test opened are terminated at the end."""
+    secrets = ChannelSecrets.from_config(CHANNELS, {})
+    receiver = Receiver("127.0.0.1", free_port(), free_port(), tmp / "smtp-cert.pem")
+    await receiver.start(CHANNELS, secrets)
+    ours = settings.model_copy(
+        update={"notifications": CHANNELS, "people": PEOPLE, "sites": [SITE]}
+    )
+    endpoints = dataclasses.replace(stack, receiver=receiver.url)
+    sent = Recorder()
+    try:
+        async with (
+            worker_deps(ours, endpoints) as deps,
+            build_worker(client, ours, deps, task_queue),
+            listening(ours, client, endpoints, port=0) as (runner, _),
+            aiohttp.ClientSession() as http,
+        ):
+            host, port = runner.addresses[0][:2]
+            url = f"http://{host}:{port}/callbacks/wecom/{APP}"
+            try:
+                yield World(receiver.url, url, http, sent, receiver.records)
+            finally:
+                for handle in sent.started:
+                    with contextlib.suppress(Exception):
+                        await handle.terminate("test over")
+    finally:
+        await receiver.stop()
+
+
+async def _fall_told(
+    world: World, client: Client, task_queue: str, camera: str
+) -> tuple[WorkflowHandle[Any, Any], IncidentView, dict[str, Any]]:
+    frame = fall(camera, 1)
+    handle = await open_incident(
+        world.sent, client, task_queue, frame, LEVEL_0, SITE.timezone, SITE.language
+    )
+    view = await until(handle, lambda v: v.steps_sent == ["L0"])
+    return handle, view, await world.card_of(view.incident_id)
+
+
+@pytest.mark.timeout(120)
+async def test_a_claim_then_resolved_from_the_card_act_on_the_incident_and_everyone_sees_who(
+    client: Client,
+    settings: Settings,
+    stack: Endpoints,
+    redis: Redis,
+    dashscope_admin: DashScopeAdmin,
+    task_queue: str,
+    unique: str,
+    tmp_path: Path,
+) -> None:
+    async with wecom_world(client, settings, stack, task_queue, tmp_path) as world:
+        handle, view, card = await _fall_told(world, client, task_queue, f"wx-{unique}")
+        shown = card["card"]
+        assert shown["card_type"] == "button_interaction" and card["recipients"]
+        assert [b["text"] for b in shown["button_list"]] == ["认领", "马上到", "误报", "已解除"]
+        acted, duplicates = _clicks("acted"), _clicks("duplicate")
+
+        # "On my way, 10 minutes", delivered twice (WeCom's retry): one acknowledgement.
+        picked = [{"question_key": "eta", "option_ids": ["10"]}]
+        answer = await world.click(card, "WangGong", "on_my_way", selected=picked, deliveries=2)
+        assert [d["status"] for d in answer["deliveries"]] == [200, 200]
+        view = await until(handle, lambda v: v.state == IncidentState.ACKNOWLEDGED)
+        assert view.acknowledged_by == "wang.gong"
+        entry = next(e for e in view.timeline if e.kind == "acknowledged")
+        assert entry.actor == "wang.gong" and "WeCom" in entry.detail and "10 min" in entry.detail
+
+        async def claimed() -> bool:
+            now = (await world.by_task(card["task_id"]))["card"]
+            return "王工" in now["main_title"].get("desc", "")
+
+        await eventually(claimed, within=30)
+        now = (await world.by_task(card["task_id"]))["card"]
+        assert "预计 10 分钟到场" in now["main_title"]["desc"]
+        assert [b["text"] for b in now["button_list"]] == ["误报", "已解除"]
+
+        await world.click(card, "wanggong", "resolve")  # WeCom userids: any case
+        view = await until(handle, lambda v: v.state == IncidentState.RESOLVED)
+        assert view.closed_by == "wang.gong"
+
+        async def replaced() -> bool:
+            name = (await world.by_task(card["task_id"])).get("replaced_name") or ""
+            return name.startswith("已解除: 王工")
+
+        await eventually(replaced, within=30)
+    assert _clicks("acted") == acted + 2 and _clicks("duplicate") == duplicates + 1
+
+
+@pytest.mark.timeout(120)
+async def test_clicks_that_may_not_act_change_nothing_and_say_why_to_the_clicker_alone(
+    client: Client,
+    settings: Settings,
+    stack: Endpoints,
+    redis: Redis,
+    dashscope_admin: DashScopeAdmin,
+    task_queue: str,
+    unique: str,
+    tmp_path: Path,
+) -> None:
+    async with wecom_world(client, settings, stack, task_queue, tmp_path) as world:
+        # The check WeCom makes when an admin saves the receive URL: the echostr, decrypted.
+        body = {"channel": APP, "callback_url": world.callback_url}
+        async with world.http.post(f"{world.admin}/admin/wecom-app/verify-url", json=body) as r:
+            check = await r.json()
+        assert check["ok"] is True and check["status"] == 200, check
+        handle, view, card = await _fall_told(world, client, task_queue, f"wx-{unique}")
+        refused, rejected = _clicks("refused"), _clicks("rejected")
+
+        # A viewer of the site, an operator of another site: refused, told on their card.
+        await world.click(card, "LiWei", "false_alarm")
+        await world.click(card, "Zhao", "claim")
+        # A forged callback (bad signature) is refused before anything is read.
+        forged = await world.click(card, "WangGong", "resolve", tamper="signature")
+        assert [d["status"] for d in forged["deliveries"]] == [400]
+
+        async def told() -> bool:
+            now = await world.by_task(card["task_id"])
+            per_user = now.get("per_user") or {}
+            return {"liwei", "zhao"} <= set(per_user)  # WeCom keeps userids lower-cased
+
+        await eventually(told, within=30)
+        now = await world.by_task(card["task_id"])
+        for user in ("liwei", "zhao"):
+            assert now["per_user"][user]["replaced_name"] == "无权处理此现场的事件", now
+        assert now.get("replaced_name") is None  # everyone else still has the buttons
+        assert (await until(handle, lambda v: True)).state == IncidentState.NOTIFIED
+        assert _clicks("refused") == refused + 2 and _clicks("rejected") == rejected + 1
+
+        # A click on the card of an incident that closed meanwhile changes nothing either.
+        await handle.execute_update(
+            "resolve", {"by": "console-user", "incident_id": view.incident_id}
+        )
+        await world.click(card, "WangGong", "claim")
+
+        async def closed_told() -> bool:
+            per_user = (await world.by_task(card["task_id"])).get("per_user") or {}
+            return "wanggong" in per_user
+
+        await eventually(closed_told, within=30)
+        line = (await world.by_task(card["task_id"]))["per_user"]["wanggong"]["replaced_name"]
+        assert line == "未处理: 已解除", line
+        assert (await until(handle, lambda v: True)).closed_by == "console-user"
+
+
+@pytest.mark.timeout(120)
+async def test_an_expired_token_and_a_busy_wecom_delay_the_card_but_lose_nothing(
+    client: Client,
+    settings: Settings,
+    stack: Endpoints,
+    redis: Redis,
+    dashscope_admin: DashScopeAdmin,
+    task_queue: str,
+    unique: str,
+    tmp_path: Path,
+) -> None:
+    """Tokens die early (42001: fetched again, the call made once more), and WeCom answers
+    -1 "system busy" to a send (retried by Temporal) and to a card update (retried by the
+    listener with the same single-use response code)."""
+    async with wecom_world(client, settings, stack, task_queue, tmp_path) as world:
+        handle, _, card = await _fall_told(world, client, task_queue, f"wx-{unique}")
+        await world.admin_post("/admin/wecom-app/expire-tokens", {})
+        busy = {
+            "channel": APP,
+            "times": 1,
+            "status": 200,
+            "body": {"errcode": -1, "errmsg": "busy"},
+        }
+        await world.admin_post("/admin/faults", {"faults": [busy]})
+        await world.click(card, "WangGong", "claim")
+        await until(handle, lambda v: v.state == IncidentState.ACKNOWLEDGED)
+
+        async def claimed() -> bool:
+            now = (await world.by_task(card["task_id"]))["card"]
+            return now["main_title"].get("desc", "").startswith("认领: 王工")
+
+        await eventually(claimed, within=30)
+        updates = (await world.by_task(card["task_id"]))["updates"]
+        assert len(updates) == 1  # the busy answer changed nothing; the retry did
+        assert [f.times for f in world.records.faults] == [0]  # it was answered busy once
+
+        # The next message of another incident: a new token, a busy first answer, then sent.
+        await world.admin_post("/admin/wecom-app/expire-tokens", {})
+        await world.admin_post("/admin/faults", {"faults": [busy]})
+        _, _, second = await _fall_told(world, client, task_queue, f"wx2-{unique}")
+        assert second["task_id"] != card["task_id"]
+        assert [f.times for f in world.records.faults] == [0]
