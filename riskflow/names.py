@@ -136,6 +136,9 @@ def app_card_key(channel: str, task_id: str) -> str:
     return f"rf:card:{channel}:{task_id}"
 
 
-def card_click_key(channel: str, event_id: str) -> str:
-    """Set once per click the callback listener acted on: a retried callback acts once."""
-    return f"rf:click:{channel}:{event_id}"
+CARD_CLICK_QUEUE = "card-clicks"  # the callback listener's own workers (CardClickWorkflow)
+
+
+def card_click_workflow_id(channel: str, event_id: str) -> str:
+    """One workflow per click (`CardClickWorkflow`): the vendor's retries of it start nothing."""
+    return f"card-click-{channel}-{event_id}"

@@ -165,7 +165,7 @@ async def wecom_world(
         async with (
             worker_deps(ours, endpoints) as deps,
             build_worker(client, ours, deps, task_queue),
-            listening(ours, client, endpoints, port=0) as (runner, _),
+            listening(ours, client, endpoints, 0, f"{task_queue}-clicks") as (runner, _),
             aiohttp.ClientSession() as http,
         ):
             host, port = runner.addresses[0][:2]

@@ -39,3 +39,22 @@ NOTIFY_SEND_RETRY = RetryPolicy(
     maximum_interval=timedelta(seconds=60),
     maximum_attempts=15,
 )
+
+# A click on an incident card (`workflows.card_click`): its update tried while Temporal or
+# Redis is away, for an hour at most; then the card is updated, a few times while the vendor
+# is busy (a click's response code works once: a repeat of an update that landed changes
+# nothing).
+CARD_CLICK_GIVE_UP = timedelta(hours=1)
+CARD_CLICK_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+    non_retryable_error_types=["CardClickRejected"],
+)
+CARD_TELL_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=5,
+    non_retryable_error_types=["NotificationRejected"],
+)

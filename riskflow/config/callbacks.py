@@ -5,8 +5,7 @@ apps deliver the clicks on riskflow's incident cards.
 callbacks:
   host: 127.0.0.1              # behind the reverse proxy that the vendors reach over HTTPS
   port: 8310
-  replay_window_seconds: 300   # a click older than this (its signed timestamp) is refused
-  action_timeout_seconds: 60   # how long a click's incident update may keep trying
+  replay_window_seconds: 300   # a click signed further from now than this is refused
 ```
 
 Each app channel's receive URL is `https://<public host>/callbacks/<vendor>/<channel name>`
@@ -26,12 +25,4 @@ class CallbackSettings(BaseModel):
     port: int = Field(default=8310, gt=0, lt=65536)
     replay_window_seconds: float = Field(
         default=300.0, gt=0, description="a callback signed longer ago than this is refused"
-    )
-    action_timeout_seconds: float = Field(
-        default=60.0,
-        gt=0,
-        description="how long a click's incident update keeps trying while Temporal is away",
-    )
-    dedupe_seconds: int = Field(
-        default=24 * 3600, gt=0, description="how long a click's event id is remembered"
     )

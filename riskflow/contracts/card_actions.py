@@ -11,6 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, get_args
 
+from pydantic import BaseModel, Field
+
+from riskflow.config.people import Vendor
+from riskflow.config.sites import Language
+
 CardAction = Literal["claim", "on_my_way", "false_alarm", "resolve"]
 CARD_ACTIONS: tuple[CardAction, ...] = get_args(CardAction)
 KEY_PREFIX = "rf1"
@@ -41,3 +46,39 @@ class ButtonKey:
         if prefix != KEY_PREFIX or action not in CARD_ACTIONS or not incident_id:
             return None
         return cls(action, incident_id)
+
+
+ClickResult = Literal["acted", "duplicate", "refused", "failed"]
+
+
+class CardClick(BaseModel):
+    """One button press as the vendor reported it (the input of `CardClickWorkflow`):
+    `event_id` names it (the same for the vendor's retries of it), `user_ids` the presser
+    (kind -> id, as `PeopleDirectory.person` takes them), `key` the button's key, `selected`
+    the card's choices (question -> option ids), `card_ref` what the vendor needs to update
+    the card (WeCom: `task_id` and the click's single-use `response_code`), `at` when it was
+    pressed (epoch seconds)."""
+
+    vendor: Vendor
+    channel: str = Field(min_length=1, max_length=64)
+    event_id: str = Field(min_length=1, max_length=128)
+    user_ids: dict[str, str]
+    key: str = Field(max_length=MAX_KEY_BYTES)
+    at: float
+    selected: dict[str, list[str]] = Field(default_factory=dict)
+    card_ref: dict[str, str] = Field(default_factory=dict)
+
+
+class ClickOutcome(BaseModel):
+    """What a click did: `result`, a `detail` for logs, and what its card says now: `line`
+    (empty: leave the card as it is), to `everyone` or to the clicker alone, `closed` when
+    the incident closed (no buttons left), in the site's `language`."""
+
+    result: ClickResult
+    detail: str
+    incident_id: str = ""
+    person: str = ""
+    line: str = ""
+    everyone: bool = False
+    closed: bool = False
+    language: Language = "en"

@@ -7,6 +7,7 @@ key configuration."""
 from __future__ import annotations
 
 from tests.histories.assessment_paths import assessments, failover, key_wait, replays
+from tests.histories.card_paths import card_clicks
 from tests.histories.incident_paths import (
     auto_resolved,
     child_assessments,
@@ -33,5 +34,6 @@ PATHS: list[RecordPath] = [
     expired,
     child_assessments,
     continued_as_new,
+    card_clicks,
     failover,
 ]

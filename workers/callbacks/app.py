@@ -2,34 +2,40 @@
 channels, `/callbacks/<vendor>/<channel>`, and `/health`.
 
 A click is checked (signature, decryption, replay window: `CallbackRejected` is answered 400
-and counted `rejected`), answered at once, and acted on after the answer
-(`workers.callbacks.clicks.CardActions`): the vendors' deadlines (WeCom 5 s) do not wait
-for Temporal. Clicks still being acted on when the listener stops are given
-`drain_seconds` to finish.
+and counted `rejected`), then handed to Temporal as a `CardClickWorkflow` (one per vendor
+event id: a retried delivery starts nothing and is counted `duplicate`) and answered: the
+vendors' deadlines (WeCom 5 s) never wait for the incident's update, and a click survives
+any process restart from then on. When Temporal cannot take it, the answer is 503 and the
+vendor delivers it again.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping
 
 from aiohttp import web
+from temporalio.client import Client
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError
 
 from riskflow.config.callbacks import CallbackSettings
+from riskflow.contracts.card_actions import CardClick
 from riskflow.infra.metrics import CARD_CLICKS
-from workers.callbacks.clicks import CardActions, Click
+from riskflow.names import CARD_CLICK_QUEUE, card_click_workflow_id
 from workers.callbacks.rejection import CallbackRejected
 from workers.callbacks.wecom import WeComReceiver
+from workflows.card_click import CardClickWorkflow
 
 logger = logging.getLogger(__name__)
 MAX_BODY_BYTES = 64 * 1024
 RECEIVERS: web.AppKey[Mapping[str, WeComReceiver]] = web.AppKey("wecom")
-ACTIONS: web.AppKey[CardActions] = web.AppKey("actions")
+CLIENT: web.AppKey[Client] = web.AppKey("client")
 SETTINGS: web.AppKey[CallbackSettings] = web.AppKey("settings")
 CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("clock")
-PENDING: web.AppKey[set[asyncio.Task[None]]] = web.AppKey("pending")
+QUEUE: web.AppKey[str] = web.AppKey("click_queue")
 
 
 def _receiver(request: web.Request) -> WeComReceiver:
@@ -63,60 +69,48 @@ async def wecom_event(request: web.Request) -> web.Response:
         click = receiver.click(request.query, body, request.app[CLOCK](), window)
     except CallbackRejected as exc:
         return _refused("wecom", receiver.name, exc)
-    if click is not None:
-        _start(request.app, click)
+    if click is None:
+        return web.Response(text="")
+    return await _start(request.app, click)
+
+
+async def _start(app: web.Application, click: CardClick) -> web.Response:
+    try:
+        await app[CLIENT].start_workflow(
+            CardClickWorkflow.run,
+            click,
+            id=card_click_workflow_id(click.channel, click.event_id),
+            task_queue=app[QUEUE],
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+        )
+    except WorkflowAlreadyStartedError:
+        CARD_CLICKS.labels(click.vendor, "duplicate").inc()
+        return web.Response(text="")
+    except RPCError as exc:
+        logger.error("click %s on %s not taken: %s", click.event_id, click.channel, exc)
+        return web.Response(status=503, text="try again")
     return web.Response(text="")
 
 
-def _start(app: web.Application, click: Click) -> None:
-    task = asyncio.create_task(_act(app[ACTIONS], click))
-    app[PENDING].add(task)
-    task.add_done_callback(app[PENDING].discard)
-
-
-async def _act(actions: CardActions, click: Click) -> None:
-    try:
-        outcome = await actions.handle(click)
-    except Exception:
-        CARD_CLICKS.labels(click.vendor, "failed").inc()
-        logger.exception("click %s on %s failed", click.event_id, click.channel)
-        return
-    CARD_CLICKS.labels(click.vendor, outcome.result).inc()
-    logger.info(
-        "%s click %s: %s %s (%s)",
-        click.channel,
-        click.event_id,
-        outcome.result,
-        outcome.incident_id,
-        outcome.detail,
-    )
-
-
 async def health(request: web.Request) -> web.Response:
-    return web.json_response({"ok": True, "pending": len(request.app[PENDING])})
+    return web.json_response({"ok": True})
 
 
 def build_app(
     receivers: Mapping[str, WeComReceiver],
-    actions: CardActions,
+    client: Client,
     settings: CallbackSettings,
     clock: Callable[[], float] = time.time,
-    drain_seconds: float = 10.0,
+    click_queue: str = CARD_CLICK_QUEUE,
 ) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY_BYTES)
+    app[QUEUE] = click_queue
     app[RECEIVERS] = receivers
-    app[ACTIONS] = actions
+    app[CLIENT] = client
     app[SETTINGS] = settings
     app[CLOCK] = clock
-    app[PENDING] = set()
     app.router.add_get("/callbacks/wecom/{channel}", wecom_check)
     app.router.add_post("/callbacks/wecom/{channel}", wecom_event)
     app.router.add_get("/health", health)
-
-    async def drain(app: web.Application) -> None:
-        tasks: set[asyncio.Task[None]] = app[PENDING]
-        if tasks:
-            await asyncio.wait(set(tasks), timeout=drain_seconds)
-
-    app.on_shutdown.append(drain)
     return app

@@ -1,7 +1,8 @@
 """`riskflow callbacks run`: the callback listener as a program. Builds each app channel's
 receiver (its callback crypto and API client) from the notification settings and the
-environment, connects to Temporal and Redis, and serves `workers.callbacks.app` on
-`callbacks.host:callbacks.port` until SIGINT/SIGTERM (or `stop`)."""
+environment, connects to Redis, serves `workers.callbacks.app` on
+`callbacks.host:callbacks.port` and runs the worker of its clicks (`CardClickWorkflow` and
+`ClickActivities` on `CARD_CLICK_QUEUE`) until SIGINT/SIGTERM (or `stop`)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from contextlib import asynccontextmanager
 import aiohttp
 from aiohttp import web
 from temporalio.client import Client
+from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.notify.http import fresh_connection_session
 from activities.notify.wecom_app import WeComApp
@@ -22,10 +25,12 @@ from riskflow.errors import ConfigError
 from riskflow.infra.endpoints import Endpoints
 from riskflow.infra.redis import redis_client
 from riskflow.infra.shutdown import stop_on_signals
+from riskflow.names import CARD_CLICK_QUEUE
 from workers.callbacks.app import build_app
-from workers.callbacks.clicks import CardActions
+from workers.callbacks.clicks import ClickActivities
 from workers.callbacks.wecom import WeComCards, WeComReceiver
 from workers.callbacks.wecom_crypto import WeComCrypto
+from workflows.card_click import CardClickWorkflow
 
 logger = logging.getLogger(__name__)
 
@@ -55,12 +60,32 @@ def receivers(
     return found
 
 
+def click_worker(
+    client: Client, activities: ClickActivities, task_queue: str = CARD_CLICK_QUEUE
+) -> Worker:
+    """The worker of the clicks: their workflow and its two activities."""
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[CardClickWorkflow],
+        activities=[activities.act, activities.tell],
+        workflow_runner=SandboxedWorkflowRunner(
+            restrictions=SandboxRestrictions.default.with_passthrough_modules("workflows")
+        ),
+    )
+
+
 @asynccontextmanager
 async def listening(
-    settings: Settings, client: Client, endpoints: Endpoints, port: int | None = None
+    settings: Settings,
+    client: Client,
+    endpoints: Endpoints,
+    port: int | None = None,
+    click_queue: str = CARD_CLICK_QUEUE,
 ) -> AsyncIterator[tuple[web.AppRunner, Mapping[str, WeComReceiver]]]:
     """The listener serving on `callbacks.host` and `port` (default `callbacks.port`; 0:
-    any free one, read from the runner's addresses), closed on the way out."""
+    any free one, read from the runner's addresses) and its clicks' worker on `click_queue`,
+    closed on the way out."""
     secrets = ChannelSecrets.from_environment(settings.notifications)
     redis = redis_client(endpoints.redis, timeout_seconds=5)
     session = fresh_connection_session(secrets.all_configured(settings.notifications))
@@ -68,14 +93,15 @@ async def listening(
     try:
         found = receivers(settings, secrets, session, endpoints.receiver)
         sites = {site.id: site for site in settings.sites}
-        actions = CardActions(
-            client, redis, settings.people, sites.get, WeComCards(found, redis), settings.callbacks
-        )
-        runner = web.AppRunner(build_app(found, actions, settings.callbacks))
-        await runner.setup()
-        chosen = settings.callbacks.port if port is None else port
-        await web.TCPSite(runner, settings.callbacks.host, chosen).start()
-        yield runner, found
+        cards = WeComCards(found, redis)
+        activities = ClickActivities(client, redis, settings.people, sites.get, cards)
+        async with click_worker(client, activities, click_queue):
+            app = build_app(found, client, settings.callbacks, click_queue=click_queue)
+            runner = web.AppRunner(app)
+            await runner.setup()
+            chosen = settings.callbacks.port if port is None else port
+            await web.TCPSite(runner, settings.callbacks.host, chosen).start()
+            yield runner, found
     finally:
         if runner is not None:
             await runner.cleanup()

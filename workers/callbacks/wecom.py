@@ -17,7 +17,6 @@ message, XML that is not WeCom's. The XML is parsed with defusedxml, DTDs forbid
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import logging
@@ -29,21 +28,18 @@ from xml.etree.ElementTree import Element
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import ParseError, fromstring
 
-from activities.notify.errors import Refused, Uncertain
 from activities.notify.wecom_app import WeComApp
 from activities.notify.wecom_card import answered_card
 from riskflow.config.channels import WeComAppChannel
-from riskflow.config.sites import Language
+from riskflow.contracts.card_actions import CardClick, ClickOutcome
 from riskflow.infra.redis import RedisClient
 from riskflow.names import app_card_key
-from workers.callbacks.clicks import Click
 from workers.callbacks.rejection import CallbackRejected
 from workers.callbacks.wecom_crypto import WeComCrypto
 
 logger = logging.getLogger(__name__)
 CARD_EVENT = "template_card_event"
 CARD_TTL_SECONDS = 72 * 3600
-UPDATE_ATTEMPTS, UPDATE_BACKOFF_SECONDS = 3, 1.0
 
 
 @dataclass(frozen=True)
@@ -65,7 +61,7 @@ class WeComReceiver:
 
     def click(
         self, query: Mapping[str, str], body: bytes, now: float, window: float
-    ) -> Click | None:
+    ) -> CardClick | None:
         """The card click this POST carries; None for another event (answered, ignored)."""
         signature, timestamp, nonce = _signed(query, now, window)
         encrypt = _text(_xml(body), "Encrypt")
@@ -81,7 +77,7 @@ class WeComReceiver:
         except ValueError:
             raise CallbackRejected("malformed", f"CreateTime {created[:20]!r}") from None
         event_id = hashlib.sha256(f"{user}\n{created}\n{task}\n{key}".encode()).hexdigest()[:40]
-        return Click(
+        return CardClick(
             vendor="wecom",
             channel=self.name,
             event_id=event_id,
@@ -96,58 +92,35 @@ class WeComReceiver:
 class WeComCards:
     """`workers.callbacks.clicks.Cards` for WeCom: `update_template_card` with the click's
     response code (single use: one update per click), the card kept by the notify activity
-    (`app_card_key`) as its starting point. A failed update is logged, never raised: the
-    incident has changed either way."""
+    (`app_card_key`) as its starting point. `Refused` / `Uncertain` as the API raises them
+    (the workflow retries the busy ones)."""
 
     def __init__(self, receivers: Mapping[str, WeComReceiver], redis: RedisClient) -> None:
         self._receivers = receivers
         self._redis = redis
 
-    async def answered(
-        self, click: Click, line: str, incident_id: str, language: Language, closed: bool
-    ) -> None:
-        code, task = click.card_ref.get("response_code", ""), click.card_ref.get("task_id", "")
-        update: dict[str, Any] = {"atall": 1, "response_code": code}
-        stored = None if closed else await self._redis.get(app_card_key(click.channel, task))
-        if stored is None:
-            update["button"] = {"replace_name": line}
-        else:
-            card = answered_card(json.loads(stored), line, incident_id, language)
-            update["template_card"] = card
-            key = app_card_key(click.channel, task)
-            await self._redis.set(key, json.dumps(card), ex=CARD_TTL_SECONDS)
-        await self._send(click, update)
-
-    async def refused(self, click: Click, line: str) -> None:
-        """Only the presser's card changes: the buttons replaced by why nothing happened."""
-        update = {
-            "userids": [click.user_ids.get("userid", "")],
-            "response_code": click.card_ref.get("response_code", ""),
-            "button": {"replace_name": line},
-        }
-        await self._send(click, update)
-
-    async def _send(self, click: Click, update: dict[str, Any]) -> None:
-        """The update, tried `UPDATE_ATTEMPTS` times while WeCom is busy or its answer lost
-        (a response code works once: a repeat of an update that did land is refused, and
-        changes nothing)."""
+    async def tell(self, click: CardClick, outcome: ClickOutcome) -> None:
         receiver = self._receivers.get(click.channel)
-        if receiver is None or not update.get("response_code"):
+        code, task = click.card_ref.get("response_code", ""), click.card_ref.get("task_id", "")
+        if receiver is None or not code:
             return
-        for attempt in range(1, UPDATE_ATTEMPTS + 1):
-            try:
-                await receiver.api.update_card(update)
-                return
-            except (Refused, Uncertain) as exc:
-                final = attempt == UPDATE_ATTEMPTS or (
-                    isinstance(exc, Refused) and not exc.retryable
-                )
-                if final:
-                    logger.warning(
-                        "%s: card of click %s not updated: %s", click.channel, click.event_id, exc
-                    )
-                    return
-            await asyncio.sleep(UPDATE_BACKOFF_SECONDS * attempt)
+        if not outcome.everyone:  # only the presser's card: the buttons replaced by why
+            userid = click.user_ids.get("userid", "")
+            refusal = {"userids": [userid], "response_code": code}
+            await receiver.api.update_card(refusal | {"button": {"replace_name": outcome.line}})
+            return
+        update: dict[str, Any] = {"atall": 1, "response_code": code}
+        key = app_card_key(click.channel, task)
+        stored = None if outcome.closed else await self._redis.get(key)
+        if stored is None:
+            update["button"] = {"replace_name": outcome.line}
+        else:
+            line, incident, language = outcome.line, outcome.incident_id, outcome.language
+            update["template_card"] = answered_card(json.loads(stored), line, incident, language)
+        await receiver.api.update_card(update)
+        if "template_card" in update:
+            card = json.dumps(update["template_card"])
+            await self._redis.set(key, card, ex=CARD_TTL_SECONDS)
 
 
 def _signed(query: Mapping[str, str], now: float, window: float) -> tuple[str, str, str]:
