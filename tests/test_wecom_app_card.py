@@ -319,7 +319,7 @@ async def test_a_nan_timestamp_never_passes_the_replay_window(rx: WeComReceiver)
     ("answer", "kind"),
     [
         ({"errcode": 45033, "errmsg": "api freq out of limit"}, NOTIFY_RATE_LIMITED),
-        ({"errcode": -1, "errmsg": "system busy"}, NOTIFY_RATE_LIMITED),
+        ({"errcode": -1, "errmsg": "system busy"}, NOTIFY_CHANNEL_ERROR),
         ({"errcode": 60020, "errmsg": "not allow to access from your ip"}, NOTIFY_REJECTED),
         ({"errcode": 48002, "errmsg": "api forbidden"}, NOTIFY_REJECTED),
         ({"errcode": 81013, "errmsg": "user & party & tag all invalid"}, NOTIFY_REJECTED),

@@ -12,7 +12,7 @@
 - Update (document/path/94888): `POST {base}/cgi-bin/message/update_template_card
   ?access_token=` with a click's single-use `response_code` -> `{"errcode": 0}`.
 
-Codes: 45009 / 45033 (frequency) and -1 (busy) are retried later; 40013 (corp id), 40001
+Codes: 45009 / 45033 (frequency) are retried after a minute, -1 (busy: "稍候再试") at once; 40013 (corp id), 40001
 (secret), 40056 (agent id), 40058 / 40008 (parameter, type), 45002 (too large), 48002 (API not
 permitted), 60011 / 81013 / 82001 (no recipient the app may reach), 60020 (server IP not on the
 app's allow list) and a few more are configuration and not retried; 42014 (task id taken) means
@@ -35,7 +35,7 @@ from activities.notify.errors import Refused
 from activities.notify.http import HttpRequest, Vendor, code_of, json_body, post, timeouts
 from riskflow.contracts.notifications import NOTIFY_CHANNEL_ERROR, NOTIFY_REJECTED
 
-RATE_CODES = frozenset({45009, 45033, -1})
+RATE_CODES = frozenset({45009, 45033})  # over a frequency: wait out the minute
 TOKEN_CODES = frozenset({40014, 42001, 41001})
 TASK_ID_TAKEN = 42014  # "taskid has existed or empty or exceed max len"
 CONFIG_CODES = frozenset(
