@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ from riskflow.contracts.card_actions import ButtonKey, CardAction
 from riskflow.contracts.incidents import IncidentState, IncidentView
 from riskflow.infra.endpoints import Endpoints
 from riskflow.infra.metrics import CARD_CLICKS
+from riskflow.names import card_click_workflow_id
 from tests.conftest import DashScopeAdmin, eventually
 from tests.test_incident_workflow import QUIET_CHECK, Recorder, fall, open_incident, until
 from workers.callbacks.listener import listening
@@ -92,6 +94,7 @@ class World:
     http: aiohttp.ClientSession
     sent: Recorder
     records: Records
+    parts: Parts
 
     async def cards(self) -> list[dict[str, Any]]:
         async with self.http.get(f"{self.admin}/admin/wecom-app/cards?channel={APP}") as r:
@@ -143,8 +146,59 @@ def _incident_of(card: dict[str, Any]) -> str:
     return next((k.incident_id for k in keys if k is not None), "")
 
 
+def click_id(
+    card: dict[str, Any], userid: str, answer: dict[str, Any], action: CardAction = "claim"
+) -> str:
+    """The workflow id the listener gives a click (`card_click_workflow_id` of its event id:
+    userid, CreateTime, task id, key; workers.callbacks.wecom)."""
+    key = ButtonKey(action, _incident_of(card)).encode()
+    text = f"{userid}\n{answer['create_time']}\n{card['task_id']}\n{key}"
+    return card_click_workflow_id(APP, hashlib.sha256(text.encode()).hexdigest()[:40])
+
+
 def _clicks(result: str) -> float:
     return CARD_CLICKS.labels("wecom", result)._value.get()
+
+
+@dataclass
+class Parts:
+    """The programs of a world that a test may stop and start again: the incident worker and
+    the callback listener (with its clicks' worker)."""
+
+    client: Client
+    settings: Settings
+    endpoints: Endpoints
+    task_queue: str
+    worker: contextlib.AsyncExitStack | None = None
+    listener: contextlib.AsyncExitStack | None = None
+    callback_url: str = ""
+
+    async def start_worker(self) -> None:
+        stack = contextlib.AsyncExitStack()
+        deps = await stack.enter_async_context(worker_deps(self.settings, self.endpoints))
+        await stack.enter_async_context(
+            build_worker(self.client, self.settings, deps, self.task_queue)
+        )
+        self.worker = stack
+
+    async def start_listener(self) -> None:
+        stack = contextlib.AsyncExitStack()
+        runner, _ = await stack.enter_async_context(
+            listening(self.settings, self.client, self.endpoints, 0, f"{self.task_queue}-clicks")
+        )
+        host, port = runner.addresses[0][:2]
+        self.callback_url = f"http://{host}:{port}/callbacks/wecom/{APP}"
+        self.listener = stack
+
+    async def stop_worker(self) -> None:
+        if self.worker is not None:
+            await self.worker.aclose()
+            self.worker = None
+
+    async def stop_listener(self) -> None:
+        if self.listener is not None:
+            await self.listener.aclose()
+            self.listener = None
 
 
 @contextlib.asynccontextmanager
@@ -160,27 +214,26 @@ async def wecom_world(
         update={"notifications": CHANNELS, "people": PEOPLE, "sites": [SITE]}
     )
     endpoints = dataclasses.replace(stack, receiver=receiver.url)
+    parts = Parts(client, ours, endpoints, task_queue)
     sent = Recorder()
     try:
-        async with (
-            worker_deps(ours, endpoints) as deps,
-            build_worker(client, ours, deps, task_queue),
-            listening(ours, client, endpoints, 0, f"{task_queue}-clicks") as (runner, _),
-            aiohttp.ClientSession() as http,
-        ):
-            host, port = runner.addresses[0][:2]
-            url = f"http://{host}:{port}/callbacks/wecom/{APP}"
+        await parts.start_worker()
+        await parts.start_listener()
+        async with aiohttp.ClientSession() as http:
+            world = World(receiver.url, parts.callback_url, http, sent, receiver.records, parts)
             try:
-                yield World(receiver.url, url, http, sent, receiver.records)
+                yield world
             finally:
                 for handle in sent.started:
                     with contextlib.suppress(Exception):
                         await handle.terminate("test over")
     finally:
+        await parts.stop_listener()
+        await parts.stop_worker()
         await receiver.stop()
 
 
-async def _fall_told(
+async def fall_told(
     world: World, client: Client, task_queue: str, camera: str
 ) -> tuple[WorkflowHandle[Any, Any], IncidentView, dict[str, Any]]:
     frame = fall(camera, 1)
@@ -203,7 +256,7 @@ async def test_a_claim_then_resolved_from_the_card_act_on_the_incident_and_every
     tmp_path: Path,
 ) -> None:
     async with wecom_world(client, settings, stack, task_queue, tmp_path) as world:
-        handle, view, card = await _fall_told(world, client, task_queue, f"wx-{unique}")
+        handle, view, card = await fall_told(world, client, task_queue, f"wx-{unique}")
         shown = card["card"]
         assert shown["card_type"] == "button_interaction" and card["recipients"]
         assert [b["text"] for b in shown["button_list"]] == ["认领", "马上到", "误报", "已解除"]
@@ -256,7 +309,7 @@ async def test_clicks_that_may_not_act_change_nothing_and_say_why_to_the_clicker
         async with world.http.post(f"{world.admin}/admin/wecom-app/verify-url", json=body) as r:
             check = await r.json()
         assert check["ok"] is True and check["status"] == 200, check
-        handle, view, card = await _fall_told(world, client, task_queue, f"wx-{unique}")
+        handle, view, card = await fall_told(world, client, task_queue, f"wx-{unique}")
         refused, rejected = _clicks("refused"), _clicks("rejected")
 
         # A viewer of the site, an operator of another site: refused, told on their card.
@@ -310,7 +363,7 @@ async def test_an_expired_token_and_a_busy_wecom_delay_the_card_but_lose_nothing
     -1 "system busy" to a send (retried by Temporal) and to a card update (retried by the
     listener with the same single-use response code)."""
     async with wecom_world(client, settings, stack, task_queue, tmp_path) as world:
-        handle, _, card = await _fall_told(world, client, task_queue, f"wx-{unique}")
+        handle, _, card = await fall_told(world, client, task_queue, f"wx-{unique}")
         await world.admin_post("/admin/wecom-app/expire-tokens", {})
         busy = {
             "channel": APP,
@@ -334,6 +387,44 @@ async def test_an_expired_token_and_a_busy_wecom_delay_the_card_but_lose_nothing
         # The next message of another incident: a new token, a busy first answer, then sent.
         await world.admin_post("/admin/wecom-app/expire-tokens", {})
         await world.admin_post("/admin/faults", {"faults": [busy]})
-        _, _, second = await _fall_told(world, client, task_queue, f"wx2-{unique}")
+        _, _, second = await fall_told(world, client, task_queue, f"wx2-{unique}")
         assert second["task_id"] != card["task_id"]
         assert [f.times for f in world.records.faults] == [0]
+
+
+@pytest.mark.timeout(180)
+async def test_a_click_made_while_the_programs_restart_is_acted_on_when_they_are_back(
+    client: Client,
+    settings: Settings,
+    stack: Endpoints,
+    redis: Redis,
+    dashscope_admin: DashScopeAdmin,
+    task_queue: str,
+    unique: str,
+    tmp_path: Path,
+) -> None:
+    """The incident's worker is down when Claim is pressed, and the listener stops right
+    after taking the click: both come back, and the click acts once, the card updated."""
+    async with wecom_world(client, settings, stack, task_queue, tmp_path) as world:
+        handle, view, card = await fall_told(world, client, task_queue, f"wx-{unique}")
+        await world.parts.stop_worker()
+        answer = await world.click(card, "WangGong", "claim")
+        assert [d["status"] for d in answer["deliveries"]] == [200]  # taken: Temporal has it
+        await world.parts.stop_listener()
+        clicked = client.get_workflow_handle(click_id(card, "WangGong", answer))
+        described = await clicked.describe()
+        assert described.status is not None and described.status.name == "RUNNING"
+        await world.parts.start_listener()
+        await world.parts.start_worker()
+        view = await until(handle, lambda v: v.state == IncidentState.ACKNOWLEDGED)
+        assert view.acknowledged_by == "wang.gong"
+
+        async def claimed() -> bool:
+            now = (await world.by_task(card["task_id"]))["card"]
+            return now["main_title"].get("desc", "").startswith("认领: 王工")
+
+        await eventually(claimed, within=60)
+        acked = [
+            e for e in (await until(handle, lambda v: True)).timeline if e.kind == "acknowledged"
+        ]
+        assert len(acked) == 1

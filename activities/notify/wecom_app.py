@@ -12,12 +12,13 @@
 - Update (document/path/94888): `POST {base}/cgi-bin/message/update_template_card
   ?access_token=` with a click's single-use `response_code` -> `{"errcode": 0}`.
 
-Codes: 45009 / 45033 (frequency) are retried after a minute, -1 (busy: "稍候再试") at once; 40013 (corp id), 40001
-(secret), 40056 (agent id), 40058 / 40008 (parameter, type), 45002 (too large), 48002 (API not
-permitted), 60011 / 81013 / 82001 (no recipient the app may reach), 60020 (server IP not on the
-app's allow list) and a few more are configuration and not retried; 42014 (task id taken) means
-an earlier attempt of the same message was delivered; any other code is retried. WeCom drops
-messages beyond 30 a minute / 1,000 an hour to one member without saying so.
+Codes: 45009 / 45033 (frequency) are retried after a minute, -1 (busy: "稍候再试") at once;
+40013 (corp id), 40001 (secret), 40056 (agent id), 40058 / 40008 (parameter, type), 45002 (too
+large), 48002 (API not permitted), 60011 / 81013 / 82001 (no recipient the app may reach),
+60020 (server IP not on the app's allow list) and a few more are configuration and not
+retried; 42014 (task id taken) means an earlier attempt of the same message was delivered;
+any other code is retried. WeCom drops messages beyond 30 a minute / 1,000 an hour to one
+member without saying so.
 """
 
 from __future__ import annotations
