@@ -28,7 +28,7 @@ from riskflow.config.incidents import EscalationStep, IncidentConfig
 from riskflow.config.people import PeopleDirectory
 from riskflow.config.settings import Settings
 from riskflow.config.sites import SiteConfig
-from riskflow.contracts.card_actions import ButtonKey, CardAction
+from riskflow.contracts.card_actions import ButtonKey, CardAction, FalseAlarmReason
 from riskflow.contracts.incidents import IncidentState, IncidentView
 from riskflow.infra.endpoints import Endpoints
 from riskflow.infra.metrics import CARD_CLICKS
@@ -122,9 +122,14 @@ class World:
         return next(c for c in await self.cards() if c["task_id"] == task_id)
 
     async def click(
-        self, card: dict[str, Any], userid: str, action: CardAction, **extra: Any
+        self,
+        card: dict[str, Any],
+        userid: str,
+        action: CardAction,
+        reason: FalseAlarmReason | None = None,
+        **extra: Any,
     ) -> dict[str, Any]:
-        key = ButtonKey(action, _incident_of(card)).encode()
+        key = ButtonKey(action, _incident_of(card), reason).encode()
         body = {
             "channel": APP,
             "task_id": card["task_id"],
@@ -428,3 +433,42 @@ async def test_a_click_made_while_the_programs_restart_is_acted_on_when_they_are
             e for e in (await until(handle, lambda v: True)).timeline if e.kind == "acknowledged"
         ]
         assert len(acked) == 1
+
+
+@pytest.mark.timeout(120)
+async def test_a_false_alarm_asks_the_presser_why_then_dismisses_with_that_reason(
+    client: Client,
+    settings: Settings,
+    stack: Endpoints,
+    redis: Redis,
+    dashscope_admin: DashScopeAdmin,
+    task_queue: str,
+    unique: str,
+    tmp_path: Path,
+) -> None:
+    async with wecom_world(client, settings, stack, task_queue, tmp_path) as world:
+        handle, view, card = await fall_told(world, client, task_queue, f"wx-{unique}")
+        await world.click(card, "WangGong", "false_alarm")
+
+        async def asked() -> bool:
+            mine = (await world.by_task(card["task_id"])).get("per_user", {}).get("wanggong")
+            return mine is not None and mine["card"]["main_title"].get("desc") == "误报原因?"
+
+        await eventually(asked, within=30)
+        now = await world.by_task(card["task_id"])
+        reasons = [b["text"] for b in now["per_user"]["wanggong"]["card"]["button_list"]]
+        assert reasons == ["误检", "演练/测试", "已知作业", "其他"]
+        assert now["card"]["button_list"][0]["text"] == "认领"  # the others' cards unchanged
+        assert (await until(handle, lambda v: True)).state == IncidentState.NOTIFIED
+
+        await world.click(card, "WangGong", "false_alarm", reason="drill")
+        view = await until(handle, lambda v: v.state == IncidentState.DISMISSED)
+        assert view.closed_by == "wang.gong"
+        entry = next(e for e in view.timeline if e.kind == "dismissed")
+        assert "false alarm: drill" in entry.detail
+
+        async def told() -> bool:
+            name = (await world.by_task(card["task_id"])).get("replaced_name") or ""
+            return name.startswith("误报(演练/测试): 王工")
+
+        await eventually(told, within=30)

@@ -347,3 +347,28 @@ def test_a_token_refusal_and_a_taken_task_id_are_told_apart_from_errors() -> Non
         check({"errcode": 42014, "errmsg": "taskid has existed"})
     detail = check({"errcode": 0, "errmsg": "ok", "msgid": "m1", "invaliduser": "ghost"})
     assert detail == "msgid=m1 invaliduser=ghost"
+
+
+def test_a_false_alarms_reason_travels_in_its_key_and_nothing_else_takes_one() -> None:
+    key = ButtonKey("false_alarm", "inc:1", "drill")
+    assert key.encode() == "rf1:false_alarm.drill:inc:1" and ButtonKey.decode(key.encode()) == key
+    assert ButtonKey.decode("rf1:false_alarm.:inc") == ButtonKey("false_alarm", "inc")
+    assert ButtonKey.decode("rf1:claim.drill:inc") is None
+    assert ButtonKey.decode("rf1:false_alarm.bored:inc") is None
+    with pytest.raises(ValueError):
+        ButtonKey("claim", "inc", "drill").encode()
+
+
+def test_the_reasons_card_keeps_the_task_and_offers_every_reason() -> None:
+    from activities.notify.wecom_card import reasons_card
+
+    card = body_of(request())["template_card"]
+    asked = reasons_card(card, card["task_id"], "inc-9", "zh-CN")
+    assert asked["task_id"] == card["task_id"] and asked["main_title"]["desc"] == "误报原因?"
+    keys = [ButtonKey.decode(b["key"]) for b in asked["button_list"]]
+    assert [k.reason for k in keys if k] == ["detector", "drill", "work", "other"]
+    assert "button_selection" not in asked
+    bare = reasons_card(None, "rf-x", "inc-9", "en")
+    assert bare["card_type"] == "button_interaction" and bare["task_id"] == "rf-x"
+    line = answered_line("false_alarm", "zh-CN", "王工", "14:05", None, "work")
+    assert line == "误报(已知作业): 王工 14:05"

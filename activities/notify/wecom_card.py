@@ -24,7 +24,14 @@ from activities.notify.texts import Message, clip
 from activities.notify.wecom import content
 from riskflow.config.channels import WeComAppChannel
 from riskflow.config.sites import Language
-from riskflow.contracts.card_actions import ETA_MINUTES, ETA_QUESTION, ButtonKey, CardAction
+from riskflow.contracts.card_actions import (
+    ETA_MINUTES,
+    ETA_QUESTION,
+    REASONS,
+    ButtonKey,
+    CardAction,
+    FalseAlarmReason,
+)
 
 # Lengths WeCom documents for template_card texts (建议不超过 N 个字).
 TITLE, DESC, SUB_TITLE, KEYNAME, VALUE, BUTTON = 36, 44, 112, 5, 26, 10
@@ -42,6 +49,12 @@ _LABELS: dict[Language, dict[str, str]] = {
         "coming": "{who} on the way {at}, about {n} min",
         "dismissed": "False alarm: {who} {at}",
         "resolved": "Resolved: {who} {at}",
+        "why": "Why a false alarm?",
+        "reason:detector": "Detector wrong",
+        "reason:drill": "Drill or test",
+        "reason:work": "Planned work",
+        "reason:other": "Other",
+        "dismissed_because": "False alarm ({reason}): {who} {at}",
     },
     "zh-CN": {
         "claim": "认领",
@@ -54,6 +67,12 @@ _LABELS: dict[Language, dict[str, str]] = {
         "coming": "认领: {who} {at}, 预计 {n} 分钟到场",
         "dismissed": "误报: {who} {at}",
         "resolved": "已解除: {who} {at}",
+        "why": "误报原因?",
+        "reason:detector": "误检",
+        "reason:drill": "演练/测试",
+        "reason:work": "已知作业",
+        "reason:other": "其他",
+        "dismissed_because": "误报({reason}): {who} {at}",
     },
 }
 _STYLE: dict[CardAction, int] = {"claim": 1, "on_my_way": 1, "false_alarm": 2, "resolve": 3}
@@ -133,12 +152,19 @@ def message(
 
 
 def answered_line(
-    action: CardAction, language: Language, who: str, at: str, eta_minutes: int | None
+    action: CardAction,
+    language: Language,
+    who: str,
+    at: str,
+    eta_minutes: int | None,
+    reason: FalseAlarmReason | None = None,
 ) -> str:
     """What the card says after `action` by `who` at `at` (the site's wall clock, HH:MM)."""
     t = _LABELS[language]
     if action == "on_my_way":
         return t["coming"].format(who=who, at=at, n=eta_minutes or ETA_MINUTES[0])
+    if action == "false_alarm" and reason is not None:
+        return t["dismissed_because"].format(reason=t[f"reason:{reason}"], who=who, at=at)
     name = {"claim": "claimed", "false_alarm": "dismissed", "resolve": "resolved"}[action]
     return t[name].format(who=who, at=at)
 
@@ -154,3 +180,28 @@ def answered_card(
     updated.pop("button_selection", None)
     updated["button_list"] = buttons(incident_id, language, CLAIMED_ACTIONS)
     return updated
+
+
+def reason_question(language: Language) -> str:
+    return _LABELS[language]["why"]
+
+
+def reasons_card(
+    sent: dict[str, Any] | None, task: str, incident_id: str, language: Language
+) -> dict[str, Any]:
+    """The presser's card after False alarm: the question and one button per reason (the
+    card as `card` made it, else a bare one of the same task id)."""
+    t = _LABELS[language]
+    base: dict[str, Any] = dict(sent) if sent is not None else {"card_type": "button_interaction"}
+    title = (sent or {}).get("main_title", {}).get("title") or t["why"]
+    base |= {"task_id": task, "main_title": {"title": title, "desc": t["why"]}}
+    base.pop("button_selection", None)
+    base["button_list"] = [
+        {
+            "text": clip(t[f"reason:{r}"], BUTTON),
+            "style": _STYLE["false_alarm"],
+            "key": ButtonKey("false_alarm", incident_id, r).encode(),
+        }
+        for r in REASONS
+    ]
+    return base

@@ -2,8 +2,10 @@
 
 A card's buttons (`activities.notify.wecom_card`) each carry a key the chat app sends back
 unchanged with the click (WeCom's `EventKey`, at most 1024 bytes): `rf1:<action>:<incident
-id>`. The key is not a secret and proves nothing by itself; the callback listener trusts it
-because the vendor's signed, encrypted callback delivered it (`workers.callbacks`).
+id>`, or `rf1:false_alarm.<reason>:<incident id>` for a False alarm whose reason was picked
+(False alarm alone asks the presser for the reason first). The key is not a secret and
+proves nothing by itself; the callback listener trusts it because the vendor's signed,
+encrypted callback delivered it (`workers.callbacks`).
 """
 
 from __future__ import annotations
@@ -22,18 +24,26 @@ KEY_PREFIX = "rf1"
 MAX_KEY_BYTES = 1024
 ETA_MINUTES = (5, 10, 15, 30)  # what "On my way" offers
 ETA_QUESTION = "eta"  # the key of the ETA choice (WeCom: button_selection.question_key)
+FalseAlarmReason = Literal["detector", "drill", "work", "other"]
+REASONS: tuple[FalseAlarmReason, ...] = get_args(FalseAlarmReason)
 
 
 @dataclass(frozen=True)
 class ButtonKey:
-    """A button's request: `action` on the incident `incident_id`."""
+    """A button's request: `action` on the incident `incident_id`; for a False alarm, the
+    `reason` picked (None: not yet)."""
 
     action: CardAction
     incident_id: str
+    reason: FalseAlarmReason | None = None
 
     def encode(self) -> str:
-        """`rf1:<action>:<incident id>`; ValueError when it would pass `MAX_KEY_BYTES`."""
-        key = f"{KEY_PREFIX}:{self.action}:{self.incident_id}"
+        """The key (see the module docstring); ValueError when it would pass
+        `MAX_KEY_BYTES` or names a reason for another action."""
+        if self.reason is not None and self.action != "false_alarm":
+            raise ValueError("only a False alarm has a reason")
+        action = self.action if self.reason is None else f"{self.action}.{self.reason}"
+        key = f"{KEY_PREFIX}:{action}:{self.incident_id}"
         if len(key.encode()) > MAX_KEY_BYTES or not self.incident_id:
             raise ValueError(f"no button key fits incident id {self.incident_id[:80]!r}")
         return key
@@ -42,13 +52,18 @@ class ButtonKey:
     def decode(cls, key: str) -> ButtonKey | None:
         """The request a key carries; None for a key riskflow did not write."""
         prefix, _, rest = key.partition(":")
-        action, _, incident_id = rest.partition(":")
+        named, _, incident_id = rest.partition(":")
+        action, _, reason = named.partition(".")
         if prefix != KEY_PREFIX or action not in CARD_ACTIONS or not incident_id:
             return None
-        return cls(action, incident_id)
+        if not reason:
+            return cls(action, incident_id)
+        if action != "false_alarm" or reason not in REASONS:
+            return None
+        return cls(action, incident_id, reason)
 
 
-ClickResult = Literal["acted", "duplicate", "refused", "failed"]
+ClickResult = Literal["acted", "asked", "duplicate", "refused", "failed"]
 
 
 class CardClick(BaseModel):
@@ -70,9 +85,11 @@ class CardClick(BaseModel):
 
 
 class ClickOutcome(BaseModel):
-    """What a click did: `result`, a `detail` for logs, and what its card says now: `line`
-    (empty: leave the card as it is), to `everyone` or to the clicker alone, `closed` when
-    the incident closed (no buttons left), in the site's `language`."""
+    """What a click did: `result` ("asked": the presser is asked for a False alarm's reason),
+    a `detail` for logs, and what its card says now: `line` (empty: leave the card as it
+    is), to `everyone` or to the clicker alone, `closed` when the incident closed (no
+    buttons left), `reasons` when the presser's card turns into the choice of reasons, in
+    the site's `language`."""
 
     result: ClickResult
     detail: str
@@ -81,4 +98,5 @@ class ClickOutcome(BaseModel):
     line: str = ""
     everyone: bool = False
     closed: bool = False
+    reasons: bool = False
     language: Language = "en"

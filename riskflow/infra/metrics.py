@@ -157,7 +157,8 @@ NOTIFICATIONS = Counter(
 
 CARD_CLICKS = Counter(
     "riskflow_card_clicks_total",
-    "Clicks on incident cards by vendor and result: acted, duplicate (a retried callback), "
+    "Clicks on incident cards by vendor and result: acted, asked (False alarm: the presser "
+    "is asked for the reason), duplicate (a retried callback), "
     "refused (not riskflow's button, an unknown or unauthorised person, an incident that "
     "refused the action), failed (Temporal unreachable), rejected (the callback failed its "
     "signature, decryption or replay checks: nothing acted on)",

@@ -2,6 +2,7 @@
 `workflows.card_click.CardClickWorkflow`, run by the callback listener's own worker.
 
 `card_click_act`:
+0. False alarm without a reason asks the presser for one (their card turns into the reasons);
 1. the button's key must be riskflow's (`ButtonKey`; else nothing changes, not even the card);
 2. the incident's view (looked for again for a few seconds: its card can arrive first);
 3. the person known to the people directory by the ids the vendor sent, allowed to operate
@@ -32,7 +33,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.notify.errors import Refused, Uncertain, application_error
 from activities.notify.texts import TEXTS
-from activities.notify.wecom_card import answered_line
+from activities.notify.wecom_card import answered_line, reason_question
 from riskflow.config.console import Role
 from riskflow.config.people import PeopleDirectory, Person
 from riskflow.config.sites import Language, SiteConfig
@@ -152,8 +153,20 @@ class ClickActivities:
         view: IncidentView,
         lang: Language,
     ) -> ClickOutcome:
+        if button.action == "false_alarm" and button.reason is None:  # why, first
+            return ClickOutcome(
+                result="asked",
+                detail=f"{person.id} asked for a false alarm's reason",
+                incident_id=view.incident_id,
+                person=person.id,
+                line=reason_question(lang),
+                reasons=True,
+                language=lang,
+            )
         eta = self._eta(click) if button.action == "on_my_way" else None
         text = f"from {VENDOR_NAMES[click.vendor]}" + (f", arriving in {eta} min" if eta else "")
+        if button.reason is not None:
+            text += f", false alarm: {button.reason}"
         try:
             await self._update(view.incident_id, _UPDATES[button.action], person, text)
         except IncidentActionRefused as exc:
@@ -168,7 +181,7 @@ class ClickActivities:
             detail=f"{button.action} by {person.id}",
             incident_id=view.incident_id,
             person=person.id,
-            line=answered_line(button.action, lang, person.name, at, eta),
+            line=answered_line(button.action, lang, person.name, at, eta, button.reason),
             everyone=True,
             closed=closed,
             language=lang,

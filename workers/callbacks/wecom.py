@@ -29,7 +29,7 @@ from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import ParseError, fromstring
 
 from activities.notify.wecom_app import WeComApp
-from activities.notify.wecom_card import answered_card
+from activities.notify.wecom_card import answered_card, reasons_card
 from riskflow.config.channels import WeComAppChannel
 from riskflow.contracts.card_actions import CardClick, ClickOutcome
 from riskflow.infra.redis import RedisClient
@@ -104,13 +104,18 @@ class WeComCards:
         code, task = click.card_ref.get("response_code", ""), click.card_ref.get("task_id", "")
         if receiver is None or not code:
             return
-        if not outcome.everyone:  # only the presser's card: the buttons replaced by why
-            userid = click.user_ids.get("userid", "")
-            refusal = {"userids": [userid], "response_code": code}
-            await receiver.api.update_card(refusal | {"button": {"replace_name": outcome.line}})
+        key = app_card_key(click.channel, task)
+        mine = {"userids": [click.user_ids.get("userid", "")], "response_code": code}
+        if outcome.reasons:  # the presser's card asks why
+            raw = await self._redis.get(key)
+            sent = json.loads(raw) if raw is not None else None
+            card = reasons_card(sent, task, outcome.incident_id, outcome.language)
+            await receiver.api.update_card(mine | {"template_card": card})
+            return
+        if not outcome.everyone:  # only the presser's card: the buttons replaced by why not
+            await receiver.api.update_card(mine | {"button": {"replace_name": outcome.line}})
             return
         update: dict[str, Any] = {"atall": 1, "response_code": code}
-        key = app_card_key(click.channel, task)
         stored = None if outcome.closed else await self._redis.get(key)
         if stored is None:
             update["button"] = {"replace_name": outcome.line}
@@ -119,8 +124,8 @@ class WeComCards:
             update["template_card"] = answered_card(json.loads(stored), line, incident, language)
         await receiver.api.update_card(update)
         if "template_card" in update:
-            card = json.dumps(update["template_card"])
-            await self._redis.set(key, card, ex=CARD_TTL_SECONDS)
+            kept = json.dumps(update["template_card"])
+            await self._redis.set(key, kept, ex=CARD_TTL_SECONDS)
 
 
 def _signed(query: Mapping[str, str], now: float, window: float) -> tuple[str, str, str]:
