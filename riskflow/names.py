@@ -142,3 +142,9 @@ CARD_CLICK_QUEUE = "card-clicks"  # the callback listener's own workers (CardCli
 def card_click_workflow_id(channel: str, event_id: str) -> str:
     """One workflow per click (`CardClickWorkflow`): the vendor's retries of it start nothing."""
     return f"card-click-{channel}-{event_id}"
+
+
+def callback_replay_key(channel: str, signature: str) -> str:
+    """Set for a while once a chat app's signed callback was taken: the same request again is
+    a replay (`workers.callbacks.app`)."""
+    return f"rf:cb-seen:{channel}:{signature[:128]}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,7 @@ from temporalio.client import Client, WorkflowHandle
 from devstack.localstack.process import free_port
 from devstack.receivers.records import Records
 from devstack.receivers.runtime import Receiver
-from riskflow.config.channels import ChannelSecrets, NotificationSettings
+from riskflow.config.channels import ChannelSecrets, NotificationSettings, WeComAppChannel
 from riskflow.config.incidents import EscalationStep, IncidentConfig
 from riskflow.config.people import PeopleDirectory
 from riskflow.config.settings import Settings
@@ -36,6 +37,7 @@ from riskflow.names import card_click_workflow_id
 from tests.conftest import DashScopeAdmin, eventually
 from tests.test_incident_workflow import QUIET_CHECK, Recorder, fall, open_incident, until
 from workers.callbacks.listener import listening
+from workers.callbacks.wecom_crypto import WeComCrypto
 from workers.worker.worker import build_worker, worker_deps
 
 APP = "shift-app"
@@ -472,3 +474,49 @@ async def test_a_false_alarm_asks_the_presser_why_then_dismisses_with_that_reaso
             return name.startswith("误报(演练/测试): 王工")
 
         await eventually(told, within=30)
+
+
+@pytest.mark.timeout(120)
+async def test_the_same_signed_request_again_is_a_replay_and_changes_nothing(
+    client: Client,
+    settings: Settings,
+    stack: Endpoints,
+    redis: Redis,
+    dashscope_admin: DashScopeAdmin,
+    task_queue: str,
+    unique: str,
+    tmp_path: Path,
+) -> None:
+    """An attacker who captured a click re-sends its exact bytes (same signature, timestamp
+    and nonce) within the window: refused as replayed, nothing acted on twice."""
+    async with wecom_world(client, settings, stack, task_queue, tmp_path) as world:
+        handle, view, card = await fall_told(world, client, task_queue, f"wx-{unique}")
+        key = ButtonKey("claim", view.incident_id).encode()
+        query, body = sealed_click(card["task_id"], "WangGong", key)
+        statuses = []
+        for _ in range(2):
+            async with world.http.post(world.callback_url, params=query, data=body) as r:
+                statuses.append((r.status, await r.text()))
+        assert statuses == [(200, ""), (400, "replayed")]
+        view = await until(handle, lambda v: v.state == IncidentState.ACKNOWLEDGED)
+        assert [e.kind for e in view.timeline].count("acknowledged") == 1
+
+
+def sealed_click(task_id: str, userid: str, key: str) -> tuple[dict[str, str], bytes]:
+    """A click's POST as WeCom makes it, for the world's app (query, body)."""
+    channel = CHANNELS.channels[APP]
+    assert isinstance(channel, WeComAppChannel)
+    now = str(int(time.time()))
+    inner = (
+        f"<xml><ToUserName><![CDATA[{channel.corp_id}]]></ToUserName>"
+        f"<FromUserName><![CDATA[{userid}]]></FromUserName><CreateTime>{now}</CreateTime>"
+        "<MsgType><![CDATA[event]]></MsgType><Event><![CDATA[template_card_event]]></Event>"
+        f"<EventKey><![CDATA[{key}]]></EventKey><TaskId><![CDATA[{task_id}]]></TaskId>"
+        "<CardType><![CDATA[button_interaction]]></CardType><ResponseCode><![CDATA[RC]]>"
+        f"</ResponseCode><AgentID>{channel.agent_id}</AgentID></xml>"
+    )
+    crypto = WeComCrypto("cb-token", AES_KEY, channel.corp_id)
+    sealed = crypto.encrypt(inner.encode(), now, "n" + now)
+    query = {"msg_signature": sealed.signature, "timestamp": now, "nonce": sealed.nonce}
+    body = f"<xml><Encrypt><![CDATA[{sealed.encrypt}]]></Encrypt></xml>".encode()
+    return query, body

@@ -372,3 +372,18 @@ def test_the_reasons_card_keeps_the_task_and_offers_every_reason() -> None:
     assert bare["card_type"] == "button_interaction" and bare["task_id"] == "rf-x"
     line = answered_line("false_alarm", "zh-CN", "王工", "14:05", None, "work")
     assert line == "误报(已知作业): 王工 14:05"
+
+
+def test_a_receive_url_takes_at_most_its_requests_a_second() -> None:
+    from workers.callbacks.app import Pace
+
+    pace = Pace(per_second=2)
+    assert [pace.admit("a", 10.0), pace.admit("a", 10.1), pace.admit("a", 10.2)] == [
+        True,
+        True,
+        False,
+    ]
+    assert pace.admit("b", 10.2)  # per channel
+    assert pace.admit("a", 11.05) and not pace.admit(
+        "a", 11.09
+    )  # 10.0 left the window, 10.1 not yet

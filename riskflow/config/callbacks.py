@@ -6,6 +6,7 @@ callbacks:
   host: 127.0.0.1              # behind the reverse proxy that the vendors reach over HTTPS
   port: 8310
   replay_window_seconds: 300   # a click signed further from now than this is refused
+  max_requests_per_second: 50  # per receive URL; beyond: 429
 ```
 
 Each app channel's receive URL is `https://<public host>/callbacks/<vendor>/<channel name>`
@@ -25,4 +26,7 @@ class CallbackSettings(BaseModel):
     port: int = Field(default=8310, gt=0, lt=65536)
     replay_window_seconds: float = Field(
         default=300.0, gt=0, description="a callback signed longer ago than this is refused"
+    )
+    max_requests_per_second: int = Field(
+        default=50, gt=0, description="per receive URL and listener process; beyond: 429"
     )

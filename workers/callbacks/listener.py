@@ -96,7 +96,7 @@ async def listening(
         cards = WeComCards(found, redis)
         activities = ClickActivities(client, redis, settings.people, sites.get, cards)
         async with click_worker(client, activities, click_queue):
-            app = build_app(found, client, settings.callbacks, click_queue=click_queue)
+            app = build_app(found, client, redis, settings.callbacks, click_queue=click_queue)
             runner = web.AppRunner(app)
             await runner.setup()
             chosen = settings.callbacks.port if port is None else port

@@ -14,6 +14,7 @@ Reason = Literal[
     "bad_token",  # Feishu: the verification token inside is not this app's
     "malformed",  # not the JSON or XML shape the vendor sends
     "stale",  # signed outside the replay window
+    "replayed",  # the same signed request again
 ]
 
 
