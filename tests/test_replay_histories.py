@@ -185,10 +185,11 @@ def test_the_incident_asks_its_patches_before_any_local_activity() -> None:
     import inspect
 
     import workflows.incident
+    import workflows.incident_follow_up
     import workflows.incident_state
 
     asked: list[tuple[str, str]] = []
-    for module in (workflows.incident, workflows.incident_state):
+    for module in (workflows.incident, workflows.incident_state, workflows.incident_follow_up):
         for node in ast.walk(ast.parse(inspect.getsource(module))):
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
                 for call in ast.walk(node):
@@ -205,4 +206,5 @@ def test_the_incident_asks_its_patches_before_any_local_activity() -> None:
     assert {patch for where, patch in asked if where == "__init__"} == {
         "ALARM_FIRST",
         "TELL_AT_ONCE",
+        "FOLLOW_UP",
     }

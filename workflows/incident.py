@@ -12,7 +12,9 @@ beside the loop and follow as updates; messages go beside the loop
 (`workflows.incident_state`). Runs started before the patch keep their old commands
 (assessment first, messages in turn) until their next continue-as-new. A life-safety rule
 (`life_safety_severity`, a fall) does not wait for the model at all (patch `TELL_AT_ONCE`):
-level 0's sends leave in the incident's first workflow task, ahead of the LLM call.
+level 0's sends leave in the incident's first workflow task, ahead of the LLM call. An
+acknowledgement with an ETA is followed up when the ETA runs out (patch `FOLLOW_UP`,
+`workflows.incident_follow_up`).
 """
 
 from __future__ import annotations
@@ -39,11 +41,11 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows import incident_plan as plan
     from workflows.assessment import RiskAssessmentWorkflow
+    from workflows.incident_follow_up import FOLLOW_UP, IncidentFollowUps
     from workflows.incident_state import (
         ALARM_FIRST,
         MAX_SEEN,
         TELL_AT_ONCE,
-        IncidentNotices,
         Purpose,
         S,
         quiet_since,
@@ -54,7 +56,7 @@ with workflow.unsafe.imports_passed_through():
 
 
 @workflow.defn
-class IncidentWorkflow(IncidentNotices):
+class IncidentWorkflow(IncidentFollowUps):
     @workflow.init
     def __init__(self, inp: IncidentStart) -> None:
         """The input, before any handler: Temporal runs a workflow task's signal and update
@@ -68,6 +70,7 @@ class IncidentWorkflow(IncidentNotices):
         # local activity resolutions differently on replay) and be answered no.
         self._alarm_first = workflow.patched(ALARM_FIRST)
         self._tell_at_once = self._alarm_first and workflow.patched(TELL_AT_ONCE)
+        self._follow_up = self._tell_at_once and workflow.patched(FOLLOW_UP)
         if inp.carried is not None:
             self._view = inp.carried.model_copy(update={"run_id": workflow.info().run_id})
 
@@ -84,6 +87,7 @@ class IncidentWorkflow(IncidentNotices):
     async def ack(self, action: OperatorAction) -> IncidentState:
         self._require(action, "acknowledge", (S.OPEN, S.NOTIFIED))
         self._set(acknowledged_at=workflow.now(), acknowledged_by=action.by)
+        self._start_follow_up(action)
         self._transition(S.ACKNOWLEDGED, "acknowledged", action.by, action.text)
         await self._flush()
         return self._state()
@@ -367,6 +371,8 @@ class IncidentWorkflow(IncidentNotices):
                 await self._close(S.DISMISSED, "dismissed", LLM_ACTOR, result.summary)
             elif result is not None and self._alarm_first and self._v.steps_sent:
                 self._tell("assessed", self._reached(), f"a{self._v.assessments}")
+        elif purpose == "follow_up":
+            await self._followed_up(inp, result, frame)
         elif purpose == "resolution" and (
             result is not None
             and level is not None
@@ -445,6 +451,9 @@ class IncidentWorkflow(IncidentNotices):
         quiet_end = self._quiet_end(inp)
         if view.held and quiet_end is not None:
             times.append(quiet_end)
+        follow_up = self._follow_up_due()
+        if follow_up is not None:
+            times.append(follow_up)
         return min(times)
 
     async def _due(self, inp: IncidentStart) -> None:
@@ -456,6 +465,9 @@ class IncidentWorkflow(IncidentNotices):
             await self._release_held(inp)
         if self._alarm_first:
             await self._catch_up(inp, plan.due_steps(self._v, cfg, now))
+        follow_up = self._follow_up_due()
+        if follow_up is not None and now >= follow_up:
+            await self._follow_up_check(inp)
         while not self._alarm_first and self._v.state in (S.OPEN, S.NOTIFIED):
             step = plan.next_step(self._v, cfg)
             if step is None or step.due is None or step.due > workflow.now():

@@ -135,7 +135,7 @@ QUIET_HOURS_DST_PATCH = "quiet-hours-dst"
 MAX_SEEN = 512  # camera:frame keys remembered for deduplication
 MAX_PENDING = 16  # frames continue-as-new carries, at most (coalesced beyond)
 S = IncidentState
-Purpose = str  # "first", "reassess", "resolution"
+Purpose = str  # "first", "reassess", "resolution", "follow_up"
 
 
 class IncidentBase:

@@ -40,6 +40,7 @@ HeadlineKind = Literal[
     "resolved",
     "dismissed",
     "merged",
+    "still_present",
 ]
 CLOSING: frozenset[str] = frozenset({"resolved", "dismissed"})
 MAX_LABEL_CHARS = 64  # one untrusted label (camera, site) in a title or field
@@ -51,6 +52,8 @@ _EN: dict[str, str] = {
     "title:upgraded": "Severity raised to {severity}: incident at {site}, camera {camera}",
     "title:assessed": "Assessed {severity}: incident at {site}, camera {camera}",
     "title:reminder": "Reminder, not acknowledged: {severity} risk at {site}, camera {camera}",
+    "title:still_present": "Still present after acknowledgement: {severity} risk at {site}, "
+    "camera {camera}",
     "title:summary": "Held during quiet hours: {severity} risk at {site}, camera {camera}",
     "title:resolved": "Resolved: incident at {site}, camera {camera}",
     "title:dismissed": "Dismissed as a false alarm: incident at {site}, camera {camera}",
@@ -61,6 +64,8 @@ _EN: dict[str, str] = {
     "pending": "Assessment pending. The detector saw: {detected}.",
     "detected": "{rule}: {count} detection(s)",
     "lead:reminder": "This incident is still waiting for acknowledgement.",
+    "lead:still_present": "It was acknowledged, but the hazard is still there after the "
+    "expected arrival time: escalation resumes.",
     "lead:summary": "This notification was held during quiet hours and is sent now.",
     "lead:resolved": "The incident is resolved. No action is needed.",
     "lead:dismissed": "The incident was dismissed as a false alarm. No action is needed.",
@@ -96,6 +101,7 @@ _ZH: dict[str, str] = {
     "title:upgraded": "风险等级升至{severity}:{site} 摄像头 {camera} 的事件",
     "title:assessed": "评估结果{severity}:{site} 摄像头 {camera} 的事件",
     "title:reminder": "提醒,尚未确认:{site} 摄像头 {camera} 出现{severity}风险",
+    "title:still_present": "确认后仍未解除:{site} 摄像头 {camera} 出现{severity}风险",
     "title:summary": "静默时段内暂缓:{site} 摄像头 {camera} 出现{severity}风险",
     "title:resolved": "已解除:{site} 摄像头 {camera} 的事件",
     "title:dismissed": "已判定为误报:{site} 摄像头 {camera} 的事件",
@@ -106,6 +112,7 @@ _ZH: dict[str, str] = {
     "pending": "评估进行中。检测到:{detected}。",
     "detected": "{rule} {count} 处",
     "lead:reminder": "该事件仍在等待确认。",
+    "lead:still_present": "已确认,但预计到场时间已过,危险仍在:继续升级通知。",
     "lead:summary": "该通知在静默时段内暂缓,现在补发。",
     "lead:resolved": "事件已解除,无需处理。",
     "lead:dismissed": "事件已判定为误报,无需处理。",

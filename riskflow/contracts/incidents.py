@@ -133,6 +133,9 @@ class IncidentView(BaseModel):
     frames_seen: int = 0
     last_match_at: datetime | None = Field(default=None, description="workflow time")
     checked_at: datetime | None = Field(default=None, description="last resolution check")
+    follow_up_at: datetime | None = Field(
+        default=None, description="when an acknowledgement's ETA runs out (the camera is checked)"
+    )
     assessed_at: datetime | None = Field(
         default=None, description="last assessment of a matching frame (workflow time)"
     )
@@ -186,6 +189,13 @@ class OperatorAction(BaseModel):
     by: str = Field(min_length=1, max_length=64)
     text: str = Field(default="", max_length=2000, description="reason or comment")
     incident_id: str = Field(default="", max_length=300, description="the incident it is for")
+    eta_minutes: int | None = Field(
+        default=None,
+        ge=1,
+        le=24 * 60,
+        description="ack: the acknowledger expects to be there in this many minutes; when "
+        "they run out the incident checks the camera again (still there: escalation resumes)",
+    )
 
 
 class IncidentEvent(BaseModel):

@@ -26,7 +26,15 @@ NOTIFY_UNKNOWN_CHANNEL = "UnknownChannel"  # the channel is not configured: non-
 # assessed: the assessment that followed, to whoever was told; upgraded: the situation became
 # more severe (a worse rule, a grown count, a reassessment), told at once to the levels reached.
 NotificationKind = Literal[
-    "opened", "assessed", "upgraded", "escalated", "reminder", "summary", "resolved", "dismissed"
+    "opened",
+    "assessed",
+    "upgraded",
+    "escalated",
+    "reminder",
+    "summary",
+    "resolved",
+    "dismissed",
+    "still_present",  # acknowledged with an ETA that ran out, the hazard still there
 ]
 
 

@@ -270,3 +270,32 @@ async def continued_as_new(rec: Recorder) -> None:
     expect(same and view.state == IncidentState.RESOLVED, "the incident carried over")
     what = "the run after continue-as-new: escalated L1, resolved"
     await rec.save("incident-after-continue-as-new", handle, SKIP, what)
+
+
+async def followed_up(rec: Recorder) -> None:
+    """Acknowledged with a 10-minute ETA, a fall seen since: when the ETA runs out the
+    incident is notified again (`still_present` to level 0) and level 1 goes; resolved.
+    And acknowledged with an ETA, a clear frame since: the follow-up's check resolves it."""
+    from tests.test_incident_follow_up import at
+
+    env = rec.skip
+    now = await env.get_current_time()
+    still = await open_incident(env.client, SKIP_QUEUE, at(fall("rec-eta", 1), now), ladder())
+    gone = await open_incident(env.client, SKIP_QUEUE, at(fall("rec-eta-gone", 1), now), ladder())
+    for handle in (still, gone):
+        view = await until(handle, lambda v: v.steps_sent == ["L0"] and v.assessments == 1)
+        ack = OperatorAction(by="li.wei", incident_id=view.incident_id, eta_minutes=10)
+        await act(handle, "ack", ack)
+    later = now + timedelta(minutes=2)
+    await still.signal(IncidentWorkflow.frame, at(fall("rec-eta", 2), later))
+    await gone.signal(IncidentWorkflow.frame, at(clear("rec-eta-gone", 2), later))
+    await until(still, lambda v: v.frames_seen == 2)
+    await env.sleep(timedelta(minutes=11))
+    view = await until(still, lambda v: "L1" in v.steps_sent)
+    expect(view.state == IncidentState.NOTIFIED, "resumed after the ETA")
+    await act(still, "resolve", LI)
+    await still.result()
+    await rec.save("incident-eta-still-present", still, SKIP, "ack with ETA, fall since: resumed")
+    view = await gone.result()
+    expect(view.state == IncidentState.RESOLVED, "resolved by the follow-up")
+    await rec.save("incident-eta-gone", gone, SKIP, "ack with ETA, clear since: resolved")

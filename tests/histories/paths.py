@@ -15,6 +15,7 @@ from tests.histories.incident_paths import (
     dismissed,
     escalated,
     expired,
+    followed_up,
     from_the_bridge,
     quiet_hours,
     reassessed,
@@ -34,6 +35,7 @@ PATHS: list[RecordPath] = [
     expired,
     child_assessments,
     continued_as_new,
+    followed_up,
     card_clicks,
     failover,
 ]

@@ -168,7 +168,7 @@ class ClickActivities:
         if button.reason is not None:
             text += f", false alarm: {button.reason}"
         try:
-            await self._update(view.incident_id, _UPDATES[button.action], person, text)
+            await self._update(view.incident_id, _UPDATES[button.action], person, text, eta)
         except IncidentActionRefused as exc:
             now = await self._current(view)
             if not _done_by(now, button.action, person):
@@ -187,16 +187,14 @@ class ClickActivities:
             language=lang,
         )
 
-    async def _update(self, incident_id: str, action: Action, person: Person, text: str) -> None:
-        """The incident's update; an RPC error that retrying cannot fix ends the click."""
+    async def _update(
+        self, incident_id: str, action: Action, person: Person, text: str, eta: int | None
+    ) -> None:
+        """The incident's update (an ETA starts its follow-up); an RPC error that retrying
+        cannot fix ends the click."""
+        by = OperatorAction(by=person.id, text=text, eta_minutes=eta)
         try:
-            await act(
-                self._client,
-                self._redis,
-                incident_id,
-                action,
-                OperatorAction(by=person.id, text=text),
-            )
+            await act(self._client, self._redis, incident_id, action, by)
         except RPCError as exc:
             if exc.status in _TRANSIENT:
                 raise

@@ -1,0 +1,101 @@
+"""Acknowledged is not done: an acknowledgement with an ETA ("On my way, 10 minutes") starts
+a durable follow-up (patch `FOLLOW_UP`, asked once per run, in `__init__`). When the ETA runs
+out and the incident is still only acknowledged, the camera is looked at again:
+
+- a matching frame captured since the acknowledgement: the hazard is still there;
+- else the newest clear frame since then goes to the resolution check (the LLM: is the hazard
+  still present?): a confident no resolves the incident, the frames before and after in the
+  timeline; anything else: still there;
+- no frame at all since then: nothing says it is gone, so still there.
+
+Still there: the incident goes back to notified ("acknowledged 12 min ago by wang.gong, still
+present: ..." in the timeline), every level reached is told (`still_present`), and the ladder
+resumes from the level reached (a level already due goes at once). Pure: no I/O, no clock
+but `workflow.now()`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from riskflow.contracts.assessment import Assessment
+    from riskflow.contracts.incidents import (
+        AUTO_RESOLVER,
+        IncidentFrame,
+        IncidentStart,
+        OperatorAction,
+    )
+    from workflows.incident_state import IncidentNotices, Purpose, S
+
+FOLLOW_UP = "ack-follow-up"  # workflow.patched id: the behaviour described above
+
+
+class IncidentFollowUps(IncidentNotices):
+    _follow_up: bool = False
+
+    async def _run_assessment(
+        self, inp: IncidentStart, frame: IncidentFrame, situation: str, purpose: Purpose
+    ) -> None:
+        raise NotImplementedError  # IncidentWorkflow's
+
+    def _start_follow_up(self, action: OperatorAction) -> None:
+        """An acknowledgement with an ETA: the camera is checked again when it runs out."""
+        if self._follow_up and action.eta_minutes:
+            self._set(follow_up_at=workflow.now() + timedelta(minutes=action.eta_minutes))
+
+    def _follow_up_due(self) -> datetime | None:
+        view = self._v
+        if not self._follow_up or view.state != S.ACKNOWLEDGED:
+            return None
+        return view.follow_up_at
+
+    async def _follow_up_check(self, inp: IncidentStart) -> None:
+        view = self._v
+        acknowledged = view.acknowledged_at or view.opened_at
+        self._set(follow_up_at=None)
+        seen = [f for f in view.recent_frames if f.captured_at > acknowledged]
+        if seen:
+            newest = seen[-1]
+            await self._resume(f"frame {newest.frame_id} shows {newest.rule}")
+            return
+        clear = self._clear
+        if clear is not None and clear.event.captured_at > acknowledged:
+            self._clear = None
+            hazard = view.rule or view.family
+            situation = f"follow-up: is the {hazard} hazard still present?"
+            await self._run_assessment(inp, clear, situation, "follow_up")
+            return
+        await self._resume("no frame since the acknowledgement")
+
+    async def _followed_up(
+        self, inp: IncidentStart, result: Assessment | None, frame: IncidentFrame
+    ) -> None:
+        """The follow-up's check of a clear frame answered (None: it failed)."""
+        cfg = inp.config
+        level = result.risk_level if result is not None else None
+        after = frame.event.frame_id
+        if (
+            result is not None
+            and level is not None
+            and level.rank <= cfg.resolve_max_level.rank
+            and (result.risk_score or 0) <= cfg.resolve_max_score
+        ):
+            before = self._v.recent_frames[-1].frame_id if self._v.recent_frames else "-"
+            text = f"follow-up: gone (frame {before} -> {after}): {result.summary}"
+            await self._close(S.RESOLVED, "resolved", AUTO_RESOLVER, text[:300])
+            return
+        answer = level.value if level is not None else "no answer"
+        await self._resume(f"frame {after} checked: {answer}")
+
+    async def _resume(self, why: str) -> None:
+        view = self._v
+        if view.state != S.ACKNOWLEDGED:
+            return
+        since = workflow.now() - (view.acknowledged_at or view.opened_at)
+        minutes = int(since.total_seconds() // 60)
+        text = f"acknowledged {minutes} min ago by {view.acknowledged_by}, still present: {why}"
+        self._transition(S.NOTIFIED, "escalated", "system", text[:500])
+        self._tell("still_present", self._reached(), f"still{int(workflow.now().timestamp())}")
