@@ -91,9 +91,9 @@ def _print_view(v: IncidentView) -> None:
         console.print(f"  {at}  {entry.kind:<12} {entry.actor:<14} {entry.detail}", markup=False)
 
 
-def _operator(by: str, text: str = "") -> OperatorAction:
+def _operator(by: str, text: str = "", eta_minutes: int | None = None) -> OperatorAction:
     try:
-        return OperatorAction(by=by, text=text)
+        return OperatorAction(by=by, text=text, eta_minutes=eta_minutes)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise typer.BadParameter(problems) from None
@@ -116,9 +116,21 @@ By = Annotated[str, typer.Option("--by", help="the operator's name")]
 
 
 @app.command("ack")
-def ack(ctx: typer.Context, incident_id: str, by: By) -> None:
-    """Acknowledge: escalation stops."""
-    _act(ctx, incident_id, "ack", _operator(by))
+def ack(
+    ctx: typer.Context,
+    incident_id: str,
+    by: By,
+    eta: Annotated[
+        int | None,
+        typer.Option(
+            "--eta",
+            help="minutes until you are there: then the camera is checked again, and "
+            "escalation resumes if the hazard is still present",
+        ),
+    ] = None,
+) -> None:
+    """Acknowledge: escalation stops (with --eta: until the camera is checked again)."""
+    _act(ctx, incident_id, "ack", _operator(by, eta_minutes=eta))
 
 
 @app.command("resolve")

@@ -207,8 +207,13 @@ async def test_cli_lists_shows_acts_and_refuses_clearly(
         assert view.incident_id in out, out  # whole, to be copied into ack/resolve/dismiss
         code, out = await cli(settings, "list", "--camera", camera, "--ids")
         assert (code, out.split()) == (0, [view.incident_id])
-        code, out = await cli(settings, "ack", view.incident_id, "--by", "wang.fang")
+        code, out = await cli(settings, "ack", view.incident_id, "--by", "li", "--eta", "0")
+        assert code != 0 and "eta_minutes" in out and "Traceback" not in out, out
+        code, out = await cli(settings, "ack", view.incident_id, "--by", "wang.fang", "--eta", "9")
         assert code == 0 and "acknowledged" in out, out
+        acked = await show_incident(redis, view.incident_id)
+        assert acked.follow_up_at is not None and acked.acknowledged_at is not None
+        assert acked.follow_up_at - acked.acknowledged_at == timedelta(minutes=9)
         code, out = await cli(settings, "ack", view.incident_id, "--by", "wang.fang")
         assert code == 2 and "it is acknowledged" in out, out
         code, out = await cli(settings, "dismiss", view.incident_id, "--reason", "a mannequin")

@@ -13,6 +13,7 @@ import hashlib
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -275,6 +276,8 @@ async def test_a_claim_then_resolved_from_the_card_act_on_the_incident_and_every
         assert [d["status"] for d in answer["deliveries"]] == [200, 200]
         view = await until(handle, lambda v: v.state == IncidentState.ACKNOWLEDGED)
         assert view.acknowledged_by == "wang.gong"
+        assert view.follow_up_at is not None and view.acknowledged_at is not None
+        assert view.follow_up_at - view.acknowledged_at == timedelta(minutes=10)  # the ETA
         entry = next(e for e in view.timeline if e.kind == "acknowledged")
         assert entry.actor == "wang.gong" and "WeCom" in entry.detail and "10 min" in entry.detail
 
