@@ -148,3 +148,9 @@ def callback_replay_key(channel: str, signature: str) -> str:
     """Set for a while once a chat app's signed callback was taken: the same request again is
     a replay (`workers.callbacks.app`)."""
     return f"rf:cb-seen:{channel}:{signature[:128]}"
+
+
+def card_click_outbox_key(task_queue: str) -> str:
+    """Clicks Temporal did not take yet (hash: workflow id -> the click as JSON), kept by the
+    callback listener of `task_queue` until it starts them."""
+    return f"rf:clicks:outbox:{task_queue}"

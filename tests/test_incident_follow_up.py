@@ -1,7 +1,8 @@
 """Acknowledged is not done (workflows.incident_follow_up): an acknowledgement with an ETA is
 followed up when the ETA runs out. IncidentWorkflow on Temporal's time-skipping server with a
-real worker (real Valkey, the local broker, the fake DashScope); frames are captured on the
-server's clock, which earlier tests moved on."""
+real worker (real Valkey, the local broker, the fake DashScope). Frames count by when they
+arrive, not by the camera's clock: the frames after the acknowledgement here come from a
+camera whose clock is an hour slow."""
 
 from __future__ import annotations
 
@@ -61,7 +62,7 @@ async def test_when_the_eta_runs_out_the_camera_decides(
         await handle.execute_update(IncidentWorkflow.ack, ack)
         acked = await until(handle, lambda v: v.state == IncidentState.ACKNOWLEDGED)
         assert (acked.follow_up_at is None) == (eta is None)
-        later = now + timedelta(minutes=2)
+        later = now - timedelta(hours=1)  # a camera whose clock is an hour slow: it arrived since
         if after_ack == "fall":
             await handle.signal(IncidentWorkflow.frame, at(fall(camera, 2), later))
         elif after_ack == "clear":

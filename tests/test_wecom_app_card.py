@@ -113,6 +113,15 @@ def test_model_text_stays_plain_text_and_a_console_less_card_has_no_action() -> 
     assert "card_action" not in card
 
 
+def test_direction_overrides_and_invisible_characters_never_reach_the_card() -> None:
+    hostile = request(summary="safe\u202eefas\u200b ok", camera_id="cam\u202e1")
+    card = body_of(hostile)["template_card"]
+    assert card["sub_title_text"] == "safeefas ok"
+    assert "\u202e" not in json.dumps(card, ensure_ascii=False)
+    when = next(i["value"] for i in card["horizontal_content_list"] if "UTC" in i["value"])
+    assert when.endswith("UTC+08:00")  # the site's offset whole, not cut
+
+
 def test_a_closing_message_has_nothing_to_answer_and_goes_as_markdown() -> None:
     body = body_of(request(kind="resolved", state="resolved"))
     assert body["msgtype"] == "markdown" and "template_card" not in body

@@ -270,6 +270,8 @@ class IncidentWorkflow(IncidentFollowUps):
         self._seen = [*self._seen, key][-MAX_SEEN:]
         if not frame.rule:
             self._clear = frame
+            if self._follow_up:  # when it arrived: the camera's clock is not the server's
+                self._set(clear_at=workflow.now())
             return False
         self._view = plan.with_frame(self._v, frame, inp.config, workflow.now())
         self._newest = frame

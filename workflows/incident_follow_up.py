@@ -2,7 +2,7 @@
 a durable follow-up (patch `FOLLOW_UP`, asked once per run, in `__init__`). When the ETA runs
 out and the incident is still only acknowledged, the camera is looked at again:
 
-- a matching frame captured since the acknowledgement: the hazard is still there;
+- a matching frame arrived since the acknowledgement: the hazard is still there;
 - else the newest clear frame since then goes to the resolution check (the LLM: is the hazard
   still present?): a confident no resolves the incident, the frames before and after in the
   timeline; anything else: still there;
@@ -31,6 +31,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.incident_state import IncidentNotices, Purpose, S
 
 FOLLOW_UP = "ack-follow-up"  # workflow.patched id: the behaviour described above
+FOLLOW_UP_RETRY = timedelta(seconds=30)  # an assessment running: the check comes after it
 
 
 class IncidentFollowUps(IncidentNotices):
@@ -53,16 +54,22 @@ class IncidentFollowUps(IncidentNotices):
         return view.follow_up_at
 
     async def _follow_up_check(self, inp: IncidentStart) -> None:
+        """The ETA ran out (see the module docstring). Frames count by when they arrived
+        (workflow time), never by the camera's clock. While an assessment runs beside the loop
+        the check waits for it (a queued check could be replaced by a later frame's)."""
+        if self._assessing is not None:
+            self._set(follow_up_at=workflow.now() + FOLLOW_UP_RETRY)
+            return
         view = self._v
         acknowledged = view.acknowledged_at or view.opened_at
         self._set(follow_up_at=None)
-        seen = [f for f in view.recent_frames if f.captured_at > acknowledged]
-        if seen:
-            newest = seen[-1]
-            await self._resume(f"frame {newest.frame_id} shows {newest.rule}")
+        if view.last_match_at is not None and view.last_match_at > acknowledged:
+            newest = view.recent_frames[-1] if view.recent_frames else None
+            seen = f"frame {newest.frame_id} shows {newest.rule}" if newest else view.rule
+            await self._resume(seen)
             return
         clear = self._clear
-        if clear is not None and clear.event.captured_at > acknowledged:
+        if clear is not None and view.clear_at is not None and view.clear_at > acknowledged:
             self._clear = None
             hazard = view.rule or view.family
             situation = f"follow-up: is the {hazard} hazard still present?"

@@ -7,7 +7,8 @@ answered), up to six fields (`horizontal_content_list`), the console link as the
 action when a console is configured, a choice of arrival time (`button_selection`) and the
 buttons Claim, On my way, False alarm and Resolved, each keyed `riskflow.contracts.
 card_actions.ButtonKey`. Template cards are plain text: nothing in them is markup, so model
-text needs no escaping; every text is cut to the length WeCom documents for it. A message
+text needs no escaping, only control and format characters removed (`plain`); every text is
+cut to the length WeCom documents for it. A message
 that closes an incident has nothing to answer: it goes as markdown (`activities.notify.wecom`).
 
 After a click: the card everyone sees says who did what ("认领: 王工 14:03, 预计 5 分钟到场"),
@@ -18,6 +19,7 @@ close: none, the buttons replaced by the line).
 from __future__ import annotations
 
 import hashlib
+import unicodedata
 from typing import Any
 
 from activities.notify.texts import Message, clip
@@ -34,7 +36,7 @@ from riskflow.contracts.card_actions import (
 )
 
 # Lengths WeCom documents for template_card texts (建议不超过 N 个字).
-TITLE, DESC, SUB_TITLE, KEYNAME, VALUE, BUTTON = 36, 44, 112, 5, 26, 10
+TITLE, DESC, SUB_TITLE, KEYNAME, VALUE, BUTTON = 36, 44, 112, 5, 30, 10
 MAX_FIELDS, DUPLICATE_CHECK_SECONDS = 6, 4 * 3600
 
 _LABELS: dict[Language, dict[str, str]] = {
@@ -104,18 +106,26 @@ def buttons(
     ]
 
 
+def plain(text: str) -> str:
+    """`text` without control and format characters (a right-to-left override in a camera
+    label or a model's summary would turn the card's line around; zero-width characters
+    would hide text)."""
+    return "".join(c for c in text if c == "\n" or unicodedata.category(c) not in ("Cc", "Cf"))
+
+
 def card(
     message: Message, incident_id: str, language: Language, task: str, console_url: str
 ) -> dict[str, Any]:
     """The `template_card` of an incident message still open to answers."""
     t = _LABELS[language]
+    title = clip(message.title(plain), TITLE)
     body: dict[str, Any] = {
         "card_type": "button_interaction",
         "source": {"desc": "riskflow"},
-        "main_title": {"title": clip(message.title(str), TITLE), "desc": clip(message.lead, DESC)},
+        "main_title": {"title": title, "desc": clip(message.lead, DESC)},
         "task_id": task,
         "horizontal_content_list": [
-            {"keyname": clip(label, KEYNAME), "value": clip(value, VALUE)}
+            {"keyname": clip(label, KEYNAME), "value": clip(plain(value), VALUE)}
             for label, value in message.fields[:MAX_FIELDS]
         ],
         "button_selection": {
@@ -127,7 +137,7 @@ def card(
         "button_list": buttons(incident_id, language, OPEN_ACTIONS),
     }
     if message.summary:
-        body["sub_title_text"] = clip(message.summary, SUB_TITLE)
+        body["sub_title_text"] = clip(plain(message.summary), SUB_TITLE)
     if console_url:
         body["card_action"] = {"type": 1, "url": console_url}
     return body

@@ -6,7 +6,7 @@ callbacks:
   host: 127.0.0.1              # behind the reverse proxy that the vendors reach over HTTPS
   port: 8310
   replay_window_seconds: 300   # a click signed further from now than this is refused
-  max_requests_per_second: 50  # per receive URL; beyond: 429
+  max_requests_per_second: 50  # refused requests logged a second; beyond: 429, unlogged
 ```
 
 Each app channel's receive URL is `https://<public host>/callbacks/<vendor>/<channel name>`
@@ -28,5 +28,8 @@ class CallbackSettings(BaseModel):
         default=300.0, gt=0, description="a callback signed longer ago than this is refused"
     )
     max_requests_per_second: int = Field(
-        default=50, gt=0, description="per receive URL and listener process; beyond: 429"
+        default=50,
+        gt=0,
+        description="refused requests a receive URL answers 400 (and logs) a second, per "
+        "listener process; beyond: 429 (clicks that pass their checks are never paced)",
     )

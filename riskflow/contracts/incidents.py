@@ -132,6 +132,9 @@ class IncidentView(BaseModel):
     held: list[str] = Field(default_factory=list, description="steps held by quiet hours")
     frames_seen: int = 0
     last_match_at: datetime | None = Field(default=None, description="workflow time")
+    clear_at: datetime | None = Field(
+        default=None, description="workflow time the newest frame without a match arrived"
+    )
     checked_at: datetime | None = Field(default=None, description="last resolution check")
     follow_up_at: datetime | None = Field(
         default=None, description="when an acknowledgement's ETA runs out (the camera is checked)"

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -171,8 +171,8 @@ class ClickActivities:
             await self._update(view.incident_id, _UPDATES[button.action], person, text, eta)
         except IncidentActionRefused as exc:
             now = await self._current(view)
-            if not _done_by(now, button.action, person):
-                why = _state_word(now, lang) if now.state.closed else str(exc)
+            if not _done_by(now, button.action, person, eta):
+                why = self._why(now, lang) or str(exc)
                 return self._refused(str(exc), lang, "refused", now, person, why=why)
         at = self._clock(view, click.at)
         closed = button.action in ("false_alarm", "resolve")
@@ -237,6 +237,16 @@ class ClickActivities:
             language=lang,
         )
 
+    def _why(self, view: IncidentView, lang: Language) -> str:
+        """Why the incident refused, in the site's language: its state, and who took it
+        there when that is a person of the directory ("已确认 (王工)"); "" when it is open."""
+        if not (view.state.closed or view.state == IncidentState.ACKNOWLEDGED):
+            return ""
+        word = _state_word(view, lang)
+        by = view.acknowledged_by if view.state == IncidentState.ACKNOWLEDGED else view.closed_by
+        person = self._people.by_id(by)
+        return f"{word} ({person.name})" if person is not None else word
+
     def _language(self, view: IncidentView) -> Language:
         site = self._sites(view.site_id)
         return site.language if site is not None else "en"
@@ -258,13 +268,17 @@ class ClickActivities:
         return next((offered[p] for p in picked if p in offered), ETA_MINUTES[0])
 
 
-def _done_by(view: IncidentView, action: CardAction, person: Person) -> bool:
+def _done_by(view: IncidentView, action: CardAction, person: Person, eta: int | None) -> bool:
     """Whether the incident already is where `action` by `person` takes it (an earlier
-    attempt of this click landed)."""
+    attempt of this click landed): the same state, by the same person, with the same ETA."""
     if view.state != _DONE[action]:
         return False
     by = view.acknowledged_by if view.state == IncidentState.ACKNOWLEDGED else view.closed_by
-    return by == person.id
+    if by != person.id:
+        return False
+    if eta is None or view.acknowledged_at is None:
+        return True
+    return view.follow_up_at == view.acknowledged_at + timedelta(minutes=eta)
 
 
 def _state_word(view: IncidentView, lang: Language) -> str:

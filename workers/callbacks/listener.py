@@ -70,7 +70,10 @@ def click_worker(
         workflows=[CardClickWorkflow],
         activities=[activities.act, activities.tell],
         workflow_runner=SandboxedWorkflowRunner(
-            restrictions=SandboxRestrictions.default.with_passthrough_modules("workflows")
+            restrictions=SandboxRestrictions.default.with_passthrough_modules(
+                "opentelemetry",
+                "workflows",  # as the main worker's (tracing interceptor)
+            )
         ),
     )
 
