@@ -169,6 +169,8 @@ class ClickActivities:
             text += f", false alarm: {button.reason}"
         try:
             await self._update(view.incident_id, _UPDATES[button.action], person, text, eta)
+        except IncidentNotFound as exc:  # its view expired meanwhile
+            return self._refused(str(exc), lang, "refused", view, person, why=str(exc))
         except IncidentActionRefused as exc:
             now = await self._current(view)
             if not _done_by(now, button.action, person, eta):
