@@ -332,6 +332,7 @@ async def test_a_nan_timestamp_never_passes_the_replay_window(rx: WeComReceiver)
         ({"errcode": 60020, "errmsg": "not allow to access from your ip"}, NOTIFY_REJECTED),
         ({"errcode": 48002, "errmsg": "api forbidden"}, NOTIFY_REJECTED),
         ({"errcode": 81013, "errmsg": "user & party & tag all invalid"}, NOTIFY_REJECTED),
+        ({"errcode": 60140, "errmsg": "invalid response_code"}, NOTIFY_REJECTED),
         ({"errcode": 50001, "errmsg": "something new"}, NOTIFY_CHANNEL_ERROR),
     ],
 )

@@ -15,10 +15,11 @@
 Codes: 45009 / 45033 (frequency) are retried after a minute, -1 (busy: "稍候再试") at once;
 40013 (corp id), 40001 (secret), 40056 (agent id), 40058 / 40008 (parameter, type), 45002 (too
 large), 48002 (API not permitted), 60011 / 81013 / 82001 (no recipient the app may reach),
-60020 (server IP not on the app's allow list) and a few more are configuration and not
-retried; 42014 (task id taken) means an earlier attempt of the same message was delivered;
-any other code is retried. WeCom drops messages beyond 30 a minute / 1,000 an hour to one
-member without saying so.
+60020 (server IP not on the app's allow list), 60140 / 42015 / 42016 (an update's response
+code spent, expired or another card's) and a few more are not retried; 42014 (task id
+taken) means an earlier attempt of the same message was delivered; any other code is
+retried. WeCom drops messages beyond 30 a minute / 1,000 an hour to one member without
+saying so.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ TASK_ID_TAKEN = 42014  # "taskid has existed or empty or exceed max len"
 CONFIG_CODES = frozenset(
     {40001, 40003, 40008, 40013, 40056, 40058, 41002, 41004, 45002, 48002, 60011, 60020}
     | {81013, 82001, 301002}
+    | {60140, 42015, 42016}  # update: a response code spent, expired or another app's
 )
 RENEW_BEFORE_SECONDS, MIN_TOKEN_SECONDS = 300.0, 60.0
 _SKIPPED = ("invaliduser", "invalidparty", "invalidtag", "unlicenseduser")

@@ -52,7 +52,7 @@ from riskflow.infra.redis import RedisClient
 from workers.incidents.client import Action, act, show_incident
 
 VENDOR_NAMES = {"wecom": "WeCom", "feishu": "Feishu", "dingtalk": "DingTalk"}
-VIEW_WAIT_SECONDS = 5.0
+VIEW_WAIT_SECONDS = 30.0  # within the activity's 60 s
 CLICK_REJECTED = "CardClickRejected"  # an error retrying cannot fix (workflows.policies)
 _UPDATES: dict[CardAction, Action] = {
     "claim": "ack",
