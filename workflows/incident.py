@@ -375,12 +375,7 @@ class IncidentWorkflow(IncidentFollowUps):
                 self._tell("assessed", self._reached(), f"a{self._v.assessments}")
         elif purpose == "follow_up":
             await self._followed_up(inp, result, frame)
-        elif purpose == "resolution" and (
-            result is not None
-            and level is not None
-            and level.rank <= cfg.resolve_max_level.rank
-            and (result.risk_score or 0) <= cfg.resolve_max_score
-        ):
+        elif purpose == "resolution" and result is not None and plan.confidently_gone(result, cfg):
             await self._close(S.RESOLVED, "resolved", AUTO_RESOLVER, result.summary[:300])
 
     async def _assess(

@@ -28,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
         IncidentStart,
         OperatorAction,
     )
+    from workflows import incident_plan as plan
     from workflows.incident_state import IncidentNotices, Purpose, S
 
 FOLLOW_UP = "ack-follow-up"  # workflow.patched id: the behaviour described above
@@ -81,15 +82,9 @@ class IncidentFollowUps(IncidentNotices):
         self, inp: IncidentStart, result: Assessment | None, frame: IncidentFrame
     ) -> None:
         """The follow-up's check of a clear frame answered (None: it failed)."""
-        cfg = inp.config
         level = result.risk_level if result is not None else None
         after = frame.event.frame_id
-        if (
-            result is not None
-            and level is not None
-            and level.rank <= cfg.resolve_max_level.rank
-            and (result.risk_score or 0) <= cfg.resolve_max_score
-        ):
+        if result is not None and plan.confidently_gone(result, inp.config):
             before = self._v.recent_frames[-1].frame_id if self._v.recent_frames else "-"
             text = f"follow-up: gone (frame {before} -> {after}): {result.summary}"
             await self._close(S.RESOLVED, "resolved", AUTO_RESOLVER, text[:300])

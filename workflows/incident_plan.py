@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from riskflow.config.incidents import IncidentConfig
+from riskflow.contracts.assessment import Assessment
 from riskflow.contracts.incidents import (
     EventKind,
     FrameRef,
@@ -253,4 +254,16 @@ def event_of(
         actor=actor,
         detail=detail,
         escalation_level=level,
+    )
+
+
+def confidently_gone(result: Assessment | None, config: IncidentConfig) -> bool:
+    """Whether a resolution check's answer says the hazard is gone: at or below
+    `resolve_max_level` and `resolve_max_score` (None, a failed check: no)."""
+    level = result.risk_level if result is not None else None
+    return (
+        result is not None
+        and level is not None
+        and level.rank <= config.resolve_max_level.rank
+        and (result.risk_score or 0) <= config.resolve_max_score
     )

@@ -42,8 +42,8 @@ from activities.notify.texts import Message, render
 from activities.notify.webhook import WEBHOOK
 from activities.notify.wecom import WECOM
 from activities.notify.wecom_app import WECOM_APP, WeComApp
+from activities.notify.wecom_card import CARD_TTL_SECONDS, task_id
 from activities.notify.wecom_card import message as wecom_app_message
-from activities.notify.wecom_card import task_id
 from riskflow.config.channels import (
     ChannelSecrets,
     EmailChannel,
@@ -67,7 +67,6 @@ from riskflow.names import app_card_key
 
 logger = logging.getLogger(__name__)
 VENDORS: dict[str, Vendor] = {v.name: v for v in (WEBHOOK, DINGTALK, WECOM, WECOM_APP, FEISHU)}
-CARD_TTL_SECONDS = 72 * 3600  # a WeCom card's buttons answer for 72 hours
 _OUTCOMES = {
     NOTIFY_RATE_LIMITED: "rate_limited",
     NOTIFY_CHANNEL_ERROR: "failed",

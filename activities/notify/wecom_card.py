@@ -38,6 +38,7 @@ from riskflow.contracts.card_actions import (
 # Lengths WeCom documents for template_card texts (建议不超过 N 个字).
 TITLE, DESC, SUB_TITLE, KEYNAME, VALUE, BUTTON = 36, 44, 112, 5, 30, 10
 MAX_FIELDS, DUPLICATE_CHECK_SECONDS = 6, 4 * 3600
+CARD_TTL_SECONDS = 72 * 3600  # a card's buttons answer for 72 hours: it is kept that long
 
 _LABELS: dict[Language, dict[str, str]] = {
     "en": {

@@ -29,7 +29,7 @@ from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import ParseError, fromstring
 
 from activities.notify.wecom_app import WeComApp
-from activities.notify.wecom_card import answered_card, reasons_card
+from activities.notify.wecom_card import CARD_TTL_SECONDS, answered_card, reasons_card
 from riskflow.config.channels import WeComAppChannel
 from riskflow.contracts.card_actions import CardClick, ClickOutcome
 from riskflow.infra.redis import RedisClient
@@ -39,7 +39,6 @@ from workers.callbacks.wecom_crypto import WeComCrypto
 
 logger = logging.getLogger(__name__)
 CARD_EVENT = "template_card_event"
-CARD_TTL_SECONDS = 72 * 3600
 
 
 @dataclass(frozen=True)
