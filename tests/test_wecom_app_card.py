@@ -14,6 +14,7 @@ import aiohttp
 import pytest
 from pydantic import ValidationError
 
+from activities.notify.cards import answered_line
 from activities.notify.texts import render
 from activities.notify.wecom_app import WeComApp
 from activities.notify.wecom_card import (
@@ -24,7 +25,6 @@ from activities.notify.wecom_card import (
     TITLE,
     VALUE,
     answered_card,
-    answered_line,
     message,
     task_id,
 )

@@ -19,7 +19,6 @@ without either (`unguarded`): an alarm never waits for Redis.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -30,26 +29,26 @@ import aiohttp
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.notify.apps import AppSenders
 from activities.notify.dingtalk import DINGTALK
 from activities.notify.errors import Refused, Uncertain, application_error
 from activities.notify.feishu import FEISHU
+from activities.notify.feishu_app import FEISHU_APP
 from activities.notify.http import Vendor, post, reuses_connections
 from activities.notify.mail import MailSender, compose
 from activities.notify.markers import Markers, Prior
 from activities.notify.paced import PacedSender, Robots
 from activities.notify.pacing import Pacer
-from activities.notify.texts import Message, render
+from activities.notify.texts import render
 from activities.notify.webhook import WEBHOOK
 from activities.notify.wecom import WECOM
-from activities.notify.wecom_app import WECOM_APP, WeComApp
-from activities.notify.wecom_card import CARD_TTL_SECONDS, task_id
-from activities.notify.wecom_card import message as wecom_app_message
+from activities.notify.wecom_app import WECOM_APP
 from riskflow.config.channels import (
+    APP_CHANNEL_TYPES,
     ChannelSecrets,
     EmailChannel,
     HttpChannelConfig,
     NotificationSettings,
-    WeComAppChannel,
     local_receiver_url,
 )
 from riskflow.contracts.notifications import (
@@ -63,10 +62,11 @@ from riskflow.contracts.notifications import (
 )
 from riskflow.infra.metrics import NOTIFICATIONS
 from riskflow.infra.redis import FAIL_OPEN_SECONDS, RedisClient, store_outage
-from riskflow.names import app_card_key
 
 logger = logging.getLogger(__name__)
-VENDORS: dict[str, Vendor] = {v.name: v for v in (WEBHOOK, DINGTALK, WECOM, WECOM_APP, FEISHU)}
+VENDORS: dict[str, Vendor] = {
+    v.name: v for v in (WEBHOOK, DINGTALK, WECOM, WECOM_APP, FEISHU, FEISHU_APP)
+}
 _OUTCOMES = {
     NOTIFY_RATE_LIMITED: "rate_limited",
     NOTIFY_CHANNEL_ERROR: "failed",
@@ -101,7 +101,7 @@ class NotifyActivities:
             )
         self._session = session
         self._redis = redis
-        self._apps: dict[str, WeComApp] = {}
+        self.apps = AppSenders(session, secrets, redis)
         self._mailer = mailer
         self._markers = Markers(redis, config.claim_seconds, config.marker_ttl_seconds)
         self._config = config
@@ -235,56 +235,10 @@ class NotifyActivities:
             mail = compose(request, message, channel)
             return partial(self._mailer.send, channel, self._secrets.password(name), mail)
         url = self._secrets.url(name) or local_receiver_url(channel.type, name, self._receiver)
-        if isinstance(channel, WeComAppChannel):
-            return partial(self._send_card, request, message, channel, url)
+        if isinstance(channel, APP_CHANNEL_TYPES):
+            return partial(self.apps.send, request, message, channel, url)
         vendor = VENDORS[channel.type]
         http_request = vendor.build(
             request, message, url, self._secrets.secret(name), self._clock()
         )
         return partial(post, self._session, vendor, http_request, channel.timeout_seconds)
-
-    def app(self, name: str, channel: WeComAppChannel, base: str) -> WeComApp:
-        """The channel's app (one per process: it keeps the access token)."""
-        app = self._apps.get(name)
-        if app is None:
-            secret = self._secrets.secret(name) or ""
-            app = WeComApp(
-                self._session,
-                base,
-                channel.corp_id,
-                channel.agent_id,
-                secret,
-                channel.timeout_seconds,
-            )
-            self._apps[name] = app
-        return app
-
-    async def _send_card(
-        self,
-        request: NotificationRequest,
-        message: Message,
-        channel: WeComAppChannel,
-        base: str,
-    ) -> str:
-        """Send the card, then keep it for the callback listener, which updates it when one of
-        its buttons is pressed (a card not kept stays as sent: its buttons still act)."""
-        body = wecom_app_message(
-            channel,
-            message,
-            request.incident_id,
-            request.language,
-            request.idempotency_key,
-            request.console_url,
-        )
-        detail = await self.app(request.channel, channel, base).send(body)
-        card = body.get("template_card")
-        if card is not None:
-            key = app_card_key(request.channel, task_id(request.idempotency_key))
-            try:
-                async with asyncio.timeout(FAIL_OPEN_SECONDS):
-                    await self._redis.set(key, json.dumps(card), ex=CARD_TTL_SECONDS)
-            except Exception as exc:
-                if not store_outage(exc):
-                    raise
-                activity.logger.warning("%s: card %s not kept: %s", request.channel, key, exc)
-        return detail

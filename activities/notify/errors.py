@@ -39,6 +39,12 @@ class Refused(Exception):
         return self.kind != NOTIFY_REJECTED
 
 
+class TokenRefused(Refused):
+    """An app's access token was refused (expired early, revoked, never valid): fetch a new
+    one and make the call once more. Vendors answer it with an error status as well as with
+    200 (`http.verdict` lets it through either way)."""
+
+
 class Uncertain(Exception):
     """The request may or may not have been delivered."""
 

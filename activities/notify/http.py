@@ -48,6 +48,7 @@ class HttpRequest:
     url: str
     body: bytes
     headers: dict[str, str] = field(default_factory=dict)
+    method: str = "POST"  # an app's update: PATCH (Feishu), PUT (DingTalk)
 
 
 @dataclass(frozen=True)
@@ -111,8 +112,12 @@ async def _exchange(
         "Connection": "close",
         **request.headers,
     }
-    async with client.post(
-        request.url, data=request.body, headers=headers, timeout=timeouts(timeout_seconds)
+    async with client.request(
+        request.method,
+        request.url,
+        data=request.body,
+        headers=headers,
+        timeout=timeouts(timeout_seconds),
     ) as response:
         try:
             text: str | None = await response.text(errors="replace")
@@ -124,7 +129,8 @@ async def _exchange(
 async def post(
     client: aiohttp.ClientSession, vendor: Vendor, request: HttpRequest, timeout_seconds: float
 ) -> str:
-    """POST `request`; the vendor's detail of a success, else `Refused` or `Uncertain`."""
+    """Send `request` (a POST unless its `method` says otherwise); the vendor's detail of a
+    success, else `Refused` or `Uncertain`."""
     # No str(exc) below: aiohttp's messages quote the URL, which holds the robot's token.
     try:
         answer = await _exchange(client, request, timeout_seconds)
@@ -156,12 +162,16 @@ def verdict(vendor: Vendor, answer: Answer) -> str:
 
 def _raise_vendor_rate_limit(vendor: Vendor, parsed: Any, retry_after: str | None) -> None:
     """An error status whose body carries the vendor's own rate-limit code (Feishu answers
-    HTTP 400 or 429 with code 99991400) is a rate limit, not a refusal."""
+    HTTP 400 or 429 with code 99991400) is a rate limit, not a refusal; a body the vendor's
+    check reads as a verdict of its own (a `Refused` subclass: `TokenRefused` for Feishu's
+    HTTP 400 with 99991663, a DingTalk card that already exists) is that verdict."""
     if not isinstance(parsed, dict):
         return
     try:
         vendor.check(parsed)
     except Refused as exc:
+        if type(exc) is not Refused:
+            raise
         if exc.kind == NOTIFY_RATE_LIMITED:
             raise rate_limited(str(exc), seconds(retry_after) or exc.retry_after_seconds) from None
 

@@ -56,11 +56,11 @@ from activities.notify.pacing import (
 )
 from activities.notify.texts import render
 from riskflow.config.channels import (
+    AppChannelConfig,
     ChannelSecrets,
     EmailChannel,
     HttpChannelConfig,
     NotificationSettings,
-    WeComAppChannel,
     local_receiver_url,
 )
 from riskflow.contracts.notifications import (
@@ -96,7 +96,7 @@ class Robots:
         """The robot `channel` sends to (None for e-mail). A webhook without a
         `rate_per_minute` has no windows: its sends are never held for a slot, only while its
         own "too fast" answer (429 and its Retry-After) closes it for every worker."""
-        if isinstance(channel, EmailChannel | WeComAppChannel):
+        if isinstance(channel, EmailChannel | AppChannelConfig):
             return None  # an app's limits are per member and per app, not per robot
         windows = paced_windows(channel.type, channel.rate_per_minute, self._margin)
         return Robot(Robot.id_of(self.url(name, channel)), channel.type, windows)

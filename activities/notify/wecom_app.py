@@ -24,8 +24,6 @@ saying so.
 
 from __future__ import annotations
 
-import asyncio
-import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -33,8 +31,9 @@ from typing import Any
 import aiohttp
 
 from activities.notify import errors
-from activities.notify.errors import Refused
-from activities.notify.http import HttpRequest, Vendor, code_of, json_body, post, timeouts
+from activities.notify.app_token import AccessToken, fetch_json, lifetime
+from activities.notify.errors import Refused, TokenRefused
+from activities.notify.http import HttpRequest, Vendor, code_of, json_body, post
 from riskflow.contracts.notifications import NOTIFY_CHANNEL_ERROR, NOTIFY_REJECTED
 
 RATE_CODES = frozenset({45009, 45033})  # over a frequency: wait out the minute
@@ -45,12 +44,7 @@ CONFIG_CODES = frozenset(
     | {81013, 82001, 301002}
     | {60140, 42015, 42016}  # update: a response code spent, expired or another app's
 )
-RENEW_BEFORE_SECONDS, MIN_TOKEN_SECONDS = 300.0, 60.0
 _SKIPPED = ("invaliduser", "invalidparty", "invalidtag", "unlicenseduser")
-
-
-class TokenRefused(Refused):
-    """The access token was refused (40014 / 42001 / 41001): fetch a new one and try again."""
 
 
 class TaskIdTaken(Refused):
@@ -101,9 +95,7 @@ class WeComApp:
         self._corp_id = corp_id
         self._secret = secret
         self._timeout = timeout_seconds
-        self._clock = clock
-        self._token: tuple[str, float] | None = None
-        self._lock = asyncio.Lock()
+        self._token = AccessToken(self._fetch_token, clock)
 
     async def send(self, message: dict[str, Any]) -> str:
         """`message/send`: the answer's detail; `Refused` or `Uncertain` as `http.post`. A
@@ -120,53 +112,23 @@ class WeComApp:
 
     async def _call(self, path: str, payload: dict[str, Any]) -> str:
         body = json_body(payload)
-        for attempt in range(2):
-            token = await self._access_token()
+
+        async def call(token: str) -> str:
             url = f"{self._base}/cgi-bin/{path}?access_token={token}"
-            try:
-                return await post(self._session, WECOM_APP, HttpRequest(url, body), self._timeout)
-            except TokenRefused:
-                self._drop(token)
-                if attempt:
-                    raise
-        raise AssertionError("unreachable")
+            return await post(self._session, WECOM_APP, HttpRequest(url, body), self._timeout)
 
-    def _drop(self, token: str) -> None:
-        if self._token is not None and self._token[0] == token:
-            self._token = None
-
-    async def _access_token(self) -> str:
-        async with self._lock:
-            now = self._clock()
-            if self._token is not None and self._token[1] > now:
-                return self._token[0]
-            token, lifetime = await self._fetch_token()
-            keep = max(MIN_TOKEN_SECONDS, lifetime - RENEW_BEFORE_SECONDS)
-            self._token = (token, now + keep)
-            return token
+        return await self._token.using(call)
 
     async def _fetch_token(self) -> tuple[str, float]:
         url = f"{self._base}/cgi-bin/gettoken"
         params = {"corpid": self._corp_id, "corpsecret": self._secret}
-        try:
-            async with self._session.get(
-                url, params=params, timeout=timeouts(self._timeout)
-            ) as response:
-                status, text = response.status, await response.text(errors="replace")
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            # No str(exc): aiohttp's message quotes the URL, which holds the secret.
-            raise errors.failed(f"WeCom gettoken: {type(exc).__name__}") from None
-        if not 200 <= status < 300:
-            raise errors.http_status("WeCom gettoken", status, text, None)
-        try:
-            answer = json.loads(text)
-        except json.JSONDecodeError:
-            raise errors.failed(f"WeCom gettoken answered non-JSON: {text[:200]}") from None
+        answer = await fetch_json(
+            self._session, "WeCom gettoken", "GET", url, self._timeout, params=params
+        )
         code, message = code_of(answer, "errcode")
         token = answer.get("access_token") if code == 0 else None
         if not isinstance(token, str) or not token:
             if code == 0:
-                raise errors.failed(f"WeCom gettoken answered no token: {text[:200]}")
+                raise errors.failed(f"WeCom gettoken answered no token: {str(answer)[:200]}")
             raise errors.vendor_code("WeCom gettoken", code, message, RATE_CODES, CONFIG_CODES)
-        lifetime = answer.get("expires_in")
-        return token, float(lifetime) if isinstance(lifetime, int | float) else 7200.0
+        return token, lifetime(answer.get("expires_in"))

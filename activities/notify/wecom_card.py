@@ -19,9 +19,9 @@ close: none, the buttons replaced by the line).
 from __future__ import annotations
 
 import hashlib
-import unicodedata
 from typing import Any
 
+from activities.notify.cards import CLAIMED_ACTIONS, LABELS, OPEN_ACTIONS, plain
 from activities.notify.texts import Message, clip
 from activities.notify.wecom import content
 from riskflow.config.channels import WeComAppChannel
@@ -32,55 +32,13 @@ from riskflow.contracts.card_actions import (
     REASONS,
     ButtonKey,
     CardAction,
-    FalseAlarmReason,
 )
 
 # Lengths WeCom documents for template_card texts (建议不超过 N 个字).
 TITLE, DESC, SUB_TITLE, KEYNAME, VALUE, BUTTON = 36, 44, 112, 5, 30, 10
 MAX_FIELDS, DUPLICATE_CHECK_SECONDS = 6, 4 * 3600
-CARD_TTL_SECONDS = 72 * 3600  # a card's buttons answer for 72 hours: it is kept that long
 
-_LABELS: dict[Language, dict[str, str]] = {
-    "en": {
-        "claim": "Claim",
-        "on_my_way": "On my way",
-        "false_alarm": "False alarm",
-        "resolve": "Resolved",
-        "eta": "Arriving in",
-        "minutes": "{n} min",
-        "claimed": "Claimed: {who} {at}",
-        "coming": "{who} on the way {at}, about {n} min",
-        "dismissed": "False alarm: {who} {at}",
-        "resolved": "Resolved: {who} {at}",
-        "why": "Why a false alarm?",
-        "reason:detector": "Detector wrong",
-        "reason:drill": "Drill or test",
-        "reason:work": "Planned work",
-        "reason:other": "Other",
-        "dismissed_because": "False alarm ({reason}): {who} {at}",
-    },
-    "zh-CN": {
-        "claim": "认领",
-        "on_my_way": "马上到",
-        "false_alarm": "误报",
-        "resolve": "已解除",
-        "eta": "预计到场",
-        "minutes": "{n} 分钟",
-        "claimed": "认领: {who} {at}",
-        "coming": "认领: {who} {at}, 预计 {n} 分钟到场",
-        "dismissed": "误报: {who} {at}",
-        "resolved": "已解除: {who} {at}",
-        "why": "误报原因?",
-        "reason:detector": "误检",
-        "reason:drill": "演练/测试",
-        "reason:work": "已知作业",
-        "reason:other": "其他",
-        "dismissed_because": "误报({reason}): {who} {at}",
-    },
-}
 _STYLE: dict[CardAction, int] = {"claim": 1, "on_my_way": 1, "false_alarm": 2, "resolve": 3}
-OPEN_ACTIONS: tuple[CardAction, ...] = ("claim", "on_my_way", "false_alarm", "resolve")
-CLAIMED_ACTIONS: tuple[CardAction, ...] = ("false_alarm", "resolve")
 
 
 def task_id(idempotency_key: str) -> str:
@@ -96,7 +54,7 @@ def recipients(channel: WeComAppChannel) -> dict[str, str]:
 def buttons(
     incident_id: str, language: Language, actions: tuple[CardAction, ...]
 ) -> list[dict[str, Any]]:
-    t = _LABELS[language]
+    t = LABELS[language]
     return [
         {
             "text": clip(t[a], BUTTON),
@@ -107,18 +65,11 @@ def buttons(
     ]
 
 
-def plain(text: str) -> str:
-    """`text` without control and format characters (a right-to-left override in a camera
-    label or a model's summary would turn the card's line around; zero-width characters
-    would hide text)."""
-    return "".join(c for c in text if c == "\n" or unicodedata.category(c) not in ("Cc", "Cf"))
-
-
 def card(
     message: Message, incident_id: str, language: Language, task: str, console_url: str
 ) -> dict[str, Any]:
     """The `template_card` of an incident message still open to answers."""
-    t = _LABELS[language]
+    t = LABELS[language]
     title = clip(message.title(plain), TITLE)
     body: dict[str, Any] = {
         "card_type": "button_interaction",
@@ -162,24 +113,6 @@ def message(
     return head | {"msgtype": "template_card", "template_card": body}
 
 
-def answered_line(
-    action: CardAction,
-    language: Language,
-    who: str,
-    at: str,
-    eta_minutes: int | None,
-    reason: FalseAlarmReason | None = None,
-) -> str:
-    """What the card says after `action` by `who` at `at` (the site's wall clock, HH:MM)."""
-    t = _LABELS[language]
-    if action == "on_my_way":
-        return t["coming"].format(who=who, at=at, n=eta_minutes or ETA_MINUTES[0])
-    if action == "false_alarm" and reason is not None:
-        return t["dismissed_because"].format(reason=t[f"reason:{reason}"], who=who, at=at)
-    name = {"claim": "claimed", "false_alarm": "dismissed", "resolve": "resolved"}[action]
-    return t[name].format(who=who, at=at)
-
-
 def answered_card(
     sent: dict[str, Any], line: str, incident_id: str, language: Language
 ) -> dict[str, Any]:
@@ -193,16 +126,12 @@ def answered_card(
     return updated
 
 
-def reason_question(language: Language) -> str:
-    return _LABELS[language]["why"]
-
-
 def reasons_card(
     sent: dict[str, Any] | None, task: str, incident_id: str, language: Language
 ) -> dict[str, Any]:
     """The presser's card after False alarm: the question and one button per reason (the
     card as `card` made it, else a bare one of the same task id)."""
-    t = _LABELS[language]
+    t = LABELS[language]
     base: dict[str, Any] = dict(sent) if sent is not None else {"card_type": "button_interaction"}
     title = (sent or {}).get("main_title", {}).get("title") or t["why"]
     base |= {"task_id": task, "main_title": {"title": title, "desc": t["why"]}}

@@ -68,7 +68,7 @@ class App:
     corp_id: str
     agent_id: int
     secret: str
-    callback: tuple[str, str] | None  # the receive URL's token and EncodingAESKey
+    callback: tuple[str, ...] | None  # the receive URL's token and EncodingAESKey
 
 
 def apps_of(config: NotificationSettings, secrets: ChannelSecrets) -> dict[str, App]:

@@ -62,9 +62,10 @@ def _url(data: dict[str, Any]) -> str:
 
 
 def _callback(app: App) -> tuple[str, str]:
-    if app.callback is None:
+    if app.callback is None or len(app.callback) != 2:
         raise AdminError(400, f"channel {app.name!r} has no callback token and EncodingAESKey")
-    return app.callback
+    token, key = app.callback
+    return token, key
 
 
 def _target(simulator: WeComAppSimulator, data: dict[str, Any]) -> tuple[App, Card, str, str]:

@@ -119,15 +119,85 @@ class WeComAppChannel(_HttpChannel):
             raise ValueError("a wecom_app channel needs to_users, to_parties or to_tags")
         if self.secret is None and self.secret_env is None:
             raise ValueError("a wecom_app channel needs the app's 'secret' or 'secret_env'")
-        for field in ("callback_token", "callback_aes_key"):
-            literal, env = getattr(self, field), getattr(self, f"{field}_env")
-            if literal is not None and env is not None:
-                raise ValueError(f"give '{field}' or '{field}_env', not both")
-            if literal is None and env is None:
-                raise ValueError(f"a wecom_app channel needs '{field}' or '{field}_env'")
+        _callback_secrets(self, "wecom_app", ("callback_token", "callback_aes_key"))
         key = self.callback_aes_key
         if key is not None and len(key.get_secret_value()) != 43:
             raise ValueError("'callback_aes_key' (EncodingAESKey) has 43 characters")
+        return self
+
+
+def _callback_secrets(channel: BaseModel, kind: str, fields: tuple[str, ...]) -> None:
+    """Each of `fields` given literally or by `<field>_env`, exactly one of them."""
+    for field in fields:
+        literal, env = getattr(channel, field), getattr(channel, f"{field}_env")
+        if literal is not None and env is not None:
+            raise ValueError(f"give '{field}' or '{field}_env', not both")
+        if literal is None and env is None:
+            raise ValueError(f"a {kind} channel needs '{field}' or '{field}_env'")
+
+
+FeishuReceiveIdType = Literal["chat_id", "open_id", "union_id", "user_id", "email"]
+
+
+class FeishuAppChannel(_HttpChannel):
+    """Feishu / Lark custom app (企业自建应用) with its bot: an interactive card (card JSON
+    2.0) sent to each of `receive_ids` (chats or people, of `receive_id_type`), whose button
+    clicks (`card.action.trigger`) come back to the callback listener (`workers.callbacks`)
+    and act on the incident.
+
+    `url` is the API's base (`https://open.feishu.cn`, Lark: `https://open.larksuite.com`;
+    without one, the local receiver's simulator), `app_id` (`cli_...`) and `secret` the app's
+    App ID and App Secret (for `tenant_access_token`). The callback URL's `callback_token`
+    (Verification Token) and `callback_encrypt_key` (Encrypt Key) are on the app's
+    事件与回调 > 加密策略 page (open.feishu.cn/document/server-docs/event-subscription-guide)."""
+
+    type: Literal["feishu_app"]
+    app_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    receive_id_type: FeishuReceiveIdType = "chat_id"
+    receive_ids: list[str] = Field(min_length=1, max_length=50)
+    callback_token: SecretStr | None = None
+    callback_token_env: str | None = Field(default=None, pattern=ENV_NAME)
+    callback_encrypt_key: SecretStr | None = None
+    callback_encrypt_key_env: str | None = Field(default=None, pattern=ENV_NAME)
+
+    @model_validator(mode="after")
+    def _app(self) -> FeishuAppChannel:
+        if self.secret is None and self.secret_env is None:
+            raise ValueError("a feishu_app channel needs the app's 'secret' or 'secret_env'")
+        _callback_secrets(self, "feishu_app", ("callback_token", "callback_encrypt_key"))
+        return self
+
+
+class DingTalkAppChannel(_HttpChannel):
+    """DingTalk internal app (企业内部应用) with its robot: an interactive card of the
+    template `card_template_id` (made from `deploy/dingtalk/incident-card.md`) delivered to
+    each group of `open_conversation_ids` and to each of `to_users` (userids, one-to-one
+    with the robot), whose button clicks come back over HTTP to the callback listener
+    (`workers.callbacks`, the route `callback_route_key` registered with
+    `POST /v1.0/card/callbacks/register`) and act on the incident.
+
+    `url` is the API's base (`https://api.dingtalk.com`; without one, the local receiver's
+    simulator), `app_key` the app's Client ID (AppKey, also its robot's `robotCode`),
+    `secret` its Client Secret, `corp_id` the organisation's; `callback_api_secret` the
+    `apiSecret` the route was registered with (it signs each click)."""
+
+    type: Literal["dingtalk_app"]
+    app_key: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    corp_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    card_template_id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.-]+$")
+    open_conversation_ids: list[str] = Field(default_factory=list, max_length=50)
+    to_users: list[str] = Field(default_factory=list, max_length=100)
+    callback_route_key: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    callback_api_secret: SecretStr | None = None
+    callback_api_secret_env: str | None = Field(default=None, pattern=ENV_NAME)
+
+    @model_validator(mode="after")
+    def _app(self) -> DingTalkAppChannel:
+        if not (self.open_conversation_ids or self.to_users):
+            raise ValueError("a dingtalk_app channel needs open_conversation_ids or to_users")
+        if self.secret is None and self.secret_env is None:
+            raise ValueError("a dingtalk_app channel needs the app's 'secret' or 'secret_env'")
+        _callback_secrets(self, "dingtalk_app", ("callback_api_secret",))
         return self
 
 
@@ -169,13 +239,30 @@ ChannelConfig = Annotated[
     | WeComChannel
     | WeComAppChannel
     | FeishuChannel
+    | FeishuAppChannel
+    | DingTalkAppChannel
     | EmailChannel,
     Field(discriminator="type"),
 ]
 HttpChannelConfig = (
-    WebhookChannel | DingTalkChannel | WeComChannel | WeComAppChannel | FeishuChannel
+    WebhookChannel
+    | DingTalkChannel
+    | WeComChannel
+    | WeComAppChannel
+    | FeishuChannel
+    | FeishuAppChannel
+    | DingTalkAppChannel
 )
-AppChannelConfig = WeComAppChannel  # channels whose messages carry buttons (workers.callbacks)
+# Channels whose messages carry buttons (their clicks come to `workers.callbacks`).
+AppChannelConfig = WeComAppChannel | FeishuAppChannel | DingTalkAppChannel
+APP_CHANNEL_TYPES = (WeComAppChannel, FeishuAppChannel, DingTalkAppChannel)
+# The secrets of each app channel type's callbacks, in the order `ChannelSecrets.callback`
+# gives them.
+CALLBACK_SECRETS: dict[str, tuple[str, ...]] = {
+    "wecom_app": ("callback_token", "callback_aes_key"),
+    "feishu_app": ("callback_token", "callback_encrypt_key"),
+    "dingtalk_app": ("callback_api_secret",),
+}
 
 
 class NotificationSettings(BaseModel):
@@ -209,7 +296,7 @@ class NotificationSettings(BaseModel):
 
     def app_channels(self) -> list[str]:
         """The channels whose messages carry buttons (their clicks come to `callbacks`)."""
-        return [n for n, c in self.channels.items() if isinstance(c, WeComAppChannel)]
+        return [n for n, c in self.channels.items() if isinstance(c, APP_CHANNEL_TYPES)]
 
     def uses_local_receiver(self) -> bool:
         """Whether a channel sends to the local receiver."""
@@ -236,7 +323,7 @@ class ChannelSecrets:
         urls: Mapping[str, str],
         secrets: Mapping[str, str],
         passwords: Mapping[str, str],
-        callbacks: Mapping[str, tuple[str, str]] | None = None,
+        callbacks: Mapping[str, tuple[str, ...]] | None = None,
     ) -> None:
         self._urls = dict(urls)
         self._secrets = dict(secrets)
@@ -250,7 +337,7 @@ class ChannelSecrets:
         urls: dict[str, str] = {}
         secrets: dict[str, str] = {}
         passwords: dict[str, str] = {}
-        callbacks: dict[str, tuple[str, str]] = {}
+        callbacks: dict[str, tuple[str, ...]] = {}
         missing: list[str] = []
 
         def take(name: str, field: str, literal: SecretStr | None, env: str | None) -> str | None:
@@ -275,18 +362,15 @@ class ChannelSecrets:
                 urls[name] = url
             if secret is not None:
                 secrets[name] = secret
-            if isinstance(channel, WeComAppChannel):
-                token = take(
-                    name, "callback_token_env", channel.callback_token, channel.callback_token_env
-                )
-                key = take(
-                    name,
-                    "callback_aes_key_env",
-                    channel.callback_aes_key,
-                    channel.callback_aes_key_env,
-                )
-                if token is not None and key is not None:
-                    callbacks[name] = (token, key)
+            if isinstance(channel, APP_CHANNEL_TYPES):
+                fields = CALLBACK_SECRETS[channel.type]
+                taken = [
+                    take(name, f"{f}_env", getattr(channel, f), getattr(channel, f"{f}_env"))
+                    for f in fields
+                ]
+                values = [v for v in taken if v is not None]
+                if len(values) == len(fields):
+                    callbacks[name] = tuple(values)
         if missing:
             raise ConfigError(
                 "riskflow.yaml: these channels name an environment variable that is not set: "
@@ -315,8 +399,10 @@ class ChannelSecrets:
     def password(self, channel: str) -> str | None:
         return self._passwords.get(channel)
 
-    def callback(self, channel: str) -> tuple[str, str] | None:
-        """An app channel's receive-URL token and EncodingAESKey (None: not an app channel)."""
+    def callback(self, channel: str) -> tuple[str, ...] | None:
+        """An app channel's callback secrets, as `CALLBACK_SECRETS` names them (WeCom: token
+        and EncodingAESKey; Feishu: Verification Token and Encrypt Key; DingTalk: the route's
+        apiSecret); None: not an app channel."""
         return self._callbacks.get(channel)
 
 
@@ -328,6 +414,8 @@ LOCAL_PATHS = {
     "wecom": "/wecom/cgi-bin/webhook/send?key={name}",
     "feishu": "/feishu/open-apis/bot/v2/hook/{name}",
     "wecom_app": "/wecom-app/{name}",  # the API's base: /cgi-bin/gettoken etc. below it
+    "feishu_app": "/feishu-app/{name}",  # the API's base: /open-apis/... below it
+    "dingtalk_app": "/dingtalk-app/{name}",  # the API's base: /v1.0/... below it
 }
 
 

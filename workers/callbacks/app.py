@@ -1,5 +1,6 @@
 """The callback listener (`riskflow callbacks run`): the receive URLs of riskflow's app
-channels, `/callbacks/<vendor>/<channel>`, and `/health`.
+channels, `/callbacks/wecom/<channel>` (GET: the URL check; POST: events) and
+`/callbacks/feishu/<channel>` (POST: the URL check and callbacks), and `/health`.
 
 - Bodies up to 64 KiB (413 beyond). A click is checked: signature, replay window,
   decryption, corp and app (`CallbackRejected`: 400 with the reason); the same signed
@@ -9,10 +10,11 @@ channels, `/callbacks/<vendor>/<channel>`, and `/health`.
   of junk cannot hold one up.
 - A click that passes becomes a `CardClickWorkflow` (one per vendor event id: a redelivered
   click starts nothing, counted `duplicate`) and is answered at once: the vendors' deadlines
-  (WeCom 5 s) never wait for the incident's update, and the click survives any restart from
-  then on. Temporal not taking it within `START_DEADLINE_SECONDS`: the click is parked in
-  Redis (the outbox) and answered 200; the listener starts parked clicks as soon as Temporal
-  takes them. Redis away as well: 503, and the vendor delivers it again.
+  (Feishu 3 s, WeCom 5 s) never wait for the incident's update, and the click survives any
+  restart from then on. Temporal not taking it within `START_DEADLINE_SECONDS`: the click
+  is parked in Redis (the outbox) and answered 200; the listener starts parked clicks as
+  soon as Temporal takes them. Redis away as well: 503 (WeCom delivers it again; Feishu
+  does not deliver card callbacks again: the presser sees Feishu's error and presses again).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ import logging
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Literal, TypeVar
 
 from aiohttp import web
 from temporalio.client import Client
@@ -33,31 +37,50 @@ from temporalio.service import RPCError
 from riskflow.config.callbacks import CallbackSettings
 from riskflow.contracts.card_actions import CardClick
 from riskflow.infra.metrics import CARD_CLICKS
-from riskflow.infra.redis import FAIL_OPEN_SECONDS, RedisClient, store_outage
+from riskflow.infra.redis import RedisClient, store_outage
 from riskflow.names import (
     CARD_CLICK_QUEUE,
     callback_replay_key,
     card_click_outbox_key,
     card_click_workflow_id,
 )
+from workers.callbacks.feishu import FeishuReceiver
 from workers.callbacks.rejection import CallbackRejected
 from workers.callbacks.wecom import WeComReceiver
 from workflows.card_click import CardClickWorkflow
 
 logger = logging.getLogger(__name__)
 MAX_BODY_BYTES = 64 * 1024
-START_DEADLINE_SECONDS = 3.0  # WeCom waits 5 s for the answer
-RECEIVERS: web.AppKey[Mapping[str, WeComReceiver]] = web.AppKey("wecom")
+# Feishu waits 3 s for the answer, WeCom 5 s: a click is answered within 2.5 s whatever
+# stalls (the replay check and the outbox each give Redis 0.5 s, Temporal gets 1.5 s).
+START_DEADLINE_SECONDS = 1.5
+REDIS_SECONDS = 0.5
+Started = Literal["started", "duplicate", "unavailable"]
+
+
+@dataclass(frozen=True)
+class Receivers:
+    """The app channels' receivers by vendor, each by channel name."""
+
+    wecom: Mapping[str, WeComReceiver] = field(default_factory=dict)
+    feishu: Mapping[str, FeishuReceiver] = field(default_factory=dict)
+
+    def names(self) -> list[str]:
+        return [*self.wecom, *self.feishu]
+
+
+RECEIVERS: web.AppKey[Receivers] = web.AppKey("receivers")
 CLIENT: web.AppKey[Client] = web.AppKey("client")
 SETTINGS: web.AppKey[CallbackSettings] = web.AppKey("settings")
 CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("clock")
 QUEUE: web.AppKey[str] = web.AppKey("click_queue")
 REDIS: web.AppKey[RedisClient] = web.AppKey("redis")
 PACE: web.AppKey[Pace] = web.AppKey("pace")
+R = TypeVar("R")
 
 
-def _receiver(request: web.Request) -> WeComReceiver:
-    receiver = request.app[RECEIVERS].get(request.match_info["channel"])
+def _receiver(request: web.Request, found: Mapping[str, R]) -> R:
+    receiver = found.get(request.match_info["channel"])
     if receiver is None:
         raise web.HTTPNotFound(text="no such app channel")
     return receiver
@@ -66,18 +89,29 @@ def _receiver(request: web.Request) -> WeComReceiver:
 def _refused(
     app: web.Application, vendor: str, channel: str, exc: CallbackRejected
 ) -> web.Response:
-    """400 with the reason; beyond `max_requests_per_second` refusals of a channel, 429 and
-    no log line (a flood of junk costs a signature check each, and never holds up a click
-    that passes its checks: those are not paced)."""
+    """400 with the reason (Feishu: as JSON); beyond `max_requests_per_second` refusals of a
+    channel, 429 and no log line (a flood of junk costs a signature check each, and never
+    holds up a click that passes its checks: those are not paced)."""
     CARD_CLICKS.labels(vendor, "rejected").inc()
     if not app[PACE].admit(channel, app[CLOCK]()):
         return web.Response(status=429, text="too many refused requests")
     logger.warning("%s callback for %s refused: %s", vendor, channel, exc)
+    if vendor == "feishu":
+        return web.json_response({"code": 400, "msg": exc.reason}, status=400)
     return web.Response(status=400, text=exc.reason)
 
 
+async def _body(request: web.Request, vendor: str) -> bytes:
+    """The whole body; above `MAX_BODY_BYTES`, 413 (counted)."""
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        CARD_CLICKS.labels(vendor, "rejected").inc()
+        raise
+
+
 async def wecom_check(request: web.Request) -> web.Response:
-    receiver = _receiver(request)
+    receiver = _receiver(request, request.app[RECEIVERS].wecom)
     window = request.app[SETTINGS].replay_window_seconds
     try:
         plain = receiver.url_check(request.query, request.app[CLOCK](), window)
@@ -87,12 +121,8 @@ async def wecom_check(request: web.Request) -> web.Response:
 
 
 async def wecom_event(request: web.Request) -> web.Response:
-    receiver = _receiver(request)
-    try:
-        body = await request.read()  # whole; above client_max_size: 413
-    except web.HTTPRequestEntityTooLarge:
-        CARD_CLICKS.labels("wecom", "rejected").inc()
-        raise
+    receiver = _receiver(request, request.app[RECEIVERS].wecom)
+    body = await _body(request, "wecom")
     window = request.app[SETTINGS].replay_window_seconds
     try:
         click = receiver.click(request.query, body, request.app[CLOCK](), window)
@@ -100,25 +130,50 @@ async def wecom_event(request: web.Request) -> web.Response:
         await _first_sight(request.app, replay_key)
     except CallbackRejected as exc:
         return _refused(request.app, "wecom", receiver.name, exc)
-    if click is None:
+    if click is None or await _accepted(request.app, click, replay_key):
         return web.Response(text="")
-    answer = None
+    return web.Response(status=503, text="try again")
+
+
+async def feishu_event(request: web.Request) -> web.Response:
+    receiver = _receiver(request, request.app[RECEIVERS].feishu)
+    body = await _body(request, "feishu")
+    window, now = request.app[SETTINGS].replay_window_seconds, request.app[CLOCK]()
     try:
-        answer = await _start(request.app, click)
-        if answer.status == 503 and await _park(request.app, click):
-            answer = web.Response(text="")
+        callback = receiver.open(request.headers, body, now, window)
+        if callback.get("type") == "url_verification":
+            return web.json_response({"challenge": str(callback.get("challenge", ""))})
+        click = receiver.click(callback, now)
+        signature = request.headers.get("X-Lark-Signature", "")
+        replay_key = callback_replay_key(receiver.name, signature.lower())
+        await _first_sight(request.app, replay_key)
+    except CallbackRejected as exc:
+        return _refused(request.app, "feishu", receiver.name, exc)
+    if click is None or await _accepted(request.app, click, replay_key):
+        return web.json_response({})
+    return web.json_response({"code": 503, "msg": "try again"}, status=503)
+
+
+async def _accepted(app: web.Application, click: CardClick, replay_key: str) -> bool:
+    """Whether the click is kept: its workflow started (or already was), or parked in the
+    outbox. False (Temporal and Redis both away): the vendor's redelivery must pass the
+    replay check, so the request is forgotten."""
+    kept = False
+    try:
+        started = await _start(app, click)
+        kept = started != "unavailable" or await _park(app, click)
     finally:
-        if answer is None or answer.status != 200:  # not taken: a redelivery must pass
-            await _forget(request.app, replay_key)
-    return answer
+        if not kept:
+            await _forget(app, replay_key)
+    return kept
 
 
 async def _park(app: web.Application, click: CardClick) -> bool:
     """Keep a click Temporal did not take in the outbox; False when Redis is away too."""
-    field = card_click_workflow_id(click.channel, click.event_id)
+    parked_id = card_click_workflow_id(click.channel, click.event_id)
     try:
-        async with asyncio.timeout(FAIL_OPEN_SECONDS):
-            await app[REDIS].hset(_outbox(app), field, click.model_dump_json())
+        async with asyncio.timeout(REDIS_SECONDS):
+            await app[REDIS].hset(_outbox(app), parked_id, click.model_dump_json())
     except Exception as exc:
         if not store_outage(exc):
             raise
@@ -142,12 +197,11 @@ async def drain_outbox(app: web.Application, every_seconds: float = 2.0) -> None
             if not store_outage(exc):
                 raise
             continue
-        for field, raw in parked.items():
+        for parked_id, raw in parked.items():
             click = CardClick.model_validate_json(raw)
-            answer = await _start(app, click)
-            if answer.status != 200:
+            if await _start(app, click) == "unavailable":
                 break  # Temporal still away: the rest wait too
-            await app[REDIS].hdel(_outbox(app), field)
+            await app[REDIS].hdel(_outbox(app), parked_id)
 
 
 async def _first_sight(app: web.Application, key: str) -> None:
@@ -156,7 +210,7 @@ async def _first_sight(app: web.Application, key: str) -> None:
     still acts on it once)."""
     ttl = int(2 * app[SETTINGS].replay_window_seconds) + 1
     try:
-        async with asyncio.timeout(FAIL_OPEN_SECONDS):
+        async with asyncio.timeout(REDIS_SECONDS):
             first = await app[REDIS].set(key, "1", nx=True, ex=ttl)
     except Exception as exc:
         if not store_outage(exc):
@@ -169,7 +223,8 @@ async def _first_sight(app: web.Application, key: str) -> None:
 
 async def _forget(app: web.Application, key: str) -> None:
     with contextlib.suppress(Exception):
-        await app[REDIS].delete(key)
+        async with asyncio.timeout(REDIS_SECONDS):
+            await app[REDIS].delete(key)
 
 
 class Pace:
@@ -189,19 +244,19 @@ class Pace:
         return True
 
 
-async def _start(app: web.Application, click: CardClick) -> web.Response:
+async def _start(app: web.Application, click: CardClick) -> Started:
     """Hand the click to Temporal within `START_DEADLINE_SECONDS` (the SDK retries an
-    unreachable server for longer than the vendor waits): else 503, delivered again."""
+    unreachable server for longer than the vendors wait)."""
     try:
         async with asyncio.timeout(START_DEADLINE_SECONDS):
             await _start_workflow(app, click)
     except WorkflowAlreadyStartedError:
         CARD_CLICKS.labels(click.vendor, "duplicate").inc()
-        return web.Response(text="")
+        return "duplicate"
     except (RPCError, TimeoutError) as exc:
         logger.error("click %s on %s not taken: %s", click.event_id, click.channel, exc)
-        return web.Response(status=503, text="try again")
-    return web.Response(text="")
+        return "unavailable"
+    return "started"
 
 
 async def _start_workflow(app: web.Application, click: CardClick) -> None:
@@ -220,7 +275,7 @@ async def health(request: web.Request) -> web.Response:
 
 
 def build_app(
-    receivers: Mapping[str, WeComReceiver],
+    receivers: Receivers,
     client: Client,
     redis: RedisClient,
     settings: CallbackSettings,
@@ -237,6 +292,7 @@ def build_app(
     app[CLOCK] = clock
     app.router.add_get("/callbacks/wecom/{channel}", wecom_check)
     app.router.add_post("/callbacks/wecom/{channel}", wecom_event)
+    app.router.add_post("/callbacks/feishu/{channel}", feishu_event)
     app.router.add_get("/health", health)
 
     async def outbox(app: web.Application) -> AsyncIterator[None]:

@@ -31,9 +31,9 @@ from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.notify.cards import answered_line, reason_question
 from activities.notify.errors import Refused, Uncertain, application_error
 from activities.notify.texts import TEXTS
-from activities.notify.wecom_card import answered_line, reason_question
 from riskflow.config.console import Role
 from riskflow.config.people import PeopleDirectory, Person
 from riskflow.config.sites import Language, SiteConfig

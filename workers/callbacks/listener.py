@@ -8,26 +8,34 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import aiohttp
 from aiohttp import web
 from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from activities.notify.apps import AppSenders
 from activities.notify.http import fresh_connection_session
-from activities.notify.wecom_app import WeComApp
-from riskflow.config.channels import ChannelSecrets, WeComAppChannel, local_receiver_url
+from riskflow.config.channels import (
+    APP_CHANNEL_TYPES,
+    ChannelSecrets,
+    FeishuAppChannel,
+    WeComAppChannel,
+    local_receiver_url,
+)
 from riskflow.config.settings import Settings
+from riskflow.contracts.card_actions import CardClick, ClickOutcome
 from riskflow.errors import ConfigError
 from riskflow.infra.endpoints import Endpoints
-from riskflow.infra.redis import redis_client
+from riskflow.infra.redis import RedisClient, redis_client
 from riskflow.infra.shutdown import stop_on_signals
 from riskflow.names import CARD_CLICK_QUEUE
-from workers.callbacks.app import build_app
+from workers.callbacks.app import Receivers, build_app
 from workers.callbacks.clicks import ClickActivities
+from workers.callbacks.feishu import FeishuCards, FeishuReceiver
+from workers.callbacks.feishu_crypto import FeishuCrypto
 from workers.callbacks.wecom import WeComCards, WeComReceiver
 from workers.callbacks.wecom_crypto import WeComCrypto
 from workflows.card_click import CardClickWorkflow
@@ -36,28 +44,44 @@ logger = logging.getLogger(__name__)
 
 
 def receivers(
-    settings: Settings,
-    secrets: ChannelSecrets,
-    session: aiohttp.ClientSession,
-    receiver_url: str,
-) -> dict[str, WeComReceiver]:
+    settings: Settings, secrets: ChannelSecrets, apps: AppSenders, receiver_url: str
+) -> Receivers:
     """Every app channel's receiver; ConfigError for a callback key that is not one."""
-    found: dict[str, WeComReceiver] = {}
+    wecom: dict[str, WeComReceiver] = {}
+    feishu: dict[str, FeishuReceiver] = {}
     for name, channel in settings.notifications.channels.items():
-        if not isinstance(channel, WeComAppChannel):
+        if not isinstance(channel, APP_CHANNEL_TYPES):
             continue
-        token, key = secrets.callback(name) or ("", "")
-        try:
-            crypto = WeComCrypto(token, key, channel.corp_id)
-        except ValueError as exc:
-            raise ConfigError(f"notifications.channels.{name}: callback_aes_key: {exc}") from None
         base = secrets.url(name) or local_receiver_url(channel.type, name, receiver_url)
-        secret = secrets.secret(name) or ""
-        api = WeComApp(
-            session, base, channel.corp_id, channel.agent_id, secret, channel.timeout_seconds
-        )
-        found[name] = WeComReceiver(name, channel, crypto, api)
-    return found
+        callback = secrets.callback(name) or ()
+        try:
+            if isinstance(channel, WeComAppChannel):
+                token, key = callback
+                crypto = WeComCrypto(token, key, channel.corp_id)
+                api = apps.wecom(name, channel, base)
+                wecom[name] = WeComReceiver(name, channel, crypto, api)
+            elif isinstance(channel, FeishuAppChannel):
+                token, key = callback
+                feishu_api = apps.feishu(name, channel, base)
+                feishu[name] = FeishuReceiver(name, channel, FeishuCrypto(key, token), feishu_api)
+        except ValueError as exc:
+            raise ConfigError(f"notifications.channels.{name}: callback: {exc}") from None
+    return Receivers(wecom=wecom, feishu=feishu)
+
+
+class AppCards:
+    """`workers.callbacks.clicks.Cards` for every vendor: each click's card told by its
+    vendor's."""
+
+    def __init__(self, found: Receivers, redis: RedisClient, apps: AppSenders) -> None:
+        self._wecom = WeComCards(found.wecom, redis)
+        self._feishu = FeishuCards(found.feishu, apps)
+
+    async def tell(self, click: CardClick, outcome: ClickOutcome) -> None:
+        if click.vendor == "wecom":
+            await self._wecom.tell(click, outcome)
+        elif click.vendor == "feishu":
+            await self._feishu.tell(click, outcome)
 
 
 def click_worker(
@@ -85,7 +109,7 @@ async def listening(
     endpoints: Endpoints,
     port: int | None = None,
     click_queue: str = CARD_CLICK_QUEUE,
-) -> AsyncIterator[tuple[web.AppRunner, Mapping[str, WeComReceiver]]]:
+) -> AsyncIterator[tuple[web.AppRunner, Receivers]]:
     """The listener serving on `callbacks.host` and `port` (default `callbacks.port`; 0:
     any free one, read from the runner's addresses) and its clicks' worker on `click_queue`,
     closed on the way out."""
@@ -94,9 +118,10 @@ async def listening(
     session = fresh_connection_session(secrets.all_configured(settings.notifications))
     runner: web.AppRunner | None = None
     try:
-        found = receivers(settings, secrets, session, endpoints.receiver)
+        apps = AppSenders(session, secrets, redis)
+        found = receivers(settings, secrets, apps, endpoints.receiver)
         sites = {site.id: site for site in settings.sites}
-        cards = WeComCards(found, redis)
+        cards = AppCards(found, redis, apps)
         activities = ClickActivities(client, redis, settings.people, sites.get, cards)
         async with click_worker(client, activities, click_queue):
             app = build_app(found, client, redis, settings.callbacks, click_queue=click_queue)
@@ -118,9 +143,10 @@ async def run_callbacks(
     endpoints = Endpoints.of(settings)
     stop = stop or stop_on_signals()
     async with listening(settings, client, endpoints) as (_, found):
-        if not found:
-            logger.warning("no app channel is configured (type wecom_app): nothing to receive")
+        names = found.names()
+        if not names:
+            logger.warning("no app channel is configured (wecom_app, feishu_app): nothing to do")
         cfg = settings.callbacks
-        logger.info("callbacks on %s:%s for %s", cfg.host, cfg.port, ", ".join(found) or "-")
+        logger.info("callbacks on %s:%s for %s", cfg.host, cfg.port, ", ".join(names) or "-")
         await stop.wait()
     logger.info("callback listener stopped")

@@ -28,8 +28,9 @@ from xml.etree.ElementTree import Element
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import ParseError, fromstring
 
+from activities.notify.cards import CARD_TTL_SECONDS
 from activities.notify.wecom_app import WeComApp
-from activities.notify.wecom_card import CARD_TTL_SECONDS, answered_card, reasons_card
+from activities.notify.wecom_card import answered_card, reasons_card
 from riskflow.config.channels import WeComAppChannel
 from riskflow.contracts.card_actions import CardClick, ClickOutcome
 from riskflow.infra.redis import RedisClient
