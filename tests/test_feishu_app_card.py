@@ -119,10 +119,14 @@ def test_a_refused_token_is_renewed_whether_feishu_answers_200_or_400() -> None:
     with pytest.raises(TokenRefused):
         verdict(FEISHU_APP, Answer(400, None, json.dumps(body)))
     assert check({"code": 0, "msg": "success", "data": {"message_id": "om_1"}}) == "om_1"
-    retryable = {"code": 230099, "msg": "card is being updated"}
+    locked = {"code": 230099, "msg": "Failed to create card content, ext=card action is lock"}
     with pytest.raises(Refused) as raised:
-        check(retryable)
-    assert raised.value.retryable
+        check(locked)
+    assert raised.value.retryable  # another update at that moment: again later
+    bad = {"code": 230099, "msg": "Failed to create card content, ext=ErrCode: 200621; ..."}
+    with pytest.raises(Refused) as raised:
+        check(bad)
+    assert not raised.value.retryable  # the card itself: sending it again cannot help
 
 
 def callback(**changes: Any) -> dict[str, Any]:

@@ -187,6 +187,7 @@ class Parts:
     worker: contextlib.AsyncExitStack | None = None
     listener: contextlib.AsyncExitStack | None = None
     callback_url: str = ""
+    callback_path: str = f"/callbacks/wecom/{APP}"
 
     async def start_worker(self) -> None:
         stack = contextlib.AsyncExitStack()
@@ -202,7 +203,7 @@ class Parts:
             listening(self.settings, self.client, self.endpoints, 0, f"{self.task_queue}-clicks")
         )
         host, port = runner.addresses[0][:2]
-        self.callback_url = f"http://{host}:{port}/callbacks/wecom/{APP}"
+        self.callback_url = f"http://{host}:{port}{self.callback_path}"
         self.listener = stack
 
     async def stop_worker(self) -> None:

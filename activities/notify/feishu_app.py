@@ -16,17 +16,17 @@
 
 Codes (server-docs/api-call-guide/generic-error-code, im-v1 error tables): 99991400 (the
 platform's frequency limit), 230020 (a chat's or person's message rate), 11232 and 11233 are
-retried after a minute; 10003 / 10014 (app id or secret), 99991664 / 99991665 / 99991671 /
-99991672 / 99991668 (token kind or permission), 230001 (parameter), 230002 (the bot is not in
-the chat), 230006 (bot ability off), 230013 (the person is outside the app's availability),
-230025 (too long), 230027 (permission), 230031 (the card can no longer be updated), 230011 /
-230110 (recalled or deleted) are not retried; any other code is (230099 included: a card
-being updated by someone else at the same moment).
+retried after a minute; 10003 / 10014 / 10015 (app id or secret), 99991664 / 99991665 /
+99991671 / 99991672 / 99991668 (token kind or permission), 99992402 (field validation),
+230001 (parameter), 230002 (the bot is not in the chat), 230006 (bot ability off), 230013
+(the person is outside the app's availability), 230025 (too long), 230027 (permission),
+230031 (the card can no longer be updated), 230011 / 230110 (recalled or deleted) and 230099
+("Failed to create card content": the card refused, unless the card is locked by another
+update at that moment) are not retried; any other code is.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -41,8 +41,9 @@ from riskflow.contracts.notifications import NOTIFY_CHANNEL_ERROR
 
 RATE_CODES = frozenset({99991400, 230020, 11232, 11233})
 TOKEN_CODES = frozenset({99991663, 99991661})
+CARD_CONTENT = 230099  # "Failed to create card content, ext=ErrCode: ..."
 CONFIG_CODES = frozenset(
-    {10003, 10014, 99991664, 99991665, 99991668, 99991671, 99991672}
+    {10003, 10014, 10015, 99991664, 99991665, 99991668, 99991671, 99991672, 99992402}
     | {230001, 230002, 230006, 230013, 230025, 230027, 230031, 230011, 230110}
 )
 
@@ -53,6 +54,8 @@ def check(answer: Any) -> str:
     text = f"Feishu answered code {code}: {message[:200]}"
     if code in TOKEN_CODES:
         raise TokenRefused(NOTIFY_CHANNEL_ERROR, text)
+    if code == CARD_CONTENT and "lock" not in message.lower():
+        raise errors.rejected(text)  # the card itself was refused: sending it again cannot help
     if code != 0:
         raise errors.vendor_code("Feishu app", code, message, RATE_CODES, CONFIG_CODES)
     data = answer.get("data")
@@ -101,10 +104,9 @@ class FeishuApp:
             "PATCH", f"/open-apis/im/v1/messages/{message_id}", {"content": content}
         )
 
-    async def tell(self, open_id: str, text: str, uuid: str) -> str:
-        """A text message from the app's bot to one person (by open id)."""
-        content = json.dumps({"text": text}, ensure_ascii=False)
-        return await self.send("open_id", open_id, "text", content, uuid)
+    async def tell(self, open_id: str, card: str, uuid: str) -> str:
+        """A card (`content`) from the app's bot to one person, by open id."""
+        return await self.send("open_id", open_id, "interactive", card, uuid)
 
     async def _call(self, method: str, path: str, payload: dict[str, Any]) -> str:
         body = json_body(payload)

@@ -156,6 +156,16 @@ def answered(
     return updated
 
 
+def note(title: str, line: str) -> dict[str, Any]:
+    """A card without actions that tells one person `line` (why their click changed nothing)."""
+    return {
+        "schema": "2.0",
+        "config": {"update_multi": True},
+        "header": {"title": _text(clip(title, TITLE)), "template": "grey"},
+        "body": {"elements": [{"tag": "div", "text": _text(clip(line, LINE))}]},
+    }
+
+
 def content(built: dict[str, Any]) -> str:
     """The card as Feishu takes it: a JSON string."""
     return json.dumps(built, ensure_ascii=False, separators=(",", ":"))

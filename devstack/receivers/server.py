@@ -27,7 +27,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from aiohttp import web
 
-from devstack.receivers import verify, wecom_app
+from devstack.receivers import dingtalk_app, feishu_app, verify, wecom_app
 from devstack.receivers.limits import TOO_FAST
 from devstack.receivers.markup import active_markup
 from devstack.receivers.records import Fault, Records
@@ -208,4 +208,6 @@ def build_app(
     app.router.add_post("/admin/reset", reset)
     app.router.add_get("/health", health)
     wecom_app.add_routes(app, config, secrets, records)
+    dingtalk_app.add_routes(app, config, secrets, records)
+    feishu_app.add_routes(app, config, secrets, records)
     return app

@@ -4,7 +4,8 @@
   receive-and-handle-callbacks): `POST` `{"encrypt": ...}` with `X-Lark-Request-Timestamp`
   (seconds), `X-Lark-Request-Nonce` and `X-Lark-Signature` (`feishu_crypto`). Refused when a
   header is missing, the timestamp is outside the replay window, or the signature, ciphertext
-  or Verification Token is wrong; another app's callback is `wrong_receiver`.
+  or Verification Token is wrong; another app's callback is `wrong_receiver`. An unsigned
+  request passes only as the URL check (`FeishuCrypto.url_check`).
 - The URL check, when the callback URL is saved: `{"type": "url_verification", "challenge",
   "token"}` inside; the answer is `{"challenge": ...}` within 1 s.
 - A card click (feishu-cards/card-callback-communication): schema 2.0, `header.event_type`
@@ -31,7 +32,7 @@ from typing import Any
 
 from activities.notify.apps import AppSenders
 from activities.notify.feishu_app import FeishuApp
-from activities.notify.feishu_card import answered, content
+from activities.notify.feishu_card import answered, content, note
 from riskflow.config.channels import FeishuAppChannel
 from riskflow.contracts.card_actions import (
     ETA_QUESTION,
@@ -61,6 +62,8 @@ class FeishuReceiver:
     ) -> dict[str, Any]:
         """The callback inside a request, checked (see the module docstring)."""
         timestamp, nonce, signature = (headers.get(h, "") for h in HEADERS)
+        if not (timestamp or nonce or signature):
+            return self.crypto.url_check(body)  # the URL check may come unsigned
         if not (timestamp and nonce and signature):
             raise CallbackRejected("malformed", "the X-Lark-Request-* headers are required")
         try:
@@ -161,14 +164,17 @@ class FeishuCards:
             return
         if not outcome.everyone:
             open_id = click.card_ref.get("open_id", "")
-            note = "rf-" + hashlib.sha256(click.event_id.encode()).hexdigest()[:40]
+            key = "rf-" + hashlib.sha256(click.event_id.encode()).hexdigest()[:40]
+            title = f"riskflow · {outcome.incident_id}" if outcome.incident_id else "riskflow"
             if open_id:
-                await receiver.api.tell(open_id, outcome.line, note)
+                await receiver.api.tell(open_id, content(note(title, outcome.line)), key)
             return
         message_id = click.card_ref.get("message_id", "")
         sent = await self._apps.kept(click.channel, message_id) if message_id else None
         if sent is None:
             return  # the card was not kept (or expired): it stays as it is
-        card = answered(sent, outcome.line, outcome.incident_id, outcome.language, outcome.closed)
-        await receiver.api.update(message_id, content(card))
-        await self._apps.keep(click.channel, message_id, card)
+        redrawn = answered(
+            sent, outcome.line, outcome.incident_id, outcome.language, outcome.closed
+        )
+        await receiver.api.update(message_id, content(redrawn))
+        await self._apps.keep(click.channel, message_id, redrawn)

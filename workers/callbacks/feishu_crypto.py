@@ -66,6 +66,21 @@ class FeishuCrypto:
             raise CallbackRejected("bad_token")
         return callback
 
+    def url_check(self, body: bytes) -> dict[str, Any]:
+        """An unsigned request's callback, only if it is the URL check (`url_verification`)
+        with this app's Verification Token: Feishu may send the check without signing it,
+        and decrypting it with the Encrypt Key is proof enough for a challenge's echo."""
+        sealed = _json_object(body).get("encrypt")
+        if not isinstance(sealed, str):
+            raise CallbackRejected("malformed", "no 'encrypt' field")
+        callback = _json_object(self.decrypt(sealed))
+        token = callback.get("token")
+        if callback.get("type") != "url_verification":
+            raise CallbackRejected("malformed", "an unsigned callback that is no URL check")
+        if not isinstance(token, str) or not hmac.compare_digest(token, self._token):
+            raise CallbackRejected("bad_token")
+        return callback
+
     def decrypt(self, sealed: str) -> bytes:
         try:
             raw = base64.b64decode(sealed, validate=True)
