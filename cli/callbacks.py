@@ -38,3 +38,48 @@ def callbacks_run(
 
     with traced(settings, "callbacks"):
         asyncio.run(main())
+
+
+@app.command("register")
+def callbacks_register(
+    ctx: typer.Context,
+    channel: Annotated[str, typer.Argument(help="a dingtalk_app channel's name")],
+    url: Annotated[
+        str, typer.Option(help="the public URL of /callbacks/dingtalk/<channel> on this listener")
+    ],
+) -> None:
+    """Point a DingTalk app channel's callback route (`callback_route_key`) at `url`
+    (`POST /v1.0/card/callbacks/register`, signed with `callback_api_secret`). WeCom and
+    Feishu take their callback URL on the app's page in their consoles instead."""
+    from activities.notify.dingtalk_app import DingTalkApp
+    from activities.notify.errors import Refused, Uncertain
+    from activities.notify.http import fresh_connection_session
+    from riskflow.config.channels import ChannelSecrets, DingTalkAppChannel, local_receiver_url
+    from riskflow.infra.endpoints import Endpoints
+
+    settings = settings_of(ctx)
+    found = settings.notifications.channels.get(channel)
+    if not isinstance(found, DingTalkAppChannel):
+        console.print(f"[red]{channel!r} is not a dingtalk_app channel of riskflow.yaml[/red]")
+        raise typer.Exit(2)
+    if not url.startswith(("https://", "http://")):
+        console.print("[red]--url must be an http(s) URL[/red]")
+        raise typer.Exit(2)
+    secrets = ChannelSecrets.from_environment(settings.notifications)
+    base = secrets.url(channel) or local_receiver_url(
+        found.type, channel, Endpoints.of(settings).receiver
+    )
+    (api_secret,) = secrets.callback(channel) or ("",)
+
+    async def main() -> str:
+        async with fresh_connection_session() as session:
+            secret = secrets.secret(channel) or ""
+            api = DingTalkApp(session, base, found.app_key, secret, found.timeout_seconds)
+            return await api.register(found.callback_route_key, url, api_secret)
+
+    try:
+        detail = asyncio.run(main())
+    except (Refused, Uncertain) as exc:
+        console.print(f"[red]DingTalk refused the route: {exc}[/red]")
+        raise typer.Exit(1) from None
+    console.print(f"route {found.callback_route_key!r} -> {url} ({detail})")

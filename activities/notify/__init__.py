@@ -31,6 +31,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.notify.apps import AppSenders
 from activities.notify.dingtalk import DINGTALK
+from activities.notify.dingtalk_app import DINGTALK_APP
 from activities.notify.errors import Refused, Uncertain, application_error
 from activities.notify.feishu import FEISHU
 from activities.notify.feishu_app import FEISHU_APP
@@ -65,7 +66,7 @@ from riskflow.infra.redis import FAIL_OPEN_SECONDS, RedisClient, store_outage
 
 logger = logging.getLogger(__name__)
 VENDORS: dict[str, Vendor] = {
-    v.name: v for v in (WEBHOOK, DINGTALK, WECOM, WECOM_APP, FEISHU, FEISHU_APP)
+    v.name: v for v in (WEBHOOK, DINGTALK, WECOM, WECOM_APP, FEISHU, FEISHU_APP, DINGTALK_APP)
 }
 _OUTCOMES = {
     NOTIFY_RATE_LIMITED: "rate_limited",

@@ -1,10 +1,12 @@
-"""The app channels' sends (`wecom_app`, `feishu_app`): a card with buttons to each
-recipient, kept in Redis (`riskflow.names.app_card_key`, `CARD_TTL_SECONDS`) for the callback
-listener, which updates it when one of its buttons is pressed. A card that could not be kept
-stays as sent: its buttons still act, the card is just not redrawn.
+"""The app channels' sends (`wecom_app`, `feishu_app`, `dingtalk_app`): a card with
+buttons to each recipient. WeCom and Feishu cards are kept in Redis
+(`riskflow.names.app_card_key`, `CARD_TTL_SECONDS`) for the callback listener, which redraws
+one when its buttons are pressed (a card that could not be kept stays as sent: its buttons
+still act, the card is just not redrawn); a DingTalk card is changed by its variables alone,
+so nothing of it is kept.
 
 Each app's API client keeps its access token, so there is one per channel and process
-(`AppSenders.wecom` / `feishu`, also used by the callback listener's card updates).
+(`AppSenders.wecom` / `feishu` / `dingtalk`, also used by the callback listener).
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from typing import Any
 
 import aiohttp
 
+from activities.notify import dingtalk_card
 from activities.notify.cards import CARD_TTL_SECONDS
+from activities.notify.dingtalk_app import DingTalkApp
 from activities.notify.feishu_app import FeishuApp
 from activities.notify.feishu_card import card as feishu_card
 from activities.notify.feishu_card import content, uuid
@@ -27,6 +31,7 @@ from activities.notify.wecom_card import task_id
 from riskflow.config.channels import (
     AppChannelConfig,
     ChannelSecrets,
+    DingTalkAppChannel,
     FeishuAppChannel,
     WeComAppChannel,
 )
@@ -49,6 +54,7 @@ class AppSenders:
         self._redis = redis
         self._wecom: dict[str, WeComApp] = {}
         self._feishu: dict[str, FeishuApp] = {}
+        self._dingtalk: dict[str, DingTalkApp] = {}
 
     def wecom(self, name: str, channel: WeComAppChannel, base: str) -> WeComApp:
         app = self._wecom.get(name)
@@ -73,6 +79,14 @@ class AppSenders:
             self._feishu[name] = app
         return app
 
+    def dingtalk(self, name: str, channel: DingTalkAppChannel, base: str) -> DingTalkApp:
+        app = self._dingtalk.get(name)
+        if app is None:
+            secret = self._secrets.secret(name) or ""
+            app = DingTalkApp(self._session, base, channel.app_key, secret, channel.timeout_seconds)
+            self._dingtalk[name] = app
+        return app
+
     async def send(
         self, request: NotificationRequest, message: Message, channel: AppChannelConfig, base: str
     ) -> str:
@@ -82,7 +96,7 @@ class AppSenders:
             return await self._send_wecom(request, message, channel, base)
         if isinstance(channel, FeishuAppChannel):
             return await self._send_feishu(request, message, channel, base)
-        raise NotImplementedError(channel.type)
+        return await self._send_dingtalk(request, message, channel, base)
 
     async def _send_wecom(
         self, request: NotificationRequest, message: Message, channel: WeComAppChannel, base: str
@@ -120,6 +134,25 @@ class AppSenders:
             if not message.closing and message_id != "ok":
                 await self.keep(request.channel, message_id, card)
         return "message_id=" + ",".join(sent)
+
+    async def _send_dingtalk(
+        self, request: NotificationRequest, message: Message, channel: DingTalkAppChannel, base: str
+    ) -> str:
+        """One card per space (group or person), each with its own `outTrackId`; a retry
+        finds those already delivered existing."""
+        app = self.dingtalk(request.channel, channel, base)
+        card_params = dingtalk_card.params(
+            message, request.incident_id, request.language, request.console_url
+        )
+        (secret,) = self._secrets.callback(request.channel) or ("",)
+        sent = []
+        for space in dingtalk_card.spaces(channel):
+            key, incident = request.idempotency_key, request.incident_id
+            track = dingtalk_card.out_track_id(key, space, incident, secret)
+            sent.append(
+                await app.deliver(dingtalk_card.delivery(channel, space, track, card_params))
+            )
+        return "; ".join(sent)
 
     async def keep(self, channel: str, card_id: str, card: dict[str, Any]) -> None:
         """Keep a card sent (or redrawn) for `CARD_TTL_SECONDS`; Redis away: not kept."""

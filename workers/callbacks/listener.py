@@ -34,6 +34,7 @@ from riskflow.infra.shutdown import stop_on_signals
 from riskflow.names import CARD_CLICK_QUEUE
 from workers.callbacks.app import Receivers, build_app
 from workers.callbacks.clicks import ClickActivities
+from workers.callbacks.dingtalk import DingTalkCards, DingTalkReceiver
 from workers.callbacks.feishu import FeishuCards, FeishuReceiver
 from workers.callbacks.feishu_crypto import FeishuCrypto
 from workers.callbacks.wecom import WeComCards, WeComReceiver
@@ -49,6 +50,7 @@ def receivers(
     """Every app channel's receiver; ConfigError for a callback key that is not one."""
     wecom: dict[str, WeComReceiver] = {}
     feishu: dict[str, FeishuReceiver] = {}
+    dingtalk: dict[str, DingTalkReceiver] = {}
     for name, channel in settings.notifications.channels.items():
         if not isinstance(channel, APP_CHANNEL_TYPES):
             continue
@@ -64,9 +66,13 @@ def receivers(
                 token, key = callback
                 feishu_api = apps.feishu(name, channel, base)
                 feishu[name] = FeishuReceiver(name, channel, FeishuCrypto(key, token), feishu_api)
+            else:
+                (api_secret,) = callback
+                dingtalk_api = apps.dingtalk(name, channel, base)
+                dingtalk[name] = DingTalkReceiver(name, channel, api_secret, dingtalk_api)
         except ValueError as exc:
             raise ConfigError(f"notifications.channels.{name}: callback: {exc}") from None
-    return Receivers(wecom=wecom, feishu=feishu)
+    return Receivers(wecom=wecom, feishu=feishu, dingtalk=dingtalk)
 
 
 class AppCards:
@@ -76,12 +82,15 @@ class AppCards:
     def __init__(self, found: Receivers, redis: RedisClient, apps: AppSenders) -> None:
         self._wecom = WeComCards(found.wecom, redis)
         self._feishu = FeishuCards(found.feishu, apps)
+        self._dingtalk = DingTalkCards(found.dingtalk, redis)
 
     async def tell(self, click: CardClick, outcome: ClickOutcome) -> None:
         if click.vendor == "wecom":
             await self._wecom.tell(click, outcome)
         elif click.vendor == "feishu":
             await self._feishu.tell(click, outcome)
+        elif click.vendor == "dingtalk":
+            await self._dingtalk.tell(click, outcome)
 
 
 def click_worker(
@@ -145,7 +154,7 @@ async def run_callbacks(
     async with listening(settings, client, endpoints) as (_, found):
         names = found.names()
         if not names:
-            logger.warning("no app channel is configured (wecom_app, feishu_app): nothing to do")
+            logger.warning("no app channel is configured (wecom_app, feishu_app, dingtalk_app)")
         cfg = settings.callbacks
         logger.info("callbacks on %s:%s for %s", cfg.host, cfg.port, ", ".join(names) or "-")
         await stop.wait()

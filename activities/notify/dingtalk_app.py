@@ -1,0 +1,166 @@
+"""DingTalk internal app (企业内部应用) with its robot: the API riskflow's `dingtalk_app`
+channel speaks (open.dingtalk.com/document/development/...).
+
+- Token (obtain-the-access_token-of-an-internal-app): `POST {base}/v1.0/oauth2/accessToken`
+  `{"appKey", "appSecret"}` -> `{"accessToken", "expireIn": 7200}`; every other call sends it
+  as `x-acs-dingtalk-access-token`. Kept by `app_token.AccessToken`; a call answered
+  `InvalidAuthentication` (HTTP 400 / 401) drops it and is made once more.
+- Send (create-and-deliver-cards): `POST {base}/v1.0/card/instances/createAndDeliver` with
+  the card template's id, a deterministic `outTrackId` (one card per message and space), the
+  template's variables in `cardData.cardParamMap` (strings only), `callbackType: "HTTP"` and
+  the channel's `callbackRouteKey`, and the space (`openSpaceId`
+  `dtv1.card//IM_GROUP.<openConversationId>` or `dtv1.card//IM_ROBOT.<userId>`, with its
+  deliver model naming the robot, `robotCode` = the app key) -> `{"success": true, "result":
+  {"deliverResults": [{"success", "errorMsg", ...}]}}`. A failed deliver result (a group the
+  robot is not in, a person outside the app's reach) is a rejected send, not retried: the
+  card exists from then on, so a retry would be refused as existing. The same `outTrackId`
+  again is refused as existing (`param.cardAlreadyExist`): an earlier attempt delivered it.
+- Update (interactive-card-update-interface): `PUT {base}/v1.0/card/instances` `{"outTrackId",
+  "cardData", "privateData", "cardUpdateOptions": {"updateCardDataByKey": true,
+  "updatePrivateDataByKey": true}}` (without the options DingTalk replaces all the data).
+- Callback route (register-card-callback-address): `POST {base}/v1.0/card/callbacks/register`
+  `{"callbackRouteKey", "callbackUrl", "apiSecret", "forceUpdate"}`.
+
+Errors come as an HTTP error status with `{"code", "message", "requestid"}` (how-to-process-
+api-throttling-on-the-dingtalk-server): `Forbidden.AccessDenied.QpsLimitForAppkeyAndApi` /
+`QpsLimitForApi` (403) and an IP ban are retried after a minute; `invalidClientIdOrSecret`,
+`param.*`, `Forbidden.AccessDenied.AccessTokenPermissionDenied` and `ApiCountLimitForOrg`
+are not retried; anything else is.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+
+from activities.notify import errors
+from activities.notify.app_token import AccessToken, fetch_json, lifetime
+from activities.notify.errors import Refused, TokenRefused
+from activities.notify.http import HttpRequest, Vendor, json_body, post
+from riskflow.contracts.notifications import NOTIFY_CHANNEL_ERROR, NOTIFY_REJECTED
+
+TOKEN_CODES = frozenset({"InvalidAuthentication", "AuthenticationFailed.MissingParameter"})
+RATE_PREFIXES = ("Forbidden.AccessDenied.QpsLimit", "Forbidden.AccessDenied.IpBanned")
+CARD_EXISTS = frozenset({"param.cardAlreadyExist", "param.cardAlreadyExists"})
+CONFIG_CODES = frozenset(
+    {
+        "invalidClientIdOrSecret",
+        "Forbidden.AccessDenied.AccessTokenPermissionDenied",
+        "ApiCountLimitForOrg",
+        "MissingParameter",
+    }
+)
+
+
+class CardExists(Refused):
+    """The card's `outTrackId` exists: an earlier attempt of this message delivered it."""
+
+
+def check(answer: Any) -> str:
+    """The detail of a success, else `Refused` (`TokenRefused`, `CardExists`, rate limited,
+    rejected or failed)."""
+    if not isinstance(answer, dict):
+        raise errors.failed(f"DingTalk answered {str(answer)[:200]}")
+    code = answer.get("code")
+    if isinstance(code, str) and code:
+        raise _refusal(code, str(answer.get("message") or ""))
+    if answer.get("success") is False:
+        raise errors.failed(f"DingTalk answered success=false: {str(answer)[:200]}")
+    result = answer.get("result")
+    delivered = result.get("deliverResults") if isinstance(result, dict) else None
+    if isinstance(delivered, list):
+        failed = [r for r in delivered if isinstance(r, dict) and r.get("success") is False]
+        if failed:  # the card exists now (its outTrackId spent): sending again cannot help
+            why = "; ".join(str(r.get("errorMsg") or r.get("spaceId") or "?") for r in failed)
+            raise errors.rejected(f"DingTalk did not deliver the card: {why[:200]}")
+        return f"delivered to {len(delivered)} space(s)"
+    return "ok"
+
+
+def _refusal(code: str, message: str) -> Refused:
+    text = f"DingTalk answered {code}: {message[:200]}"
+    if code in TOKEN_CODES:
+        return TokenRefused(NOTIFY_CHANNEL_ERROR, text)
+    if code in CARD_EXISTS:
+        return CardExists(NOTIFY_REJECTED, text)
+    if code.startswith(RATE_PREFIXES):
+        return errors.rate_limited(text, 60.0)
+    if code in CONFIG_CODES or code.startswith("param."):
+        return errors.rejected(text)
+    return errors.failed(text)
+
+
+def _unused_build(*args: Any) -> HttpRequest:  # requests are built by `DingTalkApp`
+    raise NotImplementedError
+
+
+DINGTALK_APP = Vendor("dingtalk_app", _unused_build, check, str, redeliverable=True)
+
+
+class DingTalkApp:
+    """One app: `base` the API's URL (no trailing slash), `app_key`, `secret`; calls go
+    through `session` with `timeout_seconds` each; `clock` in seconds."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        base: str,
+        app_key: str,
+        secret: str,
+        timeout_seconds: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.app_key = app_key
+        self._session = session
+        self._base = base.rstrip("/")
+        self._secret = secret
+        self._timeout = timeout_seconds
+        self._token = AccessToken(self._fetch_token, clock)
+
+    async def deliver(self, card: dict[str, Any]) -> str:
+        """`createAndDeliver`; a card delivered by an earlier attempt is delivered."""
+        try:
+            return await self._call("POST", "/v1.0/card/instances/createAndDeliver", card)
+        except CardExists as exc:
+            return f"delivered before ({exc})"
+
+    async def update(self, update: dict[str, Any]) -> str:
+        """`PUT /v1.0/card/instances`: the card's data (and one person's) merged by key."""
+        return await self._call("PUT", "/v1.0/card/instances", update)
+
+    async def register(self, route_key: str, url: str, api_secret: str) -> str:
+        """The HTTP callback route the cards name (`callback_route_key`) pointed at `url`."""
+        body = {
+            "callbackRouteKey": route_key,
+            "callbackUrl": url,
+            "apiSecret": api_secret,
+            "forceUpdate": True,
+        }
+        return await self._call("POST", "/v1.0/card/callbacks/register", body)
+
+    async def _call(self, method: str, path: str, payload: dict[str, Any]) -> str:
+        body = json_body(payload)
+
+        async def call(token: str) -> str:
+            headers = {"x-acs-dingtalk-access-token": token}
+            request = HttpRequest(self._base + path, body, headers, method)
+            return await post(self._session, DINGTALK_APP, request, self._timeout)
+
+        return await self._token.using(call)
+
+    async def _fetch_token(self) -> tuple[str, float]:
+        answer = await fetch_json(
+            self._session,
+            "DingTalk accessToken",
+            "POST",
+            f"{self._base}/v1.0/oauth2/accessToken",
+            self._timeout,
+            json={"appKey": self.app_key, "appSecret": self._secret},
+        )
+        token = answer.get("accessToken") if isinstance(answer, dict) else None
+        if not isinstance(token, str) or not token:
+            raise errors.failed(f"DingTalk answered no accessToken: {str(answer)[:120]}")
+        return token, lifetime(answer.get("expireIn"))

@@ -1,0 +1,151 @@
+"""DingTalk's card callbacks over HTTP on the route a `dingtalk_app` channel registered, and
+its card updates.
+
+A click (open.dingtalk.com/document/development/event-callback-card): `POST` with
+`x-ddpaas-signature-timestamp` (epoch milliseconds) and `x-ddpaas-signature`
+(`dingtalk_crypto`: it signs the timestamp only) and the JSON body `{"type":
+"actionCallback", "outTrackId", "corpId", "userId", "content": "<JSON string:
+{"cardPrivateData": {"actionIds": [<action id>], "params": {...}}}>"}`; the action id and
+params are the template's (`activities.notify.dingtalk_card`): `incident` names the incident,
+`eta` the minutes picked. DingTalk waits 2 s for the answer (an empty JSON object here).
+
+The body is not signed, so it is read as claims checked against what riskflow knows: the
+corp must be the channel's, and the card one riskflow sent for the incident the click names
+(its `outTrackId` carries a seal of both, `dingtalk_card.ours`); the signature is spent once
+(the listener's replay check), so a captured request cannot be sent again with another
+body. HTTP callbacks carry no event id: a click's is made of its
+card, person, action and signed time (DingTalk documents no redelivery).
+
+`DingTalkCards.tell` changes the card's variables (`PUT /v1.0/card/instances`, merged by
+key): for everyone when the incident changed (and for those told something alone before,
+whose own data would hide it), else for the presser alone (`privateData`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from activities.notify import dingtalk_card
+from activities.notify.cards import CARD_TTL_SECONDS
+from activities.notify.dingtalk_app import DingTalkApp
+from riskflow.config.channels import DingTalkAppChannel
+from riskflow.contracts.card_actions import ETA_QUESTION, KEY_PREFIX, CardClick, ClickOutcome
+from riskflow.infra.redis import RedisClient
+from riskflow.names import app_card_key
+from workers.callbacks.dingtalk_crypto import timestamp_seconds, verify_card_callback
+from workers.callbacks.rejection import CallbackRejected
+
+CARD_EVENT = "actionCallback"
+TIMESTAMP, SIGNATURE = "x-ddpaas-signature-timestamp", "x-ddpaas-signature"
+
+
+@dataclass(frozen=True)
+class DingTalkReceiver:
+    """One app channel's callback route: `name`, its config, the route's `api_secret`."""
+
+    name: str
+    channel: DingTalkAppChannel
+    api_secret: str
+    api: DingTalkApp
+
+    def click(
+        self, headers: Mapping[str, str], body: bytes, now: float, window: float
+    ) -> CardClick | None:
+        """The card click a request carries (None: another callback, answered and ignored);
+        `CallbackRejected` when it is not DingTalk's for this channel."""
+        timestamp, signature = headers.get(TIMESTAMP, ""), headers.get(SIGNATURE, "")
+        if not (timestamp and signature):
+            raise CallbackRejected("malformed", f"{TIMESTAMP} and {SIGNATURE} are required")
+        sent = timestamp_seconds(timestamp)
+        if abs(now - sent) > window:
+            raise CallbackRejected("stale", f"signed {now - sent:.0f}s from now")
+        verify_card_callback(self.api_secret, timestamp, signature)
+        data = _json_object(body)
+        if data.get("type") != CARD_EVENT:
+            return None
+        track, user = data.get("outTrackId"), data.get("userId")
+        if data.get("corpId") != self.channel.corp_id:
+            raise CallbackRejected("wrong_receiver", f"corp {str(data.get('corpId'))[:40]}")
+        if not isinstance(user, str) or not user or len(user) > 128:
+            raise CallbackRejected("malformed", "no userId")
+        action, params = _pressed(data.get("content"))
+        incident = params.get("incident", "")
+        if not isinstance(track, str) or not dingtalk_card.ours(track, incident, self.api_secret):
+            raise CallbackRejected("wrong_receiver", f"card {str(track)[:70]}")
+        digest = hashlib.sha256(f"{track}\n{user}\n{action}\n{timestamp}".encode())
+        eta = params.get("eta")
+        return CardClick(
+            vendor="dingtalk",
+            channel=self.name,
+            event_id=digest.hexdigest()[:40],
+            user_ids={"userid": user},
+            key=f"{KEY_PREFIX}:{action}:{incident}"[:1024],
+            at=sent,
+            selected={ETA_QUESTION: [eta]} if isinstance(eta, str) else {},
+            card_ref={"out_track_id": track, "userid": user},
+        )
+
+
+def _json_object(raw: bytes | str) -> dict[str, Any]:
+    try:
+        parsed = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CallbackRejected("malformed", f"not JSON: {exc}") from None
+    if not isinstance(parsed, dict):
+        raise CallbackRejected("malformed", "not a JSON object")
+    return parsed
+
+
+def _pressed(content: Any) -> tuple[str, dict[str, str]]:
+    """The action id and the string params of `content` (a JSON string)."""
+    if not isinstance(content, str):
+        raise CallbackRejected("malformed", "no content")
+    private = _json_object(content).get("cardPrivateData")
+    if not isinstance(private, dict):
+        raise CallbackRejected("malformed", "no cardPrivateData")
+    actions, params = private.get("actionIds"), private.get("params")
+    if not isinstance(actions, list) or not actions or not isinstance(actions[0], str):
+        raise CallbackRejected("malformed", "no actionIds")
+    found = params if isinstance(params, dict) else {}
+    return actions[0][:64], {k: v for k, v in found.items() if isinstance(v, str)}
+
+
+def _told_key(channel: str, track: str) -> str:
+    return app_card_key(channel, track) + ":told"
+
+
+class DingTalkCards:
+    """`workers.callbacks.clicks.Cards` for DingTalk (see the module docstring)."""
+
+    def __init__(self, receivers: Mapping[str, DingTalkReceiver], redis: RedisClient) -> None:
+        self._receivers = receivers
+        self._redis = redis
+
+    async def tell(self, click: CardClick, outcome: ClickOutcome) -> None:
+        receiver = self._receivers.get(click.channel)
+        track, user = click.card_ref.get("out_track_id", ""), click.card_ref.get("userid", "")
+        if receiver is None or not track or not outcome.line:
+            return
+        line = dingtalk_card.status(outcome.line)
+        told = _told_key(click.channel, track)
+        if not outcome.everyone:
+            mine = {"status": line} | ({"state": "reasons"} if outcome.reasons else {})
+            await receiver.api.update(dingtalk_card.update(track, private={user: mine}))
+            await self._remember(told, user)
+            return
+        public = {"status": line, "state": "closed" if outcome.closed else "claimed"}
+        earlier = {
+            u.decode() if isinstance(u, bytes) else u for u in await self._redis.smembers(told)
+        }
+        private = {u: public for u in earlier | {user}}
+        await receiver.api.update(dingtalk_card.update(track, public, private))
+
+    async def _remember(self, key: str, user: str) -> None:
+        async with asyncio.timeout(5):
+            await self._redis.sadd(key, user)
+            await self._redis.expire(key, CARD_TTL_SECONDS)
