@@ -3,6 +3,8 @@
 It runs the product's default path (`bridge.mode: incidents`): each camera's fall becomes one
 incident, notified to the local receiver (which checks each vendor's format and signature) and
 shown in the console; the table counts incidents, assessments and notifications per camera.
+Level 0 also goes to a WeCom app card (`devstack.demo_card`), and the first camera's incident
+is then acknowledged from it, by a click in the simulator.
 
 Cameras: the real edge (YOLO) on a sample video it writes from ultralytics' bundled image, or
 `--source` (an RTSP URL or a file). Without the detect extra installed, simulated cameras
@@ -28,6 +30,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from devstack.demo_card import DemoCard, demo_card
 from devstack.localstack.stack import LocalStack
 from devstack.receivers import client as receiver_client
 from devstack.simulate import scene_event
@@ -238,6 +241,24 @@ async def _print_notifications(settings: Settings, progress: Progress) -> None:
         console.print("  " + receiver_client.describe(notification))
 
 
+async def _click(card: DemoCard, progress: Progress) -> bool:
+    """Answer the first camera's incident from its WeCom card, as 王工 would on his phone."""
+    incidents = progress.incidents.get(progress.cameras[0], [])
+    if not incidents:
+        return False
+    incident = incidents[0].incident_id
+    console.print("\n[bold]Answered from the chat app[/bold]")
+    console.print(f"  王工 picks On my way, 10 minutes, on the WeCom card of {incident} (simulator)")
+    answered = await card.click(incident)
+    if answered is None:
+        console.print("  [red]the click did not acknowledge the incident within 60 s[/red]")
+        return False
+    who, line = answered
+    console.print(f"  incident acknowledged by {who}; everyone's card now says: {line}")
+    console.print(f"  Cards:            curl {card.simulator}/admin/wecom-app/cards")
+    return True
+
+
 def _console_line(settings: Settings) -> None:
     url = f"http://{settings.console.host}:{settings.console.port}/"
     # The demo user of the shipped config/console.yaml (a demo password, never for real use).
@@ -317,10 +338,13 @@ async def run_demo(settings: Settings, options: DemoOptions) -> bool:
         console.print(f"Cameras: the YOLO edge on {redact_url(cameras[0].source)}")
     stop = asyncio.Event()
     tasks: list[asyncio.Task[Any]] = []
+    card_stack = contextlib.AsyncExitStack()
     try:
         with console.status("starting the local stack..."):
             await stack.up()
             await ensure_topics(stack.endpoints.kafka, settings.kafka)
+        card = await card_stack.enter_async_context(demo_card(settings, settings.local.state_dir))
+        settings = card.settings  # level 0 also tells the demo's WeCom app card
         ids = (
             [c.id for c in cameras] if cameras else [f"cam{i + 1}" for i in range(options.cameras)]
         )
@@ -344,15 +368,18 @@ async def run_demo(settings: Settings, options: DemoOptions) -> bool:
         finally:
             watcher.cancel()
         await _print_notifications(settings, progress)
+        clicked = await _click(card, progress)
         _where_to_look(settings, progress)
         if not options.once:
             console.print("\nRunning; Ctrl-C stops everything the demo started.")
             await asyncio.Event().wait()
-        return progress.done()
+        return progress.done() and clicked
     finally:
         stop.set()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 30)
+        with contextlib.suppress(Exception):
+            await card_stack.aclose()
         stopped = stack.stop_only({s.name for s in stack.services} - running)
         names = ", ".join(stopped) or "nothing (it was already running)"
         console.print(f"stopped: {names}")
