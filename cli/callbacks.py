@@ -47,10 +47,14 @@ def callbacks_register(
     url: Annotated[
         str, typer.Option(help="the public URL of /callbacks/dingtalk/<channel> on this listener")
     ],
+    force: Annotated[
+        bool, typer.Option(help="replace a route already registered under the same key")
+    ] = False,
 ) -> None:
     """Point a DingTalk app channel's callback route (`callback_route_key`) at `url`
-    (`POST /v1.0/card/callbacks/register`, signed with `callback_api_secret`). WeCom and
-    Feishu take their callback URL on the app's page in their consoles instead."""
+    (`POST /v1.0/card/callbacks/register`, clicks signed with `callback_api_secret`). A route
+    already pointing elsewhere is left as it is unless --force. WeCom and Feishu take their
+    callback URL on the app's page in their consoles instead."""
     from activities.notify.dingtalk_app import DingTalkApp
     from activities.notify.errors import Refused, Uncertain
     from activities.notify.http import fresh_connection_session
@@ -75,11 +79,19 @@ def callbacks_register(
         async with fresh_connection_session() as session:
             secret = secrets.secret(channel) or ""
             api = DingTalkApp(session, base, found.app_key, secret, found.timeout_seconds)
-            return await api.register(found.callback_route_key, url, api_secret)
+            return await api.register(found.callback_route_key, url, api_secret, force)
 
     try:
         detail = asyncio.run(main())
     except (Refused, Uncertain) as exc:
         console.print(f"[red]DingTalk refused the route: {exc}[/red]")
         raise typer.Exit(1) from None
-    console.print(f"route {found.callback_route_key!r} -> {url} ({detail})")
+    registered = detail.removeprefix("callbackUrl=")
+    if registered != url and not force:
+        console.print(
+            f"[yellow]route {found.callback_route_key!r} already points at {registered}: "
+            "left as it is (every card naming this key follows it, another deployment's "
+            "too); --force replaces it[/yellow]"
+        )
+        raise typer.Exit(1)
+    console.print(f"route {found.callback_route_key!r} -> {url}")

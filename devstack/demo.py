@@ -248,7 +248,7 @@ async def _click(card: DemoCard, progress: Progress) -> bool:
         return False
     incident = incidents[0].incident_id
     console.print("\n[bold]Answered from the chat app[/bold]")
-    console.print(f"  王工 picks On my way, 10 minutes, on the WeCom card of {incident} (simulator)")
+    console.print(f"  王工 picks On my way, 10 minutes, on the WeCom card of {incident}")
     answered = await card.click(incident)
     if answered is None:
         console.print("  [red]the click did not acknowledge the incident within 60 s[/red]")

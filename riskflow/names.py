@@ -136,6 +136,13 @@ def app_card_key(channel: str, task_id: str) -> str:
     return f"rf:card:{channel}:{task_id}"
 
 
+def incident_cards_key(incident_id: str) -> str:
+    """The app cards of an incident, whatever their channel (hash: "vendor|channel|card id"
+    -> the rank the card last showed: 0 open, 1 acknowledged, 2 closed): every one the
+    callback listener can redraw is redrawn when the incident changes from any of them."""
+    return f"rf:cards:{{{incident_id}}}"
+
+
 CARD_CLICK_QUEUE = "card-clicks"  # the callback listener's own workers (CardClickWorkflow)
 
 

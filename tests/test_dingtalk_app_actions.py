@@ -58,6 +58,7 @@ CHANNELS = NotificationSettings.model_validate(
                 "corp_id": CORP,
                 "card_template_id": "riskflow-incident.schema",
                 "open_conversation_ids": [GROUP],
+                "to_users": ["duty01"],  # the on-duty person's robot chat
                 "callback_route_key": "riskflow-clicks",
                 "callback_api_secret": API_SECRET,
             }
@@ -191,7 +192,7 @@ async def register(receiver_url: str, callback_url: str) -> None:
     base = local_receiver_url("dingtalk_app", APP, receiver_url)
     async with fresh_connection_session() as session:
         api = DingTalkApp(session, base, APP_KEY, "ding-app-secret", 10.0)
-        await api.register("riskflow-clicks", callback_url, API_SECRET)
+        await api.register("riskflow-clicks", callback_url, API_SECRET, force=False)
 
 
 async def fall_told(
@@ -215,6 +216,8 @@ async def test_on_my_way_then_resolved_from_the_dingtalk_card_act_and_everyone_s
 ) -> None:
     handle, view, card = await fall_told(world, client, task_queue, f"dt-{unique}")
     assert card["template"] == "riskflow-incident.schema" and not card["warnings"], card
+    # One card in the group and in the on-duty person's robot chat: one update changes both.
+    assert sorted(s["spaceType"] for s in card["spaces"]) == ["IM_GROUP", "IM_ROBOT"], card
     assert card["public"]["state"] == "open" and card["public"]["label_claim"] == "认领"
     acted, rejected = _clicks("acted"), _clicks("rejected")
 
@@ -374,3 +377,26 @@ async def test_a_click_temporal_cannot_take_is_parked_answered_and_acted_on_late
         return await redis.hlen(outbox) == 0
 
     await eventually(drained, within=30)
+
+
+@pytest.mark.timeout(120)
+async def test_a_card_dingtalks_review_refuses_goes_without_the_models_words(
+    world: World, client: Client, task_queue: str, unique: str
+) -> None:
+    """DingTalk's content review refuses the card's data (`param.contentUnsafe`, HTTP 400):
+    the alarm still goes, as a card without the detector's and the model's words, with its
+    buttons; a claim on it acts."""
+    unsafe = {
+        "channel": APP,
+        "times": 1,
+        "status": 400,
+        "body": {"code": "param.contentUnsafe", "message": "param.contentUnsafe"},
+    }
+    async with world.http.post(f"{world.admin}/admin/faults", json={"faults": [unsafe]}) as r:
+        assert r.status == 200
+    handle, _, card = await fall_told(world, client, task_queue, f"dt-{unique}")
+    assert card["public"]["title"] == "riskflow: 有事件待处理"
+    assert card["public"]["summary"] == "" and card["public"]["fields"] == ""
+    assert card["public"]["state"] == "open" and card["public"]["label_claim"] == "认领"
+    await world.click(card, WANG, "claim")
+    await until(handle, lambda v: v.state == IncidentState.ACKNOWLEDGED)

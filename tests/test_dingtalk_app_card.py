@@ -12,7 +12,15 @@ from typing import Any
 import pytest
 
 from activities.notify import dingtalk_card
-from activities.notify.dingtalk_app import DINGTALK_APP, CardExists, DingTalkApp, check
+from activities.notify.dingtalk_app import (
+    DELIVERY,
+    DINGTALK_APP,
+    UPDATE,
+    CardExists,
+    DingTalkApp,
+    check_delivery,
+    check_update,
+)
 from activities.notify.errors import Refused, TokenRefused
 from activities.notify.http import Answer, verdict
 from activities.notify.texts import render
@@ -36,7 +44,7 @@ CHANNEL = DingTalkAppChannel(
     callback_route_key="riskflow",
     callback_api_secret=SECRET,
 )
-TRACK = dingtalk_card.out_track_id("key-1", "dtv1.card//IM_GROUP.cid1==", INCIDENT, SECRET)
+TRACK = dingtalk_card.out_track_id("key-1", INCIDENT, SECRET)
 
 
 def test_the_templates_variables_are_strings_in_the_sites_language() -> None:
@@ -52,20 +60,30 @@ def test_the_templates_variables_are_strings_in_the_sites_language() -> None:
     assert "\u202e" not in summary and "\u200b" not in summary
 
 
-def test_one_card_per_space_each_with_its_robot_and_a_sealed_track_id() -> None:
-    spaces = dingtalk_card.spaces(CHANNEL)
-    assert spaces == ["dtv1.card//IM_GROUP.cid1==", "dtv1.card//IM_ROBOT.manager4220"]
-    group = dingtalk_card.delivery(CHANNEL, spaces[0], TRACK, {"title": "t"})
-    assert group["imGroupOpenDeliverModel"] == {"robotCode": "dingkey"}
-    assert group["callbackType"] == "HTTP" and group["callbackRouteKey"] == "riskflow"
-    robot = dingtalk_card.delivery(CHANNEL, spaces[1], TRACK, {"title": "t"})
-    assert robot["imRobotOpenDeliverModel"] == {"spaceType": "IM_ROBOT", "robotCode": "dingkey"}
+def test_one_card_for_every_space_with_each_robot_and_a_sealed_track_id() -> None:
+    assert dingtalk_card.spaces(CHANNEL) == ["IM_GROUP.cid1==", "IM_ROBOT.manager4220"]
+    body = dingtalk_card.delivery(CHANNEL, TRACK, {"title": "t"})
+    assert body["openSpaceId"] == "dtv1.card//IM_GROUP.cid1==;IM_ROBOT.manager4220"
+    assert body["imGroupOpenDeliverModel"] == {"robotCode": "dingkey"}
+    assert body["imRobotOpenDeliverModel"] == {"spaceType": "IM_ROBOT", "robotCode": "dingkey"}
+    assert body["imGroupOpenSpaceModel"] == {"supportForward": False}  # no live copies elsewhere
+    assert body["callbackType"] == "HTTP" and body["callbackRouteKey"] == "riskflow"
+    groups_only = CHANNEL.model_copy(update={"to_users": []})
+    assert "imRobotOpenDeliverModel" not in dingtalk_card.delivery(groups_only, TRACK, {})
     assert len(TRACK) <= 64 and dingtalk_card.ours(TRACK, INCIDENT, SECRET)
     assert not dingtalk_card.ours(TRACK, "another-incident", SECRET)
     assert not dingtalk_card.ours(TRACK, INCIDENT, "another secret")
     assert not dingtalk_card.ours(TRACK + "-other", INCIDENT, SECRET)
-    again = dingtalk_card.out_track_id("key-1", spaces[0], INCIDENT, SECRET)
-    assert again == TRACK != dingtalk_card.out_track_id("key-1", spaces[1], INCIDENT, SECRET)
+    assert dingtalk_card.out_track_id("key-1", INCIDENT, SECRET) == TRACK  # every attempt
+    assert dingtalk_card.out_track_id("key-2", INCIDENT, SECRET) != TRACK
+
+
+def test_every_value_fits_dingtalks_kilobyte_never_cut_inside_a_character() -> None:
+    req = request(summary="有人倒在冲压机旁" * 200)
+    found = dingtalk_card.params(render(req), req.incident_id, req.language, req.console_url)
+    assert all(len(v.encode()) <= 1000 for v in found.values())
+    assert found["summary"].endswith("…")
+    assert len(dingtalk_card.status("认领: " + "王" * 500).encode()) <= 1000
 
 
 @pytest.mark.parametrize(
@@ -91,13 +109,43 @@ def test_a_refused_token_an_existing_card_and_an_undelivered_one() -> None:
     with pytest.raises(TokenRefused):
         verdict(DINGTALK_APP, Answer(400, None, '{"code":"InvalidAuthentication","message":"x"}'))
     with pytest.raises(CardExists):
-        verdict(DINGTALK_APP, Answer(400, None, '{"code":"param.cardAlreadyExist"}'))
-    failed = {"success": True, "result": {"deliverResults": [{"success": False, "errorMsg": "no"}]}}
+        verdict(DELIVERY, Answer(400, None, '{"code":"param.cardAlreadyExist"}'))
+    nowhere = {"result": {"deliverResults": [{"success": False, "errorMsg": "no", "spaceId": "c"}]}}
     with pytest.raises(Refused) as raised:
-        check(failed)
+        check_delivery(nowhere)
     assert not raised.value.retryable  # its outTrackId is spent: a retry would find it
-    done = {"success": True, "result": {"deliverResults": [{"success": True}]}}
-    assert check(done) == "delivered to 1 space(s)" and check({"success": True}) == "ok"
+    some = {
+        "success": True,
+        "result": {
+            "deliverResults": [
+                {"success": True, "spaceType": "IM_GROUP", "spaceId": "c1"},
+                {"success": False, "spaceType": "IM_GROUP", "spaceId": "c2", "errorMsg": "left"},
+            ]
+        },
+    }
+    assert check_delivery(some) == "delivered to 1 of 2 space(s); refused: IM_GROUP.c2: left"
+    for empty in ({}, {"success": True, "result": {"deliverResults": []}}):
+        with pytest.raises(Refused):
+            check_delivery(empty)  # an answer without results is no delivery
+    with pytest.raises(Refused):
+        check_update({"success": True, "result": False})
+    assert check_update({"success": True, "result": True}) == "updated"
+
+
+def test_an_ip_ban_and_the_per_second_limit_are_waited_out_not_refused() -> None:
+    ban = '{"status":1111,"wait":5,"message":"blocked"}'
+    for answer in (Answer(200, None, ban), Answer(403, None, ban), Answer(403, None, "<html/>")):
+        with pytest.raises(Refused) as raised:
+            verdict(DELIVERY, answer)
+        assert raised.value.kind == NOTIFY_RATE_LIMITED and raised.value.retry_after_seconds == 300
+    qps = '{"code":"Forbidden.AccessDenied.QpsLimitForAppkeyAndApi","message":"qps"}'
+    with pytest.raises(Refused) as raised:
+        verdict(DELIVERY, Answer(403, None, qps))
+    assert raised.value.kind == NOTIFY_RATE_LIMITED and raised.value.retry_after_seconds == 2
+    busy = '{"code":"system.busy","message":"busy"}'
+    with pytest.raises(Refused) as raised:
+        verdict(UPDATE, Answer(400, None, busy))
+    assert raised.value.retryable  # DingTalk's code decides, not its HTTP 400
 
 
 def callback(**changes: Any) -> dict[str, Any]:
@@ -146,6 +194,14 @@ def test_a_click_is_read_with_its_arrival_time_and_a_reason_comes_in_its_action_
     }
     dismissed = read(callback(content=json.dumps(reason)))
     assert ButtonKey.decode(dismissed.key) == ButtonKey("false_alarm", INCIDENT, "drill")
+    for picked in (30, 30.0, {"value": "30"}, {"value": 30}):  # Map<String, Object>
+        eta = {
+            "cardPrivateData": {
+                "actionIds": ["on_my_way"],
+                "params": {"incident": INCIDENT, "eta": picked},
+            }
+        }
+        assert read(callback(content=json.dumps(eta))).selected == {"eta": ["30"]}
     assert read(callback(type="somethingElse")) is None
 
 

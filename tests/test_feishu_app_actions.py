@@ -26,6 +26,7 @@ from redis.asyncio import Redis
 from temporalio.client import Client, WorkflowHandle
 
 from devstack.localstack.process import free_port
+from devstack.receivers.records import Records
 from devstack.receivers.runtime import Receiver
 from riskflow.config.channels import ChannelSecrets, NotificationSettings
 from riskflow.config.incidents import EscalationStep, IncidentConfig
@@ -45,7 +46,7 @@ from workers.callbacks.feishu_crypto import FeishuCrypto
 APP = "ops-app"
 APP_ID = "cli_a5riskflow"
 TOKEN, ENCRYPT_KEY = "feishu-verification-token", "feishu-encrypt-key"
-CHAT = "oc_ops_group"
+CHAT, NIGHT = "oc_ops_group", "oc_night_shift"
 CHANNELS = NotificationSettings.model_validate(
     {
         "channels": {
@@ -53,7 +54,7 @@ CHANNELS = NotificationSettings.model_validate(
                 "type": "feishu_app",
                 "app_id": APP_ID,
                 "secret": "feishu-app-secret",
-                "receive_ids": [CHAT],
+                "receive_ids": [CHAT, NIGHT],
                 "callback_token": TOKEN,
                 "callback_encrypt_key": ENCRYPT_KEY,
             }
@@ -104,6 +105,7 @@ class World:
     http: aiohttp.ClientSession
     sent: Recorder
     parts: Parts
+    records: Records
 
     @property
     def callback_url(self) -> str:
@@ -120,11 +122,20 @@ class World:
         found: list[dict[str, Any]] = []
 
         async def sent() -> bool:
-            found[:] = [m for m in await self.messages() if incident_of(m) == incident_id]
+            found[:] = [
+                m
+                for m in await self.messages()
+                if incident_of(m) == incident_id and m["receive_id"] == CHAT
+            ]
             return bool(found)
 
         await eventually(sent, within=30)
         return found[0]
+
+    async def of_incident(self, incident_id: str) -> list[dict[str, Any]]:
+        """Every card of the incident, in every chat (what each shows now)."""
+        keyed = {m["message_id"] for m in await self.messages() if incident_of(m) == incident_id}
+        return [m for m in await self.messages() if m["message_id"] in keyed]
 
     async def now(self, message_id: str) -> dict[str, Any]:
         return next(m for m in await self.messages() if m["message_id"] == message_id)
@@ -177,7 +188,7 @@ async def world(
         await parts.start_listener()
         async with aiohttp.ClientSession() as http:
             try:
-                yield World(receiver.url, http, sent, parts)
+                yield World(receiver.url, http, sent, parts, receiver.records)
             finally:
                 for handle in sent.started:
                     with contextlib.suppress(Exception):
@@ -237,6 +248,15 @@ async def test_on_my_way_then_resolved_from_the_feishu_card_act_and_everyone_see
     assert "预计 10 分钟到场" in status_of(now)
     assert set(now["pressable"]) == {"false_alarm", "resolve"}
 
+    # Every other card of the incident (the other chat's, the assessment's) shows it too.
+    async def everywhere() -> bool:
+        cards = await world.of_incident(view.incident_id)
+        return len(cards) >= 2 and all("预计 10 分钟到场" in status_of(c) for c in cards)
+
+    await eventually(everywhere, within=30)
+    cards = await world.of_incident(view.incident_id)
+    assert {c["receive_id"] for c in cards} == {CHAT, NIGHT}
+
     await world.click(card, WANG, "resolve")
     view = await until(handle, lambda v: v.state == IncidentState.RESOLVED)
     assert view.closed_by == "wang.gong"
@@ -245,7 +265,13 @@ async def test_on_my_way_then_resolved_from_the_feishu_card_act_and_everyone_see
         return status_of(await world.now(card["message_id"])).startswith("已解除: 王工")
 
     await eventually(closed, within=30)
-    assert (await world.now(card["message_id"]))["pressable"] == []
+
+    async def closed_everywhere() -> bool:
+        cards = await world.of_incident(view.incident_id)
+        return all(status_of(c).startswith("已解除: 王工") for c in cards)
+
+    await eventually(closed_everywhere, within=30)
+    assert all(c["pressable"] == [] for c in await world.of_incident(view.incident_id))
     assert _clicks("acted") == acted + 2 and _clicks("duplicate") == duplicates + 1
 
 
@@ -370,3 +396,31 @@ async def test_a_click_temporal_cannot_take_is_parked_answered_and_acted_on_late
         return await redis.hlen(outbox) == 0
 
     await eventually(drained, within=30)
+
+
+@pytest.mark.timeout(120)
+async def test_a_chat_out_of_reach_does_not_keep_the_card_from_the_others(
+    world: World, client: Client, task_queue: str, unique: str
+) -> None:
+    """The bot was removed from one chat (Feishu answers 230002 with HTTP 400): the other
+    chat still gets the incident's card, and level 0 counts as told."""
+    removed = {
+        "channel": APP,
+        "times": 1,
+        "status": 400,
+        "body": {"code": 230002, "msg": "Bot/User can NOT be out of the chat."},
+    }
+    async with world.http.post(f"{world.admin}/admin/faults", json={"faults": [removed]}) as r:
+        assert r.status == 200
+    frame = fall(f"fs-{unique}", 1)
+    handle = await open_incident(
+        world.sent, client, task_queue, frame, LEVEL_0, SITE.timezone, SITE.language
+    )
+    view = await until(handle, lambda v: v.steps_sent == ["L0"])
+
+    async def one_chat() -> bool:
+        return bool(await world.of_incident(view.incident_id))
+
+    await eventually(one_chat, within=30)
+    assert view.state == IncidentState.NOTIFIED
+    assert [f.times for f in world.records.faults] == [0]  # one chat was out of reach

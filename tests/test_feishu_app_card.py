@@ -4,16 +4,18 @@ after a click, the API's answers (codes), and reading a `card.action.trigger` ca
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from typing import Any
 
 import pytest
+from aiohttp import web
 
-from activities.notify.errors import Refused, TokenRefused
+from activities.notify.errors import RecipientRefused, Refused, TokenRefused
 from activities.notify.feishu_app import FEISHU_APP, FeishuApp, check
 from activities.notify.feishu_card import answered, card, content, uuid
-from activities.notify.http import Answer, verdict
+from activities.notify.http import Answer, fresh_connection_session, verdict
 from activities.notify.texts import render
 from riskflow.config.channels import FeishuAppChannel
 from riskflow.contracts.card_actions import ButtonKey
@@ -74,7 +76,7 @@ def test_a_closing_message_has_no_actions_and_model_text_is_inert() -> None:
     hostile = built(summary="倒地\u202etxet desrever\u200b <at id=all></at> **x**")
     text = json.dumps(hostile, ensure_ascii=False)
     assert "\u202e" not in text and "\u200b" not in text
-    shown = [e for e in hostile["body"]["elements"] if e["tag"] == "div"][0]
+    shown = next(e for e in hostile["body"]["elements"] if e["tag"] == "div")
     assert shown["text"]["tag"] == "plain_text"  # never lark_md: no mention, no markup
 
 
@@ -243,3 +245,75 @@ def test_missing_headers_and_a_nan_timestamp_are_refused() -> None:
 def test_other_callbacks_are_answered_and_ignored() -> None:
     other = callback(header__event_type="im.message.receive_v1")
     assert read(other) is None
+
+
+@pytest.mark.parametrize(
+    ("body", "retryable"),
+    [
+        ({"code": 230099, "msg": "Failed to create card content, ext=card action is lock"}, True),
+        ({"code": 18121, "msg": "the same create request is being processed"}, True),
+        ({"code": 230049, "msg": "message is being sent"}, True),
+        ({"code": 1500, "msg": "internal error"}, True),
+        ({"code": 230001, "msg": "invalid param"}, False),
+    ],
+)
+def test_feishus_code_decides_even_when_it_answers_http_400(
+    body: dict[str, Any], retryable: bool
+) -> None:
+    with pytest.raises(Refused) as raised:
+        verdict(FEISHU_APP, Answer(400, None, json.dumps(body)))
+    assert raised.value.retryable is retryable
+
+
+def test_a_recipient_out_of_reach_is_told_apart_from_a_failed_send() -> None:
+    for code in (230002, 230013, 230029, 230035, 230053, 232009):
+        with pytest.raises(RecipientRefused):
+            verdict(FEISHU_APP, Answer(400, None, json.dumps({"code": code, "msg": "x"})))
+
+
+def test_false_alarm_and_resolved_ask_for_a_confirmation_claim_does_not() -> None:
+    found = {a["element_id"]: a for a in actions(built())}
+    assert "confirm" in found["false_alarm"] and "confirm" in found["resolve"]
+    assert "confirm" not in found["claim"] and "confirm" not in found["on_my_way"]
+    assert found["resolve"]["confirm"]["title"]["content"] == "确认已解除并关闭?"
+
+
+def test_an_unsigned_request_fails_the_same_way_whatever_is_wrong_with_it() -> None:
+    """Telling bad padding from other failures would be a padding oracle (a captured click
+    decrypted a block at a time): unsigned requests get one refusal."""
+    rx, crypto = receiver(), FeishuCrypto(ENCRYPT_KEY, TOKEN)
+    sealed = json.loads(crypto.seal({"type": "url_verification", "challenge": "c", "token": TOKEN}))
+    raw = base64.b64decode(sealed["encrypt"])
+    forged = [bytes([i]) + raw[1:] for i in range(0, 256, 17)]
+    bodies = [json.dumps({"encrypt": base64.b64encode(f).decode()}).encode() for f in forged]
+    bodies += [b"{}", b"not json", crypto.seal(callback())]
+    reasons = set()
+    for body in bodies:
+        try:
+            rx.open({}, body, time.time(), 300)
+        except CallbackRejected as exc:
+            reasons.add(exc.reason)
+    assert reasons == {"malformed"}
+    assert rx.open({}, json.dumps(sealed).encode(), time.time(), 300)["challenge"] == "c"
+
+
+async def test_a_token_request_feishu_throttles_is_waited_out_not_refused() -> None:
+    async def token(request: web.Request) -> web.Response:
+        body = {"code": 99991400, "msg": "request trigger frequency limit"}
+        return web.json_response(body, status=400, headers={"x-ogw-ratelimit-reset": "7"})
+
+    app = web.Application()
+    app.router.add_post("/open-apis/auth/v3/tenant_access_token/internal", token)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    try:
+        async with fresh_connection_session() as session:
+            api = FeishuApp(session, f"http://{host}:{port}", APP_ID, "s", 5.0)
+            with pytest.raises(Refused) as raised:
+                await api.send("chat_id", "oc_1", "interactive", "{}", "u")
+    finally:
+        await runner.cleanup()
+    assert raised.value.kind == NOTIFY_RATE_LIMITED and raised.value.retry_after_seconds == 7

@@ -21,8 +21,9 @@ from typing import Any, TypeVar
 import aiohttp
 
 from activities.notify import errors
-from activities.notify.errors import TokenRefused
-from activities.notify.http import timeouts
+from activities.notify.errors import Refused, TokenRefused
+from activities.notify.http import RETRY_AFTER_HEADERS, timeouts
+from riskflow.contracts.notifications import NOTIFY_RATE_LIMITED
 
 RENEW_BEFORE_SECONDS, MIN_TOKEN_SECONDS = 300.0, 60.0
 T = TypeVar("T")
@@ -75,15 +76,21 @@ async def fetch_json(
     method: str,
     url: str,
     timeout_seconds: float,
+    classify: Callable[[Any], Any] | None = None,
     **kwargs: Any,
 ) -> Any:
     """The JSON answer of a token request (`what` names it in errors); `Refused` when it
-    cannot be made, is answered with an error status, or is not JSON."""
+    cannot be made, is answered with an error status, or is not JSON. An error status with
+    a JSON body is first read by `classify` (the vendor's check: a rate limit stays one, with
+    the wait the vendor names in `Retry-After` or `x-ogw-ratelimit-reset`)."""
     try:
         async with session.request(
             method, url, timeout=timeouts(timeout_seconds), **kwargs
         ) as response:
             status, text = response.status, await response.text(errors="replace")
+            wait = next(
+                (response.headers[h] for h in RETRY_AFTER_HEADERS if h in response.headers), None
+            )
     except (TimeoutError, aiohttp.ClientError, OSError) as exc:
         raise errors.failed(f"{what}: {type(exc).__name__}") from None
     try:
@@ -91,7 +98,16 @@ async def fetch_json(
     except json.JSONDecodeError:
         answer = None
     if not 200 <= status < 300:
-        raise errors.http_status(what, status, text, None)
+        if classify is not None and isinstance(answer, dict) and status != 429:
+            try:
+                classify(answer)
+            except Refused as exc:
+                if exc.kind == NOTIFY_RATE_LIMITED:
+                    raise errors.rate_limited(
+                        str(exc), errors.seconds(wait) or exc.retry_after_seconds
+                    ) from None
+                raise
+        raise errors.http_status(what, status, text, wait)
     if answer is None:
         raise errors.failed(f"{what} answered non-JSON: {text[:200]}")
     return answer

@@ -18,9 +18,10 @@ from typing import Any
 
 import aiohttp
 
-from activities.notify import dingtalk_card
+from activities.notify import dingtalk_card, errors
 from activities.notify.cards import CARD_TTL_SECONDS
-from activities.notify.dingtalk_app import DingTalkApp
+from activities.notify.dingtalk_app import ContentUnsafe, DingTalkApp
+from activities.notify.errors import RecipientRefused
 from activities.notify.feishu_app import FeishuApp
 from activities.notify.feishu_card import card as feishu_card
 from activities.notify.feishu_card import content, uuid
@@ -37,9 +38,32 @@ from riskflow.config.channels import (
 )
 from riskflow.contracts.notifications import NotificationRequest
 from riskflow.infra.redis import FAIL_OPEN_SECONDS, RedisClient, store_outage
-from riskflow.names import app_card_key
+from riskflow.names import app_card_key, incident_cards_key
 
 logger = logging.getLogger(__name__)
+SEND_CONCURRENCY = 5  # Feishu: 50 calls a second per app, 5 a second per chat or person
+
+
+def _delivered(
+    vendor: str, channel: str, recipients: list[str], results: list[str | BaseException]
+) -> str:
+    """The detail of a send to several recipients; raises what failed it (see
+    `AppSenders._send_feishu`)."""
+    refused = {
+        r: e for r, e in zip(recipients, results, strict=True) if isinstance(e, RecipientRefused)
+    }
+    failures = [e for e in results if isinstance(e, BaseException) and e not in refused.values()]
+    if failures:
+        raise failures[0]
+    taken = [m for m in results if isinstance(m, str)]
+    if not taken:
+        raise errors.rejected(f"{vendor}: no recipient could be reached: {list(refused.values())}")
+    if refused:
+        logger.warning(
+            "%s: not delivered to %s", channel, "; ".join(f"{r} ({e})" for r, e in refused.items())
+        )
+    out = f"; not delivered to {', '.join(refused)}" if refused else ""
+    return "message_id=" + ",".join(taken) + out
 
 
 class AppSenders:
@@ -118,41 +142,70 @@ class AppSenders:
     async def _send_feishu(
         self, request: NotificationRequest, message: Message, channel: FeishuAppChannel, base: str
     ) -> str:
-        """One message per recipient (Feishu takes one a call), each kept under its message
-        id; a retry resends them all, and Feishu drops those whose `uuid` it has."""
+        """One message per recipient (Feishu takes one a call), `SEND_CONCURRENCY` at a time,
+        each kept under its message id and listed for its incident. Every recipient is tried:
+        one out of reach (`RecipientRefused`) is named in the detail, not a failure of the
+        others; any other failure fails the attempt once all were tried, and the retry sends
+        again to all (Feishu drops those whose `uuid` it has)."""
         app = self.feishu(request.channel, channel, base)
         card = feishu_card(
             message, request.incident_id, request.language, request.severity, request.console_url
         )
-        sent = []
-        for receive_id in channel.receive_ids:
-            key = uuid(request.idempotency_key, receive_id)
-            message_id = await app.send(
-                channel.receive_id_type, receive_id, "interactive", content(card), key
-            )
-            sent.append(message_id)
+        body, limit = content(card), asyncio.Semaphore(SEND_CONCURRENCY)
+
+        async def one(receive_id: str) -> str:
+            async with limit:
+                key = uuid(request.idempotency_key, receive_id)
+                return await app.send(channel.receive_id_type, receive_id, "interactive", body, key)
+
+        ids = channel.receive_ids
+        results = await asyncio.gather(*(one(r) for r in ids), return_exceptions=True)
+        sent = {r: m for r, m in zip(ids, results, strict=True) if isinstance(m, str)}
+        for message_id in sent.values():
             if not message.closing and message_id != "ok":
                 await self.keep(request.channel, message_id, card)
-        return "message_id=" + ",".join(sent)
+                await self.index(request.incident_id, "feishu", request.channel, message_id)
+        return _delivered("feishu", request.channel, ids, results)
 
     async def _send_dingtalk(
         self, request: NotificationRequest, message: Message, channel: DingTalkAppChannel, base: str
     ) -> str:
-        """One card per space (group or person), each with its own `outTrackId`; a retry
-        finds those already delivered existing."""
+        """One card delivered to every space of the channel (groups and robot chats), so one
+        update redraws every copy; its `outTrackId` is the same for every attempt (a retry
+        finds it existing)."""
         app = self.dingtalk(request.channel, channel, base)
         card_params = dingtalk_card.params(
             message, request.incident_id, request.language, request.console_url
         )
         (secret,) = self._secrets.callback(request.channel) or ("",)
-        sent = []
-        for space in dingtalk_card.spaces(channel):
-            key, incident = request.idempotency_key, request.incident_id
-            track = dingtalk_card.out_track_id(key, space, incident, secret)
-            sent.append(
-                await app.deliver(dingtalk_card.delivery(channel, space, track, card_params))
+        key, incident = request.idempotency_key, request.incident_id
+        track = dingtalk_card.out_track_id(key, incident, secret)
+        try:
+            detail = await app.deliver(dingtalk_card.delivery(channel, track, card_params))
+        except ContentUnsafe as exc:  # the review refused the words: the alarm goes anyway
+            logger.warning(
+                "%s: %s; sending the card without the model's words", request.channel, exc
             )
-        return "; ".join(sent)
+            plainer = dingtalk_card.plainer(card_params, request.language)
+            track = dingtalk_card.out_track_id(key + "#plain", incident, secret)
+            detail = await app.deliver(dingtalk_card.delivery(channel, track, plainer))
+        if not message.closing:
+            await self.index(request.incident_id, "dingtalk", request.channel, track)
+        return detail
+
+    async def index(self, incident_id: str, vendor: str, channel: str, card_id: str) -> None:
+        """List a card under its incident (`incident_cards_key`), shown open (rank 0)."""
+        key = incident_cards_key(incident_id)
+        try:
+            async with asyncio.timeout(FAIL_OPEN_SECONDS):
+                await self._redis.hsetnx(key, f"{vendor}|{channel}|{card_id}", "0")
+                await self._redis.expire(key, CARD_TTL_SECONDS)
+        except Exception as exc:
+            if not store_outage(exc):
+                raise
+            logger.warning(
+                "%s: card %s not listed under %s: %s", channel, card_id, incident_id, exc
+            )
 
     async def keep(self, channel: str, card_id: str, card: dict[str, Any]) -> None:
         """Keep a card sent (or redrawn) for `CARD_TTL_SECONDS`; Redis away: not kept."""

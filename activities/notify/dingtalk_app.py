@@ -30,6 +30,7 @@ are not retried; anything else is.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -42,15 +43,18 @@ from activities.notify.errors import Refused, TokenRefused
 from activities.notify.http import HttpRequest, Vendor, json_body, post
 from riskflow.contracts.notifications import NOTIFY_CHANNEL_ERROR, NOTIFY_REJECTED
 
+logger = logging.getLogger(__name__)
 TOKEN_CODES = frozenset({"InvalidAuthentication", "AuthenticationFailed.MissingParameter"})
-RATE_PREFIXES = ("Forbidden.AccessDenied.QpsLimit", "Forbidden.AccessDenied.IpBanned")
+QPS_PREFIX = "Forbidden.AccessDenied.QpsLimit"  # ...ForAppkeyAndApi, ...ForApi
+QPS_RETRY_SECONDS = 2.0
+MONTHLY_QUOTA = "Forbidden.AccessDenied.ApiCountLimitForOrg"
+BANNED_STATUS, BAN_SECONDS = 1111, 300.0  # an IP over 10,000 calls in 20 s: 5 minutes
+CONTENT_UNSAFE = "param.contentUnsafe"
 CARD_EXISTS = frozenset({"param.cardAlreadyExist", "param.cardAlreadyExists"})
 CONFIG_CODES = frozenset(
     {
         "invalidClientIdOrSecret",
         "Forbidden.AccessDenied.AccessTokenPermissionDenied",
-        "ApiCountLimitForOrg",
-        "MissingParameter",
     }
 )
 
@@ -59,25 +63,53 @@ class CardExists(Refused):
     """The card's `outTrackId` exists: an earlier attempt of this message delivered it."""
 
 
+class ContentUnsafe(Refused):
+    """`param.contentUnsafe`: the card's data did not pass DingTalk's content review (the
+    model's words about an injury, a fire): send a card without them instead."""
+
+
 def check(answer: Any) -> str:
     """The detail of a success, else `Refused` (`TokenRefused`, `CardExists`, rate limited,
-    rejected or failed)."""
+    rejected or failed): the checks every call's answer passes."""
     if not isinstance(answer, dict):
         raise errors.failed(f"DingTalk answered {str(answer)[:200]}")
+    if answer.get("status") == BANNED_STATUS:  # an IP ban: {"status": 1111, "wait": 5, ...}
+        raise errors.rate_limited(f"DingTalk banned this IP: {str(answer)[:200]}", BAN_SECONDS)
     code = answer.get("code")
     if isinstance(code, str) and code:
         raise _refusal(code, str(answer.get("message") or ""))
     if answer.get("success") is False:
         raise errors.failed(f"DingTalk answered success=false: {str(answer)[:200]}")
+    return "ok"
+
+
+def check_delivery(answer: Any) -> str:
+    """`createAndDeliver`'s answer: each space's `deliverResults` entry. None delivered:
+    rejected (the card exists from now on: a retry would find it existing); some: the
+    detail names those refused."""
+    check(answer)
     result = answer.get("result")
     delivered = result.get("deliverResults") if isinstance(result, dict) else None
-    if isinstance(delivered, list):
-        failed = [r for r in delivered if isinstance(r, dict) and r.get("success") is False]
-        if failed:  # the card exists now (its outTrackId spent): sending again cannot help
-            why = "; ".join(str(r.get("errorMsg") or r.get("spaceId") or "?") for r in failed)
-            raise errors.rejected(f"DingTalk did not deliver the card: {why[:200]}")
-        return f"delivered to {len(delivered)} space(s)"
-    return "ok"
+    if not isinstance(delivered, list) or not delivered:
+        raise errors.failed(f"DingTalk answered no deliverResults: {str(answer)[:200]}")
+    refused = [r for r in delivered if not (isinstance(r, dict) and r.get("success") is True)]
+    why = "; ".join(
+        f"{r.get('spaceType', '?')}.{r.get('spaceId', '?')}: {r.get('errorMsg') or '?'}"
+        for r in refused
+        if isinstance(r, dict)
+    )
+    if len(refused) == len(delivered):
+        raise errors.rejected(f"DingTalk delivered the card nowhere: {why[:300]}")
+    taken = f"delivered to {len(delivered) - len(refused)} of {len(delivered)} space(s)"
+    return taken + (f"; refused: {why[:300]}" if refused else "")
+
+
+def check_update(answer: Any) -> str:
+    """`PUT /v1.0/card/instances`: `result` says whether the update was made."""
+    check(answer)
+    if answer.get("result") is not True:
+        raise errors.failed(f"DingTalk did not update the card: {str(answer)[:200]}")
+    return "updated"
 
 
 def _refusal(code: str, message: str) -> Refused:
@@ -86,8 +118,13 @@ def _refusal(code: str, message: str) -> Refused:
         return TokenRefused(NOTIFY_CHANNEL_ERROR, text)
     if code in CARD_EXISTS:
         return CardExists(NOTIFY_REJECTED, text)
-    if code.startswith(RATE_PREFIXES):
-        return errors.rate_limited(text, 60.0)
+    if code == CONTENT_UNSAFE:
+        return ContentUnsafe(NOTIFY_REJECTED, text)
+    if code.startswith(QPS_PREFIX):  # a one-second window ("sleep 1秒，然后继续执行")
+        return errors.rate_limited(text, QPS_RETRY_SECONDS)
+    if code == MONTHLY_QUOTA:
+        logger.error("DingTalk: the organisation's monthly API calls are spent: %s", text)
+        return errors.rejected(text)
     if code in CONFIG_CODES or code.startswith("param."):
         return errors.rejected(text)
     return errors.failed(text)
@@ -97,7 +134,28 @@ def _unused_build(*args: Any) -> HttpRequest:  # requests are built by `DingTalk
     raise NotImplementedError
 
 
-DINGTALK_APP = Vendor("dingtalk_app", _unused_build, check, str, redeliverable=True)
+def _vendor(checked: Callable[[Any], str]) -> Vendor:
+    return Vendor(
+        "dingtalk_app",
+        _unused_build,
+        checked,
+        str,
+        redeliverable=True,
+        codes_over_status=True,
+        unreadable_error_seconds=BAN_SECONDS,
+    )
+
+
+def check_register(answer: Any) -> str:
+    """The route as DingTalk now has it: `result.callbackUrl`."""
+    check(answer)
+    result = answer.get("result")
+    url = result.get("callbackUrl") if isinstance(result, dict) else None
+    return f"callbackUrl={url}" if isinstance(url, str) else "ok"
+
+
+DINGTALK_APP, DELIVERY, UPDATE = _vendor(check), _vendor(check_delivery), _vendor(check_update)
+REGISTER = _vendor(check_register)
 
 
 class DingTalkApp:
@@ -121,33 +179,37 @@ class DingTalkApp:
         self._token = AccessToken(self._fetch_token, clock)
 
     async def deliver(self, card: dict[str, Any]) -> str:
-        """`createAndDeliver`; a card delivered by an earlier attempt is delivered."""
+        """`createAndDeliver` (`check_delivery`); a card delivered by an earlier attempt is
+        delivered."""
         try:
-            return await self._call("POST", "/v1.0/card/instances/createAndDeliver", card)
+            return await self._call("POST", "/v1.0/card/instances/createAndDeliver", card, DELIVERY)
         except CardExists as exc:
             return f"delivered before ({exc})"
 
     async def update(self, update: dict[str, Any]) -> str:
         """`PUT /v1.0/card/instances`: the card's data (and one person's) merged by key."""
-        return await self._call("PUT", "/v1.0/card/instances", update)
+        return await self._call("PUT", "/v1.0/card/instances", update, UPDATE)
 
-    async def register(self, route_key: str, url: str, api_secret: str) -> str:
-        """The HTTP callback route the cards name (`callback_route_key`) pointed at `url`."""
+    async def register(self, route_key: str, url: str, api_secret: str, force: bool) -> str:
+        """The HTTP callback route the cards name (`callback_route_key`) pointed at `url`;
+        without `force`, a route already registered is left as it is and its URL answered
+        (every card naming the key follows a change: another deployment's too)."""
         body = {
             "callbackRouteKey": route_key,
             "callbackUrl": url,
             "apiSecret": api_secret,
-            "forceUpdate": True,
+            "forceUpdate": force,
         }
-        return await self._call("POST", "/v1.0/card/callbacks/register", body)
+        registered = await self._call("POST", "/v1.0/card/callbacks/register", body, REGISTER)
+        return registered
 
-    async def _call(self, method: str, path: str, payload: dict[str, Any]) -> str:
+    async def _call(self, method: str, path: str, payload: dict[str, Any], vendor: Vendor) -> str:
         body = json_body(payload)
 
         async def call(token: str) -> str:
             headers = {"x-acs-dingtalk-access-token": token}
             request = HttpRequest(self._base + path, body, headers, method)
-            return await post(self._session, DINGTALK_APP, request, self._timeout)
+            return await post(self._session, vendor, request, self._timeout)
 
         return await self._token.using(call)
 
@@ -158,6 +220,7 @@ class DingTalkApp:
             "POST",
             f"{self._base}/v1.0/oauth2/accessToken",
             self._timeout,
+            check,
             json={"appKey": self.app_key, "appSecret": self._secret},
         )
         token = answer.get("accessToken") if isinstance(answer, dict) else None

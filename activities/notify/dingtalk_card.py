@@ -24,6 +24,7 @@ import hmac
 from typing import Any, Literal
 
 from activities.notify.cards import LABELS, plain
+from activities.notify.markup import ELLIPSIS
 from activities.notify.texts import Message, clip
 from riskflow.config.channels import DingTalkAppChannel
 from riskflow.config.sites import Language
@@ -31,14 +32,15 @@ from riskflow.contracts.card_actions import ETA_MINUTES, REASONS
 
 CardState = Literal["open", "claimed", "closed", "reasons"]
 TITLE, LEAD, SUMMARY, FIELD, STATUS = 100, 200, 1000, 200, 200
+MAX_VALUE_BYTES = 1000  # "cardParamMap ... value 最长不超过1KB" (create-and-deliver-cards)
 STATES: tuple[CardState, ...] = ("open", "claimed", "closed", "reasons")
 
 
-def out_track_id(idempotency_key: str, space: str, incident_id: str, secret: str) -> str:
-    """The card's `outTrackId`: one per message and space, the same for every attempt, and
+def out_track_id(idempotency_key: str, incident_id: str, secret: str) -> str:
+    """The card's `outTrackId`: one per message, the same for every attempt, and
     sealed for its incident with the route's apiSecret (`ours`): DingTalk signs only the
     time of a click, so the card and incident its body names are checked by this seal."""
-    base = hashlib.sha256(f"{idempotency_key}\n{space}".encode()).hexdigest()[:24]
+    base = hashlib.sha256(idempotency_key.encode()).hexdigest()[:24]
     return f"rf-{base}-{_seal(base, incident_id, secret)}"
 
 
@@ -55,9 +57,9 @@ def _seal(base: str, incident_id: str, secret: str) -> str:
 
 
 def spaces(channel: DingTalkAppChannel) -> list[str]:
-    """The `openSpaceId` of each group and person the channel delivers to."""
-    groups = [f"dtv1.card//IM_GROUP.{cid}" for cid in channel.open_conversation_ids]
-    return groups + [f"dtv1.card//IM_ROBOT.{user}" for user in channel.to_users]
+    """Each group and person the channel delivers to (`IM_GROUP.<cid>`, `IM_ROBOT.<userid>`)."""
+    groups = [f"IM_GROUP.{cid}" for cid in channel.open_conversation_ids]
+    return groups + [f"IM_ROBOT.{user}" for user in channel.to_users]
 
 
 def labels(language: Language) -> dict[str, str]:
@@ -74,7 +76,7 @@ def params(
 ) -> dict[str, str]:
     """The template's variables for an incident message (all strings)."""
     lines = [f"{label}: {clip(plain(value), FIELD)}" for label, value in message.fields]
-    return {
+    found = {
         "title": clip(message.title(plain), TITLE),
         "lead": clip(message.lead, LEAD),
         "summary": clip(plain(message.summary), SUMMARY),
@@ -85,26 +87,46 @@ def params(
         "console_url": console_url,
         **labels(language),
     }
+    return {k: within_bytes(v) for k, v in found.items()}
+
+
+def plainer(card_params: dict[str, str], language: Language) -> dict[str, str]:
+    """The variables without the detector's and the model's words (camera labels, summary,
+    fields): what is sent when DingTalk's content review refuses them. The title says only
+    that an incident needs an answer; the console link and the buttons stay."""
+    title = {"en": "riskflow: an incident needs an answer", "zh-CN": "riskflow: 有事件待处理"}
+    return card_params | {"title": title[language], "lead": "", "summary": "", "fields": ""}
+
+
+def within_bytes(text: str, limit: int = MAX_VALUE_BYTES) -> str:
+    """`text` cut to `limit` UTF-8 bytes (DingTalk's limit on a variable's value), ending
+    with … when cut, never inside a character."""
+    if len(text.encode()) <= limit:
+        return text
+    cut = text.encode()[: limit - len(ELLIPSIS.encode())].decode(errors="ignore")
+    return cut + ELLIPSIS
 
 
 def delivery(
-    channel: DingTalkAppChannel, space: str, track_id: str, card_params: dict[str, str]
+    channel: DingTalkAppChannel, track_id: str, card_params: dict[str, str]
 ) -> dict[str, Any]:
-    """The `createAndDeliver` body of one card in one space."""
+    """The `createAndDeliver` body of one card delivered to every space of the channel
+    (`openSpaceId` lists them, `;`-separated): one card instance, so one update changes
+    every copy. Not forwardable: a copy in another chat would carry live buttons."""
     body: dict[str, Any] = {
         "cardTemplateId": channel.card_template_id,
         "outTrackId": track_id,
         "callbackType": "HTTP",
         "callbackRouteKey": channel.callback_route_key,
         "cardData": {"cardParamMap": card_params},
-        "openSpaceId": space,
+        "openSpaceId": "dtv1.card//" + ";".join(spaces(channel)),
         "userIdType": 1,  # userid, not unionid
     }
-    if space.startswith("dtv1.card//IM_GROUP."):
-        body["imGroupOpenSpaceModel"] = {"supportForward": True}
+    if channel.open_conversation_ids:
+        body["imGroupOpenSpaceModel"] = {"supportForward": False}
         body["imGroupOpenDeliverModel"] = {"robotCode": channel.app_key}
-    else:
-        body["imRobotOpenSpaceModel"] = {"supportForward": True}
+    if channel.to_users:
+        body["imRobotOpenSpaceModel"] = {"supportForward": False}
         body["imRobotOpenDeliverModel"] = {"spaceType": "IM_ROBOT", "robotCode": channel.app_key}
     return body
 
@@ -128,4 +150,4 @@ def update(
 
 
 def status(line: str) -> str:
-    return clip(line, STATUS)
+    return within_bytes(clip(line, STATUS))

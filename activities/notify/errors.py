@@ -45,6 +45,11 @@ class TokenRefused(Refused):
     200 (`http.verdict` lets it through either way)."""
 
 
+class RecipientRefused(Refused):
+    """One recipient of an app's message cannot be reached (left, blocked the bot, outside
+    the app's availability; a chat the bot is no longer in): the others are still sent to."""
+
+
 class Uncertain(Exception):
     """The request may or may not have been delivered."""
 

@@ -18,11 +18,15 @@ Codes (server-docs/api-call-guide/generic-error-code, im-v1 error tables): 99991
 platform's frequency limit), 230020 (a chat's or person's message rate), 11232 and 11233 are
 retried after a minute; 10003 / 10014 / 10015 (app id or secret), 99991664 / 99991665 /
 99991671 / 99991672 / 99991668 (token kind or permission), 99992402 (field validation),
-230001 (parameter), 230002 (the bot is not in the chat), 230006 (bot ability off), 230013
-(the person is outside the app's availability), 230025 (too long), 230027 (permission),
+230001 (parameter), 230006 (bot ability off), 230025 (too long), 230027 (permission),
 230031 (the card can no longer be updated), 230011 / 230110 (recalled or deleted) and 230099
 ("Failed to create card content": the card refused, unless the card is locked by another
-update at that moment) are not retried; any other code is.
+update at that moment) are not retried; any other code is (18121 and 230049: the same
+request still being processed; 1500, 2200, 5000, 11246: Feishu's own errors), whatever the
+HTTP status (Feishu answers them all with 400). A recipient out of reach (230002 the bot not
+in the chat, 230013 outside the app's availability, 230029 resigned, 230035 not permitted,
+230053 the bot blocked, 232009 the chat dissolved) is `RecipientRefused`: the message still
+goes to the others.
 """
 
 from __future__ import annotations
@@ -35,16 +39,20 @@ import aiohttp
 
 from activities.notify import errors
 from activities.notify.app_token import AccessToken, fetch_json, lifetime
-from activities.notify.errors import TokenRefused
+from activities.notify.errors import RecipientRefused, TokenRefused
 from activities.notify.http import HttpRequest, Vendor, code_of, json_body, post
-from riskflow.contracts.notifications import NOTIFY_CHANNEL_ERROR
+from riskflow.contracts.notifications import NOTIFY_CHANNEL_ERROR, NOTIFY_REJECTED
 
 RATE_CODES = frozenset({99991400, 230020, 11232, 11233})
 TOKEN_CODES = frozenset({99991663, 99991661})
+# One recipient out of reach: the bot not in the chat (230002), the person outside the app's
+# availability (230013), resigned (230029), sending not permitted (230035), the bot blocked
+# (230053), the chat dissolved (232009).
+RECIPIENT_CODES = frozenset({230002, 230013, 230029, 230035, 230053, 232009})
 CARD_CONTENT = 230099  # "Failed to create card content, ext=ErrCode: ..."
 CONFIG_CODES = frozenset(
     {10003, 10014, 10015, 99991664, 99991665, 99991668, 99991671, 99991672, 99992402}
-    | {230001, 230002, 230006, 230013, 230025, 230027, 230031, 230011, 230110}
+    | {230001, 230006, 230025, 230027, 230031, 230011, 230110}
 )
 
 
@@ -54,6 +62,8 @@ def check(answer: Any) -> str:
     text = f"Feishu answered code {code}: {message[:200]}"
     if code in TOKEN_CODES:
         raise TokenRefused(NOTIFY_CHANNEL_ERROR, text)
+    if code in RECIPIENT_CODES:
+        raise RecipientRefused(NOTIFY_REJECTED, text)
     if code == CARD_CONTENT and "lock" not in message.lower():
         raise errors.rejected(text)  # the card itself was refused: sending it again cannot help
     if code != 0:
@@ -67,7 +77,9 @@ def _unused_build(*args: Any) -> HttpRequest:  # requests are built by `FeishuAp
     raise NotImplementedError
 
 
-FEISHU_APP = Vendor("feishu_app", _unused_build, check, str, redeliverable=True)
+FEISHU_APP = Vendor(
+    "feishu_app", _unused_build, check, str, redeliverable=True, codes_over_status=True
+)
 
 
 class FeishuApp:
@@ -126,6 +138,7 @@ class FeishuApp:
             "POST",
             url,
             self._timeout,
+            check,
             json={"app_id": self._app_id, "app_secret": self._secret},
         )
         code, message = code_of(answer, "code")

@@ -37,6 +37,18 @@ _PLACEHOLDER: dict[Language, dict[CardAction, str]] = {
     "zh-CN": {"on_my_way": "马上到 · 预计到场", "false_alarm": "误报 · 原因"},
 }
 _OPEN = {"en": "Open in riskflow", "zh-CN": "在 riskflow 中查看"}
+_CONFIRM: dict[Language, dict[str, str]] = {
+    "en": {
+        "false_alarm": "Close it as a false alarm?",
+        "resolve": "Close it as resolved?",
+        "text": "Everyone sees the incident closed, and escalation stops.",
+    },
+    "zh-CN": {
+        "false_alarm": "确认按误报关闭?",
+        "resolve": "确认已解除并关闭?",
+        "text": "所有人都会看到事件已关闭, 升级通知随之停止。",
+    },
+}
 
 
 def uuid(idempotency_key: str, receive_id: str) -> str:
@@ -54,16 +66,24 @@ def _key(action: CardAction, incident_id: str) -> list[dict[str, Any]]:
     return [{"type": "callback", "value": {"key": ButtonKey(action, incident_id).encode()}}]
 
 
+def _confirm(action: CardAction, language: Language) -> dict[str, Any]:
+    """A confirmation before an action that closes the incident (a mis-tap on a phone must
+    not close a real alarm)."""
+    t = _CONFIRM[language]
+    return {"title": _text(t[action]), "text": _text(t["text"])}
+
+
 def _action(action: CardAction, incident_id: str, language: Language) -> dict[str, Any]:
     t = LABELS[language]
     if action in ("claim", "resolve"):
-        return {
+        button = {
             "tag": "button",
             "element_id": action,
             "text": _text(t[action]),
             "type": "primary" if action == "claim" else "default",
             "behaviors": _key(action, incident_id),
         }
+        return button | ({"confirm": _confirm(action, language)} if action == "resolve" else {})
     if action == "on_my_way":
         options = [(str(n), t["minutes"].format(n=n)) for n in ETA_MINUTES]
     else:
@@ -74,7 +94,7 @@ def _action(action: CardAction, incident_id: str, language: Language) -> dict[st
         "placeholder": _text(_PLACEHOLDER[language][action]),
         "options": [{"text": _text(label), "value": value} for value, label in options],
         "behaviors": _key(action, incident_id),
-    }
+    } | ({"confirm": _confirm(action, language)} if action == "false_alarm" else {})
 
 
 def _row(elements: list[dict[str, Any]]) -> dict[str, Any]:

@@ -63,6 +63,13 @@ class Vendor:
     check: Callable[[Any], str]
     neutral: Callable[[str], str]
     redeliverable: bool = False
+    # The vendor's code decides whatever the HTTP status (Feishu's and DingTalk's open
+    # platforms answer every error with 400, retryable ones included); a 429 stays a rate
+    # limit with its Retry-After.
+    codes_over_status: bool = False
+    # An error status whose body is not the vendor's JSON is a rate limit of this many
+    # seconds (DingTalk's IP ban answers an HTML page); None: the status decides.
+    unreadable_error_seconds: float | None = None
 
 
 @dataclass(frozen=True)
@@ -149,6 +156,12 @@ def verdict(vendor: Vendor, answer: Answer) -> str:
     """The vendor's detail of a success, or the `Refused`/`Uncertain` an answer means."""
     parsed = _json(answer.text)
     if not 200 <= answer.status < 300:
+        coded = isinstance(parsed, dict) and "code" in parsed
+        if vendor.codes_over_status and answer.status != 429 and coded:
+            vendor.check(parsed)  # raises the code's verdict
+        if vendor.unreadable_error_seconds is not None and not isinstance(parsed, dict):
+            text = f"{vendor.name} answered HTTP {answer.status}: {(answer.text or '')[:120]}"
+            raise rate_limited(text, vendor.unreadable_error_seconds)
         _raise_vendor_rate_limit(vendor, parsed, answer.retry_after)
         raise http_status(vendor.name, answer.status, answer.text or "", answer.retry_after)
     if answer.text is None:

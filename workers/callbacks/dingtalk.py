@@ -16,9 +16,10 @@ corp must be the channel's, and the card one riskflow sent for the incident the 
 body. HTTP callbacks carry no event id: a click's is made of its
 card, person, action and signed time (DingTalk documents no redelivery).
 
-`DingTalkCards.tell` changes the card's variables (`PUT /v1.0/card/instances`, merged by
-key): for everyone when the incident changed (and for those told something alone before,
-whose own data would hide it), else for the presser alone (`privateData`).
+`DingTalkCards` changes the card's variables (`PUT /v1.0/card/instances`, merged by key):
+for everyone when the incident changed (and for those told something alone before, whose own
+data would hide it), else for the presser alone (`privateData`). One card instance is in
+every group and robot chat of the channel, so one update changes every copy.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +35,7 @@ from typing import Any
 from activities.notify import dingtalk_card
 from activities.notify.cards import CARD_TTL_SECONDS
 from activities.notify.dingtalk_app import DingTalkApp
+from activities.notify.errors import Refused
 from riskflow.config.channels import DingTalkAppChannel
 from riskflow.contracts.card_actions import ETA_QUESTION, KEY_PREFIX, CardClick, ClickOutcome
 from riskflow.infra.redis import RedisClient
@@ -40,6 +43,7 @@ from riskflow.names import app_card_key
 from workers.callbacks.dingtalk_crypto import timestamp_seconds, verify_card_callback
 from workers.callbacks.rejection import CallbackRejected
 
+logger = logging.getLogger(__name__)
 CARD_EVENT = "actionCallback"
 TIMESTAMP, SIGNATURE = "x-ddpaas-signature-timestamp", "x-ddpaas-signature"
 
@@ -112,7 +116,20 @@ def _pressed(content: Any) -> tuple[str, dict[str, str]]:
     if not isinstance(actions, list) or not actions or not isinstance(actions[0], str):
         raise CallbackRejected("malformed", "no actionIds")
     found = params if isinstance(params, dict) else {}
-    return actions[0][:64], {k: v for k, v in found.items() if isinstance(v, str)}
+    return actions[0][:64], {k: s for k, v in found.items() if (s := _param(v)) is not None}
+
+
+def _param(value: Any) -> str | None:
+    """A param as a string: DingTalk declares them `Map<String, Object>`, so a select's
+    choice may come as a number or as `{"value": ...}`."""
+    if isinstance(value, dict):
+        value = value.get("value")
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float | str):
+        text = str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+        return text[:128]
+    return None
 
 
 def _told_key(channel: str, track: str) -> str:
@@ -120,32 +137,43 @@ def _told_key(channel: str, track: str) -> str:
 
 
 class DingTalkCards:
-    """`workers.callbacks.clicks.Cards` for DingTalk (see the module docstring)."""
+    """How DingTalk cards are told a click's outcome (`workers.callbacks.cards.AppCards`)."""
 
     def __init__(self, receivers: Mapping[str, DingTalkReceiver], redis: RedisClient) -> None:
         self._receivers = receivers
         self._redis = redis
 
-    async def tell(self, click: CardClick, outcome: ClickOutcome) -> None:
+    async def tell_presser(self, click: CardClick, outcome: ClickOutcome) -> None:
+        """What only the presser is told: their own data over the card's (why their click
+        changed nothing, or the reasons of a false alarm)."""
         receiver = self._receivers.get(click.channel)
         track, user = click.card_ref.get("out_track_id", ""), click.card_ref.get("userid", "")
-        if receiver is None or not track or not outcome.line:
+        if receiver is None or not track or not user or not outcome.line:
             return
-        line = dingtalk_card.status(outcome.line)
-        told = _told_key(click.channel, track)
-        if not outcome.everyone:
-            mine = {"status": line} | ({"state": "reasons"} if outcome.reasons else {})
-            await receiver.api.update(dingtalk_card.update(track, private={user: mine}))
-            await self._remember(told, user)
-            return
-        public = {"status": line, "state": "closed" if outcome.closed else "claimed"}
-        earlier = {
-            u.decode() if isinstance(u, bytes) else u for u in await self._redis.smembers(told)
-        }
-        private = {u: public for u in earlier | {user}}
-        await receiver.api.update(dingtalk_card.update(track, public, private))
-
-    async def _remember(self, key: str, user: str) -> None:
+        mine = {"status": dingtalk_card.status(outcome.line)}
+        mine |= {"state": "reasons"} if outcome.reasons else {}
+        await receiver.api.update(dingtalk_card.update(track, private={user: mine}))
         async with asyncio.timeout(5):
-            await self._redis.sadd(key, user)
-            await self._redis.expire(key, CARD_TTL_SECONDS)
+            await self._redis.sadd(_told_key(click.channel, track), user)
+            await self._redis.expire(_told_key(click.channel, track), CARD_TTL_SECONDS)
+
+    async def redraw(self, channel: str, track: str, outcome: ClickOutcome) -> None:
+        """The card's state and line for everyone; then, one by one, for those told something
+        alone before (their own data would hide it). One of them gone from the organisation
+        (`param.userIdNotExist`) does not keep it from the others."""
+        receiver = self._receivers.get(channel)
+        if receiver is None:
+            return
+        public = {
+            "status": dingtalk_card.status(outcome.line),
+            "state": "closed" if outcome.closed else "claimed",
+        }
+        await receiver.api.update(dingtalk_card.update(track, public))
+        for raw in await self._redis.smembers(_told_key(channel, track)):
+            user = raw.decode() if isinstance(raw, bytes) else str(raw)
+            try:
+                await receiver.api.update(dingtalk_card.update(track, private={user: public}))
+            except Refused as exc:
+                if exc.retryable:
+                    raise
+                logger.warning("%s: %s's own view of %s not redrawn: %s", channel, user, track, exc)

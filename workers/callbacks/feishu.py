@@ -18,9 +18,9 @@
   deliver a card callback again, so a click is only ever answered after it is kept
   (`workers.callbacks.app`).
 
-`FeishuCards.tell` redraws the card for everyone (`PATCH` of the shared card, from the card
-kept at send time) when the incident changed, and otherwise tells the presser alone, in a
-message from the app's bot (a shared card cannot show one person something else).
+`FeishuCards` redraws a card for everyone (`PATCH` of the shared card, from the card kept at
+send time) when the incident changed, and otherwise tells the presser alone, in a message
+from the app's bot (a shared card cannot show one person something else).
 """
 
 from __future__ import annotations
@@ -62,8 +62,15 @@ class FeishuReceiver:
     ) -> dict[str, Any]:
         """The callback inside a request, checked (see the module docstring)."""
         timestamp, nonce, signature = (headers.get(h, "") for h in HEADERS)
-        if not (timestamp or nonce or signature):
-            return self.crypto.url_check(body)  # the URL check may come unsigned
+        if not (timestamp or nonce or signature):  # the URL check may come unsigned
+            try:
+                return self.crypto.url_check(body)
+            except CallbackRejected:
+                # One answer for every failure: telling bad padding from the rest would
+                # let anyone decrypt a captured callback, a block at a time.
+                raise CallbackRejected(
+                    "malformed", "an unsigned request that is no URL check"
+                ) from None
         if not (timestamp and nonce and signature):
             raise CallbackRejected("malformed", "the X-Lark-Request-* headers are required")
         try:
@@ -152,29 +159,30 @@ def _seconds(create_time: Any, now: float) -> float:
 
 
 class FeishuCards:
-    """`workers.callbacks.clicks.Cards` for Feishu (see the module docstring)."""
+    """How Feishu cards are told a click's outcome (`workers.callbacks.cards.AppCards`)."""
 
     def __init__(self, receivers: Mapping[str, FeishuReceiver], apps: AppSenders) -> None:
         self._receivers = receivers
         self._apps = apps
 
-    async def tell(self, click: CardClick, outcome: ClickOutcome) -> None:
+    async def tell_presser(self, click: CardClick, outcome: ClickOutcome) -> None:
+        """What only the presser is told: a card from the app's bot, to them alone."""
         receiver = self._receivers.get(click.channel)
-        if receiver is None or not outcome.line:
+        open_id = click.card_ref.get("open_id", "")
+        if receiver is None or not outcome.line or not open_id:
             return
-        if not outcome.everyone:
-            open_id = click.card_ref.get("open_id", "")
-            key = "rf-" + hashlib.sha256(click.event_id.encode()).hexdigest()[:40]
-            title = f"riskflow · {outcome.incident_id}" if outcome.incident_id else "riskflow"
-            if open_id:
-                await receiver.api.tell(open_id, content(note(title, outcome.line)), key)
+        key = "rf-" + hashlib.sha256(click.event_id.encode()).hexdigest()[:40]
+        title = f"riskflow · {outcome.incident_id}" if outcome.incident_id else "riskflow"
+        await receiver.api.tell(open_id, content(note(title, outcome.line)), key)
+
+    async def redraw(self, channel: str, message_id: str, outcome: ClickOutcome) -> None:
+        """The shared card `message_id` redrawn for everyone from the card kept at send time
+        (not kept, or expired: it stays as it is)."""
+        receiver = self._receivers.get(channel)
+        sent = await self._apps.kept(channel, message_id)
+        if receiver is None or sent is None:
             return
-        message_id = click.card_ref.get("message_id", "")
-        sent = await self._apps.kept(click.channel, message_id) if message_id else None
-        if sent is None:
-            return  # the card was not kept (or expired): it stays as it is
-        redrawn = answered(
-            sent, outcome.line, outcome.incident_id, outcome.language, outcome.closed
-        )
+        language, incident = outcome.language, outcome.incident_id
+        redrawn = answered(sent, outcome.line, incident, language, outcome.closed)
         await receiver.api.update(message_id, content(redrawn))
-        await self._apps.keep(click.channel, message_id, redrawn)
+        await self._apps.keep(channel, message_id, redrawn)

@@ -26,13 +26,13 @@ from riskflow.config.channels import (
     local_receiver_url,
 )
 from riskflow.config.settings import Settings
-from riskflow.contracts.card_actions import CardClick, ClickOutcome
 from riskflow.errors import ConfigError
 from riskflow.infra.endpoints import Endpoints
-from riskflow.infra.redis import RedisClient, redis_client
+from riskflow.infra.redis import redis_client
 from riskflow.infra.shutdown import stop_on_signals
 from riskflow.names import CARD_CLICK_QUEUE
 from workers.callbacks.app import Receivers, build_app
+from workers.callbacks.cards import AppCards
 from workers.callbacks.clicks import ClickActivities
 from workers.callbacks.dingtalk import DingTalkCards, DingTalkReceiver
 from workers.callbacks.feishu import FeishuCards, FeishuReceiver
@@ -75,24 +75,6 @@ def receivers(
     return Receivers(wecom=wecom, feishu=feishu, dingtalk=dingtalk)
 
 
-class AppCards:
-    """`workers.callbacks.clicks.Cards` for every vendor: each click's card told by its
-    vendor's."""
-
-    def __init__(self, found: Receivers, redis: RedisClient, apps: AppSenders) -> None:
-        self._wecom = WeComCards(found.wecom, redis)
-        self._feishu = FeishuCards(found.feishu, apps)
-        self._dingtalk = DingTalkCards(found.dingtalk, redis)
-
-    async def tell(self, click: CardClick, outcome: ClickOutcome) -> None:
-        if click.vendor == "wecom":
-            await self._wecom.tell(click, outcome)
-        elif click.vendor == "feishu":
-            await self._feishu.tell(click, outcome)
-        elif click.vendor == "dingtalk":
-            await self._dingtalk.tell(click, outcome)
-
-
 def click_worker(
     client: Client, activities: ClickActivities, task_queue: str = CARD_CLICK_QUEUE
 ) -> Worker:
@@ -130,7 +112,12 @@ async def listening(
         apps = AppSenders(session, secrets, redis)
         found = receivers(settings, secrets, apps, endpoints.receiver)
         sites = {site.id: site for site in settings.sites}
-        cards = AppCards(found, redis, apps)
+        cards = AppCards(
+            WeComCards(found.wecom, redis),
+            FeishuCards(found.feishu, apps),
+            DingTalkCards(found.dingtalk, redis),
+            redis,
+        )
         activities = ClickActivities(client, redis, settings.people, sites.get, cards)
         async with click_worker(client, activities, click_queue):
             app = build_app(found, client, redis, settings.callbacks, click_queue=click_queue)
