@@ -115,12 +115,41 @@ def _health(info: ProcessInfo, settings: Settings, ports: dict[str, int | None])
     if info.name == "console":
         return probe_metrics(settings.console.host, port, path=CONSOLE_HEALTH_PATH), ""
     if info.name == "callbacks":
-        return probe_metrics(settings.callbacks.host, port, path=CALLBACKS_HEALTH_PATH), ""
+        page, problem = scrape(settings.callbacks.host, port, path=CALLBACKS_HEALTH_PATH)
+        return problem, callbacks_note(page)
     page, problem = scrape(settings.metrics.host, port)
     reading = BridgeReading.parse(page) if info.name == "bridge" and page else None
     if reading is None:
         return problem, ""
     return reading.problem(), reading.note()
+
+
+# Refusals that say the callback secrets do not match the app's (not an attacker's junk,
+# which fails the same checks: the note says "probably").
+_KEY_REASONS = ("bad_signature", "bad_padding", "bad_ciphertext", "bad_length", "bad_token")
+
+
+def callbacks_note(page: str) -> str:
+    """What `riskflow status` says of the callback listener's /health: Stream connections
+    not open, and channels whose callbacks were refused by their secrets since it started."""
+    try:
+        health = json.loads(page) if page else {}
+    except json.JSONDecodeError:
+        return ""
+    notes = [
+        f"{name}: DingTalk Stream not connected (reconnecting)"
+        for name, connected in (health.get("streams") or {}).items()
+        if not connected
+    ]
+    for name, reasons in (health.get("refused") or {}).items():
+        keyed = {r: n for r, n in reasons.items() if r in _KEY_REASONS}
+        if keyed:
+            counts = ", ".join(f"{n} {r}" for r, n in sorted(keyed.items()))
+            notes.append(
+                f"{name}: callbacks refused since start ({counts}): if real clicks, the "
+                "channel's callback secrets (token, AES/encrypt key, api secret) are not the app's"
+            )
+    return "; ".join(notes)
 
 
 def _print_services(infos: list[ProcessInfo], settings: Settings, layout: Layout) -> bool:

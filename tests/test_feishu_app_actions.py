@@ -300,6 +300,11 @@ async def test_clicks_that_may_not_act_change_nothing_and_the_bot_tells_the_pres
     assert status_of(now) == ""  # everyone's card unchanged
     assert (await until(handle, lambda v: True)).state == IncidentState.NOTIFIED
     assert _clicks("refused") == refused + 2 and _clicks("rejected") == rejected + 4
+    health_url = world.callback_url.split("/callbacks/")[0] + "/health"
+    async with world.http.get(health_url) as r:
+        assert (await r.json())["refused"] == {
+            APP: {"bad_signature": 1, "stale": 1, "bad_token": 1, "wrong_receiver": 1}
+        }
 
     # A false alarm with its reason, by somebody allowed: dismissed, the reason recorded.
     await world.click(card, WANG, "false_alarm", option="work")

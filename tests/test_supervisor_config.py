@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import configparser
 import io
+import json
 import shlex
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -182,3 +184,39 @@ def test_an_app_channel_brings_the_callback_listener_as_a_supervised_service(
     listener = programs(with_app, workers=1, edge=False)[-1]
     assert listener.name == "callbacks" and listener.argv == ["callbacks", "run"]
     assert listener.metrics_port == settings.callbacks.port  # health probed on its own port
+
+
+def test_an_error_of_an_earlier_run_is_not_the_services_last_error(tmp_path: Path) -> None:
+    """`riskflow status` shows the last error of the service's current run: an error logged
+    before its last start (a bad key since fixed) is history."""
+    log = tmp_path / "callbacks.log"
+    log.write_text(
+        "2026-12-07 09:00:00,001 ERROR workers.callbacks.listener: bad callback_aes_key\n"
+        "Traceback (most recent call last):\n"
+        "ValueError: not 43 characters\n"
+        "2026-12-07 10:00:00,001 INFO workers.callbacks.listener: callbacks on 127.0.0.1:8310\n"
+        "\x1b[2m2026-12-07T02:00:05.000000Z\x1b[0m WARN temporalio_sdk_core: Task not found\n"
+    )
+    started = datetime(2026, 12, 7, 10, 0, 0).timestamp()  # local time, as asctime logs it
+    assert last_error_line(log) == "ValueError: not 43 characters"
+    assert last_error_line(log, since=started) == ""
+    before = datetime(2026, 12, 7, 8, 59, 0).timestamp()
+    assert last_error_line(log, since=before) == "ValueError: not 43 characters"
+    with log.open("a") as more:
+        more.write("2026-12-07 10:00:09,000 ERROR workers.callbacks.app: Redis unreachable\n")
+    assert last_error_line(log, since=started).endswith("Redis unreachable")
+
+
+def test_status_says_which_callback_secrets_do_not_match_and_which_streams_are_down() -> None:
+    from cli.services import callbacks_note
+
+    health = {
+        "ok": True,
+        "streams": {"ops-ding": False, "night-ding": True},
+        "refused": {"shift-app": {"bad_padding": 3, "stale": 9}, "ops-app": {"replayed": 2}},
+    }
+    note = callbacks_note(json.dumps(health))
+    assert "ops-ding: DingTalk Stream not connected" in note and "night-ding" not in note
+    assert "shift-app: callbacks refused since start (3 bad_padding)" in note
+    assert "ops-app" not in note  # replays and stale requests say nothing of the secrets
+    assert callbacks_note("") == "" and callbacks_note("not json") == ""

@@ -47,6 +47,7 @@ from riskflow.names import (
     card_click_workflow_id,
 )
 from workers.callbacks.dingtalk import DingTalkReceiver
+from workers.callbacks.dingtalk_stream import StreamConnection
 from workers.callbacks.feishu import FeishuReceiver
 from workers.callbacks.rejection import CallbackRejected
 from workers.callbacks.wecom import WeComReceiver
@@ -69,6 +70,8 @@ class Receivers:
     wecom: Mapping[str, WeComReceiver] = field(default_factory=dict)
     feishu: Mapping[str, FeishuReceiver] = field(default_factory=dict)
     dingtalk: Mapping[str, DingTalkReceiver] = field(default_factory=dict)
+    # DingTalk channels in Stream mode: their connections (`listener.streams`), once started
+    streams: list[StreamConnection] = field(default_factory=list)
 
     def names(self) -> list[str]:
         return [*self.wecom, *self.feishu, *self.dingtalk]
@@ -81,6 +84,8 @@ CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("clock")
 QUEUE: web.AppKey[str] = web.AppKey("click_queue")
 REDIS: web.AppKey[RedisClient] = web.AppKey("redis")
 PACE: web.AppKey[Pace] = web.AppKey("pace")
+# channel -> refusal reason -> count, since the listener started (`/health`)
+REFUSED: web.AppKey[dict[str, dict[str, int]]] = web.AppKey("refused")
 R = TypeVar("R")
 
 
@@ -98,6 +103,8 @@ def _refused(
     channel, 429 and no log line (a flood of junk costs a signature check each, and never
     holds up a click that passes its checks: those are not paced)."""
     CARD_CLICKS.labels(vendor, "rejected").inc()
+    refused = app[REFUSED].setdefault(channel, {})
+    refused[exc.reason] = refused.get(exc.reason, 0) + 1
     if not app[PACE].admit(channel, app[CLOCK]()):
         return web.Response(status=429, text="too many refused requests")
     logger.warning("%s callback for %s refused: %s", vendor, channel, exc)
@@ -175,6 +182,19 @@ async def dingtalk_event(request: web.Request) -> web.Response:
     if click is None or await _accepted(request.app, click, replay_key):
         return web.json_response({})
     return web.json_response({"code": "unavailable", "message": "try again"}, status=503)
+
+
+async def take(app: web.Application, click: CardClick, seen: str) -> bool:
+    """Keep a click that reached the listener another way than a request (DingTalk Stream),
+    once per `seen` (its message id): seen before and kept, True at once; False when it
+    could not be kept now (the vendor pushes it again)."""
+    replay_key = callback_replay_key(click.channel, seen)
+    try:
+        await _first_sight(app, replay_key)
+    except CallbackRejected:
+        CARD_CLICKS.labels(click.vendor, "duplicate").inc()
+        return True
+    return await _accepted(app, click, replay_key)
 
 
 async def _accepted(app: web.Application, click: CardClick, replay_key: str) -> bool:
@@ -294,7 +314,12 @@ async def _start_workflow(app: web.Application, click: CardClick) -> None:
 
 
 async def health(request: web.Request) -> web.Response:
-    return web.json_response({"ok": True})
+    """Up: `{"ok": true, "streams": {channel: connected}, "refused": {channel: {reason:
+    count}}}`: whether each DingTalk Stream connection is open (a closed one is being
+    reopened: not a reason to restart the listener), and the callbacks refused since the
+    listener started, by reason (`riskflow status` reads a secret that does not match)."""
+    streams = {s.receiver.name: s.connected.is_set() for s in request.app[RECEIVERS].streams}
+    return web.json_response({"ok": True, "streams": streams, "refused": request.app[REFUSED]})
 
 
 def build_app(
@@ -309,6 +334,7 @@ def build_app(
     app[QUEUE] = click_queue
     app[REDIS] = redis
     app[PACE] = Pace(settings.max_requests_per_second)
+    app[REFUSED] = {}
     app[RECEIVERS] = receivers
     app[CLIENT] = client
     app[SETTINGS] = settings

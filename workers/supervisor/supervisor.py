@@ -17,7 +17,9 @@ import sys
 import time
 import urllib.request
 import xmlrpc.client
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
 
@@ -52,18 +54,52 @@ class ProcessInfo:
     last_error: str
 
 
-def last_error_line(log: Path, tail_bytes: int = 65_536) -> str:
-    """The last line of a log that reads like an error ("" when none), at most 300 chars."""
+def last_error_line(log: Path, tail_bytes: int = 65_536, since: float | None = None) -> str:
+    """The last line of a log that reads like an error ("" when none), at most 300 chars;
+    with `since` (epoch seconds: the service's last start), only of records logged since
+    then (a line without a time of its own, a traceback's, belongs to the record above it;
+    an error of an earlier run is history, not the service's state)."""
     try:
         with open(log, "rb") as handle:
             handle.seek(max(0, log.stat().st_size - tail_bytes))
             text = handle.read().decode(errors="replace")
     except OSError:
         return ""
-    for line in reversed(text.splitlines()):
+    found, current = "", None
+    for line in text.splitlines():
+        current = _logged_at(line) or current
+        if since is not None and (current is None or current < since - 1):
+            continue
         if _ERROR_LINE.search(line) and not _QUIET_RECORD.search(line):
-            return line.strip()[:300]
-    return ""
+            found = line.strip()[:300]
+    return found
+
+
+def _logged_at(line: str) -> float | None:
+    """The time a log line starts with (Python's `asctime`, local; or RFC 3339 UTC, as the
+    Temporal core logs), else None."""
+    for pattern, parse in _STAMPS:
+        match = pattern.match(line)
+        if match:
+            try:
+                return parse(match.group(1))
+            except ValueError:
+                return None
+    return None
+
+
+def _asctime(text: str) -> float:
+    return datetime.strptime(text, "%Y-%m-%d %H:%M:%S,%f").timestamp()
+
+
+def _rfc3339(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+_STAMPS: tuple[tuple[re.Pattern[str], Callable[[str], float]], ...] = (
+    (re.compile(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})"), _asctime),
+    (re.compile(r"(?:\x1b\[\d+m)?(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z)"), _rfc3339),
+)
 
 
 def spawn_counts(daemon_log: Path) -> dict[str, int]:
@@ -174,7 +210,7 @@ class Supervisor:
             restarts=max(0, spawns - 1),
             exit_status=raw["exitstatus"] if exited else None,
             spawn_error=raw.get("spawnerr") or "",
-            last_error=last_error_line(self.layout.log(raw["name"])),
+            last_error=last_error_line(self.layout.log(raw["name"]), since=raw["start"] or None),
         )
 
     def start_stopped(self) -> list[str]:
