@@ -66,6 +66,9 @@ def callbacks_register(
     if not isinstance(found, DingTalkAppChannel):
         console.print(f"[red]{channel!r} is not a dingtalk_app channel of riskflow.yaml[/red]")
         raise typer.Exit(2)
+    if found.callback_mode == "stream" or found.callback_route_key is None:
+        console.print(f"[red]{channel!r} takes its clicks over Stream: no route to register[/red]")
+        raise typer.Exit(2)
     if not url.startswith(("https://", "http://")):
         console.print("[red]--url must be an http(s) URL[/red]")
         raise typer.Exit(2)
@@ -74,12 +77,13 @@ def callbacks_register(
         found.type, channel, Endpoints.of(settings).receiver
     )
     (api_secret,) = secrets.callback(channel) or ("",)
+    route_key = found.callback_route_key
 
     async def main() -> str:
         async with fresh_connection_session() as session:
             secret = secrets.secret(channel) or ""
             api = DingTalkApp(session, base, found.app_key, secret, found.timeout_seconds)
-            return await api.register(found.callback_route_key, url, api_secret, force)
+            return await api.register(route_key, url, api_secret, force)
 
     try:
         detail = asyncio.run(main())

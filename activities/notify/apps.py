@@ -177,7 +177,8 @@ class AppSenders:
         card_params = dingtalk_card.params(
             message, request.incident_id, request.language, request.console_url
         )
-        (secret,) = self._secrets.callback(request.channel) or ("",)
+        name = request.channel
+        secret = dingtalk_card.seal_key(self._secrets.callback(name), self._secrets.secret(name))
         key, incident = request.idempotency_key, request.incident_id
         track = dingtalk_card.out_track_id(key, incident, secret)
         try:

@@ -44,6 +44,12 @@ def out_track_id(idempotency_key: str, incident_id: str, secret: str) -> str:
     return f"rf-{base}-{_seal(base, incident_id, secret)}"
 
 
+def seal_key(callback: tuple[str, ...] | None, app_secret: str | None) -> str:
+    """The key of the cards' seal: the route's apiSecret in HTTP mode (`callback` as
+    `ChannelSecrets.callback` gives it), else (Stream mode) the app's own secret."""
+    return callback[0] if callback else app_secret or ""
+
+
 def ours(track: str, incident_id: str, secret: str) -> bool:
     """Whether `track` is a card riskflow sent for `incident_id` (`out_track_id`)."""
     prefix, _, rest = track.partition("-")
@@ -116,12 +122,13 @@ def delivery(
     body: dict[str, Any] = {
         "cardTemplateId": channel.card_template_id,
         "outTrackId": track_id,
-        "callbackType": "HTTP",
-        "callbackRouteKey": channel.callback_route_key,
+        "callbackType": channel.callback_mode.upper(),  # HTTP | STREAM
         "cardData": {"cardParamMap": card_params},
         "openSpaceId": "dtv1.card//" + ";".join(spaces(channel)),
         "userIdType": 1,  # userid, not unionid
     }
+    if channel.callback_route_key is not None:
+        body["callbackRouteKey"] = channel.callback_route_key
     if channel.open_conversation_ids:
         body["imGroupOpenSpaceModel"] = {"supportForward": False}
         body["imGroupOpenDeliverModel"] = {"robotCode": channel.app_key}

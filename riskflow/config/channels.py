@@ -172,14 +172,16 @@ class DingTalkAppChannel(_HttpChannel):
     """DingTalk internal app (企业内部应用) with its robot: an interactive card of the
     template `card_template_id` (made from `deploy/dingtalk/incident-card.md`) delivered to
     each group of `open_conversation_ids` and to each of `to_users` (userids, one-to-one
-    with the robot), whose button clicks come back over HTTP to the callback listener
-    (`workers.callbacks`, the route `callback_route_key` registered with
-    `POST /v1.0/card/callbacks/register`) and act on the incident.
+    with the robot), whose button clicks come back to the callback listener
+    (`workers.callbacks`) and act on the incident: `callback_mode: http` over HTTP, to the
+    route `callback_route_key` registered with `POST /v1.0/card/callbacks/register` (the
+    listener must be reachable from DingTalk), or `callback_mode: stream` over the Stream
+    connection the listener opens to DingTalk (no public URL needed).
 
     `url` is the API's base (`https://api.dingtalk.com`; without one, the local receiver's
     simulator), `app_key` the app's Client ID (AppKey, also its robot's `robotCode`),
     `secret` its Client Secret, `corp_id` the organisation's; `callback_api_secret` the
-    `apiSecret` the route was registered with (it signs each click)."""
+    `apiSecret` the route was registered with (it signs each click; http mode only)."""
 
     type: Literal["dingtalk_app"]
     app_key: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
@@ -187,7 +189,10 @@ class DingTalkAppChannel(_HttpChannel):
     card_template_id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.-]+$")
     open_conversation_ids: list[str] = Field(default_factory=list, max_length=50)
     to_users: list[str] = Field(default_factory=list, max_length=100)
-    callback_route_key: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    callback_mode: Literal["http", "stream"] = "http"
+    callback_route_key: str | None = Field(
+        default=None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$"
+    )
     callback_api_secret: SecretStr | None = None
     callback_api_secret_env: str | None = Field(default=None, pattern=ENV_NAME)
 
@@ -197,6 +202,15 @@ class DingTalkAppChannel(_HttpChannel):
             raise ValueError("a dingtalk_app channel needs open_conversation_ids or to_users")
         if self.secret is None and self.secret_env is None:
             raise ValueError("a dingtalk_app channel needs the app's 'secret' or 'secret_env'")
+        if self.callback_mode == "stream":
+            given = (
+                self.callback_route_key or self.callback_api_secret or self.callback_api_secret_env
+            )
+            if given:
+                raise ValueError("callback_mode stream takes no callback route (key or secret)")
+            return self
+        if self.callback_route_key is None:
+            raise ValueError("a dingtalk_app channel in http mode needs 'callback_route_key'")
         _callback_secrets(self, "dingtalk_app", ("callback_api_secret",))
         return self
 
@@ -263,6 +277,14 @@ CALLBACK_SECRETS: dict[str, tuple[str, ...]] = {
     "feishu_app": ("callback_token", "callback_encrypt_key"),
     "dingtalk_app": ("callback_api_secret",),
 }
+
+
+def callback_fields(channel: AppChannelConfig) -> tuple[str, ...]:
+    """The secrets of an app channel's callbacks (none for DingTalk's Stream mode: the
+    connection is opened with the app's own secret)."""
+    if isinstance(channel, DingTalkAppChannel) and channel.callback_mode == "stream":
+        return ()
+    return CALLBACK_SECRETS[channel.type]
 
 
 class NotificationSettings(BaseModel):
@@ -363,7 +385,7 @@ class ChannelSecrets:
             if secret is not None:
                 secrets[name] = secret
             if isinstance(channel, APP_CHANNEL_TYPES):
-                fields = CALLBACK_SECRETS[channel.type]
+                fields = callback_fields(channel)
                 taken = [
                     take(name, f"{f}_env", getattr(channel, f), getattr(channel, f"{f}_env"))
                     for f in fields

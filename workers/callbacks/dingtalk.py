@@ -50,27 +50,40 @@ TIMESTAMP, SIGNATURE = "x-ddpaas-signature-timestamp", "x-ddpaas-signature"
 
 @dataclass(frozen=True)
 class DingTalkReceiver:
-    """One app channel's callback route: `name`, its config, the route's `api_secret`."""
+    """One app channel's clicks: `name`, its config, its API, and `secret`: the route's
+    apiSecret in HTTP mode (it signs each click and seals the cards), the app's own secret in
+    Stream mode (the cards' seal only: the connection itself is the proof)."""
 
     name: str
     channel: DingTalkAppChannel
-    api_secret: str
+    secret: str
     api: DingTalkApp
 
     def click(
         self, headers: Mapping[str, str], body: bytes, now: float, window: float
     ) -> CardClick | None:
-        """The card click a request carries (None: another callback, answered and ignored);
-        `CallbackRejected` when it is not DingTalk's for this channel."""
+        """The card click an HTTP request carries (None: another callback, answered and
+        ignored); `CallbackRejected` when it is not DingTalk's for this channel."""
         timestamp, signature = headers.get(TIMESTAMP, ""), headers.get(SIGNATURE, "")
         if not (timestamp and signature):
             raise CallbackRejected("malformed", f"{TIMESTAMP} and {SIGNATURE} are required")
         sent = timestamp_seconds(timestamp)
         if abs(now - sent) > window:
             raise CallbackRejected("stale", f"signed {now - sent:.0f}s from now")
-        verify_card_callback(self.api_secret, timestamp, signature)
-        data = _json_object(body)
-        if data.get("type") != CARD_EVENT:
+        verify_card_callback(self.secret, timestamp, signature)
+        return self._read(_json_object(body), timestamp, sent)
+
+    def stream_click(self, data: str, message_id: str, at: float) -> CardClick | None:
+        """The card click a Stream CALLBACK frame carries (`data`: its JSON string): named by
+        the frame's `messageId`, which a re-push keeps."""
+        if not message_id or len(message_id) > 100:
+            raise CallbackRejected("malformed", "no messageId")
+        return self._read(_json_object(data), f"stream:{message_id}", at)
+
+    def _read(self, data: dict[str, Any], occasion: str, at: float) -> CardClick | None:
+        """The click in a callback's data; `occasion` (the signed time, the frame's id)
+        tells one click from another of the same person, card and button."""
+        if data.get("type", CARD_EVENT) != CARD_EVENT:
             return None
         track, user = data.get("outTrackId"), data.get("userId")
         if data.get("corpId") != self.channel.corp_id:
@@ -79,9 +92,9 @@ class DingTalkReceiver:
             raise CallbackRejected("malformed", "no userId")
         action, params = _pressed(data.get("content"))
         incident = params.get("incident", "")
-        if not isinstance(track, str) or not dingtalk_card.ours(track, incident, self.api_secret):
+        if not isinstance(track, str) or not dingtalk_card.ours(track, incident, self.secret):
             raise CallbackRejected("wrong_receiver", f"card {str(track)[:70]}")
-        digest = hashlib.sha256(f"{track}\n{user}\n{action}\n{timestamp}".encode())
+        digest = hashlib.sha256(f"{track}\n{user}\n{action}\n{occasion}".encode())
         eta = params.get("eta")
         return CardClick(
             vendor="dingtalk",
@@ -89,7 +102,7 @@ class DingTalkReceiver:
             event_id=digest.hexdigest()[:40],
             user_ids={"userid": user},
             key=f"{KEY_PREFIX}:{action}:{incident}"[:1024],
-            at=sent,
+            at=at,
             selected={ETA_QUESTION: [eta]} if isinstance(eta, str) else {},
             card_ref={"out_track_id": track, "userid": user},
         )

@@ -10,12 +10,15 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
+import aiohttp
 from aiohttp import web
 from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from activities.notify import dingtalk_card
 from activities.notify.apps import AppSenders
 from activities.notify.http import fresh_connection_session
 from riskflow.config.channels import (
@@ -31,10 +34,11 @@ from riskflow.infra.endpoints import Endpoints
 from riskflow.infra.redis import redis_client
 from riskflow.infra.shutdown import stop_on_signals
 from riskflow.names import CARD_CLICK_QUEUE
-from workers.callbacks.app import Receivers, build_app
+from workers.callbacks.app import Receivers, build_app, take
 from workers.callbacks.cards import AppCards
 from workers.callbacks.clicks import ClickActivities
 from workers.callbacks.dingtalk import DingTalkCards, DingTalkReceiver
+from workers.callbacks.dingtalk_stream import StreamConnection
 from workers.callbacks.feishu import FeishuCards, FeishuReceiver
 from workers.callbacks.feishu_crypto import FeishuCrypto
 from workers.callbacks.wecom import WeComCards, WeComReceiver
@@ -67,12 +71,33 @@ def receivers(
                 feishu_api = apps.feishu(name, channel, base)
                 feishu[name] = FeishuReceiver(name, channel, FeishuCrypto(key, token), feishu_api)
             else:
-                (api_secret,) = callback
+                seal = dingtalk_card.seal_key(callback, secrets.secret(name))
                 dingtalk_api = apps.dingtalk(name, channel, base)
-                dingtalk[name] = DingTalkReceiver(name, channel, api_secret, dingtalk_api)
+                dingtalk[name] = DingTalkReceiver(name, channel, seal, dingtalk_api)
         except ValueError as exc:
             raise ConfigError(f"notifications.channels.{name}: callback: {exc}") from None
     return Receivers(wecom=wecom, feishu=feishu, dingtalk=dingtalk)
+
+
+def streams(
+    settings: Settings,
+    secrets: ChannelSecrets,
+    found: Receivers,
+    session: aiohttp.ClientSession,
+    endpoints: Endpoints,
+    app: web.Application,
+) -> list[StreamConnection]:
+    """A Stream connection for each DingTalk app channel in Stream mode, its clicks kept as
+    the listener keeps a request's (`workers.callbacks.app.take`)."""
+    made = []
+    for name, receiver in found.dingtalk.items():
+        channel = receiver.channel
+        if channel.callback_mode != "stream":
+            continue
+        base = secrets.url(name) or local_receiver_url(channel.type, name, endpoints.receiver)
+        keep = partial(take, app)
+        made.append(StreamConnection(receiver, session, base, secrets.secret(name) or "", keep))
+    return made
 
 
 def click_worker(
@@ -107,7 +132,9 @@ async def listening(
     secrets = ChannelSecrets.from_environment(settings.notifications)
     redis = redis_client(endpoints.redis, timeout_seconds=5)
     session = fresh_connection_session(secrets.all_configured(settings.notifications))
+    stream_session = aiohttp.ClientSession(trust_env=secrets.all_configured(settings.notifications))
     runner: web.AppRunner | None = None
+    tasks: list[asyncio.Task[None]] = []
     try:
         apps = AppSenders(session, secrets, redis)
         found = receivers(settings, secrets, apps, endpoints.receiver)
@@ -125,11 +152,18 @@ async def listening(
             await runner.setup()
             chosen = settings.callbacks.port if port is None else port
             await web.TCPSite(runner, settings.callbacks.host, chosen).start()
+            for stream in streams(settings, secrets, found, stream_session, endpoints, app):
+                found.streams.append(stream)
+                tasks.append(asyncio.create_task(stream.run()))
             yield runner, found
     finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         if runner is not None:
             await runner.cleanup()
         await session.close()
+        await stream_session.close()
         await redis.aclose()
 
 
