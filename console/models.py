@@ -115,9 +115,12 @@ class IncidentDetail(BaseModel):
 
 
 class ActionBody(BaseModel):
-    """What an action may carry: the comment's text, or the reason of a false alarm."""
+    """What an action may carry: the comment's text, or the reason of a false alarm; for an
+    acknowledgement, the minutes until the person is there (`eta_minutes`: the incident
+    looks at the camera again then, README "Acknowledged is not done")."""
 
     text: str = Field(default="", max_length=2000)
+    eta_minutes: int | None = Field(default=None, ge=1, le=240)
 
 
 class ActionResult(BaseModel):

@@ -14,7 +14,7 @@ import asyncio
 import os
 import shutil
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -240,11 +240,15 @@ async def test_an_operator_acknowledges_the_incident_of_a_fall_without_reload(
         await page.wait_for_url(f"**/incidents/{view.incident_id}")
         await page.wait_for_selector("body[data-live='yes']")
         await page.evaluate("window.__sameDocument = true")
+        await page.select_option("#action-eta", "10")  # on my way, there in 10 minutes
         await page.click("button.action[data-action='acknowledge']")
         await page.wait_for_selector("#incident-state[data-state='acknowledged']")
         acked = await handle.query(IncidentWorkflow.incident)
         assert acked is not None and acked.state == IncidentState.ACKNOWLEDGED
         assert acked.acknowledged_by == "op"
+        assert acked.follow_up_at is not None and acked.acknowledged_at is not None
+        assert acked.follow_up_at - acked.acknowledged_at == timedelta(minutes=10)
+        await page.wait_for_selector("#incident-follow-up[datetime]")
         await page.wait_for_selector("#incident-timeline tr[data-kind='acknowledged']")
         await page.screenshot(path=str(tmp_path / "incident.png"), full_page=True)
 

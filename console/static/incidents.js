@@ -70,6 +70,9 @@
     acted = null;
     showState(i.state);
     document.getElementById("incident-acked-by").textContent = i.acknowledged_by || "–";
+    var followUp = document.getElementById("incident-follow-up");
+    followUp.textContent = i.follow_up_at ? new Date(i.follow_up_at).toLocaleTimeString() : "–";
+    if (i.follow_up_at) { followUp.setAttribute("datetime", i.follow_up_at); } else { followUp.removeAttribute("datetime"); }
     document.getElementById("incident-escalation").textContent = i.escalation_level >= 0 ? String(i.escalation_level) : "–";
     document.getElementById("incident-steps").textContent = i.steps_sent.join(", ") || "–";
     var body = document.querySelector("#incident-timeline tbody");
@@ -91,11 +94,14 @@
   function act(button) {
     var out = document.getElementById("action-result");
     var text = document.getElementById("action-text");
+    var eta = document.getElementById("action-eta");
+    var sent = {text: text.value};
+    if (button.dataset.action === "acknowledge" && eta.value) { sent.eta_minutes = parseInt(eta.value, 10); }
     out.textContent = "…"; out.className = "";
     fetch("/api/incidents/" + encodeURIComponent(w.incident) + "/actions/" + button.dataset.action, {
       method: "POST",
       headers: {"X-CSRF-Token": csrf, "Content-Type": "application/json"},
-      body: JSON.stringify({text: text.value})
+      body: JSON.stringify(sent)
     }).then(function (r) {
       return r.json().then(function (body) { return [r.ok, body]; });
     }).then(function (answer) {
@@ -105,7 +111,7 @@
         showState(body.state);
         out.textContent = w.done + " " + stateWord(body.state);
         out.dataset.outcome = "ok";
-        text.value = "";
+        text.value = ""; eta.value = "";
         refreshDetail();
       } else {
         out.textContent = w.failed + ": " + (typeof body.detail === "string" ? body.detail : JSON.stringify(body.detail));
