@@ -31,10 +31,14 @@ segment of its configured URL), following open.dingtalk.com/document/development
   `Forbidden.AccessDenied.QpsLimitForAppkeyAndApi` (how-to-process-api-throttling-on-the-
   dingtalk-server; its message from server-api-error-codes-1).
 
+- Stream mode (`dingtalk_stream`): `POST .../v1.0/gateway/connections/open` (no token) ->
+  `{"endpoint", "ticket"}`, and the WebSocket at `/dingtalk-app/{name}/stream/connect`; the
+  clicks on a card created with `callbackType` "STREAM" are pushed over it.
+
 Errors are `{"code", "requestid", "message"}` (param.* codes carry the code as the message,
 as the tables write them). Admin, in `dingtalk_app_admin`. `POST /admin/reset` forgets
-everything here too. Not simulated: Stream mode (`callbackType` "STREAM" is accepted, but
-its clicks have nowhere to go), the IM_SINGLE and ONE_BOX spaces, dynamic data sources.
+everything here too, and closes the stream connections. Not simulated: the IM_SINGLE and
+ONE_BOX spaces, dynamic data sources, EVENT pushes.
 """
 
 from __future__ import annotations
@@ -62,6 +66,7 @@ from devstack.receivers.dingtalk_app_requests import (
     check_update,
 )
 from devstack.receivers.dingtalk_app_state import TOKEN_SECONDS, Card, Delivered, Route, State
+from devstack.receivers.dingtalk_stream import CARD_TOPIC, Gateway, OpenRefused
 from devstack.receivers.records import Records
 from riskflow.config.channels import ChannelSecrets, DingTalkAppChannel, NotificationSettings
 
@@ -85,6 +90,7 @@ class App:
     template_id: str
     groups: frozenset[str]
     users: frozenset[str]
+    callback_mode: str = "http"  # how the channel takes clicks: "http" or "stream"
 
 
 def apps_of(config: NotificationSettings, secrets: ChannelSecrets) -> dict[str, App]:
@@ -103,6 +109,7 @@ def apps_of(config: NotificationSettings, secrets: ChannelSecrets) -> dict[str, 
             channel.card_template_id,
             frozenset(channel.open_conversation_ids),
             frozenset(channel.to_users),
+            str(getattr(channel, "callback_mode", "http")),
         )
     return found
 
@@ -114,7 +121,9 @@ def refusal(refused: Refused) -> web.Response:
 
 class DingTalkAppSimulator:
     """The simulator's apps and state; `callback_deadline` (DingTalk: 2 s) bounds how long a
-    click waits for the product."""
+    click waits for the product, over HTTP or for a stream push's ack. Stream mode: an
+    unacked push is pushed again after `repush_seconds`, up to `repushes` times; a
+    connection told to disconnect closes `disconnect_grace` seconds later (DingTalk: 10 s)."""
 
     def __init__(
         self,
@@ -123,15 +132,26 @@ class DingTalkAppSimulator:
         records: Records,
         *,
         callback_deadline: float = 2.0,
+        repush_seconds: float = 1.0,
+        repushes: int = 2,
+        disconnect_grace: float = 10.0,
     ) -> None:
         self.apps = apps_of(config, secrets)
         self.by_name = {app.name: app for app in self.apps.values()}
         self.records = records
         self.state = State()
         self.callback_deadline = callback_deadline
+        self.stream = Gateway(
+            records.clock,
+            ack_deadline=callback_deadline,
+            repush_seconds=repush_seconds,
+            repushes=repushes,
+            disconnect_grace=disconnect_grace,
+        )
 
     def clear(self) -> None:
         self.state.clear()
+        self.stream.clear()
 
     def refuse(self, app: App, refused: Refused) -> web.Response:
         self.records.refuse(app.name, VENDOR, f"{refused.status} {refused.code} {refused.message}")
@@ -224,6 +244,15 @@ class DingTalkAppSimulator:
         route = (app.name, asked.route_key or "")
         if asked.callback_type == "HTTP" and route not in self.state.routes:
             found.append(f"callbackRouteKey {asked.route_key!r} is not registered (yet)")
+        live = self.stream.live(app.name, "CALLBACK", CARD_TOPIC)
+        if asked.callback_type == "STREAM" and not live:
+            found.append(f"callbackType STREAM: no stream connection subscribed to {CARD_TOPIC}")
+        mode = {"HTTP": "http", "STREAM": "stream"}.get(asked.callback_type or "")
+        if mode is not None and mode != app.callback_mode:
+            found.append(
+                f"callbackType {asked.callback_type}: the channel's callback_mode is "
+                f"{app.callback_mode!r}"
+            )
         return found
 
     async def update(self, app: App, raw: bytes) -> web.Response:
@@ -277,6 +306,30 @@ async def _access_token(request: web.Request) -> web.Response:
     return request.app[SIMULATOR].access_token(app, await request.read())
 
 
+async def _open_connection(request: web.Request) -> web.Response:
+    simulator, app = request.app[SIMULATOR], _app_of(request)
+    if isinstance(app, web.Response):
+        return app
+    try:
+        ticket = simulator.stream.issue(app.name, await request.read(), app.app_key, app.secret)
+    except OpenRefused as exc:
+        return simulator.refuse(app, Refused(exc.code, exc.message, exc.status))
+    scheme = "wss" if request.secure else "ws"
+    endpoint = f"{scheme}://{request.host}/dingtalk-app/{request.match_info['name']}/stream/connect"
+    return web.json_response({"endpoint": endpoint, "ticket": ticket})
+
+
+async def _stream_connect(request: web.Request) -> web.StreamResponse:
+    simulator, app = request.app[SIMULATOR], _app_of(request)
+    if isinstance(app, web.Response):
+        return app
+    ticket = simulator.stream.take(app.name, request.query.get("ticket", ""))
+    if ticket is None:
+        message = "the ticket is unknown, used, expired or another app's"
+        return simulator.refuse(app, Refused("invalidTicket", message, 401))
+    return await simulator.stream.serve(request, ticket)
+
+
 def _call(handler: Handler) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def handle(request: web.Request) -> web.Response:
         simulator, app = request.app[SIMULATOR], _app_of(request)
@@ -306,4 +359,7 @@ def add_routes(
     create = _call(DingTalkAppSimulator.create)
     app.router.add_post(f"{base}/card/instances/createAndDeliver", create)
     app.router.add_put(f"{base}/card/instances", _call(DingTalkAppSimulator.update))
+    app.router.add_post(f"{base}/gateway/connections/open", _open_connection)
+    app.router.add_get("/dingtalk-app/{name}/stream/connect", _stream_connect)
+    app.on_shutdown.append(lambda app: app[SIMULATOR].stream.close_all())
     admin.add_routes(app, SIMULATOR)
