@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 from typing import Annotated
 
 import typer
@@ -79,7 +80,7 @@ def callbacks_register(
     (api_secret,) = secrets.callback(channel) or ("",)
     route_key = found.callback_route_key
 
-    async def main() -> str:
+    async def main() -> tuple[str, str]:
         async with fresh_connection_session() as session:
             secret = secrets.secret(channel) or ""
             api = DingTalkApp(session, base, found.app_key, secret, found.timeout_seconds)
@@ -90,12 +91,13 @@ def callbacks_register(
     except (Refused, Uncertain) as exc:
         console.print(f"[red]DingTalk refused the route: {exc}[/red]")
         raise typer.Exit(1) from None
-    registered = detail.removeprefix("callbackUrl=")
-    if registered != url and not force:
+    registered, secret = detail
+    if registered != url or not hmac.compare_digest(secret, api_secret):
+        differs = "points at " + registered if registered != url else "has another apiSecret"
         console.print(
-            f"[yellow]route {found.callback_route_key!r} already points at {registered}: "
-            "left as it is (every card naming this key follows it, another deployment's "
-            "too); --force replaces it[/yellow]"
+            f"[yellow]route {route_key!r} already {differs} (callback_api_secret changed?): "
+            "left as it is, and clicks signed otherwise are refused; every card naming this "
+            "key follows a change, another deployment's too: --force replaces it[/yellow]"
         )
         raise typer.Exit(1)
     console.print(f"route {found.callback_route_key!r} -> {url}")

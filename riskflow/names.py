@@ -143,6 +143,12 @@ def incident_cards_key(incident_id: str) -> str:
     return f"rf:cards:{{{incident_id}}}"
 
 
+def card_told_key(channel: str, card_id: str) -> str:
+    """The people told something on a card by themselves (a set: DingTalk userids): their
+    own view of it is redrawn whenever everyone's is."""
+    return app_card_key(channel, card_id) + ":told"
+
+
 CARD_CLICK_QUEUE = "card-clicks"  # the callback listener's own workers (CardClickWorkflow)
 
 

@@ -6,7 +6,6 @@ delayed by a retry never draws an earlier state over a later one (real Valkey)."
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,9 +15,12 @@ import pytest
 from redis.asyncio import Redis
 from temporalio.client import Client
 
+from activities.notify import NotifyActivities
+from activities.notify.http import fresh_connection_session
+from activities.notify.texts import render
 from devstack.localstack.process import free_port
 from devstack.receivers.runtime import Receiver
-from riskflow.config.channels import ChannelSecrets, NotificationSettings
+from riskflow.config.channels import ChannelSecrets, NotificationSettings, local_receiver_url
 from riskflow.config.incidents import EscalationStep, IncidentConfig
 from riskflow.config.people import PeopleDirectory
 from riskflow.config.settings import Settings
@@ -28,9 +30,10 @@ from riskflow.infra.endpoints import Endpoints
 from riskflow.names import incident_cards_key
 from tests import test_dingtalk_app_actions as ding
 from tests import test_feishu_app_actions as fs
+from tests.app_worlds import app_stack, fall_opened
 from tests.conftest import DashScopeAdmin, eventually
-from tests.test_incident_workflow import QUIET_CHECK, Recorder, fall, open_incident, until
-from tests.test_wecom_app_actions import Parts
+from tests.test_incident_workflow import QUIET_CHECK, until
+from tests.test_wecom_app_card import request
 from workers.callbacks.cards import AppCards
 
 CHANNELS = NotificationSettings(channels={**fs.CHANNELS.channels, **ding.CHANNELS.channels})
@@ -67,45 +70,27 @@ async def both(
     task_queue: str,
     tmp_path: Path,
 ) -> AsyncIterator[Both]:
-    receiver = Receiver("127.0.0.1", free_port(), free_port(), tmp_path / "smtp-cert.pem")
-    await receiver.start(CHANNELS, ChannelSecrets.from_config(CHANNELS, {}))
-    ours = settings.model_copy(
-        update={"notifications": CHANNELS, "people": PEOPLE, "sites": [fs.SITE]}
-    )
-    endpoints = dataclasses.replace(stack, receiver=receiver.url)
-    # One listener serves both apps; each world names its own vendor's callback path.
-    parts = Parts(client, ours, endpoints, task_queue, callback_path=f"/callbacks/feishu/{fs.APP}")
-    sent = Recorder()
-    try:
-        await parts.start_worker()
-        await parts.start_listener()
-        ding_url = parts.callback_url.replace(f"/feishu/{fs.APP}", f"/dingtalk/{ding.APP}")
-        await ding.register(receiver.url, ding_url)
-        async with aiohttp.ClientSession() as http:
-            try:
-                yield Both(
-                    fs.World(receiver.url, http, sent, parts, receiver.records),
-                    ding.World(receiver.url, http, sent, parts),
-                )
-            finally:
-                for handle in sent.started:
-                    with contextlib.suppress(Exception):
-                        await handle.terminate("test over")
-    finally:
-        await parts.stop_listener()
-        await parts.stop_worker()
-        await receiver.stop()
+    """One listener serves both apps; the Feishu world names its callback path, the DingTalk
+    route is registered to the listener's."""
+    path = f"/callbacks/feishu/{fs.APP}"
+    async with app_stack(
+        client, settings, stack, task_queue, tmp_path, CHANNELS, PEOPLE, fs.SITE, path
+    ) as s:
+        await ding.register(
+            s.receiver.url, f"{s.parts.listener_base}/callbacks/dingtalk/{ding.APP}"
+        )
+        yield Both(
+            fs.World(s.receiver.url, s.http, s.sent, s.parts, s.receiver.records),
+            ding.World(s.receiver.url, s.http, s.sent, s.parts),
+        )
 
 
 @pytest.mark.timeout(120)
 async def test_a_claim_on_dingtalk_shows_on_feishu_and_a_resolve_on_feishu_on_dingtalk(
     both: Both, client: Client, task_queue: str, unique: str
 ) -> None:
-    frame = fall(f"x-{unique}", 1)
-    handle = await open_incident(
-        both.feishu.sent, client, task_queue, frame, LEVEL_0, fs.SITE.timezone, fs.SITE.language
-    )
-    view = await until(handle, lambda v: v.steps_sent == ["L0"])
+    sent = both.feishu.sent
+    handle, view = await fall_opened(sent, client, task_queue, f"x-{unique}", LEVEL_0, fs.SITE)
     lark, card = (
         await both.feishu.card_of(view.incident_id),
         await both.dingtalk.card_of(view.incident_id),
@@ -166,3 +151,65 @@ async def test_a_late_update_never_draws_an_earlier_state_over_a_later_one(
     await cards.tell(click, outcome("认领: 王工 14:03", False))  # the claim's retry, late
     assert feishu.drawn == [("om_1", "已解除: 王工 14:20")]
     assert await redis.hget(incident_cards_key(incident), "feishu|ops|om_1") == b"2"
+
+
+async def test_an_eta_run_out_with_the_hazard_still_there_reopens_the_earlier_cards(
+    redis: Redis, tmp_path: Path, unique: str
+) -> None:
+    """ "On my way, 5 min" and the camera still shows the fall when they run out: the
+    "still present" message goes out, and the cards that said "on the way" show the
+    incident open again, every button back (Feishu and DingTalk; WeCom cannot be changed
+    without a click)."""
+    receiver = Receiver("127.0.0.1", free_port(), free_port(), tmp_path / "cert.pem")
+    secrets = ChannelSecrets.from_config(CHANNELS, {})
+    await receiver.start(CHANNELS, secrets)
+    incident = f"cam1-hazard-{unique}"
+    try:
+        async with fresh_connection_session() as session:
+            notify = NotifyActivities(
+                session,
+                None,
+                redis,
+                CHANNELS,
+                secrets,
+                receiver.url,  # type: ignore[arg-type]
+            )
+            for name in (fs.APP, ding.APP):
+                opened = request(
+                    idempotency_key=f"{incident}:L0:{name}", channel=name, incident_id=incident
+                )
+                await notify.apps.send(
+                    opened, render(opened), CHANNELS.channels[name], _base(receiver, name)
+                )
+            key = incident_cards_key(incident)
+            listed = {f.decode(): r for f, r in (await redis.hgetall(key)).items()}
+            assert {f.split("|")[0] for f in listed} == {"feishu", "dingtalk"}
+            for field in listed:  # claimed, as a click would have drawn them
+                await redis.hset(key, field, "1")
+            for name in (fs.APP, ding.APP):
+                again = request(
+                    idempotency_key=f"{incident}:follow-up:{name}",
+                    channel=name,
+                    incident_id=incident,
+                    kind="still_present",
+                )
+                await notify.apps.send(
+                    again, render(again), CHANNELS.channels[name], _base(receiver, name)
+                )
+            assert set((await redis.hgetall(key)).values()) == {b"0"}
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{receiver.url}/admin/feishu-app/cards?channel={fs.APP}") as r:
+                messages = [m for m in await r.json() if fs.incident_of(m) == incident]
+            async with http.get(f"{receiver.url}/admin/dingtalk-app/cards?channel={ding.APP}") as r:
+                cards = [c for c in await r.json() if c["public"].get("incident_id") == incident]
+        first = messages[0]  # the opened card, redrawn
+        assert set(first["pressable"]) == {"claim", "on_my_way", "false_alarm", "resolve"}
+        assert fs.status_of(first) != ""
+        assert cards[0]["public"]["state"] == "open" and cards[0]["public"]["status"] != ""
+    finally:
+        await receiver.stop()
+
+
+def _base(receiver: Receiver, name: str) -> str:
+    channel = CHANNELS.channels[name]
+    return local_receiver_url(channel.type, name, receiver.url)

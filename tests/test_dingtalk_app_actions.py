@@ -10,8 +10,6 @@ local broker and the fake DashScope are real."""
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import json
 import os
 import signal
@@ -29,9 +27,7 @@ from temporalio.client import Client, WorkflowHandle
 
 from activities.notify.dingtalk_app import DingTalkApp
 from activities.notify.http import fresh_connection_session
-from devstack.localstack.process import free_port
-from devstack.receivers.runtime import Receiver
-from riskflow.config.channels import ChannelSecrets, NotificationSettings, local_receiver_url
+from riskflow.config.channels import NotificationSettings, local_receiver_url
 from riskflow.config.incidents import EscalationStep, IncidentConfig
 from riskflow.config.people import PeopleDirectory
 from riskflow.config.settings import Settings
@@ -40,9 +36,9 @@ from riskflow.contracts.incidents import IncidentState, IncidentView
 from riskflow.infra.endpoints import Endpoints
 from riskflow.infra.metrics import CARD_CLICKS
 from riskflow.names import card_click_outbox_key
+from tests.app_worlds import Parts, app_stack, fall_opened
 from tests.conftest import DashScopeAdmin, eventually
-from tests.test_incident_workflow import QUIET_CHECK, Recorder, fall, open_incident, until
-from tests.test_wecom_app_actions import Parts
+from tests.test_incident_workflow import QUIET_CHECK, Recorder, until
 from workers.callbacks.dingtalk_crypto import card_signature
 
 APP = "ops-ding"
@@ -163,29 +159,12 @@ async def world(
     """The simulator (a receiver of its own), a worker whose notify activity sends to it, the
     callback listener on a free port and the route registered to it; incidents the test
     opened are terminated at the end."""
-    receiver = Receiver("127.0.0.1", free_port(), free_port(), tmp_path / "smtp-cert.pem")
-    await receiver.start(CHANNELS, ChannelSecrets.from_config(CHANNELS, {}))
-    ours = settings.model_copy(
-        update={"notifications": CHANNELS, "people": PEOPLE, "sites": [SITE]}
-    )
-    endpoints = dataclasses.replace(stack, receiver=receiver.url)
-    parts = Parts(client, ours, endpoints, task_queue, callback_path=f"/callbacks/dingtalk/{APP}")
-    sent = Recorder()
-    try:
-        await parts.start_worker()
-        await parts.start_listener()
-        await register(receiver.url, parts.callback_url)
-        async with aiohttp.ClientSession() as http:
-            try:
-                yield World(receiver.url, http, sent, parts)
-            finally:
-                for handle in sent.started:
-                    with contextlib.suppress(Exception):
-                        await handle.terminate("test over")
-    finally:
-        await parts.stop_listener()
-        await parts.stop_worker()
-        await receiver.stop()
+    path = f"/callbacks/dingtalk/{APP}"
+    async with app_stack(
+        client, settings, stack, task_queue, tmp_path, CHANNELS, PEOPLE, SITE, path
+    ) as s:
+        await register(s.receiver.url, s.parts.callback_url)
+        yield World(s.receiver.url, s.http, s.sent, s.parts)
 
 
 async def register(receiver_url: str, callback_url: str) -> None:
@@ -198,11 +177,7 @@ async def register(receiver_url: str, callback_url: str) -> None:
 async def fall_told(
     world: World, client: Client, task_queue: str, camera: str
 ) -> tuple[WorkflowHandle[Any, Any], IncidentView, dict[str, Any]]:
-    frame = fall(camera, 1)
-    handle = await open_incident(
-        world.sent, client, task_queue, frame, LEVEL_0, SITE.timezone, SITE.language
-    )
-    view = await until(handle, lambda v: v.steps_sent == ["L0"])
+    handle, view = await fall_opened(world.sent, client, task_queue, camera, LEVEL_0, SITE)
     return handle, view, await world.card_of(view.incident_id)
 
 
@@ -400,3 +375,15 @@ async def test_a_card_dingtalks_review_refuses_goes_without_the_models_words(
     assert card["public"]["state"] == "open" and card["public"]["label_claim"] == "认领"
     await world.click(card, WANG, "claim")
     await until(handle, lambda v: v.state == IncidentState.ACKNOWLEDGED)
+
+
+async def test_a_registered_route_is_changed_only_when_forced(world: World) -> None:
+    """`riskflow callbacks register` without --force leaves a route already registered as it
+    is and sees what DingTalk has: another URL, or another apiSecret (a rotated secret)."""
+    base = local_receiver_url("dingtalk_app", APP, world.admin)
+    async with fresh_connection_session() as session:
+        api = DingTalkApp(session, base, APP_KEY, "ding-app-secret", 10.0)
+        kept = await api.register("riskflow-clicks", world.callback_url, "rotated", force=False)
+        assert kept == (world.callback_url, API_SECRET)  # unchanged: the old secret stays
+        moved = await api.register("riskflow-clicks", "https://x.example/cb", "s2", force=True)
+        assert moved == ("https://x.example/cb", "s2")

@@ -7,28 +7,24 @@ riskflow did not send changes nothing. No public URL, no route registration."""
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
 from redis.asyncio import Redis
 from temporalio.client import Client
 
-from devstack.localstack.process import free_port
-from devstack.receivers.runtime import Receiver
-from riskflow.config.channels import ChannelSecrets, NotificationSettings
+from riskflow.config.channels import NotificationSettings
 from riskflow.config.settings import Settings
 from riskflow.contracts.incidents import IncidentState
 from riskflow.infra.endpoints import Endpoints
 from riskflow.infra.metrics import CARD_CLICKS
 from tests import test_dingtalk_app_actions as ding
+from tests.app_worlds import app_stack
 from tests.conftest import DashScopeAdmin, eventually
-from tests.test_incident_workflow import Recorder, until
-from tests.test_wecom_app_actions import Parts
+from tests.test_incident_workflow import until
 
 STREAMED = ding.CHANNELS.channels[ding.APP].model_copy(
     update={"callback_mode": "stream", "callback_route_key": None, "callback_api_secret": None}
@@ -66,30 +62,12 @@ async def world(
     task_queue: str,
     tmp_path: Path,
 ) -> AsyncIterator[World]:
-    receiver = Receiver("127.0.0.1", free_port(), free_port(), tmp_path / "smtp-cert.pem")
-    await receiver.start(CHANNELS, ChannelSecrets.from_config(CHANNELS, {}))
-    ours = settings.model_copy(
-        update={"notifications": CHANNELS, "people": ding.PEOPLE, "sites": [ding.SITE]}
-    )
-    endpoints = dataclasses.replace(stack, receiver=receiver.url)
-    parts = Parts(client, ours, endpoints, task_queue)
-    sent = Recorder()
-    try:
-        await parts.start_worker()
-        await parts.start_listener()
-        async with aiohttp.ClientSession() as http:
-            world = World(receiver.url, http, sent, parts)
-            await world.connected()
-            try:
-                yield world
-            finally:
-                for handle in sent.started:
-                    with contextlib.suppress(Exception):
-                        await handle.terminate("test over")
-    finally:
-        await parts.stop_listener()
-        await parts.stop_worker()
-        await receiver.stop()
+    async with app_stack(
+        client, settings, stack, task_queue, tmp_path, CHANNELS, ding.PEOPLE, ding.SITE, ""
+    ) as s:
+        world = World(s.receiver.url, s.http, s.sent, s.parts)
+        await world.connected()
+        yield world
 
 
 def _clicks(result: str) -> float:

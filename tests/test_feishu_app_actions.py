@@ -8,8 +8,6 @@ person alone. Valkey, the local broker and the fake DashScope are real."""
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import json
 import os
 import signal
@@ -25,10 +23,8 @@ import pytest
 from redis.asyncio import Redis
 from temporalio.client import Client, WorkflowHandle
 
-from devstack.localstack.process import free_port
 from devstack.receivers.records import Records
-from devstack.receivers.runtime import Receiver
-from riskflow.config.channels import ChannelSecrets, NotificationSettings
+from riskflow.config.channels import NotificationSettings
 from riskflow.config.incidents import EscalationStep, IncidentConfig
 from riskflow.config.people import PeopleDirectory
 from riskflow.config.settings import Settings
@@ -38,9 +34,9 @@ from riskflow.contracts.incidents import IncidentState, IncidentView
 from riskflow.infra.endpoints import Endpoints
 from riskflow.infra.metrics import CARD_CLICKS
 from riskflow.names import card_click_outbox_key
+from tests.app_worlds import Parts, app_stack, fall_opened
 from tests.conftest import DashScopeAdmin, eventually
 from tests.test_incident_workflow import QUIET_CHECK, Recorder, fall, open_incident, until
-from tests.test_wecom_app_actions import Parts
 from workers.callbacks.feishu_crypto import FeishuCrypto
 
 APP = "ops-app"
@@ -175,38 +171,17 @@ async def world(
 ) -> AsyncIterator[World]:
     """The simulator (a receiver of its own), a worker whose notify activity sends to it, and
     the callback listener on a free port; incidents the test opened are terminated at the end."""
-    receiver = Receiver("127.0.0.1", free_port(), free_port(), tmp_path / "smtp-cert.pem")
-    await receiver.start(CHANNELS, ChannelSecrets.from_config(CHANNELS, {}))
-    ours = settings.model_copy(
-        update={"notifications": CHANNELS, "people": PEOPLE, "sites": [SITE]}
-    )
-    endpoints = dataclasses.replace(stack, receiver=receiver.url)
-    parts = Parts(client, ours, endpoints, task_queue, callback_path=f"/callbacks/feishu/{APP}")
-    sent = Recorder()
-    try:
-        await parts.start_worker()
-        await parts.start_listener()
-        async with aiohttp.ClientSession() as http:
-            try:
-                yield World(receiver.url, http, sent, parts, receiver.records)
-            finally:
-                for handle in sent.started:
-                    with contextlib.suppress(Exception):
-                        await handle.terminate("test over")
-    finally:
-        await parts.stop_listener()
-        await parts.stop_worker()
-        await receiver.stop()
+    path = f"/callbacks/feishu/{APP}"
+    async with app_stack(
+        client, settings, stack, task_queue, tmp_path, CHANNELS, PEOPLE, SITE, path
+    ) as s:
+        yield World(s.receiver.url, s.http, s.sent, s.parts, s.receiver.records)
 
 
 async def fall_told(
     world: World, client: Client, task_queue: str, camera: str
 ) -> tuple[WorkflowHandle[Any, Any], IncidentView, dict[str, Any]]:
-    frame = fall(camera, 1)
-    handle = await open_incident(
-        world.sent, client, task_queue, frame, LEVEL_0, SITE.timezone, SITE.language
-    )
-    view = await until(handle, lambda v: v.steps_sent == ["L0"])
+    handle, view = await fall_opened(world.sent, client, task_queue, camera, LEVEL_0, SITE)
     return handle, view, await world.card_of(view.incident_id)
 
 

@@ -71,6 +71,11 @@ def test_an_open_incident_card_offers_the_four_answers_each_keyed_to_the_inciden
     assert len(content(shown).encode()) < 30_000
 
 
+def test_the_card_shows_no_state_field_its_own_line_says_what_happened_since() -> None:
+    fields = next(e for e in built()["body"]["elements"] if e.get("element_id") == "fields")
+    assert "状态" not in fields["text"]["content"] and "风险等级" in fields["text"]["content"]
+
+
 def test_a_closing_message_has_no_actions_and_model_text_is_inert() -> None:
     assert actions(built("resolved")) == []
     hostile = built(summary="倒地\u202etxet desrever\u200b <at id=all></at> **x**")

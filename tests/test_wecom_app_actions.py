@@ -8,7 +8,6 @@ told why on that person's card. Valkey, the local broker and the fake DashScope 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import hashlib
 import os
 import signal
@@ -24,10 +23,8 @@ import pytest
 from redis.asyncio import Redis
 from temporalio.client import Client, WorkflowHandle
 
-from devstack.localstack.process import free_port
 from devstack.receivers.records import Records
-from devstack.receivers.runtime import Receiver
-from riskflow.config.channels import ChannelSecrets, NotificationSettings, WeComAppChannel
+from riskflow.config.channels import NotificationSettings, WeComAppChannel
 from riskflow.config.incidents import EscalationStep, IncidentConfig
 from riskflow.config.people import PeopleDirectory
 from riskflow.config.settings import Settings
@@ -37,11 +34,10 @@ from riskflow.contracts.incidents import IncidentState, IncidentView
 from riskflow.infra.endpoints import Endpoints
 from riskflow.infra.metrics import CARD_CLICKS
 from riskflow.names import card_click_outbox_key, card_click_workflow_id
+from tests.app_worlds import Parts, app_stack, fall_opened
 from tests.conftest import DashScopeAdmin, eventually
-from tests.test_incident_workflow import QUIET_CHECK, Recorder, fall, open_incident, until
-from workers.callbacks.listener import listening
+from tests.test_incident_workflow import QUIET_CHECK, Recorder, until
 from workers.callbacks.wecom_crypto import WeComCrypto
-from workers.worker.worker import build_worker, worker_deps
 
 APP = "shift-app"
 AES_KEY = "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C"
@@ -175,78 +171,19 @@ def _clicks(result: str) -> float:
     return CARD_CLICKS.labels("wecom", result)._value.get()
 
 
-@dataclass
-class Parts:
-    """The programs of a world that a test may stop and start again: the incident worker and
-    the callback listener (with its clicks' worker)."""
-
-    client: Client
-    settings: Settings
-    endpoints: Endpoints
-    task_queue: str
-    worker: contextlib.AsyncExitStack | None = None
-    listener: contextlib.AsyncExitStack | None = None
-    callback_url: str = ""
-    callback_path: str = f"/callbacks/wecom/{APP}"
-
-    async def start_worker(self) -> None:
-        stack = contextlib.AsyncExitStack()
-        deps = await stack.enter_async_context(worker_deps(self.settings, self.endpoints))
-        await stack.enter_async_context(
-            build_worker(self.client, self.settings, deps, self.task_queue)
-        )
-        self.worker = stack
-
-    async def start_listener(self) -> None:
-        stack = contextlib.AsyncExitStack()
-        runner, _ = await stack.enter_async_context(
-            listening(self.settings, self.client, self.endpoints, 0, f"{self.task_queue}-clicks")
-        )
-        host, port = runner.addresses[0][:2]
-        self.callback_url = f"http://{host}:{port}{self.callback_path}"
-        self.listener = stack
-
-    async def stop_worker(self) -> None:
-        if self.worker is not None:
-            await self.worker.aclose()
-            self.worker = None
-
-    async def stop_listener(self) -> None:
-        if self.listener is not None:
-            await self.listener.aclose()
-            self.listener = None
-
-
 @contextlib.asynccontextmanager
 async def wecom_world(
     client: Client, settings: Settings, stack: Endpoints, task_queue: str, tmp: Path
 ) -> AsyncIterator[World]:
     """The simulator (a receiver of its own), a worker whose notify activity sends to it, and
     the callback listener on a free port; incidents the test opened are terminated at the end."""
-    secrets = ChannelSecrets.from_config(CHANNELS, {})
-    receiver = Receiver("127.0.0.1", free_port(), free_port(), tmp / "smtp-cert.pem")
-    await receiver.start(CHANNELS, secrets)
-    ours = settings.model_copy(
-        update={"notifications": CHANNELS, "people": PEOPLE, "sites": [SITE]}
-    )
-    endpoints = dataclasses.replace(stack, receiver=receiver.url)
-    parts = Parts(client, ours, endpoints, task_queue)
-    sent = Recorder()
-    try:
-        await parts.start_worker()
-        await parts.start_listener()
-        async with aiohttp.ClientSession() as http:
-            world = World(receiver.url, parts.callback_url, http, sent, receiver.records, parts)
-            try:
-                yield world
-            finally:
-                for handle in sent.started:
-                    with contextlib.suppress(Exception):
-                        await handle.terminate("test over")
-    finally:
-        await parts.stop_listener()
-        await parts.stop_worker()
-        await receiver.stop()
+    path = f"/callbacks/wecom/{APP}"
+    async with app_stack(
+        client, settings, stack, task_queue, tmp, CHANNELS, PEOPLE, SITE, path
+    ) as s:
+        yield World(
+            s.receiver.url, s.parts.callback_url, s.http, s.sent, s.receiver.records, s.parts
+        )
 
 
 @pytest.fixture
@@ -267,11 +204,7 @@ async def world(
 async def fall_told(
     world: World, client: Client, task_queue: str, camera: str
 ) -> tuple[WorkflowHandle[Any, Any], IncidentView, dict[str, Any]]:
-    frame = fall(camera, 1)
-    handle = await open_incident(
-        world.sent, client, task_queue, frame, LEVEL_0, SITE.timezone, SITE.language
-    )
-    view = await until(handle, lambda v: v.steps_sent == ["L0"])
+    handle, view = await fall_opened(world.sent, client, task_queue, camera, LEVEL_0, SITE)
     return handle, view, await world.card_of(view.incident_id)
 
 

@@ -19,12 +19,12 @@ from typing import Any
 import aiohttp
 
 from activities.notify import dingtalk_card, errors
-from activities.notify.cards import CARD_TTL_SECONDS
+from activities.notify.cards import CARD_TTL_SECONDS, OPEN_ACTIONS, plain
 from activities.notify.dingtalk_app import ContentUnsafe, DingTalkApp
-from activities.notify.errors import RecipientRefused
+from activities.notify.errors import RecipientRefused, Refused, Uncertain
 from activities.notify.feishu_app import FeishuApp
 from activities.notify.feishu_card import card as feishu_card
-from activities.notify.feishu_card import content, uuid
+from activities.notify.feishu_card import content, redrawn, uuid
 from activities.notify.texts import Message
 from activities.notify.wecom_app import WeComApp
 from activities.notify.wecom_card import message as wecom_app_message
@@ -38,7 +38,7 @@ from riskflow.config.channels import (
 )
 from riskflow.contracts.notifications import NotificationRequest
 from riskflow.infra.redis import FAIL_OPEN_SECONDS, RedisClient, store_outage
-from riskflow.names import app_card_key, incident_cards_key
+from riskflow.names import app_card_key, card_told_key, incident_cards_key
 
 logger = logging.getLogger(__name__)
 SEND_CONCURRENCY = 5  # Feishu: 50 calls a second per app, 5 a second per chat or person
@@ -119,8 +119,78 @@ class AppSenders:
         if isinstance(channel, WeComAppChannel):
             return await self._send_wecom(request, message, channel, base)
         if isinstance(channel, FeishuAppChannel):
-            return await self._send_feishu(request, message, channel, base)
-        return await self._send_dingtalk(request, message, channel, base)
+            detail = await self._send_feishu(request, message, channel, base)
+        else:
+            detail = await self._send_dingtalk(request, message, channel, base)
+        if request.kind == "still_present":
+            try:
+                await self._reopen(request, message, channel, base)
+            except Exception as exc:  # the message went: cards not reopened are no failure
+                if not store_outage(exc):
+                    raise
+                logger.warning("%s: earlier cards not reopened: %s", request.channel, exc)
+        return detail
+
+    async def _reopen(
+        self,
+        request: NotificationRequest,
+        message: Message,
+        channel: FeishuAppChannel | DingTalkAppChannel,
+        base: str,
+    ) -> None:
+        """The incident is open again (an acknowledgement's ETA ran out with the hazard still
+        there): the channel's earlier cards of it, which say "on the way", show it open again,
+        with every button (a card is not redrawn back otherwise: `incident_cards_key`'s rank
+        goes down only here). A card that cannot be redrawn is logged, not a failed send."""
+        key = incident_cards_key(request.incident_id)
+        line, vendor = (
+            message.title(plain),
+            "feishu" if isinstance(channel, FeishuAppChannel) else "dingtalk",
+        )
+        for raw, rank in (await self._redis.hgetall(key)).items():
+            field = raw.decode() if isinstance(raw, bytes) else str(raw)
+            found, name, card_id = field.split("|", 2)
+            if (found, name) != (vendor, request.channel) or int(rank) == 0:
+                continue
+            try:
+                if isinstance(channel, FeishuAppChannel):
+                    await self._reopen_feishu(request, channel, base, card_id, line)
+                else:
+                    await self._reopen_dingtalk(request, channel, base, card_id, line)
+            except (Refused, Uncertain) as exc:
+                logger.warning("%s: card %s not reopened: %s", request.channel, card_id, exc)
+                continue
+            await self._redis.hset(key, field, "0")
+
+    async def _reopen_feishu(
+        self,
+        request: NotificationRequest,
+        channel: FeishuAppChannel,
+        base: str,
+        card_id: str,
+        line: str,
+    ) -> None:
+        sent = await self.kept(request.channel, card_id)
+        if sent is None:
+            return
+        card = redrawn(sent, line, request.incident_id, request.language, OPEN_ACTIONS)
+        await self.feishu(request.channel, channel, base).update(card_id, content(card))
+        await self.keep(request.channel, card_id, card)
+
+    async def _reopen_dingtalk(
+        self,
+        request: NotificationRequest,
+        channel: DingTalkAppChannel,
+        base: str,
+        card_id: str,
+        line: str,
+    ) -> None:
+        app = self.dingtalk(request.channel, channel, base)
+        public = {"status": dingtalk_card.status(line), "state": "open"}
+        await app.update(dingtalk_card.update(card_id, public))
+        for raw in await self._redis.smembers(card_told_key(request.channel, card_id)):
+            user = raw.decode() if isinstance(raw, bytes) else str(raw)
+            await app.update(dingtalk_card.update(card_id, private={user: public}))
 
     async def _send_wecom(
         self, request: NotificationRequest, message: Message, channel: WeComAppChannel, base: str

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import unicodedata
 
+from activities.notify.texts import TEXTS, Message
 from riskflow.config.sites import Language
 from riskflow.contracts.card_actions import ETA_MINUTES, CardAction, FalseAlarmReason
 
@@ -83,3 +84,10 @@ def plain(text: str) -> str:
     label or a model's summary would turn the card's line around; zero-width characters
     would hide text)."""
     return "".join(c for c in text if c == "\n" or unicodedata.category(c) not in ("Cc", "Cf"))
+
+
+def lasting_fields(message: Message, language: Language) -> tuple[tuple[str, str], ...]:
+    """The message's fields that stay true once somebody acts on its card: all but its
+    state (the card's own line says what happened since)."""
+    state = TEXTS[language]["state"]
+    return tuple((label, value) for label, value in message.fields if label != state)

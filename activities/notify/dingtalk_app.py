@@ -30,6 +30,7 @@ are not retried; anything else is.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -147,11 +148,12 @@ def _vendor(checked: Callable[[Any], str]) -> Vendor:
 
 
 def check_register(answer: Any) -> str:
-    """The route as DingTalk now has it: `result.callbackUrl`."""
+    """The route as DingTalk now has it (`result`: `callbackUrl`, `apiSecret`), as JSON."""
     check(answer)
     result = answer.get("result")
-    url = result.get("callbackUrl") if isinstance(result, dict) else None
-    return f"callbackUrl={url}" if isinstance(url, str) else "ok"
+    found = result if isinstance(result, dict) else {}
+    url, secret = found.get("callbackUrl"), found.get("apiSecret")
+    return json.dumps({"url": url if isinstance(url, str) else "", "secret": secret or ""})
 
 
 DINGTALK_APP, DELIVERY, UPDATE = _vendor(check), _vendor(check_delivery), _vendor(check_update)
@@ -190,10 +192,13 @@ class DingTalkApp:
         """`PUT /v1.0/card/instances`: the card's data (and one person's) merged by key."""
         return await self._call("PUT", "/v1.0/card/instances", update, UPDATE)
 
-    async def register(self, route_key: str, url: str, api_secret: str, force: bool) -> str:
-        """The HTTP callback route the cards name (`callback_route_key`) pointed at `url`;
-        without `force`, a route already registered is left as it is and its URL answered
-        (every card naming the key follows a change: another deployment's too)."""
+    async def register(
+        self, route_key: str, url: str, api_secret: str, force: bool
+    ) -> tuple[str, str]:
+        """The HTTP callback route the cards name (`callback_route_key`) pointed at `url`
+        with `api_secret`; without `force`, a route already registered is left as it is
+        (every card naming the key follows a change: another deployment's too). The route
+        as DingTalk has it now: (its URL, its apiSecret)."""
         body = {
             "callbackRouteKey": route_key,
             "callbackUrl": url,
@@ -201,7 +206,8 @@ class DingTalkApp:
             "forceUpdate": force,
         }
         registered = await self._call("POST", "/v1.0/card/callbacks/register", body, REGISTER)
-        return registered
+        route = json.loads(registered)
+        return str(route["url"]), str(route["secret"])
 
     async def _call(self, method: str, path: str, payload: dict[str, Any], vendor: Vendor) -> str:
         body = json_body(payload)

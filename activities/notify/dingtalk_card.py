@@ -23,7 +23,7 @@ import hashlib
 import hmac
 from typing import Any, Literal
 
-from activities.notify.cards import LABELS, plain
+from activities.notify.cards import LABELS, lasting_fields, plain
 from activities.notify.markup import ELLIPSIS
 from activities.notify.texts import Message, clip
 from riskflow.config.channels import DingTalkAppChannel
@@ -81,7 +81,8 @@ def params(
     message: Message, incident_id: str, language: Language, console_url: str
 ) -> dict[str, str]:
     """The template's variables for an incident message (all strings)."""
-    lines = [f"{label}: {clip(plain(value), FIELD)}" for label, value in message.fields]
+    fields = lasting_fields(message, language)
+    lines = [f"{label}: {clip(plain(value), FIELD)}" for label, value in fields]
     found = {
         "title": clip(message.title(plain), TITLE),
         "lead": clip(message.lead, LEAD),

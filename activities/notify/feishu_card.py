@@ -23,7 +23,7 @@ import hashlib
 import json
 from typing import Any
 
-from activities.notify.cards import CLAIMED_ACTIONS, LABELS, OPEN_ACTIONS, plain
+from activities.notify.cards import CLAIMED_ACTIONS, LABELS, OPEN_ACTIONS, lasting_fields, plain
 from activities.notify.feishu import CLOSING_TEMPLATES, TEMPLATES
 from activities.notify.texts import Message, clip
 from riskflow.config.sites import Language
@@ -120,8 +120,9 @@ def card(
     elements: list[dict[str, Any]] = []
     if message.summary:
         elements.append({"tag": "div", "text": _text(clip(plain(message.summary), SUMMARY))})
-    if message.fields:
-        lines = [f"{label}: {clip(plain(value), FIELD)}" for label, value in message.fields]
+    fields = lasting_fields(message, language)
+    if fields:
+        lines = [f"{label}: {clip(plain(value), FIELD)}" for label, value in fields]
         elements.append({"tag": "div", "element_id": "fields", "text": _text("\n".join(lines))})
     built: dict[str, Any] = {
         "schema": "2.0",
@@ -166,13 +167,25 @@ def answered(
 ) -> dict[str, Any]:
     """`sent` (a card as `card` made it) after somebody acted: `line` ("认领: 王工 14:03")
     above the actions, and only the actions still meaningful (none once `closed`)."""
+    actions = () if closed else CLAIMED_ACTIONS
+    return redrawn(sent, line, incident_id, language, actions)
+
+
+def redrawn(
+    sent: dict[str, Any],
+    line: str,
+    incident_id: str,
+    language: Language,
+    actions: tuple[CardAction, ...],
+) -> dict[str, Any]:
+    """`sent` with `line` above `actions` (an incident reopened: all of them again)."""
     updated: dict[str, Any] = json.loads(json.dumps(sent))
     elements = [e for e in updated["body"]["elements"] if e.get("element_id") != "status"]
     status = {"tag": "div", "element_id": "status", "text": _text(clip(line, LINE))}
     at = next((i for i, e in enumerate(elements) if e.get("element_id") == "actions"), None)
     elements.insert(len(elements) if at is None else at, status)
     updated["body"]["elements"] = elements
-    _set_actions(updated, incident_id, language, () if closed else CLAIMED_ACTIONS)
+    _set_actions(updated, incident_id, language, actions)
     return updated
 
 

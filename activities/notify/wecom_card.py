@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from activities.notify.cards import CLAIMED_ACTIONS, LABELS, OPEN_ACTIONS, plain
+from activities.notify.cards import CLAIMED_ACTIONS, LABELS, OPEN_ACTIONS, lasting_fields, plain
 from activities.notify.texts import Message, clip
 from activities.notify.wecom import content
 from riskflow.config.channels import WeComAppChannel
@@ -78,7 +78,7 @@ def card(
         "task_id": task,
         "horizontal_content_list": [
             {"keyname": clip(label, KEYNAME), "value": clip(plain(value), VALUE)}
-            for label, value in message.fields[:MAX_FIELDS]
+            for label, value in lasting_fields(message, language)[:MAX_FIELDS]
         ],
         "button_selection": {
             "question_key": ETA_QUESTION,

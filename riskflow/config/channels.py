@@ -122,7 +122,10 @@ class WeComAppChannel(_HttpChannel):
         _callback_secrets(self, "wecom_app", ("callback_token", "callback_aes_key"))
         key = self.callback_aes_key
         if key is not None and len(key.get_secret_value()) != 43:
-            raise ValueError("'callback_aes_key' (EncodingAESKey) has 43 characters")
+            got = len(key.get_secret_value())
+            raise ValueError(
+                f"'callback_aes_key' (EncodingAESKey) must have 43 characters, not {got}"
+            )
         return self
 
 

@@ -297,7 +297,10 @@ async def _start(app: web.Application, click: CardClick) -> Started:
         CARD_CLICKS.labels(click.vendor, "duplicate").inc()
         return "duplicate"
     except (RPCError, TimeoutError) as exc:
-        logger.error("click %s on %s not taken: %s", click.event_id, click.channel, exc)
+        why = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        logger.warning(
+            "click %s on %s not taken by Temporal: %s", click.event_id, click.channel, why
+        )
         return "unavailable"
     return "started"
 

@@ -72,7 +72,7 @@ class AppCards:
             if shown > rank:
                 continue  # the card already shows a later state
             try:
-                await self._redraw_one(field, outcome)
+                await self._redraw_one(field, outcome, click if field == own else None)
             except Refused as exc:
                 if exc.retryable:
                     busy.append(exc)
@@ -86,12 +86,15 @@ class AppCards:
         if busy:
             raise busy[0]
 
-    async def _redraw_one(self, field: str, outcome: ClickOutcome) -> None:
+    async def _redraw_one(self, field: str, outcome: ClickOutcome, click: CardClick | None) -> None:
+        """One card redrawn; `click` when it is the pressed card (its presser's own view of a
+        DingTalk card is redrawn too)."""
         vendor, channel, card_id = field.split("|", 2)
         if vendor == "feishu":
             await self._feishu.redraw(channel, card_id, outcome)
         elif vendor == "dingtalk":
-            await self._dingtalk.redraw(channel, card_id, outcome)
+            presser = click.card_ref.get("userid", "") if click is not None else ""
+            await self._dingtalk.redraw(channel, card_id, outcome, presser)
 
 
 def _text(value: bytes | str) -> str:

@@ -139,7 +139,8 @@ class ClickActivities:
             return self._refused(str(exc), "en", "refused", why=button.incident_id[:40])
         lang = self._language(view)
         if person is None:
-            return self._refused(f"unknown {click.vendor} user {click.user_ids}", lang, "stranger")
+            detail = f"unknown {click.vendor} user {click.user_ids}"
+            return self._refused(detail, lang, "stranger", view)
         if not person.may(view.site_id, Role.OPERATOR):
             detail = f"{person.id} may not operate at site {view.site_id}"
             return self._refused(detail, lang, "forbidden", view, person)
@@ -164,7 +165,9 @@ class ClickActivities:
                 language=lang,
             )
         eta = self._eta(click) if button.action == "on_my_way" else None
-        text = f"from {VENDOR_NAMES[click.vendor]}" + (f", arriving in {eta} min" if eta else "")
+        pressed = self._clock(view, click.at, seconds=True)  # it may act later (an outage)
+        text = f"from {VENDOR_NAMES[click.vendor]}, pressed {pressed}"
+        text += f", arriving in {eta} min" if eta else ""
         if button.reason is not None:
             text += f", false alarm: {button.reason}"
         try:
@@ -253,14 +256,15 @@ class ClickActivities:
         site = self._sites(view.site_id)
         return site.language if site is not None else "en"
 
-    def _clock(self, view: IncidentView, at: float) -> str:
-        """`at` on the site's wall clock, HH:MM."""
+    def _clock(self, view: IncidentView, at: float, seconds: bool = False) -> str:
+        """`at` on the site's wall clock, HH:MM (HH:MM:SS)."""
         site = self._sites(view.site_id)
         try:
             zone = ZoneInfo(site.timezone if site is not None else "UTC")
         except (ZoneInfoNotFoundError, ValueError):
             zone = ZoneInfo("UTC")
-        return datetime.fromtimestamp(at, UTC).astimezone(zone).strftime("%H:%M")
+        shape = "%H:%M:%S" if seconds else "%H:%M"
+        return datetime.fromtimestamp(at, UTC).astimezone(zone).strftime(shape)
 
     @staticmethod
     def _eta(click: CardClick) -> int:

@@ -39,9 +39,9 @@ from activities.notify.errors import Refused
 from riskflow.config.channels import DingTalkAppChannel
 from riskflow.contracts.card_actions import ETA_QUESTION, KEY_PREFIX, CardClick, ClickOutcome
 from riskflow.infra.redis import RedisClient
-from riskflow.names import app_card_key
+from riskflow.names import card_told_key
 from workers.callbacks.dingtalk_crypto import timestamp_seconds, verify_card_callback
-from workers.callbacks.rejection import CallbackRejected
+from workers.callbacks.rejection import CallbackRejected, within
 
 logger = logging.getLogger(__name__)
 CARD_EVENT = "actionCallback"
@@ -68,8 +68,7 @@ class DingTalkReceiver:
         if not (timestamp and signature):
             raise CallbackRejected("malformed", f"{TIMESTAMP} and {SIGNATURE} are required")
         sent = timestamp_seconds(timestamp)
-        if abs(now - sent) > window:
-            raise CallbackRejected("stale", f"signed {now - sent:.0f}s from now")
+        within(sent, now, window)
         verify_card_callback(self.secret, timestamp, signature)
         return self._read(_json_object(body), timestamp, sent)
 
@@ -145,10 +144,6 @@ def _param(value: Any) -> str | None:
     return None
 
 
-def _told_key(channel: str, track: str) -> str:
-    return app_card_key(channel, track) + ":told"
-
-
 class DingTalkCards:
     """How DingTalk cards are told a click's outcome (`workers.callbacks.cards.AppCards`)."""
 
@@ -165,15 +160,18 @@ class DingTalkCards:
             return
         mine = {"status": dingtalk_card.status(outcome.line)}
         mine |= {"state": "reasons"} if outcome.reasons else {}
+        async with asyncio.timeout(5):  # first: a redraw once they see it must include them
+            await self._redis.sadd(card_told_key(click.channel, track), user)
+            await self._redis.expire(card_told_key(click.channel, track), CARD_TTL_SECONDS)
         await receiver.api.update(dingtalk_card.update(track, private={user: mine}))
-        async with asyncio.timeout(5):
-            await self._redis.sadd(_told_key(click.channel, track), user)
-            await self._redis.expire(_told_key(click.channel, track), CARD_TTL_SECONDS)
 
-    async def redraw(self, channel: str, track: str, outcome: ClickOutcome) -> None:
+    async def redraw(
+        self, channel: str, track: str, outcome: ClickOutcome, presser: str = ""
+    ) -> None:
         """The card's state and line for everyone; then, one by one, for those told something
-        alone before (their own data would hide it). One of them gone from the organisation
-        (`param.userIdNotExist`) does not keep it from the others."""
+        alone before and the `presser` of this card (their own data would hide it). One of
+        them gone from the organisation (`param.userIdNotExist`) does not keep it from the
+        others."""
         receiver = self._receivers.get(channel)
         if receiver is None:
             return
@@ -182,8 +180,11 @@ class DingTalkCards:
             "state": "closed" if outcome.closed else "claimed",
         }
         await receiver.api.update(dingtalk_card.update(track, public))
-        for raw in await self._redis.smembers(_told_key(channel, track)):
-            user = raw.decode() if isinstance(raw, bytes) else str(raw)
+        told = {
+            r.decode() if isinstance(r, bytes) else str(r)
+            for r in await self._redis.smembers(card_told_key(channel, track))
+        }
+        for user in sorted(told | ({presser} if presser else set())):
             try:
                 await receiver.api.update(dingtalk_card.update(track, private={user: public}))
             except Refused as exc:

@@ -42,7 +42,7 @@ from riskflow.contracts.card_actions import (
     ClickOutcome,
 )
 from workers.callbacks.feishu_crypto import FeishuCrypto
-from workers.callbacks.rejection import CallbackRejected
+from workers.callbacks.rejection import CallbackRejected, signed_at
 
 CARD_EVENT = "card.action.trigger"
 HEADERS = ("X-Lark-Request-Timestamp", "X-Lark-Request-Nonce", "X-Lark-Signature")
@@ -73,12 +73,7 @@ class FeishuReceiver:
                 ) from None
         if not (timestamp and nonce and signature):
             raise CallbackRejected("malformed", "the X-Lark-Request-* headers are required")
-        try:
-            sent = int(timestamp)  # never float(): "nan" would pass any window
-        except ValueError:
-            raise CallbackRejected("malformed", f"timestamp {timestamp[:20]!r}") from None
-        if abs(now - sent) > window:
-            raise CallbackRejected("stale", f"signed {now - sent:.0f}s from now")
+        signed_at(timestamp, now, window)
         return self.crypto.open(timestamp, nonce, signature, body)
 
     def click(self, callback: Mapping[str, Any], now: float) -> CardClick | None:

@@ -148,7 +148,7 @@ async def listening(
         activities = ClickActivities(client, redis, settings.people, sites.get, cards)
         async with click_worker(client, activities, click_queue):
             app = build_app(found, client, redis, settings.callbacks, click_queue=click_queue)
-            runner = web.AppRunner(app)
+            runner = web.AppRunner(app, access_log=None)  # refusals log themselves, paced
             await runner.setup()
             chosen = settings.callbacks.port if port is None else port
             await web.TCPSite(runner, settings.callbacks.host, chosen).start()

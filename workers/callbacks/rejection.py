@@ -24,3 +24,21 @@ class CallbackRejected(Exception):
     def __init__(self, reason: Reason, detail: str = "") -> None:
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason: Reason = reason
+
+
+def within(sent: float, now: float, window: float) -> None:
+    """`CallbackRejected("stale")` when a request signed at `sent` (epoch seconds) is more
+    than `window` seconds from `now`: outside the replay window."""
+    if abs(now - sent) > window:
+        raise CallbackRejected("stale", f"signed {now - sent:.0f}s from now")
+
+
+def signed_at(timestamp: str, now: float, window: float) -> int:
+    """A timestamp parameter in whole epoch seconds, within the replay window; never read
+    as a float ("nan" would pass any window)."""
+    try:
+        sent = int(timestamp)
+    except ValueError:
+        raise CallbackRejected("malformed", f"timestamp {timestamp[:20]!r}") from None
+    within(sent, now, window)
+    return sent

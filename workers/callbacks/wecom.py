@@ -35,7 +35,7 @@ from riskflow.config.channels import WeComAppChannel
 from riskflow.contracts.card_actions import CardClick, ClickOutcome
 from riskflow.infra.redis import RedisClient
 from riskflow.names import app_card_key
-from workers.callbacks.rejection import CallbackRejected
+from workers.callbacks.rejection import CallbackRejected, signed_at
 from workers.callbacks.wecom_crypto import WeComCrypto
 
 logger = logging.getLogger(__name__)
@@ -134,12 +134,7 @@ def _signed(query: Mapping[str, str], now: float, window: float) -> tuple[str, s
     )
     if not (signature and timestamp and nonce):
         raise CallbackRejected("malformed", "msg_signature, timestamp and nonce are required")
-    try:
-        sent = int(timestamp)  # never float(): "nan" would pass any window
-    except ValueError:
-        raise CallbackRejected("malformed", f"timestamp {timestamp[:20]!r}") from None
-    if abs(now - sent) > window:
-        raise CallbackRejected("stale", f"signed {now - sent:.0f}s from now")
+    signed_at(timestamp, now, window)
     return signature, timestamp, nonce
 
 

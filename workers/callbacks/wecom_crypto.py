@@ -54,7 +54,8 @@ class WeComCrypto:
 
     def __init__(self, token: str, encoding_aes_key: str, receive_id: str) -> None:
         if len(encoding_aes_key) != 43:
-            raise ValueError("an EncodingAESKey has 43 characters")
+            got = len(encoding_aes_key)
+            raise ValueError(f"an EncodingAESKey must have 43 characters, not {got}")
         try:
             self._key = base64.b64decode(encoding_aes_key + "=", validate=True)
         except binascii.Error as exc:
