@@ -5,7 +5,9 @@ channels, `/callbacks/wecom/<channel>` (GET: the URL check; POST: events),
 
 - Bodies up to 64 KiB (413 beyond). A click is checked: signature, replay window,
   decryption, corp and app (`CallbackRejected`: 400 with the reason); the same signed
-  request seen again within twice the window is `replayed` (400). Every refusal is counted
+  request seen again within twice the window is a redelivery, answered as taken and acting
+  nothing (`duplicate`), and its signature with another body is `replayed` (400). Every
+  refusal is counted
   `rejected`; beyond `callbacks.max_requests_per_second` refusals a second on a channel they
   are answered 429 and not logged. Clicks that pass their checks are never paced: a flood
   of junk cannot hold one up.
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import time
 from collections import deque
@@ -141,9 +144,12 @@ async def wecom_event(request: web.Request) -> web.Response:
     try:
         click = receiver.click(request.query, body, request.app[CLOCK](), window)
         replay_key = callback_replay_key(receiver.name, request.query.get("msg_signature", ""))
-        await _first_sight(request.app, replay_key)
+        first = await _first_sight(request.app, replay_key, body)
     except CallbackRejected as exc:
         return _refused(request.app, "wecom", receiver.name, exc)
+    if click is not None and not first:
+        CARD_CLICKS.labels("wecom", "duplicate").inc()
+        return web.Response(text="")
     if click is None or await _accepted(request.app, click, replay_key):
         return web.Response(text="")
     return web.Response(status=503, text="try again")
@@ -160,9 +166,12 @@ async def feishu_event(request: web.Request) -> web.Response:
         click = receiver.click(callback, now)
         signature = request.headers.get("X-Lark-Signature", "")
         replay_key = callback_replay_key(receiver.name, signature.lower())
-        await _first_sight(request.app, replay_key)
+        first = await _first_sight(request.app, replay_key, body)
     except CallbackRejected as exc:
         return _refused(request.app, "feishu", receiver.name, exc)
+    if click is not None and not first:
+        CARD_CLICKS.labels("feishu", "duplicate").inc()
+        return web.json_response({})
     if click is None or await _accepted(request.app, click, replay_key):
         return web.json_response({})
     return web.json_response({"code": 503, "msg": "try again"}, status=503)
@@ -176,9 +185,12 @@ async def dingtalk_event(request: web.Request) -> web.Response:
         click = receiver.click(request.headers, body, now, window)
         signature = request.headers.get("x-ddpaas-signature", "")
         replay_key = callback_replay_key(receiver.name, signature.strip())
-        await _first_sight(request.app, replay_key)
+        first = await _first_sight(request.app, replay_key, body)
     except CallbackRejected as exc:
         return _refused(request.app, "dingtalk", receiver.name, exc)
+    if click is not None and not first:
+        CARD_CLICKS.labels("dingtalk", "duplicate").inc()
+        return web.json_response({})
     if click is None or await _accepted(request.app, click, replay_key):
         return web.json_response({})
     return web.json_response({"code": "unavailable", "message": "try again"}, status=503)
@@ -189,9 +201,7 @@ async def take(app: web.Application, click: CardClick, seen: str) -> bool:
     once per `seen` (its message id): seen before and kept, True at once; False when it
     could not be kept now (the vendor pushes it again)."""
     replay_key = callback_replay_key(click.channel, seen)
-    try:
-        await _first_sight(app, replay_key)
-    except CallbackRejected:
+    if not await _first_sight(app, replay_key):
         CARD_CLICKS.labels(click.vendor, "duplicate").inc()
         return True
     return await _accepted(app, click, replay_key)
@@ -247,21 +257,28 @@ async def drain_outbox(app: web.Application, every_seconds: float = 2.0) -> None
             await app[REDIS].hdel(_outbox(app), parked_id)
 
 
-async def _first_sight(app: web.Application, key: str) -> None:
-    """`CallbackRejected("replayed")` for a signed request seen before (while its timestamp
-    could still pass the window). Redis unreachable: let it pass (a click's workflow id
-    still acts on it once)."""
+async def _first_sight(app: web.Application, key: str, body: bytes = b"") -> bool:
+    """Whether a signed request is seen for the first time (while its timestamp could still
+    pass the window): False when the very same request (`body` too) was seen before, a
+    redelivery, answered as taken; `CallbackRejected("replayed")` when its signature comes
+    back with another body (DingTalk signs only the time). Redis unreachable: let it pass
+    (a click's workflow id still acts on it once)."""
     ttl = int(2 * app[SETTINGS].replay_window_seconds) + 1
+    digest = hashlib.sha256(body).hexdigest()
     try:
         async with asyncio.timeout(REDIS_SECONDS):
-            first = await app[REDIS].set(key, "1", nx=True, ex=ttl)
+            first = await app[REDIS].set(key, digest, nx=True, ex=ttl)
+            seen = None if first else await app[REDIS].get(key)
     except Exception as exc:
         if not store_outage(exc):
             raise
         logger.warning("replay check skipped, Redis unreachable: %s", exc)
-        return
-    if not first:
-        raise CallbackRejected("replayed", "this signed request was seen before")
+        return True
+    if first:
+        return True
+    if seen is not None and (seen.decode() if isinstance(seen, bytes) else seen) == digest:
+        return False
+    raise CallbackRejected("replayed", "this signature was seen before with another body")
 
 
 async def _forget(app: web.Application, key: str) -> None:
