@@ -7,10 +7,14 @@ told why on that person's card. Valkey, the local broker and the fake DashScope 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
+import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -35,27 +39,22 @@ from riskflow.infra.endpoints import Endpoints
 from riskflow.infra.metrics import CARD_CLICKS
 from riskflow.names import card_click_outbox_key, card_click_workflow_id
 from tests.app_worlds import Parts, app_stack, fall_opened
-from tests.conftest import DashScopeAdmin, eventually
+from tests.conftest import DashScopeAdmin, cli_env, eventually
 from tests.test_incident_workflow import QUIET_CHECK, Recorder, until
 from workers.callbacks.wecom_crypto import WeComCrypto
 
 APP = "shift-app"
 AES_KEY = "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C"
-CHANNELS = NotificationSettings.model_validate(
-    {
-        "channels": {
-            APP: {
-                "type": "wecom_app",
-                "corp_id": "ww5823bf96d3bd56c7",
-                "agent_id": 1000002,
-                "secret": "app-secret",
-                "to_users": ["WangGong", "LiWei", "Zhao", "MaLi"],
-                "callback_token": "cb-token",
-                "callback_aes_key": AES_KEY,
-            }
-        }
-    }
-)
+APP_SPEC = {  # literal secrets: the simulator's
+    "type": "wecom_app",
+    "corp_id": "ww5823bf96d3bd56c7",
+    "agent_id": 1000002,
+    "secret": "app-secret",
+    "to_users": ["WangGong", "LiWei", "Zhao", "MaLi"],
+    "callback_token": "cb-token",
+    "callback_aes_key": AES_KEY,
+}
+CHANNELS = NotificationSettings.model_validate({"channels": {APP: APP_SPEC}})
 PEOPLE = PeopleDirectory.model_validate(
     [
         {
@@ -378,6 +377,70 @@ async def test_a_click_made_while_the_programs_restart_is_acted_on_when_they_are
     await eventually(claimed, within=60)
     acked = [e for e in (await until(handle, lambda v: True)).timeline if e.kind == "acknowledged"]
     assert len(acked) == 1
+
+
+@pytest.mark.timeout(240)
+async def test_a_click_made_while_the_incident_worker_is_killed_9_acts_when_it_returns(
+    world: World, settings: Settings, client: Client, task_queue: str, tmp_path: Path, unique: str
+) -> None:
+    """The incident worker is a process of its own (`riskflow worker run`), killed with -9
+    after the card went out; Claim is pressed while it is down: the listener takes the
+    click, and when a worker is back the incident is acknowledged, once, and the card
+    updated."""
+    await world.parts.stop_worker()  # the in-process one: this test's worker is a process
+    env = {
+        **cli_env(settings),
+        "RISKFLOW_TEMPORAL__TASK_QUEUE": task_queue,
+        "RISKFLOW_METRICS__ENABLED": "false",
+        "RISKFLOW_NOTIFICATIONS": json.dumps({"channels": {APP: APP_SPEC}}),
+        "RISKFLOW_LOCAL__RECEIVER_PORT": world.admin.rsplit(":", 1)[1],
+    }
+    workers: list[asyncio.subprocess.Process] = []
+
+    async def spawn() -> None:
+        log = tmp_path / f"worker-{len(workers)}.log"
+        workers.append(
+            await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "cli",
+                "worker",
+                "run",
+                env=env,
+                stdout=log.open("wb"),
+                stderr=subprocess.STDOUT,
+            )
+        )
+
+        async def polling() -> bool:
+            assert workers[-1].returncode is None, log.read_text(errors="replace")[-2000:]
+            return b"worker on " in log.read_bytes()
+
+        await eventually(polling, within=120)
+
+    await spawn()
+    try:
+        handle, view, card = await fall_told(world, client, task_queue, f"wx-{unique}")
+        workers[-1].send_signal(signal.SIGKILL)
+        await workers[-1].wait()
+        answer = await world.click(card, "WangGong", "claim")
+        assert [d["status"] for d in answer["deliveries"]] == [200]  # taken meanwhile
+        await spawn()
+        view = await until(handle, lambda v: v.state == IncidentState.ACKNOWLEDGED)
+        assert view.acknowledged_by == "wang.gong"
+
+        async def claimed() -> bool:
+            now = (await world.by_task(card["task_id"]))["card"]
+            return now["main_title"].get("desc", "").startswith("认领: 王工")
+
+        await eventually(claimed, within=60)
+        acked = await until(handle, lambda v: True)
+        assert [e.kind for e in acked.timeline].count("acknowledged") == 1
+    finally:
+        for worker in workers:
+            if worker.returncode is None:
+                worker.send_signal(signal.SIGKILL)
+                await worker.wait()
 
 
 @pytest.mark.timeout(120)
