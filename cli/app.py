@@ -22,6 +22,7 @@ from cli import (
     edge,
     incidents,
     keys,
+    oncall,
     pipeline,
     replay,
     services,
@@ -51,6 +52,7 @@ app.add_typer(replay.app, name="replay", no_args_is_help=True)
 app.add_typer(console_cli.app, name="console", no_args_is_help=True)
 app.add_typer(incidents.app, name="incidents", no_args_is_help=True)
 app.add_typer(callbacks.app, name="callbacks", no_args_is_help=True)
+app.add_typer(oncall.app, name="oncall", no_args_is_help=True)
 app.command("demo")(demo.demo)
 app.command("up")(services.up)
 app.command("down")(services.down)

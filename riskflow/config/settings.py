@@ -25,6 +25,7 @@ from riskflow.config.edge import CameraConfig, EdgeSettings
 from riskflow.config.incidents import IncidentConfig
 from riskflow.config.keys import KeysConfig
 from riskflow.config.llm import AggregateSettings, AssessmentPolicy, LLMSettings
+from riskflow.config.oncall import OnCallSettings
 from riskflow.config.people import PeopleDirectory
 from riskflow.config.prices import PriceTable
 from riskflow.config.redis import is_cluster_url, parse_cluster_url
@@ -94,6 +95,8 @@ class Settings(BaseSettings):
     people: PeopleDirectory = Field(
         default_factory=PeopleDirectory, description="config/people.yaml"
     )
+    # after sites and people: its validator reads both
+    oncall: OnCallSettings = Field(default_factory=OnCallSettings, description="rosters")
     config_dir: Path = Path("config")
 
     @field_validator("cameras")
@@ -140,6 +143,25 @@ class Settings(BaseSettings):
     def incident_config(self, camera_id: str) -> IncidentConfig:
         """The incident behaviour of a camera: its site's, else the default `incidents:`."""
         return self.site(camera_id).incidents or self.incidents
+
+    @field_validator("oncall")
+    @classmethod
+    def _rosters_name_known_sites_and_people(
+        cls, oncall: OnCallSettings, info: ValidationInfo
+    ) -> OnCallSettings:
+        """A roster's site is configured and everyone it names is in the people directory."""
+        sites: list[SiteConfig] | None = info.data.get("sites")
+        people: PeopleDirectory | None = info.data.get("people")
+        for roster in oncall.rosters:
+            if sites is not None and roster.site not in {DEFAULT_SITE_ID, *(s.id for s in sites)}:
+                raise ValueError(f"roster {roster.id!r}: site {roster.site!r} is not configured")
+            if people is not None:
+                unknown = sorted(p for p in roster.people() if people.by_id(p) is None)
+                if unknown:
+                    raise ValueError(
+                        f"roster {roster.id!r} names people not in people.yaml: {unknown}"
+                    )
+        return oncall
 
     @field_validator("people")
     @classmethod

@@ -100,6 +100,11 @@ def check_sites(sites: list[SiteConfig]) -> list[SiteConfig]:
     return sites
 
 
+def site_timezone(sites: list[SiteConfig], site_id: str) -> str:
+    """The IANA time zone of site `site_id` (UTC for an unknown site, as the default site)."""
+    return next((s.timezone for s in sites if s.id == site_id), DEFAULT_SITE.timezone)
+
+
 def site_of(sites: list[SiteConfig], camera_id: str) -> SiteConfig:
     """The site that lists `camera_id`, else the site with id `default` if configured, else
     `DEFAULT_SITE`."""
