@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -153,17 +154,17 @@ async def test_a_late_update_never_draws_an_earlier_state_over_a_later_one(
     assert await redis.hget(incident_cards_key(incident), "feishu|ops|om_1") == b"2"
 
 
-async def test_an_eta_run_out_with_the_hazard_still_there_reopens_the_earlier_cards(
+async def test_an_eta_run_out_reopens_the_earlier_cards_and_a_close_closes_them(
     redis: Redis, tmp_path: Path, unique: str
 ) -> None:
-    """ "On my way, 5 min" and the camera still shows the fall when they run out: the
-    "still present" message goes out, and the cards that said "on the way" show the
-    incident open again, every button back (Feishu and DingTalk; WeCom cannot be changed
-    without a click)."""
+    """ "On my way, 5 min" and the camera still shows the fall when they run out: the "still
+    present" message goes out, and the cards that said "on the way" show the incident open
+    again, every button back; resolved from the console: the closing message closes them
+    (Feishu and DingTalk; WeCom cards change only with a click)."""
     receiver = Receiver("127.0.0.1", free_port(), free_port(), tmp_path / "cert.pem")
     secrets = ChannelSecrets.from_config(CHANNELS, {})
     await receiver.start(CHANNELS, secrets)
-    incident = f"cam1-hazard-{unique}"
+    incident, key = f"cam1-hazard-{unique}", incident_cards_key(f"cam1-hazard-{unique}")
     try:
         async with fresh_connection_session() as session:
             notify = NotifyActivities(
@@ -174,42 +175,43 @@ async def test_an_eta_run_out_with_the_hazard_still_there_reopens_the_earlier_ca
                 secrets,
                 receiver.url,  # type: ignore[arg-type]
             )
-            for name in (fs.APP, ding.APP):
-                opened = request(
-                    idempotency_key=f"{incident}:L0:{name}", channel=name, incident_id=incident
-                )
-                await notify.apps.send(
-                    opened, render(opened), CHANNELS.channels[name], _base(receiver, name)
-                )
-            key = incident_cards_key(incident)
-            listed = {f.decode(): r for f, r in (await redis.hgetall(key)).items()}
+
+            async def told(kind: str) -> None:
+                for name in (fs.APP, ding.APP):
+                    sent = request(
+                        idempotency_key=f"{incident}:{kind}:{name}",
+                        channel=name,
+                        incident_id=incident,
+                        kind=kind,
+                    )
+                    base = local_receiver_url(CHANNELS.channels[name].type, name, receiver.url)
+                    await notify.apps.send(sent, render(sent), CHANNELS.channels[name], base)
+
+            await told("opened")
+            listed = [f.decode() for f in await redis.hkeys(key)]
             assert {f.split("|")[0] for f in listed} == {"feishu", "dingtalk"}
             for field in listed:  # claimed, as a click would have drawn them
                 await redis.hset(key, field, "1")
-            for name in (fs.APP, ding.APP):
-                again = request(
-                    idempotency_key=f"{incident}:follow-up:{name}",
-                    channel=name,
-                    incident_id=incident,
-                    kind="still_present",
-                )
-                await notify.apps.send(
-                    again, render(again), CHANNELS.channels[name], _base(receiver, name)
-                )
+            ids = {f.split("|")[0]: f.split("|")[2] for f in listed}
+            await told("still_present")
             assert set((await redis.hgetall(key)).values()) == {b"0"}
-        async with aiohttp.ClientSession() as http:
-            async with http.get(f"{receiver.url}/admin/feishu-app/cards?channel={fs.APP}") as r:
-                messages = [m for m in await r.json() if fs.incident_of(m) == incident]
-            async with http.get(f"{receiver.url}/admin/dingtalk-app/cards?channel={ding.APP}") as r:
-                cards = [c for c in await r.json() if c["public"].get("incident_id") == incident]
-        first = messages[0]  # the opened card, redrawn
-        assert set(first["pressable"]) == {"claim", "on_my_way", "false_alarm", "resolve"}
-        assert fs.status_of(first) != ""
-        assert cards[0]["public"]["state"] == "open" and cards[0]["public"]["status"] != ""
+            lark, ding_card = await _cards(receiver, ids)
+            assert set(lark["pressable"]) == {"claim", "on_my_way", "false_alarm", "resolve"}
+            assert fs.status_of(lark) != "" and ding_card["public"]["state"] == "open"
+
+            await told("resolved")
+            assert set((await redis.hgetall(key)).values()) == {b"2"}
+            lark, ding_card = await _cards(receiver, ids)
+            assert lark["pressable"] == [] and ding_card["public"]["state"] == "closed"
     finally:
         await receiver.stop()
 
 
-def _base(receiver: Receiver, name: str) -> str:
-    channel = CHANNELS.channels[name]
-    return local_receiver_url(channel.type, name, receiver.url)
+async def _cards(receiver: Receiver, ids: dict[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The Feishu message and the DingTalk card of `ids` (vendor -> card id), as they are."""
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{receiver.url}/admin/feishu-app/cards?channel={fs.APP}") as r:
+            messages = [m for m in await r.json() if m["message_id"] == ids["feishu"]]
+        async with http.get(f"{receiver.url}/admin/dingtalk-app/cards?channel={ding.APP}") as r:
+            cards = [c for c in await r.json() if c["out_track_id"] == ids["dingtalk"]]
+    return messages[0], cards[0]

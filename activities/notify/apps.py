@@ -42,6 +42,9 @@ from riskflow.names import app_card_key, card_told_key, incident_cards_key
 
 logger = logging.getLogger(__name__)
 SEND_CONCURRENCY = 5  # Feishu: 50 calls a second per app, 5 a second per chat or person
+OPEN, CLOSED = 0, 2  # a card's rank (`incident_cards_key`; workers.callbacks.cards)
+# Messages that change the incident's earlier cards: the rank they are redrawn to.
+REDRAWN_BY = {"still_present": OPEN, "resolved": CLOSED, "dismissed": CLOSED}
 
 
 def _delivered(
@@ -122,71 +125,78 @@ class AppSenders:
             detail = await self._send_feishu(request, message, channel, base)
         else:
             detail = await self._send_dingtalk(request, message, channel, base)
-        if request.kind == "still_present":
+        rank = REDRAWN_BY.get(request.kind)
+        if rank is not None:
             try:
-                await self._reopen(request, message, channel, base)
-            except Exception as exc:  # the message went: cards not reopened are no failure
+                await self._redraw_cards(request, message, channel, base, rank)
+            except Exception as exc:  # the message went: cards not redrawn are no failure
                 if not store_outage(exc):
                     raise
-                logger.warning("%s: earlier cards not reopened: %s", request.channel, exc)
+                logger.warning("%s: earlier cards not redrawn: %s", request.channel, exc)
         return detail
 
-    async def _reopen(
+    async def _redraw_cards(
         self,
         request: NotificationRequest,
         message: Message,
         channel: FeishuAppChannel | DingTalkAppChannel,
         base: str,
+        rank: int,
     ) -> None:
-        """The incident is open again (an acknowledgement's ETA ran out with the hazard still
-        there): the channel's earlier cards of it, which say "on the way", show it open again,
-        with every button (a card is not redrawn back otherwise: `incident_cards_key`'s rank
-        goes down only here). A card that cannot be redrawn is logged, not a failed send."""
+        """The incident changed without a click: open again (an acknowledgement's ETA ran out
+        with the hazard still there: every button back; a card's rank goes down only here),
+        or closed (from the console or the CLI: no buttons left). The channel's earlier cards
+        of it say so, with the message's title as their line. A card that cannot be redrawn
+        is logged, not a failed send."""
         key = incident_cards_key(request.incident_id)
         line, vendor = (
             message.title(plain),
             "feishu" if isinstance(channel, FeishuAppChannel) else "dingtalk",
         )
-        for raw, rank in (await self._redis.hgetall(key)).items():
+        for raw, shown in (await self._redis.hgetall(key)).items():
             field = raw.decode() if isinstance(raw, bytes) else str(raw)
             found, name, card_id = field.split("|", 2)
-            if (found, name) != (vendor, request.channel) or int(rank) == 0:
+            if (found, name) != (vendor, request.channel) or int(shown) == rank:
                 continue
             try:
                 if isinstance(channel, FeishuAppChannel):
-                    await self._reopen_feishu(request, channel, base, card_id, line)
+                    await self._redraw_feishu(request, channel, base, card_id, line, rank)
                 else:
-                    await self._reopen_dingtalk(request, channel, base, card_id, line)
+                    await self._redraw_dingtalk(request, channel, base, card_id, line, rank)
             except (Refused, Uncertain) as exc:
-                logger.warning("%s: card %s not reopened: %s", request.channel, card_id, exc)
+                logger.warning("%s: card %s not redrawn: %s", request.channel, card_id, exc)
                 continue
-            await self._redis.hset(key, field, "0")
+            await self._redis.hset(key, field, str(rank))
 
-    async def _reopen_feishu(
+    async def _redraw_feishu(
         self,
         request: NotificationRequest,
         channel: FeishuAppChannel,
         base: str,
         card_id: str,
         line: str,
+        rank: int,
     ) -> None:
         sent = await self.kept(request.channel, card_id)
         if sent is None:
             return
-        card = redrawn(sent, line, request.incident_id, request.language, OPEN_ACTIONS)
+        actions = OPEN_ACTIONS if rank == OPEN else ()
+        card = redrawn(sent, line, request.incident_id, request.language, actions)
         await self.feishu(request.channel, channel, base).update(card_id, content(card))
         await self.keep(request.channel, card_id, card)
 
-    async def _reopen_dingtalk(
+    async def _redraw_dingtalk(
         self,
         request: NotificationRequest,
         channel: DingTalkAppChannel,
         base: str,
         card_id: str,
         line: str,
+        rank: int,
     ) -> None:
         app = self.dingtalk(request.channel, channel, base)
-        public = {"status": dingtalk_card.status(line), "state": "open"}
+        state = "open" if rank == OPEN else "closed"
+        public = {"status": dingtalk_card.status(line), "state": state}
         await app.update(dingtalk_card.update(card_id, public))
         for raw in await self._redis.smembers(card_told_key(request.channel, card_id)):
             user = raw.decode() if isinstance(raw, bytes) else str(raw)
