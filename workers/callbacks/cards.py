@@ -51,14 +51,16 @@ class AppCards:
         self._redis = redis
 
     async def tell(self, click: CardClick, outcome: ClickOutcome) -> None:
+        """The redraws first (a busy vendor fails them all to be tried again), then the
+        pressed WeCom card (its response code is single-use: told once, last)."""
+        if outcome.everyone and outcome.incident_id and outcome.line:
+            await self._redraw(click, outcome)
         if click.vendor == "wecom":
             await self._wecom.tell(click, outcome)  # the pressed card, presser or everyone
         elif not outcome.everyone and click.vendor == "feishu":
             await self._feishu.tell_presser(click, outcome)
         elif not outcome.everyone and click.vendor == "dingtalk":
             await self._dingtalk.tell_presser(click, outcome)
-        if outcome.everyone and outcome.incident_id and outcome.line:
-            await self._redraw(click, outcome)
 
     async def _redraw(self, click: CardClick, outcome: ClickOutcome) -> None:
         rank = RANKS["closed" if outcome.closed else "acknowledged"]
