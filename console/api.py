@@ -247,11 +247,9 @@ async def incident_action(
 ) -> ActionResult:
     """Act on an incident (operators and admins) through the incident workflow's update;
     the answer is the incident's new state. 409 when its state does not allow the action
-    (e.g. acknowledging a resolved incident, an empty comment); 400 for an ETA with
-    another action than acknowledge."""
-    eta = body.eta_minutes if body else None
-    if eta is not None and action != IncidentAction.ACKNOWLEDGE:
-        raise HTTPException(400, "eta_minutes goes with acknowledge only")
+    (e.g. acknowledging a resolved incident, an empty comment). `eta_minutes` is read by
+    acknowledge only."""
+    eta = body.eta_minutes if body and action == IncidentAction.ACKNOWLEDGE else None
     by = OperatorAction(by=principal.name, text=body.text if body else "", eta_minutes=eta)
     try:
         await show_incident(state.redis, incident_id)  # an unknown id never needs Temporal

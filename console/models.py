@@ -117,7 +117,8 @@ class IncidentDetail(BaseModel):
 class ActionBody(BaseModel):
     """What an action may carry: the comment's text, or the reason of a false alarm; for an
     acknowledgement, the minutes until the person is there (`eta_minutes`: the incident
-    looks at the camera again then, README "Acknowledged is not done")."""
+    looks at the camera again then, README "Acknowledged is not done"; other actions ignore
+    it)."""
 
     text: str = Field(default="", max_length=2000)
     eta_minutes: int | None = Field(default=None, ge=1, le=240)

@@ -210,7 +210,12 @@ class Supervisor:
             restarts=max(0, spawns - 1),
             exit_status=raw["exitstatus"] if exited else None,
             spawn_error=raw.get("spawnerr") or "",
-            last_error=last_error_line(self.layout.log(raw["name"]), since=raw["start"] or None),
+            # Running: only this run's errors (an earlier one is history). Given up or exited:
+            # the last error whatever its time (a failed start may print before logging is
+            # set up, without a time).
+            last_error=last_error_line(
+                self.layout.log(raw["name"]), since=(raw["start"] or None) if running else None
+            ),
         )
 
     def start_stopped(self) -> list[str]:
