@@ -143,6 +143,17 @@ def incident_cards_key(incident_id: str) -> str:
     return f"rf:cards:{{{incident_id}}}"
 
 
+def card_field(vendor: str, channel: str, card_id: str) -> str:
+    """A card's field in `incident_cards_key` (channel names never hold "|")."""
+    return f"{vendor}|{channel}|{card_id}"
+
+
+def card_of_field(field: str) -> tuple[str, str, str]:
+    """(vendor, channel, card id) of a `card_field`."""
+    vendor, channel, card_id = field.split("|", 2)
+    return vendor, channel, card_id
+
+
 def card_told_key(channel: str, card_id: str) -> str:
     """The people told something on a card by themselves (a set: DingTalk userids): their
     own view of it is redrawn whenever everyone's is."""

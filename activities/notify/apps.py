@@ -37,8 +37,14 @@ from riskflow.config.channels import (
     WeComAppChannel,
 )
 from riskflow.contracts.notifications import NotificationRequest
-from riskflow.infra.redis import FAIL_OPEN_SECONDS, RedisClient, store_outage
-from riskflow.names import app_card_key, card_told_key, incident_cards_key
+from riskflow.infra.redis import FAIL_OPEN_SECONDS, RedisClient, as_text, store_outage
+from riskflow.names import (
+    app_card_key,
+    card_field,
+    card_of_field,
+    card_told_key,
+    incident_cards_key,
+)
 
 logger = logging.getLogger(__name__)
 SEND_CONCURRENCY = 5  # Feishu: 50 calls a second per app, 5 a second per chat or person
@@ -154,8 +160,8 @@ class AppSenders:
             "feishu" if isinstance(channel, FeishuAppChannel) else "dingtalk",
         )
         for raw, shown in (await self._redis.hgetall(key)).items():
-            field = raw.decode() if isinstance(raw, bytes) else str(raw)
-            found, name, card_id = field.split("|", 2)
+            field = as_text(raw)
+            found, name, card_id = card_of_field(field)
             if (found, name) != (vendor, request.channel) or int(shown) == rank:
                 continue
             try:
@@ -199,7 +205,7 @@ class AppSenders:
         public = {"status": dingtalk_card.status(line), "state": state}
         await app.update(dingtalk_card.update(card_id, public))
         for raw in await self._redis.smembers(card_told_key(request.channel, card_id)):
-            user = raw.decode() if isinstance(raw, bytes) else str(raw)
+            user = as_text(raw)
             await app.update(dingtalk_card.update(card_id, private={user: public}))
 
     async def _send_wecom(
@@ -279,7 +285,7 @@ class AppSenders:
         key = incident_cards_key(incident_id)
         try:
             async with asyncio.timeout(FAIL_OPEN_SECONDS):
-                await self._redis.hsetnx(key, f"{vendor}|{channel}|{card_id}", "0")
+                await self._redis.hsetnx(key, card_field(vendor, channel, card_id), "0")
                 await self._redis.expire(key, CARD_TTL_SECONDS)
         except Exception as exc:
             if not store_outage(exc):

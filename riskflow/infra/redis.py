@@ -139,3 +139,9 @@ async def when_reachable(step: Callable[[], Awaitable[T]], within: float = 60.0)
             logger.warning("Redis unreachable (%s); retrying in %.1fs", exc, delay)
         await asyncio.sleep(delay)
         delay = min(delay * 2, 5.0)
+
+
+def as_text(value: bytes | str) -> str:
+    """A value read from Redis as text (clients built without `decode_responses` answer
+    bytes)."""
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -42,7 +42,7 @@ from temporalio.service import RPCError
 from riskflow.config.callbacks import CallbackSettings
 from riskflow.contracts.card_actions import CardClick
 from riskflow.infra.metrics import CARD_CLICKS
-from riskflow.infra.redis import RedisClient, store_outage
+from riskflow.infra.redis import RedisClient, as_text, store_outage
 from riskflow.names import (
     CARD_CLICK_QUEUE,
     callback_replay_key,
@@ -276,7 +276,7 @@ async def _first_sight(app: web.Application, key: str, body: bytes = b"") -> boo
         return True
     if first:
         return True
-    if seen is not None and (seen.decode() if isinstance(seen, bytes) else seen) == digest:
+    if seen is not None and as_text(seen) == digest:
         return False
     raise CallbackRejected("replayed", "this signature was seen before with another body")
 

@@ -20,8 +20,8 @@ import logging
 
 from activities.notify.errors import Refused, Uncertain
 from riskflow.contracts.card_actions import CardClick, ClickOutcome
-from riskflow.infra.redis import RedisClient
-from riskflow.names import incident_cards_key
+from riskflow.infra.redis import RedisClient, as_text
+from riskflow.names import card_field, card_of_field, incident_cards_key
 from workers.callbacks.dingtalk import DingTalkCards
 from workers.callbacks.feishu import FeishuCards
 from workers.callbacks.wecom import WeComCards
@@ -33,9 +33,9 @@ RANKS = {"open": 0, "acknowledged": 1, "closed": 2}
 def _own_card(click: CardClick) -> str | None:
     """The field of the pressed card in `incident_cards_key` (None: WeCom's, told apart)."""
     if click.vendor == "feishu" and click.card_ref.get("message_id"):
-        return f"feishu|{click.channel}|{click.card_ref['message_id']}"
+        return card_field("feishu", click.channel, click.card_ref["message_id"])
     if click.vendor == "dingtalk" and click.card_ref.get("out_track_id"):
-        return f"dingtalk|{click.channel}|{click.card_ref['out_track_id']}"
+        return card_field("dingtalk", click.channel, click.card_ref["out_track_id"])
     return None
 
 
@@ -65,7 +65,8 @@ class AppCards:
     async def _redraw(self, click: CardClick, outcome: ClickOutcome) -> None:
         rank = RANKS["closed" if outcome.closed else "acknowledged"]
         key = incident_cards_key(outcome.incident_id)
-        listed = {_text(f): int(_text(r)) for f, r in (await self._redis.hgetall(key)).items()}
+        hashed = await self._redis.hgetall(key)
+        listed = {as_text(f): int(as_text(r)) for f, r in hashed.items()}
         own = _own_card(click)
         if own is not None:
             listed.setdefault(own, RANKS["open"])
@@ -91,13 +92,9 @@ class AppCards:
     async def _redraw_one(self, field: str, outcome: ClickOutcome, click: CardClick | None) -> None:
         """One card redrawn; `click` when it is the pressed card (its presser's own view of a
         DingTalk card is redrawn too)."""
-        vendor, channel, card_id = field.split("|", 2)
+        vendor, channel, card_id = card_of_field(field)
         if vendor == "feishu":
             await self._feishu.redraw(channel, card_id, outcome)
         elif vendor == "dingtalk":
             presser = click.card_ref.get("userid", "") if click is not None else ""
             await self._dingtalk.redraw(channel, card_id, outcome, presser)
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

@@ -38,7 +38,7 @@ from activities.notify.dingtalk_app import DingTalkApp
 from activities.notify.errors import Refused
 from riskflow.config.channels import DingTalkAppChannel
 from riskflow.contracts.card_actions import ETA_QUESTION, KEY_PREFIX, CardClick, ClickOutcome
-from riskflow.infra.redis import RedisClient
+from riskflow.infra.redis import RedisClient, as_text
 from riskflow.names import card_told_key
 from workers.callbacks.dingtalk_crypto import timestamp_seconds, verify_card_callback
 from workers.callbacks.rejection import CallbackRejected, within
@@ -180,10 +180,7 @@ class DingTalkCards:
             "state": "closed" if outcome.closed else "claimed",
         }
         await receiver.api.update(dingtalk_card.update(track, public))
-        told = {
-            r.decode() if isinstance(r, bytes) else str(r)
-            for r in await self._redis.smembers(card_told_key(channel, track))
-        }
+        told = {as_text(r) for r in await self._redis.smembers(card_told_key(channel, track))}
         for user in sorted(told | ({presser} if presser else set())):
             try:
                 await receiver.api.update(dingtalk_card.update(track, private={user: public}))
